@@ -1,0 +1,109 @@
+//! `Provider` and `TlsStartup`: which service an account sends through and how TLS starts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+
+/// The service an account sends through (the guide's "SMTP OAuth Service Provider").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Any SMTP server, authenticated with a password (or not at all).
+    None,
+    /// Microsoft 365: SMTP with OAuth 2.0 (SASL XOAUTH2).
+    Microsoft,
+    /// Google: the Gmail REST API with OAuth 2.0.
+    Google,
+}
+
+impl Provider {
+    /// Every provider, in the order the guide lists them.
+    pub const ALL: [Provider; 3] = [Provider::Microsoft, Provider::Google, Provider::None];
+
+    /// The stable lowercase name used in the CLI and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::None => "none",
+            Provider::Microsoft => "microsoft",
+            Provider::Google => "google",
+        }
+    }
+
+    /// True for the providers that authenticate with OAuth access tokens.
+    pub fn uses_oauth(self) -> bool {
+        !matches!(self, Provider::None)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Provider {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" | "password" | "smtp" => Ok(Provider::None),
+            "microsoft" | "office365" | "outlook" | "m365" => Ok(Provider::Microsoft),
+            "google" | "gmail" => Ok(Provider::Google),
+            _ => Err(ValidationError::new(
+                "provider",
+                format!("`{}` is not a provider", text.escape_debug()),
+                "use one of microsoft, google, none",
+            )),
+        }
+    }
+}
+
+/// How TLS starts on an SMTP connection (the guide's "SSL or TLS Startup Method").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsStartup {
+    /// Implicit TLS on port 465, STARTTLS on every other port.
+    Auto,
+    /// Connect in plaintext and require STARTTLS.
+    #[serde(rename = "starttls")]
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+impl TlsStartup {
+    /// The stable lowercase name used in the CLI and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsStartup::Auto => "auto",
+            TlsStartup::StartTls => "starttls",
+            TlsStartup::Implicit => "implicit",
+        }
+    }
+}
+
+impl fmt::Display for TlsStartup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TlsStartup {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(TlsStartup::Auto),
+            "starttls" | "start-tls" | "start_tls" => Ok(TlsStartup::StartTls),
+            "implicit" | "ssl" | "smtps" => Ok(TlsStartup::Implicit),
+            _ => Err(ValidationError::new(
+                "tls startup",
+                format!("`{}` is not a TLS startup method", text.escape_debug()),
+                "use one of auto, starttls, implicit",
+            )),
+        }
+    }
+}

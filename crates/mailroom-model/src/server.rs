@@ -1,0 +1,271 @@
+//! Server settings, the providers' presets, and changes to settings that report what they
+//! ignored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{self, ValidationError};
+use crate::{Provider, Secret, TlsStartup};
+
+/// The default SMTP timeout of the setup guide, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u32 = 100_000;
+
+/// The Gmail API host; Google accounts always send there (use the app's `gmail-api-url`
+/// setting to point at a proxy or a test endpoint).
+pub const GMAIL_API_HOST: &str = "gmail.googleapis.com";
+
+/// Microsoft 365's SMTP submission host.
+pub const OFFICE365_SMTP_HOST: &str = "smtp.office365.com";
+
+/// How an account reaches its mail server. `Debug` never shows the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// The service the account sends through.
+    pub provider: Provider,
+    /// Server name or IP address.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// The guide's "Enable SMTP over SSL or TLS".
+    pub tls: bool,
+    /// The guide's "SSL or TLS Startup Method".
+    pub tls_startup: TlsStartup,
+    /// Bound on connecting and on every SMTP command, in milliseconds.
+    pub timeout_ms: u32,
+    /// The address (OAuth providers) or login name (password SMTP) the account
+    /// authenticates as. Empty for an OAuth account until its first sign-in fills it.
+    pub smtp_user: String,
+    /// The SMTP password; only provider `None` has one.
+    pub password: Option<Secret>,
+    /// Lets an OAuth account send its bearer token without TLS to a loopback address.
+    /// For test servers only; never allowed for other addresses.
+    pub allow_plaintext_loopback: bool,
+}
+
+/// A setting a provider ignores, with the reason; reported, never silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IgnoredSetting {
+    /// The setting's name in the user's terms.
+    pub setting: &'static str,
+    /// Why it has no effect.
+    pub reason: &'static str,
+}
+
+const GOOGLE_IGNORES: &str = "Google accounts send through the Gmail API over HTTPS";
+
+impl ServerSettings {
+    /// The preset of a provider, exactly the setup guide's table for Microsoft and Google.
+    ///
+    /// Provider `None` has no host preset (it must be given); it starts on the submission
+    /// port 587 with TLS required through STARTTLS.
+    pub fn preset(provider: Provider) -> Self {
+        let (host, port) = match provider {
+            Provider::Microsoft => (OFFICE365_SMTP_HOST, 587),
+            Provider::Google => (GMAIL_API_HOST, 443),
+            Provider::None => ("", 587),
+        };
+        Self {
+            provider,
+            host: host.to_owned(),
+            port,
+            tls: true,
+            tls_startup: TlsStartup::Auto,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            smtp_user: String::new(),
+            password: None,
+            allow_plaintext_loopback: false,
+        }
+    }
+
+    /// The settings this account's provider ignores (Google: TLS, startup method, timeout).
+    pub fn ignored_settings(provider: Provider) -> &'static [IgnoredSetting] {
+        match provider {
+            Provider::Google => &[
+                IgnoredSetting {
+                    setting: "tls",
+                    reason: GOOGLE_IGNORES,
+                },
+                IgnoredSetting {
+                    setting: "tls startup",
+                    reason: GOOGLE_IGNORES,
+                },
+                IgnoredSetting {
+                    setting: "timeout",
+                    reason: GOOGLE_IGNORES,
+                },
+            ],
+            Provider::Microsoft | Provider::None => &[],
+        }
+    }
+
+    /// Checks every field; the first problem found is returned with its fix.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate::check_host(&self.host)?;
+        validate::check_port(u32::from(self.port))?;
+        validate::check_timeout_ms(u64::from(self.timeout_ms))?;
+        validate::reject_control_characters("smtp user", &self.smtp_user)?;
+        if self.provider == Provider::Google && (self.host != GMAIL_API_HOST || self.port != 443) {
+            return Err(ValidationError::new(
+                "host",
+                format!(
+                    "Google accounts send through the Gmail API at {GMAIL_API_HOST}:443, not {}:{}",
+                    self.host, self.port
+                ),
+                "keep the preset; to use a proxy or test endpoint run `mailroom app set google --gmail-api-url URL`",
+            ));
+        }
+        if self.allow_plaintext_loopback && !validate::is_loopback_host(&self.host) {
+            return Err(ValidationError::new(
+                "allow plaintext loopback",
+                format!("`{}` is not a loopback address", self.host),
+                "plaintext bearer tokens are allowed only to 127.0.0.1, ::1 or localhost; turn the option off",
+            ));
+        }
+        if self.provider.uses_oauth() {
+            if !self.smtp_user.is_empty() {
+                validate::parse_address("smtp user", &self.smtp_user)?;
+            }
+            if self.password.is_some() {
+                return Err(ValidationError::new(
+                    "password",
+                    format!(
+                        "a {} account signs in with OAuth and has no password",
+                        self.provider
+                    ),
+                    "leave the password out and run `mailroom sign-in` for this account",
+                ));
+            }
+        } else {
+            if self.smtp_user.chars().count() > validate::MAX_TEXT_LEN {
+                return Err(ValidationError::new(
+                    "smtp user",
+                    "is too long",
+                    format!("use at most {} characters", validate::MAX_TEXT_LEN),
+                ));
+            }
+            if let Some(password) = &self.password {
+                validate::reject_control_characters("password", password.expose())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A change to server settings, as the CLI's options give it: `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerSettingsChange {
+    /// A new provider; its preset replaces host, port, TLS, startup method and timeout.
+    pub provider: Option<Provider>,
+    /// A new host.
+    pub host: Option<String>,
+    /// A new port.
+    pub port: Option<u16>,
+    /// TLS on or off.
+    pub tls: Option<bool>,
+    /// A new TLS startup method.
+    pub tls_startup: Option<TlsStartup>,
+    /// A new timeout in milliseconds.
+    pub timeout_ms: Option<u32>,
+    /// A new SMTP user.
+    pub smtp_user: Option<String>,
+    /// A new password (provider `None` only).
+    pub password: Option<Secret>,
+    /// Allow or forbid plaintext bearer tokens to a loopback server.
+    pub allow_plaintext_loopback: Option<bool>,
+}
+
+/// The settings after a change, with what the change could not take effect on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedChange {
+    /// The new, validated settings.
+    pub settings: ServerSettings,
+    /// Settings that were stored but have no effect for this provider.
+    pub ignored: Vec<IgnoredSetting>,
+    /// Other things the user should know (e.g. a password removed by a provider change).
+    pub notices: Vec<String>,
+}
+
+impl ServerSettingsChange {
+    /// True when the change names no field at all.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Applies the change to `current` (or to a provider's preset when there is none yet)
+    /// and validates the result. Nothing is changed when an error is returned.
+    pub fn apply(
+        &self,
+        current: Option<&ServerSettings>,
+    ) -> Result<AppliedChange, ValidationError> {
+        let mut notices = Vec::new();
+        let mut settings = match (current, self.provider) {
+            (Some(current), None) => current.clone(),
+            (Some(current), Some(provider)) if provider == current.provider => current.clone(),
+            (Some(current), Some(provider)) => {
+                let mut preset = ServerSettings::preset(provider);
+                preset.smtp_user = current.smtp_user.clone();
+                if current.password.is_some() && provider.uses_oauth() {
+                    notices.push(format!(
+                        "the stored password was removed: {provider} accounts sign in with OAuth"
+                    ));
+                } else {
+                    preset.password = current.password.clone();
+                }
+                preset
+            }
+            (None, Some(provider)) => ServerSettings::preset(provider),
+            (None, None) => {
+                return Err(ValidationError::new(
+                    "provider",
+                    "is missing for a new account",
+                    "give --provider microsoft, google or none",
+                ));
+            }
+        };
+        if let Some(host) = &self.host {
+            settings.host = host.trim().to_owned();
+        }
+        if let Some(port) = self.port {
+            settings.port = port;
+        }
+        if let Some(tls) = self.tls {
+            settings.tls = tls;
+        }
+        if let Some(tls_startup) = self.tls_startup {
+            settings.tls_startup = tls_startup;
+        }
+        if let Some(timeout_ms) = self.timeout_ms {
+            settings.timeout_ms = validate::check_timeout_ms(u64::from(timeout_ms))?;
+        }
+        if let Some(user) = &self.smtp_user {
+            validate::reject_control_characters("smtp user", user)?;
+            settings.smtp_user = user.trim().to_owned();
+        }
+        if let Some(password) = &self.password {
+            settings.password = Some(password.clone());
+        }
+        if let Some(allow) = self.allow_plaintext_loopback {
+            settings.allow_plaintext_loopback = allow;
+        }
+        settings.validate()?;
+
+        let given = [
+            ("tls", self.tls.is_some()),
+            ("tls startup", self.tls_startup.is_some()),
+            ("timeout", self.timeout_ms.is_some()),
+        ];
+        let ignored = ServerSettings::ignored_settings(settings.provider)
+            .iter()
+            .filter(|ignored| {
+                given
+                    .iter()
+                    .any(|(name, set)| *set && *name == ignored.setting)
+            })
+            .cloned()
+            .collect();
+        Ok(AppliedChange {
+            settings,
+            ignored,
+            notices,
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! The message-transport port: what the facade hands a transport (SMTP, Gmail API) and what
+//! comes back. Transports implement [`MessageTransport`]; they know nothing of accounts.
+
+use std::error::Error as StdError;
+use std::fmt::{self, Debug};
+use std::time::Duration;
+
+use bytes::Bytes;
+use lettre::Address;
+
+use crate::{Secret, ValidationError};
+
+/// Who the message is from and whom it goes to on the wire (Bcc recipients included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    sender: Address,
+    recipients: Vec<Address>,
+}
+
+impl Envelope {
+    /// An envelope with at least one recipient; duplicates are removed, order is kept.
+    pub fn new(sender: Address, recipients: Vec<Address>) -> Result<Self, ValidationError> {
+        let mut unique: Vec<Address> = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            if !unique.contains(&recipient) {
+                unique.push(recipient);
+            }
+        }
+        if unique.is_empty() {
+            return Err(ValidationError::new(
+                "recipients",
+                "the message has no recipient",
+                "give at least one --to, --cc, --bcc or --fax",
+            ));
+        }
+        Ok(Self {
+            sender,
+            recipients: unique,
+        })
+    }
+
+    /// The envelope sender (SMTP `MAIL FROM`).
+    pub fn sender(&self) -> &Address {
+        &self.sender
+    }
+
+    /// The envelope recipients (SMTP `RCPT TO`).
+    pub fn recipients(&self) -> &[Address] {
+        &self.recipients
+    }
+}
+
+/// A formatted message ready for a transport. The bytes are formatted once and reused
+/// unchanged for every retry, so the Message-ID and MIME boundaries never change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Envelope sender and recipients.
+    pub envelope: Envelope,
+    /// The RFC 5322 message, CRLF line endings.
+    pub bytes: Bytes,
+    /// The message's `Message-ID` header value, when known (for logs and receipts).
+    pub message_id: Option<String>,
+}
+
+/// The secret part of [`Credentials`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSecret {
+    /// No authentication (a relay that trusts the client).
+    None,
+    /// A password for SASL PLAIN or LOGIN.
+    Password(Secret),
+    /// An OAuth 2.0 access token for XOAUTH2, OAUTHBEARER or an `Authorization: Bearer`
+    /// header.
+    AccessToken(Secret),
+}
+
+/// What a transport authenticates with. `Debug` prints no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The SMTP user / mailbox the credentials belong to.
+    pub user: String,
+    /// The password or token.
+    pub secret: CredentialSecret,
+    /// Changes whenever the secret changes (a token refresh, a new password), so a
+    /// transport can keep one connection pool per credential version.
+    pub version: u64,
+}
+
+/// Which kind of transport delivered a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// SMTP submission (Microsoft 365 and password servers).
+    Smtp,
+    /// The Gmail REST API.
+    GmailApi,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Smtp => "smtp",
+            TransportKind::GmailApi => "gmail-api",
+        })
+    }
+}
+
+/// A transport's answer to a successful send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The server's final reply, e.g. `250 2.0.0 OK queued as 1234` or a Gmail summary.
+    pub reply: String,
+    /// The provider's id of the sent message (Gmail `id`), when it gives one.
+    pub provider_message_id: Option<String>,
+    /// The provider's thread id (Gmail `threadId`), when it gives one.
+    pub thread_id: Option<String>,
+}
+
+/// Sends formatted messages. Implemented by `mailroom-smtp` and `mailroom-gmail`.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait MessageTransport: Send + Sync + Debug {
+    /// Which kind of transport this is.
+    fn kind(&self) -> TransportKind;
+
+    /// Sends one message with the given credentials.
+    async fn send(
+        &self,
+        message: &OutgoingMessage,
+        credentials: &Credentials,
+    ) -> Result<Delivery, TransportError>;
+}
+
+/// What went wrong in a send, as the facade's retry policy and the CLI need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// The server refused the credentials; a fresh token may work (refresh once, retry).
+    AuthenticationRejected,
+    /// The token cannot work for this account (wrong account or scope): sign in again.
+    SignInRequired,
+    /// The mailbox or tenant must be configured by an administrator (SMTP AUTH disabled,
+    /// Gmail not enabled).
+    AccountConfiguration,
+    /// The From address is not one this account may send as.
+    SendAsDenied,
+    /// The server refused the message itself (recipient, content, policy).
+    MessageRejected,
+    /// The message is larger than the provider accepts.
+    MessageTooLarge,
+    /// The server's certificate could not be verified or TLS failed.
+    Tls,
+    /// The connection would not protect the credentials (no TLS where it is required).
+    Insecure,
+    /// Worth retrying later: 4xx replies, HTTP 429/5xx, dropped connections, timeouts.
+    Transient,
+    /// Any other failure that retrying will not fix.
+    Permanent,
+}
+
+/// A failed send: its kind, what happened, what to do, and the server's words.
+///
+/// The message and reply never contain credentials.
+#[derive(Debug)]
+pub struct TransportError {
+    kind: TransportErrorKind,
+    message: String,
+    remediation: Option<String>,
+    server_reply: Option<String>,
+    retry_after: Option<Duration>,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl TransportError {
+    /// An error of `kind` with a message in the user's terms.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            remediation: None,
+            server_reply: None,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// Adds what the user or administrator should do.
+    pub fn with_remediation(mut self, remediation: impl Into<String>) -> Self {
+        self.remediation = Some(remediation.into());
+        self
+    }
+
+    /// Adds the server's reply text.
+    pub fn with_server_reply(mut self, reply: impl Into<String>) -> Self {
+        self.server_reply = Some(reply.into());
+        self
+    }
+
+    /// Adds how long the server asked the client to wait.
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// Adds the underlying error.
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+
+    /// What happened.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// What to do about it, when known.
+    pub fn remediation(&self) -> Option<&str> {
+        self.remediation.as_deref()
+    }
+
+    /// The server's reply, when there was one.
+    pub fn server_reply(&self) -> Option<&str> {
+        self.server_reply.as_deref()
+    }
+
+    /// The wait the server asked for (`Retry-After`), when it asked.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// True when retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind == TransportErrorKind::Transient
+    }
+
+    /// True when a refreshed token may succeed.
+    pub fn is_auth_rejected(&self) -> bool {
+        self.kind == TransportErrorKind::AuthenticationRejected
+    }
+
+    /// True when only a new sign-in can fix it.
+    pub fn needs_sign_in(&self) -> bool {
+        self.kind == TransportErrorKind::SignInRequired
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(reply) = &self.server_reply {
+            write!(f, " (server said: {reply})")?;
+        }
+        if let Some(remediation) = &self.remediation {
+            write!(f, "; {remediation}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for TransportError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}
