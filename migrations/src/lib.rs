@@ -1,1 +1,53 @@
-//! placeholder
+//! mailroom's database schema as sea-orm migrations, and [`open`], which connects to
+//! SQLite or PostgreSQL and brings the schema up to date.
+
+use std::time::Duration;
+
+pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+mod m20261201_000001_accounts;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261201_000001_accounts::Migration)]
+    }
+}
+
+/// Connects to `database_url` (`sqlite://path?mode=rwc` or `postgres://...`) and applies
+/// every pending migration. Migrating is idempotent.
+///
+/// SQLite gets WAL journaling and a pool of several connections (sea-orm's default is
+/// one), so readers do not wait for writers and several processes can share the file.
+pub async fn open(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(database_url.to_owned());
+    options
+        .max_connections(8)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    if database_url.starts_with("sqlite:") {
+        options.map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(sea_orm_migration::sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true)
+        });
+    }
+    let db = Database::connect(options).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// The name of the newest migration applied to `db` (the schema version), if any.
+pub async fn schema_version(db: &DatabaseConnection) -> Result<Option<String>, DbErr> {
+    let applied = Migrator::get_applied_migrations(db).await?;
+    Ok(applied.last().map(|migration| migration.name().to_owned()))
+}

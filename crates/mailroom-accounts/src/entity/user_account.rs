@@ -1,0 +1,30 @@
+//! The `user_account` table: the guide's SMTP Setup accounts.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "user_account")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub provider: String,
+    pub host: String,
+    pub port: i32,
+    pub tls: bool,
+    pub tls_startup: String,
+    pub timeout_ms: i32,
+    pub smtp_user: String,
+    pub password_sealed: Option<Vec<u8>>,
+    pub allow_plaintext_loopback: bool,
+    pub version: i64,
+    pub updated_at: DateTimeUtc,
+    pub business_object: Option<String>,
+    pub column_name: Option<String>,
+    pub column_value: Option<String>,
+    pub binding_key: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

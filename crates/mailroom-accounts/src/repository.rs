@@ -1,0 +1,546 @@
+//! `Accounts`: reads and writes the company account, user accounts and settings, sealing
+//! passwords with the database key.
+
+use chrono::Utc;
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::{
+    AccountId, AccountRef, Binding, CompanyAccount, FaxFormat, IgnoredSetting, Provider, Secret,
+    ServerSettings, ServerSettingsChange, TlsStartup, UserAccount,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, NotSet,
+    QueryFilter, QueryOrder, Set,
+};
+
+use crate::entity::{company_account, key_check, setting, user_account};
+use crate::{Error, Result};
+
+const COMPANY_ID: i32 = 1;
+const KEY_CHECK_PLAINTEXT: &[u8] = b"mailroom key check";
+const KEY_CHECK_AAD: &[u8] = b"key_check:1";
+const CAN_SIGN_IN_WHEN_SENDING: &str = "can_sign_in_when_sending";
+
+/// Settings that are not part of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Settings {
+    /// The guide's "Can Sign In When Sending Email": whether an interactive send may
+    /// open a sign-in when the account has no usable token. Default true.
+    pub can_sign_in_when_sending: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            can_sign_in_when_sending: true,
+        }
+    }
+}
+
+/// The result of a change to an account: the stored account and what the change reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved<T> {
+    /// The account as stored.
+    pub account: T,
+    /// Settings stored but ignored by the provider.
+    pub ignored: Vec<IgnoredSetting>,
+    /// Other things the user should know.
+    pub notices: Vec<String>,
+}
+
+/// How an edit changes a user account's binding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BindingChange {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    /// Bind the account to this.
+    Set(Binding),
+    /// Remove the binding.
+    Clear,
+}
+
+/// Either kind of account, as read from the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account {
+    /// The company account.
+    Company(CompanyAccount),
+    /// A user account.
+    User(UserAccount),
+}
+
+impl Account {
+    /// Which account this is.
+    pub fn account_ref(&self) -> AccountRef {
+        match self {
+            Account::Company(_) => AccountRef::Company,
+            Account::User(user) => AccountRef::User(user.id),
+        }
+    }
+
+    /// Its server settings.
+    pub fn server(&self) -> &ServerSettings {
+        match self {
+            Account::Company(company) => &company.server,
+            Account::User(user) => &user.server,
+        }
+    }
+}
+
+/// The accounts repository over any sea-orm connection or transaction.
+///
+/// Pass a `DatabaseTransaction` to make several calls one atomic change.
+#[derive(Debug)]
+pub struct Accounts<'a, C> {
+    db: &'a C,
+    key: &'a EncryptionKey,
+}
+
+/// The columns both account tables share, as stored.
+struct ServerRow {
+    provider: String,
+    host: String,
+    port: i32,
+    tls: bool,
+    tls_startup: String,
+    timeout_ms: i32,
+    smtp_user: String,
+    password_sealed: Option<Vec<u8>>,
+    allow_plaintext_loopback: bool,
+}
+
+fn password_aad(account: AccountRef) -> Vec<u8> {
+    match account {
+        AccountRef::Company => format!("company_account:{COMPANY_ID}:password").into_bytes(),
+        AccountRef::User(id) => format!("user_account:{id}:password").into_bytes(),
+    }
+}
+
+fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -> ServerRow {
+    ServerRow {
+        provider: settings.provider.as_str().to_owned(),
+        host: settings.host.clone(),
+        port: i32::from(settings.port),
+        tls: settings.tls,
+        tls_startup: settings.tls_startup.as_str().to_owned(),
+        timeout_ms: settings.timeout_ms as i32,
+        smtp_user: settings.smtp_user.clone(),
+        password_sealed: settings
+            .password
+            .as_ref()
+            .map(|password| key.seal(password.expose().as_bytes(), &password_aad(account))),
+        allow_plaintext_loopback: settings.allow_plaintext_loopback,
+    }
+}
+
+fn from_row(row: ServerRow, key: &EncryptionKey, account: AccountRef) -> Result<ServerSettings> {
+    let corrupt = |column: &str, problem: String| Error::CorruptRow {
+        what: format!("{column} of the {account}"),
+        problem,
+    };
+    let provider: Provider = row
+        .provider
+        .parse()
+        .map_err(|_| corrupt("provider", format!("`{}` is not a provider", row.provider)))?;
+    let tls_startup: TlsStartup = row.tls_startup.parse().map_err(|_| {
+        corrupt(
+            "tls startup",
+            format!("`{}` is not a TLS startup method", row.tls_startup),
+        )
+    })?;
+    let port = u16::try_from(row.port)
+        .map_err(|_| corrupt("port", format!("{} is out of range", row.port)))?;
+    let timeout_ms = u32::try_from(row.timeout_ms)
+        .map_err(|_| corrupt("timeout", format!("{} is out of range", row.timeout_ms)))?;
+    let password = match row.password_sealed {
+        Some(sealed) => Some(Secret::new(
+            key.open_string(&sealed, &password_aad(account))?.as_str(),
+        )),
+        None => None,
+    };
+    Ok(ServerSettings {
+        provider,
+        host: row.host,
+        port,
+        tls: row.tls,
+        tls_startup,
+        timeout_ms,
+        smtp_user: row.smtp_user,
+        password,
+        allow_plaintext_loopback: row.allow_plaintext_loopback,
+    })
+}
+
+fn company_from_model(
+    model: company_account::Model,
+    key: &EncryptionKey,
+) -> Result<CompanyAccount> {
+    let fax_format = match model.fax_format {
+        Some(text) => Some(FaxFormat::parse(&text).map_err(|error| Error::CorruptRow {
+            what: "fax format of the company account".to_owned(),
+            problem: error.to_string(),
+        })?),
+        None => None,
+    };
+    let server = from_row(
+        ServerRow {
+            provider: model.provider,
+            host: model.host,
+            port: model.port,
+            tls: model.tls,
+            tls_startup: model.tls_startup,
+            timeout_ms: model.timeout_ms,
+            smtp_user: model.smtp_user,
+            password_sealed: model.password_sealed,
+            allow_plaintext_loopback: model.allow_plaintext_loopback,
+        },
+        key,
+        AccountRef::Company,
+    )?;
+    Ok(CompanyAccount { server, fax_format })
+}
+
+fn user_from_model(model: user_account::Model, key: &EncryptionKey) -> Result<UserAccount> {
+    let account = AccountRef::User(model.id);
+    let binding = match (model.business_object, model.column_name, model.column_value) {
+        (Some(object), Some(column), Some(value)) => Some(
+            Binding::new(&object, &column, &value).map_err(|error| Error::CorruptRow {
+                what: format!("binding of {account}"),
+                problem: error.to_string(),
+            })?,
+        ),
+        _ => None,
+    };
+    let server = from_row(
+        ServerRow {
+            provider: model.provider,
+            host: model.host,
+            port: model.port,
+            tls: model.tls,
+            tls_startup: model.tls_startup,
+            timeout_ms: model.timeout_ms,
+            smtp_user: model.smtp_user,
+            password_sealed: model.password_sealed,
+            allow_plaintext_loopback: model.allow_plaintext_loopback,
+        },
+        key,
+        account,
+    )?;
+    Ok(UserAccount {
+        id: model.id,
+        server,
+        binding,
+    })
+}
+
+fn fill_user_columns(active: &mut user_account::ActiveModel, row: ServerRow) {
+    active.provider = Set(row.provider);
+    active.host = Set(row.host);
+    active.port = Set(row.port);
+    active.tls = Set(row.tls);
+    active.tls_startup = Set(row.tls_startup);
+    active.timeout_ms = Set(row.timeout_ms);
+    active.smtp_user = Set(row.smtp_user);
+    active.password_sealed = Set(row.password_sealed);
+    active.allow_plaintext_loopback = Set(row.allow_plaintext_loopback);
+    active.updated_at = Set(Utc::now());
+}
+
+fn fill_binding_columns(active: &mut user_account::ActiveModel, binding: Option<&Binding>) {
+    active.business_object = Set(binding.map(|b| b.business_object.clone()));
+    active.column_name = Set(binding.map(|b| b.column_name.clone()));
+    active.column_value = Set(binding.map(|b| b.column_value.clone()));
+    active.binding_key = Set(binding.map(Binding::key));
+}
+
+impl<'a, C: ConnectionTrait> Accounts<'a, C> {
+    /// A repository over `db`, sealing and opening secrets with `key`.
+    pub fn new(db: &'a C, key: &'a EncryptionKey) -> Self {
+        Self { db, key }
+    }
+
+    /// Checks that `key` is the database's key; on a database without one yet, records it.
+    ///
+    /// A wrong key is refused here with a clear error, before any secret is needed.
+    pub async fn verify_key(&self) -> Result<()> {
+        match key_check::Entity::find_by_id(1).one(self.db).await? {
+            Some(check) => {
+                let opened = self.key.open(&check.sealed, KEY_CHECK_AAD)?;
+                if opened.as_slice() != KEY_CHECK_PLAINTEXT {
+                    return Err(mailroom_crypto::Error::CannotOpen.into());
+                }
+                Ok(())
+            }
+            None => {
+                key_check::ActiveModel {
+                    id: Set(1),
+                    key_id: Set(self.key.id()),
+                    sealed: Set(self.key.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)),
+                }
+                .insert(self.db)
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The company account, if configured.
+    pub async fn company(&self) -> Result<Option<CompanyAccount>> {
+        company_account::Entity::find_by_id(COMPANY_ID)
+            .one(self.db)
+            .await?
+            .map(|model| company_from_model(model, self.key))
+            .transpose()
+    }
+
+    /// Creates or changes the company account. `fax_format`: `None` keeps it, `Some(None)`
+    /// clears it, `Some(Some(f))` sets it.
+    pub async fn set_company(
+        &self,
+        change: &ServerSettingsChange,
+        fax_format: Option<Option<FaxFormat>>,
+    ) -> Result<Saved<CompanyAccount>> {
+        let existing = company_account::Entity::find_by_id(COMPANY_ID)
+            .one(self.db)
+            .await?;
+        let current = existing
+            .clone()
+            .map(|model| company_from_model(model, self.key))
+            .transpose()?;
+        let applied = change.apply(current.as_ref().map(|company| &company.server))?;
+        let fax_format = match fax_format {
+            Some(new) => new,
+            None => current.and_then(|company| company.fax_format),
+        };
+        let row = to_row(&applied.settings, self.key, AccountRef::Company);
+        let mut active = match &existing {
+            Some(model) => {
+                let mut active = model.clone().into_active_model();
+                active.version = Set(model.version + 1);
+                active
+            }
+            None => company_account::ActiveModel {
+                id: Set(COMPANY_ID),
+                version: Set(1),
+                ..Default::default()
+            },
+        };
+        active.provider = Set(row.provider);
+        active.host = Set(row.host);
+        active.port = Set(row.port);
+        active.tls = Set(row.tls);
+        active.tls_startup = Set(row.tls_startup);
+        active.timeout_ms = Set(row.timeout_ms);
+        active.smtp_user = Set(row.smtp_user);
+        active.password_sealed = Set(row.password_sealed);
+        active.allow_plaintext_loopback = Set(row.allow_plaintext_loopback);
+        active.updated_at = Set(Utc::now());
+        active.fax_format = Set(fax_format.as_ref().map(|f| f.as_str().to_owned()));
+        if existing.is_some() {
+            active.update(self.db).await?;
+        } else {
+            active.insert(self.db).await?;
+        }
+        Ok(Saved {
+            account: CompanyAccount {
+                server: applied.settings,
+                fax_format,
+            },
+            ignored: applied.ignored,
+            notices: applied.notices,
+        })
+    }
+
+    /// Every user account, by id.
+    pub async fn user_accounts(&self) -> Result<Vec<UserAccount>> {
+        user_account::Entity::find()
+            .order_by_asc(user_account::Column::Id)
+            .all(self.db)
+            .await?
+            .into_iter()
+            .map(|model| user_from_model(model, self.key))
+            .collect()
+    }
+
+    /// The user account with this id.
+    pub async fn user_account(&self, id: AccountId) -> Result<UserAccount> {
+        let model = user_account::Entity::find_by_id(id)
+            .one(self.db)
+            .await?
+            .ok_or(Error::AccountNotFound { id })?;
+        user_from_model(model, self.key)
+    }
+
+    /// The company account or a user account.
+    pub async fn account(&self, account: AccountRef) -> Result<Account> {
+        match account {
+            AccountRef::Company => self
+                .company()
+                .await?
+                .map(Account::Company)
+                .ok_or(Error::NoCompanyAccount),
+            AccountRef::User(id) => self.user_account(id).await.map(Account::User),
+        }
+    }
+
+    /// The user account bound to `binding` (compared without case and surrounding spaces).
+    pub async fn find_by_binding(&self, binding: &Binding) -> Result<Option<UserAccount>> {
+        user_account::Entity::find()
+            .filter(user_account::Column::BindingKey.eq(binding.key()))
+            .one(self.db)
+            .await?
+            .map(|model| user_from_model(model, self.key))
+            .transpose()
+    }
+
+    async fn refuse_duplicate_binding(
+        &self,
+        binding: &Binding,
+        this: Option<AccountId>,
+    ) -> Result<()> {
+        if let Some(existing) = self.find_by_binding(binding).await? {
+            if Some(existing.id) != this {
+                return Err(Error::DuplicateBinding {
+                    binding: binding.clone(),
+                    existing: existing.id,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a user account; the change must name a provider.
+    pub async fn add_user_account(
+        &self,
+        change: &ServerSettingsChange,
+        binding: Option<Binding>,
+    ) -> Result<Saved<UserAccount>> {
+        let applied = change.apply(None)?;
+        if let Some(binding) = &binding {
+            self.refuse_duplicate_binding(binding, None).await?;
+        }
+        // The password is sealed with the row's id, known only after the insert: insert
+        // without it, then seal and update, inside the caller's transaction.
+        let mut settings_without_password = applied.settings.clone();
+        settings_without_password.password = None;
+        let mut active = user_account::ActiveModel {
+            id: NotSet,
+            version: Set(1),
+            ..Default::default()
+        };
+        fill_user_columns(
+            &mut active,
+            to_row(&settings_without_password, self.key, AccountRef::User(0)),
+        );
+        fill_binding_columns(&mut active, binding.as_ref());
+        let inserted = active.insert(self.db).await?;
+        if applied.settings.password.is_some() {
+            let row = to_row(&applied.settings, self.key, AccountRef::User(inserted.id));
+            user_account::Entity::update_many()
+                .col_expr(
+                    user_account::Column::PasswordSealed,
+                    Expr::value(row.password_sealed),
+                )
+                .filter(user_account::Column::Id.eq(inserted.id))
+                .exec(self.db)
+                .await?;
+        }
+        Ok(Saved {
+            account: UserAccount {
+                id: inserted.id,
+                server: applied.settings,
+                binding,
+            },
+            ignored: applied.ignored,
+            notices: applied.notices,
+        })
+    }
+
+    /// Changes a user account.
+    pub async fn edit_user_account(
+        &self,
+        id: AccountId,
+        change: &ServerSettingsChange,
+        binding: BindingChange,
+    ) -> Result<Saved<UserAccount>> {
+        let model = user_account::Entity::find_by_id(id)
+            .one(self.db)
+            .await?
+            .ok_or(Error::AccountNotFound { id })?;
+        let current = user_from_model(model.clone(), self.key)?;
+        let applied = change.apply(Some(&current.server))?;
+        let binding = match binding {
+            BindingChange::Keep => current.binding,
+            BindingChange::Set(binding) => {
+                self.refuse_duplicate_binding(&binding, Some(id)).await?;
+                Some(binding)
+            }
+            BindingChange::Clear => None,
+        };
+        let version = model.version + 1;
+        let mut active = model.into_active_model();
+        fill_user_columns(
+            &mut active,
+            to_row(&applied.settings, self.key, AccountRef::User(id)),
+        );
+        fill_binding_columns(&mut active, binding.as_ref());
+        active.version = Set(version);
+        active.update(self.db).await?;
+        Ok(Saved {
+            account: UserAccount {
+                id,
+                server: applied.settings,
+                binding,
+            },
+            ignored: applied.ignored,
+            notices: applied.notices,
+        })
+    }
+
+    /// Removes a user account.
+    pub async fn remove_user_account(&self, id: AccountId) -> Result<()> {
+        let result = user_account::Entity::delete_by_id(id).exec(self.db).await?;
+        if result.rows_affected == 0 {
+            return Err(Error::AccountNotFound { id });
+        }
+        Ok(())
+    }
+
+    /// The settings, with defaults for those never set.
+    pub async fn settings(&self) -> Result<Settings> {
+        let mut settings = Settings::default();
+        if let Some(row) = setting::Entity::find_by_id(CAN_SIGN_IN_WHEN_SENDING.to_owned())
+            .one(self.db)
+            .await?
+        {
+            settings.can_sign_in_when_sending = match row.value.as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(Error::CorruptRow {
+                        what: "setting can-sign-in-when-sending".to_owned(),
+                        problem: format!("`{other}` is not true or false"),
+                    });
+                }
+            };
+        }
+        Ok(settings)
+    }
+
+    /// Sets the guide's "Can Sign In When Sending Email".
+    pub async fn set_can_sign_in_when_sending(&self, value: bool) -> Result<()> {
+        let row = setting::ActiveModel {
+            key: Set(CAN_SIGN_IN_WHEN_SENDING.to_owned()),
+            value: Set(value.to_string()),
+        };
+        setting::Entity::insert(row)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(setting::Column::Key)
+                    .update_column(setting::Column::Value)
+                    .to_owned(),
+            )
+            .exec(self.db)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,458 @@
+//! The repository: round trips, constraints, sealing, the key check.
+
+use mailroom_accounts::{BindingChange, Error};
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::{Binding, FaxFormat, Provider, ServerSettingsChange, TlsStartup};
+use mailroom_testkit::TestDatabase;
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+
+use crate::{accounts, google, microsoft, on_both_backends, password_server};
+
+on_both_backends!(
+    company_account_round_trips_and_counts_versions,
+    only_one_company_row_can_exist,
+    user_accounts_are_added_listed_edited_and_removed,
+    a_binding_belongs_to_one_account_only,
+    the_schema_refuses_out_of_range_ports_and_passwords_on_oauth_rows,
+    passwords_are_sealed_and_bound_to_their_row,
+    a_wrong_key_is_refused_with_a_clear_error,
+    settings_default_to_sign_in_allowed,
+    a_rolled_back_transaction_leaves_nothing,
+    google_reports_ignored_settings_and_keeps_its_host,
+);
+
+async fn column_bytes(db: &TestDatabase, sql: &str) -> Vec<u8> {
+    let row = db
+        .db
+        .query_one(Statement::from_string(
+            db.db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .expect("a row");
+    row.try_get_by_index::<Vec<u8>>(0).unwrap()
+}
+
+async fn company_account_round_trips_and_counts_versions(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    let repo = accounts(db, &key);
+    assert!(repo.company().await.unwrap().is_none());
+    let saved = repo
+        .set_company(
+            &microsoft("invoices@contoso.example"),
+            Some(Some(FaxFormat::parse("{0}@fax.contoso.example").unwrap())),
+        )
+        .await
+        .unwrap();
+    assert!(saved.ignored.is_empty());
+    let company = repo.company().await.unwrap().unwrap();
+    assert_eq!(company, saved.account);
+    assert_eq!(company.server.host, "smtp.office365.com");
+    assert_eq!(company.server.port, 587);
+    assert_eq!(
+        company.fax_format.unwrap().as_str(),
+        "{0}@fax.contoso.example"
+    );
+
+    let change = ServerSettingsChange {
+        port: Some(25),
+        tls_startup: Some(TlsStartup::StartTls),
+        ..Default::default()
+    };
+    repo.set_company(&change, None).await.unwrap();
+    let company = repo.company().await.unwrap().unwrap();
+    assert_eq!(company.server.port, 25);
+    assert_eq!(company.server.tls_startup, TlsStartup::StartTls);
+    assert_eq!(company.server.smtp_user, "invoices@contoso.example");
+    assert!(
+        company.fax_format.is_some(),
+        "an unrelated change keeps the fax format"
+    );
+    let version = db
+        .db
+        .query_one(Statement::from_string(
+            db.db.get_database_backend(),
+            "SELECT version FROM company_account".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(version, 2);
+
+    repo.set_company(&ServerSettingsChange::default(), Some(None))
+        .await
+        .unwrap();
+    assert!(repo.company().await.unwrap().unwrap().fax_format.is_none());
+}
+
+async fn only_one_company_row_can_exist(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    accounts(db, &key)
+        .set_company(&microsoft("a@contoso.example"), None)
+        .await
+        .unwrap();
+    let second = db
+        .db
+        .execute(Statement::from_string(
+            db.db.get_database_backend(),
+            "INSERT INTO company_account (id, provider, host, port, tls, tls_startup, timeout_ms, smtp_user, allow_plaintext_loopback, version, updated_at) \
+             VALUES (2, 'none', 'h', 25, false, 'auto', 1000, '', false, 1, CURRENT_TIMESTAMP)"
+                .to_owned(),
+        ))
+        .await;
+    assert!(
+        second.is_err(),
+        "a second company row must be refused by the schema"
+    );
+}
+
+async fn user_accounts_are_added_listed_edited_and_removed(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    let repo = accounts(db, &key);
+    let first = repo
+        .add_user_account(
+            &microsoft("sa@contoso.example"),
+            Some(Binding::system_user("sa").unwrap()),
+        )
+        .await
+        .unwrap()
+        .account;
+    let second = repo
+        .add_user_account(
+            &google("bob@example.com"),
+            Some(Binding::system_user("bob").unwrap()),
+        )
+        .await
+        .unwrap()
+        .account;
+    let third = repo
+        .add_user_account(
+            &password_server("smtp.example.net", "relay", "s3cret"),
+            None,
+        )
+        .await
+        .unwrap()
+        .account;
+    assert!(first.id < second.id && second.id < third.id);
+    let listed = repo.user_accounts().await.unwrap();
+    assert_eq!(listed, vec![first.clone(), second.clone(), third.clone()]);
+    assert_eq!(
+        listed[2].server.password.as_ref().unwrap().expose(),
+        "s3cret"
+    );
+
+    let edited = repo
+        .edit_user_account(
+            first.id,
+            &ServerSettingsChange {
+                host: Some("smtp-eu.office365.com".to_owned()),
+                ..Default::default()
+            },
+            BindingChange::Set(Binding::new("Customer", "Territory", "EAST").unwrap()),
+        )
+        .await
+        .unwrap()
+        .account;
+    assert_eq!(repo.user_account(first.id).await.unwrap(), edited);
+    assert_eq!(edited.server.host, "smtp-eu.office365.com");
+    assert_eq!(
+        edited.binding.unwrap().to_string(),
+        "Customer:Territory:EAST"
+    );
+
+    let unbound = repo
+        .edit_user_account(
+            second.id,
+            &ServerSettingsChange::default(),
+            BindingChange::Clear,
+        )
+        .await
+        .unwrap()
+        .account;
+    assert!(unbound.binding.is_none());
+
+    repo.remove_user_account(third.id).await.unwrap();
+    assert!(matches!(
+        repo.user_account(third.id).await,
+        Err(Error::AccountNotFound { id }) if id == third.id
+    ));
+    assert!(matches!(
+        repo.remove_user_account(third.id).await,
+        Err(Error::AccountNotFound { .. })
+    ));
+    assert_eq!(repo.user_accounts().await.unwrap().len(), 2);
+}
+
+async fn a_binding_belongs_to_one_account_only(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    let repo = accounts(db, &key);
+    let first = repo
+        .add_user_account(
+            &microsoft("sa@contoso.example"),
+            Some(Binding::system_user("sa").unwrap()),
+        )
+        .await
+        .unwrap()
+        .account;
+    // The same binding in other case and with spaces is the same binding.
+    let duplicate = repo
+        .add_user_account(
+            &microsoft("other@contoso.example"),
+            Some(Binding::new("systemuser", "USER_NAME", "  SA ").unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&duplicate, Error::DuplicateBinding { existing, .. } if *existing == first.id),
+        "{duplicate}"
+    );
+    assert!(
+        duplicate
+            .to_string()
+            .contains(&format!("account {} is already bound", first.id))
+    );
+    // The unique index backs the check up.
+    let raw = db
+        .db
+        .execute(Statement::from_string(
+            db.db.get_database_backend(),
+            format!(
+                "INSERT INTO user_account (provider, host, port, tls, tls_startup, timeout_ms, smtp_user, allow_plaintext_loopback, version, updated_at, business_object, column_name, column_value, binding_key) \
+                 VALUES ('none', 'h', 25, false, 'auto', 1000, '', false, 1, CURRENT_TIMESTAMP, 'x', 'y', 'z', '{}')",
+                Binding::system_user("sa").unwrap().key()
+            ),
+        ))
+        .await;
+    assert!(
+        raw.is_err(),
+        "the unique index must refuse a duplicate binding key"
+    );
+    assert_eq!(repo.user_accounts().await.unwrap().len(), 1);
+}
+
+async fn the_schema_refuses_out_of_range_ports_and_passwords_on_oauth_rows(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    let repo = accounts(db, &key);
+    let account = repo
+        .add_user_account(&microsoft("sa@contoso.example"), None)
+        .await
+        .unwrap()
+        .account;
+    let backend = db.db.get_database_backend();
+    for sql in [
+        format!("UPDATE user_account SET port = 0 WHERE id = {}", account.id),
+        format!(
+            "UPDATE user_account SET port = 65536 WHERE id = {}",
+            account.id
+        ),
+        format!(
+            "UPDATE user_account SET timeout_ms = 0 WHERE id = {}",
+            account.id
+        ),
+        format!(
+            "UPDATE user_account SET provider = 'yahoo' WHERE id = {}",
+            account.id
+        ),
+        format!(
+            "UPDATE user_account SET business_object = 'SystemUser' WHERE id = {}",
+            account.id
+        ),
+    ] {
+        let result = db
+            .db
+            .execute(Statement::from_string(backend, sql.clone()))
+            .await;
+        assert!(result.is_err(), "the schema accepted: {sql}");
+    }
+    let sealed_password = key.seal(b"x", b"user_account:1:password");
+    let result = db
+        .db
+        .execute(Statement::from_sql_and_values(
+            backend,
+            match db.backend {
+                mailroom_testkit::Backend::Sqlite => {
+                    "UPDATE user_account SET password_sealed = ? WHERE id = ?"
+                }
+                mailroom_testkit::Backend::Postgres => {
+                    "UPDATE user_account SET password_sealed = $1 WHERE id = $2"
+                }
+            },
+            [sealed_password.into(), account.id.into()],
+        ))
+        .await;
+    assert!(
+        result.is_err(),
+        "a password on a Microsoft row must be refused by the schema"
+    );
+    assert_eq!(repo.user_account(account.id).await.unwrap(), account);
+}
+
+async fn passwords_are_sealed_and_bound_to_their_row(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    let repo = accounts(db, &key);
+    let first = repo
+        .add_user_account(
+            &password_server("smtp.example.net", "one", "first-password-123"),
+            None,
+        )
+        .await
+        .unwrap()
+        .account;
+    let second = repo
+        .add_user_account(
+            &password_server("smtp.example.net", "two", "second-password-456"),
+            None,
+        )
+        .await
+        .unwrap()
+        .account;
+    repo.set_company(
+        &password_server("smtp.example.net", "co", "company-password-789"),
+        None,
+    )
+    .await
+    .unwrap();
+    for (sql, plaintext) in [
+        (
+            format!(
+                "SELECT password_sealed FROM user_account WHERE id = {}",
+                first.id
+            ),
+            "first-password-123",
+        ),
+        (
+            format!(
+                "SELECT password_sealed FROM user_account WHERE id = {}",
+                second.id
+            ),
+            "second-password-456",
+        ),
+        (
+            "SELECT password_sealed FROM company_account".to_owned(),
+            "company-password-789",
+        ),
+    ] {
+        let bytes = column_bytes(db, &sql).await;
+        assert!(
+            !bytes
+                .windows(plaintext.len())
+                .any(|w| w == plaintext.as_bytes()),
+            "plaintext password in the database"
+        );
+    }
+    // Move the first account's ciphertext onto the second row: it must not open there.
+    let sealed = column_bytes(
+        db,
+        &format!(
+            "SELECT password_sealed FROM user_account WHERE id = {}",
+            first.id
+        ),
+    )
+    .await;
+    let backend = db.db.get_database_backend();
+    db.db
+        .execute(Statement::from_sql_and_values(
+            backend,
+            match db.backend {
+                mailroom_testkit::Backend::Sqlite => {
+                    "UPDATE user_account SET password_sealed = ? WHERE id = ?"
+                }
+                mailroom_testkit::Backend::Postgres => {
+                    "UPDATE user_account SET password_sealed = $1 WHERE id = $2"
+                }
+            },
+            [sealed.into(), second.id.into()],
+        ))
+        .await
+        .unwrap();
+    let error = repo.user_account(second.id).await.unwrap_err();
+    assert!(
+        matches!(error, Error::Key(mailroom_crypto::Error::CannotOpen)),
+        "{error}"
+    );
+    assert_eq!(
+        repo.user_account(first.id)
+            .await
+            .unwrap()
+            .server
+            .password
+            .unwrap()
+            .expose(),
+        "first-password-123"
+    );
+}
+
+async fn a_wrong_key_is_refused_with_a_clear_error(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    accounts(db, &key).verify_key().await.unwrap();
+    accounts(db, &key).verify_key().await.unwrap();
+    let wrong = EncryptionKey::generate();
+    let error = accounts(db, &wrong).verify_key().await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("encryption key is not the one this database was created with"),
+        "{text}"
+    );
+}
+
+async fn settings_default_to_sign_in_allowed(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    let repo = accounts(db, &key);
+    assert!(repo.settings().await.unwrap().can_sign_in_when_sending);
+    repo.set_can_sign_in_when_sending(false).await.unwrap();
+    assert!(!repo.settings().await.unwrap().can_sign_in_when_sending);
+    repo.set_can_sign_in_when_sending(true).await.unwrap();
+    assert!(repo.settings().await.unwrap().can_sign_in_when_sending);
+}
+
+async fn a_rolled_back_transaction_leaves_nothing(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    let txn = db.db.begin().await.unwrap();
+    {
+        let repo = mailroom_accounts::Accounts::new(&txn, &key);
+        repo.set_company(&microsoft("a@contoso.example"), None)
+            .await
+            .unwrap();
+        repo.add_user_account(&password_server("smtp.example.net", "u", "p"), None)
+            .await
+            .unwrap();
+        repo.set_can_sign_in_when_sending(false).await.unwrap();
+    }
+    txn.rollback().await.unwrap();
+    let repo = accounts(db, &key);
+    assert!(repo.company().await.unwrap().is_none());
+    assert!(repo.user_accounts().await.unwrap().is_empty());
+    assert!(repo.settings().await.unwrap().can_sign_in_when_sending);
+}
+
+async fn google_reports_ignored_settings_and_keeps_its_host(db: &TestDatabase) {
+    let key = EncryptionKey::generate();
+    let repo = accounts(db, &key);
+    let mut change = google("ar@example.com");
+    change.timeout_ms = Some(5_000);
+    change.tls = Some(false);
+    let saved = repo.add_user_account(&change, None).await.unwrap();
+    let ignored: Vec<&str> = saved.ignored.iter().map(|i| i.setting).collect();
+    assert_eq!(ignored, ["tls", "timeout"]);
+    assert_eq!(saved.account.server.provider, Provider::Google);
+    assert_eq!(saved.account.server.host, "gmail.googleapis.com");
+    let moved = repo
+        .edit_user_account(
+            saved.account.id,
+            &ServerSettingsChange {
+                host: Some("smtp.gmail.com".to_owned()),
+                ..Default::default()
+            },
+            BindingChange::Keep,
+        )
+        .await
+        .unwrap_err();
+    assert!(moved.to_string().contains("--gmail-api-url"), "{moved}");
+    assert_eq!(
+        repo.user_account(saved.account.id).await.unwrap(),
+        saved.account
+    );
+}
