@@ -55,7 +55,16 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The PostgreSQL server the tests use when `MAILROOM_TEST_POSTGRES_URL` is not set: the
+/// one every development and CI machine runs on loopback.
+const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
 fn ci() -> Result<()> {
+    let postgres = env::var("MAILROOM_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        println!("xtask: MAILROOM_TEST_POSTGRES_URL is not set; using {LOCAL_POSTGRES}");
+        LOCAL_POSTGRES.to_owned()
+    });
+    let test_env = [("MAILROOM_TEST_POSTGRES_URL", postgres.as_str())];
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",
@@ -65,8 +74,11 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["nextest", "run", "--workspace", "--no-fail-fast"])?;
-    cargo(&["test", "--workspace", "--doc"])?;
+    cargo_with_env(
+        &["nextest", "run", "--workspace", "--no-fail-fast"],
+        &test_env,
+    )?;
+    cargo_with_env(&["test", "--workspace", "--doc"], &test_env)?;
     Ok(())
 }
 
@@ -98,10 +110,15 @@ fn bench(args: &[String]) -> Result<()> {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
+    cargo_with_env(args, &[])
+}
+
+fn cargo_with_env(args: &[&str], vars: &[(&str, &str)]) -> Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     println!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(vars.iter().copied())
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {

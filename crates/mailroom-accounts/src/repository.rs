@@ -401,7 +401,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         if let Some(existing) = self.find_by_binding(binding).await? {
             if Some(existing.id) != this {
                 return Err(Error::DuplicateBinding {
-                    binding: binding.clone(),
+                    binding: existing.binding.unwrap_or_else(|| binding.clone()),
                     existing: existing.id,
                 });
             }

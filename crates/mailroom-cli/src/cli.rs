@@ -1,0 +1,217 @@
+//! The command line, as clap parses it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mailroom_model::{Binding, FaxFormat, Provider, TlsStartup, validate};
+
+/// mailroom: send business mail through Microsoft 365 (OAuth SMTP), Gmail (API) or any
+/// SMTP server, with one shared, encrypted sign-in.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailroom",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub(crate) struct Cli {
+    /// Database URL: `sqlite:///path/file.sqlite?mode=rwc` or `postgres://user@host/db`.
+    /// Default: an SQLite file in the platform data directory, created on first use.
+    #[arg(long, global = true, env = "MAILROOM_DATABASE_URL", value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Show or change the company account (the guide's "Sales Email Confirmation").
+    #[command(subcommand)]
+    Company(CompanyCommand),
+    /// Add, list, show, edit or remove user accounts (the guide's "SMTP Setup").
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Read or change settings.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Show which account would send for a feature and user, and the rule that chose it.
+    Resolve(ResolveArgs),
+    /// Turn a fax number into an address with the company account's format string.
+    FaxAddress {
+        /// The fax number, e.g. "+1 (555) 010-2000".
+        number: String,
+    },
+    /// Show the database location, schema version and key location.
+    Info,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CompanyCommand {
+    /// Show the company account.
+    Show,
+    /// Create or change the company account; choosing a provider fills its preset.
+    Set {
+        #[command(flatten)]
+        server: ServerOptions,
+        /// Email-to-fax format string with one `{0}`, e.g. `{0}@fax.example.com`.
+        #[arg(long, value_name = "FORMAT", value_parser = parse_fax_format, conflicts_with = "no_fax_format")]
+        fax_format: Option<FaxFormat>,
+        /// Remove the email-to-fax format string.
+        #[arg(long)]
+        no_fax_format: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Add a user account and print its id.
+    Add {
+        #[command(flatten)]
+        server: ServerOptions,
+        /// Bind the account: OBJECT:COLUMN:VALUE, e.g. SystemUser:User_Name:sa.
+        #[arg(long, value_name = "OBJECT:COLUMN:VALUE", value_parser = parse_binding)]
+        bind: Option<Binding>,
+    },
+    /// List the user accounts.
+    List,
+    /// Show one user account.
+    Show {
+        /// The account id.
+        id: i64,
+    },
+    /// Change a user account.
+    Edit {
+        /// The account id.
+        id: i64,
+        #[command(flatten)]
+        server: ServerOptions,
+        /// Bind the account: OBJECT:COLUMN:VALUE.
+        #[arg(long, value_name = "OBJECT:COLUMN:VALUE", value_parser = parse_binding, conflicts_with = "unbind")]
+        bind: Option<Binding>,
+        /// Remove the account's binding.
+        #[arg(long)]
+        unbind: bool,
+    },
+    /// Remove a user account.
+    Remove {
+        /// The account id.
+        id: i64,
+    },
+}
+
+/// The settings the CLI can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SettingName {
+    /// Whether an interactive send may ask the user to sign in (default true).
+    CanSignInWhenSending,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SettingsCommand {
+    /// Show one setting, or all.
+    Get {
+        /// The setting.
+        name: Option<SettingName>,
+    },
+    /// Change a setting.
+    Set {
+        /// The setting.
+        name: SettingName,
+        /// The new value.
+        #[arg(action = clap::ArgAction::Set)]
+        value: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResolveArgs {
+    /// The system user signed in to the host application.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) user: Option<String>,
+    /// Resolve by another binding instead of the system user: OBJECT:COLUMN:VALUE.
+    #[arg(long, value_name = "OBJECT:COLUMN:VALUE", value_parser = parse_binding, conflicts_with = "user")]
+    pub(crate) bind: Option<Binding>,
+    /// The sending feature: sales-document, smart-printing or automation-agent.
+    #[arg(long, value_name = "NAME", default_value = mailroom_model::SALES_DOCUMENT)]
+    pub(crate) feature: String,
+}
+
+/// Server settings as options; each one left out keeps its current value.
+#[derive(Debug, Args, Default)]
+pub(crate) struct ServerOptions {
+    /// The provider: microsoft, google or none (password SMTP). Fills its preset.
+    #[arg(long, value_parser = parse_provider)]
+    pub(crate) provider: Option<Provider>,
+    /// The SMTP user: the mailbox address (OAuth) or login name (password SMTP).
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: Option<String>,
+    /// Server name or IP address.
+    #[arg(long, value_name = "HOST")]
+    pub(crate) host: Option<String>,
+    /// Server port, 1-65535.
+    #[arg(long, value_name = "N", value_parser = parse_port)]
+    pub(crate) port: Option<u16>,
+    /// Use TLS (the guide's "Enable SMTP over SSL or TLS").
+    #[arg(long, overrides_with = "no_tls")]
+    pub(crate) tls: bool,
+    /// Do not require TLS (STARTTLS is still used when offered).
+    #[arg(long, overrides_with = "tls")]
+    pub(crate) no_tls: bool,
+    /// How TLS starts: auto (465 implicit, otherwise STARTTLS), starttls, implicit.
+    #[arg(long, value_name = "METHOD", value_parser = parse_tls_startup)]
+    pub(crate) tls_startup: Option<TlsStartup>,
+    /// Timeout for connecting and each command, in milliseconds (default 100000).
+    #[arg(long, value_name = "MS", value_parser = parse_timeout)]
+    pub(crate) timeout_ms: Option<u32>,
+    /// Read the SMTP password from standard input (provider none only).
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+    /// Let an OAuth account send its token without TLS to a loopback test server.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) allow_plaintext_loopback: Option<bool>,
+}
+
+fn parse_provider(text: &str) -> Result<Provider, String> {
+    text.parse()
+        .map_err(|e: mailroom_model::ValidationError| e.to_string())
+}
+
+fn parse_tls_startup(text: &str) -> Result<TlsStartup, String> {
+    text.parse()
+        .map_err(|e: mailroom_model::ValidationError| e.to_string())
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    validate::parse_port(text).map_err(|e| e.to_string())
+}
+
+fn parse_timeout(text: &str) -> Result<u32, String> {
+    let value: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of milliseconds"))?;
+    validate::check_timeout_ms(value).map_err(|e| e.to_string())
+}
+
+fn parse_binding(text: &str) -> Result<Binding, String> {
+    text.parse()
+        .map_err(|e: mailroom_model::ValidationError| e.to_string())
+}
+
+fn parse_fax_format(text: &str) -> Result<FaxFormat, String> {
+    FaxFormat::parse(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,153 @@
+//! Where the database and its key are, and opening them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow};
+use mailroom_crypto::{EncryptionKey, KeySource};
+use sea_orm::DatabaseConnection;
+
+/// The environment variable holding the key as text (base64 or hex of 32 bytes).
+pub(crate) const KEY_VARIABLE: &str = "MAILROOM_KEY";
+/// The environment variable naming the key file.
+pub(crate) const KEY_FILE_VARIABLE: &str = "MAILROOM_KEY_FILE";
+
+/// An open, migrated database and its key.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) key: EncryptionKey,
+    pub(crate) key_source: KeySource,
+    pub(crate) database_url: String,
+}
+
+/// The default database: `mailroom.sqlite` in the platform data directory (on Linux
+/// `$XDG_DATA_HOME/mailroom`, else `~/.local/share/mailroom`).
+fn default_database_path() -> Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "mailroom").ok_or_else(|| {
+        anyhow!("cannot find a home directory for the default database; give --database-url or set MAILROOM_DATABASE_URL")
+    })?;
+    Ok(dirs.data_dir().join("mailroom.sqlite"))
+}
+
+/// The SQLite file a URL names, if it is an SQLite URL of a file.
+pub(crate) fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// The database URL to use: the given one, or the default SQLite file. SQLite URLs get
+/// `mode=rwc` so the file is created on first use.
+pub(crate) fn database_url(given: Option<&str>) -> Result<String> {
+    let url = match given.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", default_database_path()?.display()),
+    };
+    if url.starts_with("sqlite:") {
+        let url = if url.contains("mode=") {
+            url
+        } else if url.contains('?') {
+            format!("{url}&mode=rwc")
+        } else {
+            format!("{url}?mode=rwc")
+        };
+        if let Some(parent) = sqlite_path(&url).as_deref().and_then(Path::parent) {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the database directory {}", parent.display())
+                })?;
+            }
+        }
+        return Ok(url);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(url);
+    }
+    Err(anyhow!(
+        "the database URL `{}` is neither sqlite: nor postgres:; use e.g. sqlite:///var/lib/mailroom/mailroom.sqlite or postgres://user@host/db",
+        redact_url(&url)
+    ))
+}
+
+/// The key file for a database: `MAILROOM_KEY_FILE`, else `<database file>.key` beside an
+/// SQLite file, else `mailroom.key` in the platform data directory.
+pub(crate) fn key_file_path(database_url: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(KEY_FILE_VARIABLE).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some(path) = sqlite_path(database_url) {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".key");
+        return Ok(path.with_file_name(name));
+    }
+    Ok(default_database_path()?.with_file_name("mailroom.key"))
+}
+
+/// The key: `MAILROOM_KEY`, else the key file (created with mode 0600 on first use).
+fn load_key(database_url: &str) -> Result<(EncryptionKey, KeySource)> {
+    if let Ok(text) = std::env::var(KEY_VARIABLE) {
+        let key = EncryptionKey::from_text(&text).context("MAILROOM_KEY is set but unusable")?;
+        return Ok((key, KeySource::Environment));
+    }
+    let path = key_file_path(database_url)?;
+    Ok(EncryptionKey::load_or_create(&path)?)
+}
+
+/// A URL without its password, for messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Context {
+    /// Opens (creating and migrating if needed) the database and loads its key.
+    pub(crate) async fn open(given_url: Option<&str>) -> Result<Self> {
+        let database_url = database_url(given_url)?;
+        let db = mailroom_migrations::open(&database_url)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}; check the URL and that the server is running",
+                    redact_url(&database_url)
+                )
+            })?;
+        let (key, key_source) = load_key(&database_url)?;
+        Ok(Self {
+            db,
+            key,
+            key_source,
+            database_url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode_and_a_key_file_beside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sub").join("erp.sqlite");
+        let url = database_url(Some(&format!("sqlite://{}", db.display()))).unwrap();
+        assert_eq!(url, format!("sqlite://{}?mode=rwc", db.display()));
+        assert!(db.parent().unwrap().is_dir());
+        assert_eq!(sqlite_path(&url).unwrap(), db);
+        assert_eq!(
+            key_file_path(&url).unwrap(),
+            dir.path().join("sub").join("erp.sqlite.key")
+        );
+        assert!(database_url(Some("mysql://h/db")).is_err());
+        assert_eq!(
+            redact_url("postgres://u:hunter2@h/db"),
+            "postgres://u:***@h/db"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! What the CLI prints: views of accounts for text and JSON.
+
+use mailroom_model::{Binding, CompanyAccount, ServerSettings, UserAccount};
+use serde::Serialize;
+
+/// An account's settings as shown to the user; never the password itself.
+#[derive(Debug, Serialize)]
+pub(crate) struct AccountView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) id: Option<i64>,
+    pub(crate) kind: &'static str,
+    pub(crate) provider: &'static str,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
+    pub(crate) tls_startup: &'static str,
+    pub(crate) timeout_ms: u32,
+    pub(crate) smtp_user: String,
+    pub(crate) password_set: bool,
+    pub(crate) allow_plaintext_loopback: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) fax_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) binding: Option<Binding>,
+    /// Settings stored but ignored by this provider.
+    pub(crate) ignored: Vec<&'static str>,
+}
+
+fn view(server: &ServerSettings, kind: &'static str) -> AccountView {
+    AccountView {
+        id: None,
+        kind,
+        provider: server.provider.as_str(),
+        host: server.host.clone(),
+        port: server.port,
+        tls: server.tls,
+        tls_startup: server.tls_startup.as_str(),
+        timeout_ms: server.timeout_ms,
+        smtp_user: server.smtp_user.clone(),
+        password_set: server.password.is_some(),
+        allow_plaintext_loopback: server.allow_plaintext_loopback,
+        fax_format: None,
+        binding: None,
+        ignored: ServerSettings::ignored_settings(server.provider)
+            .iter()
+            .map(|ignored| ignored.setting)
+            .collect(),
+    }
+}
+
+impl AccountView {
+    pub(crate) fn company(company: &CompanyAccount) -> Self {
+        let mut view = view(&company.server, "company");
+        view.fax_format = company.fax_format.as_ref().map(|f| f.as_str().to_owned());
+        view
+    }
+
+    pub(crate) fn user(user: &UserAccount) -> Self {
+        let mut view = view(&user.server, "user");
+        view.id = Some(user.id);
+        view.binding = user.binding.clone();
+        view
+    }
+
+    /// `name: value` lines, marking what the provider ignores.
+    pub(crate) fn to_text(&self) -> String {
+        let ignored = |setting: &str, value: String| {
+            if self.ignored.contains(&setting) {
+                format!("{value} (ignored: sent through the Gmail API over HTTPS)")
+            } else {
+                value
+            }
+        };
+        let mut lines = Vec::new();
+        if let Some(id) = self.id {
+            lines.push(("Email Server ID", id.to_string()));
+        }
+        lines.push(("Provider", self.provider.to_owned()));
+        lines.push(("Host", self.host.clone()));
+        lines.push(("Port", self.port.to_string()));
+        lines.push(("TLS", ignored("tls", self.tls.to_string())));
+        lines.push((
+            "TLS startup",
+            ignored("tls startup", self.tls_startup.to_owned()),
+        ));
+        lines.push((
+            "Timeout (ms)",
+            ignored("timeout", self.timeout_ms.to_string()),
+        ));
+        lines.push((
+            "SMTP user",
+            if self.smtp_user.is_empty() {
+                "(empty: filled in at sign-in)".to_owned()
+            } else {
+                self.smtp_user.clone()
+            },
+        ));
+        lines.push((
+            "Password",
+            if self.password_set { "(set)" } else { "(none)" }.to_owned(),
+        ));
+        if self.allow_plaintext_loopback {
+            lines.push((
+                "Plaintext to loopback",
+                "allowed (test servers only)".to_owned(),
+            ));
+        }
+        if self.kind == "company" {
+            lines.push((
+                "Fax format",
+                self.fax_format
+                    .clone()
+                    .unwrap_or_else(|| "(none)".to_owned()),
+            ));
+        }
+        if self.kind == "user" {
+            match &self.binding {
+                Some(binding) => {
+                    lines.push(("Business object", binding.business_object.clone()));
+                    lines.push(("Column name", binding.column_name.clone()));
+                    lines.push(("Column value", binding.column_value.clone()));
+                }
+                None => lines.push(("Binding", "(none)".to_owned())),
+            }
+        }
+        let width = lines.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        lines
+            .iter()
+            .map(|(name, value)| format!("{name:<width$}  {value}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// The guide's SMTP Setup grid.
+pub(crate) fn account_table(accounts: &[UserAccount]) -> String {
+    let header = [
+        "ID",
+        "Provider",
+        "Host",
+        "Port",
+        "TLS",
+        "Startup",
+        "SMTP User",
+        "Business Object",
+        "Column Name",
+        "Column Value",
+    ];
+    let rows: Vec<[String; 10]> = accounts
+        .iter()
+        .map(|account| {
+            let s = &account.server;
+            let (object, column, value) = match &account.binding {
+                Some(b) => (
+                    b.business_object.clone(),
+                    b.column_name.clone(),
+                    b.column_value.clone(),
+                ),
+                None => (String::new(), String::new(), String::new()),
+            };
+            [
+                account.id.to_string(),
+                s.provider.to_string(),
+                s.host.clone(),
+                s.port.to_string(),
+                if s.tls { "yes" } else { "no" }.to_owned(),
+                s.tls_startup.to_string(),
+                s.smtp_user.clone(),
+                object,
+                column,
+                value,
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|row| line(row.iter().map(String::as_str).collect())),
+    );
+    out.join("\n")
+}

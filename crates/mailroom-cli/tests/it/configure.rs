@@ -1,0 +1,311 @@
+//! Configure a company account and two user accounts, resolve, edit, remove.
+
+use crate::{Cli, dump};
+
+#[test]
+fn configure_resolve_edit_and_remove() {
+    let cli = Cli::new();
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "google",
+        "--user",
+        "orders@example.com",
+        "--fax-format",
+        "{0}@fax.example.com",
+    ])
+    .ok();
+    let sa = cli
+        .run(&[
+            "account",
+            "add",
+            "--provider",
+            "microsoft",
+            "--user",
+            "sa@contoso.example",
+            "--bind",
+            "SystemUser:User_Name:sa",
+        ])
+        .ok();
+    let sa_id: i64 = sa
+        .stdout
+        .trim()
+        .parse()
+        .expect("account add prints the new id");
+    let bob = cli
+        .run_with(
+            &[
+                "account",
+                "add",
+                "--provider",
+                "none",
+                "--host",
+                "smtp.example.net",
+                "--port",
+                "2525",
+                "--user",
+                "bob",
+                "--password-stdin",
+                "--bind",
+                "SystemUser:User_Name:bob",
+            ],
+            "bobs-secret-password\n",
+            &[],
+        )
+        .ok();
+    let bob_id: i64 = bob.stdout.trim().parse().unwrap();
+    assert_ne!(sa_id, bob_id);
+
+    #[track_caller]
+    fn check(cli: &Cli, user: &str, account: &str, rule: &str) {
+        let run = cli
+            .run(&["resolve", "--user", user, "--feature", "sales-document"])
+            .ok();
+        let mut lines = run.stdout.lines();
+        assert!(lines.next().unwrap().starts_with(account), "{}", run.stdout);
+        assert_eq!(lines.next().unwrap(), format!("rule: {rule}"));
+    }
+    check(
+        &cli,
+        "sa",
+        &format!("account {sa_id} sends: sa@contoso.example via microsoft"),
+        "the user account bound to SystemUser:User_Name:sa",
+    );
+    check(
+        &cli,
+        "BOB",
+        &format!("account {bob_id} sends: bob via none (smtp.example.net:2525)"),
+        "the user account bound to SystemUser:User_Name:bob",
+    );
+    check(
+        &cli,
+        "carol",
+        "the company account sends: orders@example.com via google",
+        "the company account, because no user account is bound to SystemUser:User_Name:carol",
+    );
+    let agent = cli
+        .run(&[
+            "resolve",
+            "--user",
+            "sa",
+            "--feature",
+            "automation-agent",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(agent["account"]["kind"], "company");
+    assert_eq!(agent["rule"]["rule"], "company-only-feature");
+
+    let list = cli.run(&["account", "list"]).ok();
+    let header = list.stdout.lines().next().unwrap();
+    assert!(header.starts_with("ID  Provider"), "{header}");
+    assert!(
+        header.ends_with("Business Object  Column Name  Column Value"),
+        "{header}"
+    );
+    assert_eq!(list.stdout.lines().count(), 3);
+
+    cli.run(&[
+        "account",
+        "edit",
+        &sa_id.to_string(),
+        "--host",
+        "smtp-eu.office365.com",
+        "--port",
+        "25",
+    ])
+    .ok();
+    let shown = cli
+        .run(&["account", "show", &sa_id.to_string(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["host"], "smtp-eu.office365.com");
+    assert_eq!(shown["port"], 25);
+    assert_eq!(shown["binding"]["column_value"], "sa");
+
+    cli.run(&["account", "remove", &bob_id.to_string()]).ok();
+    check(
+        &cli,
+        "bob",
+        "the company account sends",
+        "the company account, because no user account is bound to SystemUser:User_Name:bob",
+    );
+    let list = cli.run(&["account", "list", "--json"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    assert_eq!(
+        cli.run(&["fax-address", "+1 (555) 010-2000"])
+            .ok()
+            .stdout
+            .trim(),
+        "+15550102000@fax.example.com"
+    );
+}
+
+#[test]
+fn every_read_command_speaks_json() {
+    let cli = Cli::new();
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "microsoft",
+        "--user",
+        "a@contoso.example",
+        "--fax-format",
+        "{0}@fax.example.com",
+    ])
+    .ok();
+    cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "google",
+        "--user",
+        "b@example.com",
+        "--bind",
+        "SystemUser:User_Name:b",
+    ])
+    .ok();
+    for args in [
+        &["company", "show", "--json"][..],
+        &["account", "list", "--json"],
+        &["account", "show", "1", "--json"],
+        &["settings", "get", "--json"],
+        &["resolve", "--user", "b", "--json"],
+        &["fax-address", "5550100", "--json"],
+        &["info", "--json"],
+    ] {
+        let value = cli.run(args).ok().json();
+        assert!(value.is_object() || value.is_array(), "{args:?}: {value}");
+    }
+    let info = cli.run(&["info", "--json"]).ok().json();
+    assert_eq!(info["backend"], "sqlite");
+    assert_eq!(info["schema_version"], "m20261201_000001_accounts");
+    assert_eq!(info["key_file"], cli.key_file().display().to_string());
+}
+
+#[test]
+fn settings_and_ignored_google_fields_are_reported() {
+    let cli = Cli::new();
+    assert_eq!(
+        cli.run(&["settings", "get"]).ok().stdout.trim(),
+        "can-sign-in-when-sending  true"
+    );
+    cli.run(&["settings", "set", "can-sign-in-when-sending", "false"])
+        .ok();
+    assert_eq!(
+        cli.run(&["settings", "get", "--json"]).ok().json()["can-sign-in-when-sending"],
+        false
+    );
+    let run = cli
+        .run(&[
+            "company",
+            "set",
+            "--provider",
+            "google",
+            "--user",
+            "o@example.com",
+            "--no-tls",
+            "--timeout-ms",
+            "5000",
+        ])
+        .ok();
+    assert!(run.stderr.contains("note: tls was saved but is ignored: Google accounts send through the Gmail API over HTTPS"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("note: timeout was saved but is ignored"),
+        "{}",
+        run.stderr
+    );
+    let shown = cli.run(&["company", "show"]).ok();
+    assert!(
+        shown.stdout.contains("Timeout (ms)  5000 (ignored"),
+        "{}",
+        shown.stdout
+    );
+}
+
+#[test]
+fn passwords_never_appear_in_output_or_the_database_file() {
+    let cli = Cli::new();
+    let password = "P4ssw0rd-that-must-not-leak";
+    cli.run_with(
+        &[
+            "company",
+            "set",
+            "--provider",
+            "none",
+            "--host",
+            "smtp.example.net",
+            "--user",
+            "relay",
+            "--password-stdin",
+        ],
+        password,
+        &[],
+    )
+    .ok();
+    let id = cli
+        .run_with(
+            &[
+                "account",
+                "add",
+                "--provider",
+                "none",
+                "--host",
+                "smtp.example.net",
+                "--user",
+                "u",
+                "--password-stdin",
+            ],
+            password,
+            &[],
+        )
+        .ok();
+    for args in [
+        &["company", "show"][..],
+        &["company", "show", "--json"],
+        &["account", "list"],
+        &["account", "list", "--json"],
+        &["account", "show", id.stdout.trim()],
+        &["account", "show", id.stdout.trim(), "--json"],
+    ] {
+        let run = cli.run(args).ok();
+        assert!(
+            !run.stdout.contains(password) && !run.stderr.contains(password),
+            "{args:?} leaked the password"
+        );
+    }
+    let shown = cli.run(&["company", "show", "--json"]).ok().json();
+    assert_eq!(shown["password_set"], true);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let text = runtime.block_on(dump(cli.path()));
+    assert!(!text.contains(password));
+    for file in std::fs::read_dir(cli.dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes())
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_2_and_other_failures_with_1() {
+    let cli = Cli::new();
+    let run = cli.run(&["no-such-command"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let run = cli.run(&["account", "show", "7"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr.trim(),
+        "error: there is no account 7; list the accounts with `mailroom account list`"
+    );
+    let run = cli.run(&["--help"]);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("company"));
+}
