@@ -1,0 +1,123 @@
+//! mailroom's Gmail API transport: sends formatted messages through `users.messages.send`
+//! with Google's media upload protocol (and the resumable protocol above a threshold),
+//! over reqwest with rustls.
+//!
+//! Google accounts never send over SMTP: [`GmailTransport`] implements
+//! [`mailroom_model::MessageTransport`] against the REST API at
+//! `https://gmail.googleapis.com` (overridable with [`GmailConfig::base_url`] for tests and
+//! proxies). The contract is the `users.messages.send` method of Google's discovery
+//! document (`gmail.v1.send.json` in the project's shared reference folder):
+//!
+//! - Messages up to [`GmailConfig::resumable_threshold`] (5 MiB by default) are sent in one
+//!   `POST /upload/gmail/v1/users/me/messages/send?uploadType=media` with
+//!   `Content-Type: message/rfc822`; the body is the formatted message bytes as they are,
+//!   without the base64 inflation of the JSON `raw` field.
+//! - Larger messages use the resumable protocol (`uploadType=resumable`): a session is
+//!   started, the bytes are uploaded in chunks, and after a dropped connection or a 5xx the
+//!   transport asks the session what it received and resumes from there.
+//! - Messages over the discovery document's `maxSize` ([`MAX_MESSAGE_SIZE`],
+//!   36,700,160 bytes) are refused before any request.
+//!
+//! The message is sent as the authenticated user (`users/me`). **A `From` header that is not
+//! the account's own address is sent as it is**: Gmail may rewrite it to the account's
+//! address, or keep it when it is one of the account's verified "send mail as" aliases.
+//! The transport does not check it; Gmail answers `Delegation denied` only when the
+//! *user* is not the token's account, which this transport never asks for.
+//!
+//! Failures come back as [`mailroom_model::TransportError`] with a kind the facade's retry
+//! policy decides on and a remediation the CLI prints; see [`GmailTransport`] for the
+//! mapping. Certificates are always verified (an extra trusted root may be added with
+//! [`GmailConfig::extra_root_pem`]); plain `http://` is accepted only for a loopback test
+//! server and only when [`GmailConfig::allow_plaintext_loopback`] says so, so the bearer
+//! token never crosses a network in the clear. The access token never appears in an error,
+//! a log line or `Debug` output.
+
+mod config;
+mod errors;
+mod transport;
+mod upload;
+
+pub use config::GmailConfig;
+pub use transport::GmailTransport;
+
+/// The Gmail API's public base URL, used unless [`GmailConfig::base_url`] says otherwise.
+pub const DEFAULT_BASE_URL: &str = "https://gmail.googleapis.com";
+
+/// The largest message Gmail accepts, in bytes: `mediaUpload.maxSize` of
+/// `users.messages.send` in Google's discovery document (35 MiB).
+pub const MAX_MESSAGE_SIZE: u64 = 36_700_160;
+
+/// The media type the message is uploaded as; the discovery document accepts `message/*`.
+pub const MESSAGE_MEDIA_TYPE: &str = "message/rfc822";
+
+/// Resumable upload chunks must be a multiple of this many bytes (256 KiB), except the last.
+pub const RESUMABLE_CHUNK_GRANULARITY: u64 = 256 * 1024;
+
+/// A problem in the configuration, found when the transport is built (send failures are
+/// [`mailroom_model::TransportError`]s instead).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The base URL is not `https://` (and not an allowed loopback test server).
+    #[error(
+        "the gmail API URL `{url}` does not use https; give an https URL (plain http is accepted only for a loopback test server when plaintext is explicitly allowed)"
+    )]
+    InsecureUrl {
+        /// The URL as given, without any password.
+        url: String,
+    },
+
+    /// The base URL cannot serve as a base (a query, a fragment, a password, no host).
+    #[error(
+        "the gmail API URL `{url}` cannot be used: {problem}; give a base URL such as {DEFAULT_BASE_URL}"
+    )]
+    InvalidUrl {
+        /// The URL as given, without any password.
+        url: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+
+    /// The extra trusted root is not a PEM certificate.
+    #[error(
+        "the extra root certificate cannot be used: {problem}; give a PEM file with at least one `-----BEGIN CERTIFICATE-----` block"
+    )]
+    InvalidRootCertificate {
+        /// What is wrong with it.
+        problem: String,
+        /// The parser's error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// The resumable chunk size is not a positive multiple of 256 KiB.
+    #[error(
+        "the resumable upload chunk size {chunk_size} is not a positive multiple of {RESUMABLE_CHUNK_GRANULARITY} bytes (256 KiB) as Google requires; use for example 8388608 (8 MiB)"
+    )]
+    InvalidChunkSize {
+        /// The size given.
+        chunk_size: u64,
+    },
+
+    /// The resumable threshold is above what Gmail accepts in one upload anyway.
+    #[error(
+        "the resumable upload threshold {threshold} is above gmail's limit of {MAX_MESSAGE_SIZE} bytes; use a smaller threshold (the default is 5 MiB)"
+    )]
+    InvalidThreshold {
+        /// The threshold given.
+        threshold: u64,
+    },
+
+    /// The HTTP client could not be built (a root certificate rustls refused, for one).
+    #[error(
+        "cannot build the HTTP client for the gmail API: {source}; check the extra root certificate"
+    )]
+    HttpClient {
+        /// reqwest's error, boxed so reqwest's types stay out of this crate's API.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

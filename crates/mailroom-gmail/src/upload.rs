@@ -1,0 +1,298 @@
+//! The resumable upload protocol: start a session, upload the bytes in chunks, and after an
+//! interruption ask the session how much it has and go on from there.
+//!
+//! Google's protocol: `POST .../send?uploadType=resumable` with `X-Upload-Content-Type` and
+//! `X-Upload-Content-Length` answers with the session URI in `Location`; each `PUT` of a
+//! chunk carries `Content-Range: bytes first-last/total` and is answered `308` with
+//! `Range: bytes=0-N` (what the session holds) until the last one is answered with the sent
+//! `Message`. After a dropped connection or a 5xx, `PUT` with an empty body and
+//! `Content-Range: bytes */total` asks for the received range.
+
+use bytes::Bytes;
+use mailroom_model::{Delivery, TransportError, TransportErrorKind};
+use reqwest::StatusCode;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE,
+};
+use url::Url;
+
+use crate::transport::{Authorization, backoff, delivery_from, error_from};
+use crate::{GmailTransport, MESSAGE_MEDIA_TYPE};
+
+/// `308 Resume Incomplete`, the session's answer while bytes are missing.
+const RESUME_INCOMPLETE: StatusCode = StatusCode::PERMANENT_REDIRECT;
+
+/// What one request to the session achieved.
+enum Progress {
+    /// Gmail has the whole message and sent it.
+    Sent(Delivery),
+    /// The session holds the first `received` bytes.
+    Received(u64),
+}
+
+/// Why a request to the session did not progress.
+enum Setback {
+    /// Worth asking the session and resuming: a dropped connection, a timeout, a 5xx.
+    Interrupted(TransportError),
+    /// Resuming will not help (4xx, an unusable answer): the send fails with this.
+    Fatal(TransportError),
+}
+
+impl GmailTransport {
+    pub(crate) async fn send_resumable(
+        &self,
+        bytes: &Bytes,
+        auth: &Authorization<'_>,
+    ) -> Result<Delivery, TransportError> {
+        let total = bytes.len() as u64;
+        let session = self.start_session(total, auth).await?;
+        let mut offset: u64 = 0;
+        let mut setbacks: u32 = 0;
+        loop {
+            let end = offset
+                .saturating_add(self.config.resumable_chunk_size)
+                .min(total);
+            let outcome = match self.put_chunk(&session, bytes, offset, end, auth).await {
+                Ok(Progress::Received(received)) if received <= offset => {
+                    // No progress is a setback too, or a confused server could loop forever.
+                    Err(Setback::Interrupted(protocol_error(format!(
+                        "the upload session made no progress (it holds {received} of {total} bytes)"
+                    ))))
+                }
+                other => other,
+            };
+            match outcome {
+                Ok(Progress::Sent(delivery)) => return Ok(delivery),
+                Ok(Progress::Received(received)) => offset = received,
+                Err(Setback::Fatal(error)) => return Err(error),
+                Err(Setback::Interrupted(mut error)) => loop {
+                    setbacks += 1;
+                    if setbacks > self.config.resume_attempts {
+                        return Err(error);
+                    }
+                    let wait = backoff(self.config.resume_backoff, setbacks)
+                        .max(error.retry_after().unwrap_or_default());
+                    if wait > self.config.max_resume_wait {
+                        return Err(error);
+                    }
+                    tracing::debug!(
+                        attempt = setbacks,
+                        ?wait,
+                        %error,
+                        "resumable upload interrupted; asking the session what it received"
+                    );
+                    tokio::time::sleep(wait).await;
+                    match self.query_session(&session, total, auth).await {
+                        Ok(Progress::Sent(delivery)) => return Ok(delivery),
+                        Ok(Progress::Received(received)) => {
+                            offset = received;
+                            break;
+                        }
+                        Err(Setback::Fatal(fatal)) => return Err(fatal),
+                        Err(Setback::Interrupted(again)) => error = again,
+                    }
+                },
+            }
+        }
+    }
+
+    /// Starts a session and returns its URI, which must be on the base URL's origin: the
+    /// bearer token goes with every chunk, and must not go anywhere else.
+    async fn start_session(
+        &self,
+        total: u64,
+        auth: &Authorization<'_>,
+    ) -> Result<Url, TransportError> {
+        let response = self
+            .client
+            .post(self.upload_url("resumable"))
+            .header(AUTHORIZATION, auth.header.clone())
+            .header("X-Upload-Content-Type", MESSAGE_MEDIA_TYPE)
+            .header("X-Upload-Content-Length", total)
+            .header(CONTENT_LENGTH, 0)
+            .body(Bytes::new())
+            .send()
+            .await
+            .map_err(|error| self.request_error(error))?;
+        if !response.status().is_success() {
+            return Err(error_from(response, auth.token).await);
+        }
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .ok_or_else(|| {
+                protocol_error("gmail started no upload session (no Location header)")
+            })?;
+        let session = self
+            .config
+            .base_url
+            .join(location)
+            .map_err(|_| protocol_error("gmail's upload session URI is not a URL"))?;
+        if session.origin() != self.config.base_url.origin() {
+            return Err(TransportError::new(
+                TransportErrorKind::Permanent,
+                format!(
+                    "the upload session is on another server ({}) than the gmail API URL; the access token is not sent there",
+                    session.origin().ascii_serialization()
+                ),
+            )
+            .with_remediation(
+                "check the gmail API URL (`mailroom app set google --gmail-api-url URL`); a proxy must keep upload sessions on its own address",
+            ));
+        }
+        Ok(session)
+    }
+
+    /// Uploads `bytes[offset..end]`.
+    async fn put_chunk(
+        &self,
+        session: &Url,
+        bytes: &Bytes,
+        offset: u64,
+        end: u64,
+        auth: &Authorization<'_>,
+    ) -> Result<Progress, Setback> {
+        let total = bytes.len() as u64;
+        // A slice of `Bytes` shares the buffer; nothing is copied.
+        let chunk = bytes.slice(to_index(offset)..to_index(end));
+        let request = self
+            .client
+            .put(session.clone())
+            .header(AUTHORIZATION, auth.header.clone())
+            .header(CONTENT_TYPE, MESSAGE_MEDIA_TYPE)
+            .header(CONTENT_RANGE, format!("bytes {offset}-{}/{total}", end - 1))
+            .body(chunk);
+        self.session_request(request, total, auth).await
+    }
+
+    /// Asks the session how many bytes it holds.
+    async fn query_session(
+        &self,
+        session: &Url,
+        total: u64,
+        auth: &Authorization<'_>,
+    ) -> Result<Progress, Setback> {
+        let request = self
+            .client
+            .put(session.clone())
+            .header(AUTHORIZATION, auth.header.clone())
+            .header(CONTENT_RANGE, format!("bytes */{total}"))
+            .header(CONTENT_LENGTH, 0)
+            .body(Bytes::new());
+        self.session_request(request, total, auth).await
+    }
+
+    async fn session_request(
+        &self,
+        request: reqwest::RequestBuilder,
+        total: u64,
+        auth: &Authorization<'_>,
+    ) -> Result<Progress, Setback> {
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let error = self.request_error(error);
+                return Err(if error.kind() == TransportErrorKind::Tls {
+                    Setback::Fatal(error)
+                } else {
+                    Setback::Interrupted(error)
+                });
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Progress::Sent(delivery_from(response).await));
+        }
+        if status == RESUME_INCOMPLETE {
+            let range = response.headers().get(RANGE).and_then(|v| v.to_str().ok());
+            return received_from_range(range, total)
+                .map(Progress::Received)
+                .map_err(Setback::Fatal);
+        }
+        let expired = matches!(status, StatusCode::NOT_FOUND | StatusCode::GONE);
+        let interrupted = status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::TOO_MANY_REQUESTS;
+        let error = error_from(response, auth.token).await;
+        if expired {
+            // Google: the session expired and the upload must start over. Nothing was sent,
+            // so the caller may safely send again.
+            return Err(Setback::Fatal(
+                TransportError::new(
+                    TransportErrorKind::Transient,
+                    "the gmail upload session expired before the message was complete; nothing was sent",
+                )
+                .with_remediation("send again; a new upload session is started")
+                .with_source(error),
+            ));
+        }
+        Err(if interrupted {
+            Setback::Interrupted(error)
+        } else {
+            Setback::Fatal(error)
+        })
+    }
+}
+
+/// The number of bytes a session holds, from its `Range: bytes=0-N` header (none: nothing).
+fn received_from_range(range: Option<&str>, total: u64) -> Result<u64, TransportError> {
+    let Some(range) = range else {
+        return Ok(0);
+    };
+    let last = range
+        .trim()
+        .strip_prefix("bytes=0-")
+        .and_then(|last| last.parse::<u64>().ok())
+        .ok_or_else(|| {
+            protocol_error(format!(
+                "gmail's upload session reported a range it does not explain (`{range}`)"
+            ))
+        })?;
+    let received = last + 1;
+    if received > total {
+        return Err(protocol_error(format!(
+            "gmail's upload session reports {received} bytes of a {total}-byte message"
+        )));
+    }
+    Ok(received)
+}
+
+fn protocol_error(message: impl Into<String>) -> TransportError {
+    TransportError::new(TransportErrorKind::Permanent, message).with_remediation(
+        "send again later; if it keeps failing, check the gmail API URL and any proxy in between",
+    )
+}
+
+/// Offsets are at most `MAX_MESSAGE_SIZE`, which fits any `usize` this code runs on.
+fn to_index(offset: u64) -> usize {
+    usize::try_from(offset).expect("upload offsets are bounded by the message size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(range: Option<&str>, total: u64, expected: Result<u64, &str>) {
+        let actual = received_from_range(range, total).map_err(|error| error.to_string());
+        match (actual, expected) {
+            (Ok(actual), Ok(expected)) => assert_eq!(actual, expected, "{range:?}"),
+            (Err(actual), Err(expected)) => {
+                assert!(actual.contains(expected), "{range:?}: {actual}")
+            }
+            (actual, expected) => panic!("{range:?}: got {actual:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        check(None, 10, Ok(0));
+        check(Some("bytes=0-0"), 10, Ok(1));
+        check(Some("bytes=0-262143"), 1_000_000, Ok(262_144));
+        check(Some("bytes=0-9"), 10, Ok(10));
+        check(Some("bytes=0-10"), 10, Err("reports 11 bytes of a 10-byte"));
+        check(Some("bytes=5-9"), 10, Err("does not explain"));
+        check(Some("items=0-9"), 10, Err("does not explain"));
+    }
+}
