@@ -5,7 +5,13 @@ use crate::{Cli, dump};
 
 /// One bad invocation: arguments, stdin, extra environment, expected exit code, and a
 /// fragment the error must contain.
-type Case<'a> = (&'a [&'a str], &'a str, &'a [(&'a str, &'a str)], i32, &'a str);
+type Case<'a> = (
+    &'a [&'a str],
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    i32,
+    &'a str,
+);
 
 #[test]
 fn bad_input_changes_nothing() {
