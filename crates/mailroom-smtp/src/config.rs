@@ -1,0 +1,133 @@
+//! The transport's configuration and the crate's own error, for problems found before any
+//! message is sent (bad settings, an unreadable extra root certificate).
+
+use std::fmt;
+use std::time::Duration;
+
+use mailroom_model::{Provider, ServerSettings, ValidationError};
+
+/// How many connections (and sends in flight) a transport allows unless told otherwise.
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
+/// How long an unused connection stays open unless told otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A pooled connection that sat idle longer than this is checked with `NOOP` before reuse.
+pub const DEFAULT_HEALTH_CHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// Everything an [`crate::SmtpTransport`] needs: one account's server settings and the
+/// pool's bounds.
+#[derive(Clone)]
+pub struct SmtpTransportConfig {
+    /// The account's server settings (host, port, TLS, timeout, user, password).
+    pub settings: ServerSettings,
+    /// The most connections open at once, which is also the most sends in flight; more
+    /// sends wait their turn. At least 1.
+    pub pool_size: usize,
+    /// An idle connection is closed after this long.
+    pub idle_timeout: Duration,
+    /// A connection idle for longer than this is checked with `NOOP` before it is reused;
+    /// connections used more recently are reused without a round trip.
+    pub health_check_after: Duration,
+    /// Extra trusted root certificates (PEM), in addition to the Mozilla roots: a company
+    /// CA or a test CA. The caller reads the file (the CLI takes it from a setting or
+    /// `MAILROOM_CA_FILE`); this crate does not read the environment.
+    pub extra_root_pem: Option<Vec<u8>>,
+    /// The name sent in `EHLO`; `None` sends this machine's host name.
+    pub hello_name: Option<String>,
+}
+
+impl SmtpTransportConfig {
+    /// A configuration with the default pool bounds and no extra root.
+    pub fn new(settings: ServerSettings) -> Self {
+        Self {
+            settings,
+            pool_size: DEFAULT_POOL_SIZE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            health_check_after: DEFAULT_HEALTH_CHECK_AFTER,
+            extra_root_pem: None,
+            hello_name: None,
+        }
+    }
+
+    /// The same configuration trusting the given PEM root certificates as well.
+    pub fn with_extra_root_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.extra_root_pem = Some(pem.into());
+        self
+    }
+
+    /// The same configuration with another pool size.
+    pub fn with_pool_size(mut self, pool_size: usize) -> Self {
+        self.pool_size = pool_size;
+        self
+    }
+
+    /// Checks what can be checked before connecting.
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.settings.validate().map_err(Error::InvalidSettings)?;
+        if self.settings.provider == Provider::Google {
+            return Err(Error::UnsupportedProvider {
+                provider: self.settings.provider,
+            });
+        }
+        if self.pool_size == 0 {
+            return Err(Error::InvalidPoolSize);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SmtpTransportConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpTransportConfig")
+            // `ServerSettings`' Debug redacts the password.
+            .field("settings", &self.settings)
+            .field("pool_size", &self.pool_size)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("health_check_after", &self.health_check_after)
+            .field(
+                "extra_root_pem",
+                &self.extra_root_pem.as_ref().map(|pem| pem.len()),
+            )
+            .field("hello_name", &self.hello_name)
+            .finish()
+    }
+}
+
+/// Why a transport could not be built. Send failures are
+/// [`mailroom_model::TransportError`]s instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server settings do not pass validation.
+    #[error("the smtp settings are not valid: {0}")]
+    InvalidSettings(#[source] ValidationError),
+    /// The account's provider does not send through SMTP.
+    #[error("{provider} accounts send through the Gmail API, not smtp; use the gmail transport")]
+    UnsupportedProvider {
+        /// The provider of the settings.
+        provider: Provider,
+    },
+    /// The pool size is zero.
+    #[error("the smtp pool size is 0; give a pool size of at least 1")]
+    InvalidPoolSize,
+    /// The extra trusted root is not usable PEM.
+    #[error(
+        "the extra trusted root certificate cannot be used: {reason}; give a PEM file with at least one `BEGIN CERTIFICATE` block"
+    )]
+    InvalidRootCertificate {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS configuration could not be built.
+    #[error("cannot set up tls for {host}: {reason}")]
+    TlsSetup {
+        /// The server name.
+        host: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,443 @@
+//! What went wrong in an SMTP exchange ([`Failure`]) and how it becomes a
+//! [`TransportError`] with a kind the facade's retry policy reads and a remediation the CLI
+//! prints. The table of known Microsoft 365 replies lives in [`map_reply`].
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use mailroom_model::{TransportError, TransportErrorKind};
+
+use crate::tls::is_tls_failure;
+
+/// The step of the exchange a failure happened in; replies mean different things in
+/// different steps (a 550 to `RCPT` is about a recipient, after the data about content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Connect,
+    Greeting,
+    StartTls,
+    Authenticate,
+    MailFrom,
+    RcptTo(String),
+    Data,
+    /// The message content and its final `.`.
+    Message,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::Connect => f.write_str("connecting"),
+            Stage::Greeting => f.write_str("the greeting and EHLO"),
+            Stage::StartTls => f.write_str("STARTTLS"),
+            Stage::Authenticate => f.write_str("authentication"),
+            Stage::MailFrom => f.write_str("MAIL FROM"),
+            Stage::RcptTo(recipient) => write!(f, "RCPT TO <{recipient}>"),
+            Stage::Data => f.write_str("DATA"),
+            Stage::Message => f.write_str("the message data"),
+        }
+    }
+}
+
+/// An SMTP reply: code and text (lines joined with spaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) code: u16,
+    pub(crate) text: String,
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.text.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{} {}", self.code, self.text)
+        }
+    }
+}
+
+impl Reply {
+    /// The reply carried by a lettre error, when the error is a negative reply.
+    pub(crate) fn from_lettre_error(error: &lettre::transport::smtp::Error) -> Option<Self> {
+        let code = u16::from(error.status()?);
+        let text = error
+            .source()
+            .map(|source| source.to_string())
+            .unwrap_or_default();
+        Some(Self { code, text })
+    }
+
+    pub(crate) fn from_response(response: &lettre::transport::smtp::response::Response) -> Self {
+        Self {
+            code: u16::from(response.code()),
+            text: response.message().collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    /// The RFC 3463 enhanced status code at the start of the text, e.g. `5.7.3`.
+    fn enhanced_code(&self) -> Option<&str> {
+        let first = self.text.split_whitespace().next()?;
+        let mut parts = first.split('.');
+        let class = parts.next()?;
+        let valid = matches!(class, "2" | "4" | "5")
+            && parts.clone().count() == 2
+            && parts.all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+        valid.then_some(first)
+    }
+
+    fn contains(&self, needle: &str) -> bool {
+        self.text
+            .to_ascii_lowercase()
+            .contains(&needle.to_ascii_lowercase())
+    }
+}
+
+/// Everything that can go wrong between connecting and the final reply. Nothing here holds
+/// a credential: replies are the server's words, sources are lettre's or io errors.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The server answered a command with a negative reply.
+    Reply { stage: Stage, reply: Reply },
+    /// The server rejected the token with a `334` challenge; after our answer it said
+    /// `reply` (normally a 535).
+    TokenChallenge {
+        mechanism: &'static str,
+        challenge: String,
+        reply: Reply,
+    },
+    /// The step did not finish within the account's timeout.
+    Timeout { stage: Stage, timeout_ms: u32 },
+    /// Connecting, TLS or the network failed, or lettre refused something.
+    Io {
+        stage: Stage,
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The connection would not protect a bearer token (or a required STARTTLS is missing).
+    Insecure { reason: String, remediation: String },
+    /// The account and the server (or the message) do not fit together.
+    Unsupported {
+        kind: TransportErrorKind,
+        message: String,
+        remediation: String,
+    },
+}
+
+impl Failure {
+    pub(crate) fn io(stage: Stage, source: impl StdError + Send + Sync + 'static) -> Self {
+        Failure::Io {
+            stage,
+            source: Box::new(source),
+        }
+    }
+
+    /// A lettre error at `stage`: a negative reply, or a network, TLS or client problem.
+    pub(crate) fn from_lettre(stage: Stage, error: lettre::transport::smtp::Error) -> Self {
+        match Reply::from_lettre_error(&error) {
+            Some(reply) => Failure::Reply { stage, reply },
+            None => Failure::io(stage, error),
+        }
+    }
+
+    /// True when the connection may simply have been closed by the server while it sat
+    /// in the pool, before this message was handed over: safe to retry on a new one.
+    pub(crate) fn is_stale_connection(&self) -> bool {
+        match self {
+            Failure::Io { stage, .. } => *stage == Stage::MailFrom,
+            Failure::Reply { stage, reply } => *stage == Stage::MailFrom && reply.code == 421,
+            _ => false,
+        }
+    }
+
+    /// The error the facade and the CLI see.
+    pub(crate) fn into_transport_error(self, user: &str) -> TransportError {
+        match self {
+            Failure::Reply { stage, reply } => map_reply(&stage, &reply, user),
+            Failure::TokenChallenge {
+                mechanism,
+                challenge,
+                reply,
+            } => TransportError::new(
+                TransportErrorKind::AuthenticationRejected,
+                format!(
+                    "the smtp server rejected the access token for {user} ({mechanism}); it said: {challenge}"
+                ),
+            )
+            .with_server_reply(reply.to_string())
+            .with_remediation(
+                "mailroom refreshes the token once and retries; if it fails again, sign in again with `mailroom sign-in`",
+            ),
+            Failure::Timeout { stage, timeout_ms } => TransportError::new(
+                TransportErrorKind::Transient,
+                format!("the smtp server did not answer within {timeout_ms} ms during {stage}"),
+            )
+            .with_remediation(
+                "check that the server is reachable, or raise the account's timeout; the send can be retried",
+            ),
+            Failure::Io { stage, source } => {
+                if is_tls_failure(source.as_ref()) {
+                    TransportError::new(
+                        TransportErrorKind::Tls,
+                        format!("the tls connection to the smtp server failed during {stage}: {source}"),
+                    )
+                    .with_remediation(
+                        "check the host name; if the server uses a company or test certificate authority, give its root certificate (PEM) with MAILROOM_CA_FILE",
+                    )
+                    .with_source(BoxedSource(source))
+                } else {
+                    TransportError::new(
+                        TransportErrorKind::Transient,
+                        format!("the smtp connection failed during {stage}: {source}"),
+                    )
+                    .with_remediation(
+                        "check the host, port and network; the send can be retried",
+                    )
+                    .with_source(BoxedSource(source))
+                }
+            }
+            Failure::Insecure {
+                reason,
+                remediation,
+            } => TransportError::new(TransportErrorKind::Insecure, reason)
+                .with_remediation(remediation),
+            Failure::Unsupported {
+                kind,
+                message,
+                remediation,
+            } => TransportError::new(kind, message).with_remediation(remediation),
+        }
+    }
+}
+
+/// A boxed error as an error type, to keep the `source` chain.
+#[derive(Debug)]
+struct BoxedSource(Box<dyn StdError + Send + Sync>);
+
+impl fmt::Display for BoxedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StdError for BoxedSource {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.source()
+    }
+}
+
+const SMTP_AUTH_ENABLE: &str = "an administrator must enable SMTP AUTH for the mailbox: `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (or for the whole tenant: `Set-TransportConfig -SmtpClientAuthenticationDisabled $false`); see https://aka.ms/smtp_auth_disabled";
+
+/// The table: a negative reply at a stage -> kind, message and remediation.
+///
+/// `535 5.7.3` maps to `AuthenticationRejected`, not `SignInRequired`: Exchange Online
+/// sends it for an expired token too, which one refresh fixes, and the facade refreshes
+/// only once; the remediation names the other causes for when the retry fails as well.
+pub(crate) fn map_reply(stage: &Stage, reply: &Reply, user: &str) -> TransportError {
+    use TransportErrorKind as Kind;
+    let enhanced = reply.enhanced_code().unwrap_or("");
+    let (kind, message, remediation): (Kind, String, String) = match (reply.code, enhanced) {
+        (535, "5.7.139") if reply.contains("SmtpClientAuthentication") => (
+            Kind::AccountConfiguration,
+            format!("smtp authentication (SMTP AUTH) is disabled for {user} or its tenant"),
+            SMTP_AUTH_ENABLE.to_owned(),
+        ),
+        (535, "5.7.139") if reply.contains("basic authentication is disabled") => (
+            Kind::AccountConfiguration,
+            "the server no longer accepts passwords (basic authentication is disabled)".to_owned(),
+            "switch the account to OAuth: `mailroom account set --provider microsoft`, then `mailroom sign-in`".to_owned(),
+        ),
+        (535, "5.7.139") => (
+            Kind::AccountConfiguration,
+            format!("the server refused to authenticate {user} by policy"),
+            "an administrator must check the tenant's sign-in policies (security defaults, conditional access) and that SMTP AUTH is enabled for the mailbox".to_owned(),
+        ),
+        (535, "5.7.3") => (
+            Kind::AuthenticationRejected,
+            format!("the smtp server rejected the credentials of {user}"),
+            format!("mailroom refreshes the token once and retries; if it still fails, the token is for another account or lacks the SMTP.Send scope (sign in again as {user} with `mailroom sign-in`), or SMTP AUTH is off for the mailbox ({SMTP_AUTH_ENABLE})"),
+        ),
+        (535, _) => (
+            Kind::AuthenticationRejected,
+            format!("the smtp server rejected the credentials of {user}"),
+            "mailroom refreshes the token once and retries; if it still fails, sign in again with `mailroom sign-in` (or set the right password)".to_owned(),
+        ),
+        (550, "5.7.30") => (
+            Kind::AccountConfiguration,
+            "the server does not accept basic authentication (passwords) for client submission".to_owned(),
+            "switch the account to OAuth: `mailroom account set --provider microsoft`, then `mailroom sign-in`".to_owned(),
+        ),
+        (530, "5.7.57") => (
+            Kind::AccountConfiguration,
+            "the server requires authentication before it accepts mail".to_owned(),
+            "give the account credentials: sign in with `mailroom sign-in` (OAuth) or set the SMTP user and password".to_owned(),
+        ),
+        (554, "5.2.252") | (550, "5.7.60") => (
+            Kind::SendAsDenied,
+            format!("{user} may not send as the message's From address"),
+            format!("send from {user}'s own address, or ask an administrator to grant {user} Send As on the From address (`Add-RecipientPermission -Identity <from address> -Trustee {user} -AccessRights SendAs`)"),
+        ),
+        (501, "5.5.124") => (
+            Kind::SignInRequired,
+            "the server could not read the XOAUTH2 data (invalid XOAUTH2 auth data)".to_owned(),
+            format!("check that the account's SMTP user `{user}` is the mailbox address, then sign in again with `mailroom sign-in`"),
+        ),
+        (504, "5.7.4") => (
+            Kind::AccountConfiguration,
+            "the server does not accept this authentication mechanism (unrecognized authentication type)".to_owned(),
+            format!("check the host is the provider's submission server; for Microsoft 365 {SMTP_AUTH_ENABLE}"),
+        ),
+        (538, _) => (
+            Kind::Insecure,
+            "the server requires encryption before authentication".to_owned(),
+            "enable TLS for the account (STARTTLS or implicit TLS)".to_owned(),
+        ),
+        (552, _) | (_, "5.3.4") => (
+            Kind::MessageTooLarge,
+            "the server refused the message as too large".to_owned(),
+            "make the message or its attachments smaller".to_owned(),
+        ),
+        (400..=499, _) => (
+            Kind::Transient,
+            format!("the smtp server refused {stage} for now"),
+            "mailroom retries later; nothing to do unless it keeps failing".to_owned(),
+        ),
+        (500..=599, _) => match stage {
+            Stage::RcptTo(recipient) => (
+                Kind::MessageRejected,
+                format!("the smtp server refused the recipient {recipient}"),
+                "check the recipient's address".to_owned(),
+            ),
+            Stage::Message => (
+                Kind::MessageRejected,
+                "the smtp server refused the message".to_owned(),
+                "read the server's reply; the content or a policy of the server is the cause".to_owned(),
+            ),
+            Stage::Authenticate => (
+                Kind::Permanent,
+                format!("the smtp server refused to authenticate {user}"),
+                "read the server's reply and check the account's settings".to_owned(),
+            ),
+            _ => (
+                Kind::Permanent,
+                format!("the smtp server refused {stage}"),
+                "read the server's reply and check the account's settings".to_owned(),
+            ),
+        },
+        _ => (
+            Kind::Permanent,
+            format!("the smtp server answered {stage} with an unexpected reply"),
+            "read the server's reply and check the account's settings".to_owned(),
+        ),
+    };
+    TransportError::new(kind, message)
+        .with_server_reply(reply.to_string())
+        .with_remediation(remediation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(line: &str) -> Reply {
+        let (code, text) = line.split_once(' ').unwrap_or((line, ""));
+        Reply {
+            code: code.parse().unwrap(),
+            text: text.to_owned(),
+        }
+    }
+
+    #[track_caller]
+    fn check(stage: Stage, line: &str, kind: TransportErrorKind, remediation_part: &str) {
+        let error = map_reply(&stage, &reply(line), "box@example.com");
+        assert_eq!(error.kind(), kind, "{line}");
+        assert_eq!(error.server_reply(), Some(line));
+        let remediation = error.remediation().unwrap_or_default();
+        assert!(
+            remediation.contains(remediation_part),
+            "{line}: remediation {remediation:?} lacks {remediation_part:?}"
+        );
+    }
+
+    #[test]
+    fn stage_decides_for_generic_replies() {
+        use TransportErrorKind as Kind;
+        check(
+            Stage::RcptTo("x@y".into()),
+            "550 5.1.1 User unknown",
+            Kind::MessageRejected,
+            "recipient",
+        );
+        check(
+            Stage::Message,
+            "550 5.7.1 Spam",
+            Kind::MessageRejected,
+            "content",
+        );
+        check(
+            Stage::MailFrom,
+            "553 5.1.8 Bad sender",
+            Kind::Permanent,
+            "settings",
+        );
+        check(
+            Stage::Message,
+            "552 5.3.4 Message size exceeds fixed limit",
+            Kind::MessageTooLarge,
+            "smaller",
+        );
+        check(
+            Stage::MailFrom,
+            "421 4.7.0 Try again later",
+            Kind::Transient,
+            "retries later",
+        );
+        check(
+            Stage::Authenticate,
+            "538 5.7.11 Encryption required",
+            Kind::Insecure,
+            "enable TLS",
+        );
+    }
+
+    #[test]
+    fn enhanced_codes() {
+        assert_eq!(
+            reply("535 5.7.3 Authentication unsuccessful").enhanced_code(),
+            Some("5.7.3")
+        );
+        assert_eq!(reply("250 OK").enhanced_code(), None);
+        assert_eq!(reply("550 5.x.1 nope").enhanced_code(), None);
+    }
+
+    #[test]
+    fn io_failures_are_transient_and_keep_their_source() {
+        let failure = Failure::io(
+            Stage::Connect,
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        );
+        let error = failure.into_transport_error("box@example.com");
+        assert_eq!(error.kind(), TransportErrorKind::Transient);
+        assert!(
+            error
+                .message()
+                .starts_with("the smtp connection failed during connecting"),
+            "{}",
+            error.message()
+        );
+        assert!(StdError::source(&error).is_some());
+    }
+
+    #[test]
+    fn rustls_errors_are_tls_failures() {
+        let rustls_error =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io_error = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls_error);
+        let error = Failure::io(Stage::StartTls, io_error).into_transport_error("box@example.com");
+        assert_eq!(error.kind(), TransportErrorKind::Tls);
+        assert!(
+            error
+                .remediation()
+                .unwrap_or_default()
+                .contains("MAILROOM_CA_FILE")
+        );
+    }
+}

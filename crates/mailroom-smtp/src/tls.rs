@@ -1,0 +1,263 @@
+//! TLS: which way TLS starts for an account, the trusted roots (Mozilla's plus an optional
+//! extra PEM root), and the stream wrapper that lets lettre talk over implicit TLS on a
+//! socket we opened ourselves.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use lettre::transport::smtp::client::{
+    AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
+};
+use mailroom_model::{ServerSettings, TlsStartup};
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::config::{Error, Result};
+
+/// How TLS starts on a connection, derived from the account's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsPlan {
+    /// TLS from the first byte.
+    Implicit,
+    /// STARTTLS, and refuse to go on when the server does not offer it.
+    StartTlsRequired,
+    /// STARTTLS when the server offers it, plaintext otherwise (TLS disabled in the
+    /// settings; a bearer token is still never sent in plaintext).
+    StartTlsIfOffered,
+}
+
+impl TlsPlan {
+    /// `Auto` is implicit TLS on port 465 and required STARTTLS elsewhere.
+    pub(crate) fn for_settings(settings: &ServerSettings) -> Self {
+        match (settings.tls, settings.tls_startup) {
+            (false, _) => TlsPlan::StartTlsIfOffered,
+            (true, TlsStartup::Implicit) => TlsPlan::Implicit,
+            (true, TlsStartup::StartTls) => TlsPlan::StartTlsRequired,
+            (true, TlsStartup::Auto) if settings.port == 465 => TlsPlan::Implicit,
+            (true, TlsStartup::Auto) => TlsPlan::StartTlsRequired,
+        }
+    }
+}
+
+/// The TLS configuration of one server, built once per transport. Both paths verify the
+/// server's certificate against the same roots; there is no way to turn that off.
+#[derive(Clone)]
+pub(crate) struct TlsMaterial {
+    /// For implicit TLS, where we run the handshake ourselves.
+    implicit: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+    /// For STARTTLS, which lettre's connection runs.
+    starttls: TlsParameters,
+}
+
+impl fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses PEM root certificates; at least one is required.
+pub(crate) fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    let roots = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| Error::InvalidRootCertificate {
+            reason: error.to_string(),
+        })?;
+    if roots.is_empty() {
+        return Err(Error::InvalidRootCertificate {
+            reason: "it contains no certificate".to_owned(),
+        });
+    }
+    Ok(roots)
+}
+
+impl TlsMaterial {
+    pub(crate) fn new(host: &str, extra_root_pem: Option<&[u8]>) -> Result<Self> {
+        let tls_setup = |reason: String| Error::TlsSetup {
+            host: host.to_owned(),
+            reason,
+        };
+        let extra_roots = match extra_root_pem {
+            Some(pem) => parse_roots(pem)?,
+            None => Vec::new(),
+        };
+
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for root in &extra_roots {
+            roots
+                .add(root.clone())
+                .map_err(|error| Error::InvalidRootCertificate {
+                    reason: error.to_string(),
+                })?;
+        }
+        // The ring provider explicitly: the process-wide default may be unset, and the
+        // tree carries no other provider.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| tls_setup(error.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name = ServerName::try_from(host.to_owned())
+            .map_err(|error| tls_setup(format!("`{host}` is not a valid server name: {error}")))?;
+
+        let mut builder = TlsParameters::builder(host.to_owned())
+            .certificate_store(CertificateStore::WebpkiRoots);
+        for root in extra_roots {
+            let certificate = Certificate::from_der(root.to_vec())
+                .map_err(|error| tls_setup(error.to_string()))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        let starttls = builder
+            .build_rustls()
+            .map_err(|error| tls_setup(error.to_string()))?;
+
+        Ok(Self {
+            implicit: tokio_rustls::TlsConnector::from(Arc::new(client_config)),
+            server_name,
+            starttls,
+        })
+    }
+
+    /// Parameters for lettre's `starttls`.
+    pub(crate) fn starttls_parameters(&self) -> TlsParameters {
+        self.starttls.clone()
+    }
+
+    /// Runs the TLS handshake of implicit TLS on an open socket.
+    pub(crate) async fn connect_implicit(&self, tcp: TcpStream) -> io::Result<ImplicitTlsStream> {
+        let peer = tcp.peer_addr()?;
+        let stream = self.implicit.connect(self.server_name.clone(), tcp).await?;
+        Ok(ImplicitTlsStream { stream, peer })
+    }
+}
+
+/// A TLS stream lettre can use as its transport: `connect_with_transport` reads the
+/// greeting at once, so for implicit TLS the handshake must be done before.
+pub(crate) struct ImplicitTlsStream {
+    stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+}
+
+impl fmt::Debug for ImplicitTlsStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImplicitTlsStream")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncRead for ImplicitTlsStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ImplicitTlsStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl AsyncTokioStream for ImplicitTlsStream {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.peer)
+    }
+}
+
+/// True when the error chain holds a rustls error: the handshake failed, most often
+/// because the certificate did not verify.
+pub(crate) fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the wrapped error itself, so look inside by hand.
+        // (No let-chains: the workspace's rust-version is 1.85.)
+        if let Some(inner) = error
+            .downcast_ref::<io::Error>()
+            .and_then(|io_error| io_error.get_ref())
+        {
+            if inner.is::<rustls::Error>() || is_tls_failure(inner) {
+                return true;
+            }
+        }
+        current = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailroom_model::Provider;
+
+    #[track_caller]
+    fn check(tls: bool, startup: TlsStartup, port: u16, expected: TlsPlan) {
+        let mut settings = ServerSettings::preset(Provider::None);
+        settings.tls = tls;
+        settings.tls_startup = startup;
+        settings.port = port;
+        assert_eq!(TlsPlan::for_settings(&settings), expected);
+    }
+
+    #[test]
+    fn plan_follows_the_settings() {
+        check(true, TlsStartup::Implicit, 587, TlsPlan::Implicit);
+        check(true, TlsStartup::StartTls, 465, TlsPlan::StartTlsRequired);
+        check(true, TlsStartup::Auto, 465, TlsPlan::Implicit);
+        check(true, TlsStartup::Auto, 587, TlsPlan::StartTlsRequired);
+        check(true, TlsStartup::Auto, 25, TlsPlan::StartTlsRequired);
+        check(false, TlsStartup::Implicit, 465, TlsPlan::StartTlsIfOffered);
+        check(false, TlsStartup::Auto, 587, TlsPlan::StartTlsIfOffered);
+    }
+
+    #[test]
+    fn roots_must_be_pem_certificates() {
+        let error = parse_roots(b"not a certificate").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the extra trusted root certificate cannot be used: it contains no certificate; give a PEM file with at least one `BEGIN CERTIFICATE` block"
+        );
+    }
+}

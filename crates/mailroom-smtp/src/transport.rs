@@ -1,0 +1,224 @@
+//! [`SmtpTransport`]: the `MessageTransport` of SMTP accounts, with one pool per
+//! credential version and a bound on connections and sends in flight.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::transport::smtp::extension::ClientId;
+use mailroom_model::{
+    Credentials, Delivery, MessageTransport, OutgoingMessage, TransportError, TransportKind,
+};
+use tokio::sync::Semaphore;
+
+use crate::config::{Result, SmtpTransportConfig};
+use crate::connection::{ConnectionSettings, SmtpConnection, check_credentials};
+use crate::pool::Pool;
+use crate::reply::Failure;
+use crate::tls::TlsMaterial;
+
+/// Sends through one account's SMTP server. Cheap to share (`Arc` inside); build it once
+/// per account and keep it, so connections are reused.
+///
+/// Must be used inside a Tokio runtime.
+#[derive(Clone)]
+pub struct SmtpTransport {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    connection: ConnectionSettings,
+    config: SmtpTransportConfig,
+    /// One permit per connection: holding one is the right to use (or open) a connection,
+    /// so it bounds connections and sends in flight at once; other sends wait in FIFO order.
+    permits: Semaphore,
+    current: Mutex<Option<Arc<Pool>>>,
+}
+
+impl fmt::Debug for SmtpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpTransport")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpTransport {
+    /// Checks the settings and builds the TLS configuration; connects nothing yet.
+    pub fn new(config: SmtpTransportConfig) -> Result<Self> {
+        config.validate()?;
+        let tls = TlsMaterial::new(&config.settings.host, config.extra_root_pem.as_deref())?;
+        let hello = match &config.hello_name {
+            Some(name) => ClientId::Domain(name.clone()),
+            None => ClientId::default(),
+        };
+        let connection = ConnectionSettings {
+            server: config.settings.clone(),
+            tls,
+            hello,
+            timeout: Duration::from_millis(u64::from(config.settings.timeout_ms)),
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                connection,
+                permits: Semaphore::new(config.pool_size),
+                current: Mutex::new(None),
+                config,
+            }),
+        })
+    }
+
+    /// The pool of these credentials. A new user or version retires the previous pool:
+    /// it hands out nothing more and closes its connections as their sends finish.
+    fn pool_for(&self, credentials: &Credentials) -> Arc<Pool> {
+        let shared = &self.shared;
+        let mut current = shared
+            .current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pool) = current.as_ref() {
+            if pool.version == credentials.version && pool.user == credentials.user {
+                return Arc::clone(pool);
+            }
+        }
+        let pool = Pool::start(
+            credentials.user.clone(),
+            credentials.version,
+            shared.config.idle_timeout,
+            shared.config.health_check_after,
+            shared.connection.timeout,
+        );
+        if let Some(old) = current.replace(Arc::clone(&pool)) {
+            old.retire(shared.connection.timeout);
+        }
+        pool
+    }
+
+    async fn send_with_pool(
+        &self,
+        message: &OutgoingMessage,
+        credentials: &Credentials,
+    ) -> Result<Delivery, Failure> {
+        check_credentials(self.shared.connection.server.provider, credentials)?;
+        let settings = &self.shared.connection;
+        let pool = self.pool_for(credentials);
+        // The semaphore is never closed.
+        let _permit = self
+            .shared
+            .permits
+            .acquire()
+            .await
+            .map_err(|error| Failure::io(crate::reply::Stage::Connect, error))?;
+
+        let mut connection = match pool.checkout(settings).await {
+            Some(connection) => connection,
+            None => SmtpConnection::open(settings, credentials).await?,
+        };
+        let mut reused = true;
+        loop {
+            match connection.send(settings, message).await {
+                Ok(reply) => {
+                    pool.check_in(connection, settings.timeout);
+                    return Ok(Delivery {
+                        reply: reply.to_string(),
+                        provider_message_id: None,
+                        thread_id: None,
+                    });
+                }
+                // The server closed a pooled connection before taking the message: one
+                // more try on a new connection, which cannot be stale.
+                Err(failure) if reused && failure.is_stale_connection() => {
+                    drop(connection);
+                    connection = SmtpConnection::open(settings, credentials).await?;
+                    reused = false;
+                }
+                // Any other failure may leave the connection mid-transaction: close it.
+                Err(failure) => return Err(failure),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn current_pool(&self) -> Option<Arc<Pool>> {
+        self.shared.current.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl MessageTransport for SmtpTransport {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Smtp
+    }
+
+    async fn send(
+        &self,
+        message: &OutgoingMessage,
+        credentials: &Credentials,
+    ) -> Result<Delivery, TransportError> {
+        self.send_with_pool(message, credentials)
+            .await
+            .map_err(|failure| failure.into_transport_error(&credentials.user))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mailroom_model::{CredentialSecret, Provider, Secret, ServerSettings};
+
+    use super::*;
+
+    fn transport() -> SmtpTransport {
+        let mut settings = ServerSettings::preset(Provider::Microsoft);
+        settings.smtp_user = "box@example.com".to_owned();
+        SmtpTransport::new(SmtpTransportConfig::new(settings)).unwrap()
+    }
+
+    fn token(version: u64) -> Credentials {
+        Credentials {
+            user: "box@example.com".to_owned(),
+            secret: CredentialSecret::AccessToken(Secret::new(format!("token-{version}"))),
+            version,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_credential_version_retires_the_old_pool() {
+        let transport = transport();
+        let first = transport.pool_for(&token(1));
+        assert!(Arc::ptr_eq(&first, &transport.pool_for(&token(1))));
+        let second = transport.pool_for(&token(2));
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(Arc::ptr_eq(&second, &transport.current_pool().unwrap()));
+        assert_eq!(first.idle_count(), 0);
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let mut settings = ServerSettings::preset(Provider::None);
+        settings.host = "smtp.example.com".to_owned();
+        settings.smtp_user = "user".to_owned();
+        settings.password = Some(Secret::new("hunter2-password"));
+        let config = SmtpTransportConfig::new(settings);
+        let transport = SmtpTransport::new(config.clone()).unwrap();
+        for text in [format!("{config:?}"), format!("{transport:?}")] {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+    }
+
+    #[test]
+    fn google_and_zero_pools_are_refused() {
+        let google = SmtpTransportConfig::new(ServerSettings::preset(Provider::Google));
+        assert!(matches!(
+            SmtpTransport::new(google),
+            Err(crate::Error::UnsupportedProvider { .. })
+        ));
+        let mut settings = ServerSettings::preset(Provider::Microsoft);
+        settings.smtp_user = "box@example.com".to_owned();
+        let zero = SmtpTransportConfig::new(settings).with_pool_size(0);
+        assert!(matches!(
+            SmtpTransport::new(zero),
+            Err(crate::Error::InvalidPoolSize)
+        ));
+    }
+}

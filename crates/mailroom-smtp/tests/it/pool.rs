@@ -1,0 +1,118 @@
+//! Pooling: connections authenticate once and are reused; the pool size bounds
+//! connections; a new credential version gets new connections with the new token.
+
+use std::sync::Arc;
+
+use mailroom_model::TlsStartup;
+use tokio::task::JoinSet;
+
+use crate::server::{ServerOptions, TestServer};
+use crate::support::{USER, oauth_settings, send, simple_message, token, transport_with};
+
+fn server() -> TestServer {
+    TestServer::start(ServerOptions {
+        tokens: vec![
+            (USER.to_owned(), "token-one".to_owned()),
+            (USER.to_owned(), "token-two".to_owned()),
+        ],
+        ..ServerOptions::default()
+    })
+}
+
+fn connections_of(server: &TestServer, kind: &str) -> std::collections::BTreeSet<u64> {
+    server
+        .events_of(kind)
+        .iter()
+        .map(|event| event["connection"].as_u64().expect("connection id"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_messages_over_a_pool_of_two_authenticate_at_most_twice() {
+    let server = server();
+    let transport = Arc::new(transport_with(
+        &server,
+        oauth_settings(&server, TlsStartup::StartTls),
+        2,
+    ));
+    let mut sends = JoinSet::new();
+    for number in 0..50 {
+        let transport = Arc::clone(&transport);
+        sends.spawn(async move {
+            let message = simple_message(USER, &format!("to{number}@example.com"));
+            send(&transport, &message, &token("token-one", 1)).await
+        });
+    }
+    while let Some(result) = sends.join_next().await {
+        result.expect("task").expect("sent");
+    }
+    let auths = server.events_of("auth");
+    assert!(
+        !auths.is_empty() && auths.len() <= 2,
+        "{} AUTH commands",
+        auths.len()
+    );
+    assert_eq!(server.messages().len(), 50);
+    assert!(connections_of(&server, "message").len() <= 2);
+}
+
+#[tokio::test]
+async fn sequential_messages_reuse_one_connection() {
+    let server = server();
+    let transport = transport_with(&server, oauth_settings(&server, TlsStartup::StartTls), 4);
+    for _ in 0..10 {
+        send(
+            &transport,
+            &simple_message(USER, "to@example.com"),
+            &token("token-one", 1),
+        )
+        .await
+        .expect("sent");
+    }
+    assert_eq!(server.events_of("auth").len(), 1);
+    assert_eq!(connections_of(&server, "message").len(), 1);
+}
+
+#[tokio::test]
+async fn a_new_credential_version_authenticates_new_connections_with_the_new_token() {
+    let server = server();
+    let transport = transport_with(&server, oauth_settings(&server, TlsStartup::StartTls), 2);
+    for _ in 0..3 {
+        send(
+            &transport,
+            &simple_message(USER, "to@example.com"),
+            &token("token-one", 1),
+        )
+        .await
+        .expect("sent with the first token");
+    }
+    for _ in 0..3 {
+        send(
+            &transport,
+            &simple_message(USER, "to@example.com"),
+            &token("token-two", 2),
+        )
+        .await
+        .expect("sent with the refreshed token");
+    }
+    let auths: Vec<String> = server
+        .events_of("auth")
+        .iter()
+        .map(|event| event["initial"].as_str().expect("initial").to_owned())
+        .collect();
+    assert_eq!(
+        auths,
+        vec![
+            "user=box@example.com\u{1}auth=Bearer token-one\u{1}\u{1}".to_owned(),
+            "user=box@example.com\u{1}auth=Bearer token-two\u{1}\u{1}".to_owned(),
+        ]
+    );
+    let messages = server.events_of("message");
+    let first = messages[0]["connection"].as_u64();
+    let last = messages[5]["connection"].as_u64();
+    assert_ne!(
+        first, last,
+        "the refreshed token must not reuse the old connection"
+    );
+    assert_eq!(connections_of(&server, "message").len(), 2);
+}

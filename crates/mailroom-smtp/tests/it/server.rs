@@ -1,0 +1,246 @@
+//! Starts `tests/smtp_server.py` (aiosmtpd, a server this project did not write) on
+//! 127.0.0.1 with certificates from a test CA generated here, and reads what it recorded.
+//! Shared by the integration tests and the benchmark.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use serde_json::{Value, json};
+
+/// A CA and a server certificate it issued for `localhost` and `127.0.0.1`.
+pub(crate) struct TestCertificates {
+    pub(crate) ca_pem: String,
+    pub(crate) leaf_pem: String,
+    pub(crate) leaf_key_pem: String,
+}
+
+impl TestCertificates {
+    pub(crate) fn generate(ca_name: &str) -> Self {
+        let ca_key = KeyPair::generate().expect("generate the CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, ca_name);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca_params.self_signed(&ca_key).expect("self-sign the CA");
+
+        let leaf_key = KeyPair::generate().expect("generate the server key");
+        let mut leaf_params =
+            CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+        leaf_params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("sign the server certificate");
+        Self {
+            ca_pem: ca.pem(),
+            leaf_pem: leaf.pem(),
+            leaf_key_pem: leaf_key.serialize_pem(),
+        }
+    }
+}
+
+/// How the server starts TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerTls {
+    StartTls,
+    Implicit,
+    /// No STARTTLS offered; AUTH allowed in plaintext.
+    None,
+}
+
+/// What the server accepts and how it answers.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerOptions {
+    pub(crate) tls: ServerTls,
+    /// Offered mechanisms, from PLAIN, LOGIN, XOAUTH2, OAUTHBEARER.
+    pub(crate) mechanisms: Vec<&'static str>,
+    /// (user, token) pairs; a user may have several accepted tokens.
+    pub(crate) tokens: Vec<(String, String)>,
+    /// login -> password.
+    pub(crate) passwords: Vec<(String, String)>,
+    /// `{"AUTH": {token: reply}, "MAIL": {sender: reply}, "RCPT": {..}, "DATA": {..}}`.
+    pub(crate) scripted: Value,
+    /// Store messages and log them (off for the benchmark).
+    pub(crate) store: bool,
+    /// Server processes sharing the listening socket.
+    pub(crate) workers: usize,
+    /// Serve a certificate from a CA the client does not trust.
+    pub(crate) untrusted_certificate: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            tls: ServerTls::StartTls,
+            mechanisms: vec!["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"],
+            tokens: Vec::new(),
+            passwords: Vec::new(),
+            scripted: json!({}),
+            store: true,
+            workers: 1,
+            untrusted_certificate: false,
+        }
+    }
+}
+
+/// A running server; killed when dropped.
+pub(crate) struct TestServer {
+    child: Child,
+    _stdin: ChildStdin,
+    pub(crate) port: u16,
+    /// The root the client should trust (the CA of the served certificate, unless the
+    /// options asked for an untrusted one).
+    pub(crate) trusted_ca_pem: String,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const INSTALL_HINT: &str = "the mailroom-smtp tests need python3 with aiosmtpd: run `python3 -m pip install -r .ci/requirements.txt` (or set MAILROOM_TEST_PYTHON to a python that has it)";
+
+fn script_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py")
+}
+
+fn tokens_by_user(tokens: &[(String, String)]) -> Value {
+    let mut by_user = serde_json::Map::new();
+    for (user, token) in tokens {
+        by_user
+            .entry(user.clone())
+            .or_insert_with(|| Value::Array(Vec::new()))
+            .as_array_mut()
+            .expect("an array")
+            .push(Value::String(token.clone()));
+    }
+    Value::Object(by_user)
+}
+
+impl TestServer {
+    pub(crate) fn start(options: ServerOptions) -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir for the smtp server");
+        let trusted = TestCertificates::generate("mailroom test ca");
+        let served = if options.untrusted_certificate {
+            TestCertificates::generate("some other ca")
+        } else {
+            TestCertificates {
+                ca_pem: trusted.ca_pem.clone(),
+                leaf_pem: trusted.leaf_pem.clone(),
+                leaf_key_pem: trusted.leaf_key_pem.clone(),
+            }
+        };
+        let cert = dir.path().join("server.pem");
+        let key = dir.path().join("server.key");
+        std::fs::write(&cert, &served.leaf_pem).expect("write the server certificate");
+        std::fs::write(&key, &served.leaf_key_pem).expect("write the server key");
+        let mail_dir = dir.path().join("mail");
+        std::fs::create_dir(&mail_dir).expect("create the mail dir");
+        let log_path = dir.path().join("events.jsonl");
+        let tls = match options.tls {
+            ServerTls::StartTls => "starttls",
+            ServerTls::Implicit => "implicit",
+            ServerTls::None => "none",
+        };
+        let pairs = |pairs: &[(String, String)]| {
+            Value::Object(
+                pairs
+                    .iter()
+                    .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+                    .collect(),
+            )
+        };
+        let config = json!({
+            "tls": tls,
+            "cert": cert,
+            "key": key,
+            "mechanisms": options.mechanisms,
+            "tokens": tokens_by_user(&options.tokens),
+            "passwords": pairs(&options.passwords),
+            "scripted": options.scripted,
+            "store": options.store,
+            "workers": options.workers,
+            "mail_dir": mail_dir,
+            "log": if options.store { Value::String(log_path.display().to_string()) } else { Value::Null },
+        });
+        let config_path = dir.path().join("config.json");
+        std::fs::write(&config_path, config.to_string()).expect("write the server config");
+
+        let python = std::env::var("MAILROOM_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let mut child = Command::new(&python)
+            .arg(script_path())
+            .arg(&config_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start `{python}`: {error}; {INSTALL_HINT}"));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut first_line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .expect("read the smtp server's first line");
+        let port = first_line
+            .strip_prefix("READY ")
+            .and_then(|port| port.trim().parse::<u16>().ok())
+            .unwrap_or_else(|| {
+                let status = child.wait().ok();
+                panic!("the test smtp server did not start (said {first_line:?}, exit {status:?}); {INSTALL_HINT}")
+            });
+        Self {
+            child,
+            _stdin: stdin,
+            port,
+            trusted_ca_pem: trusted.ca_pem,
+            log_path,
+            _dir: dir,
+        }
+    }
+
+    /// Everything the server recorded so far, in order.
+    pub(crate) fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON event line"))
+            .collect()
+    }
+
+    pub(crate) fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|event| event["event"] == kind)
+            .collect()
+    }
+
+    /// The stored messages: (event, bytes exactly as the server received them).
+    pub(crate) fn messages(&self) -> Vec<(Value, Vec<u8>)> {
+        self.events_of("message")
+            .into_iter()
+            .map(|event| {
+                let path = event["file"].as_str().expect("file").to_owned();
+                let bytes = std::fs::read(path).expect("read a stored message");
+                (event, bytes)
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,280 @@
+"""A real SMTP server (aiosmtpd) for mailroom-smtp's tests and benchmark.
+
+Adds what aiosmtpd lacks: XOAUTH2 and OAUTHBEARER handlers that check the bearer token and,
+on a wrong one, send the 334 base64-JSON error challenge, read the client's answer, then
+reply 535. Records every AUTH (the exact decoded initial response), challenge answer and
+stored message as JSON lines in the log file the tests read.
+
+Usage: python3 smtp_server.py CONFIG.json
+Prints "READY <port>" on stdout once listening; exits when stdin closes (the test that
+started it ended) or on SIGTERM.
+"""
+
+import asyncio
+import base64
+import binascii
+import itertools
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+
+try:
+    from aiosmtpd.smtp import SMTP, AuthResult, MISSING
+except ImportError:
+    sys.stderr.write(
+        "smtp_server.py: aiosmtpd is missing; install it with "
+        "`python3 -m pip install -r .ci/requirements.txt`\n"
+    )
+    sys.exit(3)
+
+CONFIG = {}
+LOG = None
+COUNTER = itertools.count(1)
+CONNECTIONS = itertools.count(1)
+
+
+def log(event):
+    if LOG is not None:
+        LOG.write(json.dumps(event) + "\n")
+        LOG.flush()
+
+
+def is_tls(server):
+    transport = server.transport
+    return server._tls_protocol is not None or (
+        transport is not None and transport.get_extra_info("sslcontext") is not None
+    )
+
+
+def connection_id(server):
+    session = server.session
+    if not hasattr(session, "mailroom_connection"):
+        session.mailroom_connection = next(CONNECTIONS)
+    return session.mailroom_connection
+
+
+def scripted(stage, key):
+    return CONFIG.get("scripted", {}).get(stage, {}).get(key)
+
+
+class MailroomAuthenticator:
+    """PLAIN and LOGIN (aiosmtpd's own implementations) check passwords here."""
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        login = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        accepted = CONFIG.get("passwords", {}).get(login) == password
+        log({
+            "event": "auth",
+            "mechanism": mechanism,
+            "login": login,
+            "password": password,
+            "accepted": accepted,
+            "tls": is_tls(server),
+            "connection": connection_id(server),
+        })
+        return AuthResult(success=accepted, handled=False)
+
+
+class Handler:
+    async def _bearer(self, server, args, mechanism, parse):
+        if len(args) == 2:
+            try:
+                initial = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
+        else:
+            initial = await server.challenge_auth("")
+            if initial is MISSING:
+                return AuthResult(success=False, handled=True)
+        text = initial.decode("utf-8", "replace")
+        user, token = parse(text)
+        log({
+            "event": "auth",
+            "mechanism": mechanism,
+            "initial": text,
+            "tls": is_tls(server),
+            "connection": connection_id(server),
+        })
+        reply = scripted("AUTH", token)
+        if reply is not None:
+            return AuthResult(success=False, handled=False, message=reply)
+        if user is not None and token in CONFIG.get("tokens", {}).get(user, []):
+            return AuthResult(success=True, auth_data=user)
+        challenge = json.dumps(CONFIG.get("challenge", {
+            "status": "invalid_token",
+            "schemes": "Bearer",
+            "scope": "https://outlook.office.com/SMTP.Send",
+        }))
+        answer = await server.challenge_auth(challenge)
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        log({
+            "event": "challenge_answer",
+            "mechanism": mechanism,
+            "answer": answer.decode("latin-1"),
+            "connection": connection_id(server),
+        })
+        return AuthResult(
+            success=False,
+            handled=False,
+            message=CONFIG.get(
+                "rejection", "535 5.7.8 Username and Password not accepted (token rejected)"
+            ),
+        )
+
+    async def auth_XOAUTH2(self, server, args):
+        def parse(text):
+            fields = dict(
+                part.split("=", 1) for part in text.split("\x01") if "=" in part
+            )
+            auth = fields.get("auth", "")
+            token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+            return fields.get("user"), token
+
+        return await self._bearer(server, args, "XOAUTH2", parse)
+
+    async def auth_OAUTHBEARER(self, server, args):
+        def parse(text):
+            gs2, _, rest = text.partition("\x01")
+            user = None
+            for part in gs2.split(","):
+                if part.startswith("a="):
+                    user = part[2:].replace("=2C", ",").replace("=3D", "=")
+            token = None
+            for part in rest.split("\x01"):
+                if part.startswith("auth=Bearer "):
+                    token = part[len("auth=Bearer "):]
+            return user, token
+
+        return await self._bearer(server, args, "OAUTHBEARER", parse)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = scripted("MAIL", address)
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = scripted("RCPT", address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        for recipient in envelope.rcpt_tos:
+            reply = scripted("DATA", recipient)
+            if reply is not None:
+                return reply
+        number = next(COUNTER)
+        if CONFIG.get("store", True):
+            path = os.path.join(CONFIG["mail_dir"], f"{os.getpid()}-{number}.eml")
+            with open(path, "wb") as file:
+                file.write(envelope.original_content)
+            log({
+                "event": "message",
+                "mail_from": envelope.mail_from,
+                "mail_options": envelope.mail_options,
+                "rcpt_tos": envelope.rcpt_tos,
+                "file": path,
+                "tls": is_tls(server),
+                "connection": connection_id(server),
+            })
+        return f"250 2.0.0 OK queued as {number}"
+
+
+def tls_context():
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(CONFIG["cert"], CONFIG["key"])
+    return context
+
+
+def factory():
+    mode = CONFIG.get("tls", "starttls")
+    exclude = [
+        m for m in ("PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER")
+        if m not in CONFIG.get("mechanisms", ["PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"])
+    ]
+    kwargs = dict(
+        hostname="mailroom-test-server",
+        data_size_limit=64 * 1024 * 1024,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        auth_exclude_mechanism=exclude,
+        authenticator=MailroomAuthenticator(),
+        # No per-session command limit: the benchmark sends thousands of messages over one
+        # connection.
+        command_call_limit=None,
+    )
+    if mode == "starttls":
+        kwargs.update(tls_context=tls_context(), auth_require_tls=True)
+    else:
+        # Implicit TLS (aiosmtpd does not count it as TLS for AUTH) or plaintext.
+        kwargs.update(auth_require_tls=False)
+    return SMTP(Handler(), **kwargs)
+
+
+async def serve(sock):
+    loop = asyncio.get_running_loop()
+    mode = CONFIG.get("tls", "starttls")
+    server = await loop.create_server(
+        factory, sock=sock, ssl=tls_context() if mode == "implicit" else None
+    )
+    stop = loop.create_future()
+
+    def on_stdin():
+        if not os.read(sys.stdin.fileno(), 4096) and not stop.done():
+            stop.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
+    async with server:
+        await stop
+
+
+def main():
+    global CONFIG, LOG
+    with open(sys.argv[1]) as file:
+        CONFIG = json.load(file)
+    if CONFIG.get("log"):
+        LOG = open(CONFIG["log"], "a", buffering=1)
+    if CONFIG.get("uvloop"):
+        try:
+            import uvloop
+            uvloop.install()
+        except ImportError:
+            pass
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    workers = int(CONFIG.get("workers", 1))
+    children = []
+    # Extra worker processes share the listening socket (the benchmark: one Python
+    # process cannot keep up with four Rust clients).
+    for _ in range(workers - 1):
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(serve(sock))
+            os._exit(0)
+        children.append(pid)
+    print(f"READY {port}", flush=True)
+    try:
+        asyncio.run(serve(sock))
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+if __name__ == "__main__":
+    main()
