@@ -19,10 +19,23 @@
 //!   36,700,160 bytes) are refused before any request.
 //!
 //! The message is sent as the authenticated user (`users/me`). **A `From` header that is not
-//! the account's own address is sent as it is**: Gmail may rewrite it to the account's
-//! address, or keep it when it is one of the account's verified "send mail as" aliases.
-//! The transport does not check it; Gmail answers `Delegation denied` only when the
-//! *user* is not the token's account, which this transport never asks for.
+//! the account's own address is sent as it is**: the transport neither checks nor changes
+//! it, and Gmail may rewrite it to the account's address, or keep it when it is one of the
+//! account's verified "send mail as" aliases. When Gmail refuses the user or sender outright
+//! (403 `Delegation denied for ...`), the send fails as `SendAsDenied`.
+//!
+//! ```no_run
+//! use mailroom_gmail::{GmailConfig, GmailTransport};
+//! use mailroom_model::{Credentials, MessageTransport, OutgoingMessage};
+//!
+//! # async fn example(message: OutgoingMessage, credentials: Credentials) -> Result<(), Box<dyn std::error::Error>> {
+//! // One transport per configuration; the access token comes with each send.
+//! let transport = GmailTransport::new(GmailConfig::default())?;
+//! let delivery = transport.send(&message, &credentials).await?;
+//! assert!(delivery.provider_message_id.is_some());
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Failures come back as [`mailroom_model::TransportError`] with a kind the facade's retry
 //! policy decides on and a remediation the CLI prints; see [`GmailTransport`] for the

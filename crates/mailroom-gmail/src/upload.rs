@@ -49,6 +49,17 @@ impl GmailTransport {
         let mut offset: u64 = 0;
         let mut setbacks: u32 = 0;
         loop {
+            if offset == total {
+                // Google confirms the last byte with the sent `Message`, never with a 308. The
+                // message may have been sent, so this must not look worth retrying.
+                return Err(TransportError::new(
+                    TransportErrorKind::Permanent,
+                    "gmail's upload session holds the whole message but did not confirm that it was sent",
+                )
+                .with_remediation(
+                    "look in the account's Sent folder before sending it again; if this keeps happening, check any proxy between mailroom and gmail",
+                ));
+            }
             let end = offset
                 .saturating_add(self.config.resumable_chunk_size)
                 .min(total);

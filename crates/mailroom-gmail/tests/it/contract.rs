@@ -198,3 +198,67 @@ async fn an_unreachable_server_is_transient() {
     assert_eq!(error.message(), "cannot connect to the gmail API");
     assert_no_token(&error);
 }
+
+/// The media upload's connection is closed in the middle of the body: the message may or may
+/// not have arrived, so the send is transient (the facade may send it again).
+#[tokio::test]
+async fn a_connection_dropped_during_a_media_upload_is_transient() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let uri = format!("http://{}", listener.local_addr().expect("address"));
+    let server = tokio::spawn(async move {
+        let mut stream = tokio::io::BufReader::new(listener.accept().await.expect("accept").0);
+        let head = crate::raw_http::read_head(&mut stream).await.expect("head");
+        crate::raw_http::read_body(&mut stream, 64 * 1024)
+            .await
+            .expect("part of the body");
+        head
+    });
+
+    let error = transport(test_config(&uri))
+        .send(&message_of_size(1_000_000), &credentials())
+        .await
+        .expect_err("the connection dropped");
+    let head = server.await.expect("the server finished");
+
+    assert_eq!(head.method, "POST");
+    assert_eq!(error.kind(), TransportErrorKind::Transient, "{error}");
+    assert_eq!(
+        error.message(),
+        "the connection to the gmail API dropped before gmail answered"
+    );
+    assert_no_token(&error);
+}
+
+/// A server that reads the request and never answers runs into the configured timeout.
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_as_transient() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let uri = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let mut stream = tokio::io::BufReader::new(listener.accept().await.expect("accept").0);
+        let head = crate::raw_http::read_head(&mut stream).await.expect("head");
+        crate::raw_http::read_body(&mut stream, head.content_length())
+            .await
+            .expect("body");
+        // Keep the connection open, unanswered, until the test ends.
+        std::future::pending::<()>().await;
+        drop(stream);
+    });
+    let config = mailroom_gmail::GmailConfig {
+        timeout: std::time::Duration::from_millis(300),
+        ..test_config(&uri)
+    };
+
+    let error = transport(config)
+        .send(&message_of_size(1_000), &credentials())
+        .await
+        .expect_err("no answer");
+
+    assert_eq!(error.kind(), TransportErrorKind::Transient, "{error}");
+    assert_eq!(error.message(), "the gmail API did not answer within 0.3 s");
+    assert_no_token(&error);
+}

@@ -322,6 +322,39 @@ async fn a_range_beyond_the_message_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_session_that_holds_everything_but_never_confirms_is_not_worth_retrying() {
+    let server = MockServer::start().await;
+    let contract = Contract::load();
+    Mock::given(method(contract.http_method.as_str()))
+        .and(path(contract.upload_path.as_str()))
+        .and(query_param("uploadType", "resumable"))
+        .respond_with(
+            ResponseTemplate::new(200).insert_header("location", session_uri(&server).as_str()),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(308).insert_header("range", "bytes=0-700000"))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let error = transport(small_chunks(&server.uri()))
+        .send(&message_of_size(MESSAGE_SIZE), &credentials())
+        .await
+        .expect_err("never confirmed");
+
+    assert_eq!(error.kind(), TransportErrorKind::Permanent, "{error}");
+    assert!(error.message().contains("did not confirm"), "{error}");
+    assert!(
+        error
+            .remediation()
+            .is_some_and(|text| text.contains("Sent folder")),
+        "{error}"
+    );
+}
+
 /// The upload's connection is really closed after part of the body; the transport asks the
 /// session for its range and sends the rest.
 #[tokio::test]
