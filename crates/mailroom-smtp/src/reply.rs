@@ -156,7 +156,16 @@ impl Failure {
                 mechanism,
                 challenge,
                 reply,
-            } => TransportError::new(
+            } => {
+                // A final reply the table knows better (SMTP AUTH disabled, a 4xx) wins.
+                let mapped = map_reply(&Stage::Authenticate, &reply, user);
+                if !matches!(
+                    mapped.kind(),
+                    TransportErrorKind::AuthenticationRejected | TransportErrorKind::Permanent
+                ) {
+                    return mapped;
+                }
+                TransportError::new(
                 TransportErrorKind::AuthenticationRejected,
                 format!(
                     "the smtp server rejected the access token for {user} ({mechanism}); it said: {challenge}"
@@ -165,7 +174,8 @@ impl Failure {
             .with_server_reply(reply.to_string())
             .with_remediation(
                 "mailroom refreshes the token once and retries; if it fails again, sign in again with `mailroom sign-in`",
-            ),
+            )
+            }
             Failure::Timeout { stage, timeout_ms } => TransportError::new(
                 TransportErrorKind::Transient,
                 format!("the smtp server did not answer within {timeout_ms} ms during {stage}"),

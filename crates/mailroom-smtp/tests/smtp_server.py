@@ -6,7 +6,7 @@ reply 535. Records every AUTH (the exact decoded initial response), challenge an
 stored message as JSON lines in the log file the tests read.
 
 Usage: python3 smtp_server.py CONFIG.json
-Prints "READY <port>" on stdout once listening; exits when stdin closes (the test that
+Prints "READY <port> <pids>" on stdout once listening; exits when stdin closes (the test that
 started it ended) or on SIGTERM.
 """
 
@@ -186,6 +186,9 @@ class Handler:
                 "tls": is_tls(server),
                 "connection": connection_id(server),
             })
+        if any(r in CONFIG.get("close_after", []) for r in envelope.rcpt_tos):
+            # Accept, then hang up: the client's pooled connection is dead on its next use.
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return f"250 2.0.0 OK queued as {number}"
 
 
@@ -265,7 +268,9 @@ def main():
             asyncio.run(serve(sock))
             os._exit(0)
         children.append(pid)
-    print(f"READY {port}", flush=True)
+    # The pids let the benchmark report the server's CPU time.
+    pids = " ".join(str(pid) for pid in [os.getpid(), *children])
+    print(f"READY {port} {pids}", flush=True)
     try:
         asyncio.run(serve(sock))
     finally:

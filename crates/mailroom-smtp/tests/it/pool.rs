@@ -116,3 +116,32 @@ async fn a_new_credential_version_authenticates_new_connections_with_the_new_tok
     );
     assert_eq!(connections_of(&server, "message").len(), 2);
 }
+
+#[tokio::test]
+async fn a_pooled_connection_the_server_closed_is_replaced_without_failing_the_send() {
+    let server = TestServer::start(ServerOptions {
+        tokens: vec![(USER.to_owned(), "token-one".to_owned())],
+        close_after: vec!["hangup@example.com".to_owned()],
+        ..ServerOptions::default()
+    });
+    let transport = transport_with(&server, oauth_settings(&server, TlsStartup::StartTls), 1);
+    send(
+        &transport,
+        &simple_message(USER, "hangup@example.com"),
+        &token("token-one", 1),
+    )
+    .await
+    .expect("the first message is accepted before the server hangs up");
+    // The pooled connection is dead now; it was used a moment ago, so it is reused
+    // without a NOOP, fails at MAIL FROM, and the send goes over a new connection.
+    send(
+        &transport,
+        &simple_message(USER, "to@example.com"),
+        &token("token-one", 1),
+    )
+    .await
+    .expect("sent over a new connection");
+    assert_eq!(server.messages().len(), 2);
+    assert_eq!(server.events_of("auth").len(), 2);
+    assert_eq!(connections_of(&server, "message").len(), 2);
+}

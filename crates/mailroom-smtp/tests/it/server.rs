@@ -75,6 +75,8 @@ pub(crate) struct ServerOptions {
     pub(crate) passwords: Vec<(String, String)>,
     /// `{"AUTH": {token: reply}, "MAIL": {sender: reply}, "RCPT": {..}, "DATA": {..}}`.
     pub(crate) scripted: Value,
+    /// Recipients after whose message the server closes the connection.
+    pub(crate) close_after: Vec<String>,
     /// Store messages and log them (off for the benchmark).
     pub(crate) store: bool,
     /// Server processes sharing the listening socket.
@@ -91,6 +93,7 @@ impl Default for ServerOptions {
             tokens: Vec::new(),
             passwords: Vec::new(),
             scripted: json!({}),
+            close_after: Vec::new(),
             store: true,
             workers: 1,
             untrusted_certificate: false,
@@ -103,6 +106,8 @@ pub(crate) struct TestServer {
     child: Child,
     _stdin: ChildStdin,
     pub(crate) port: u16,
+    /// The server's processes (more than one with `workers`).
+    pub(crate) pids: Vec<u32>,
     /// The root the client should trust (the CA of the served certificate, unless the
     /// options asked for an untrusted one).
     pub(crate) trusted_ca_pem: String,
@@ -170,6 +175,7 @@ impl TestServer {
             "tokens": tokens_by_user(&options.tokens),
             "passwords": pairs(&options.passwords),
             "scripted": options.scripted,
+            "close_after": options.close_after,
             "store": options.store,
             "workers": options.workers,
             "mail_dir": mail_dir,
@@ -193,9 +199,12 @@ impl TestServer {
         BufReader::new(stdout)
             .read_line(&mut first_line)
             .expect("read the smtp server's first line");
-        let port = first_line
-            .strip_prefix("READY ")
-            .and_then(|port| port.trim().parse::<u16>().ok())
+        let mut words = first_line.split_whitespace();
+        let ready = words.next() == Some("READY");
+        let port = words.next().and_then(|port| port.parse::<u16>().ok());
+        let pids: Vec<u32> = words.filter_map(|pid| pid.parse().ok()).collect();
+        let port = port
+            .filter(|_| ready)
             .unwrap_or_else(|| {
                 let status = child.wait().ok();
                 panic!("the test smtp server did not start (said {first_line:?}, exit {status:?}); {INSTALL_HINT}")
@@ -204,6 +213,7 @@ impl TestServer {
             child,
             _stdin: stdin,
             port,
+            pids,
             trusted_ca_pem: trusted.ca_pem,
             log_path,
             _dir: dir,

@@ -1,0 +1,380 @@
+//! `cargo xtask bench smtp`: messages per second and client CPU seconds for mailroom's
+//! transport, lettre's pooled `AsyncSmtpTransport` and bare lettre `AsyncSmtpConnection`s
+//! on `TCP_NODELAY` sockets (the floor of this stack), all with STARTTLS + XOAUTH2 to the
+//! aiosmtpd test server on 127.0.0.1. Not a test: it prints figures and asserts nothing.
+//!
+//! Environment: `MAILROOM_BENCH_MESSAGES` (default 5000), `MAILROOM_BENCH_SERVER_WORKERS`
+//! (aiosmtpd processes sharing the port, default 2).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "../tests/it/server.rs"]
+mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::{Credentials as LettreCredentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::{AsyncSmtpTransport, PoolConfig};
+use lettre::{AsyncTransport, Tokio1Executor};
+use mailroom_model::{
+    CredentialSecret, Credentials, Envelope, MessageTransport, OutgoingMessage, Provider, Secret,
+    ServerSettings, TlsStartup,
+};
+use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
+use server::{ServerOptions, TestServer};
+
+const USER: &str = "bench@example.com";
+const TOKEN: &str = "bench-token";
+const MESSAGE_SIZE: usize = 10 * 1024;
+
+/// One message, formatted once: what every client sends.
+struct Workload {
+    bytes: Bytes,
+    from: lettre::Address,
+    to: lettre::Address,
+    messages: usize,
+}
+
+impl Workload {
+    fn new(messages: usize) -> Self {
+        let line = "The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+        let body = line.repeat(MESSAGE_SIZE / line.len());
+        let message = lettre::Message::builder()
+            .from(USER.parse::<Mailbox>().expect("from"))
+            .to("to@example.com".parse::<Mailbox>().expect("to"))
+            .subject("bench")
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .expect("message");
+        Self {
+            bytes: Bytes::from(message.formatted()),
+            from: USER.parse().expect("from"),
+            to: "to@example.com".parse().expect("to"),
+            messages,
+        }
+    }
+
+    fn lettre_envelope(&self) -> lettre::address::Envelope {
+        lettre::address::Envelope::new(Some(self.from.clone()), vec![self.to.clone()])
+            .expect("envelope")
+    }
+}
+
+/// User and system CPU time of this process so far (all threads), from /proc/self/stat.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the file, 12 and 13 after the name; the
+    // kernel reports them in USER_HZ ticks, which is 100 on Linux.
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn client_cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
+}
+
+fn server_cpu_seconds(server: &TestServer) -> f64 {
+    server
+        .pids
+        .iter()
+        .map(|pid| cpu_seconds_of(&pid.to_string()))
+        .sum()
+}
+
+struct Figures {
+    client: &'static str,
+    connections: usize,
+    messages_per_second: f64,
+    client_cpu: f64,
+    server_cpu: f64,
+    wall: Duration,
+}
+
+/// Runs `workers` loops that take message numbers from a shared counter until `messages`
+/// are sent, and measures wall and CPU time.
+async fn measure<F, Fut>(
+    client: &'static str,
+    connections: usize,
+    server: &TestServer,
+    workload: &Arc<Workload>,
+    make_worker: F,
+) -> Figures
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let cpu_before = client_cpu_seconds();
+    let server_before = server_cpu_seconds(server);
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..connections {
+        workers.spawn(make_worker(worker));
+    }
+    while let Some(result) = workers.join_next().await {
+        result.expect("a bench worker panicked");
+    }
+    let wall = started.elapsed();
+    Figures {
+        client,
+        connections,
+        messages_per_second: workload.messages as f64 / wall.as_secs_f64(),
+        client_cpu: client_cpu_seconds() - cpu_before,
+        server_cpu: server_cpu_seconds(server) - server_before,
+        wall,
+    }
+}
+
+fn settings(server: &TestServer) -> ServerSettings {
+    let mut settings = ServerSettings::preset(Provider::Microsoft);
+    settings.host = "127.0.0.1".to_owned();
+    settings.port = server.port;
+    settings.tls_startup = TlsStartup::StartTls;
+    settings.timeout_ms = 60_000;
+    settings.smtp_user = USER.to_owned();
+    settings
+}
+
+async fn mailroom(server: &TestServer, workload: &Arc<Workload>, connections: usize) -> Figures {
+    let config = SmtpTransportConfig::new(settings(server))
+        .with_extra_root_pem(server.trusted_ca_pem.clone())
+        .with_pool_size(connections);
+    let transport = Arc::new(SmtpTransport::new(config).expect("mailroom transport"));
+    let message = Arc::new(OutgoingMessage {
+        envelope: Envelope::new(workload.from.clone(), vec![workload.to.clone()])
+            .expect("envelope"),
+        bytes: workload.bytes.clone(),
+        message_id: None,
+    });
+    let credentials = Arc::new(Credentials {
+        user: USER.to_owned(),
+        secret: CredentialSecret::AccessToken(Secret::new(TOKEN)),
+        version: 1,
+    });
+    let next = Arc::new(AtomicUsize::new(0));
+    measure(
+        "mailroom SmtpTransport",
+        connections,
+        server,
+        workload,
+        |_| {
+            let (transport, message, credentials, next, total) = (
+                Arc::clone(&transport),
+                Arc::clone(&message),
+                Arc::clone(&credentials),
+                Arc::clone(&next),
+                workload.messages,
+            );
+            async move {
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    transport
+                        .send(&message, &credentials)
+                        .await
+                        .expect("mailroom send");
+                }
+            }
+        },
+    )
+    .await
+}
+
+fn tls_parameters(server: &TestServer) -> TlsParameters {
+    TlsParameters::builder("127.0.0.1".to_owned())
+        .add_root_certificate(Certificate::from_pem(server.trusted_ca_pem.as_bytes()).expect("ca"))
+        .build_rustls()
+        .expect("tls parameters")
+}
+
+async fn lettre_pool(server: &TestServer, workload: &Arc<Workload>, connections: usize) -> Figures {
+    let transport = Arc::new(
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(server.port)
+            .tls(lettre::transport::smtp::client::Tls::Required(
+                tls_parameters(server),
+            ))
+            .credentials(LettreCredentials::new(USER.to_owned(), TOKEN.to_owned()))
+            .authentication(vec![Mechanism::Xoauth2])
+            .timeout(Some(Duration::from_secs(60)))
+            .pool_config(PoolConfig::new().max_size(connections as u32))
+            .build(),
+    );
+    let envelope = Arc::new(workload.lettre_envelope());
+    let next = Arc::new(AtomicUsize::new(0));
+    let figures = measure(
+        "lettre AsyncSmtpTransport (pool)",
+        connections,
+        server,
+        workload,
+        |_| {
+            let (transport, envelope, bytes, next, total) = (
+                Arc::clone(&transport),
+                Arc::clone(&envelope),
+                workload.bytes.clone(),
+                Arc::clone(&next),
+                workload.messages,
+            );
+            async move {
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    transport
+                        .send_raw(&envelope, &bytes)
+                        .await
+                        .expect("lettre pooled send");
+                }
+            }
+        },
+    )
+    .await;
+    // Dropping the transport outside the runtime would panic; drop it here.
+    drop(transport);
+    figures
+}
+
+async fn bare_connections(
+    server: &TestServer,
+    workload: &Arc<Workload>,
+    connections: usize,
+) -> Figures {
+    let port = server.port;
+    let parameters = tls_parameters(server);
+    let envelope = Arc::new(workload.lettre_envelope());
+    let next = Arc::new(AtomicUsize::new(0));
+    measure(
+        "bare lettre AsyncSmtpConnection",
+        connections,
+        server,
+        workload,
+        |_| {
+            let (parameters, envelope, bytes, next, total) = (
+                parameters.clone(),
+                Arc::clone(&envelope),
+                workload.bytes.clone(),
+                Arc::clone(&next),
+                workload.messages,
+            );
+            async move {
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect");
+                tcp.set_nodelay(true).expect("nodelay");
+                let hello = ClientId::default();
+                let mut connection =
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+                        .await
+                        .expect("greeting");
+                connection
+                    .starttls(parameters, &hello)
+                    .await
+                    .expect("starttls");
+                connection
+                    .auth(
+                        &[Mechanism::Xoauth2],
+                        &LettreCredentials::new(USER.to_owned(), TOKEN.to_owned()),
+                    )
+                    .await
+                    .expect("auth");
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    connection.send(&envelope, &bytes).await.expect("bare send");
+                }
+                let _ = connection.quit().await;
+            }
+        },
+    )
+    .await
+}
+
+fn print_row(figures: &Figures) {
+    println!(
+        "{:<34} {:>11} {:>10.0} {:>14.2} {:>14.2} {:>9.2}",
+        figures.client,
+        figures.connections,
+        figures.messages_per_second,
+        figures.client_cpu,
+        figures.server_cpu,
+        figures.wall.as_secs_f64()
+    );
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let messages = env_number("MAILROOM_BENCH_MESSAGES", 5000);
+    let server_workers = env_number("MAILROOM_BENCH_SERVER_WORKERS", 2);
+    let server = TestServer::start(ServerOptions {
+        tokens: vec![(USER.to_owned(), TOKEN.to_owned())],
+        mechanisms: vec!["XOAUTH2"],
+        store: false,
+        workers: server_workers,
+        ..ServerOptions::default()
+    });
+    let workload = Arc::new(Workload::new(messages));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    println!(
+        "smtp bench: {messages} messages of {} bytes per run, STARTTLS + XOAUTH2 to aiosmtpd on 127.0.0.1 ({server_workers} server processes), tokio with 2 worker threads",
+        workload.bytes.len()
+    );
+    println!(
+        "{:<34} {:>11} {:>10} {:>14} {:>14} {:>9}",
+        "client", "connections", "msgs/s", "client CPU s", "server CPU s", "wall s"
+    );
+    let mut results = Vec::new();
+    for connections in [1, 4] {
+        for figures in runtime.block_on(async {
+            vec![
+                mailroom(&server, &workload, connections).await,
+                lettre_pool(&server, &workload, connections).await,
+                bare_connections(&server, &workload, connections).await,
+            ]
+        }) {
+            print_row(&figures);
+            results.push(figures);
+        }
+    }
+    let rate = |client_prefix: &str, connections: usize| {
+        results
+            .iter()
+            .find(|figures| {
+                figures.client.starts_with(client_prefix) && figures.connections == connections
+            })
+            .map(|figures| figures.messages_per_second)
+            .unwrap_or(f64::NAN)
+    };
+    for connections in [1, 4] {
+        println!(
+            "ratio mailroom/lettre-pool = {:.1} ({connections} connection{})",
+            rate("mailroom", connections) / rate("lettre", connections),
+            if connections == 1 { "" } else { "s" }
+        );
+    }
+    println!(
+        "ratio mailroom/bare-connection = {:.2} (1 connection)",
+        rate("mailroom", 1) / rate("bare", 1)
+    );
+    println!(
+        "ratio mailroom/bare-connection = {:.2}",
+        rate("mailroom", 4) / rate("bare", 4)
+    );
+}
