@@ -262,3 +262,28 @@ async fn a_server_that_never_answers_times_out_as_transient() {
     assert_eq!(error.message(), "the gmail API did not answer within 0.3 s");
     assert_no_token(&error);
 }
+
+/// A From header other than the account's address is not checked or changed: Gmail decides
+/// (it may rewrite it to the account or keep a verified alias).
+#[tokio::test]
+async fn a_foreign_from_header_is_sent_as_it_is() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(sent_message_json(), "application/json"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let bytes = bytes::Bytes::from_static(
+        b"From: Someone Else <someone@other.example>\r\nTo: customer@example.org\r\nSubject: hi\r\n\r\nhello\r\n",
+    );
+
+    transport(test_config(&server.uri()))
+        .send(&crate::message(bytes.clone()), &credentials())
+        .await
+        .expect("sent");
+
+    let requests = server.received_requests().await.expect("recorded");
+    assert!(requests[0].body == bytes, "the message was changed");
+}
