@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 mod m20261201_000001_accounts;
+mod m20261201_000002_tokens;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -16,7 +17,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261201_000001_accounts::Migration)]
+        vec![
+            Box::new(m20261201_000001_accounts::Migration),
+            Box::new(m20261201_000002_tokens::Migration),
+        ]
     }
 }
 

@@ -9,6 +9,7 @@ mod feature;
 mod provider;
 mod secret;
 mod server;
+mod signin;
 mod transport;
 pub mod validate;
 
@@ -30,6 +31,9 @@ pub use server::{
 };
 #[cfg(any(test, feature = "mock"))]
 pub use transport::MockMessageTransport;
+pub use signin::{SignInPrompt, SignInRequest};
+#[cfg(any(test, feature = "mock"))]
+pub use signin::MockSignInPrompt;
 pub use transport::{
     CredentialSecret, Credentials, Delivery, Envelope, MessageTransport, OutgoingMessage,
     TransportError, TransportErrorKind, TransportKind,

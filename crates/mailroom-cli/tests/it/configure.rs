@@ -183,7 +183,7 @@ fn every_read_command_speaks_json() {
     }
     let info = cli.run(&["info", "--json"]).ok().json();
     assert_eq!(info["backend"], "sqlite");
-    assert_eq!(info["schema_version"], "m20261201_000001_accounts");
+    assert_eq!(info["schema_version"], "m20261201_000002_tokens");
     assert_eq!(info["key_file"], cli.key_file().display().to_string());
 }
 

@@ -1,0 +1,409 @@
+//! `TokenBroker`: hands out valid access tokens for sends. A valid token comes from memory
+//! without a network call or database read; an expired one is refreshed once per expiry,
+//! by one task in the process (single flight) and one process on the database (a lease
+//! plus compare-and-swap on the row version).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::{AccountRef, Clock, Provider, Secret, SignInPrompt, SignInRequest};
+use sea_orm::DatabaseConnection;
+
+use crate::app::{AppRegistration, Apps};
+use crate::error::SignInReason;
+use crate::oauth::{self, OAuthFailure, OAuthHttp};
+use crate::store::{RefreshedTokens, StoredToken, TokenKey, TokenStatus, TokenStore};
+use crate::{Error, Result};
+
+/// Tuning of the broker; the defaults suit production.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// A token this close to expiry counts as expired (clock skew, time in flight).
+    pub expiry_skew: Duration,
+    /// How long a refresh lease lasts; longer than any refresh request can take.
+    pub lease: Duration,
+    /// Attempts for a refresh that fails transiently (network, 5xx).
+    pub transient_attempts: u32,
+    /// The first wait between those attempts; doubled each time.
+    pub transient_backoff: Duration,
+    /// How long to wait for another process's refresh before giving up.
+    pub wait_for_other_refresh: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            expiry_skew: Duration::from_secs(5 * 60),
+            lease: Duration::from_secs(60),
+            transient_attempts: 3,
+            transient_backoff: Duration::from_millis(500),
+            wait_for_other_refresh: Duration::from_secs(90),
+        }
+    }
+}
+
+/// What a send needs a token for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenTarget {
+    /// The account (for error messages and sign-in prompts).
+    pub account: AccountRef,
+    /// Its provider.
+    pub provider: Provider,
+    /// The address it sends as (its SMTP user); empty before the first sign-in.
+    pub address: String,
+}
+
+/// A valid access token. `Debug` shows no token.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    /// The token.
+    pub secret: Secret,
+    /// The stored row's version: changes with every refresh (transports pool per version).
+    pub version: u64,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+    /// The address it belongs to.
+    pub address: String,
+}
+
+/// Whether, when a sign-in is needed, this caller may run one.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInPolicy<'a> {
+    /// The prompt, for an interactive caller; `None` for the agent and scripts.
+    pub prompt: Option<&'a dyn SignInPrompt>,
+    /// The `can_sign_in_when_sending` setting.
+    pub can_sign_in_when_sending: bool,
+}
+
+impl SignInPolicy<'_> {
+    /// Never prompt (the automation agent).
+    pub const NEVER: SignInPolicy<'static> = SignInPolicy {
+        prompt: None,
+        can_sign_in_when_sending: false,
+    };
+}
+
+/// Hands out access tokens for sends; share one per process (it is `Send + Sync`).
+#[derive(Debug)]
+pub struct TokenBroker {
+    db: DatabaseConnection,
+    key: EncryptionKey,
+    http: OAuthHttp,
+    clock: Arc<dyn Clock>,
+    config: BrokerConfig,
+    owner: String,
+    apps: Mutex<HashMap<Provider, AppRegistration>>,
+    cache: Mutex<HashMap<TokenKey, AccessToken>>,
+    flights: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn to_utc(time: SystemTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from(time)
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+impl TokenBroker {
+    /// A broker over `db`, opening tokens with `key`.
+    pub fn new(
+        db: DatabaseConnection,
+        key: EncryptionKey,
+        http: OAuthHttp,
+        clock: Arc<dyn Clock>,
+        config: BrokerConfig,
+    ) -> Self {
+        let owner = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        Self {
+            db,
+            key,
+            http,
+            clock,
+            config,
+            owner,
+            apps: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        to_utc(self.clock.now())
+    }
+
+    async fn app(&self, provider: Provider) -> Result<AppRegistration> {
+        if let Some(app) = self.apps.lock().expect("apps lock").get(&provider) {
+            return Ok(app.clone());
+        }
+        let app = Apps::new(&self.db, &self.key).require(provider).await?;
+        self.apps
+            .lock()
+            .expect("apps lock")
+            .insert(provider, app.clone());
+        Ok(app)
+    }
+
+    /// Forgets cached app registrations and tokens (after `app set` or a sign-in in this
+    /// process).
+    pub fn forget_cached(&self) {
+        self.apps.lock().expect("apps lock").clear();
+        self.cache.lock().expect("cache lock").clear();
+    }
+
+    fn sign_in_required(target: &TokenTarget, reason: SignInReason) -> Error {
+        Error::SignInRequired {
+            address: if target.address.is_empty() {
+                "(no SMTP user yet)".to_owned()
+            } else {
+                target.address.clone()
+            },
+            provider: target.provider,
+            selector: target.account.cli_selector(),
+            reason,
+        }
+    }
+
+    fn fresh(&self, expires_at: DateTime<Utc>) -> bool {
+        expires_at - chrono_duration(self.config.expiry_skew) > self.now()
+    }
+
+    fn cached(&self, key: &TokenKey) -> Option<AccessToken> {
+        self.cache.lock().expect("cache lock").get(key).cloned()
+    }
+
+    fn remember(&self, key: &TokenKey, token: &StoredToken) -> AccessToken {
+        let access = AccessToken {
+            secret: token.access_token.clone(),
+            version: token.version as u64,
+            expires_at: token.expires_at,
+            address: token.address.clone(),
+        };
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .insert(key.clone(), access.clone());
+        access
+    }
+
+    fn flight(&self, key: &TokenKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.flights
+            .lock()
+            .expect("flights lock")
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// A valid access token for `target`, refreshing it if it expired.
+    pub async fn access_token(&self, target: &TokenTarget) -> Result<AccessToken> {
+        self.obtain(target, None).await
+    }
+
+    /// A token newer than `rejected_version`, which the provider refused: another task's
+    /// newer token if there is one, else a forced refresh.
+    pub async fn refresh_rejected(
+        &self,
+        target: &TokenTarget,
+        rejected_version: u64,
+    ) -> Result<AccessToken> {
+        self.obtain(target, Some(rejected_version)).await
+    }
+
+    /// Refreshes now, whatever the expiry (`mailroom token refresh`).
+    pub async fn force_refresh(&self, target: &TokenTarget) -> Result<AccessToken> {
+        let app = self.app(target.provider).await?;
+        let key = TokenKey::new(target.provider, app.tenant(), &target.address);
+        let current = TokenStore::new(&self.db, &self.key).load(&key).await?;
+        let version = current.map(|token| token.version as u64).unwrap_or(0);
+        self.obtain(target, Some(version)).await
+    }
+
+    /// [`TokenBroker::access_token`], running a sign-in when one is needed and `policy`
+    /// allows it; otherwise the error begins "Failed to obtain an access token".
+    pub async fn access_token_or_sign_in(
+        &self,
+        target: &TokenTarget,
+        policy: SignInPolicy<'_>,
+    ) -> Result<AccessToken> {
+        match self.access_token(target).await {
+            Err(error @ Error::SignInRequired { .. }) => {
+                let (Some(prompt), true) = (policy.prompt, policy.can_sign_in_when_sending) else {
+                    return Err(error);
+                };
+                let Error::SignInRequired { reason, .. } = &error else {
+                    unreachable!("matched above")
+                };
+                let request = SignInRequest {
+                    account: target.account,
+                    provider: target.provider,
+                    address: target.address.clone(),
+                    reason: reason.to_string(),
+                };
+                prompt
+                    .sign_in(&request)
+                    .await
+                    .map_err(|cause| Error::SignInFailed(cause.to_string()))?;
+                self.cache.lock().expect("cache lock").clear();
+                self.access_token(target).await
+            }
+            other => other,
+        }
+    }
+
+    /// The core: cache, single flight, database lease, refresh.
+    async fn obtain(&self, target: &TokenTarget, newer_than: Option<u64>) -> Result<AccessToken> {
+        if target.address.trim().is_empty() {
+            return Err(Self::sign_in_required(target, SignInReason::NoToken));
+        }
+        let app = self.app(target.provider).await?;
+        let key = TokenKey::new(target.provider, app.tenant(), &target.address);
+        let acceptable = |token: &AccessToken| {
+            self.fresh(token.expires_at)
+                && newer_than.is_none_or(|rejected| token.version > rejected)
+        };
+        if let Some(token) = self.cached(&key).filter(|t| acceptable(t)) {
+            return Ok(token);
+        }
+        let flight = self.flight(&key);
+        let _in_flight = flight.lock().await;
+        // Whoever held the flight before us may have refreshed already.
+        if let Some(token) = self.cached(&key).filter(|t| acceptable(t)) {
+            return Ok(token);
+        }
+        let store = TokenStore::new(&self.db, &self.key);
+        let waited_since = self.now();
+        let mut poll = Duration::from_millis(20);
+        loop {
+            let stored = store
+                .load(&key)
+                .await?
+                .ok_or_else(|| Self::sign_in_required(target, SignInReason::NoToken))?;
+            if let TokenStatus::Revoked { reason } = &stored.status {
+                return Err(Self::sign_in_required(
+                    target,
+                    SignInReason::Revoked {
+                        detail: reason.clone(),
+                    },
+                ));
+            }
+            let newer = newer_than.is_none_or(|rejected| stored.version as u64 > rejected);
+            if self.fresh(stored.expires_at) && newer {
+                return Ok(self.remember(&key, &stored));
+            }
+            let now = self.now();
+            if store
+                .try_acquire_lease(
+                    stored.id,
+                    stored.version,
+                    &self.owner,
+                    now,
+                    now + chrono_duration(self.config.lease),
+                )
+                .await?
+            {
+                return self
+                    .refresh_holding_lease(&app, &key, target, &stored)
+                    .await;
+            }
+            // Another process is refreshing: wait for its new version (or its lease to
+            // lapse), then use its token instead of refreshing again.
+            if self.now() - waited_since > chrono_duration(self.config.wait_for_other_refresh) {
+                return Err(Error::Transient {
+                    message: "another process has been refreshing this token for too long"
+                        .to_owned(),
+                });
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    async fn refresh_holding_lease(
+        &self,
+        app: &AppRegistration,
+        key: &TokenKey,
+        target: &TokenTarget,
+        stored: &StoredToken,
+    ) -> Result<AccessToken> {
+        let store = TokenStore::new(&self.db, &self.key);
+        let Some(refresh_token) = stored.refresh_token.clone() else {
+            store.release_lease(stored.id, &self.owner).await?;
+            return Err(Self::sign_in_required(target, SignInReason::NoRefreshToken));
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            tracing::debug!(provider = %key.provider, address = %stored.address, attempt, "refreshing access token");
+            match oauth::refresh(&self.http, app, &refresh_token).await {
+                Ok(issued) => {
+                    let now = self.now();
+                    let expires_at = now
+                        + chrono_duration(issued.expires_in.unwrap_or(Duration::from_secs(3600)));
+                    // Microsoft rotates the refresh token on every refresh; Google sends
+                    // none, and the old one stays valid.
+                    let refresh_token = issued.refresh_token.as_ref().unwrap_or(&refresh_token);
+                    let new = RefreshedTokens {
+                        access_token: &issued.access_token,
+                        refresh_token: Some(refresh_token),
+                        expires_at,
+                        scopes: (!issued.scopes.is_empty()).then(|| issued.scopes.join(" ")),
+                    };
+                    if store.complete_refresh(stored, &new, now).await? {
+                        tracing::info!(provider = %key.provider, address = %stored.address, version = stored.version + 1, "access token refreshed");
+                        let refreshed = store
+                            .load(key)
+                            .await?
+                            .ok_or_else(|| Self::sign_in_required(target, SignInReason::NoToken))?;
+                        return Ok(self.remember(key, &refreshed));
+                    }
+                    // Our lease lapsed and another process stored a newer version; its
+                    // tokens are as good as ours.
+                    let current = store
+                        .load(key)
+                        .await?
+                        .ok_or_else(|| Self::sign_in_required(target, SignInReason::NoToken))?;
+                    return Ok(self.remember(key, &current));
+                }
+                Err(OAuthFailure::Transient(message))
+                    if attempt < self.config.transient_attempts =>
+                {
+                    let wait = self.config.transient_backoff * 2u32.pow(attempt - 1);
+                    tracing::warn!(provider = %key.provider, attempt, error = %message, "token refresh failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(failure) => {
+                    let now = self.now();
+                    let error = match failure {
+                        OAuthFailure::Revoked(detail) => {
+                            store.mark_revoked(stored, &detail, now).await?;
+                            self.cache.lock().expect("cache lock").remove(key);
+                            return Err(Self::sign_in_required(
+                                target,
+                                SignInReason::Revoked { detail },
+                            ));
+                        }
+                        OAuthFailure::InteractionRequired(detail) => Self::sign_in_required(
+                            target,
+                            SignInReason::MultiFactorRequired { detail },
+                        ),
+                        OAuthFailure::ConsentRequired(detail) => {
+                            Self::sign_in_required(target, SignInReason::ConsentMissing { detail })
+                        }
+                        OAuthFailure::Transient(message) => Error::Transient { message },
+                        OAuthFailure::Provider { error, description } => {
+                            Error::Provider { error, description }
+                        }
+                        OAuthFailure::Malformed(detail) => Error::MalformedResponse(detail),
+                    };
+                    tracing::warn!(provider = %key.provider, address = %stored.address, error = %error, "token refresh failed");
+                    store.release_lease(stored.id, &self.owner).await?;
+                    return Err(error);
+                }
+            }
+        }
+    }
+}

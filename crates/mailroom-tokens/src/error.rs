@@ -1,0 +1,165 @@
+//! The tokens crate's error: what went wrong with a sign-in or a token, and what to do.
+
+use mailroom_model::{Provider, ValidationError};
+
+/// Why a sign-in is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignInReason {
+    /// No one has signed in for this address yet.
+    NoToken,
+    /// The provider rejected the stored sign-in as expired or revoked.
+    Revoked {
+        /// The provider's explanation.
+        detail: String,
+    },
+    /// The provider wants the user to complete multi-factor authentication again.
+    MultiFactorRequired {
+        /// The provider's explanation.
+        detail: String,
+    },
+    /// An administrator has not granted the app the permission it asks for.
+    ConsentMissing {
+        /// The provider's explanation.
+        detail: String,
+    },
+    /// The stored sign-in has no refresh token.
+    NoRefreshToken,
+    /// The provider refused the token for this account or scope.
+    TokenRejected,
+}
+
+impl std::fmt::Display for SignInReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignInReason::NoToken => f.write_str("no one has signed in for this address yet"),
+            SignInReason::Revoked { detail } => {
+                write!(
+                    f,
+                    "the stored sign-in has expired or was revoked ({detail})"
+                )
+            }
+            SignInReason::MultiFactorRequired { detail } => write!(
+                f,
+                "the provider requires multi-factor authentication again ({detail})"
+            ),
+            SignInReason::ConsentMissing { detail } => write!(
+                f,
+                "an administrator must first grant the app consent in the identity provider ({detail})"
+            ),
+            SignInReason::NoRefreshToken => {
+                f.write_str("the stored sign-in has no refresh token and its access token expired")
+            }
+            SignInReason::TokenRejected => {
+                f.write_str("the provider rejected the token for this account")
+            }
+        }
+    }
+}
+
+/// A token or sign-in operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value was refused.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// No OAuth app is registered for the provider.
+    #[error(
+        "no OAuth app is registered for {provider}; register one with `mailroom app set {provider} --client-id ID`"
+    )]
+    AppNotConfigured {
+        /// The provider.
+        provider: Provider,
+    },
+    /// A sign-in is needed and this caller may not (or could not) run one.
+    #[error(
+        "Failed to obtain an access token for {address} ({provider}): {reason}; an administrator must sign in with `mailroom sign-in {selector}`"
+    )]
+    SignInRequired {
+        /// The address the account sends as (or `(no SMTP user)`).
+        address: String,
+        /// The provider.
+        provider: Provider,
+        /// The CLI selector of the account, e.g. `--account 4`.
+        selector: String,
+        /// Why.
+        reason: SignInReason,
+    },
+    /// The user signed in as someone other than the account's SMTP user.
+    #[error(
+        "signed in as {signed_in}, but this account sends as {expected}; sign in again and choose {expected}"
+    )]
+    IdentityMismatch {
+        /// Who signed in.
+        signed_in: String,
+        /// Whom the account sends as.
+        expected: String,
+    },
+    /// The interactive sign-in did not complete.
+    #[error("sign-in failed: {0}")]
+    SignInFailed(String),
+    /// The provider does not allow the device flow for these scopes.
+    #[error(
+        "Google does not allow Gmail scopes in the device flow; sign in through the browser instead (`mailroom sign-in` without --device-code; add --no-browser to print the address to open)"
+    )]
+    DeviceFlowNotSupported,
+    /// The identity provider could not be reached or failed; the stored token is kept.
+    #[error(
+        "the identity provider is unavailable: {message}; the stored sign-in was kept, try again later"
+    )]
+    Transient {
+        /// What happened.
+        message: String,
+    },
+    /// The identity provider refused the request for a reason a sign-in will not fix.
+    #[error(
+        "the identity provider refused the request: {error}{description}; check the app registration with `mailroom app show`"
+    )]
+    Provider {
+        /// The OAuth error code, e.g. `invalid_client`.
+        error: String,
+        /// `: <description>` or empty.
+        description: String,
+    },
+    /// The identity provider's answer could not be understood.
+    #[error(
+        "the identity provider sent an answer mailroom cannot use: {0}; the stored sign-in was kept"
+    )]
+    MalformedResponse(String),
+    /// The id_token failed a check.
+    #[error(
+        "the sign-in's id_token is not acceptable: {0}; check the app registration (`mailroom app show`, --issuer)"
+    )]
+    InvalidIdToken(String),
+    /// The encryption key is wrong or a stored secret is damaged.
+    #[error(transparent)]
+    Key(#[from] mailroom_crypto::Error),
+    /// A stored row holds a value this version cannot read.
+    #[error("the database holds an unreadable {0}; sign in again to replace it")]
+    CorruptRow(String),
+    /// The database failed.
+    #[error("database error: {0}; check that the database is reachable")]
+    Database(#[source] Box<sea_orm::DbErr>),
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Error::Database(Box::new(error))
+    }
+}
+
+impl Error {
+    /// True when only a new sign-in can fix it.
+    pub fn needs_sign_in(&self) -> bool {
+        matches!(self, Error::SignInRequired { .. })
+    }
+
+    /// True when trying again later may work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient { .. })
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

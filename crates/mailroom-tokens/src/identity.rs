@@ -1,0 +1,208 @@
+//! The signed-in identity, read from the id_token of a token response.
+//!
+//! The id_token arrives straight from the token endpoint over TLS (RFC 6749 §10.4 / OpenID
+//! Connect Core §3.1.3.7: a token obtained directly from the token endpoint need not have
+//! its signature checked), so mailroom checks its claims (`aud`, `exp`, `iss`) but not its
+//! signature. An id_token from anywhere else must never be trusted this way.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::app::AppRegistration;
+use crate::{Error, Result};
+
+/// Who signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The signed-in address (`preferred_username`, else `email`).
+    pub address: String,
+    /// Microsoft's tenant id (`tid`), when present.
+    pub tenant_id: Option<String>,
+    /// The subject (`oid` for Microsoft, `sub` otherwise).
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    iss: Option<String>,
+    aud: Option<Audience>,
+    exp: Option<i64>,
+    preferred_username: Option<String>,
+    email: Option<String>,
+    tid: Option<String>,
+    oid: Option<String>,
+    sub: Option<String>,
+}
+
+/// Reads and checks the identity in `id_token` for `app`, at time `now`.
+pub fn identity_from_id_token(
+    app: &AppRegistration,
+    id_token: &str,
+    now: SystemTime,
+) -> Result<Identity> {
+    let invalid = |problem: &str| Error::InvalidIdToken(problem.to_owned());
+    let mut parts = id_token.split('.');
+    let payload = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(payload), Some(_), None) => payload,
+        _ => return Err(invalid("it is not a JWT (three dot-separated parts)")),
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| invalid("its payload is not base64url"))?;
+    let claims: Claims = serde_json::from_slice(&bytes)
+        .map_err(|_| invalid("its payload is not a JSON object of claims"))?;
+
+    let audience_ok = match &claims.aud {
+        Some(Audience::One(aud)) => aud == &app.client_id,
+        Some(Audience::Many(auds)) => auds.iter().any(|aud| aud == &app.client_id),
+        None => false,
+    };
+    if !audience_ok {
+        return Err(Error::InvalidIdToken(format!(
+            "its audience is not this app's client id `{}`",
+            app.client_id
+        )));
+    }
+    let now_seconds = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match claims.exp {
+        Some(exp) if exp > now_seconds => {}
+        Some(_) => return Err(invalid("it has expired (check this computer's clock)")),
+        None => return Err(invalid("it has no expiry (`exp`)")),
+    }
+    let expected = app.expected_issuers(claims.tid.as_deref());
+    match &claims.iss {
+        Some(iss) if expected.iter().any(|e| e == iss) => {}
+        Some(iss) => {
+            return Err(Error::InvalidIdToken(format!(
+                "its issuer `{iss}` is not the expected `{}`",
+                expected.join("` or `")
+            )));
+        }
+        None => return Err(invalid("it has no issuer (`iss`)")),
+    }
+    let address = claims
+        .preferred_username
+        .filter(|name| name.contains('@'))
+        .or(claims.email)
+        .ok_or_else(|| invalid("it names no address (`preferred_username` or `email`); the sign-in must include the email and profile scopes"))?;
+    Ok(Identity {
+        address,
+        tenant_id: claims.tid,
+        subject: claims.oid.or(claims.sub),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::EndpointOverrides;
+    use mailroom_model::Provider;
+    use std::time::Duration;
+
+    fn app(provider: Provider) -> AppRegistration {
+        AppRegistration {
+            provider,
+            client_id: "client-123".to_owned(),
+            client_secret: None,
+            tenant: None,
+            overrides: EndpointOverrides::default(),
+        }
+    }
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let encode = |value: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value);
+        format!(
+            "{}.{}.{}",
+            encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+            encode(claims.to_string().as_bytes()),
+            encode(b"signature")
+        )
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[track_caller]
+    fn check(
+        provider: Provider,
+        claims: serde_json::Value,
+        expected: std::result::Result<&str, &str>,
+    ) {
+        let now = UNIX_EPOCH + Duration::from_secs(NOW);
+        match (
+            identity_from_id_token(&app(provider), &jwt(claims), now),
+            expected,
+        ) {
+            (Ok(identity), Ok(address)) => assert_eq!(identity.address, address),
+            (Err(error), Err(fragment)) => assert!(error.to_string().contains(fragment), "{error}"),
+            (got, want) => panic!("got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn id_token_claims_are_checked() {
+        use serde_json::json;
+        let exp = NOW + 3600;
+        let ms_iss = "https://login.microsoftonline.com/72f988bf-0000-0000-0000-000000000000/v2.0";
+        let tid = "72f988bf-0000-0000-0000-000000000000";
+        check(
+            Provider::Microsoft,
+            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": tid, "preferred_username": "sa@contoso.example"}),
+            Ok("sa@contoso.example"),
+        );
+        check(
+            Provider::Microsoft,
+            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": tid, "preferred_username": "+15550100", "email": "sa@contoso.example"}),
+            Ok("sa@contoso.example"),
+        );
+        check(
+            Provider::Microsoft,
+            json!({"aud": "other", "exp": exp, "iss": ms_iss, "tid": tid, "preferred_username": "a@b.example"}),
+            Err("audience"),
+        );
+        check(
+            Provider::Microsoft,
+            json!({"aud": "client-123", "exp": NOW - 1, "iss": ms_iss, "tid": tid, "preferred_username": "a@b.example"}),
+            Err("expired"),
+        );
+        check(
+            Provider::Microsoft,
+            json!({"aud": "client-123", "exp": exp, "iss": "https://evil.example/v2.0", "tid": tid, "preferred_username": "a@b.example"}),
+            Err("issuer"),
+        );
+        check(
+            Provider::Microsoft,
+            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": "other-tenant", "preferred_username": "a@b.example"}),
+            Err("issuer"),
+        );
+        check(
+            Provider::Google,
+            json!({"aud": ["client-123"], "exp": exp, "iss": "https://accounts.google.com", "email": "ar@example.com"}),
+            Ok("ar@example.com"),
+        );
+        check(
+            Provider::Google,
+            json!({"aud": "client-123", "exp": exp, "iss": "accounts.google.com", "email": "ar@example.com"}),
+            Ok("ar@example.com"),
+        );
+        check(
+            Provider::Google,
+            json!({"aud": "client-123", "exp": exp, "iss": "https://accounts.google.com"}),
+            Err("names no address"),
+        );
+        let error =
+            identity_from_id_token(&app(Provider::Google), "not-a-jwt", UNIX_EPOCH).unwrap_err();
+        assert!(error.to_string().contains("not a JWT"));
+    }
+}

@@ -1,0 +1,529 @@
+//! The OAuth 2.0 requests mailroom makes (code exchange, refresh, device authorization,
+//! revocation), on the `oauth2` crate with an HTTP client that keeps the status codes the
+//! retry policy needs.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use mailroom_model::{Provider, Secret};
+use oauth2::basic::{
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
+};
+use oauth2::{
+    AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, ExtraDeviceAuthorizationFields, ExtraTokenFields, HttpRequest,
+    HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse,
+    TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppRegistration;
+
+/// The longest a request to an identity provider may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An HTTP client for identity providers: no redirects, rustls, bounded time.
+#[derive(Debug, Clone)]
+pub struct OAuthHttp {
+    client: reqwest::Client,
+}
+
+impl OAuthHttp {
+    /// A client with mailroom's settings.
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("mailroom/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a reqwest client with rustls builds");
+        Self { client }
+    }
+
+    pub(crate) fn reqwest(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl Default for OAuthHttp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What went wrong below the OAuth layer (the error type of [`OAuthHttp`] as an `oauth2`
+/// HTTP client). Never carries a request or response body that
+/// could hold a token.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot reach {host}: {detail}")]
+    Network { host: String, detail: String },
+    #[error("it answered HTTP {status}")]
+    ServerStatus { status: u16 },
+    #[error("it answered HTTP {status} with a body that is not an OAuth error: {snippet}")]
+    NotOAuthError { status: u16, snippet: String },
+    #[error("cannot build the request: {0}")]
+    Request(String),
+}
+
+impl<'c> AsyncHttpClient<'c> for OAuthHttp {
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + Sync + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let host = request.uri().host().unwrap_or_default().to_owned();
+            let request: reqwest::Request = request
+                .try_into()
+                .map_err(|error: reqwest::Error| HttpError::Request(error.to_string()))?;
+            let response =
+                self.client
+                    .execute(request)
+                    .await
+                    .map_err(|error| HttpError::Network {
+                        host: host.clone(),
+                        detail: error_chain(&error),
+                    })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.map_err(|error| HttpError::Network {
+                host,
+                detail: error_chain(&error),
+            })?;
+            if status.is_server_error() {
+                return Err(HttpError::ServerStatus {
+                    status: status.as_u16(),
+                });
+            }
+            // An error body that is not JSON (an HTML page from a proxy, say) is reported
+            // with its first characters; error bodies hold no tokens.
+            if !status.is_success() && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+                let text = String::from_utf8_lossy(&body);
+                let snippet: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
+                return Err(HttpError::NotOAuthError {
+                    status: status.as_u16(),
+                    snippet,
+                });
+            }
+            let mut builder = http::Response::builder().status(status);
+            for (name, value) in &headers {
+                builder = builder.header(name, value);
+            }
+            builder
+                .body(body.to_vec())
+                .map_err(|error| HttpError::Request(error.to_string()))
+        })
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A token endpoint's error body: RFC 6749 fields plus Microsoft's extras.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct ProviderErrorBody {
+    pub(crate) error: String,
+    #[serde(default)]
+    pub(crate) error_description: Option<String>,
+    #[serde(default)]
+    pub(crate) error_codes: Vec<u64>,
+    #[serde(default)]
+    pub(crate) suberror: Option<String>,
+    #[serde(default)]
+    pub(crate) error_uri: Option<String>,
+}
+
+impl fmt::Display for ProviderErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.error)?;
+        if let Some(description) = &self.error_description {
+            // Microsoft's descriptions carry trace ids and timestamps on later lines.
+            write!(
+                f,
+                ": {}",
+                description.lines().next().unwrap_or_default().trim()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl oauth2::ErrorResponse for ProviderErrorBody {}
+
+/// The id_token that comes with a token response (with the `openid` scope).
+#[derive(Clone, Default, Deserialize, Serialize)]
+pub(crate) struct IdTokenField {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<String>,
+}
+
+impl fmt::Debug for IdTokenField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdTokenField")
+            .field("id_token", &self.id_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl ExtraTokenFields for IdTokenField {}
+
+/// Microsoft's device authorization response carries a ready-made `message`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct DeviceMessage {
+    #[serde(default)]
+    pub(crate) message: Option<String>,
+}
+
+impl ExtraDeviceAuthorizationFields for DeviceMessage {}
+
+type ProviderTokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+type OAuthClient = oauth2::Client<
+    ProviderErrorBody,
+    ProviderTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+>;
+
+/// Tokens from a token endpoint. `Debug` shows no token.
+#[derive(Clone)]
+pub struct IssuedTokens {
+    pub(crate) access_token: Secret,
+    pub(crate) refresh_token: Option<Secret>,
+    pub(crate) expires_in: Option<Duration>,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) id_token: Option<String>,
+}
+
+impl fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("expires_in", &self.expires_in)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn issued(response: ProviderTokenResponse) -> IssuedTokens {
+    IssuedTokens {
+        access_token: Secret::new(response.access_token().secret().as_str()),
+        refresh_token: response
+            .refresh_token()
+            .map(|token| Secret::new(token.secret().as_str())),
+        expires_in: response.expires_in(),
+        scopes: response
+            .scopes()
+            .map(|scopes| scopes.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+        id_token: response.extra_fields().id_token.clone(),
+    }
+}
+
+/// An OAuth failure, classified for the broker and the sign-in flows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OAuthFailure {
+    /// The refresh token (or code) is expired or revoked: sign in again.
+    Revoked(String),
+    /// The provider wants interaction (MFA, sign-in frequency).
+    InteractionRequired(String),
+    /// An administrator must consent first.
+    ConsentRequired(String),
+    /// Worth retrying: network, 5xx, `temporarily_unavailable`.
+    Transient(String),
+    /// Any other OAuth error (`invalid_client`, `invalid_scope`, ...).
+    Provider { error: String, description: String },
+    /// The answer could not be understood.
+    Malformed(String),
+}
+
+fn has_code(body: &ProviderErrorBody, codes: &[u64]) -> bool {
+    body.error_codes.iter().any(|code| codes.contains(code))
+}
+
+pub(crate) fn classify_error_body(body: &ProviderErrorBody) -> OAuthFailure {
+    let detail = body.to_string();
+    let consent = has_code(body, &[65001]) || body.suberror.as_deref() == Some("consent_required");
+    let mfa = has_code(body, &[50076, 50079, 70043, 50158])
+        || body.suberror.as_deref() == Some("basic_action");
+    match body.error.as_str() {
+        "invalid_grant" if consent => OAuthFailure::ConsentRequired(detail),
+        "invalid_grant" if mfa => OAuthFailure::InteractionRequired(detail),
+        "invalid_grant" => OAuthFailure::Revoked(detail),
+        "interaction_required" if consent => OAuthFailure::ConsentRequired(detail),
+        "interaction_required" | "login_required" => OAuthFailure::InteractionRequired(detail),
+        "consent_required" => OAuthFailure::ConsentRequired(detail),
+        "temporarily_unavailable" | "server_error" => OAuthFailure::Transient(detail),
+        _ => OAuthFailure::Provider {
+            error: body.error.clone(),
+            description: body
+                .error_description
+                .as_deref()
+                .map(|d| format!(": {}", d.lines().next().unwrap_or_default().trim()))
+                .unwrap_or_default(),
+        },
+    }
+}
+
+fn classify<TE: oauth2::ErrorResponse>(
+    error: RequestTokenError<HttpError, TE>,
+    body_of: impl FnOnce(TE) -> OAuthFailure,
+) -> OAuthFailure {
+    match error {
+        RequestTokenError::ServerResponse(body) => body_of(body),
+        RequestTokenError::Request(HttpError::Network { host, detail }) => {
+            OAuthFailure::Transient(format!("cannot reach {host}: {detail}"))
+        }
+        RequestTokenError::Request(HttpError::ServerStatus { status }) => {
+            OAuthFailure::Transient(format!("the token endpoint answered HTTP {status}"))
+        }
+        RequestTokenError::Request(error @ HttpError::NotOAuthError { .. }) => {
+            OAuthFailure::Malformed(format!("the token endpoint: {error}"))
+        }
+        RequestTokenError::Request(error) => OAuthFailure::Malformed(error.to_string()),
+        // The body of a successful answer may hold tokens: report only where parsing failed.
+        RequestTokenError::Parse(error, body) => OAuthFailure::Malformed(format!(
+            "a {}-byte answer did not parse at `{}`",
+            body.len(),
+            error.path()
+        )),
+        RequestTokenError::Other(text) => OAuthFailure::Malformed(text),
+    }
+}
+
+fn client(app: &AppRegistration) -> Result<OAuthClient, OAuthFailure> {
+    let mut client =
+        OAuthClient::new(ClientId::new(app.client_id.clone())).set_auth_type(AuthType::RequestBody);
+    if let Some(secret) = &app.client_secret {
+        client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+    }
+    Ok(client)
+}
+
+/// The start of a browser sign-in: the URL to open and what the redirect must carry.
+#[derive(Debug)]
+pub(crate) struct AuthorizationStart {
+    pub(crate) url: url::Url,
+    pub(crate) state: CsrfToken,
+    pub(crate) verifier: PkceCodeVerifier,
+}
+
+/// Builds the authorization URL with PKCE S256, `state`, `login_hint` and the provider's
+/// `prompt` (and `access_type=offline` for Google).
+pub(crate) fn authorization_url(
+    app: &AppRegistration,
+    redirect_uri: &str,
+    login_hint: Option<&str>,
+) -> Result<AuthorizationStart, OAuthFailure> {
+    let endpoints = app.endpoints();
+    let client = client(app)?
+        .set_auth_uri(AuthUrl::from_url(endpoints.authorize))
+        .set_redirect_uri(
+            RedirectUrl::new(redirect_uri.to_owned())
+                .map_err(|e| OAuthFailure::Malformed(e.to_string()))?,
+        );
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scopes(app.scopes().iter().map(|s| Scope::new((*s).to_owned())))
+        .set_pkce_challenge(challenge);
+    match app.provider {
+        Provider::Google => {
+            request = request
+                .add_extra_param("access_type", "offline")
+                .add_extra_param("prompt", "consent");
+        }
+        _ => request = request.add_extra_param("prompt", "select_account"),
+    }
+    if let Some(hint) = login_hint.filter(|hint| !hint.is_empty()) {
+        request = request.add_extra_param("login_hint", hint.to_owned());
+    }
+    let (url, state) = request.url();
+    Ok(AuthorizationStart {
+        url,
+        state,
+        verifier,
+    })
+}
+
+/// Exchanges an authorization code (with its PKCE verifier) for tokens.
+pub(crate) async fn exchange_code(
+    http: &OAuthHttp,
+    app: &AppRegistration,
+    code: &str,
+    verifier: PkceCodeVerifier,
+    redirect_uri: &str,
+) -> Result<IssuedTokens, OAuthFailure> {
+    let client = client(app)?
+        .set_token_uri(TokenUrl::from_url(app.endpoints().token))
+        .set_redirect_uri(
+            RedirectUrl::new(redirect_uri.to_owned())
+                .map_err(|e| OAuthFailure::Malformed(e.to_string()))?,
+        );
+    let mut request = client
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .set_pkce_verifier(verifier);
+    if app.provider == Provider::Microsoft {
+        // Microsoft's v2.0 code redemption names the scopes again.
+        request = request.add_extra_param("scope", app.scopes().join(" "));
+    }
+    request
+        .request_async(http)
+        .await
+        .map(issued)
+        .map_err(|error| classify(error, |body| classify_error_body(&body)))
+}
+
+/// Redeems a refresh token.
+pub(crate) async fn refresh(
+    http: &OAuthHttp,
+    app: &AppRegistration,
+    refresh_token: &Secret,
+) -> Result<IssuedTokens, OAuthFailure> {
+    let client = client(app)?.set_token_uri(TokenUrl::from_url(app.endpoints().token));
+    let token = RefreshToken::new(refresh_token.expose().to_owned());
+    client
+        .exchange_refresh_token(&token)
+        .add_scopes(app.scopes().iter().map(|s| Scope::new((*s).to_owned())))
+        .request_async(http)
+        .await
+        .map(issued)
+        .map_err(|error| classify(error, |body| classify_error_body(&body)))
+}
+
+/// What the user must do to approve a device sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePrompt {
+    /// The code to enter.
+    pub user_code: String,
+    /// Where to enter it.
+    pub verification_uri: String,
+    /// The provider's own instructions, when it sends them (Microsoft does).
+    pub message: Option<String>,
+    /// How long the code is valid.
+    pub expires_in: Duration,
+}
+
+/// Why a device sign-in ended without tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DeviceFailure {
+    Expired,
+    Declined,
+    Other(OAuthFailure),
+}
+
+/// Runs the device authorization grant: starts it, hands the prompt to `on_prompt`, then
+/// polls at the provider's interval (`slow_down` adds 5 s to this and every later poll).
+pub(crate) async fn device_flow<S, SF>(
+    http: &OAuthHttp,
+    app: &AppRegistration,
+    on_prompt: impl FnOnce(&DevicePrompt),
+    sleep: S,
+) -> Result<IssuedTokens, DeviceFailure>
+where
+    S: Fn(Duration) -> SF + Send + Sync,
+    SF: Future<Output = ()> + Send,
+{
+    let endpoints = app.endpoints();
+    let device_url = endpoints.device.ok_or_else(|| {
+        DeviceFailure::Other(OAuthFailure::Malformed("no device endpoint".to_owned()))
+    })?;
+    let client = client(app)
+        .map_err(DeviceFailure::Other)?
+        .set_token_uri(TokenUrl::from_url(endpoints.token))
+        .set_device_authorization_url(DeviceAuthorizationUrl::from_url(device_url));
+    let details: oauth2::DeviceAuthorizationResponse<DeviceMessage> = client
+        .exchange_device_code()
+        .add_scopes(app.scopes().iter().map(|s| Scope::new((*s).to_owned())))
+        .request_async(http)
+        .await
+        .map_err(|error| {
+            DeviceFailure::Other(classify(error, |body| classify_error_body(&body)))
+        })?;
+    on_prompt(&DevicePrompt {
+        user_code: details.user_code().secret().clone(),
+        verification_uri: details.verification_uri().to_string(),
+        message: details.extra_fields().message.clone(),
+        expires_in: details.expires_in(),
+    });
+    client
+        .exchange_device_access_token(&details)
+        .request_async(http, sleep, None)
+        .await
+        .map(issued)
+        .map_err(|error| match error {
+            RequestTokenError::ServerResponse(body) => match body.error() {
+                oauth2::DeviceCodeErrorResponseType::ExpiredToken => DeviceFailure::Expired,
+                oauth2::DeviceCodeErrorResponseType::AccessDenied => DeviceFailure::Declined,
+                // Microsoft's word for a declined request (AADSTS70000 family).
+                oauth2::DeviceCodeErrorResponseType::Basic(
+                    oauth2::basic::BasicErrorResponseType::Extension(kind),
+                ) if kind == "authorization_declined" => DeviceFailure::Declined,
+                _ => DeviceFailure::Other(OAuthFailure::Provider {
+                    error: body.to_string(),
+                    description: String::new(),
+                }),
+            },
+            other => DeviceFailure::Other(classify(other, |_: oauth2::DeviceCodeErrorResponse| {
+                OAuthFailure::Malformed("unexpected device error".to_owned())
+            })),
+        })
+}
+
+/// Revokes a token at the provider's revocation endpoint (RFC 7009: POST `token=...`).
+///
+/// A direct request rather than `oauth2`'s revocation, which refuses `http://` even for
+/// a loopback test server. Returns the provider's answer in words.
+pub(crate) async fn revoke(
+    http: &OAuthHttp,
+    url: &url::Url,
+    token: &Secret,
+) -> Result<String, OAuthFailure> {
+    let response = http
+        .reqwest()
+        .post(url.clone())
+        .form(&[("token", token.expose())])
+        .send()
+        .await
+        .map_err(|error| {
+            OAuthFailure::Transient(format!(
+                "cannot reach {}: {}",
+                url.host_str().unwrap_or_default(),
+                error_chain(&error)
+            ))
+        })?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        return Ok(format!(
+            "the provider confirmed the revocation (HTTP {})",
+            status.as_u16()
+        ));
+    }
+    let detail = serde_json::from_str::<ProviderErrorBody>(&body)
+        .map(|body| body.to_string())
+        .unwrap_or_else(|_| body.chars().filter(|c| !c.is_control()).take(120).collect());
+    Err(OAuthFailure::Provider {
+        error: format!("revocation answered HTTP {}", status.as_u16()),
+        description: if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        },
+    })
+}

@@ -1,0 +1,213 @@
+//! Interactive sign-in: authorization code + PKCE through the loopback listener, or the
+//! device authorization grant (Microsoft only), ending in a checked identity.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use mailroom_model::Provider;
+
+use crate::app::AppRegistration;
+use crate::identity::{Identity, identity_from_id_token};
+use crate::loopback::{CallbackOutcome, LoopbackListener};
+use crate::oauth::{self, DeviceFailure, DevicePrompt, IssuedTokens, OAuthFailure, OAuthHttp};
+use crate::{Error, Result};
+
+/// How long a browser sign-in waits for the redirect by default.
+pub const DEFAULT_SIGN_IN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// What a sign-in expects.
+#[derive(Debug, Clone)]
+pub struct SignInOptions {
+    /// The account's SMTP user; the signed-in address must equal it (ignoring case).
+    /// `None` (or empty) accepts whoever signs in.
+    pub expected_address: Option<String>,
+    /// How long to wait for the browser's redirect.
+    pub timeout: Duration,
+}
+
+impl Default for SignInOptions {
+    fn default() -> Self {
+        Self {
+            expected_address: None,
+            timeout: DEFAULT_SIGN_IN_TIMEOUT,
+        }
+    }
+}
+
+/// A completed sign-in, not yet stored. `Debug` shows no token.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// Who signed in.
+    pub identity: Identity,
+    /// The provider.
+    pub provider: Provider,
+    /// The app's tenant (`""` for Google), part of the token's key.
+    pub tenant: String,
+    pub(crate) tokens: IssuedTokens,
+}
+
+impl SignedIn {
+    /// A sign-in from tokens obtained elsewhere (an import, a test); the caller vouches for
+    /// the identity.
+    pub fn from_tokens(
+        identity: Identity,
+        provider: Provider,
+        tenant: &str,
+        access_token: mailroom_model::Secret,
+        refresh_token: Option<mailroom_model::Secret>,
+        expires_in: Duration,
+        scopes: Vec<String>,
+    ) -> Self {
+        Self {
+            identity,
+            provider,
+            tenant: tenant.to_owned(),
+            tokens: IssuedTokens {
+                access_token,
+                refresh_token,
+                expires_in: Some(expires_in),
+                scopes,
+                id_token: None,
+            },
+        }
+    }
+
+    /// True when the provider issued a refresh token (without one, the sign-in lasts only
+    /// as long as the access token).
+    pub fn has_refresh_token(&self) -> bool {
+        self.tokens.refresh_token.is_some()
+    }
+}
+
+fn failure(failure: OAuthFailure) -> Error {
+    match failure {
+        OAuthFailure::Transient(message) => Error::Transient { message },
+        OAuthFailure::Malformed(detail) => Error::MalformedResponse(detail),
+        OAuthFailure::Provider { error, description } => Error::Provider { error, description },
+        OAuthFailure::Revoked(detail)
+        | OAuthFailure::InteractionRequired(detail)
+        | OAuthFailure::ConsentRequired(detail) => Error::SignInFailed(format!(
+            "the identity provider refused the sign-in: {detail}"
+        )),
+    }
+}
+
+fn finish(
+    app: &AppRegistration,
+    options: &SignInOptions,
+    tokens: IssuedTokens,
+    now: SystemTime,
+) -> Result<SignedIn> {
+    let id_token = tokens.id_token.as_deref().ok_or_else(|| {
+        Error::InvalidIdToken(
+            "the token response has no id_token; the sign-in must include the openid scope"
+                .to_owned(),
+        )
+    })?;
+    let identity = identity_from_id_token(app, id_token, now)?;
+    if let Some(expected) = options
+        .expected_address
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        if !identity.address.trim().eq_ignore_ascii_case(expected) {
+            return Err(Error::IdentityMismatch {
+                signed_in: identity.address,
+                expected: expected.to_owned(),
+            });
+        }
+    }
+    Ok(SignedIn {
+        identity,
+        provider: app.provider,
+        tenant: app.tenant().to_owned(),
+        tokens,
+    })
+}
+
+/// Signs in through the browser: binds the loopback listener, hands the authorization URL
+/// to `open_url` (which opens a browser or prints it), waits for one redirect, exchanges
+/// the code, and checks the identity. Nothing is stored.
+pub async fn sign_in_with_browser(
+    http: &OAuthHttp,
+    app: &AppRegistration,
+    options: &SignInOptions,
+    now: impl Fn() -> SystemTime,
+    open_url: impl FnOnce(&url::Url),
+) -> Result<SignedIn> {
+    let listener = LoopbackListener::bind().await.map_err(|error| {
+        Error::SignInFailed(format!(
+            "cannot listen on 127.0.0.1 for the redirect: {error}"
+        ))
+    })?;
+    let redirect_uri = listener.redirect_uri();
+    let start = oauth::authorization_url(app, &redirect_uri, options.expected_address.as_deref())
+        .map_err(failure)?;
+    tracing::info!(provider = %app.provider, redirect_uri = %redirect_uri, "waiting for the sign-in redirect");
+    open_url(&start.url);
+    let outcome = listener.wait(start.state.secret(), options.timeout).await;
+    let code = match outcome {
+        Some(CallbackOutcome::Code(code)) => code,
+        Some(CallbackOutcome::Denied { error, description }) => {
+            return Err(Error::SignInFailed(format!(
+                "the provider answered {error}{}; sign in again and approve the request",
+                description.map(|d| format!(" ({d})")).unwrap_or_default()
+            )));
+        }
+        Some(CallbackOutcome::StateMismatch) => {
+            return Err(Error::SignInFailed(
+                "the redirect's state does not match this sign-in (a stale or forged response); start the sign-in again".to_owned(),
+            ));
+        }
+        Some(CallbackOutcome::Incomplete) => {
+            return Err(Error::SignInFailed(
+                "the redirect carried neither a code nor an error; start the sign-in again"
+                    .to_owned(),
+            ));
+        }
+        None => {
+            return Err(Error::SignInFailed(format!(
+                "no sign-in arrived within {} s; start the sign-in again",
+                options.timeout.as_secs()
+            )));
+        }
+    };
+    let tokens = oauth::exchange_code(http, app, &code, start.verifier, &redirect_uri)
+        .await
+        .map_err(failure)?;
+    finish(app, options, tokens, now())
+}
+
+/// Signs in with a device code (Microsoft only; Google excludes Gmail scopes from the
+/// device flow). `on_prompt` shows the code and URL; `sleep` waits between polls.
+pub async fn sign_in_with_device_code<S, SF>(
+    http: &OAuthHttp,
+    app: &AppRegistration,
+    options: &SignInOptions,
+    now: impl Fn() -> SystemTime,
+    on_prompt: impl FnOnce(&DevicePrompt),
+    sleep: S,
+) -> Result<SignedIn>
+where
+    S: Fn(Duration) -> SF + Send + Sync,
+    SF: Future<Output = ()> + Send,
+{
+    if app.provider == Provider::Google {
+        return Err(Error::DeviceFlowNotSupported);
+    }
+    let tokens = oauth::device_flow(http, app, on_prompt, sleep)
+        .await
+        .map_err(|failure_kind| match failure_kind {
+            DeviceFailure::Expired => Error::SignInFailed(
+                "the device code expired before the sign-in was approved; run the sign-in again"
+                    .to_owned(),
+            ),
+            DeviceFailure::Declined => Error::SignInFailed(
+                "the sign-in was declined on the verification page; run it again and approve it"
+                    .to_owned(),
+            ),
+            DeviceFailure::Other(other) => failure(other),
+        })?;
+    finish(app, options, tokens, now())
+}

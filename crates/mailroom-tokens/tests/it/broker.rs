@@ -1,0 +1,246 @@
+//! The broker: cached tokens, the refresh storm, revoked and missing tokens, the sign-in
+//! policy.
+
+use std::sync::Arc;
+
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::{MockSignInPrompt, Provider};
+use mailroom_testkit::{Backend, TestDatabase};
+use mailroom_tokens::{SignInPolicy, TokenStore};
+use sea_orm::{ConnectionTrait, Statement};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{self, microsoft_token_body, signed_in, store_expired, target};
+
+const ADDRESS: &str = "sa@contoso.example";
+
+async fn storm(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(microsoft_token_body(
+                    "at-after-storm",
+                    "rt-after-storm",
+                    None,
+                ))
+                // Keep the refresh in flight while the other callers pile up behind it.
+                .set_delay(std::time::Duration::from_millis(200)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(backend).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    store_expired(
+        &db,
+        &key,
+        &signed_in(
+            Provider::Microsoft,
+            ADDRESS,
+            "at-expired",
+            Some("rt-before"),
+        ),
+    )
+    .await;
+    let broker = Arc::new(support::broker(&db, &key));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let broker = broker.clone();
+        tasks.push(tokio::spawn(async move {
+            broker
+                .access_token(&target(Provider::Microsoft, ADDRESS))
+                .await
+        }));
+    }
+    for task in tasks {
+        let token = task.await.unwrap().unwrap();
+        assert_eq!(token.secret.expose(), "at-after-storm");
+        assert_eq!(token.version, 2);
+    }
+    drop(server);
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_requests_refresh_once_on_sqlite() {
+    storm(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_requests_refresh_once_on_postgres() {
+    storm(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_valid_token_needs_no_network_and_a_warm_one_no_database() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    TokenStore::new(&db.db, &key)
+        .save_sign_in(
+            &signed_in(Provider::Microsoft, ADDRESS, "at-valid", Some("rt")),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let broker = support::broker(&db, &key);
+    let first = broker
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap();
+    assert_eq!(first.secret.expose(), "at-valid");
+    // With the row gone, only the in-memory cache can answer.
+    db.db
+        .execute(Statement::from_string(
+            db.db.get_database_backend(),
+            "DELETE FROM oauth_token".to_owned(),
+        ))
+        .await
+        .unwrap();
+    let second = broker
+        .access_token(&target(Provider::Microsoft, "SA@Contoso.Example"))
+        .await
+        .unwrap();
+    assert_eq!(second.secret.expose(), "at-valid");
+    assert_eq!(second.version, first.version);
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn a_missing_token_says_what_the_administrator_must_do() {
+    let server = MockServer::start().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let broker = support::broker(&db, &key);
+    let error = broker
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Failed to obtain an access token for sa@contoso.example (microsoft): no one has signed in for this address yet; an administrator must sign in with `mailroom sign-in --account 4`"
+    );
+    // Not allowed to sign in: the same error, the prompt untouched.
+    let mut prompt = MockSignInPrompt::new();
+    prompt.expect_sign_in().never();
+    let policy = SignInPolicy {
+        prompt: Some(&prompt),
+        can_sign_in_when_sending: false,
+    };
+    let error = broker
+        .access_token_or_sign_in(&target(Provider::Microsoft, ADDRESS), policy)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("Failed to obtain an access token")
+    );
+    let error = broker
+        .access_token_or_sign_in(&target(Provider::Microsoft, ADDRESS), SignInPolicy::NEVER)
+        .await
+        .unwrap_err();
+    assert!(error.needs_sign_in());
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interactive_caller_signs_in_and_continues() {
+    let server = MockServer::start().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let broker = support::broker(&db, &key);
+    let mut prompt = MockSignInPrompt::new();
+    let database = db.db.clone();
+    let prompt_key = key.clone();
+    prompt
+        .expect_sign_in()
+        .withf(|request| {
+            request.address == ADDRESS && request.reason.contains("no one has signed in")
+        })
+        .times(1)
+        .returning(move |_| {
+            // What the CLI's prompt does after a browser sign-in: store the tokens.
+            let database = database.clone();
+            let key = prompt_key.clone();
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    TokenStore::new(&database, &key)
+                        .save_sign_in(
+                            &signed_in(Provider::Microsoft, ADDRESS, "at-prompted", Some("rt")),
+                            chrono::Utc::now(),
+                        )
+                        .await
+                        .unwrap();
+                })
+            });
+            Ok(())
+        });
+    let policy = SignInPolicy {
+        prompt: Some(&prompt),
+        can_sign_in_when_sending: true,
+    };
+    let token = broker
+        .access_token_or_sign_in(&target(Provider::Microsoft, ADDRESS), policy)
+        .await
+        .unwrap();
+    assert_eq!(token.secret.expose(), "at-prompted");
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn a_rejected_token_is_refreshed_even_before_it_expires() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body(
+                "at-replacement",
+                "rt-2",
+                None,
+            )),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    TokenStore::new(&db.db, &key)
+        .save_sign_in(
+            &signed_in(Provider::Microsoft, ADDRESS, "at-rejected", Some("rt-1")),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let broker = support::broker(&db, &key);
+    let rejected = broker
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap();
+    let replacement = broker
+        .refresh_rejected(&target(Provider::Microsoft, ADDRESS), rejected.version)
+        .await
+        .unwrap();
+    assert_eq!(replacement.secret.expose(), "at-replacement");
+    assert!(replacement.version > rejected.version);
+    // A second caller that saw the same rejected version gets the replacement, no refresh.
+    let again = broker
+        .refresh_rejected(&target(Provider::Microsoft, ADDRESS), rejected.version)
+        .await
+        .unwrap();
+    assert_eq!(again.secret.expose(), "at-replacement");
+    db.finish().await;
+}

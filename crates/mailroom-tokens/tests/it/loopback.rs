@@ -1,0 +1,274 @@
+//! The browser flow end to end: a test plays the browser, following the authorization URL
+//! to a mock authorize endpoint that redirects to mailroom's loopback listener.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::Provider;
+use mailroom_testkit::{Backend, TestDatabase};
+use mailroom_tokens::{Error, OAuthHttp, SignInOptions, TokenStore, sign_in_with_browser};
+use sha2::{Digest, Sha256};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support::{self, CLIENT_ID, browser, form, microsoft_id_token, microsoft_token_body};
+
+/// An authorize endpoint that approves at once: redirects to `redirect_uri` with a code and
+/// the given state (`None` = echo the request's state).
+fn approve(state_override: Option<&'static str>) -> impl Fn(&Request) -> ResponseTemplate {
+    move |request: &Request| {
+        let query: std::collections::HashMap<String, String> =
+            request.url.query_pairs().into_owned().collect();
+        let state = state_override
+            .map(str::to_owned)
+            .unwrap_or_else(|| query["state"].clone());
+        let location = format!(
+            "{}?code=M.C105_BAY.2.U.code-abc&state={}",
+            query["redirect_uri"], state
+        );
+        ResponseTemplate::new(302).insert_header("Location", location.as_str())
+    }
+}
+
+fn options(expected: &str) -> SignInOptions {
+    SignInOptions {
+        expected_address: Some(expected.to_owned()),
+        timeout: Duration::from_secs(20),
+    }
+}
+
+#[tokio::test]
+async fn a_browser_sign_in_sends_pkce_state_and_hint_and_checks_the_identity() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/authorize"))
+        .respond_with(approve(None))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body(
+                "at-signed-in",
+                "rt-signed-in",
+                Some(&microsoft_id_token("SA@contoso.example")),
+            )),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+
+    let signed_in = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &options("sa@contoso.example"),
+        SystemTime::now,
+        browser(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed_in.identity.address, "SA@contoso.example");
+    assert!(signed_in.has_refresh_token());
+
+    let requests = server.received_requests().await.unwrap();
+    let authorize: std::collections::HashMap<String, String> =
+        requests[0].url.query_pairs().into_owned().collect();
+    assert_eq!(authorize["response_type"], "code");
+    assert_eq!(authorize["client_id"], CLIENT_ID);
+    assert_eq!(
+        authorize["scope"],
+        "https://outlook.office.com/SMTP.Send offline_access openid profile email"
+    );
+    assert_eq!(authorize["code_challenge_method"], "S256");
+    assert_eq!(authorize["prompt"], "select_account");
+    assert_eq!(authorize["login_hint"], "sa@contoso.example");
+    assert!(authorize["state"].len() >= 16);
+    let redirect_uri = &authorize["redirect_uri"];
+    assert!(
+        redirect_uri.starts_with("http://127.0.0.1:") && redirect_uri.ends_with("/callback"),
+        "{redirect_uri}"
+    );
+
+    let token = form(&requests[1]);
+    assert_eq!(token["grant_type"], "authorization_code");
+    assert_eq!(token["code"], "M.C105_BAY.2.U.code-abc");
+    assert_eq!(&token["redirect_uri"], redirect_uri);
+    assert_eq!(token["client_id"], CLIENT_ID);
+    assert_eq!(
+        token["scope"],
+        "https://outlook.office.com/SMTP.Send offline_access openid profile email"
+    );
+    let verifier = &token["code_verifier"];
+    assert!((43..=128).contains(&verifier.len()));
+    assert!(
+        verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    );
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    assert_eq!(
+        authorize["code_challenge"], challenge,
+        "S256(code_verifier) = code_challenge"
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn a_redirect_with_another_state_ends_the_sign_in() {
+    let server = MockServer::start().await;
+    Mock::given(path("/authorize"))
+        .respond_with(approve(Some("forged-state")))
+        .mount(&server)
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let error = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &options("sa@contoso.example"),
+        SystemTime::now,
+        browser(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("state does not match this sign-in"),
+        "{error}"
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn an_access_denied_redirect_ends_the_sign_in() {
+    let server = MockServer::start().await;
+    Mock::given(path("/authorize"))
+        .respond_with(|request: &Request| {
+            let query: std::collections::HashMap<String, String> = request.url.query_pairs().into_owned().collect();
+            let location = format!(
+                "{}?error=access_denied&error_description=the+user+canceled+the+authentication&state={}",
+                query["redirect_uri"], query["state"]
+            );
+            ResponseTemplate::new(302).insert_header("Location", location.as_str())
+        })
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let error = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &options("sa@contoso.example"),
+        SystemTime::now,
+        browser(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "sign-in failed: the provider answered access_denied (the user canceled the authentication); sign in again and approve the request"
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn signing_in_as_someone_else_is_refused_and_nothing_is_stored() {
+    let server = MockServer::start().await;
+    Mock::given(path("/authorize"))
+        .respond_with(approve(None))
+        .mount(&server)
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body(
+                "at-other",
+                "rt-other",
+                Some(&microsoft_id_token("someone.else@contoso.example")),
+            )),
+        )
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let result = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &options("sa@contoso.example"),
+        SystemTime::now,
+        browser(),
+    )
+    .await;
+    let error = result.unwrap_err();
+    assert!(matches!(error, Error::IdentityMismatch { .. }));
+    assert_eq!(
+        error.to_string(),
+        "signed in as someone.else@contoso.example, but this account sends as sa@contoso.example; sign in again and choose sa@contoso.example"
+    );
+    assert!(
+        TokenStore::new(&db.db, &key)
+            .list()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn other_paths_do_not_end_the_wait_and_a_timeout_does() {
+    let server = MockServer::start().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let options = SignInOptions {
+        expected_address: None,
+        timeout: Duration::from_secs(1),
+    };
+    let error = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &options,
+        SystemTime::now,
+        move |url: &url::Url| {
+            let redirect: String = url
+                .query_pairs()
+                .find(|(k, _)| k == "redirect_uri")
+                .unwrap()
+                .1
+                .into_owned();
+            let favicon = redirect.replace("/callback", "/favicon.ico");
+            tokio::spawn(async move {
+                let status = reqwest::get(favicon).await.map(|r| r.status().as_u16());
+                let _ = sender.send(status);
+            });
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        receiver.await.unwrap().unwrap(),
+        404,
+        "the listener answers other paths with 404"
+    );
+    assert!(
+        error.to_string().contains("no sign-in arrived within 1 s"),
+        "{error}"
+    );
+    db.finish().await;
+}

@@ -1,0 +1,9 @@
+//! Contract tests of sign-in, refresh and the token store, with wiremock playing the
+//! providers' token endpoints with their documented request and response bodies.
+
+mod broker;
+mod google;
+mod loopback;
+mod microsoft;
+mod secrets;
+mod support;

@@ -1,0 +1,181 @@
+//! No secret in logs (tracing at TRACE), errors, `Debug` output, or database files.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::Provider;
+use mailroom_testkit::{Backend, TestDatabase};
+use mailroom_tokens::{OAuthHttp, SignInOptions, TokenKey, TokenStore, sign_in_with_browser};
+use serde_json::json;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::support::{
+    self, CLIENT_SECRET, browser, microsoft_id_token, microsoft_token_body, target,
+};
+
+const ADDRESS: &str = "sa@contoso.example";
+const SECRETS: &[&str] = &[
+    "access-token-SIGNIN-0001",
+    "refresh-token-SIGNIN-0002",
+    "access-token-REFRESH-0003",
+    "refresh-token-REFRESH-0004",
+    CLIENT_SECRET,
+];
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[track_caller]
+fn assert_clean(what: &str, text: &str) {
+    for secret in SECRETS {
+        assert!(
+            !text.contains(secret),
+            "{what} contains the secret {secret}:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/authorize"))
+        .respond_with(|request: &Request| {
+            let query: std::collections::HashMap<String, String> =
+                request.url.query_pairs().into_owned().collect();
+            let location = format!(
+                "{}?code=the-code&state={}",
+                query["redirect_uri"], query["state"]
+            );
+            ResponseTemplate::new(302).insert_header("Location", location.as_str())
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body(
+                SECRETS[0],
+                SECRETS[1],
+                Some(&microsoft_id_token(ADDRESS)),
+            )),
+        )
+        .mount(&server)
+        .await;
+    let refresh = Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(microsoft_token_body(SECRETS[2], SECRETS[3], None)),
+        )
+        .expect(1)
+        .mount_as_scoped(&server)
+        .await;
+
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, true)).await;
+    let options = SignInOptions {
+        expected_address: Some(ADDRESS.to_owned()),
+        timeout: Duration::from_secs(20),
+    };
+    let signed_in = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &options,
+        SystemTime::now,
+        browser(),
+    )
+    .await
+    .unwrap();
+    let mut debug = format!("{signed_in:?} {app:?}");
+    let store = TokenStore::new(&db.db, &key);
+    let stored = store
+        .save_sign_in(&signed_in, chrono::Utc::now() - chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    debug.push_str(&format!("{stored:?}"));
+
+    let broker = support::broker(&db, &key);
+    let refreshed = broker
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap();
+    assert_eq!(refreshed.secret.expose(), SECRETS[2]);
+    debug.push_str(&format!("{refreshed:?} {broker:?}"));
+    drop(refresh);
+
+    // A failing refresh: its error and logs must not carry the tokens either.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": "invalid_grant",
+            "error_description": "AADSTS50173: The provided grant has expired due to it being revoked.",
+            "error_codes": [50173]
+        })))
+        .mount(&server)
+        .await;
+    let error = broker
+        .force_refresh(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap_err();
+    let errors = format!("{error} {error:?}");
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("refreshing access token"),
+        "TRACE logging was captured:\n{logs}"
+    );
+    assert_clean("the logs", &logs);
+    assert_clean("Debug output", &debug);
+    assert_clean("the errors", &errors);
+
+    let row = store
+        .load(&TokenKey::new(
+            Provider::Microsoft,
+            "organizations",
+            ADDRESS,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.refresh_token.unwrap().expose(),
+        SECRETS[3],
+        "the rotated refresh token was stored"
+    );
+    db.db.clone().close().await.unwrap();
+    for entry in std::fs::read_dir(db.dir()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for secret in SECRETS {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a database file holds {secret} in plaintext"
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Shared test support: app registrations pointing at a mock server, id_tokens, token
+//! bodies, a broker with quick retries, and a fake browser.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use chrono::Utc;
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::{AccountRef, Provider, SystemClock};
+use mailroom_testkit::TestDatabase;
+use mailroom_tokens::{
+    AppChange, AppRegistration, Apps, BrokerConfig, EndpointOverrides, OAuthHttp, SignedIn,
+    TokenBroker, TokenStore, TokenTarget, parse_endpoint_url,
+};
+use serde_json::{Value, json};
+use wiremock::MockServer;
+
+pub(crate) const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+pub(crate) const CLIENT_SECRET: &str = "client-secret-value-xyz";
+
+pub(crate) fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An unsigned JWT with `claims` (the id_token comes straight from the token endpoint, so
+/// mailroom checks claims, not signatures).
+pub(crate) fn jwt(claims: Value) -> String {
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    format!(
+        "{}.{}.{}",
+        encode(br#"{"typ":"JWT","alg":"RS256","kid":"test"}"#),
+        encode(claims.to_string().as_bytes()),
+        encode(b"not-checked")
+    )
+}
+
+pub(crate) fn microsoft_id_token(address: &str) -> String {
+    jwt(json!({
+        "aud": CLIENT_ID,
+        "iss": format!("https://login.microsoftonline.com/{TENANT_ID}/v2.0"),
+        "iat": now_seconds(),
+        "nbf": now_seconds(),
+        "exp": now_seconds() + 3600,
+        "name": "Sales Admin",
+        "oid": "00000000-0000-0000-66f3-3332eca7ea81",
+        "preferred_username": address,
+        "email": address,
+        "sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ",
+        "tid": TENANT_ID,
+        "ver": "2.0"
+    }))
+}
+
+pub(crate) fn google_id_token(address: &str) -> String {
+    jwt(json!({
+        "iss": "https://accounts.google.com",
+        "azp": CLIENT_ID,
+        "aud": CLIENT_ID,
+        "sub": "110169484474386276334",
+        "email": address,
+        "email_verified": true,
+        "iat": now_seconds(),
+        "exp": now_seconds() + 3600
+    }))
+}
+
+/// Microsoft's documented successful token response.
+pub(crate) fn microsoft_token_body(access: &str, refresh: &str, id_token: Option<&str>) -> Value {
+    let mut body = json!({
+        "token_type": "Bearer",
+        "scope": "https://outlook.office.com/SMTP.Send",
+        "expires_in": 3599,
+        "ext_expires_in": 3599,
+        "access_token": access,
+        "refresh_token": refresh
+    });
+    if let Some(id_token) = id_token {
+        body["id_token"] = json!(id_token);
+    }
+    body
+}
+
+/// Google's documented successful token response; `refresh` only on a first exchange.
+pub(crate) fn google_token_body(
+    access: &str,
+    refresh: Option<&str>,
+    id_token: Option<&str>,
+) -> Value {
+    let mut body = json!({
+        "access_token": access,
+        "expires_in": 3599,
+        "scope": "https://www.googleapis.com/auth/gmail.send openid https://www.googleapis.com/auth/userinfo.email",
+        "token_type": "Bearer"
+    });
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = json!(refresh);
+    }
+    if let Some(id_token) = id_token {
+        body["id_token"] = json!(id_token);
+    }
+    body
+}
+
+/// An app registration whose endpoints all point at `server`.
+pub(crate) fn app(server: &MockServer, secret: bool) -> AppChange {
+    let url =
+        |path: &str| Some(parse_endpoint_url("url", &format!("{}{path}", server.uri())).unwrap());
+    AppChange {
+        client_id: Some(CLIENT_ID.to_owned()),
+        client_secret: secret.then(|| Some(CLIENT_SECRET.into())),
+        tenant: None,
+        overrides: EndpointOverrides {
+            authorize_url: url("/authorize"),
+            token_url: url("/token"),
+            device_url: url("/devicecode"),
+            revoke_url: url("/revoke"),
+            // The real issuers; the tokens above carry them.
+            issuer: None,
+            gmail_api_url: None,
+        },
+        reset_endpoints: false,
+    }
+}
+
+/// Registers `app` in the database and returns it.
+pub(crate) async fn register(
+    db: &TestDatabase,
+    key: &EncryptionKey,
+    provider: Provider,
+    change: AppChange,
+) -> AppRegistration {
+    Apps::new(&db.db, key).set(provider, change).await.unwrap()
+}
+
+pub(crate) fn test_config() -> BrokerConfig {
+    BrokerConfig {
+        transient_backoff: Duration::from_millis(1),
+        ..BrokerConfig::default()
+    }
+}
+
+pub(crate) fn broker(db: &TestDatabase, key: &EncryptionKey) -> TokenBroker {
+    TokenBroker::new(
+        db.db.clone(),
+        key.clone(),
+        OAuthHttp::new(),
+        Arc::new(SystemClock),
+        test_config(),
+    )
+}
+
+pub(crate) fn target(provider: Provider, address: &str) -> TokenTarget {
+    TokenTarget {
+        account: AccountRef::User(4),
+        provider,
+        address: address.to_owned(),
+    }
+}
+
+/// Stores a sign-in whose access token expired an hour ago.
+pub(crate) async fn store_expired(db: &TestDatabase, key: &EncryptionKey, signed_in: &SignedIn) {
+    TokenStore::new(&db.db, key)
+        .save_sign_in(signed_in, Utc::now() - chrono::Duration::hours(2))
+        .await
+        .unwrap();
+}
+
+/// Plays the browser: follows the authorization URL (and its redirects) to the listener.
+pub(crate) fn browser() -> impl FnOnce(&url::Url) {
+    |url: &url::Url| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().build().unwrap();
+            let _ = client.get(url).send().await;
+        });
+    }
+}
+
+/// The form fields of a request body.
+pub(crate) fn form(request: &wiremock::Request) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
+}
+
+/// A sign-in for `address` with the given tokens, valid for an hour from when it is saved.
+pub(crate) fn signed_in(
+    provider: Provider,
+    address: &str,
+    access: &str,
+    refresh: Option<&str>,
+) -> SignedIn {
+    SignedIn::from_tokens(
+        mailroom_tokens::Identity {
+            address: address.to_owned(),
+            tenant_id: None,
+            subject: None,
+        },
+        provider,
+        if provider == Provider::Microsoft {
+            "organizations"
+        } else {
+            ""
+        },
+        access.into(),
+        refresh.map(Into::into),
+        Duration::from_secs(3600),
+        vec!["https://outlook.office.com/SMTP.Send".to_owned()],
+    )
+}

@@ -1,0 +1,214 @@
+//! The token schema: OAuth app registrations per provider, and the shared token store
+//! keyed by (provider, tenant, lower-cased address).
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub(crate) struct Migration;
+
+#[derive(DeriveIden)]
+enum OauthApp {
+    Table,
+    Provider,
+    ClientId,
+    ClientSecretSealed,
+    Tenant,
+    AuthorizeUrl,
+    TokenUrl,
+    DeviceUrl,
+    RevokeUrl,
+    Issuer,
+    GmailApiUrl,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum OauthToken {
+    Table,
+    Id,
+    Provider,
+    Tenant,
+    AddressKey,
+    Address,
+    AccessTokenSealed,
+    RefreshTokenSealed,
+    ExpiresAt,
+    Scopes,
+    Version,
+    Status,
+    StatusReason,
+    LeaseOwner,
+    LeaseUntil,
+    RefreshedAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(OauthApp::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(OauthApp::Provider)
+                            .string_len(16)
+                            .not_null()
+                            .primary_key()
+                            .check(Expr::col(OauthApp::Provider).is_in(["microsoft", "google"])),
+                    )
+                    .col(
+                        ColumnDef::new(OauthApp::ClientId)
+                            .string_len(254)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(OauthApp::ClientSecretSealed).binary().null())
+                    .col(ColumnDef::new(OauthApp::Tenant).string_len(254).null())
+                    .col(
+                        ColumnDef::new(OauthApp::AuthorizeUrl)
+                            .string_len(2048)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(OauthApp::TokenUrl).string_len(2048).null())
+                    .col(ColumnDef::new(OauthApp::DeviceUrl).string_len(2048).null())
+                    .col(ColumnDef::new(OauthApp::RevokeUrl).string_len(2048).null())
+                    .col(ColumnDef::new(OauthApp::Issuer).string_len(2048).null())
+                    .col(
+                        ColumnDef::new(OauthApp::GmailApiUrl)
+                            .string_len(2048)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthApp::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(OauthToken::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(OauthToken::Id)
+                            .big_integer()
+                            .not_null()
+                            .primary_key()
+                            .auto_increment(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::Provider)
+                            .string_len(16)
+                            .not_null()
+                            .check(Expr::col(OauthToken::Provider).is_in(["microsoft", "google"])),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::Tenant)
+                            .string_len(254)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::AddressKey)
+                            .string_len(254)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::Address)
+                            .string_len(254)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::AccessTokenSealed)
+                            .binary()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::RefreshTokenSealed)
+                            .binary()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::ExpiresAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::Scopes)
+                            .string_len(2048)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::Version)
+                            .big_integer()
+                            .not_null()
+                            .check(Expr::col(OauthToken::Version).gte(1)),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::Status)
+                            .string_len(16)
+                            .not_null()
+                            .check(Expr::col(OauthToken::Status).is_in(["valid", "revoked"])),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::StatusReason)
+                            .string_len(1024)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(OauthToken::LeaseOwner).string_len(64).null())
+                    .col(
+                        ColumnDef::new(OauthToken::LeaseUntil)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::RefreshedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OauthToken::UpdatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("oauth_token_identity_unique")
+                    .table(OauthToken::Table)
+                    .col(OauthToken::Provider)
+                    .col(OauthToken::Tenant)
+                    .col(OauthToken::AddressKey)
+                    .unique()
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(OauthToken::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_table(Table::drop().table(OauthApp::Table).if_exists().to_owned())
+            .await
+    }
+}
