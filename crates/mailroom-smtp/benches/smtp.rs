@@ -4,7 +4,8 @@
 //! aiosmtpd test server on 127.0.0.1. Not a test: it prints figures and asserts nothing.
 //!
 //! Environment: `MAILROOM_BENCH_MESSAGES` (default 5000), `MAILROOM_BENCH_SERVER_WORKERS`
-//! (aiosmtpd processes sharing the port, default 2).
+//! (aiosmtpd worker processes, default 2), `MAILROOM_BENCH_CLIENTS` (default
+//! `mailroom,lettre-pool,bare`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -340,17 +341,31 @@ fn main() {
         "{:<34} {:>11} {:>10} {:>14} {:>14} {:>9}",
         "client", "connections", "msgs/s", "client CPU s", "server CPU s", "wall s"
     );
+    // Warm the server up (Python's allocator, the TLS context) so the first client
+    // measured is not at a disadvantage.
+    let warm_up = Arc::new(Workload::new(500.min(messages)));
+    runtime.block_on(bare_connections(&server, &warm_up, 4));
+
+    let clients = std::env::var("MAILROOM_BENCH_CLIENTS")
+        .unwrap_or_else(|_| "mailroom,lettre-pool,bare".to_owned());
     let mut results = Vec::new();
     for connections in [1, 4] {
-        for figures in runtime.block_on(async {
-            vec![
-                mailroom(&server, &workload, connections).await,
-                lettre_pool(&server, &workload, connections).await,
-                bare_connections(&server, &workload, connections).await,
-            ]
-        }) {
-            print_row(&figures);
-            results.push(figures);
+        for client in clients.split(',') {
+            let figures = runtime.block_on(async {
+                match client.trim() {
+                    "mailroom" => Some(mailroom(&server, &workload, connections).await),
+                    "lettre-pool" => Some(lettre_pool(&server, &workload, connections).await),
+                    "bare" => Some(bare_connections(&server, &workload, connections).await),
+                    other => {
+                        eprintln!("smtp bench: unknown client `{other}` in MAILROOM_BENCH_CLIENTS");
+                        None
+                    }
+                }
+            });
+            if let Some(figures) = figures {
+                print_row(&figures);
+                results.push(figures);
+            }
         }
     }
     let rate = |client_prefix: &str, connections: usize| {

@@ -161,6 +161,12 @@ impl SmtpConnection {
         connection
             .authenticate(settings, credentials, encrypted, peer)
             .await?;
+        tracing::debug!(
+            host = %server.host,
+            port = server.port,
+            tls = encrypted,
+            "smtp connection opened and authenticated"
+        );
         Ok(connection)
     }
 

@@ -90,6 +90,11 @@ impl SmtpTransport {
             shared.connection.timeout,
         );
         if let Some(old) = current.replace(Arc::clone(&pool)) {
+            tracing::debug!(
+                old_version = old.version,
+                new_version = credentials.version,
+                "new smtp credentials: the old connection pool drains"
+            );
             old.retire(shared.connection.timeout);
         }
         pool
@@ -111,11 +116,10 @@ impl SmtpTransport {
             .await
             .map_err(|error| Failure::io(crate::reply::Stage::Connect, error))?;
 
-        let mut connection = match pool.checkout(settings).await {
-            Some(connection) => connection,
-            None => SmtpConnection::open(settings, credentials).await?,
+        let (mut connection, mut reused) = match pool.checkout(settings).await {
+            Some(connection) => (connection, true),
+            None => (SmtpConnection::open(settings, credentials).await?, false),
         };
-        let mut reused = true;
         loop {
             match connection.send(settings, message).await {
                 Ok(reply) => {
@@ -129,6 +133,9 @@ impl SmtpTransport {
                 // The server closed a pooled connection before taking the message: one
                 // more try on a new connection, which cannot be stale.
                 Err(failure) if reused && failure.is_stale_connection() => {
+                    tracing::debug!(
+                        "a pooled smtp connection was closed by the server; reconnecting"
+                    );
                     drop(connection);
                     connection = SmtpConnection::open(settings, credentials).await?;
                     reused = false;

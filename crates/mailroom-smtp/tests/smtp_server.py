@@ -223,22 +223,75 @@ def factory():
     return SMTP(Handler(), **kwargs)
 
 
-async def serve(sock):
-    loop = asyncio.get_running_loop()
-    mode = CONFIG.get("tls", "starttls")
-    server = await loop.create_server(
-        factory, sock=sock, ssl=tls_context() if mode == "implicit" else None
-    )
-    stop = loop.create_future()
-
+def stop_on_stdin_eof(loop, stop):
     def on_stdin():
         if not os.read(sys.stdin.fileno(), 4096) and not stop.done():
             stop.set_result(None)
 
     loop.add_reader(sys.stdin.fileno(), on_stdin)
     loop.add_signal_handler(signal.SIGTERM, lambda: stop.done() or stop.set_result(None))
+
+
+def server_ssl():
+    return tls_context() if CONFIG.get("tls", "starttls") == "implicit" else None
+
+
+async def serve(sock):
+    """One process: accept and serve on the listening socket."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(factory, sock=sock, ssl=server_ssl())
+    stop = loop.create_future()
+    stop_on_stdin_eof(loop, stop)
     async with server:
         await stop
+
+
+async def serve_handed_over(channel):
+    """A worker process: serve the connections the dispatcher hands over on `channel`."""
+    loop = asyncio.get_running_loop()
+    ssl_context = server_ssl()
+    stop = loop.create_future()
+    stop_on_stdin_eof(loop, stop)
+    channel.setblocking(False)
+
+    def on_fd():
+        try:
+            _, fds, _, _ = socket.recv_fds(channel, 1, 4)
+        except BlockingIOError:
+            return
+        if not fds:
+            if not stop.done():
+                stop.set_result(None)
+            return
+        for fd in fds:
+            connection = socket.socket(fileno=fd)
+            asyncio.ensure_future(
+                loop.connect_accepted_socket(factory, connection, ssl=ssl_context)
+            )
+
+    loop.add_reader(channel.fileno(), on_fd)
+    await stop
+
+
+async def dispatch(sock, channels):
+    """Accept connections and hand them to the workers in turn, so N connections spread
+    evenly over the processes (a shared accept would let one process take them all)."""
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    stop_on_stdin_eof(loop, stop)
+    sock.setblocking(False)
+    turn = itertools.cycle(channels)
+
+    def on_accept():
+        try:
+            connection, _ = sock.accept()
+        except BlockingIOError:
+            return
+        socket.send_fds(next(turn), [b"c"], [connection.fileno()])
+        connection.close()
+
+    loop.add_reader(sock.fileno(), on_accept)
+    await stop
 
 
 def main():
@@ -247,32 +300,34 @@ def main():
         CONFIG = json.load(file)
     if CONFIG.get("log"):
         LOG = open(CONFIG["log"], "a", buffering=1)
-    if CONFIG.get("uvloop"):
-        try:
-            import uvloop
-            uvloop.install()
-        except ImportError:
-            pass
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
     workers = int(CONFIG.get("workers", 1))
-    children = []
-    # Extra worker processes share the listening socket (the benchmark: one Python
-    # process cannot keep up with four Rust clients).
-    for _ in range(workers - 1):
+    if workers <= 1:
+        print(f"READY {port} {os.getpid()}", flush=True)
+        asyncio.run(serve(sock))
+        return
+    # Several worker processes (the benchmark: one Python process cannot keep up with
+    # four Rust clients), fed by this process.
+    children, channels = [], []
+    for _ in range(workers):
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
-            asyncio.run(serve(sock))
+            parent_end.close()
+            sock.close()
+            asyncio.run(serve_handed_over(child_end))
             os._exit(0)
+        child_end.close()
         children.append(pid)
+        channels.append(parent_end)
     # The pids let the benchmark report the server's CPU time.
     pids = " ".join(str(pid) for pid in [os.getpid(), *children])
     print(f"READY {port} {pids}", flush=True)
     try:
-        asyncio.run(serve(sock))
+        asyncio.run(dispatch(sock, channels))
     finally:
         for pid in children:
             try:
