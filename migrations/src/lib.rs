@@ -9,6 +9,7 @@ use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 mod m20261201_000001_accounts;
 mod m20261201_000002_tokens;
+mod m20261201_000003_outbox;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261201_000001_accounts::Migration),
             Box::new(m20261201_000002_tokens::Migration),
+            Box::new(m20261201_000003_outbox::Migration),
         ]
     }
 }

@@ -1,0 +1,292 @@
+//! The automation agent: claims due messages from the outbox, sends them (never
+//! prompting for a sign-in), and records each outcome. On shutdown it claims nothing new
+//! and lets the sends in flight finish.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::facade::Receipt;
+use crate::outbox::{Claimed, Finish, Outbox};
+use crate::{Mailroom, Result};
+
+/// What the agent reports as it works (the CLI draws its progress bar from these).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AgentEvent {
+    /// A message was delivered.
+    Sent {
+        /// Its outbox id.
+        id: i64,
+        /// What the send did.
+        receipt: Receipt,
+    },
+    /// A message failed transiently and is due again later.
+    Retrying {
+        /// Its outbox id.
+        id: i64,
+        /// Why.
+        error: String,
+    },
+    /// A message's account needs a sign-in; it is held until then.
+    Held {
+        /// Its outbox id.
+        id: i64,
+        /// Why (begins "Failed to obtain an access token").
+        error: String,
+    },
+    /// A message was given up on.
+    Failed {
+        /// Its outbox id.
+        id: i64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A callback for [`AgentEvent`]s.
+pub type AgentEventSink = Arc<dyn Fn(&AgentEvent) + Send + Sync>;
+
+/// How the agent runs.
+#[derive(Clone)]
+pub struct AgentOptions {
+    /// How many messages it sends at once, at least 1.
+    pub concurrency: usize,
+    /// Drain what is due now, then stop (instead of waiting for new messages).
+    pub once: bool,
+    /// How long a claimed message stays leased to this agent. After that (the agent died)
+    /// another agent claims it again; longer than any one send can take.
+    pub lease: Duration,
+    /// How often an idle agent looks for due messages.
+    pub poll_interval: Duration,
+    /// How long a message whose account needs a sign-in waits before it is tried again.
+    pub hold_retry: Duration,
+    /// The name this agent leases messages under (unique per process).
+    pub owner: String,
+    /// Receives an event for every finished message.
+    pub events: Option<AgentEventSink>,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            once: false,
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(1),
+            hold_retry: Duration::from_secs(60),
+            owner: format!(
+                "agent-{}-{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            ),
+            events: None,
+        }
+    }
+}
+
+impl fmt::Debug for AgentOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentOptions")
+            .field("concurrency", &self.concurrency)
+            .field("once", &self.once)
+            .field("lease", &self.lease)
+            .field("poll_interval", &self.poll_interval)
+            .field("hold_retry", &self.hold_retry)
+            .field("owner", &self.owner)
+            .field("events", &self.events.is_some())
+            .finish()
+    }
+}
+
+/// What one run of the agent did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AgentSummary {
+    /// Messages delivered.
+    pub sent: u64,
+    /// Messages rescheduled after a transient failure.
+    pub retrying: u64,
+    /// Messages held for a sign-in.
+    pub held: u64,
+    /// Messages given up on.
+    pub failed: u64,
+}
+
+/// The automation agent over one [`Mailroom`].
+#[derive(Debug, Clone)]
+pub struct Agent {
+    mailroom: Arc<Mailroom>,
+    options: AgentOptions,
+}
+
+async fn process(
+    mailroom: Arc<Mailroom>,
+    options: Arc<AgentOptions>,
+    message: Claimed,
+) -> Result<AgentEvent> {
+    let id = message.id;
+    let span = tracing::info_span!("agent send", id, message_id = %message.message_id, attempt = message.attempts);
+    let result = mailroom.deliver_claimed(&message).instrument(span).await;
+    let now = mailroom.now();
+    let to_chrono =
+        |duration: Duration| chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+    let (outcome, event) = match result {
+        Ok(receipt) => (
+            Finish::Sent(receipt.clone()),
+            AgentEvent::Sent { id, receipt },
+        ),
+        Err(error) if error.needs_sign_in() => {
+            let text = error.to_string();
+            (
+                Finish::Held {
+                    error: text.clone(),
+                    at: now + to_chrono(options.hold_retry),
+                },
+                AgentEvent::Held { id, error: text },
+            )
+        }
+        Err(error) if error.is_transient() => {
+            let text = error.to_string();
+            match mailroom
+                .options
+                .retry
+                .outbox_delay(message.attempts, error.retry_after())
+            {
+                Some(wait) => (
+                    Finish::Retry {
+                        error: text.clone(),
+                        at: now + to_chrono(wait),
+                    },
+                    AgentEvent::Retrying { id, error: text },
+                ),
+                None => {
+                    let text = format!("{text} (gave up after {} attempts)", message.attempts);
+                    (
+                        Finish::Failed(text.clone()),
+                        AgentEvent::Failed { id, error: text },
+                    )
+                }
+            }
+        }
+        Err(error) => {
+            let text = error.to_string();
+            (
+                Finish::Failed(text.clone()),
+                AgentEvent::Failed { id, error: text },
+            )
+        }
+    };
+    match &event {
+        AgentEvent::Sent { .. } => {}
+        AgentEvent::Retrying { error, .. } => {
+            tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message will be retried")
+        }
+        AgentEvent::Held { error, .. } => {
+            tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message held until an administrator signs in")
+        }
+        AgentEvent::Failed { error, .. } => {
+            tracing::error!(id, message_id = %message.message_id, error = %error, "queued message failed")
+        }
+    }
+    Outbox::new(&mailroom.db)
+        .finish(id, &options.owner, outcome, now)
+        .await?;
+    Ok(event)
+}
+
+impl Agent {
+    /// An agent sending through `mailroom`.
+    pub fn new(mailroom: Arc<Mailroom>, options: AgentOptions) -> Self {
+        Self { mailroom, options }
+    }
+
+    /// Runs until `shutdown` completes (or, with [`AgentOptions::once`], until nothing is
+    /// due). After `shutdown`, nothing new is claimed and the sends in flight finish.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<AgentSummary> {
+        let options = Arc::new(self.options.clone());
+        let concurrency = options.concurrency.max(1);
+        // Refill when half the slots are free: one claim query per batch, not per message.
+        let refill_below = concurrency.div_ceil(2);
+        let outbox = Outbox::new(&self.mailroom.db);
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut stopping = false;
+        let mut tasks: JoinSet<Result<AgentEvent>> = JoinSet::new();
+        let mut summary = AgentSummary::default();
+        tracing::info!(owner = %options.owner, concurrency, once = options.once, "agent started");
+        loop {
+            let mut claimed_now = 0;
+            if !stopping && (tasks.is_empty() || tasks.len() < refill_below) {
+                let free = concurrency - tasks.len();
+                match outbox
+                    .claim(
+                        &options.owner,
+                        free as u64,
+                        options.lease,
+                        self.mailroom.now(),
+                    )
+                    .await
+                {
+                    Ok(batch) => {
+                        claimed_now = batch.len();
+                        for message in batch {
+                            tasks.spawn(process(self.mailroom.clone(), options.clone(), message));
+                        }
+                    }
+                    Err(error) if options.once => return Err(error),
+                    Err(error) => {
+                        tracing::error!(error = %error, "cannot claim queued messages; trying again");
+                    }
+                }
+            }
+            if tasks.is_empty() {
+                if stopping || (options.once && claimed_now == 0) {
+                    break;
+                }
+                if claimed_now == 0 {
+                    tokio::select! {
+                        () = &mut shutdown => stopping = true,
+                        () = tokio::time::sleep(options.poll_interval) => {}
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                () = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    tracing::info!(in_flight = tasks.len(), "stopping: the sends in flight finish, nothing new is claimed");
+                }
+                Some(joined) = tasks.join_next() => {
+                    match joined {
+                        Ok(Ok(event)) => {
+                            match &event {
+                                AgentEvent::Sent { .. } => summary.sent += 1,
+                                AgentEvent::Retrying { .. } => summary.retrying += 1,
+                                AgentEvent::Held { .. } => summary.held += 1,
+                                AgentEvent::Failed { .. } => summary.failed += 1,
+                            }
+                            if let Some(sink) = &options.events {
+                                sink(&event);
+                            }
+                        }
+                        // The outcome could not be recorded: the lease runs out and the
+                        // message is claimed again (at least once).
+                        Ok(Err(error)) => tracing::error!(error = %error, "cannot record a send's outcome"),
+                        Err(error) => tracing::error!(error = %error, "a send task failed"),
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            sent = summary.sent,
+            retrying = summary.retrying,
+            held = summary.held,
+            failed = summary.failed,
+            "agent stopped"
+        );
+        Ok(summary)
+    }
+}

@@ -1,0 +1,126 @@
+//! The facade's error: every failure a send, the outbox or the agent can meet, with the
+//! predicates callers decide on.
+
+use std::time::Duration;
+
+use mailroom_model::{TransportError, ValidationError};
+
+/// A send, queue or agent operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value was refused (an address, a header with a line break, a feature name).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The account could not be resolved or read.
+    #[error(transparent)]
+    Accounts(#[from] mailroom_accounts::Error),
+    /// No access token could be obtained; for a sign-in that is needed and not allowed the
+    /// message begins "Failed to obtain an access token".
+    #[error(transparent)]
+    Tokens(#[from] mailroom_tokens::Error),
+    /// The transport refused the message or failed, after the retry policy gave up.
+    #[error("{source}")]
+    Transport {
+        /// How many times the message was handed to the transport.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: TransportError,
+    },
+    /// The SMTP transport could not be set up for the account.
+    #[error(transparent)]
+    SmtpSetup(#[from] mailroom_smtp::Error),
+    /// The Gmail transport could not be set up.
+    #[error(transparent)]
+    GmailSetup(#[from] mailroom_gmail::Error),
+    /// An attachment could not be read.
+    #[error("cannot read the attachment {path}: {source}; check the path and its permissions")]
+    Attachment {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// lettre could not build the message.
+    #[error("cannot build the message: {0}")]
+    Build(String),
+    /// No queued message has this id.
+    #[error("there is no queued message {id}; list them with `mailroom queue list`")]
+    NotQueued {
+        /// The id asked for.
+        id: i64,
+    },
+    /// The queued message is in a state that does not allow the change.
+    #[error("queued message {id} is {status}; {what}")]
+    WrongState {
+        /// The message.
+        id: i64,
+        /// Its status.
+        status: String,
+        /// What can be done instead.
+        what: &'static str,
+    },
+    /// A stored outbox row cannot be read.
+    #[error(
+        "queued message {id} is unreadable: {problem}; cancel it with `mailroom queue cancel {id}`"
+    )]
+    CorruptRow {
+        /// The message.
+        id: i64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The database failed.
+    #[error(
+        "database error: {0}; check that the database is reachable and migrated (`mailroom info`)"
+    )]
+    Database(#[source] Box<sea_orm::DbErr>),
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Error::Database(Box::new(error))
+    }
+}
+
+impl Error {
+    /// True when trying again later may succeed (the agent reschedules these).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { source, .. } => source.is_transient(),
+            Error::Tokens(error) => error.is_transient(),
+            Error::Database(_) => true,
+            _ => false,
+        }
+    }
+
+    /// True when only an administrator's sign-in can fix it (the agent holds these).
+    pub fn needs_sign_in(&self) -> bool {
+        match self {
+            Error::Tokens(error) => error.needs_sign_in(),
+            Error::Transport { source, .. } => source.needs_sign_in(),
+            _ => false,
+        }
+    }
+
+    /// The wait the server asked for, when it asked.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Transport { source, .. } => source.retry_after(),
+            _ => None,
+        }
+    }
+
+    /// The transport's failure, when the transport failed.
+    pub fn transport_error(&self) -> Option<&TransportError> {
+        match self {
+            Error::Transport { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

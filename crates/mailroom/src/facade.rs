@@ -1,0 +1,496 @@
+//! [`Mailroom`]: resolve the account, obtain its credentials, pick the transport by
+//! provider, send with the retry policy, and say what happened in a [`Receipt`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use mailroom_accounts::{Account, Accounts};
+use mailroom_crypto::EncryptionKey;
+use mailroom_gmail::{GmailConfig, GmailTransport};
+use mailroom_model::{
+    AccountRef, Clock, CredentialSecret, Credentials, Envelope, FaxFormat, FeatureCatalog,
+    MessageTransport, OutgoingMessage, Provider, ServerSettings, SignInPrompt, SystemClock,
+    TransportKind,
+};
+use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
+use mailroom_tokens::{
+    AccessToken, Apps, BrokerConfig, OAuthHttp, SignInPolicy, TokenBroker, TokenTarget,
+};
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::message::{MessageDraft, with_bcc};
+use crate::{Error, Result, RetryPolicy};
+
+/// How a [`Mailroom`] is set up. [`MailroomOptions::new`] gives the production defaults.
+#[derive(Clone)]
+pub struct MailroomOptions {
+    /// The database's encryption key (the CLI finds it in `MAILROOM_KEY`,
+    /// `MAILROOM_KEY_FILE` or beside an SQLite file).
+    pub key: EncryptionKey,
+    /// Extra trusted root certificates (PEM) for both transports: a company CA, a proxy's,
+    /// or a test server's. Certificates are always verified.
+    pub extra_root_pem: Option<Vec<u8>>,
+    /// The host application's sending features.
+    pub features: FeatureCatalog,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
+    /// The clock token expiry is judged by.
+    pub clock: Arc<dyn Clock>,
+    /// Tuning of the token broker.
+    pub broker: BrokerConfig,
+    /// Connections (and sends in flight) per SMTP account.
+    pub smtp_pool_size: usize,
+    /// Every send goes through this transport instead of SMTP or the Gmail API (dry runs,
+    /// benchmarks). `None` in production.
+    pub transport_override: Option<Arc<dyn MessageTransport>>,
+}
+
+impl MailroomOptions {
+    /// The defaults, with the database key.
+    pub fn new(key: EncryptionKey) -> Self {
+        Self {
+            key,
+            extra_root_pem: None,
+            features: FeatureCatalog::with_defaults(),
+            retry: RetryPolicy::default(),
+            clock: Arc::new(SystemClock),
+            broker: BrokerConfig::default(),
+            smtp_pool_size: mailroom_smtp::DEFAULT_POOL_SIZE,
+            transport_override: None,
+        }
+    }
+}
+
+impl fmt::Debug for MailroomOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailroomOptions")
+            .field("key", &self.key)
+            .field(
+                "extra_root_pem",
+                &self.extra_root_pem.as_ref().map(|pem| pem.len()),
+            )
+            .field("features", &self.features)
+            .field("retry", &self.retry)
+            .field("smtp_pool_size", &self.smtp_pool_size)
+            .field("transport_override", &self.transport_override)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One send: which feature sends, for which system user, what, and whether the caller may
+/// run a sign-in.
+#[derive(Debug, Clone)]
+pub struct SendRequest<'a> {
+    /// The sending feature, e.g. [`mailroom_model::SALES_DOCUMENT`].
+    pub feature: String,
+    /// The system user signed in to the host application, if any.
+    pub system_user: Option<String>,
+    /// Send with this account instead of resolving one (the CLI's `--company`).
+    pub account: Option<AccountRef>,
+    /// The message.
+    pub message: MessageDraft,
+    /// A sign-in prompt when this caller can talk to a person; `None` never prompts (the
+    /// `can_sign_in_when_sending` setting applies on top).
+    pub sign_in: Option<&'a dyn SignInPrompt>,
+}
+
+impl SendRequest<'_> {
+    /// A request for `feature` with no user, no prompt, and the account resolved.
+    pub fn new(feature: impl Into<String>, message: MessageDraft) -> Self {
+        Self {
+            feature: feature.into(),
+            system_user: None,
+            account: None,
+            message,
+            sign_in: None,
+        }
+    }
+}
+
+/// What a successful send did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// The account that sent.
+    pub account: AccountRef,
+    /// Its SMTP user (the mailbox that authenticated).
+    pub account_user: String,
+    /// Why that account was used.
+    pub reason: String,
+    /// The transport that delivered.
+    #[serde(serialize_with = "serialize_display")]
+    pub transport: TransportKind,
+    /// The message's `Message-ID`, the same on every retry.
+    pub message_id: String,
+    /// The provider's id of the sent message (Gmail), when it gives one.
+    pub provider_message_id: Option<String>,
+    /// The server's final reply.
+    pub reply: String,
+    /// How many times the message was handed to the transport.
+    pub attempts: u32,
+}
+
+fn serialize_display<S: serde::Serializer>(
+    value: &TransportKind,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// A message formatted and addressed, ready for delivery (now or from the outbox).
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub(crate) account: Account,
+    pub(crate) reason: String,
+    pub(crate) envelope: Envelope,
+    pub(crate) bytes: Bytes,
+    pub(crate) message_id: String,
+    pub(crate) bcc_header: Option<String>,
+}
+
+/// The facade: resolve -> token -> transport. Share one per process (`Send + Sync`); it
+/// caches transports (and so their connections) and tokens.
+pub struct Mailroom {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) options: MailroomOptions,
+    broker: TokenBroker,
+    smtp: Mutex<HashMap<AccountRef, (u64, Arc<SmtpTransport>)>>,
+    gmail: Mutex<Option<Arc<GmailTransport>>>,
+}
+
+impl fmt::Debug for Mailroom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailroom")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Changes whenever anything that a connection depends on changes, the password
+/// included, so a changed password starts a new pool. Only its first 8 bytes are kept; it
+/// never leaves the process.
+fn settings_fingerprint(server: &ServerSettings) -> u64 {
+    let mut hash = Sha256::new();
+    for part in [
+        server.provider.as_str(),
+        &server.host,
+        &server.port.to_string(),
+        &server.tls.to_string(),
+        server.tls_startup.as_str(),
+        &server.timeout_ms.to_string(),
+        &server.smtp_user,
+        server.password.as_ref().map_or("", |p| p.expose()),
+        &server.allow_plaintext_loopback.to_string(),
+    ] {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    let digest = hash.finalize();
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+fn oauth_credentials(user: &str, token: AccessToken) -> Credentials {
+    Credentials {
+        user: user.to_owned(),
+        secret: CredentialSecret::AccessToken(token.secret),
+        version: token.version,
+    }
+}
+
+impl Mailroom {
+    /// Connects to `database_url` (`sqlite://path?mode=rwc` or `postgres://...`), brings
+    /// the schema up to date, and checks the key.
+    pub async fn open(database_url: &str, options: MailroomOptions) -> Result<Self> {
+        let db = mailroom_migrations::open(database_url).await?;
+        Self::with_connection(db, options).await
+    }
+
+    /// A facade over an open, migrated database; checks the key.
+    pub async fn with_connection(db: DatabaseConnection, options: MailroomOptions) -> Result<Self> {
+        Accounts::new(&db, &options.key).verify_key().await?;
+        let broker = TokenBroker::new(
+            db.clone(),
+            options.key.clone(),
+            OAuthHttp::new(),
+            options.clock.clone(),
+            options.broker.clone(),
+        );
+        Ok(Self {
+            db,
+            options,
+            broker,
+            smtp: Mutex::new(HashMap::new()),
+            gmail: Mutex::new(None),
+        })
+    }
+
+    /// The database connection.
+    pub fn database(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &MailroomOptions {
+        &self.options
+    }
+
+    /// Forgets cached transports, app registrations and tokens (after `app set`, a
+    /// sign-in or an account change in this process).
+    pub fn forget_cached(&self) {
+        self.broker.forget_cached();
+        self.smtp.lock().expect("smtp cache lock").clear();
+        *self.gmail.lock().expect("gmail cache lock") = None;
+    }
+
+    /// Sends now: resolves the account, obtains the token (running a sign-in when the
+    /// request has a prompt and the setting allows it), builds the message and sends it
+    /// with the retry policy.
+    pub async fn send(&self, request: SendRequest<'_>) -> Result<Receipt> {
+        let prepared = self.prepare(&request).await?;
+        self.deliver(&prepared, request.sign_in).await
+    }
+
+    /// Resolves the account and builds the message, without sending.
+    pub(crate) async fn prepare(&self, request: &SendRequest<'_>) -> Result<Prepared> {
+        let accounts = Accounts::new(&self.db, &self.options.key);
+        let (account, reason) = match request.account {
+            Some(named) => (
+                accounts.account(named).await?,
+                format!("the {named}, named by the caller"),
+            ),
+            None => {
+                let feature = self.options.features.get(&request.feature)?;
+                let resolution = accounts
+                    .resolve(feature, request.system_user.as_deref())
+                    .await?;
+                (resolution.account, resolution.rule.to_string())
+            }
+        };
+        let fax_format: Option<FaxFormat> = if request.message.fax.is_empty() {
+            None
+        } else {
+            match &account {
+                Account::Company(company) => company.fax_format.clone(),
+                Account::User(_) => accounts.company().await?.and_then(|c| c.fax_format),
+            }
+        };
+        let built = request
+            .message
+            .build(&account.server().smtp_user, fax_format.as_ref())?;
+        Ok(Prepared {
+            account,
+            reason,
+            envelope: built.envelope,
+            bytes: built.bytes,
+            message_id: built.message_id,
+            bcc_header: built.bcc_header,
+        })
+    }
+
+    async fn gmail_transport(&self) -> Result<Arc<GmailTransport>> {
+        if let Some(transport) = self.gmail.lock().expect("gmail cache lock").as_ref() {
+            return Ok(transport.clone());
+        }
+        let app = Apps::new(&self.db, &self.options.key)
+            .require(Provider::Google)
+            .await?;
+        let base_url = app.gmail_api_url();
+        let config = GmailConfig {
+            // The app registration accepts http:// only for a loopback host.
+            allow_plaintext_loopback: base_url.scheme() == "http",
+            extra_root_pem: self.options.extra_root_pem.clone(),
+            ..GmailConfig::with_base_url(base_url)
+        };
+        let transport = Arc::new(GmailTransport::new(config)?);
+        *self.gmail.lock().expect("gmail cache lock") = Some(transport.clone());
+        Ok(transport)
+    }
+
+    fn smtp_transport(&self, account: &Account) -> Result<Arc<SmtpTransport>> {
+        let server = account.server();
+        let fingerprint = settings_fingerprint(server);
+        let mut cache = self.smtp.lock().expect("smtp cache lock");
+        if let Some((known, transport)) = cache.get(&account.account_ref()) {
+            if *known == fingerprint {
+                return Ok(transport.clone());
+            }
+        }
+        let mut config =
+            SmtpTransportConfig::new(server.clone()).with_pool_size(self.options.smtp_pool_size);
+        if let Some(pem) = &self.options.extra_root_pem {
+            config = config.with_extra_root_pem(pem.clone());
+        }
+        let transport = Arc::new(SmtpTransport::new(config)?);
+        cache.insert(account.account_ref(), (fingerprint, transport.clone()));
+        Ok(transport)
+    }
+
+    async fn transport_for(&self, account: &Account) -> Result<Arc<dyn MessageTransport>> {
+        if let Some(transport) = &self.options.transport_override {
+            return Ok(transport.clone());
+        }
+        Ok(match account.server().provider {
+            Provider::Google => self.gmail_transport().await?,
+            Provider::Microsoft | Provider::None => self.smtp_transport(account)?,
+        })
+    }
+
+    async fn credentials(
+        &self,
+        account: &Account,
+        target: &TokenTarget,
+        prompt: Option<&dyn SignInPrompt>,
+    ) -> Result<Credentials> {
+        let server = account.server();
+        if !server.provider.uses_oauth() {
+            return Ok(Credentials {
+                user: server.smtp_user.clone(),
+                secret: match &server.password {
+                    Some(password) => CredentialSecret::Password(password.clone()),
+                    None => CredentialSecret::None,
+                },
+                version: settings_fingerprint(server),
+            });
+        }
+        let token = match self.broker.access_token(target).await {
+            Err(error) if error.needs_sign_in() && prompt.is_some() => {
+                // Only now is the setting needed: most sends have a token.
+                let settings = Accounts::new(&self.db, &self.options.key)
+                    .settings()
+                    .await?;
+                self.broker
+                    .access_token_or_sign_in(
+                        target,
+                        SignInPolicy {
+                            prompt,
+                            can_sign_in_when_sending: settings.can_sign_in_when_sending,
+                        },
+                    )
+                    .await?
+            }
+            other => other?,
+        };
+        Ok(oauth_credentials(&server.smtp_user, token))
+    }
+
+    /// Sends a prepared message with the retry policy.
+    pub(crate) async fn deliver(
+        &self,
+        prepared: &Prepared,
+        prompt: Option<&dyn SignInPrompt>,
+    ) -> Result<Receipt> {
+        let account = &prepared.account;
+        let server = account.server();
+        let account_ref = account.account_ref();
+        let transport = self.transport_for(account).await?;
+        let kind = transport.kind();
+        let message = OutgoingMessage {
+            envelope: prepared.envelope.clone(),
+            bytes: match kind {
+                // The Gmail API takes its recipients from the headers.
+                TransportKind::GmailApi => {
+                    with_bcc(&prepared.bytes, prepared.bcc_header.as_deref())
+                }
+                TransportKind::Smtp => prepared.bytes.clone(),
+            },
+            message_id: Some(prepared.message_id.clone()),
+        };
+        let target = TokenTarget {
+            account: account_ref,
+            provider: server.provider,
+            address: server.smtp_user.clone(),
+        };
+        let mut credentials = self.credentials(account, &target, prompt).await?;
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let mut transient_failures = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempts += 1;
+            let error = match transport.send(&message, &credentials).await {
+                Ok(delivery) => {
+                    tracing::info!(
+                        account = %account_ref,
+                        transport = %kind,
+                        message_id = %prepared.message_id,
+                        attempts,
+                        "message sent"
+                    );
+                    return Ok(Receipt {
+                        account: account_ref,
+                        account_user: server.smtp_user.clone(),
+                        reason: prepared.reason.clone(),
+                        transport: kind,
+                        message_id: prepared.message_id.clone(),
+                        provider_message_id: delivery.provider_message_id,
+                        reply: delivery.reply,
+                        attempts,
+                    });
+                }
+                Err(error) => error,
+            };
+            tracing::warn!(
+                account = %account_ref,
+                transport = %kind,
+                message_id = %prepared.message_id,
+                attempt = attempts,
+                kind = ?error.kind(),
+                error = %error,
+                "send attempt failed"
+            );
+            if error.is_auth_rejected() && server.provider.uses_oauth() && !refreshed {
+                // One refresh and one retry: a token revoked or expired early.
+                refreshed = true;
+                let token = self
+                    .broker
+                    .refresh_rejected(&target, credentials.version)
+                    .await?;
+                credentials = oauth_credentials(&server.smtp_user, token);
+                continue;
+            }
+            if error.is_transient() {
+                transient_failures += 1;
+                if let Some(wait) = self.options.retry.delay_after(
+                    transient_failures,
+                    started.elapsed(),
+                    error.retry_after(),
+                ) {
+                    tracing::info!(
+                        message_id = %prepared.message_id,
+                        wait_ms = wait.as_millis() as u64,
+                        "retrying after a transient failure"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            return Err(Error::Transport {
+                attempts,
+                source: error,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_change_changes_the_fingerprint() {
+        let mut settings = ServerSettings::preset(Provider::None);
+        settings.host = "smtp.example.net".to_owned();
+        settings.password = Some("one".into());
+        let before = settings_fingerprint(&settings);
+        settings.password = Some("two".into());
+        assert_ne!(before, settings_fingerprint(&settings));
+        assert_eq!(
+            settings_fingerprint(&settings),
+            settings_fingerprint(&settings.clone())
+        );
+    }
+}

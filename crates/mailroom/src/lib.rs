@@ -1,0 +1,87 @@
+//! mailroom's facade: send business mail as the company account or the signed-in user's
+//! own account, through Microsoft 365 (SMTP with XOAUTH2), Google (the Gmail API) or any
+//! password SMTP server, with one shared, encrypted sign-in per mailbox.
+//!
+//! [`Mailroom::send`] resolves the account for a feature and a system user
+//! (`mailroom-accounts`), obtains a valid access token (`mailroom-tokens`, refreshing it
+//! once per expiry across processes, and running a sign-in only when the request has a
+//! prompt and the `can_sign_in_when_sending` setting allows it), builds the message once
+//! with lettre, and sends it through the account's provider: Microsoft and password
+//! accounts over SMTP (`mailroom-smtp`), Google accounts through the Gmail API
+//! (`mailroom-gmail`). The [`RetryPolicy`] lives here and only here: an authentication
+//! rejection refreshes the token once and retries once, transient failures back off
+//! exponentially with jitter and honour `Retry-After`, permanent ones stop at once.
+//!
+//! [`Mailroom::queue`] stores a message in the durable outbox instead, and [`Agent`] sends
+//! queued messages at least once, never prompting: a message whose account needs a
+//! sign-in is held with the "Failed to obtain an access token" error until an
+//! administrator signs in.
+//!
+//! ```no_run
+//! use mailroom::{
+//!     Attachment, EncryptionKey, Mailroom, MailroomOptions, MessageDraft, SendRequest,
+//!     SALES_DOCUMENT,
+//! };
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! // The key the database's secrets are sealed with (the CLI keeps it beside the
+//! // database or in MAILROOM_KEY).
+//! let key = EncryptionKey::from_text(&std::env::var("MAILROOM_KEY")?)?;
+//! let mailroom = Mailroom::open(
+//!     "sqlite:///var/lib/erp/mailroom.sqlite?mode=rwc",
+//!     MailroomOptions::new(key),
+//! )
+//! .await?;
+//!
+//! let message = MessageDraft {
+//!     to: vec!["Customer <buyer@example.com>".to_owned()],
+//!     bcc: vec!["archive@example.com".to_owned()],
+//!     fax: vec!["+1 (555) 010-2000".to_owned()],
+//!     subject: "Order confirmation 10234".to_owned(),
+//!     text: Some("Thank you for your order.".to_owned()),
+//!     html: Some("<p>Thank you for your order.</p>".to_owned()),
+//!     attachments: vec![Attachment::from_path("SO-10234.pdf").await?],
+//!     ..MessageDraft::default()
+//! };
+//! let mut request = SendRequest::new(SALES_DOCUMENT, message);
+//! // The host application's signed-in user: their own bound account sends if they have
+//! // one, else the company account.
+//! request.system_user = Some("sa".to_owned());
+//! let receipt = mailroom.send(request).await?;
+//! println!(
+//!     "sent {} as {} ({}) via {}",
+//!     receipt.message_id, receipt.account_user, receipt.reason, receipt.transport
+//! );
+//!
+//! // Or leave it to the automation agent.
+//! let id = mailroom
+//!     .queue(SendRequest::new(mailroom::AUTOMATION_AGENT, MessageDraft::default()))
+//!     .await;
+//! # let _ = id;
+//! # Ok(())
+//! # }
+//! ```
+
+mod agent;
+mod entity;
+mod error;
+mod facade;
+mod message;
+mod outbox;
+mod retry;
+
+pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary};
+pub use error::{Error, Result};
+pub use facade::{Mailroom, MailroomOptions, Receipt, SendRequest};
+pub use message::{Attachment, BuiltMessage, MessageDraft};
+pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
+pub use retry::RetryPolicy;
+
+pub use mailroom_accounts::{Account, Accounts, ResolutionRule, Settings};
+pub use mailroom_crypto::EncryptionKey;
+pub use mailroom_model::{
+    AUTOMATION_AGENT, AccountPolicy, AccountRef, Clock, Feature, FeatureCatalog, Provider,
+    SALES_DOCUMENT, SMART_PRINTING, SignInPrompt, SignInRequest, SystemClock, TransportError,
+    TransportErrorKind, TransportKind,
+};
+pub use mailroom_tokens::{BrokerConfig, SignInReason};

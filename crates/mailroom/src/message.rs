@@ -1,0 +1,457 @@
+//! Message building: a [`MessageDraft`] (what the caller wants to send) becomes RFC 5322
+//! bytes with lettre, formatted once, with one Message-ID, after every header value and
+//! address has been checked for CR/LF.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use lettre::message::header::{self, ContentType, Headers};
+use lettre::message::{Attachment as LettreAttachment, Mailbox, Mailboxes, MultiPart, SinglePart};
+use mailroom_model::{Address, Envelope, FaxFormat, ValidationError};
+
+use crate::{Error, Result};
+
+/// A file attached to a message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file name shown to the recipient.
+    pub file_name: String,
+    /// The MIME type, e.g. `application/pdf`.
+    pub content_type: String,
+    /// The content.
+    pub content: Bytes,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("file_name", &self.file_name)
+            .field("content_type", &self.content_type)
+            .field("size", &self.content.len())
+            .finish()
+    }
+}
+
+impl Attachment {
+    /// An attachment whose content type is guessed from the file name (`mime_guess`),
+    /// `application/octet-stream` when the extension is unknown.
+    pub fn new(file_name: impl Into<String>, content: impl Into<Bytes>) -> Self {
+        let file_name = file_name.into();
+        let content_type = mime_guess::from_path(&file_name)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned();
+        Self {
+            file_name,
+            content_type,
+            content: content.into(),
+        }
+    }
+
+    /// Reads a file; the attachment is named after the file.
+    pub async fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let content = tokio::fs::read(path)
+            .await
+            .map_err(|source| Error::Attachment {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let file_name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "attachment".to_owned());
+        Ok(Self::new(file_name, content))
+    }
+}
+
+/// What a caller wants to send. Addresses are text (`Name <box@example.com>` or
+/// `box@example.com`) and are checked when the message is built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageDraft {
+    /// The From address; `None` sends as the account's SMTP user. Another address is
+    /// "Send As" and needs the provider's permission.
+    pub from: Option<String>,
+    /// To recipients.
+    pub to: Vec<String>,
+    /// Cc recipients.
+    pub cc: Vec<String>,
+    /// Bcc recipients (in the envelope, never in the bytes an SMTP server receives).
+    pub bcc: Vec<String>,
+    /// Fax numbers; each becomes a To address through the company account's
+    /// email-to-fax format string.
+    pub fax: Vec<String>,
+    /// Reply-To.
+    pub reply_to: Option<String>,
+    /// The subject (UTF-8).
+    pub subject: String,
+    /// The plain text body.
+    pub text: Option<String>,
+    /// The HTML body.
+    pub html: Option<String>,
+    /// Attached files.
+    pub attachments: Vec<Attachment>,
+}
+
+/// A built message: the bytes (without a Bcc header), the envelope, the Message-ID, and
+/// the encoded Bcc header line that the Gmail API needs re-added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltMessage {
+    /// Envelope sender and every recipient, Bcc included.
+    pub envelope: Envelope,
+    /// The RFC 5322 message with CRLF line endings, without a Bcc header.
+    pub bytes: Bytes,
+    /// The `Message-ID` header value, with its angle brackets.
+    pub message_id: String,
+    /// `Bcc: ...\r\n`, when there are Bcc recipients.
+    pub bcc_header: Option<String>,
+}
+
+fn refuse_line_breaks(field: &'static str, value: &str) -> Result<(), ValidationError> {
+    if value.contains(['\r', '\n']) {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "`{}` contains a line break (CR or LF)",
+                value.escape_debug()
+            ),
+            "remove the line break: header values and addresses must be one line",
+        ));
+    }
+    Ok(())
+}
+
+fn mailbox(field: &'static str, text: &str) -> Result<Mailbox, ValidationError> {
+    refuse_line_breaks(field, text)?;
+    text.trim().parse::<Mailbox>().map_err(|error| {
+        ValidationError::new(
+            field,
+            format!("`{}` is not an address ({error})", text.escape_debug()),
+            "write box@example.com or \"Name <box@example.com>\"",
+        )
+    })
+}
+
+fn mailboxes(field: &'static str, texts: &[String]) -> Result<Vec<Mailbox>, ValidationError> {
+    texts.iter().map(|text| mailbox(field, text)).collect()
+}
+
+/// The body before attachments: one part, or the plain/HTML alternative.
+enum Content {
+    Single(SinglePart),
+    Multi(MultiPart),
+}
+
+/// A new Message-ID: 128 random bits at the sender's domain.
+fn new_message_id(sender: &Address) -> String {
+    format!("<{:032x}@{}>", rand::random::<u128>(), sender.domain())
+}
+
+impl MessageDraft {
+    /// Checks every header value and address for CR/LF and validity, turns fax numbers into
+    /// addresses, and formats the message once.
+    ///
+    /// `account_user` is the From address when the draft sets none; `fax_format` is the
+    /// company account's format string.
+    pub fn build(
+        &self,
+        account_user: &str,
+        fax_format: Option<&FaxFormat>,
+    ) -> Result<BuiltMessage> {
+        // Every header value first, so nothing is half-built from a hostile value.
+        refuse_line_breaks("subject", &self.subject)?;
+        for attachment in &self.attachments {
+            refuse_line_breaks("attachment file name", &attachment.file_name)?;
+            refuse_line_breaks("attachment content type", &attachment.content_type)?;
+        }
+        let from = match &self.from {
+            Some(from) => mailbox("from", from)?,
+            None => {
+                refuse_line_breaks("smtp user", account_user)?;
+                account_user.trim().parse::<Mailbox>().map_err(|_| {
+                    ValidationError::new(
+                        "from",
+                        format!(
+                            "the account's SMTP user `{}` is not an address",
+                            account_user.escape_debug()
+                        ),
+                        "give the From address (--from box@example.com)",
+                    )
+                })?
+            }
+        };
+        let mut to = mailboxes("to", &self.to)?;
+        let cc = mailboxes("cc", &self.cc)?;
+        let bcc = mailboxes("bcc", &self.bcc)?;
+        let reply_to = self
+            .reply_to
+            .as_deref()
+            .map(|text| mailbox("reply-to", text))
+            .transpose()?;
+        if !self.fax.is_empty() {
+            let format = fax_format.ok_or_else(|| {
+                ValidationError::new(
+                    "fax",
+                    "the company account has no email-to-fax format string",
+                    "set one with `mailroom company set --fax-format '{0}@fax.example.com'`",
+                )
+            })?;
+            for number in &self.fax {
+                refuse_line_breaks("fax number", number)?;
+                to.push(Mailbox::from(format.address_for(number)?));
+            }
+        }
+        let recipients: Vec<Address> = to
+            .iter()
+            .chain(&cc)
+            .chain(&bcc)
+            .map(|mailbox| mailbox.email.clone())
+            .collect();
+        let envelope = Envelope::new(from.email.clone(), recipients)?;
+        let message_id = new_message_id(&from.email);
+
+        let mut builder = lettre::Message::builder()
+            .from(from)
+            .subject(self.subject.clone())
+            .message_id(Some(message_id.clone()));
+        for mailbox in to {
+            builder = builder.to(mailbox);
+        }
+        for mailbox in cc {
+            builder = builder.cc(mailbox);
+        }
+        if let Some(reply_to) = reply_to {
+            builder = builder.reply_to(reply_to);
+        }
+        // The envelope is ours (Bcc included); the bytes never carry Bcc. lettre would
+        // derive an envelope from the headers and refuse a message with only Bcc
+        // recipients, so give it ours.
+        let lettre_envelope = lettre::address::Envelope::new(
+            Some(envelope.sender().clone()),
+            envelope.recipients().to_vec(),
+        )
+        .map_err(|error| Error::Build(error.to_string()))?;
+        builder = builder.envelope(lettre_envelope);
+
+        let content = match (&self.text, &self.html) {
+            (Some(text), Some(html)) => Content::Multi(MultiPart::alternative_plain_html(
+                text.clone(),
+                html.clone(),
+            )),
+            (Some(text), None) => Content::Single(SinglePart::plain(text.clone())),
+            (None, Some(html)) => Content::Single(SinglePart::html(html.clone())),
+            (None, None) => Content::Single(SinglePart::plain(String::new())),
+        };
+        let message = if self.attachments.is_empty() {
+            match content {
+                Content::Single(part) => builder.singlepart(part),
+                Content::Multi(part) => builder.multipart(part),
+            }
+        } else {
+            let mut mixed = match content {
+                Content::Single(part) => MultiPart::mixed().singlepart(part),
+                Content::Multi(part) => MultiPart::mixed().multipart(part),
+            };
+            for attachment in &self.attachments {
+                let content_type = ContentType::parse(&attachment.content_type).map_err(|_| {
+                    ValidationError::new(
+                        "attachment content type",
+                        format!("`{}` is not a MIME type", attachment.content_type),
+                        "use a type such as application/pdf",
+                    )
+                })?;
+                mixed = mixed.singlepart(
+                    LettreAttachment::new(attachment.file_name.clone())
+                        .body(attachment.content.to_vec(), content_type),
+                );
+            }
+            builder.multipart(mixed)
+        }
+        .map_err(|error| Error::Build(error.to_string()))?;
+
+        let bcc_header = (!bcc.is_empty()).then(|| {
+            let mut headers = Headers::new();
+            headers.set(header::Bcc::from(Mailboxes::from(bcc)));
+            headers.to_string()
+        });
+        Ok(BuiltMessage {
+            envelope,
+            bytes: Bytes::from(message.formatted()),
+            message_id,
+            bcc_header,
+        })
+    }
+}
+
+impl BuiltMessage {
+    /// The bytes for a transport that reads recipients from the headers (the Gmail API):
+    /// the Bcc header line in front of the message, which Gmail removes before delivery.
+    pub fn bytes_with_bcc(&self) -> Bytes {
+        with_bcc(&self.bytes, self.bcc_header.as_deref())
+    }
+}
+
+pub(crate) fn with_bcc(bytes: &Bytes, bcc_header: Option<&str>) -> Bytes {
+    match bcc_header {
+        Some(header) => {
+            let mut joined = Vec::with_capacity(header.len() + bytes.len());
+            joined.extend_from_slice(header.as_bytes());
+            joined.extend_from_slice(bytes);
+            Bytes::from(joined)
+        }
+        None => bytes.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft() -> MessageDraft {
+        MessageDraft {
+            to: vec!["to@example.com".to_owned()],
+            subject: "Grüße".to_owned(),
+            text: Some("hello".to_owned()),
+            ..MessageDraft::default()
+        }
+    }
+
+    #[track_caller]
+    fn check_refused(draft: MessageDraft, field: &str) {
+        let error = draft.build("box@example.com", None).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains(field), "{text}");
+        assert!(
+            text.contains("line break") || text.contains("not an address"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn line_breaks_in_any_header_value_or_address_are_refused() {
+        check_refused(
+            MessageDraft {
+                subject: "hi\r\nBcc: victim@example.com".to_owned(),
+                ..draft()
+            },
+            "subject",
+        );
+        check_refused(
+            MessageDraft {
+                to: vec!["a@example.com\r\nBcc: victim@example.com".to_owned()],
+                ..draft()
+            },
+            "to",
+        );
+        check_refused(
+            MessageDraft {
+                cc: vec!["a@example.com\n".to_owned()],
+                ..draft()
+            },
+            "cc",
+        );
+        check_refused(
+            MessageDraft {
+                bcc: vec!["\rb@example.com".to_owned()],
+                ..draft()
+            },
+            "bcc",
+        );
+        check_refused(
+            MessageDraft {
+                from: Some("Evil\n <e@example.com>".to_owned()),
+                ..draft()
+            },
+            "from",
+        );
+        check_refused(
+            MessageDraft {
+                reply_to: Some("r@example.com\r\nX: y".to_owned()),
+                ..draft()
+            },
+            "reply-to",
+        );
+        let mut with_attachment = draft();
+        with_attachment
+            .attachments
+            .push(Attachment::new("a\r\nb.pdf", b"x".to_vec()));
+        check_refused(with_attachment, "attachment file name");
+    }
+
+    #[test]
+    fn bcc_is_in_the_envelope_not_the_bytes_and_the_gmail_bytes_add_it() {
+        let built = MessageDraft {
+            bcc: vec!["hidden@example.com".to_owned()],
+            ..draft()
+        }
+        .build("box@example.com", None)
+        .unwrap();
+        let text = String::from_utf8(built.bytes.to_vec()).unwrap();
+        assert!(!text.contains("hidden@example.com"), "{text}");
+        assert!(text.contains(&format!("Message-ID: {}", built.message_id)));
+        assert_eq!(
+            built
+                .envelope
+                .recipients()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["to@example.com", "hidden@example.com"]
+        );
+        let gmail = String::from_utf8(built.bytes_with_bcc().to_vec()).unwrap();
+        assert!(gmail.starts_with("Bcc: hidden@example.com\r\n"), "{gmail}");
+        assert!(gmail.ends_with(&text));
+    }
+
+    #[test]
+    fn content_types_come_from_file_names() {
+        assert_eq!(
+            Attachment::new("q.pdf", Vec::new()).content_type,
+            "application/pdf"
+        );
+        assert_eq!(
+            Attachment::new("a.PNG", Vec::new()).content_type,
+            "image/png"
+        );
+        assert_eq!(
+            Attachment::new("noext", Vec::new()).content_type,
+            "application/octet-stream"
+        );
+    }
+
+    #[test]
+    fn a_fax_number_becomes_an_address_and_needs_a_format() {
+        let format = FaxFormat::parse("{0}@fax.example.com").unwrap();
+        let built = MessageDraft {
+            to: Vec::new(),
+            fax: vec!["+1 (555) 010-2000".to_owned()],
+            ..draft()
+        }
+        .build("box@example.com", Some(&format))
+        .unwrap();
+        assert_eq!(
+            built.envelope.recipients()[0].to_string(),
+            "+15550102000@fax.example.com"
+        );
+        let error = MessageDraft {
+            fax: vec!["555".to_owned()],
+            ..draft()
+        }
+        .build("box@example.com", None)
+        .unwrap_err();
+        assert!(error.to_string().contains("fax-format"), "{error}");
+    }
+
+    #[test]
+    fn a_login_name_as_smtp_user_needs_an_explicit_from() {
+        let error = draft().build("relay", None).unwrap_err();
+        assert!(error.to_string().contains("--from"), "{error}");
+        let built = MessageDraft {
+            from: Some("Orders <orders@example.com>".to_owned()),
+            ..draft()
+        }
+        .build("relay", None)
+        .unwrap();
+        assert_eq!(built.envelope.sender().to_string(), "orders@example.com");
+    }
+}

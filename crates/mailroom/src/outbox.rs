@@ -1,0 +1,605 @@
+//! The durable outbox: messages queued for the automation agent, stored formatted (the
+//! bytes without Bcc, the envelope, the encoded Bcc header line for the Gmail API), with
+//! their state, attempts, next attempt, last error and the lease of the agent sending them.
+//!
+//! Claiming takes due messages (queued or held, next attempt reached) and messages whose
+//! lease expired (their agent died) and leases them to one agent: on PostgreSQL with
+//! `FOR UPDATE SKIP LOCKED`, so several agents share the work; on SQLite in one
+//! `BEGIN IMMEDIATE` transaction, which takes the write lock before reading. A claim
+//! counts as an attempt and is recorded before the message is handed to the transport, so
+//! after a crash the attempt count shows that a duplicate is possible; the Message-ID is
+//! fixed at queue time and identical on every delivery.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use mailroom_accounts::Accounts;
+use mailroom_model::{AccountRef, Address, Envelope};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+};
+use serde::Serialize;
+
+use crate::entity::outbox_message::{self, Column, Entity};
+use crate::facade::{Prepared, Receipt};
+use crate::{Error, Mailroom, Result, SendRequest};
+
+/// Where a queued message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxStatus {
+    /// Waiting for its next attempt.
+    Queued,
+    /// Leased to an agent that is sending it.
+    Sending,
+    /// Its account needs a sign-in; retried after an administrator signs in.
+    Held,
+    /// Delivered.
+    Sent,
+    /// Given up on (a permanent error, or too many transient ones).
+    Failed,
+    /// Cancelled by an administrator.
+    Cancelled,
+}
+
+impl OutboxStatus {
+    /// The name stored in the database and shown by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Queued => "queued",
+            OutboxStatus::Sending => "sending",
+            OutboxStatus::Held => "held",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+            OutboxStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for OutboxStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OutboxStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match text {
+            "queued" => OutboxStatus::Queued,
+            "sending" => OutboxStatus::Sending,
+            "held" => OutboxStatus::Held,
+            "sent" => OutboxStatus::Sent,
+            "failed" => OutboxStatus::Failed,
+            "cancelled" => OutboxStatus::Cancelled,
+            other => return Err(format!("unknown status `{other}`")),
+        })
+    }
+}
+
+/// A queued message as the CLI shows it (never its bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuedMessage {
+    /// The outbox id.
+    pub id: i64,
+    /// The Message-ID, the same on every delivery.
+    pub message_id: String,
+    /// The feature that queued it.
+    pub feature: String,
+    /// The system user it was queued for.
+    pub system_user: Option<String>,
+    /// The account it sends with (resolved at queue time).
+    pub account: AccountRef,
+    /// The envelope sender.
+    pub sender: String,
+    /// The envelope recipients, Bcc included.
+    pub recipients: Vec<String>,
+    /// Where it is.
+    pub status: OutboxStatus,
+    /// How many times an agent claimed it.
+    pub attempts: u32,
+    /// When it is due next.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// The agent holding its lease, while sending.
+    pub lease_owner: Option<String>,
+    /// Until when that lease holds.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The transport that delivered it.
+    pub transport: Option<String>,
+    /// The provider's message id (Gmail).
+    pub provider_message_id: Option<String>,
+    /// The server's final reply.
+    pub reply: Option<String>,
+    /// Its size in bytes.
+    pub size: usize,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it was delivered.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A message an agent claimed: what it needs to send it.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub(crate) id: i64,
+    pub(crate) attempts: u32,
+    pub(crate) account: AccountRef,
+    pub(crate) envelope: Envelope,
+    pub(crate) bytes: Bytes,
+    pub(crate) message_id: String,
+    pub(crate) bcc_header: Option<String>,
+}
+
+fn account_ref(model: &outbox_message::Model) -> Result<AccountRef> {
+    match (model.account_kind.as_str(), model.account_id) {
+        ("company", _) => Ok(AccountRef::Company),
+        ("user", Some(id)) => Ok(AccountRef::User(id)),
+        (kind, _) => Err(Error::CorruptRow {
+            id: model.id,
+            problem: format!("account kind `{kind}` without an id"),
+        }),
+    }
+}
+
+fn recipients(model: &outbox_message::Model) -> Result<Vec<String>> {
+    serde_json::from_str(&model.recipients).map_err(|error| Error::CorruptRow {
+        id: model.id,
+        problem: format!("recipients are not a JSON list ({error})"),
+    })
+}
+
+fn view(model: outbox_message::Model) -> Result<QueuedMessage> {
+    Ok(QueuedMessage {
+        account: account_ref(&model)?,
+        recipients: recipients(&model)?,
+        status: model.status.parse().map_err(|problem| Error::CorruptRow {
+            id: model.id,
+            problem,
+        })?,
+        id: model.id,
+        message_id: model.message_id,
+        feature: model.feature,
+        system_user: model.system_user,
+        sender: model.sender,
+        attempts: model.attempts.max(0) as u32,
+        next_attempt_at: model.next_attempt_at,
+        last_error: model.last_error,
+        lease_owner: model.lease_owner,
+        lease_until: model.lease_until,
+        transport: model.transport,
+        provider_message_id: model.provider_message_id,
+        reply: model.reply,
+        size: model.bytes.len(),
+        created_at: model.created_at,
+        updated_at: model.updated_at,
+        sent_at: model.sent_at,
+    })
+}
+
+fn claimed(model: outbox_message::Model) -> Result<Claimed> {
+    let account = account_ref(&model)?;
+    let parse = |text: &str| {
+        text.parse::<Address>().map_err(|error| Error::CorruptRow {
+            id: model.id,
+            problem: format!("`{text}` is not an address ({error})"),
+        })
+    };
+    let sender = parse(&model.sender)?;
+    let recipients = recipients(&model)?
+        .iter()
+        .map(|text| parse(text))
+        .collect::<Result<Vec<_>>>()?;
+    let envelope = Envelope::new(sender, recipients)?;
+    Ok(Claimed {
+        id: model.id,
+        attempts: model.attempts.max(0) as u32,
+        account,
+        envelope,
+        bytes: Bytes::from(model.bytes),
+        message_id: model.message_id,
+        bcc_header: model.bcc_header,
+    })
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+fn sqlx_error(error: sea_orm::sqlx::Error) -> sea_orm::DbErr {
+    sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(error))
+}
+
+/// The queued messages of a database.
+#[derive(Debug, Clone, Copy)]
+pub struct Outbox<'a> {
+    db: &'a DatabaseConnection,
+}
+
+impl Mailroom {
+    /// Stores the message in the outbox for the agent and returns its id. The account is
+    /// resolved and the message formatted now (one Message-ID for every delivery); the
+    /// agent sends it without ever prompting.
+    pub async fn queue(&self, request: SendRequest<'_>) -> Result<i64> {
+        let prepared = self.prepare(&request).await?;
+        let now = self.now();
+        let (kind, id) = match prepared.account.account_ref() {
+            AccountRef::Company => ("company", None),
+            AccountRef::User(id) => ("user", Some(id)),
+        };
+        let recipients: Vec<String> = prepared
+            .envelope
+            .recipients()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let row = outbox_message::ActiveModel {
+            message_id: Set(prepared.message_id.clone()),
+            feature: Set(request.feature.clone()),
+            system_user: Set(request.system_user.clone()),
+            account_kind: Set(kind.to_owned()),
+            account_id: Set(id),
+            sender: Set(prepared.envelope.sender().to_string()),
+            recipients: Set(serde_json::to_string(&recipients).expect("strings serialize")),
+            bcc_header: Set(prepared.bcc_header.clone()),
+            bytes: Set(prepared.bytes.to_vec()),
+            status: Set(OutboxStatus::Queued.as_str().to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        tracing::info!(id = row.id, message_id = %prepared.message_id, account = %prepared.account.account_ref(), "message queued");
+        Ok(row.id)
+    }
+
+    /// The outbox of this database.
+    pub fn outbox(&self) -> Outbox<'_> {
+        Outbox { db: &self.db }
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::from(self.options.clock.now())
+    }
+
+    /// Sends a claimed message with the account it was queued for; never prompts.
+    pub(crate) async fn deliver_claimed(&self, message: &Claimed) -> Result<Receipt> {
+        let account = Accounts::new(&self.db, &self.options.key)
+            .account(message.account)
+            .await?;
+        let prepared = Prepared {
+            account,
+            reason: format!("the {} the message was queued for", message.account),
+            envelope: message.envelope.clone(),
+            bytes: message.bytes.clone(),
+            message_id: message.message_id.clone(),
+            bcc_header: message.bcc_header.clone(),
+        };
+        self.deliver(&prepared, None).await
+    }
+}
+
+impl<'a> Outbox<'a> {
+    /// The outbox over `db`.
+    pub fn new(db: &'a DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    async fn model(&self, id: i64) -> Result<outbox_message::Model> {
+        Entity::find_by_id(id)
+            .one(self.db)
+            .await?
+            .ok_or(Error::NotQueued { id })
+    }
+
+    /// The newest `limit` messages, optionally of one status, newest first.
+    pub async fn list(
+        &self,
+        status: Option<OutboxStatus>,
+        limit: u64,
+    ) -> Result<Vec<QueuedMessage>> {
+        let mut query = Entity::find().order_by_desc(Column::Id).limit(limit);
+        if let Some(status) = status {
+            query = query.filter(Column::Status.eq(status.as_str()));
+        }
+        query.all(self.db).await?.into_iter().map(view).collect()
+    }
+
+    /// One message.
+    pub async fn get(&self, id: i64) -> Result<QueuedMessage> {
+        view(self.model(id).await?)
+    }
+
+    /// The stored bytes of a message (without a Bcc header).
+    pub async fn bytes(&self, id: i64) -> Result<Bytes> {
+        Ok(Bytes::from(self.model(id).await?.bytes))
+    }
+
+    /// How many messages are in each status.
+    pub async fn counts(&self) -> Result<BTreeMap<OutboxStatus, u64>> {
+        let rows: Vec<(String, i64)> = Entity::find()
+            .select_only()
+            .column(Column::Status)
+            .column_as(Column::Id.count(), "count")
+            .group_by(Column::Status)
+            .into_tuple()
+            .all(self.db)
+            .await?;
+        let mut counts = BTreeMap::new();
+        for (status, count) in rows {
+            if let Ok(status) = status.parse() {
+                counts.insert(status, count.max(0) as u64);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// How many messages an agent could claim at `now`.
+    pub async fn due(&self, now: DateTime<Utc>) -> Result<u64> {
+        let count: Option<i64> = Entity::find()
+            .select_only()
+            .column_as(Column::Id.count(), "count")
+            .filter(
+                Column::Status
+                    .is_in(["queued", "held"])
+                    .and(Column::NextAttemptAt.lte(now))
+                    .or(Column::Status.eq("sending").and(Column::LeaseUntil.lt(now))),
+            )
+            .into_tuple()
+            .one(self.db)
+            .await?;
+        Ok(count.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Makes a failed, held or queued message due now.
+    pub async fn retry(&self, id: i64) -> Result<QueuedMessage> {
+        let model = self.model(id).await?;
+        match model.status.as_str() {
+            "failed" | "held" | "queued" => {}
+            status => {
+                return Err(Error::WrongState {
+                    id,
+                    status: status.to_owned(),
+                    what: "only queued, held or failed messages can be retried",
+                });
+            }
+        }
+        let now = Utc::now();
+        let changed = Entity::update_many()
+            .col_expr(Column::Status, Expr::value("queued"))
+            .col_expr(Column::NextAttemptAt, Expr::value(now))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(Column::Id.eq(id))
+            .filter(Column::Status.eq(model.status.clone()))
+            .exec(self.db)
+            .await?;
+        if changed.rows_affected == 0 {
+            return Err(Error::WrongState {
+                id,
+                status: "changing".to_owned(),
+                what: "an agent changed it just now; look again with `mailroom queue show`",
+            });
+        }
+        self.get(id).await
+    }
+
+    /// Cancels a message that is not being sent and was not sent.
+    pub async fn cancel(&self, id: i64) -> Result<QueuedMessage> {
+        let model = self.model(id).await?;
+        let now = Utc::now();
+        let changed = Entity::update_many()
+            .col_expr(Column::Status, Expr::value("cancelled"))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(Column::Id.eq(id))
+            .filter(Column::Status.is_in(["queued", "held", "failed"]))
+            .exec(self.db)
+            .await?;
+        if changed.rows_affected == 0 {
+            let status = self
+                .model(id)
+                .await
+                .map(|m| m.status)
+                .unwrap_or(model.status);
+            return Err(Error::WrongState {
+                id,
+                status,
+                what: "only queued, held or failed messages can be cancelled",
+            });
+        }
+        self.get(id).await
+    }
+
+    /// Leases up to `limit` due messages to `owner` until `now + lease`, counting an
+    /// attempt for each.
+    pub(crate) async fn claim(
+        &self,
+        owner: &str,
+        limit: u64,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let until = now + chrono_duration(lease);
+        let ids: Vec<i64> = match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                let statement = Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "WITH due AS (
+                        SELECT id FROM outbox_message
+                        WHERE (status IN ('queued', 'held') AND next_attempt_at <= $1)
+                           OR (status = 'sending' AND lease_until < $1)
+                        ORDER BY next_attempt_at, id
+                        LIMIT $2
+                        FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE outbox_message AS o
+                    SET status = 'sending', lease_owner = $3, lease_until = $4,
+                        attempts = o.attempts + 1, updated_at = $1
+                    FROM due WHERE o.id = due.id
+                    RETURNING o.id",
+                    [
+                        now.into(),
+                        (limit as i64).into(),
+                        owner.into(),
+                        until.into(),
+                    ],
+                );
+                self.db
+                    .query_all(statement)
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get_by_index::<i64>(0))
+                    .collect::<std::result::Result<_, _>>()?
+            }
+            DatabaseBackend::Sqlite => {
+                use sea_orm::sqlx;
+                let pool = self.db.get_sqlite_connection_pool();
+                // IMMEDIATE takes the write lock before the read, so two agents cannot
+                // both see a message as due.
+                let mut transaction = pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(sqlx_error)?;
+                let ids: Vec<i64> = sqlx::query_scalar(
+                    "SELECT id FROM outbox_message
+                     WHERE (status IN ('queued', 'held') AND next_attempt_at <= ?1)
+                        OR (status = 'sending' AND lease_until < ?1)
+                     ORDER BY next_attempt_at, id
+                     LIMIT ?2",
+                )
+                .bind(now)
+                .bind(limit as i64)
+                .fetch_all(&mut *transaction)
+                .await
+                .map_err(sqlx_error)?;
+                for id in &ids {
+                    sqlx::query(
+                        "UPDATE outbox_message
+                         SET status = 'sending', lease_owner = ?1, lease_until = ?2,
+                             attempts = attempts + 1, updated_at = ?3
+                         WHERE id = ?4",
+                    )
+                    .bind(owner)
+                    .bind(until)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(sqlx_error)?;
+                }
+                transaction.commit().await.map_err(sqlx_error)?;
+                ids
+            }
+            DatabaseBackend::MySql => {
+                return Err(Error::Database(Box::new(sea_orm::DbErr::Custom(
+                    "MySQL is not supported; use SQLite or PostgreSQL".to_owned(),
+                ))));
+            }
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut models = Entity::find()
+            .filter(Column::Id.is_in(ids))
+            .all(self.db)
+            .await?;
+        models.sort_by_key(|model| (model.next_attempt_at, model.id));
+        let mut messages = Vec::with_capacity(models.len());
+        for model in models {
+            let id = model.id;
+            match claimed(model) {
+                Ok(message) => messages.push(message),
+                Err(error) => {
+                    // A row this version cannot send must not block the others.
+                    self.finish(id, owner, Finish::Failed(error.to_string()), now)
+                        .await?;
+                }
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Records the outcome of a claimed message.
+    pub(crate) async fn finish(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: Finish,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut update = Entity::update_many()
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(
+                Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(Column::Id.eq(id));
+        match outcome {
+            Finish::Sent(receipt) => {
+                // Recorded whoever holds the lease now: the message was delivered.
+                update = update
+                    .col_expr(Column::Status, Expr::value("sent"))
+                    .col_expr(Column::SentAt, Expr::value(now))
+                    .col_expr(Column::LastError, Expr::value(Option::<String>::None))
+                    .col_expr(
+                        Column::Transport,
+                        Expr::value(receipt.transport.to_string()),
+                    )
+                    .col_expr(
+                        Column::ProviderMessageId,
+                        Expr::value(receipt.provider_message_id),
+                    )
+                    .col_expr(Column::Reply, Expr::value(receipt.reply));
+            }
+            Finish::Retry { error, at } => {
+                update = update
+                    .col_expr(Column::Status, Expr::value("queued"))
+                    .col_expr(Column::NextAttemptAt, Expr::value(at))
+                    .col_expr(Column::LastError, Expr::value(error))
+                    .filter(Column::LeaseOwner.eq(owner))
+                    .filter(Column::Status.eq("sending"));
+            }
+            Finish::Held { error, at } => {
+                update = update
+                    .col_expr(Column::Status, Expr::value("held"))
+                    .col_expr(Column::NextAttemptAt, Expr::value(at))
+                    .col_expr(Column::LastError, Expr::value(error))
+                    .filter(Column::LeaseOwner.eq(owner))
+                    .filter(Column::Status.eq("sending"));
+            }
+            Finish::Failed(error) => {
+                update = update
+                    .col_expr(Column::Status, Expr::value("failed"))
+                    .col_expr(Column::LastError, Expr::value(error))
+                    .filter(Column::Status.ne("sent"));
+            }
+        }
+        update.exec(self.db).await?;
+        Ok(())
+    }
+}
+
+/// How a claimed message ended.
+#[derive(Debug)]
+pub(crate) enum Finish {
+    Sent(Receipt),
+    Retry { error: String, at: DateTime<Utc> },
+    Held { error: String, at: DateTime<Utc> },
+    Failed(String),
+}

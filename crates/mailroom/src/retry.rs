@@ -1,0 +1,165 @@
+//! The retry policy, in one place: how often and how long a send is retried after a
+//! transient failure (exponential backoff with jitter, `Retry-After` honoured), and how
+//! the outbox reschedules a message the policy gave up on.
+
+use std::time::Duration;
+
+/// How transient failures are retried. An authentication rejection is not counted here:
+/// it refreshes the token once and retries once; a permanent failure is never retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The most times one send hands the message to the transport (the first try
+    /// included), at least 1.
+    pub max_attempts: u32,
+    /// No new attempt starts after this much time since the first one.
+    pub max_elapsed: Duration,
+    /// The wait before the second attempt; it doubles for each further one.
+    pub base_delay: Duration,
+    /// The longest wait between two attempts. A server's `Retry-After` longer than this
+    /// (or than the time left) ends the send as transient, and the outbox waits instead.
+    pub max_delay: Duration,
+    /// How many times the outbox retries a message that keeps failing transiently (each
+    /// time a whole send with the attempts above) before it marks it failed.
+    pub outbox_max_attempts: u32,
+    /// The outbox's first wait before it retries such a message; doubled each time, at
+    /// most an hour.
+    pub outbox_base_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            max_elapsed: Duration::from_secs(120),
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            outbox_max_attempts: 10,
+            outbox_base_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+const OUTBOX_MAX_DELAY: Duration = Duration::from_secs(3600);
+
+/// `base * 2^(attempt-1)`, saturating, at most `cap`.
+fn exponential(base: Duration, attempt: u32, cap: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(31));
+    base.saturating_mul(factor).min(cap)
+}
+
+/// A random wait in `[delay/2, delay]` ("equal jitter"): senders that failed together do
+/// not retry together, and the wait never collapses to zero.
+fn jitter(delay: Duration) -> Duration {
+    let half = delay / 2;
+    let spread = delay.saturating_sub(half).as_nanos() as u64;
+    if spread == 0 {
+        return delay;
+    }
+    half + Duration::from_nanos(rand::random::<u64>() % (spread + 1))
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1` after attempt `attempt` failed transiently,
+    /// or `None` when the policy gives up (attempts or time used up, or a `Retry-After`
+    /// longer than allowed).
+    pub fn delay_after(
+        &self,
+        attempt: u32,
+        elapsed: Duration,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        if attempt >= self.max_attempts.max(1) {
+            return None;
+        }
+        let backoff = jitter(exponential(self.base_delay, attempt, self.max_delay));
+        let wait = match retry_after {
+            Some(asked) if asked > self.max_delay => return None,
+            Some(asked) => asked.max(backoff),
+            None => backoff,
+        };
+        (elapsed + wait <= self.max_elapsed).then_some(wait)
+    }
+
+    /// When the outbox tries a message again after its `attempts`-th claim failed
+    /// transiently, or `None` when it should be marked failed.
+    pub fn outbox_delay(&self, attempts: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        if attempts >= self.outbox_max_attempts.max(1) {
+            return None;
+        }
+        let backoff = jitter(exponential(
+            self.outbox_base_delay,
+            attempts,
+            OUTBOX_MAX_DELAY,
+        ));
+        Some(retry_after.map_or(backoff, |asked| asked.max(backoff)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            max_elapsed: Duration::from_secs(60),
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(10),
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[track_caller]
+    fn check(attempt: u32, elapsed: u64, retry_after: Option<u64>, expected: Option<(u64, u64)>) {
+        let delay = policy().delay_after(
+            attempt,
+            Duration::from_secs(elapsed),
+            retry_after.map(Duration::from_secs),
+        );
+        match (delay, expected) {
+            (None, None) => {}
+            (Some(delay), Some((low, high))) => assert!(
+                delay >= Duration::from_secs(low) && delay <= Duration::from_secs(high),
+                "attempt {attempt}: {delay:?} not in {low}..={high} s"
+            ),
+            (delay, expected) => panic!("attempt {attempt}: {delay:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_the_bounds() {
+        check(1, 0, None, Some((0, 1)));
+        check(2, 0, None, Some((1, 2)));
+        check(3, 0, None, Some((2, 4)));
+        // The fourth attempt was the last.
+        check(4, 0, None, None);
+        // Out of time.
+        check(2, 59, None, None);
+        // Retry-After is honoured when longer than the backoff ...
+        check(1, 0, Some(7), Some((7, 7)));
+        // ... and ends the send when longer than allowed.
+        check(1, 0, Some(11), None);
+        let capped = RetryPolicy {
+            max_attempts: 40,
+            ..policy()
+        };
+        let long = capped.delay_after(30, Duration::ZERO, None).unwrap();
+        assert!(long <= Duration::from_secs(10), "{long:?}");
+    }
+
+    #[test]
+    fn the_outbox_gives_up_after_its_attempts() {
+        let policy = RetryPolicy {
+            outbox_max_attempts: 3,
+            outbox_base_delay: Duration::from_secs(10),
+            ..policy()
+        };
+        let first = policy.outbox_delay(1, None).unwrap();
+        assert!(first >= Duration::from_secs(5) && first <= Duration::from_secs(10));
+        assert_eq!(
+            policy.outbox_delay(2, Some(Duration::from_secs(600))),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(policy.outbox_delay(3, None), None);
+    }
+}

@@ -1,0 +1,1 @@
+../../mailroom-smtp/tests/smtp_server.py
