@@ -284,6 +284,44 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         }
     }
 
+    /// Re-seals every password and the key check with `new_key` (key rotation, inside the
+    /// caller's transaction). Returns how many passwords were re-sealed.
+    pub async fn reseal(&self, new_key: &EncryptionKey) -> Result<usize> {
+        let mut count = 0;
+        if let Some(model) = company_account::Entity::find_by_id(COMPANY_ID)
+            .one(self.db)
+            .await?
+        {
+            if let Some(sealed) = model.password_sealed.clone() {
+                let aad = password_aad(AccountRef::Company);
+                let plain = self.key.open(&sealed, &aad)?;
+                let mut active = model.into_active_model();
+                active.password_sealed = Set(Some(new_key.seal(&plain, &aad)));
+                active.update(self.db).await?;
+                count += 1;
+            }
+        }
+        for model in user_account::Entity::find().all(self.db).await? {
+            if let Some(sealed) = model.password_sealed.clone() {
+                let aad = password_aad(AccountRef::User(model.id));
+                let plain = self.key.open(&sealed, &aad)?;
+                let mut active = model.into_active_model();
+                active.password_sealed = Set(Some(new_key.seal(&plain, &aad)));
+                active.update(self.db).await?;
+                count += 1;
+            }
+        }
+        key_check::Entity::delete_many().exec(self.db).await?;
+        key_check::ActiveModel {
+            id: Set(1),
+            key_id: Set(new_key.id()),
+            sealed: Set(new_key.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)),
+        }
+        .insert(self.db)
+        .await?;
+        Ok(count)
+    }
+
     /// The company account, if configured.
     pub async fn company(&self) -> Result<Option<CompanyAccount>> {
         company_account::Entity::find_by_id(COMPANY_ID)

@@ -46,6 +46,156 @@ pub(crate) enum Command {
     },
     /// Show the database location, schema version and key location.
     Info,
+    /// Register or show the OAuth apps (client id, secret, tenant, endpoints).
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Sign in for an account; the token is stored for every user of the database.
+    SignIn(SignInArgs),
+    /// Delete an account's stored token (and revoke it where the provider allows).
+    SignOut {
+        #[command(flatten)]
+        account: AccountSelector,
+    },
+    /// List, refresh or print stored tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage the database encryption key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// `--company` or `--account ID`.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub(crate) struct AccountSelector {
+    /// The company account.
+    #[arg(long)]
+    pub(crate) company: bool,
+    /// A user account by id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) account: Option<i64>,
+}
+
+impl AccountSelector {
+    pub(crate) fn account_ref(&self) -> mailroom_model::AccountRef {
+        match self.account {
+            Some(id) => mailroom_model::AccountRef::User(id),
+            None => mailroom_model::AccountRef::Company,
+        }
+    }
+}
+
+/// How an interactive sign-in runs.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct SignInMode {
+    /// Sign in with a device code shown here (Microsoft only), e.g. on a server.
+    #[arg(long)]
+    pub(crate) device_code: bool,
+    /// Print the sign-in address instead of opening a browser.
+    #[arg(long)]
+    pub(crate) no_browser: bool,
+    /// How long to wait for the browser sign-in, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignInArgs {
+    #[command(flatten)]
+    pub(crate) account: AccountSelector,
+    #[command(flatten)]
+    pub(crate) mode: SignInMode,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AppCommand {
+    /// Register or change the OAuth app of a provider.
+    Set(AppSetArgs),
+    /// Show the registered apps and the endpoints in effect (never the secret).
+    Show,
+}
+
+/// The providers with OAuth apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OAuthProvider {
+    /// Microsoft identity platform (Entra ID).
+    Microsoft,
+    /// Google.
+    Google,
+}
+
+impl OAuthProvider {
+    pub(crate) fn provider(self) -> Provider {
+        match self {
+            OAuthProvider::Microsoft => Provider::Microsoft,
+            OAuthProvider::Google => Provider::Google,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AppSetArgs {
+    /// microsoft or google.
+    pub(crate) provider: OAuthProvider,
+    /// The application (client) id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) client_id: Option<String>,
+    /// Microsoft tenant: organizations (default), common, consumers, or a tenant id.
+    #[arg(long, value_name = "TENANT")]
+    pub(crate) tenant: Option<String>,
+    /// Read the client secret from standard input.
+    #[arg(long, conflicts_with = "no_client_secret")]
+    pub(crate) client_secret_stdin: bool,
+    /// Remove the stored client secret (a public client).
+    #[arg(long)]
+    pub(crate) no_client_secret: bool,
+    /// Authorization endpoint override.
+    #[arg(long, value_name = "URL")]
+    pub(crate) authorize_url: Option<String>,
+    /// Token endpoint override.
+    #[arg(long, value_name = "URL")]
+    pub(crate) token_url: Option<String>,
+    /// Device authorization endpoint override.
+    #[arg(long, value_name = "URL")]
+    pub(crate) device_url: Option<String>,
+    /// Revocation endpoint override.
+    #[arg(long, value_name = "URL")]
+    pub(crate) revoke_url: Option<String>,
+    /// The id_token issuer to expect with overridden endpoints (`{tid}` = tenant id).
+    #[arg(long, value_name = "ISSUER")]
+    pub(crate) issuer: Option<String>,
+    /// Gmail API base URL override (Google only), for proxies and tests.
+    #[arg(long, value_name = "URL")]
+    pub(crate) gmail_api_url: Option<String>,
+    /// Forget every endpoint override and use the provider's real endpoints.
+    #[arg(long)]
+    pub(crate) default_endpoints: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// List stored tokens: address, provider, expiry, last refresh. Never a secret.
+    List,
+    /// Refresh an account's token now and report the outcome.
+    Refresh {
+        #[command(flatten)]
+        account: AccountSelector,
+    },
+    /// Print a valid access token for scripts (the only command that prints a token).
+    Access {
+        #[command(flatten)]
+        account: AccountSelector,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Re-encrypt every stored secret with a new key, in one transaction.
+    Rotate {
+        /// Where to write the new key when the current one comes from MAILROOM_KEY.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +224,11 @@ pub(crate) enum AccountCommand {
         /// Bind the account: OBJECT:COLUMN:VALUE, e.g. SystemUser:User_Name:sa.
         #[arg(long, value_name = "OBJECT:COLUMN:VALUE", value_parser = parse_binding)]
         bind: Option<Binding>,
+        /// Sign in first and take the SMTP user from the sign-in (the quickest path).
+        #[arg(long)]
+        sign_in: bool,
+        #[command(flatten)]
+        sign_in_mode: SignInMode,
     },
     /// List the user accounts.
     List,

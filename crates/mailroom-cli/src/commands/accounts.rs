@@ -46,7 +46,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
             let view = AccountView::company(&saved.account);
             Ok(saved_output("company account saved", view, &saved))
         }
-        Command::Account(AccountCommand::Add { server, bind }) => {
+        Command::Account(AccountCommand::Add { server, bind, .. }) => {
             let change = server_change(&server)?;
             let saved = accounts.add_user_account(&change, bind).await?;
             let id = saved.account.id;
@@ -164,7 +164,12 @@ pub(crate) async fn run<C: ConnectionTrait>(
                 json!({ "fax_number": number, "address": address.to_string(), "format": format.as_str() }),
             ))
         }
-        Command::Info => unreachable!("`info` runs without a transaction"),
+        Command::Info
+        | Command::App(_)
+        | Command::SignIn(_)
+        | Command::SignOut { .. }
+        | Command::Token(_)
+        | Command::Key(_) => unreachable!("these commands run their own transactions"),
     }
 }
 
@@ -198,7 +203,7 @@ fn notes(ignored: &[IgnoredSetting], notices: &[String]) -> Vec<String> {
 }
 
 /// The settings change the options describe; reads the password from stdin if asked.
-fn server_change(options: &ServerOptions) -> Result<ServerSettingsChange> {
+pub(crate) fn server_change(options: &ServerOptions) -> Result<ServerSettingsChange> {
     let password = if options.password_stdin {
         Some(read_password()?)
     } else {

@@ -2,13 +2,14 @@
 
 mod accounts;
 mod info;
+mod oauth;
 
 use anyhow::Result;
 use mailroom_accounts::Accounts;
 use sea_orm::TransactionTrait;
 use serde_json::Value;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AccountCommand, AppCommand, Cli, Command, KeyCommand, TokenCommand};
 use crate::context::Context;
 
 /// What a command prints: text for people, JSON with `--json`, and notes for stderr.
@@ -47,14 +48,43 @@ impl Output {
 /// Runs a command against the database in one transaction, committed only on success.
 pub(crate) async fn run(cli: Cli) -> Result<Output> {
     let context = Context::open(cli.database_url.as_deref()).await?;
-    if let Command::Info = cli.command {
-        return info::info(&context).await;
+    // Commands that talk to a person or a provider run their own, short transactions:
+    // a sign-in can take minutes and must not hold the database meanwhile.
+    match cli.command {
+        Command::Info => info::info(&context).await,
+        Command::App(AppCommand::Set(args)) => oauth::app_set(&context, args).await,
+        Command::App(AppCommand::Show) => oauth::app_show(&context).await,
+        Command::SignIn(args) => oauth::sign_in(&context, &args.account, &args.mode).await,
+        Command::SignOut { account } => oauth::sign_out(&context, &account).await,
+        Command::Token(TokenCommand::List) => oauth::token_list(&context).await,
+        Command::Token(TokenCommand::Refresh { account }) => {
+            oauth::token_refresh(&context, &account).await
+        }
+        Command::Token(TokenCommand::Access { account }) => {
+            oauth::token_access(&context, &account).await
+        }
+        Command::Key(KeyCommand::Rotate { new_key_file }) => {
+            oauth::key_rotate(&context, new_key_file.as_deref()).await
+        }
+        Command::Account(AccountCommand::Add {
+            server,
+            bind,
+            sign_in: true,
+            sign_in_mode,
+        }) => {
+            let change = accounts::server_change(&server)?;
+            oauth::add_with_sign_in(&context, &server, change, bind, &sign_in_mode).await
+        }
+        command => run_in_transaction(&context, command).await,
     }
+}
+
+async fn run_in_transaction(context: &Context, command: Command) -> Result<Output> {
     let transaction = context.db.begin().await?;
     let output = {
         let accounts = Accounts::new(&transaction, &context.key);
         accounts.verify_key().await?;
-        accounts::run(&accounts, cli.command).await?
+        accounts::run(&accounts, command).await?
     };
     transaction.commit().await?;
     Ok(output)

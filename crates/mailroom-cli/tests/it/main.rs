@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod configure;
+mod oauth;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

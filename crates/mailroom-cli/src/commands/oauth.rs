@@ -1,0 +1,404 @@
+//! `app`, `sign-in`, `sign-out`, `token`, `key rotate` and `account add --sign-in`.
+
+use std::io::Read;
+
+use anyhow::{Context as _, Result, anyhow};
+use chrono::Utc;
+use mailroom_accounts::Accounts;
+use mailroom_crypto::{EncryptionKey, KeySource};
+use mailroom_model::{Binding, Provider, Secret};
+use mailroom_tokens::{
+    AppChange, AppRegistration, Apps, EndpointOverrides, OAuthHttp, TokenKey, TokenStore,
+    parse_endpoint_url, revoke_at_provider,
+};
+use sea_orm::TransactionTrait;
+use serde_json::json;
+
+use super::Output;
+use crate::UsageError;
+use crate::cli::{AccountSelector, AppSetArgs, ServerOptions, SignInMode};
+use crate::context::Context;
+use crate::output::AccountView;
+use crate::signin::{
+    TerminalPrompt, broker, interactive, interactive_sign_in, oauth_account, store_sign_in,
+    token_target,
+};
+
+fn read_secret_from_stdin(what: &str) -> Result<Secret> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
+    let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        return Err(UsageError(format!(
+            "the {what} read from standard input is empty; pipe it in"
+        ))
+        .into());
+    }
+    Ok(Secret::new(secret))
+}
+
+pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Output> {
+    let provider = args.provider.provider();
+    let url = |field: &'static str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|text| parse_endpoint_url(field, text))
+            .transpose()
+    };
+    let change = AppChange {
+        client_id: args.client_id.clone(),
+        client_secret: if args.client_secret_stdin {
+            Some(Some(read_secret_from_stdin("client secret")?))
+        } else if args.no_client_secret {
+            Some(None)
+        } else {
+            None
+        },
+        tenant: args.tenant.clone(),
+        overrides: EndpointOverrides {
+            authorize_url: url("authorize url", &args.authorize_url)?,
+            token_url: url("token url", &args.token_url)?,
+            device_url: url("device url", &args.device_url)?,
+            revoke_url: url("revoke url", &args.revoke_url)?,
+            issuer: args.issuer.clone(),
+            gmail_api_url: url("gmail api url", &args.gmail_api_url)?,
+        },
+        reset_endpoints: args.default_endpoints,
+    };
+    let transaction = context.db.begin().await?;
+    Accounts::new(&transaction, &context.key)
+        .verify_key()
+        .await?;
+    let app = Apps::new(&transaction, &context.key)
+        .set(provider, change)
+        .await?;
+    transaction.commit().await?;
+    Ok(Output::new(
+        format!("{provider} app saved\n{}", app_text(&app)),
+        app_json(&app),
+    ))
+}
+
+fn app_json(app: &AppRegistration) -> serde_json::Value {
+    let endpoints = app.endpoints();
+    json!({
+        "provider": app.provider,
+        "client_id": app.client_id,
+        "client_secret_set": app.client_secret.is_some(),
+        "tenant": (app.provider == Provider::Microsoft).then(|| app.tenant().to_owned()),
+        "scopes": app.scopes(),
+        "authorize_url": endpoints.authorize.as_str(),
+        "token_url": endpoints.token.as_str(),
+        "device_url": endpoints.device.as_ref().map(|u| u.as_str()),
+        "revoke_url": endpoints.revoke.as_ref().map(|u| u.as_str()),
+        "issuer": app.expected_issuers(None),
+        "gmail_api_url": (app.provider == Provider::Google).then(|| app.gmail_api_url().to_string()),
+    })
+}
+
+fn app_text(app: &AppRegistration) -> String {
+    let endpoints = app.endpoints();
+    let mut lines = vec![
+        format!("  client id      {}", app.client_id),
+        format!(
+            "  client secret  {}",
+            if app.client_secret.is_some() {
+                "(set)"
+            } else {
+                "(none: public client)"
+            }
+        ),
+    ];
+    if app.provider == Provider::Microsoft {
+        lines.push(format!("  tenant         {}", app.tenant()));
+    }
+    lines.push(format!("  scopes         {}", app.scopes().join(" ")));
+    lines.push(format!("  authorize      {}", endpoints.authorize));
+    lines.push(format!("  token          {}", endpoints.token));
+    if let Some(device) = &endpoints.device {
+        lines.push(format!("  device         {device}"));
+    }
+    lines.push(format!(
+        "  revoke         {}",
+        endpoints
+            .revoke
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| "(none: the provider offers no revocation)".to_owned())
+    ));
+    lines.push(format!(
+        "  issuer         {}",
+        app.expected_issuers(None).join(" or ")
+    ));
+    if app.provider == Provider::Google {
+        lines.push(format!("  gmail api      {}", app.gmail_api_url()));
+    }
+    lines.join("\n")
+}
+
+pub(crate) async fn app_show(context: &Context) -> Result<Output> {
+    let apps = Apps::new(&context.db, &context.key).list().await?;
+    if apps.is_empty() {
+        return Ok(Output::new(
+            "no OAuth apps registered; register one with `mailroom app set microsoft --client-id ID` or `mailroom app set google --client-id ID --client-secret-stdin`",
+            json!([]),
+        ));
+    }
+    let text = apps
+        .iter()
+        .map(|app| format!("{}\n{}", app.provider, app_text(app)))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    Ok(Output::new(
+        text,
+        json!(apps.iter().map(app_json).collect::<Vec<_>>()),
+    ))
+}
+
+pub(crate) async fn sign_in(
+    context: &Context,
+    selector: &AccountSelector,
+    mode: &SignInMode,
+) -> Result<Output> {
+    let account = selector.account_ref();
+    let (loaded, app) = oauth_account(context, account).await?;
+    let expected = loaded.server().smtp_user.clone();
+    let signed_in = interactive_sign_in(&app, &expected, mode).await?;
+    let address = store_sign_in(context, account, &signed_in).await?;
+    Ok(Output::new(
+        format!(
+            "signed in as {address}; the token is stored in the database for every user and the agent"
+        ),
+        json!({ "account": account, "address": address, "provider": app.provider }),
+    ))
+}
+
+pub(crate) async fn add_with_sign_in(
+    context: &Context,
+    server: &ServerOptions,
+    change: mailroom_model::ServerSettingsChange,
+    bind: Option<Binding>,
+    mode: &SignInMode,
+) -> Result<Output> {
+    let provider = server.provider.ok_or_else(|| {
+        UsageError("--sign-in needs --provider microsoft or --provider google".to_owned())
+    })?;
+    if !provider.uses_oauth() {
+        return Err(UsageError("--sign-in works with --provider microsoft or google; password accounts take --password-stdin".to_owned()).into());
+    }
+    // Validate the rest before anyone signs in.
+    change.apply(None)?;
+    let app = Apps::new(&context.db, &context.key)
+        .require(provider)
+        .await?;
+    let expected = server.user.clone().unwrap_or_default();
+    let signed_in = interactive_sign_in(&app, &expected, mode).await?;
+    let mut change = change;
+    change.smtp_user = Some(signed_in.identity.address.clone());
+    let transaction = context.db.begin().await?;
+    let accounts = Accounts::new(&transaction, &context.key);
+    accounts.verify_key().await?;
+    let saved = accounts.add_user_account(&change, bind).await?;
+    TokenStore::new(&transaction, &context.key)
+        .save_sign_in(&signed_in, Utc::now())
+        .await?;
+    transaction.commit().await?;
+    let id = saved.account.id;
+    let mut json = json!(AccountView::user(&saved.account));
+    json["id"] = json!(id);
+    let mut output = Output::new(id.to_string(), json);
+    output.notes.push(format!(
+        "signed in as {}; account {id} created with the {provider} preset",
+        signed_in.identity.address
+    ));
+    Ok(output)
+}
+
+pub(crate) async fn sign_out(context: &Context, selector: &AccountSelector) -> Result<Output> {
+    let account = selector.account_ref();
+    let (loaded, app) = oauth_account(context, account).await?;
+    let address = loaded.server().smtp_user.clone();
+    let key = TokenKey::new(app.provider, app.tenant(), &address);
+    let transaction = context.db.begin().await?;
+    let deleted = TokenStore::new(&transaction, &context.key)
+        .delete(&key)
+        .await?;
+    transaction.commit().await?;
+    let Some(deleted) = deleted else {
+        return Ok(Output::new(
+            format!("no token is stored for {address}; nothing to sign out"),
+            json!({ "address": address, "deleted": false }),
+        ));
+    };
+    // Local deletion has happened; revocation is reported whatever it answers.
+    let revocation = match deleted.refresh_token.as_ref().or(Some(&deleted.access_token)) {
+        Some(token) => match revoke_at_provider(&OAuthHttp::new(), &app, token).await {
+            Some(Ok(answer)) => answer,
+            Some(Err(error)) => format!("revocation at the provider failed: {error}"),
+            None => "Microsoft offers no revocation endpoint for these tokens; to end every session of the user, an administrator can revoke their sessions in Entra ID".to_owned(),
+        },
+        None => String::new(),
+    };
+    Ok(Output::new(
+        format!("signed out {address}: the stored token was deleted; {revocation}"),
+        json!({ "address": address, "deleted": true, "revocation": revocation }),
+    ))
+}
+
+pub(crate) async fn token_list(context: &Context) -> Result<Output> {
+    let tokens = TokenStore::new(&context.db, &context.key).list().await?;
+    if tokens.is_empty() {
+        return Ok(Output::new(
+            "no tokens stored; sign in with `mailroom sign-in --company` or `--account ID`",
+            json!([]),
+        ));
+    }
+    let now = Utc::now();
+    let header = [
+        "Address",
+        "Provider",
+        "Status",
+        "Expires in",
+        "Last refreshed",
+        "Refresh token",
+    ];
+    let rows: Vec<[String; 6]> = tokens
+        .iter()
+        .map(|token| {
+            let minutes = (token.expires_at - now).num_minutes();
+            [
+                token.address.clone(),
+                token.provider.to_string(),
+                token.status.clone(),
+                if minutes >= 0 {
+                    format!("{minutes} min")
+                } else {
+                    format!("expired {} min ago", -minutes)
+                },
+                token
+                    .refreshed_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_else(|| "never".to_owned()),
+                if token.has_refresh_token { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut text = vec![line(header.to_vec())];
+    text.extend(
+        rows.iter()
+            .map(|row| line(row.iter().map(String::as_str).collect())),
+    );
+    Ok(Output::new(text.join("\n"), json!(tokens)))
+}
+
+pub(crate) async fn token_refresh(context: &Context, selector: &AccountSelector) -> Result<Output> {
+    let (loaded, _) = oauth_account(context, selector.account_ref()).await?;
+    let token = broker(context)
+        .force_refresh(&token_target(&loaded))
+        .await?;
+    let minutes = (token.expires_at - Utc::now()).num_minutes();
+    Ok(Output::new(
+        format!(
+            "refreshed the token of {}: valid for {minutes} more minutes (version {})",
+            token.address, token.version
+        ),
+        json!({ "address": token.address, "expires_at": token.expires_at, "version": token.version }),
+    ))
+}
+
+pub(crate) async fn token_access(context: &Context, selector: &AccountSelector) -> Result<Output> {
+    let (loaded, _) = oauth_account(context, selector.account_ref()).await?;
+    let settings = Accounts::new(&context.db, &context.key).settings().await?;
+    let prompt = TerminalPrompt { context };
+    let policy = mailroom_tokens::SignInPolicy {
+        prompt: interactive().then_some(&prompt as &dyn mailroom_model::SignInPrompt),
+        can_sign_in_when_sending: settings.can_sign_in_when_sending,
+    };
+    let token = broker(context)
+        .access_token_or_sign_in(&token_target(&loaded), policy)
+        .await?;
+    // The one place mailroom prints a token: for scripts, like `gh auth token`.
+    Ok(Output::new(
+        token.secret.expose().to_owned(),
+        json!({ "access_token": token.secret.expose(), "expires_at": token.expires_at, "address": token.address }),
+    ))
+}
+
+pub(crate) async fn key_rotate(
+    context: &Context,
+    new_key_file: Option<&std::path::Path>,
+) -> Result<Output> {
+    let (target, replaces) = match (&context.key_source, new_key_file) {
+        (_, Some(path)) => (path.to_owned(), None),
+        (KeySource::File { path, .. }, None) => {
+            let mut staged = path.clone().into_os_string();
+            staged.push(".new");
+            (std::path::PathBuf::from(staged), Some(path.clone()))
+        }
+        (KeySource::Environment, None) => {
+            return Err(UsageError(
+                "the key comes from MAILROOM_KEY; give --new-key-file PATH to receive the new key, then set MAILROOM_KEY from it on every host".to_owned(),
+            )
+            .into());
+        }
+    };
+    if target.exists() {
+        return Err(anyhow!(
+            "{} already exists; move it away (it may be a key from an interrupted rotation) and run again",
+            target.display()
+        ));
+    }
+    // Write the new key before the commit: a crash after the commit leaves the new key on
+    // disk beside the old one, never a database no key can open.
+    let (new_key, _) = EncryptionKey::load_or_create(&target)?;
+    let transaction = context.db.begin().await?;
+    let accounts = Accounts::new(&transaction, &context.key);
+    accounts.verify_key().await?;
+    let passwords = accounts.reseal(&new_key).await?;
+    let secrets = Apps::new(&transaction, &context.key)
+        .reseal(&new_key)
+        .await?;
+    let tokens = TokenStore::new(&transaction, &context.key)
+        .reseal(&new_key)
+        .await?;
+    transaction.commit().await?;
+    let location = match replaces {
+        Some(path) => {
+            std::fs::rename(&target, &path).with_context(|| {
+                format!(
+                    "the database now uses the key in {}; move it to {} by hand",
+                    target.display(),
+                    path.display()
+                )
+            })?;
+            path
+        }
+        None => target,
+    };
+    Ok(Output::new(
+        format!(
+            "re-encrypted {passwords} passwords, {secrets} client secrets and {tokens} tokens with key {}; the key is in {}",
+            new_key.id(),
+            location.display()
+        ),
+        json!({ "key_id": new_key.id(), "key_file": location, "passwords": passwords, "client_secrets": secrets, "tokens": tokens }),
+    ))
+}
