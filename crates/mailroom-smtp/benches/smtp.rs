@@ -334,7 +334,7 @@ fn main() {
         .expect("tokio runtime");
 
     println!(
-        "smtp bench: {messages} messages of {} bytes per run, STARTTLS + XOAUTH2 to aiosmtpd on 127.0.0.1 ({server_workers} server processes), tokio with 2 worker threads",
+        "smtp bench: {messages} messages of {} bytes per run, STARTTLS + XOAUTH2 to aiosmtpd on 127.0.0.1 ({server_workers} server worker processes, connections handed out in turn), tokio with 2 worker threads",
         workload.bytes.len()
     );
     println!(

@@ -20,6 +20,7 @@ import signal
 import socket
 import ssl
 import sys
+import warnings
 
 try:
     from aiosmtpd.smtp import SMTP, AuthResult, MISSING
@@ -29,6 +30,9 @@ except ImportError:
         "`python3 -m pip install -r .ci/requirements.txt`\n"
     )
     sys.exit(3)
+
+# aiosmtpd 1.4 warns about its own use of this attribute on every successful AUTH.
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 CONFIG = {}
 LOG = None
@@ -151,6 +155,10 @@ class Handler:
             return user, token
 
         return await self._bearer(server, args, "OAUTHBEARER", parse)
+
+    async def handle_NOOP(self, server, session, envelope, arg):
+        log({"event": "noop", "connection": connection_id(server)})
+        return "250 2.0.0 OK"
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         reply = scripted("MAIL", address)

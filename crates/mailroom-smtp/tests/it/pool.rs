@@ -71,6 +71,28 @@ async fn sequential_messages_reuse_one_connection() {
     }
     assert_eq!(server.events_of("auth").len(), 1);
     assert_eq!(connections_of(&server, "message").len(), 1);
+    // Used a moment ago each time: reused without a NOOP round trip.
+    assert!(server.events_of("noop").is_empty());
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_the_threshold_is_checked_with_noop() {
+    let server = server();
+    let mut config =
+        crate::support::config_for(&server, oauth_settings(&server, TlsStartup::StartTls), 1);
+    config.health_check_after = std::time::Duration::ZERO;
+    let transport = mailroom_smtp::SmtpTransport::new(config).expect("transport");
+    for _ in 0..3 {
+        send(
+            &transport,
+            &simple_message(USER, "to@example.com"),
+            &token("token-one", 1),
+        )
+        .await
+        .expect("sent");
+    }
+    assert_eq!(server.events_of("noop").len(), 2);
+    assert_eq!(server.events_of("auth").len(), 1);
 }
 
 #[tokio::test]

@@ -50,12 +50,22 @@ pub(crate) fn transport_with(
     settings: ServerSettings,
     pool_size: usize,
 ) -> SmtpTransport {
-    let config = SmtpTransportConfig::new(settings)
-        .with_extra_root_pem(server.trusted_ca_pem.clone())
-        .with_pool_size(pool_size);
-    SmtpTransport::new(config).expect("build the transport")
+    SmtpTransport::new(config_for(server, settings, pool_size)).expect("build the transport")
 }
 
+/// A configuration trusting the server's test CA. The health-check threshold is an hour,
+/// so no test depends on how fast it runs.
+pub(crate) fn config_for(
+    server: &TestServer,
+    settings: ServerSettings,
+    pool_size: usize,
+) -> SmtpTransportConfig {
+    let mut config = SmtpTransportConfig::new(settings)
+        .with_extra_root_pem(server.trusted_ca_pem.clone())
+        .with_pool_size(pool_size);
+    config.health_check_after = std::time::Duration::from_secs(3600);
+    config
+}
 pub(crate) fn token(token: &str, version: u64) -> Credentials {
     Credentials {
         user: USER.to_owned(),
