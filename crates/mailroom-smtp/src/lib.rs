@@ -7,6 +7,32 @@
 //! lettre 0.11.23 never sets `TCP_NODELAY` (every message then waits for a delayed ACK)
 //! and NOOPs before every reuse; here sockets are `TCP_NODELAY` and a connection is
 //! checked only after it sat idle.
+//!
+//! ```no_run
+//! use mailroom_model::{
+//!     CredentialSecret, Credentials, MessageTransport, OutgoingMessage, Provider, Secret,
+//!     ServerSettings,
+//! };
+//! use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
+//!
+//! # async fn example(message: OutgoingMessage) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut settings = ServerSettings::preset(Provider::Microsoft);
+//! settings.smtp_user = "sales@example.com".to_owned();
+//! // Build once per account and keep it: the pool lives inside.
+//! let transport = SmtpTransport::new(SmtpTransportConfig::new(settings))?;
+//! let credentials = Credentials {
+//!     user: "sales@example.com".to_owned(),
+//!     secret: CredentialSecret::AccessToken(Secret::new("an access token")),
+//!     version: 1,
+//! };
+//! match transport.send(&message, &credentials).await {
+//!     Ok(delivery) => println!("sent: {}", delivery.reply),
+//!     Err(error) if error.is_auth_rejected() => { /* refresh the token once, retry */ }
+//!     Err(error) => return Err(error.into()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod config;
 mod connection;
