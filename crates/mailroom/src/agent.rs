@@ -216,18 +216,18 @@ impl Agent {
         let mut stopping = false;
         let mut tasks: JoinSet<Result<AgentEvent>> = JoinSet::new();
         let mut summary = AgentSummary::default();
+        let started = self.mailroom.now();
         tracing::info!(owner = %options.owner, concurrency, once = options.once, "agent started");
         loop {
             let mut claimed_now = 0;
             if !stopping && (tasks.is_empty() || tasks.len() < refill_below) {
                 let free = concurrency - tasks.len();
+                let now = self.mailroom.now();
+                // A run with `once` drains what was due when it started: a message it
+                // held or rescheduled is not due again in the same run.
+                let due_by = if options.once { started } else { now };
                 match outbox
-                    .claim(
-                        &options.owner,
-                        free as u64,
-                        options.lease,
-                        self.mailroom.now(),
-                    )
+                    .claim(&options.owner, free as u64, options.lease, due_by, now)
                     .await
                 {
                     Ok(batch) => {

@@ -422,13 +422,14 @@ impl<'a> Outbox<'a> {
         self.get(id).await
     }
 
-    /// Leases up to `limit` due messages to `owner` until `now + lease`, counting an
-    /// attempt for each.
+    /// Leases up to `limit` messages due by `due_by` (or whose lease expired before `now`)
+    /// to `owner` until `now + lease`, counting an attempt for each.
     pub(crate) async fn claim(
         &self,
         owner: &str,
         limit: u64,
         lease: Duration,
+        due_by: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>> {
         if limit == 0 {
@@ -441,7 +442,7 @@ impl<'a> Outbox<'a> {
                     DatabaseBackend::Postgres,
                     "WITH due AS (
                         SELECT id FROM outbox_message
-                        WHERE (status IN ('queued', 'held') AND next_attempt_at <= $1)
+                        WHERE (status IN ('queued', 'held') AND next_attempt_at <= $5)
                            OR (status = 'sending' AND lease_until < $1)
                         ORDER BY next_attempt_at, id
                         LIMIT $2
@@ -457,6 +458,7 @@ impl<'a> Outbox<'a> {
                         (limit as i64).into(),
                         owner.into(),
                         until.into(),
+                        due_by.into(),
                     ],
                 );
                 self.db
@@ -478,10 +480,11 @@ impl<'a> Outbox<'a> {
                 let ids: Vec<i64> = sqlx::query_scalar(
                     "SELECT id FROM outbox_message
                      WHERE (status IN ('queued', 'held') AND next_attempt_at <= ?1)
-                        OR (status = 'sending' AND lease_until < ?1)
+                        OR (status = 'sending' AND lease_until < ?2)
                      ORDER BY next_attempt_at, id
-                     LIMIT ?2",
+                     LIMIT ?3",
                 )
+                .bind(due_by)
                 .bind(now)
                 .bind(limit as i64)
                 .fetch_all(&mut *transaction)

@@ -1,0 +1,271 @@
+//! The outbox and the agent: queue, drain, hold for a sign-in, reclaim an expired lease,
+//! stop gracefully, and share the work between agents on PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailroom::{
+    AUTOMATION_AGENT, Agent, AgentEvent, AgentOptions, Mailroom, MessageDraft, OutboxStatus,
+    Provider, SendRequest,
+};
+use mailroom_accounts::Accounts;
+use mailroom_model::{Secret, ServerSettingsChange};
+use mailroom_testkit::Backend;
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::server::ServerOptions;
+use crate::support::{SA, World};
+
+const RELAY: &str = "relay";
+const RELAY_PASSWORD: &str = "relay-password";
+
+fn password_server() -> ServerOptions {
+    ServerOptions {
+        passwords: vec![(RELAY.to_owned(), RELAY_PASSWORD.to_owned())],
+        ..ServerOptions::default()
+    }
+}
+
+async fn company_relay(world: &World) {
+    let change = ServerSettingsChange {
+        password: Some(Secret::new(RELAY_PASSWORD)),
+        ..world.smtp_change(Provider::None, RELAY)
+    };
+    Accounts::new(&world.db.db, &world.key)
+        .set_company(&change, None)
+        .await
+        .unwrap();
+}
+
+fn message(number: usize) -> SendRequest<'static> {
+    SendRequest::new(
+        AUTOMATION_AGENT,
+        MessageDraft {
+            from: Some("orders@example.com".to_owned()),
+            to: vec![format!("customer{number}@example.com")],
+            bcc: vec!["archive@example.com".to_owned()],
+            subject: format!("Message {number}"),
+            text: Some(format!("Body of message {number}\r\n")),
+            ..MessageDraft::default()
+        },
+    )
+}
+
+fn agent_options(concurrency: usize) -> AgentOptions {
+    AgentOptions {
+        concurrency,
+        once: true,
+        poll_interval: Duration::from_millis(20),
+        ..AgentOptions::default()
+    }
+}
+
+async fn queue(mailroom: &Mailroom, count: usize) -> Vec<(i64, String)> {
+    let mut queued = Vec::new();
+    for number in 0..count {
+        let id = mailroom.queue(message(number)).await.unwrap();
+        let message_id = mailroom.outbox().get(id).await.unwrap().message_id;
+        queued.push((id, message_id));
+    }
+    queued
+}
+
+async fn drains_the_queue(backend: Backend) {
+    let world = World::new(backend, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = Arc::new(world.mailroom().await);
+    let queued = queue(&mailroom, 20).await;
+    assert_eq!(
+        mailroom.outbox().counts().await.unwrap()[&OutboxStatus::Queued],
+        20
+    );
+
+    let summary = Agent::new(mailroom.clone(), agent_options(4))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, 20);
+
+    let mut delivered = world.delivered_message_ids();
+    delivered.sort();
+    let mut expected: Vec<String> = queued.iter().map(|(_, id)| id.clone()).collect();
+    expected.sort();
+    assert_eq!(delivered, expected, "each queued Message-ID delivered once");
+    for (_, bytes) in world.smtp.messages() {
+        assert!(!String::from_utf8_lossy(&bytes).contains("archive@example.com"));
+    }
+    let first = mailroom.outbox().get(queued[0].0).await.unwrap();
+    assert_eq!(first.status, OutboxStatus::Sent);
+    assert_eq!(first.attempts, 1);
+    assert_eq!(first.transport.as_deref(), Some("smtp"));
+    assert!(first.reply.unwrap().starts_with("250"));
+    assert!(first.lease_owner.is_none());
+    assert_eq!(
+        first.recipients,
+        ["customer0@example.com", "archive@example.com"]
+    );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn the_agent_drains_the_queue_on_sqlite() {
+    drains_the_queue(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_agent_drains_the_queue_on_postgres() {
+    drains_the_queue(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_message_needing_a_sign_in_is_held_and_sent_after_the_administrator_signs_in() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-sa")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    let mailroom = Arc::new(world.mailroom().await);
+    let id = mailroom.queue(message(1)).await.unwrap();
+
+    let summary = Agent::new(mailroom.clone(), agent_options(2))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.held, 1);
+    let held = mailroom.outbox().get(id).await.unwrap();
+    assert_eq!(held.status, OutboxStatus::Held);
+    let error = held.last_error.unwrap();
+    assert!(
+        error.starts_with("Failed to obtain an access token for sa@contoso.example"),
+        "{error}"
+    );
+    assert!(world.smtp.events().is_empty());
+
+    // An administrator signs in; the held message goes at its next attempt (made due now).
+    world
+        .store_token(Provider::Microsoft, SA, "at-sa", false)
+        .await;
+    mailroom.outbox().retry(id).await.unwrap();
+    let summary = Agent::new(mailroom.clone(), agent_options(2))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, 1);
+    let sent = mailroom.outbox().get(id).await.unwrap();
+    assert_eq!(sent.status, OutboxStatus::Sent);
+    assert_eq!(world.delivered_message_ids(), [sent.message_id]);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_message_whose_agent_died_is_claimed_again_with_the_same_message_id() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = Arc::new(world.mailroom().await);
+    let id = mailroom.queue(message(1)).await.unwrap();
+    // What a killed agent leaves behind: leased, attempt counted, lease run out.
+    let backend = world.db.db.get_database_backend();
+    world
+        .db
+        .db
+        .execute(Statement::from_sql_and_values(
+            backend,
+            "UPDATE outbox_message SET status = 'sending', attempts = 1, lease_owner = 'dead-agent', lease_until = ? WHERE id = ?",
+            [(chrono::Utc::now() - chrono::Duration::seconds(1)).into(), id.into()],
+        ))
+        .await
+        .unwrap();
+    let summary = Agent::new(mailroom.clone(), agent_options(1))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, 1);
+    let sent = mailroom.outbox().get(id).await.unwrap();
+    assert_eq!(sent.status, OutboxStatus::Sent);
+    assert_eq!(sent.attempts, 2);
+    assert_eq!(world.delivered_message_ids(), [sent.message_id]);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn queue_retry_and_cancel_follow_the_status() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = world.mailroom().await;
+    let id = mailroom.queue(message(1)).await.unwrap();
+    let cancelled = mailroom.outbox().cancel(id).await.unwrap();
+    assert_eq!(cancelled.status, OutboxStatus::Cancelled);
+    let error = mailroom.outbox().retry(id).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "queued message {id} is cancelled; only queued, held or failed messages can be retried"
+        )
+    );
+    let error = mailroom.outbox().get(id + 100).await.unwrap_err();
+    assert!(error.to_string().contains("mailroom queue list"), "{error}");
+    let listed = mailroom.outbox().list(None, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn on_shutdown_the_sends_in_flight_finish_and_nothing_new_is_claimed() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = Arc::new(world.mailroom().await);
+    queue(&mailroom, 30).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = Mutex::new(Some(stop));
+    let mut options = agent_options(2);
+    options.once = false;
+    options.events = Some(Arc::new(move |event: &AgentEvent| {
+        if matches!(event, AgentEvent::Sent { .. }) {
+            if let Some(stop) = stop.lock().unwrap().take() {
+                let _ = stop.send(());
+            }
+        }
+    }));
+    let summary = Agent::new(mailroom.clone(), options)
+        .run(async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    let counts = mailroom.outbox().counts().await.unwrap();
+    assert_eq!(counts.get(&OutboxStatus::Sending), None, "{counts:?}");
+    assert_eq!(counts[&OutboxStatus::Sent], summary.sent);
+    assert!(summary.sent < 30, "it stopped early: {summary:?}");
+    assert_eq!(counts[&OutboxStatus::Queued], 30 - summary.sent);
+    assert_eq!(world.smtp.messages().len() as u64, summary.sent);
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_agents_on_postgres_send_each_message_exactly_once() {
+    let world = World::new(Backend::Postgres, password_server()).await;
+    company_relay(&world).await;
+    let first = Arc::new(world.mailroom().await);
+    let second = Arc::new(world.mailroom().await);
+    let queued = queue(&first, 200).await;
+    let run = |mailroom: Arc<Mailroom>| {
+        tokio::spawn(async move {
+            Agent::new(mailroom, agent_options(4))
+                .run(std::future::pending())
+                .await
+                .unwrap()
+        })
+    };
+    let (a, b) = (run(first.clone()), run(second));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.sent + b.sent, 200, "{a:?} {b:?}");
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for id in world.delivered_message_ids() {
+        *counts.entry(id).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 200);
+    assert!(counts.values().all(|&n| n == 1), "a message was sent twice");
+    for (_, message_id) in &queued {
+        assert_eq!(counts.get(message_id), Some(&1));
+    }
+    world.finish().await;
+}

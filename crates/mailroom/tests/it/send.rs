@@ -1,0 +1,387 @@
+//! End to end through the facade: wiremock token and Gmail endpoints, the real SMTP test
+//! server, and the database.
+
+use mailroom::{
+    AUTOMATION_AGENT, AccountPolicy, AccountRef, Attachment, Feature, MessageDraft, Provider,
+    SALES_DOCUMENT, SendRequest, TransportErrorKind, TransportKind,
+};
+use mailroom_model::MockSignInPrompt;
+use mailroom_testkit::Backend;
+use serde_json::json;
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::server::ServerOptions;
+use crate::support::{
+    ORDERS, SA, World, gmail_sent, headers_of, message_id_of, microsoft_invalid_grant,
+    microsoft_token_body,
+};
+
+fn draft() -> MessageDraft {
+    MessageDraft {
+        to: vec!["Buyer <buyer@example.com>".to_owned()],
+        cc: vec!["cc@example.com".to_owned()],
+        bcc: vec!["archive@example.com".to_owned()],
+        subject: "Order confirmation — Grüße".to_owned(),
+        text: Some("Thank you for your order.\r\n".to_owned()),
+        html: Some("<p>Thank you for your order.</p>".to_owned()),
+        attachments: vec![Attachment::new("SO-10234.pdf", b"%PDF-1.4 test".to_vec())],
+        ..MessageDraft::default()
+    }
+}
+
+fn request_for(user: Option<&str>, feature: &str) -> SendRequest<'static> {
+    let mut request = SendRequest::new(feature, draft());
+    request.system_user = user.map(str::to_owned);
+    request
+}
+
+async fn token_endpoint_calls(world: &World) -> usize {
+    world
+        .http
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|request| request.url.path() == "/token")
+        .count()
+}
+
+#[tokio::test]
+async fn a_user_with_their_own_microsoft_account_sends_with_it_over_smtp() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-sa")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.register_app(Provider::Google).await;
+    world.company_google(ORDERS).await;
+    let id = world.user_microsoft(SA, "sa").await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-sa", false)
+        .await;
+    let mailroom = world.mailroom().await;
+
+    let receipt = mailroom
+        .send(request_for(Some("sa"), SALES_DOCUMENT))
+        .await
+        .unwrap();
+    assert_eq!(receipt.account, AccountRef::User(id));
+    assert_eq!(receipt.account_user, SA);
+    assert_eq!(receipt.transport, TransportKind::Smtp);
+    assert_eq!(
+        receipt.reason,
+        "the user account bound to SystemUser:User_Name:sa"
+    );
+    assert_eq!(receipt.attempts, 1);
+    assert!(receipt.reply.starts_with("250"), "{}", receipt.reply);
+
+    let messages = world.smtp.messages();
+    assert_eq!(messages.len(), 1);
+    let (event, bytes) = &messages[0];
+    assert_eq!(event["mail_from"], SA);
+    assert_eq!(
+        event["rcpt_tos"],
+        json!(["buyer@example.com", "cc@example.com", "archive@example.com"])
+    );
+    assert_eq!(message_id_of(bytes), receipt.message_id);
+    let headers = headers_of(bytes);
+    assert!(headers.contains("From: sa@contoso.example"), "{headers}");
+    assert!(
+        !headers.contains("Bcc"),
+        "SMTP bytes must not carry Bcc: {headers}"
+    );
+    assert!(!String::from_utf8_lossy(bytes).contains("archive@example.com"));
+    let text = String::from_utf8_lossy(bytes);
+    assert!(text.contains("SO-10234.pdf") && text.contains("application/pdf"));
+    // XOAUTH2 with the stored token, over TLS.
+    let auth = &world.smtp.events_of("auth")[0];
+    assert_eq!(auth["mechanism"], "XOAUTH2");
+    assert_eq!(auth["tls"], true);
+    assert_eq!(token_endpoint_calls(&world).await, 0);
+    world.finish().await;
+}
+
+async fn mount_gmail(world: &World, id: &str) {
+    Mock::given(method("POST"))
+        .and(path("/upload/gmail/v1/users/me/messages/send"))
+        .and(query_param("uploadType", "media"))
+        .and(header("authorization", "Bearer at-orders"))
+        .and(header("content-type", "message/rfc822"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(gmail_sent(id)))
+        .expect(1)
+        .mount(&world.http)
+        .await;
+}
+
+async fn gmail_upload(world: &World) -> Vec<u8> {
+    world
+        .http
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|request| request.url.path().starts_with("/upload/"))
+        .expect("a Gmail upload")
+        .body
+}
+
+#[tokio::test]
+async fn a_user_without_an_account_falls_back_to_the_company_google_account() {
+    let world = World::new(Backend::Sqlite, ServerOptions::default()).await;
+    world.register_app(Provider::Google).await;
+    world.company_google(ORDERS).await;
+    world
+        .store_token(Provider::Google, ORDERS, "at-orders", false)
+        .await;
+    mount_gmail(&world, "18c0ffee").await;
+    let mailroom = world.mailroom().await;
+
+    let mut request = request_for(Some("bob"), SALES_DOCUMENT);
+    request.message.fax = vec!["+1 (555) 010-2000".to_owned()];
+    let receipt = mailroom.send(request).await.unwrap();
+    assert_eq!(receipt.account, AccountRef::Company);
+    assert_eq!(receipt.transport, TransportKind::GmailApi);
+    assert_eq!(receipt.provider_message_id.as_deref(), Some("18c0ffee"));
+    assert_eq!(
+        receipt.reason,
+        "the company account, because no user account is bound to SystemUser:User_Name:bob"
+    );
+
+    let upload = gmail_upload(&world).await;
+    assert_eq!(message_id_of(&upload), receipt.message_id);
+    let headers = headers_of(&upload);
+    // Gmail takes its recipients from the headers: Bcc must be there.
+    assert!(
+        headers.starts_with("Bcc: archive@example.com\r\n"),
+        "{headers}"
+    );
+    assert!(headers.contains("From: orders@example.com"), "{headers}");
+    assert!(
+        headers.contains("+15550102000@fax.example.com"),
+        "the fax number becomes a To address: {headers}"
+    );
+    assert!(world.smtp.messages().is_empty());
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_company_only_feature_ignores_the_users_own_account() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-sa")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.register_app(Provider::Google).await;
+    world.company_google(ORDERS).await;
+    world.user_microsoft(SA, "sa").await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-sa", false)
+        .await;
+    world
+        .store_token(Provider::Google, ORDERS, "at-orders", false)
+        .await;
+    mount_gmail(&world, "18c0ffef").await;
+    let mut options = world.options();
+    options
+        .features
+        .register(
+            Feature::new(
+                "purchase-orders",
+                "Purchase orders",
+                AccountPolicy::CompanyOnly,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let mailroom = mailroom::Mailroom::with_connection(world.db.db.clone(), options)
+        .await
+        .unwrap();
+
+    for feature in [AUTOMATION_AGENT, "purchase-orders"] {
+        let receipt = mailroom.send(request_for(Some("sa"), feature)).await;
+        let receipt = receipt.unwrap();
+        assert_eq!(receipt.account, AccountRef::Company);
+        assert_eq!(
+            receipt.reason,
+            format!("the company account, because feature `{feature}` sends only with it")
+        );
+        if feature == AUTOMATION_AGENT {
+            // Each mock expects exactly one upload.
+            world.http.reset().await;
+            mount_gmail(&world, "18c0fff0").await;
+        }
+    }
+    assert!(
+        world.smtp.messages().is_empty(),
+        "sa's own account was not used"
+    );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_on_the_way() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-fresh")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-expired", true)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body("at-fresh", "rt-2")),
+        )
+        .expect(1)
+        .mount(&world.http)
+        .await;
+    let mailroom = world.mailroom().await;
+    let receipt = mailroom
+        .send(request_for(None, SALES_DOCUMENT))
+        .await
+        .unwrap();
+    assert_eq!(receipt.attempts, 1);
+    assert_eq!(world.delivered_message_ids(), [receipt.message_id]);
+    let auth = world.smtp.events_of("auth");
+    assert_eq!(
+        auth.len(),
+        1,
+        "the expired token was never offered: {auth:?}"
+    );
+    assert!(
+        auth[0]["initial"]
+            .as_str()
+            .unwrap()
+            .contains("Bearer at-fresh")
+    );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_without_sign_in_fails_with_the_guides_error_and_sends_nothing() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-never")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-expired", true)
+        .await;
+    world.forbid_sign_in_when_sending().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(microsoft_invalid_grant()))
+        .expect(1)
+        .mount(&world.http)
+        .await;
+    let mailroom = world.mailroom().await;
+    // The caller could prompt, but the setting forbids sign-in when sending.
+    let mut prompt = MockSignInPrompt::new();
+    prompt.expect_sign_in().never();
+    let mut request = request_for(None, SALES_DOCUMENT);
+    request.sign_in = Some(&prompt);
+    let error = mailroom.send(request).await.unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.starts_with("Failed to obtain an access token for sa@contoso.example (microsoft)"),
+        "{text}"
+    );
+    assert!(text.contains("mailroom sign-in --company"), "{text}");
+    assert!(error.needs_sign_in());
+    assert!(world.smtp.events().is_empty(), "nothing reached the server");
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_535_refreshes_the_token_once_and_the_retry_succeeds() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-new")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    // Valid by its expiry, but the server no longer accepts it.
+    world
+        .store_token(Provider::Microsoft, SA, "at-old", false)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body("at-new", "rt-2")),
+        )
+        .expect(1)
+        .mount(&world.http)
+        .await;
+    let mailroom = world.mailroom().await;
+    let receipt = mailroom
+        .send(request_for(None, SALES_DOCUMENT))
+        .await
+        .unwrap();
+    assert_eq!(receipt.attempts, 2);
+    assert_eq!(world.delivered_message_ids(), [receipt.message_id]);
+    let offered: Vec<String> = world
+        .smtp
+        .events_of("auth")
+        .iter()
+        .map(|event| event["initial"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(offered.len(), 2);
+    assert!(offered[0].contains("Bearer at-old") && offered[1].contains("Bearer at-new"));
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_transient_451_is_retried_and_the_retry_succeeds() {
+    let options = ServerOptions {
+        scripted: json!({ "RCPT_ONCE": { "buyer@example.com": "451 4.3.0 Temporary server error. Please try again later" } }),
+        ..World::tokens(&[(SA, "at-sa")])
+    };
+    let world = World::new(Backend::Sqlite, options).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-sa", false)
+        .await;
+    let mailroom = world.mailroom().await;
+    let receipt = mailroom
+        .send(request_for(None, SALES_DOCUMENT))
+        .await
+        .unwrap();
+    assert_eq!(receipt.attempts, 2);
+    assert_eq!(world.delivered_message_ids(), [receipt.message_id]);
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_permanent_550_is_not_retried() {
+    let options = ServerOptions {
+        scripted: json!({ "RCPT": { "buyer@example.com": "550 5.1.1 User unknown" } }),
+        ..World::tokens(&[(SA, "at-sa")])
+    };
+    let world = World::new(Backend::Sqlite, options).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-sa", false)
+        .await;
+    let mailroom = world.mailroom().await;
+    let error = mailroom
+        .send(request_for(None, SALES_DOCUMENT))
+        .await
+        .unwrap_err();
+    let transport = error.transport_error().expect("a transport error");
+    assert_eq!(transport.kind(), TransportErrorKind::MessageRejected);
+    assert!(
+        matches!(error, mailroom::Error::Transport { attempts: 1, .. }),
+        "{error:?}"
+    );
+    assert_eq!(world.smtp.events_of("auth").len(), 1, "one attempt only");
+    assert!(world.smtp.messages().is_empty());
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_header_injection_is_refused_before_anything_is_sent() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-sa")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-sa", false)
+        .await;
+    let mailroom = world.mailroom().await;
+    let mut request = request_for(None, SALES_DOCUMENT);
+    request.message.subject = "Invoice\r\nBcc: everyone@example.com".to_owned();
+    let error = mailroom.send(request).await.unwrap_err();
+    assert!(error.to_string().contains("line break"), "{error}");
+    assert!(world.smtp.events().is_empty());
+    world.finish().await;
+}
