@@ -30,10 +30,10 @@ pub use server::{
     ServerSettings, ServerSettingsChange,
 };
 #[cfg(any(test, feature = "mock"))]
-pub use transport::MockMessageTransport;
+pub use signin::MockSignInPrompt;
 pub use signin::{SignInPrompt, SignInRequest};
 #[cfg(any(test, feature = "mock"))]
-pub use signin::MockSignInPrompt;
+pub use transport::MockMessageTransport;
 pub use transport::{
     CredentialSecret, Credentials, Delivery, Envelope, MessageTransport, OutgoingMessage,
     TransportError, TransportErrorKind, TransportKind,

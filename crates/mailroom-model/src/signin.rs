@@ -25,5 +25,6 @@ pub struct SignInRequest {
 #[async_trait::async_trait]
 pub trait SignInPrompt: Send + Sync + Debug {
     /// Signs in for `request`; an error says why it did not complete.
-    async fn sign_in(&self, request: &SignInRequest) -> Result<(), Box<dyn StdError + Send + Sync>>;
+    async fn sign_in(&self, request: &SignInRequest)
+    -> Result<(), Box<dyn StdError + Send + Sync>>;
 }
