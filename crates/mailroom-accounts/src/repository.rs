@@ -109,6 +109,40 @@ struct ServerRow {
     allow_plaintext_loopback: bool,
 }
 
+/// The shared server columns of a `company_account` or `user_account` model.
+macro_rules! server_row {
+    ($model:expr) => {
+        ServerRow {
+            provider: $model.provider,
+            host: $model.host,
+            port: $model.port,
+            tls: $model.tls,
+            tls_startup: $model.tls_startup,
+            timeout_ms: $model.timeout_ms,
+            smtp_user: $model.smtp_user,
+            password_sealed: $model.password_sealed,
+            allow_plaintext_loopback: $model.allow_plaintext_loopback,
+        }
+    };
+}
+
+/// Sets the shared server columns (and `updated_at`) of either account table's active model.
+macro_rules! set_server_columns {
+    ($active:expr, $row:expr) => {{
+        let row = $row;
+        $active.provider = Set(row.provider);
+        $active.host = Set(row.host);
+        $active.port = Set(row.port);
+        $active.tls = Set(row.tls);
+        $active.tls_startup = Set(row.tls_startup);
+        $active.timeout_ms = Set(row.timeout_ms);
+        $active.smtp_user = Set(row.smtp_user);
+        $active.password_sealed = Set(row.password_sealed);
+        $active.allow_plaintext_loopback = Set(row.allow_plaintext_loopback);
+        $active.updated_at = Set(Utc::now());
+    }};
+}
+
 fn password_aad(account: AccountRef) -> Vec<u8> {
     match account {
         AccountRef::Company => format!("company_account:{COMPANY_ID}:password").into_bytes(),
@@ -182,21 +216,7 @@ fn company_from_model(
         })?),
         None => None,
     };
-    let server = from_row(
-        ServerRow {
-            provider: model.provider,
-            host: model.host,
-            port: model.port,
-            tls: model.tls,
-            tls_startup: model.tls_startup,
-            timeout_ms: model.timeout_ms,
-            smtp_user: model.smtp_user,
-            password_sealed: model.password_sealed,
-            allow_plaintext_loopback: model.allow_plaintext_loopback,
-        },
-        key,
-        AccountRef::Company,
-    )?;
+    let server = from_row(server_row!(model), key, AccountRef::Company)?;
     Ok(CompanyAccount { server, fax_format })
 }
 
@@ -211,39 +231,12 @@ fn user_from_model(model: user_account::Model, key: &EncryptionKey) -> Result<Us
         ),
         _ => None,
     };
-    let server = from_row(
-        ServerRow {
-            provider: model.provider,
-            host: model.host,
-            port: model.port,
-            tls: model.tls,
-            tls_startup: model.tls_startup,
-            timeout_ms: model.timeout_ms,
-            smtp_user: model.smtp_user,
-            password_sealed: model.password_sealed,
-            allow_plaintext_loopback: model.allow_plaintext_loopback,
-        },
-        key,
-        account,
-    )?;
+    let server = from_row(server_row!(model), key, account)?;
     Ok(UserAccount {
         id: model.id,
         server,
         binding,
     })
-}
-
-fn fill_user_columns(active: &mut user_account::ActiveModel, row: ServerRow) {
-    active.provider = Set(row.provider);
-    active.host = Set(row.host);
-    active.port = Set(row.port);
-    active.tls = Set(row.tls);
-    active.tls_startup = Set(row.tls_startup);
-    active.timeout_ms = Set(row.timeout_ms);
-    active.smtp_user = Set(row.smtp_user);
-    active.password_sealed = Set(row.password_sealed);
-    active.allow_plaintext_loopback = Set(row.allow_plaintext_loopback);
-    active.updated_at = Set(Utc::now());
 }
 
 fn fill_binding_columns(active: &mut user_account::ActiveModel, binding: Option<&Binding>) {
@@ -363,16 +356,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
                 ..Default::default()
             },
         };
-        active.provider = Set(row.provider);
-        active.host = Set(row.host);
-        active.port = Set(row.port);
-        active.tls = Set(row.tls);
-        active.tls_startup = Set(row.tls_startup);
-        active.timeout_ms = Set(row.timeout_ms);
-        active.smtp_user = Set(row.smtp_user);
-        active.password_sealed = Set(row.password_sealed);
-        active.allow_plaintext_loopback = Set(row.allow_plaintext_loopback);
-        active.updated_at = Set(Utc::now());
+        set_server_columns!(active, row);
         active.fax_format = Set(fax_format.as_ref().map(|f| f.as_str().to_owned()));
         if existing.is_some() {
             active.update(self.db).await?;
@@ -466,9 +450,9 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             version: Set(1),
             ..Default::default()
         };
-        fill_user_columns(
-            &mut active,
-            to_row(&settings_without_password, self.key, AccountRef::User(0)),
+        set_server_columns!(
+            active,
+            to_row(&settings_without_password, self.key, AccountRef::User(0))
         );
         fill_binding_columns(&mut active, binding.as_ref());
         let inserted = active.insert(self.db).await?;
@@ -517,9 +501,9 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         };
         let version = model.version + 1;
         let mut active = model.into_active_model();
-        fill_user_columns(
-            &mut active,
-            to_row(&applied.settings, self.key, AccountRef::User(id)),
+        set_server_columns!(
+            active,
+            to_row(&applied.settings, self.key, AccountRef::User(id))
         );
         fill_binding_columns(&mut active, binding.as_ref());
         active.version = Set(version);

@@ -96,9 +96,9 @@ fn register_microsoft(cli: &Cli, server: &MockServer, env: &[(&str, &str)]) {
 
 /// Runs `mailroom` with `args` in a blocking task, playing the browser: the sign-in URL it
 /// prints on stderr is followed (through the mock authorize endpoint to the listener).
-async fn run_signing_in(cli: &Cli, args: &[&str]) -> Run {
+async fn run_signing_in(cli: &Cli, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = cli.command(args);
-    command.stdin(Stdio::null());
+    command.stdin(Stdio::null()).envs(env.iter().copied());
     tokio::task::spawn_blocking(move || {
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -170,6 +170,7 @@ async fn sign_in_stores_the_token_and_fills_an_empty_smtp_user() {
             "--timeout-secs",
             "30",
         ],
+        &[],
     )
     .await;
     assert_eq!(run.code, 0, "{run:?}");
@@ -226,7 +227,7 @@ async fn signing_in_as_someone_else_changes_nothing() {
     ])
     .ok();
     let before = dump(cli.path()).await;
-    let run = run_signing_in(&cli, &["sign-in", "--account", "1", "--no-browser"]).await;
+    let run = run_signing_in(&cli, &["sign-in", "--account", "1", "--no-browser"], &[]).await;
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr.contains("error: signed in as intruder@contoso.example, but this account sends as sa@contoso.example; sign in again and choose sa@contoso.example"),
@@ -263,6 +264,7 @@ async fn account_add_with_sign_in_creates_the_account_from_the_identity() {
             "--bind",
             "SystemUser:User_Name:sa",
         ],
+        &[],
     )
     .await;
     assert_eq!(run.code, 0, "{run:?}");
@@ -429,7 +431,7 @@ async fn sign_out_deletes_the_token_and_revokes_it_at_google() {
         "orders@example.com",
     ])
     .ok();
-    let run = run_signing_in(&cli, &["sign-in", "--company", "--no-browser"]).await;
+    let run = run_signing_in(&cli, &["sign-in", "--company", "--no-browser"], &[]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let run = cli.run(&["sign-out", "--company"]).ok();
     assert!(
@@ -491,7 +493,7 @@ async fn key_rotation_re_encrypts_every_secret() {
     ])
     .ok();
     assert_eq!(
-        run_signing_in(&cli, &["sign-in", "--account", "1", "--no-browser"])
+        run_signing_in(&cli, &["sign-in", "--account", "1", "--no-browser"], &[])
             .await
             .code,
         0
@@ -562,27 +564,13 @@ async fn refresh_storm(cli: &Cli, env: Vec<(String, String)>) {
     .ok();
     // A token that lives 60 s is already inside the 5-minute expiry margin: every process
     // sees it as expired.
-    let mut command = cli.command(&["sign-in", "--account", "1", "--no-browser"]);
-    for (k, v) in &env {
-        command.env(k, v);
-    }
-    let signed = {
-        let mut command = command;
-        command.stdin(Stdio::null());
-        tokio::task::spawn_blocking(move || {
-            let mut child = command.spawn().unwrap();
-            for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-                let line = line.unwrap();
-                if let Some(rest) = line.trim().strip_prefix("http://127.0.0.1:") {
-                    let _ = reqwest::blocking_get(&format!("http://127.0.0.1:{rest}"));
-                }
-            }
-            child.wait().unwrap().success()
-        })
-        .await
-        .unwrap()
-    };
-    assert!(signed);
+    let signed = run_signing_in(
+        cli,
+        &["sign-in", "--account", "1", "--no-browser"],
+        &env_refs,
+    )
+    .await;
+    assert_eq!(signed.code, 0, "{signed:?}");
     Mock::given(method("POST"))
         .and(path("/token"))
         .and(body_string_contains("grant_type=refresh_token"))
@@ -598,10 +586,7 @@ async fn refresh_storm(cli: &Cli, env: Vec<(String, String)>) {
     let mut children = Vec::new();
     for _ in 0..4 {
         let mut command = cli.command(&["token", "access", "--account", "1"]);
-        command.stdin(Stdio::null());
-        for (k, v) in &env {
-            command.env(k, v);
-        }
+        command.stdin(Stdio::null()).envs(env_refs.iter().copied());
         children.push(command.spawn().unwrap());
     }
     let outputs = tokio::task::spawn_blocking(move || {

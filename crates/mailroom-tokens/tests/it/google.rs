@@ -12,8 +12,9 @@ use mailroom_tokens::{
 };
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::support::approve;
 use crate::support::{
     self, CLIENT_ID, CLIENT_SECRET, browser, form, google_id_token, google_token_body, signed_in,
     store_expired, target,
@@ -26,15 +27,7 @@ async fn a_google_sign_in_asks_for_offline_access_and_consent() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/authorize"))
-        .respond_with(|request: &Request| {
-            let query: std::collections::HashMap<String, String> =
-                request.url.query_pairs().into_owned().collect();
-            let location = format!(
-                "{}?state={}&code=4/0AY0e-g7-google-code&scope=email%20openid",
-                query["redirect_uri"], query["state"]
-            );
-            ResponseTemplate::new(302).insert_header("Location", location.as_str())
-        })
+        .respond_with(approve(None))
         .mount(&server)
         .await;
     Mock::given(method("POST"))

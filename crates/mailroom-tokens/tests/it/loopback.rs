@@ -12,24 +12,9 @@ use sha2::{Digest, Sha256};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{self, CLIENT_ID, browser, form, microsoft_id_token, microsoft_token_body};
-
-/// An authorize endpoint that approves at once: redirects to `redirect_uri` with a code and
-/// the given state (`None` = echo the request's state).
-fn approve(state_override: Option<&'static str>) -> impl Fn(&Request) -> ResponseTemplate {
-    move |request: &Request| {
-        let query: std::collections::HashMap<String, String> =
-            request.url.query_pairs().into_owned().collect();
-        let state = state_override
-            .map(str::to_owned)
-            .unwrap_or_else(|| query["state"].clone());
-        let location = format!(
-            "{}?code=M.C105_BAY.2.U.code-abc&state={}",
-            query["redirect_uri"], state
-        );
-        ResponseTemplate::new(302).insert_header("Location", location.as_str())
-    }
-}
+use crate::support::{
+    self, CLIENT_ID, approve, browser, form, microsoft_id_token, microsoft_token_body,
+};
 
 fn options(expected: &str) -> SignInOptions {
     SignInOptions {

@@ -10,8 +10,9 @@ use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{OAuthHttp, SignInOptions, TokenKey, TokenStore, sign_in_with_browser};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::support::approve;
 use crate::support::{
     self, CLIENT_SECRET, browser, microsoft_id_token, microsoft_token_body, target,
 };
@@ -62,15 +63,7 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/authorize"))
-        .respond_with(|request: &Request| {
-            let query: std::collections::HashMap<String, String> =
-                request.url.query_pairs().into_owned().collect();
-            let location = format!(
-                "{}?code=the-code&state={}",
-                query["redirect_uri"], query["state"]
-            );
-            ResponseTemplate::new(302).insert_header("Location", location.as_str())
-        })
+        .respond_with(approve(None))
         .mount(&server)
         .await;
     Mock::given(method("POST"))

@@ -14,7 +14,7 @@ use mailroom_tokens::{
     TokenBroker, TokenStore, TokenTarget, parse_endpoint_url,
 };
 use serde_json::{Value, json};
-use wiremock::MockServer;
+use wiremock::{MockServer, ResponseTemplate};
 
 pub(crate) const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 pub(crate) const TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
@@ -212,4 +212,23 @@ pub(crate) fn signed_in(
         Duration::from_secs(3600),
         vec!["https://outlook.office.com/SMTP.Send".to_owned()],
     )
+}
+
+/// An authorize endpoint that approves at once: redirects to `redirect_uri` with a code and
+/// the given state (`None` = echo the request's state).
+pub(crate) fn approve(
+    state_override: Option<&'static str>,
+) -> impl Fn(&wiremock::Request) -> ResponseTemplate {
+    move |request: &wiremock::Request| {
+        let query: std::collections::HashMap<String, String> =
+            request.url.query_pairs().into_owned().collect();
+        let state = state_override
+            .map(str::to_owned)
+            .unwrap_or_else(|| query["state"].clone());
+        let location = format!(
+            "{}?code=M.C105_BAY.2.U.code-abc&state={}",
+            query["redirect_uri"], state
+        );
+        ResponseTemplate::new(302).insert_header("Location", location.as_str())
+    }
 }
