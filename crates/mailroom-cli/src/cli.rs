@@ -62,6 +62,13 @@ pub(crate) enum Command {
     /// Manage the database encryption key.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Send a message now (or queue it for the agent with --queue) and print the receipt.
+    Send(crate::commands::send::SendArgs),
+    /// Run the automation agent: send queued messages, never prompting for a sign-in.
+    Agent(crate::commands::agent::AgentArgs),
+    /// List, show, retry or cancel queued messages.
+    #[command(subcommand)]
+    Queue(crate::commands::queue::QueueCommand),
 }
 
 /// `--company` or `--account ID`.

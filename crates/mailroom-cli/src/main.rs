@@ -39,7 +39,9 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_tracing();
+    // The agent runs unattended: its log is its report (JSON lines with --json).
+    let agent = matches!(cli.command, cli::Command::Agent(_));
+    init_tracing(if agent { "info" } else { "warn" }, agent && cli.json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,16 +77,24 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
                 cause.downcast_ref::<mailroom_accounts::Error>(),
                 Some(mailroom_accounts::Error::Invalid(_))
             )
+            || matches!(
+                cause.downcast_ref::<mailroom::Error>(),
+                Some(mailroom::Error::Invalid(_))
+            )
     })
 }
 
-/// Logs go to stderr, filtered by `MAILROOM_LOG` (e.g. `MAILROOM_LOG=debug`); warnings by
-/// default.
-fn init_tracing() {
+/// Logs go to stderr, filtered by `MAILROOM_LOG` (e.g. `MAILROOM_LOG=debug`); by default
+/// warnings, and for the agent its progress too.
+fn init_tracing(default_level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAILROOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

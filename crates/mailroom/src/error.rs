@@ -20,13 +20,13 @@ pub enum Error {
     #[error(transparent)]
     Tokens(#[from] mailroom_tokens::Error),
     /// The transport refused the message or failed, after the retry policy gave up.
-    #[error("{source}")]
+    #[error("{error}")]
     Transport {
         /// How many times the message was handed to the transport.
         attempts: u32,
-        /// The last failure.
-        #[source]
-        source: TransportError,
+        /// The last failure (its text is this error's text, so it is not repeated as a
+        /// source; [`Error::transport_error`] returns it).
+        error: TransportError,
     },
     /// The SMTP transport could not be set up for the account.
     #[error(transparent)]
@@ -35,7 +35,7 @@ pub enum Error {
     #[error(transparent)]
     GmailSetup(#[from] mailroom_gmail::Error),
     /// An attachment could not be read.
-    #[error("cannot read the attachment {path}: {source}; check the path and its permissions")]
+    #[error("cannot read the attachment {path}; check the path and its permissions")]
     Attachment {
         /// The file.
         path: String,
@@ -89,7 +89,7 @@ impl Error {
     /// True when trying again later may succeed (the agent reschedules these).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Transport { source, .. } => source.is_transient(),
+            Error::Transport { error, .. } => error.is_transient(),
             Error::Tokens(error) => error.is_transient(),
             Error::Database(_) => true,
             _ => false,
@@ -100,7 +100,7 @@ impl Error {
     pub fn needs_sign_in(&self) -> bool {
         match self {
             Error::Tokens(error) => error.needs_sign_in(),
-            Error::Transport { source, .. } => source.needs_sign_in(),
+            Error::Transport { error, .. } => error.needs_sign_in(),
             _ => false,
         }
     }
@@ -108,7 +108,7 @@ impl Error {
     /// The wait the server asked for, when it asked.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Transport { source, .. } => source.retry_after(),
+            Error::Transport { error, .. } => error.retry_after(),
             _ => None,
         }
     }
@@ -116,7 +116,7 @@ impl Error {
     /// The transport's failure, when the transport failed.
     pub fn transport_error(&self) -> Option<&TransportError> {
         match self {
-            Error::Transport { source, .. } => Some(source),
+            Error::Transport { error, .. } => Some(error),
             _ => None,
         }
     }

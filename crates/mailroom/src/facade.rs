@@ -468,10 +468,7 @@ impl Mailroom {
                     continue;
                 }
             }
-            return Err(Error::Transport {
-                attempts,
-                source: error,
-            });
+            return Err(Error::Transport { attempts, error });
         }
     }
 }

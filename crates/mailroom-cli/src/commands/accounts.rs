@@ -169,7 +169,10 @@ pub(crate) async fn run<C: ConnectionTrait>(
         | Command::SignIn(_)
         | Command::SignOut { .. }
         | Command::Token(_)
-        | Command::Key(_) => unreachable!("these commands run their own transactions"),
+        | Command::Key(_)
+        | Command::Send(_)
+        | Command::Agent(_)
+        | Command::Queue(_) => unreachable!("these commands run their own transactions"),
     }
 }
 

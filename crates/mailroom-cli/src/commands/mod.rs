@@ -1,8 +1,11 @@
 //! The commands: each runs in one transaction and returns what to print.
 
 mod accounts;
+pub(crate) mod agent;
 mod info;
 mod oauth;
+pub(crate) mod queue;
+pub(crate) mod send;
 
 use anyhow::Result;
 use mailroom_accounts::Accounts;
@@ -75,6 +78,9 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
             let change = accounts::server_change(&server)?;
             oauth::add_with_sign_in(&context, &server, change, bind, &sign_in_mode).await
         }
+        Command::Send(args) => send::send(&context, args).await,
+        Command::Agent(args) => agent::agent(&context, args, cli.json).await,
+        Command::Queue(command) => queue::queue(&context, command).await,
         command => run_in_transaction(&context, command).await,
     }
 }

@@ -1,8 +1,10 @@
 //! End-to-end tests of the `mailroom` binary on a temporary SQLite file.
 
+mod agent;
 mod bad_input;
 mod configure;
 mod oauth;
+mod send;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,108 @@
+//! `mailroom agent`: the automation agent. Sends queued messages, never prompts, stops
+//! gracefully on SIGTERM or SIGINT; a progress bar with `--once` in a terminal, structured
+//! logs otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use mailroom::{Agent, AgentEvent, AgentOptions};
+use serde_json::json;
+
+use super::Output;
+use super::send::open_mailroom;
+use crate::context::Context;
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Send what is due now, then exit.
+    #[arg(long)]
+    pub(crate) once: bool,
+    /// How many messages to send at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) concurrency: u16,
+    /// How long a claimed message stays leased to this agent, in seconds; after that
+    /// (the agent died) another agent sends it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub(crate) lease_secs: u64,
+    /// How often an idle agent looks for new messages, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub(crate) poll_ms: u64,
+    /// How long a message held for a sign-in waits before it is tried again, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub(crate) hold_secs: u64,
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
+
+pub(crate) async fn agent(context: &Context, args: AgentArgs, _json: bool) -> Result<Output> {
+    let mailroom = Arc::new(open_mailroom(context).await?);
+    let mut options = AgentOptions {
+        concurrency: usize::from(args.concurrency),
+        once: args.once,
+        lease: Duration::from_secs(args.lease_secs),
+        poll_interval: Duration::from_millis(args.poll_ms),
+        hold_retry: Duration::from_secs(args.hold_secs),
+        ..AgentOptions::default()
+    };
+    let progress = if args.once && std::io::stderr().is_terminal() {
+        let due = mailroom.outbox().due(chrono::Utc::now()).await?;
+        let bar = ProgressBar::new(due);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} {msg}",
+            )
+            .expect("a valid progress template"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    if let Some(bar) = progress.clone() {
+        options.events = Some(Arc::new(move |event: &AgentEvent| {
+            bar.inc(1);
+            match event {
+                AgentEvent::Sent { .. } => {}
+                AgentEvent::Retrying { id, .. } => bar.set_message(format!("{id} will be retried")),
+                AgentEvent::Held { id, .. } => bar.set_message(format!("{id} held for a sign-in")),
+                AgentEvent::Failed { id, .. } => bar.set_message(format!("{id} failed")),
+                _ => {}
+            }
+        }));
+    }
+    let shutdown = stop_signal().await?;
+    let summary = Agent::new(mailroom, options).run(shutdown).await?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let text = format!(
+        "sent {}, to retry {}, held for a sign-in {}, failed {}",
+        summary.sent, summary.retrying, summary.held, summary.failed
+    );
+    let mut output = Output::new(text, json!(summary));
+    if summary.held > 0 {
+        output.notes.push(
+            "held messages need an administrator to sign in (`mailroom sign-in --company` or `--account ID`); they are retried afterwards".to_owned(),
+        );
+    }
+    if summary.failed > 0 {
+        output
+            .notes
+            .push("see why with `mailroom queue list --status failed`".to_owned());
+    }
+    Ok(output)
+}

@@ -1,0 +1,192 @@
+//! `mailroom queue list|show|retry|cancel`: the outbox as an administrator sees it.
+
+use anyhow::Result;
+use clap::Subcommand;
+use mailroom::{Outbox, OutboxStatus, QueuedMessage};
+use serde_json::json;
+
+use super::Output;
+use crate::context::Context;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueueCommand {
+    /// List queued messages, newest first: status, attempts, next attempt, last error.
+    List {
+        /// Only messages of this status.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<OutboxStatus>,
+        /// At most this many.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u64,
+    },
+    /// Show one queued message.
+    Show {
+        /// The outbox id.
+        id: i64,
+    },
+    /// Make a failed or held message due now.
+    Retry {
+        /// The outbox id.
+        id: i64,
+    },
+    /// Cancel a message that has not been sent.
+    Cancel {
+        /// The outbox id.
+        id: i64,
+    },
+}
+
+fn parse_status(text: &str) -> Result<OutboxStatus, String> {
+    text.trim().to_ascii_lowercase().parse().map_err(|_| {
+        format!("`{text}` is not a status; use queued, sending, held, sent, failed or cancelled")
+    })
+}
+
+fn time(time: &chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn one_line(text: &str, width: usize) -> String {
+    let line: String = text.replace(['\r', '\n'], " ");
+    if line.chars().count() > width {
+        let cut: String = line.chars().take(width.saturating_sub(3)).collect();
+        format!("{cut}...")
+    } else {
+        line
+    }
+}
+
+fn table(messages: &[QueuedMessage]) -> String {
+    let header = [
+        "ID",
+        "Status",
+        "Attempts",
+        "Next attempt",
+        "To",
+        "Last error",
+    ];
+    let rows: Vec<[String; 6]> = messages
+        .iter()
+        .map(|message| {
+            [
+                message.id.to_string(),
+                message.status.to_string(),
+                message.attempts.to_string(),
+                match message.status {
+                    OutboxStatus::Queued | OutboxStatus::Held => time(&message.next_attempt_at),
+                    _ => String::new(),
+                },
+                one_line(&message.recipients.join(", "), 40),
+                message
+                    .last_error
+                    .as_deref()
+                    .map(|error| one_line(error, 60))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|row| line(row.iter().map(String::as_str).collect())),
+    );
+    out.join("\n")
+}
+
+fn details(message: &QueuedMessage) -> String {
+    let mut lines = vec![
+        ("ID", message.id.to_string()),
+        ("Message-ID", message.message_id.clone()),
+        ("Status", message.status.to_string()),
+        ("Attempts", message.attempts.to_string()),
+    ];
+    if matches!(message.status, OutboxStatus::Queued | OutboxStatus::Held) {
+        lines.push(("Next attempt", time(&message.next_attempt_at)));
+    }
+    lines.push((
+        "Last error",
+        message
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "(none)".to_owned()),
+    ));
+    lines.push(("Account", message.account.to_string()));
+    lines.push(("Feature", message.feature.clone()));
+    if let Some(user) = &message.system_user {
+        lines.push(("System user", user.clone()));
+    }
+    lines.push(("From", message.sender.clone()));
+    lines.push(("Recipients", message.recipients.join(", ")));
+    lines.push(("Size", format!("{} bytes", message.size)));
+    lines.push(("Queued", time(&message.created_at)));
+    if let (Some(owner), Some(until)) = (&message.lease_owner, &message.lease_until) {
+        lines.push(("Leased to", format!("{owner} until {}", time(until))));
+    }
+    if let Some(sent) = &message.sent_at {
+        lines.push(("Sent", time(sent)));
+    }
+    if let Some(transport) = &message.transport {
+        lines.push(("Transport", transport.clone()));
+    }
+    if let Some(id) = &message.provider_message_id {
+        lines.push(("Provider message id", id.clone()));
+    }
+    if let Some(reply) = &message.reply {
+        lines.push(("Server reply", reply.clone()));
+    }
+    let width = lines.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    lines
+        .iter()
+        .map(|(name, value)| format!("{name:<width$}  {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(crate) async fn queue(context: &Context, command: QueueCommand) -> Result<Output> {
+    mailroom::Accounts::new(&context.db, &context.key)
+        .verify_key()
+        .await?;
+    let outbox = Outbox::new(&context.db);
+    Ok(match command {
+        QueueCommand::List { status, limit } => {
+            let messages = outbox.list(status, limit).await?;
+            let text = if messages.is_empty() {
+                "no queued messages; queue one with `mailroom send --queue ...`".to_owned()
+            } else {
+                table(&messages)
+            };
+            Output::new(text, json!(messages))
+        }
+        QueueCommand::Show { id } => {
+            let message = outbox.get(id).await?;
+            Output::new(details(&message), json!(message))
+        }
+        QueueCommand::Retry { id } => {
+            let message = outbox.retry(id).await?;
+            Output::new(
+                format!("message {id} is due now; `mailroom agent` sends it"),
+                json!(message),
+            )
+        }
+        QueueCommand::Cancel { id } => {
+            let message = outbox.cancel(id).await?;
+            Output::new(format!("message {id} cancelled"), json!(message))
+        }
+    })
+}

@@ -1,0 +1,1 @@
+../../mailroom/tests/smtp_server.py
