@@ -5,7 +5,8 @@
 //!
 //! Environment: `MAILROOM_BENCH_MESSAGES` (default 5000), `MAILROOM_BENCH_SERVER_WORKERS`
 //! (aiosmtpd worker processes, default 2), `MAILROOM_BENCH_CLIENTS` (default
-//! `mailroom,lettre-pool,bare`).
+//! `mailroom,lettre-pool,bare`), `MAILROOM_BENCH_ROUNDS` (runs of the fast clients, default 3;
+//! the ratios use medians).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -89,12 +90,13 @@ fn client_cpu_seconds() -> f64 {
     cpu_seconds_of("self")
 }
 
-fn server_cpu_seconds(server: &TestServer) -> f64 {
+/// CPU seconds of each server process (the dispatcher first when there are workers).
+fn server_cpu_seconds(server: &TestServer) -> Vec<f64> {
     server
         .pids
         .iter()
         .map(|pid| cpu_seconds_of(&pid.to_string()))
-        .sum()
+        .collect()
 }
 
 struct Figures {
@@ -102,7 +104,7 @@ struct Figures {
     connections: usize,
     messages_per_second: f64,
     client_cpu: f64,
-    server_cpu: f64,
+    server_cpu: Vec<f64>,
     wall: Duration,
 }
 
@@ -135,7 +137,11 @@ where
         connections,
         messages_per_second: workload.messages as f64 / wall.as_secs_f64(),
         client_cpu: client_cpu_seconds() - cpu_before,
-        server_cpu: server_cpu_seconds(server) - server_before,
+        server_cpu: server_cpu_seconds(server)
+            .iter()
+            .zip(&server_before)
+            .map(|(after, before)| after - before)
+            .collect(),
         wall,
     }
 }
@@ -298,14 +304,20 @@ async fn bare_connections(
 }
 
 fn print_row(figures: &Figures) {
+    let per_process: Vec<String> = figures
+        .server_cpu
+        .iter()
+        .map(|seconds| format!("{seconds:.2}"))
+        .collect();
     println!(
-        "{:<34} {:>11} {:>10.0} {:>14.2} {:>14.2} {:>9.2}",
+        "{:<34} {:>11} {:>10.0} {:>14.2} {:>9.2}   {:.2} ({})",
         figures.client,
         figures.connections,
         figures.messages_per_second,
         figures.client_cpu,
-        figures.server_cpu,
-        figures.wall.as_secs_f64()
+        figures.wall.as_secs_f64(),
+        figures.server_cpu.iter().sum::<f64>(),
+        per_process.join(" + ")
     );
 }
 
@@ -318,6 +330,7 @@ fn env_number(name: &str, default: usize) -> usize {
 
 fn main() {
     let messages = env_number("MAILROOM_BENCH_MESSAGES", 5000);
+    let rounds = env_number("MAILROOM_BENCH_ROUNDS", 3).max(1);
     let server_workers = env_number("MAILROOM_BENCH_SERVER_WORKERS", 2);
     let server = TestServer::start(ServerOptions {
         tokens: vec![(USER.to_owned(), TOKEN.to_owned())],
@@ -327,6 +340,8 @@ fn main() {
         ..ServerOptions::default()
     });
     let workload = Arc::new(Workload::new(messages));
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average before the run: {}", load.trim());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -338,8 +353,8 @@ fn main() {
         workload.bytes.len()
     );
     println!(
-        "{:<34} {:>11} {:>10} {:>14} {:>14} {:>9}",
-        "client", "connections", "msgs/s", "client CPU s", "server CPU s", "wall s"
+        "{:<34} {:>11} {:>10} {:>14} {:>9}   server CPU s (per process)",
+        "client", "connections", "msgs/s", "client CPU s", "wall s"
     );
     // Warm the server up (Python's allocator, the TLS context) so the first client
     // measured is not at a disadvantage.
@@ -348,35 +363,56 @@ fn main() {
 
     let clients = std::env::var("MAILROOM_BENCH_CLIENTS")
         .unwrap_or_else(|_| "mailroom,lettre-pool,bare".to_owned());
+    let clients: Vec<&str> = clients.split(',').map(str::trim).collect();
     let mut results = Vec::new();
     for connections in [1, 4] {
-        for client in clients.split(',') {
-            let figures = runtime.block_on(async {
-                match client.trim() {
-                    "mailroom" => Some(mailroom(&server, &workload, connections).await),
-                    "lettre-pool" => Some(lettre_pool(&server, &workload, connections).await),
-                    "bare" => Some(bare_connections(&server, &workload, connections).await),
-                    other => {
-                        eprintln!("smtp bench: unknown client `{other}` in MAILROOM_BENCH_CLIENTS");
-                        None
-                    }
+        // The machine is shared (2 cores): the fast clients run `rounds` times,
+        // interleaved, and the ratios use their medians. lettre's pool takes minutes per
+        // run and runs once.
+        for round in 0..rounds {
+            for client in &clients {
+                if *client == "lettre-pool" && round > 0 {
+                    continue;
                 }
-            });
-            if let Some(figures) = figures {
-                print_row(&figures);
-                results.push(figures);
+                let figures = runtime.block_on(async {
+                    match *client {
+                        "mailroom" => Some(mailroom(&server, &workload, connections).await),
+                        "lettre-pool" => Some(lettre_pool(&server, &workload, connections).await),
+                        "bare" => Some(bare_connections(&server, &workload, connections).await),
+                        other => {
+                            eprintln!(
+                                "smtp bench: unknown client `{other}` in MAILROOM_BENCH_CLIENTS"
+                            );
+                            None
+                        }
+                    }
+                });
+                if let Some(figures) = figures {
+                    print_row(&figures);
+                    results.push(figures);
+                }
             }
         }
     }
     let rate = |client_prefix: &str, connections: usize| {
-        results
+        let mut rates: Vec<f64> = results
             .iter()
-            .find(|figures| {
+            .filter(|figures| {
                 figures.client.starts_with(client_prefix) && figures.connections == connections
             })
             .map(|figures| figures.messages_per_second)
-            .unwrap_or(f64::NAN)
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied().unwrap_or(f64::NAN)
     };
+    for connections in [1, 4] {
+        println!(
+            "median msgs/s with {connections} connection(s): mailroom {:.0}, lettre pool {:.0}, bare connection {:.0}",
+            rate("mailroom", connections),
+            rate("lettre", connections),
+            rate("bare", connections)
+        );
+    }
     for connections in [1, 4] {
         println!(
             "ratio mailroom/lettre-pool = {:.1} ({connections} connection{})",

@@ -19,8 +19,8 @@ import os
 import signal
 import socket
 import ssl
+import logging
 import sys
-import warnings
 
 try:
     from aiosmtpd.smtp import SMTP, AuthResult, MISSING
@@ -31,8 +31,9 @@ except ImportError:
     )
     sys.exit(3)
 
-# aiosmtpd 1.4 warns about its own use of this attribute on every successful AUTH.
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+# aiosmtpd 1.4 logs a warning about its own use of `Session.login_data` on every
+# successful AUTH.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 CONFIG = {}
 LOG = None
