@@ -12,12 +12,13 @@ use mailroom_crypto::EncryptionKey;
 use mailroom_gmail::{GmailConfig, GmailTransport};
 use mailroom_model::{
     AccountRef, Clock, CredentialSecret, Credentials, Envelope, FaxFormat, FeatureCatalog,
-    MessageTransport, OutgoingMessage, Provider, ServerSettings, SignInPrompt, SystemClock,
-    TransportKind,
+    MessageTransport, OutgoingMessage, Provider, ServerSettings, SignInPrompt, SignInRequest,
+    SystemClock, TransportKind,
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_tokens::{
-    AccessToken, Apps, BrokerConfig, OAuthHttp, SignInPolicy, TokenBroker, TokenTarget,
+    AccessToken, Apps, BrokerConfig, OAuthHttp, SignInPolicy, SignInReason, TokenBroker,
+    TokenTarget,
 };
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
@@ -270,6 +271,9 @@ impl Mailroom {
                 (resolution.account, resolution.rule.to_string())
             }
         };
+        let account = self
+            .learn_smtp_user(account, request.sign_in, &accounts)
+            .await?;
         let fax_format: Option<FaxFormat> = if request.message.fax.is_empty() {
             None
         } else {
@@ -289,6 +293,48 @@ impl Mailroom {
             message_id: built.message_id,
             bcc_header: built.bcc_header,
         })
+    }
+
+    /// An OAuth account learns its SMTP user at its first sign-in. Until then nothing can
+    /// be sent (or queued) with it: run the sign-in now when the caller may prompt, else
+    /// fail with "Failed to obtain an access token".
+    async fn learn_smtp_user(
+        &self,
+        account: Account,
+        prompt: Option<&dyn SignInPrompt>,
+        accounts: &Accounts<'_, DatabaseConnection>,
+    ) -> Result<Account> {
+        let server = account.server();
+        if !server.provider.uses_oauth() || !server.smtp_user.trim().is_empty() {
+            return Ok(account);
+        }
+        let account_ref = account.account_ref();
+        let reason = SignInReason::NoToken;
+        let allowed = match prompt {
+            Some(_) => accounts.settings().await?.can_sign_in_when_sending,
+            None => false,
+        };
+        let (Some(prompt), true) = (prompt, allowed) else {
+            return Err(mailroom_tokens::Error::SignInRequired {
+                address: "(no SMTP user yet)".to_owned(),
+                provider: server.provider,
+                selector: account_ref.cli_selector(),
+                reason,
+            }
+            .into());
+        };
+        let request = SignInRequest {
+            account: account_ref,
+            provider: server.provider,
+            address: String::new(),
+            reason: reason.to_string(),
+        };
+        prompt
+            .sign_in(&request)
+            .await
+            .map_err(|cause| mailroom_tokens::Error::SignInFailed(cause.to_string()))?;
+        self.broker.forget_cached();
+        Ok(accounts.account(account_ref).await?)
     }
 
     async fn gmail_transport(&self) -> Result<Arc<GmailTransport>> {

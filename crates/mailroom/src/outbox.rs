@@ -364,7 +364,8 @@ impl<'a> Outbox<'a> {
         Ok(count.unwrap_or(0).max(0) as u64)
     }
 
-    /// Makes a failed, held or queued message due now.
+    /// Makes a failed, held or queued message due now. A failed message starts its
+    /// attempts afresh, so the retry policy gives it its full number again.
     pub async fn retry(&self, id: i64) -> Result<QueuedMessage> {
         let model = self.model(id).await?;
         match model.status.as_str() {
@@ -378,10 +379,16 @@ impl<'a> Outbox<'a> {
             }
         }
         let now = Utc::now();
+        let attempts = if model.status == "failed" {
+            0
+        } else {
+            model.attempts
+        };
         let changed = Entity::update_many()
             .col_expr(Column::Status, Expr::value("queued"))
             .col_expr(Column::NextAttemptAt, Expr::value(now))
             .col_expr(Column::UpdatedAt, Expr::value(now))
+            .col_expr(Column::Attempts, Expr::value(attempts))
             .filter(Column::Id.eq(id))
             .filter(Column::Status.eq(model.status.clone()))
             .exec(self.db)

@@ -385,3 +385,138 @@ async fn a_header_injection_is_refused_before_anything_is_sent() {
     assert!(world.smtp.events().is_empty());
     world.finish().await;
 }
+
+/// Plays an administrator signing in: stores the token and fills the SMTP user, as the
+/// CLI's terminal prompt does.
+#[derive(Debug)]
+struct SignsInAs<'a> {
+    world: &'a World,
+    address: &'static str,
+    token: &'static str,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl mailroom::SignInPrompt for SignsInAs<'_> {
+    async fn sign_in(
+        &self,
+        request: &mailroom::SignInRequest,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        assert_eq!(request.account, AccountRef::Company);
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.world
+            .store_token(Provider::Microsoft, self.address, self.token, false)
+            .await;
+        let change = mailroom_model::ServerSettingsChange {
+            smtp_user: Some(self.address.to_owned()),
+            ..Default::default()
+        };
+        mailroom_accounts::Accounts::new(&self.world.db.db, &self.world.key)
+            .set_company(&change, None)
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_account_without_an_smtp_user_signs_in_first_when_the_caller_may_prompt() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-first")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, "").await;
+    let mailroom = world.mailroom().await;
+
+    // Without a prompt (the agent, a script): the guide's error, nothing queued.
+    let error = mailroom
+        .queue(request_for(None, AUTOMATION_AGENT))
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("Failed to obtain an access token for (no SMTP user yet) (microsoft)"),
+        "{error}"
+    );
+    assert!(mailroom.outbox().list(None, 10).await.unwrap().is_empty());
+
+    let prompt = SignsInAs {
+        world: &world,
+        address: SA,
+        token: "at-first",
+        calls: Default::default(),
+    };
+    let mut request = request_for(None, SALES_DOCUMENT);
+    request.sign_in = Some(&prompt);
+    let receipt = mailroom.send(request).await.unwrap();
+    assert_eq!(prompt.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(receipt.account_user, SA);
+    let messages = world.smtp.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(headers_of(&messages[0].1).contains("From: sa@contoso.example"));
+    world.finish().await;
+}
+
+/// Collects everything the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_token_or_password_appears_in_logs_errors_or_debug_output() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let options = ServerOptions {
+        scripted: json!({ "RCPT": { "nobody@example.com": "550 5.1.1 User unknown" } }),
+        ..World::tokens(&[(SA, "at-new-SECRET-2")])
+    };
+    let world = World::new(Backend::Sqlite, options).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-old-SECRET-1", false)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(microsoft_token_body("at-new-SECRET-2", "rt-SECRET-3")),
+        )
+        .mount(&world.http)
+        .await;
+    let mailroom = world.mailroom().await;
+    let receipt = mailroom
+        .send(request_for(None, SALES_DOCUMENT))
+        .await
+        .unwrap();
+    let mut rejected = request_for(None, SALES_DOCUMENT);
+    rejected.message.to = vec!["nobody@example.com".to_owned()];
+    let error = mailroom.send(rejected).await.unwrap_err();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("send attempt failed"),
+        "the attempts are logged: {logs}"
+    );
+    let shown = format!(
+        "{logs}\n{receipt:?}\n{error}\n{error:?}\n{mailroom:?}\n{:?}",
+        mailroom.options()
+    );
+    for secret in ["SECRET-1", "SECRET-2", "SECRET-3", "refresh-token-before"] {
+        assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+    }
+    world.finish().await;
+}

@@ -70,6 +70,15 @@ pub(crate) fn gmail_sent(id: &str) -> Value {
     json!({ "id": id, "threadId": id, "labelIds": ["SENT"] })
 }
 
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("db", &self.db)
+            .field("smtp_port", &self.smtp.port)
+            .finish_non_exhaustive()
+    }
+}
+
 impl World {
     pub(crate) async fn new(backend: Backend, smtp: ServerOptions) -> Self {
         Self {
