@@ -1,0 +1,404 @@
+//! Offline look-alikes of the providers mailroom talks to, on 127.0.0.1: an OAuth
+//! authority with Microsoft-style and Google-style endpoints, an SMTP submission server
+//! (STARTTLS and implicit TLS) and the Gmail API's `users.messages.send`.
+//!
+//! Each behaves as the real one does for the requests mailroom makes (the shapes are those
+//! of the project's `provider-facts.md` and Google's discovery document), so the whole flow
+//! — sign-in with PKCE, refresh, device code, revocation, sending — runs with no network
+//! and no app registration:
+//!
+//! - [`Authority`]: authorize (a consent page naming the account with an Approve button,
+//!   or [`SandboxConfig::auto_approve`] for scripts), token (authorization code with PKCE
+//!   S256 and the redirect URI checked; refresh with rotation for the Microsoft style and
+//!   without for the Google style; client credentials for the Microsoft style), device
+//!   code with polling, and revocation (Google style; Microsoft has no revocation
+//!   endpoint). Access and refresh tokens are opaque random strings kept in memory.
+//!   id_tokens are JWT-shaped with `aud`, `iss`, `exp`, `tid` (Microsoft style) and
+//!   `preferred_username` / `email`; **they are not signed** (`alg` is `none` and the
+//!   signature part is a fixed placeholder), which mailroom accepts because it takes an
+//!   id_token only straight from the token endpoint. Test hooks:
+//!   [`Authority::revoke_refresh_tokens_of`], [`Authority::revoke_access_tokens_of`],
+//!   [`Authority::fail_next_token_call`], [`Authority::set_access_token_lifetime`],
+//!   [`Authority::approve_device_code`].
+//! - SMTP: a small tokio server written for the sandbox (no SMTP server library offers
+//!   XOAUTH2 with the `334` error challenge): EHLO, STARTTLS, AUTH XOAUTH2 / OAUTHBEARER
+//!   validated against the authority's tokens, PLAIN / LOGIN for password accounts,
+//!   MAIL / RCPT / DATA with dot-unstuffing and a size limit, RSET, NOOP, QUIT, with
+//!   Microsoft 365's replies (`535 5.7.3`, `530 5.7.57`, `550 5.7.60`, ...).
+//! - Gmail: media, resumable and JSON `raw` sends, tokens validated, Google's error JSON.
+//!
+//! Every accepted message is written as an `.eml` file under `<dir>/mail/` and listed by
+//! [`Mailbox::messages`]. The TLS certificate comes from a CA generated at start, written
+//! to `<dir>/ca.pem`. Every listener binds 127.0.0.1 only.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), mailroom_sandbox::Error> {
+//! use mailroom_sandbox::{Sandbox, SandboxConfig};
+//!
+//! let mut config = SandboxConfig::new("/tmp/sandbox");
+//! config.auto_approve = true;
+//! let sandbox = Sandbox::start(config).await?;
+//! println!("token endpoint: {}", sandbox.endpoints().microsoft.token);
+//! # Ok(())
+//! # }
+//! ```
+
+mod admin;
+mod authority;
+mod gmail;
+mod http;
+mod mailbox;
+mod smtp;
+mod tls;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use url::Url;
+
+pub use authority::{
+    Authority, AuthorityStats, Style, TokenCheck, TokenInfo, google_error_body,
+    microsoft_error_body,
+};
+pub use mailbox::{Mailbox, ReceivedBy, StoredMessage};
+
+/// The sandbox's Microsoft-style tenant id (`tid` in id_tokens) unless configured.
+pub const DEFAULT_TENANT_ID: &str = "5a4db0c5-0000-4000-8000-00000000dead";
+
+/// The largest message the SMTP server and the Gmail endpoint accept (Gmail's `maxSize`).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 36_700_160;
+
+/// How a sandbox starts.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    /// Where `ca.pem` and the `mail/` folder of `.eml` files go (created if missing).
+    pub dir: PathBuf,
+    /// `Some(n)`: HTTP on `n`, SMTP with STARTTLS on `n + 1`, SMTP with implicit TLS on
+    /// `n + 2`. `None`: ports the system chooses.
+    pub port_base: Option<u16>,
+    /// Authorize requests are approved at once (a 302 back to the redirect URI) as the
+    /// `login_hint`, else [`SandboxConfig::default_address`]; device codes are approved as
+    /// the default address. Off: a consent page with an Approve button.
+    pub auto_approve: bool,
+    /// Who signs in when a request names no one.
+    pub default_address: Option<String>,
+    /// The lifetime of access tokens (`expires_in`).
+    pub access_token_lifetime: Duration,
+    /// How long a device code may be polled.
+    pub device_code_lifetime: Duration,
+    /// The polling interval a device authorization response announces, in seconds.
+    pub device_poll_interval_secs: u64,
+    /// The Microsoft-style tenant id.
+    pub tenant_id: String,
+    /// Password SMTP accounts (login, password) accepted with PLAIN and LOGIN.
+    pub password_accounts: Vec<(String, String)>,
+    /// The largest message accepted, in bytes.
+    pub max_message_size: usize,
+}
+
+impl SandboxConfig {
+    /// The defaults: random ports, the consent page, one-hour access tokens.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            port_base: None,
+            auto_approve: false,
+            default_address: None,
+            access_token_lifetime: Duration::from_secs(3600),
+            device_code_lifetime: Duration::from_secs(900),
+            device_poll_interval_secs: 5,
+            tenant_id: DEFAULT_TENANT_ID.to_owned(),
+            password_accounts: Vec::new(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("dir", &self.dir)
+            .field("port_base", &self.port_base)
+            .field("auto_approve", &self.auto_approve)
+            .field("default_address", &self.default_address)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("device_code_lifetime", &self.device_code_lifetime)
+            .field("device_poll_interval_secs", &self.device_poll_interval_secs)
+            .field("tenant_id", &self.tenant_id)
+            .field(
+                "password_accounts",
+                &self
+                    .password_accounts
+                    .iter()
+                    .map(|(login, _)| login.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("max_message_size", &self.max_message_size)
+            .finish()
+    }
+}
+
+/// One provider style's OAuth endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthEndpoints {
+    /// The authorization endpoint.
+    pub authorize: Url,
+    /// The token endpoint.
+    pub token: Url,
+    /// The device authorization endpoint.
+    pub device: Url,
+    /// The page where a device code is entered.
+    pub device_verification: Url,
+    /// The revocation endpoint (Google style only, as with the real providers).
+    pub revoke: Option<Url>,
+    /// The id_token issuer; Microsoft style has `{tid}` where the tenant id goes, which is
+    /// what mailroom's `--issuer` expects.
+    pub issuer: String,
+}
+
+/// Where the sandbox listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The HTTP server (authority, Gmail API, admin API under `/_sandbox/`).
+    pub http: Url,
+    /// Microsoft-style endpoints (tenant `organizations` in the paths).
+    pub microsoft: OAuthEndpoints,
+    /// Google-style endpoints.
+    pub google: OAuthEndpoints,
+    /// The Gmail API base URL (mailroom's `--gmail-api-url`).
+    pub gmail_api: Url,
+    /// The SMTP host (always `127.0.0.1`).
+    pub smtp_host: String,
+    /// SMTP with STARTTLS (like smtp.office365.com:587).
+    pub smtp_starttls_port: u16,
+    /// SMTP with implicit TLS (like smtp.gmail.com:465).
+    pub smtp_implicit_tls_port: u16,
+    /// The CA certificate (PEM) that signed the SMTP server's certificate.
+    pub ca_file: PathBuf,
+    /// The Microsoft-style tenant id.
+    pub tenant_id: String,
+}
+
+/// Why the sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A port could not be bound.
+    #[error(
+        "cannot listen on 127.0.0.1:{port}: {source}; choose another --port-base or leave it out for free ports"
+    )]
+    Bind {
+        /// The port asked for (0: any).
+        port: u16,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or folder could not be written.
+    #[error("cannot write {}: {source}; check that the sandbox directory is writable", path.display())]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA or the server certificate could not be made.
+    #[error("cannot create the sandbox's certificates: {0}")]
+    Certificate(String),
+    /// The port base leaves no room for three ports.
+    #[error("the port base {0} is too high: the sandbox needs it and the two ports after it")]
+    PortBase(u16),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A running sandbox. Dropping it stops every server.
+pub struct Sandbox {
+    endpoints: Endpoints,
+    authority: Authority,
+    mailbox: Mailbox,
+    passwords: smtp::PasswordAccounts,
+    ca_pem: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind(port: u16) -> Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|source| Error::Bind { port, source })
+}
+
+fn url(text: &str) -> Url {
+    Url::parse(text).expect("sandbox URLs are well-formed")
+}
+
+impl Sandbox {
+    /// Creates the directory and the CA, binds the three listeners and starts serving.
+    pub async fn start(config: SandboxConfig) -> Result<Self> {
+        let [http_port, starttls_port, implicit_port] = match config.port_base {
+            None => [0, 0, 0],
+            Some(base) => {
+                let last = base.checked_add(2).ok_or(Error::PortBase(base))?;
+                [base, base + 1, last]
+            }
+        };
+        std::fs::create_dir_all(&config.dir).map_err(|source| Error::Write {
+            path: config.dir.clone(),
+            source,
+        })?;
+        let certificates = tls::SandboxCertificates::generate()?;
+        let ca_file = config.dir.join("ca.pem");
+        std::fs::write(&ca_file, &certificates.ca_pem).map_err(|source| Error::Write {
+            path: ca_file.clone(),
+            source,
+        })?;
+        let mailbox = Mailbox::create(config.dir.join("mail"))?;
+
+        let http_listener = bind(http_port).await?;
+        let starttls_listener = bind(starttls_port).await?;
+        let implicit_listener = bind(implicit_port).await?;
+        let port_of = |listener: &TcpListener| {
+            listener
+                .local_addr()
+                .map(|address| address.port())
+                .map_err(|source| Error::Bind { port: 0, source })
+        };
+        let http_base = format!("http://127.0.0.1:{}", port_of(&http_listener)?);
+        let endpoints = Endpoints {
+            http: url(&format!("{http_base}/")),
+            microsoft: OAuthEndpoints {
+                authorize: url(&format!(
+                    "{http_base}/microsoft/organizations/oauth2/v2.0/authorize"
+                )),
+                token: url(&format!(
+                    "{http_base}/microsoft/organizations/oauth2/v2.0/token"
+                )),
+                device: url(&format!(
+                    "{http_base}/microsoft/organizations/oauth2/v2.0/devicecode"
+                )),
+                device_verification: url(&format!("{http_base}/microsoft/devicelogin")),
+                revoke: None,
+                issuer: format!("{http_base}/microsoft/{{tid}}/v2.0"),
+            },
+            google: OAuthEndpoints {
+                authorize: url(&format!("{http_base}/google/o/oauth2/v2/auth")),
+                token: url(&format!("{http_base}/google/token")),
+                device: url(&format!("{http_base}/google/device/code")),
+                device_verification: url(&format!("{http_base}/google/device")),
+                revoke: Some(url(&format!("{http_base}/google/revoke"))),
+                issuer: format!("{http_base}/google"),
+            },
+            gmail_api: url(&format!("{http_base}/")),
+            smtp_host: "127.0.0.1".to_owned(),
+            smtp_starttls_port: port_of(&starttls_listener)?,
+            smtp_implicit_tls_port: port_of(&implicit_listener)?,
+            ca_file,
+            tenant_id: config.tenant_id.clone(),
+        };
+
+        let authority = Authority::new(&config, &http_base, &endpoints);
+        let passwords = smtp::PasswordAccounts::new(&config.password_accounts);
+        let smtp_shared = Arc::new(smtp::Shared {
+            authority: authority.clone(),
+            mailbox: mailbox.clone(),
+            passwords: passwords.clone(),
+            acceptor: tokio_rustls::TlsAcceptor::from(certificates.server_config.clone()),
+            max_message_size: config.max_message_size,
+        });
+        let router = http::router(http::AppState::new(
+            authority.clone(),
+            mailbox.clone(),
+            http_base.clone(),
+            config.max_message_size,
+        ));
+        let tasks = vec![
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(http_listener, router).await {
+                    tracing::error!(%error, "the sandbox's HTTP server stopped");
+                }
+            }),
+            tokio::spawn(smtp::serve(
+                starttls_listener,
+                smtp_shared.clone(),
+                smtp::TlsMode::StartTls,
+            )),
+            tokio::spawn(smtp::serve(
+                implicit_listener,
+                smtp_shared,
+                smtp::TlsMode::Implicit,
+            )),
+        ];
+        tracing::info!(http = %http_base, "sandbox started");
+        Ok(Self {
+            endpoints,
+            authority,
+            mailbox,
+            passwords,
+            ca_pem: certificates.ca_pem,
+            tasks,
+        })
+    }
+
+    /// Where everything listens, and the CA file.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The OAuth authority, with its test hooks.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The messages received so far.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// The CA certificate (PEM) to trust for the SMTP server.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The directory holding `ca.pem` and `mail/`.
+    pub fn dir(&self) -> &Path {
+        self.endpoints
+            .ca_file
+            .parent()
+            .expect("the CA file is inside the sandbox directory")
+    }
+
+    /// Accepts `login` / `password` with SMTP PLAIN and LOGIN from now on.
+    pub fn add_password_account(&self, login: &str, password: &str) {
+        self.passwords.add(login, password);
+    }
+
+    /// Stops every server (also done on drop).
+    pub fn stop(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
