@@ -2,11 +2,14 @@
 //! prompting for a sign-in), and records each outcome. On shutdown it claims nothing new
 //! and lets the sends in flight finish.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailroom_accounts::Account;
+use mailroom_model::AccountRef;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -127,10 +130,14 @@ async fn process(
     mailroom: Arc<Mailroom>,
     options: Arc<AgentOptions>,
     message: Claimed,
+    account: Option<Account>,
 ) -> Result<AgentEvent> {
     let id = message.id;
     let span = tracing::info_span!("agent send", id, message_id = %message.message_id, attempt = message.attempts);
-    let result = mailroom.deliver_claimed(&message).instrument(span).await;
+    let result = mailroom
+        .deliver_claimed(&message, account)
+        .instrument(span)
+        .await;
     let now = mailroom.now();
     let to_chrono =
         |duration: Duration| chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
@@ -232,8 +239,26 @@ impl Agent {
                 {
                     Ok(batch) => {
                         claimed_now = batch.len();
+                        // One read per account and batch, not per message; a failed read
+                        // is left to the message's own send, which records the error.
+                        let mut accounts: HashMap<AccountRef, Account> = HashMap::new();
                         for message in batch {
-                            tasks.spawn(process(self.mailroom.clone(), options.clone(), message));
+                            let account = match accounts.get(&message.account) {
+                                Some(account) => Some(account.clone()),
+                                None => match self.mailroom.account(message.account).await {
+                                    Ok(account) => {
+                                        accounts.insert(message.account, account.clone());
+                                        Some(account)
+                                    }
+                                    Err(_) => None,
+                                },
+                            };
+                            tasks.spawn(process(
+                                self.mailroom.clone(),
+                                options.clone(),
+                                message,
+                                account,
+                            ));
                         }
                     }
                     Err(error) if options.once => return Err(error),

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use mailroom_accounts::Accounts;
+use mailroom_accounts::{Account, Accounts};
 use mailroom_model::{AccountRef, Address, Envelope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -275,11 +275,24 @@ impl Mailroom {
         DateTime::<Utc>::from(self.options.clock.now())
     }
 
-    /// Sends a claimed message with the account it was queued for; never prompts.
-    pub(crate) async fn deliver_claimed(&self, message: &Claimed) -> Result<Receipt> {
-        let account = Accounts::new(&self.db, &self.options.key)
-            .account(message.account)
-            .await?;
+    /// The account a claimed message was queued for, as it is configured now.
+    pub(crate) async fn account(&self, account: AccountRef) -> Result<Account> {
+        Ok(Accounts::new(&self.db, &self.options.key)
+            .account(account)
+            .await?)
+    }
+
+    /// Sends a claimed message with the account it was queued for (`account`, when the
+    /// caller loaded it already); never prompts.
+    pub(crate) async fn deliver_claimed(
+        &self,
+        message: &Claimed,
+        account: Option<Account>,
+    ) -> Result<Receipt> {
+        let account = match account {
+            Some(account) => account,
+            None => self.account(message.account).await?,
+        };
         let prepared = Prepared {
             account,
             reason: format!("the {} the message was queued for", message.account),

@@ -269,3 +269,47 @@ async fn two_agents_on_postgres_send_each_message_exactly_once() {
     }
     world.finish().await;
 }
+
+#[tokio::test]
+async fn a_queued_message_to_the_gmail_api_gets_its_bcc_header_back() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+
+    let world = World::new(Backend::Sqlite, ServerOptions::default()).await;
+    world.register_app(Provider::Google).await;
+    world.company_google(crate::support::ORDERS).await;
+    world
+        .store_token(Provider::Google, crate::support::ORDERS, "at-orders", false)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/upload/gmail/v1/users/me/messages/send"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(crate::support::gmail_sent("18d00001")),
+        )
+        .expect(1)
+        .mount(&world.http)
+        .await;
+    let mailroom = Arc::new(world.mailroom().await);
+    let mut request = message(7);
+    request.message.from = None;
+    let id = mailroom.queue(request).await.unwrap();
+    let stored = mailroom.outbox().bytes(id).await.unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains("archive@example.com"));
+
+    let summary = Agent::new(mailroom.clone(), agent_options(1))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, 1);
+    let upload = world.http.received_requests().await.unwrap().remove(0).body;
+    let upload = String::from_utf8(upload).unwrap();
+    assert!(
+        upload.starts_with("Bcc: archive@example.com\r\n"),
+        "{upload}"
+    );
+    assert!(upload.ends_with(&*String::from_utf8_lossy(&stored)));
+    let sent = mailroom.outbox().get(id).await.unwrap();
+    assert_eq!(sent.transport.as_deref(), Some("gmail-api"));
+    assert_eq!(sent.provider_message_id.as_deref(), Some("18d00001"));
+    world.finish().await;
+}
