@@ -18,9 +18,11 @@
 //! administrator signs in.
 //!
 //! ```no_run
+//! use std::sync::Arc;
+//!
 //! use mailroom::{
-//!     Attachment, EncryptionKey, Mailroom, MailroomOptions, MessageDraft, SendRequest,
-//!     SALES_DOCUMENT,
+//!     Agent, AgentOptions, Attachment, AUTOMATION_AGENT, EncryptionKey, Mailroom,
+//!     MailroomOptions, MessageDraft, SALES_DOCUMENT, SendRequest,
 //! };
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,7 +45,7 @@
 //!     attachments: vec![Attachment::from_path("SO-10234.pdf").await?],
 //!     ..MessageDraft::default()
 //! };
-//! let mut request = SendRequest::new(SALES_DOCUMENT, message);
+//! let mut request = SendRequest::new(SALES_DOCUMENT, message.clone());
 //! // The host application's signed-in user: their own bound account sends if they have
 //! // one, else the company account.
 //! request.system_user = Some("sa".to_owned());
@@ -53,11 +55,18 @@
 //!     receipt.message_id, receipt.account_user, receipt.reason, receipt.transport
 //! );
 //!
-//! // Or leave it to the automation agent.
-//! let id = mailroom
-//!     .queue(SendRequest::new(mailroom::AUTOMATION_AGENT, MessageDraft::default()))
-//!     .await;
-//! # let _ = id;
+//! // Or leave it to the automation agent: queue it, and drain the outbox.
+//! let id = mailroom.queue(SendRequest::new(AUTOMATION_AGENT, message)).await?;
+//! println!("queued as {id}");
+//! let agent = Agent::new(
+//!     Arc::new(mailroom),
+//!     AgentOptions {
+//!         once: true,
+//!         ..AgentOptions::default()
+//!     },
+//! );
+//! let summary = agent.run(std::future::pending()).await?;
+//! println!("sent {}, held for a sign-in {}", summary.sent, summary.held);
 //! # Ok(())
 //! # }
 //! ```

@@ -49,7 +49,7 @@ async fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-pub(crate) async fn agent(context: &Context, args: AgentArgs, _json: bool) -> Result<Output> {
+pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> {
     let mailroom = Arc::new(open_mailroom(context).await?);
     let mut options = AgentOptions {
         concurrency: usize::from(args.concurrency),

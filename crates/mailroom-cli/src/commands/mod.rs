@@ -79,7 +79,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
             oauth::add_with_sign_in(&context, &server, change, bind, &sign_in_mode).await
         }
         Command::Send(args) => send::send(&context, args).await,
-        Command::Agent(args) => agent::agent(&context, args, cli.json).await,
+        Command::Agent(args) => agent::agent(&context, args).await,
         Command::Queue(command) => queue::queue(&context, command).await,
         command => run_in_transaction(&context, command).await,
     }
