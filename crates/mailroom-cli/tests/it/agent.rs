@@ -105,34 +105,97 @@ fn agent_command(
     command
 }
 
+/// A PostgreSQL database with the company account on the test server, and its key.
+fn postgres_relay(
+    runtime: &tokio::runtime::Runtime,
+    server: &TestServer,
+) -> (TestDatabase, EncryptionKey) {
+    let database = runtime.block_on(TestDatabase::new(Backend::Postgres));
+    let key = EncryptionKey::generate();
+    let change = ServerSettingsChange {
+        provider: Some(Provider::None),
+        host: Some("127.0.0.1".to_owned()),
+        port: Some(server.port),
+        tls: Some(true),
+        tls_startup: Some(TlsStartup::StartTls),
+        smtp_user: Some(RELAY.to_owned()),
+        password: Some(Secret::new(RELAY_PASSWORD)),
+        ..ServerSettingsChange::default()
+    };
+    runtime
+        .block_on(async {
+            let accounts = Accounts::new(&database.db, &key);
+            accounts.verify_key().await?;
+            accounts.set_company(&change, None).await
+        })
+        .unwrap();
+    (database, key)
+}
+
 #[test]
+fn the_agent_killed_at_random_moments_loses_nothing_on_sqlite() {
+    crash_test(Backend::Sqlite);
+}
+
+#[test]
+fn the_agent_killed_at_random_moments_loses_nothing_on_postgres() {
+    crash_test(Backend::Postgres);
+}
+
 // The seed and the number of duplicates are part of the result.
 #[allow(clippy::print_stdout)]
-fn the_agent_killed_at_random_moments_loses_nothing() {
+fn crash_test(backend: Backend) {
     let seed: u64 = std::env::var("MAILROOM_TEST_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
         .unwrap_or_else(rand::random);
-    println!("crash test seed: {seed} (rerun with MAILROOM_TEST_SEED={seed})");
+    println!("crash test on {backend:?}, seed {seed} (rerun with MAILROOM_TEST_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     let server = relay_server();
     let cli = Cli::new();
-    configure_relay(&cli, &server);
     let ca = ca_file(&cli, &server);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (key, _) = EncryptionKey::load_or_create(&cli.key_file()).unwrap();
-    let mailroom = runtime
-        .block_on(Mailroom::open(&cli.url(), MailroomOptions::new(key)))
-        .unwrap();
+    let (database_url, key_text, postgres, mailroom) = match backend {
+        Backend::Sqlite => {
+            configure_relay(&cli, &server);
+            let (key, _) = EncryptionKey::load_or_create(&cli.key_file()).unwrap();
+            let mailroom = runtime
+                .block_on(Mailroom::open(&cli.url(), MailroomOptions::new(key)))
+                .unwrap();
+            (cli.url(), None, None, mailroom)
+        }
+        Backend::Postgres => {
+            let (database, key) = postgres_relay(&runtime, &server);
+            let mailroom = runtime
+                .block_on(Mailroom::with_connection(
+                    database.db.clone(),
+                    MailroomOptions::new(key.clone()),
+                ))
+                .unwrap();
+            let key_text = key.to_text().to_string();
+            (
+                database.url.clone(),
+                Some(key_text),
+                Some(database),
+                mailroom,
+            )
+        }
+    };
     let message_ids = runtime.block_on(queue_messages(&mailroom));
 
     // A short lease, so a killed agent's messages are claimed again soon.
     let args = ["--concurrency", "4", "--lease-secs", "1", "--poll-ms", "20"];
     let start = || {
-        agent_command(&cli.url(), None, &ca, cli.dir.path(), &args)
-            .spawn()
-            .expect("start the agent")
+        agent_command(
+            &database_url,
+            key_text.as_deref(),
+            &ca,
+            cli.dir.path(),
+            &args,
+        )
+        .spawn()
+        .expect("start the agent")
     };
     let mut agent = start();
     for kill in 1..=KILLS {
@@ -193,8 +256,12 @@ fn the_agent_killed_at_random_moments_loses_nothing() {
         .map(|message| message.attempts)
         .sum();
     println!(
-        "crash test: {MESSAGES} messages, {KILLS} kills, {total} deliveries, {duplicates} duplicates, {attempts} claims (seed {seed})"
+        "crash test on {backend:?}: {MESSAGES} messages, {KILLS} kills, {total} deliveries, {duplicates} duplicates, {attempts} claims (seed {seed})"
     );
+    drop(mailroom);
+    if let Some(database) = postgres {
+        runtime.block_on(database.finish());
+    }
 }
 
 #[test]
@@ -203,25 +270,7 @@ fn two_agents_on_one_postgres_database_deliver_each_message_exactly_once() {
     let cli = Cli::new();
     let ca = ca_file(&cli, &server);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let database = runtime.block_on(TestDatabase::new(Backend::Postgres));
-    let key = EncryptionKey::generate();
-    let change = ServerSettingsChange {
-        provider: Some(Provider::None),
-        host: Some("127.0.0.1".to_owned()),
-        port: Some(server.port),
-        tls: Some(true),
-        tls_startup: Some(TlsStartup::StartTls),
-        smtp_user: Some(RELAY.to_owned()),
-        password: Some(Secret::new(RELAY_PASSWORD)),
-        ..ServerSettingsChange::default()
-    };
-    runtime
-        .block_on(async {
-            let accounts = Accounts::new(&database.db, &key);
-            accounts.verify_key().await?;
-            accounts.set_company(&change, None).await
-        })
-        .unwrap();
+    let (database, key) = postgres_relay(&runtime, &server);
     let mailroom = runtime
         .block_on(Mailroom::with_connection(
             database.db.clone(),
