@@ -53,16 +53,34 @@ impl MigrationTrait for Migration {
                             .string_len(998)
                             .not_null(),
                     )
-                    .col(ColumnDef::new(OutboxMessage::Feature).string_len(64).not_null())
-                    .col(ColumnDef::new(OutboxMessage::SystemUser).string_len(254).null())
+                    .col(
+                        ColumnDef::new(OutboxMessage::Feature)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxMessage::SystemUser)
+                            .string_len(254)
+                            .null(),
+                    )
                     .col(
                         ColumnDef::new(OutboxMessage::AccountKind)
                             .string_len(16)
                             .not_null()
-                            .check(Expr::col(OutboxMessage::AccountKind).is_in(["company", "user"])),
+                            .check(
+                                Expr::col(OutboxMessage::AccountKind).is_in(["company", "user"]),
+                            ),
                     )
-                    .col(ColumnDef::new(OutboxMessage::AccountId).big_integer().null())
-                    .col(ColumnDef::new(OutboxMessage::Sender).string_len(254).not_null())
+                    .col(
+                        ColumnDef::new(OutboxMessage::AccountId)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxMessage::Sender)
+                            .string_len(254)
+                            .not_null(),
+                    )
                     // A JSON array of addresses (Bcc recipients included).
                     .col(ColumnDef::new(OutboxMessage::Recipients).text().not_null())
                     // The encoded `Bcc:` header line, re-added only for the Gmail API.
@@ -94,13 +112,21 @@ impl MigrationTrait for Migration {
                             .not_null(),
                     )
                     .col(ColumnDef::new(OutboxMessage::LastError).text().null())
-                    .col(ColumnDef::new(OutboxMessage::LeaseOwner).string_len(64).null())
+                    .col(
+                        ColumnDef::new(OutboxMessage::LeaseOwner)
+                            .string_len(64)
+                            .null(),
+                    )
                     .col(
                         ColumnDef::new(OutboxMessage::LeaseUntil)
                             .timestamp_with_time_zone()
                             .null(),
                     )
-                    .col(ColumnDef::new(OutboxMessage::Transport).string_len(16).null())
+                    .col(
+                        ColumnDef::new(OutboxMessage::Transport)
+                            .string_len(16)
+                            .null(),
+                    )
                     .col(
                         ColumnDef::new(OutboxMessage::ProviderMessageId)
                             .string_len(254)
