@@ -69,6 +69,13 @@ pub(crate) enum Command {
     /// List, show, retry or cancel queued messages.
     #[command(subcommand)]
     Queue(crate::commands::queue::QueueCommand),
+    /// Run the offline sandbox: look-alike Microsoft and Google sign-in, SMTP and Gmail API
+    /// on 127.0.0.1, for trying mailroom without a network or an app registration.
+    #[command(subcommand)]
+    Sandbox(crate::commands::sandbox::SandboxCommand),
+    /// Run the whole flow offline in one command (sandbox, temporary database, sign-ins,
+    /// sends, refresh, queue and agent) and verify every step; exit 0 only if all verified.
+    Demo(crate::commands::demo::DemoArgs),
 }
 
 /// `--company` or `--account ID`.

@@ -172,7 +172,9 @@ pub(crate) async fn run<C: ConnectionTrait>(
         | Command::Key(_)
         | Command::Send(_)
         | Command::Agent(_)
-        | Command::Queue(_) => unreachable!("these commands run their own transactions"),
+        | Command::Queue(_)
+        | Command::Sandbox(_)
+        | Command::Demo(_) => unreachable!("these commands run their own transactions"),
     }
 }
 

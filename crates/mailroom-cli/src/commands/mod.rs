@@ -2,9 +2,11 @@
 
 mod accounts;
 pub(crate) mod agent;
+pub(crate) mod demo;
 mod info;
 mod oauth;
 pub(crate) mod queue;
+pub(crate) mod sandbox;
 pub(crate) mod send;
 
 use anyhow::Result;
@@ -50,6 +52,13 @@ impl Output {
 
 /// Runs a command against the database in one transaction, committed only on success.
 pub(crate) async fn run(cli: Cli) -> Result<Output> {
+    // The sandbox needs no database, and the demo makes its own: neither may create the
+    // default one.
+    match cli.command {
+        Command::Sandbox(command) => return sandbox::run(command).await,
+        Command::Demo(args) => return demo::run(args, cli.database_url.as_deref()).await,
+        _ => {}
+    }
     let context = Context::open(cli.database_url.as_deref()).await?;
     // Commands that talk to a person or a provider run their own, short transactions:
     // a sign-in can take minutes and must not hold the database meanwhile.

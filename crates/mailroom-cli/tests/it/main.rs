@@ -3,6 +3,7 @@
 mod agent;
 mod bad_input;
 mod configure;
+mod demo;
 mod oauth;
 mod send;
 

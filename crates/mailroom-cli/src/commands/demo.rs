@@ -1,0 +1,829 @@
+//! `mailroom demo`: the whole flow offline, in one command, against an in-process sandbox:
+//! configure a company account (Google style) and a user account (Microsoft style) bound to
+//! system user `sa`, sign both in through the real loopback PKCE flow (the demo plays the
+//! browser), send through each transport (one with an attachment), refresh a short-lived
+//! token, queue 20 messages and drain them with the agent, and meet `Failed to obtain an
+//! access token` with sign-in disabled. Every step is verified against what the sandbox
+//! stored; the exit code is 0 only if every step verified.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use clap::Args;
+use mailroom::{
+    AUTOMATION_AGENT, Agent, AgentOptions, Attachment, Mailroom, MailroomOptions, MessageDraft,
+    OutboxStatus, Receipt, SALES_DOCUMENT, SendRequest,
+};
+use mailroom_accounts::Accounts;
+use mailroom_model::{
+    AccountRef, Binding, FeatureCatalog, Provider, Secret, ServerSettingsChange, SignInPrompt,
+    SignInRequest, TlsStartup, TransportKind,
+};
+use mailroom_sandbox::{ReceivedBy, Sandbox, SandboxConfig, StoredMessage};
+use mailroom_tokens::{
+    AppChange, AppRegistration, Apps, EndpointOverrides, OAuthHttp, SignInOptions, TokenStore,
+    sign_in_with_browser,
+};
+use sea_orm::TransactionTrait;
+use tokio::task::JoinHandle;
+
+use crate::commands::Output;
+use crate::commands::sandbox::{GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET, MICROSOFT_CLIENT_ID};
+use crate::context::{Context, key_file_path, sqlite_path};
+use crate::signin::{broker, store_sign_in, token_target};
+
+const COMPANY_ADDRESS: &str = "orders@demo.example";
+const USER_ADDRESS: &str = "sa@contoso.example";
+const SYSTEM_USER: &str = "sa";
+const CUSTOMER: &str = "Buyer <buyer@customer.example>";
+const QUEUED_PER_ACCOUNT: usize = 10;
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Keep the temporary database, its key and the sandbox's files (CA, received .eml
+    /// files) for a look around; their paths are printed.
+    #[arg(long)]
+    pub(crate) keep: bool,
+}
+
+/// One verified step of the demo.
+#[derive(Debug)]
+struct Step {
+    name: &'static str,
+    outcome: Result<Done>,
+}
+
+/// What a step did, and the files that show it.
+#[derive(Debug, Default)]
+struct Done {
+    what: String,
+    files: Vec<PathBuf>,
+}
+
+impl Done {
+    fn new(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            files: Vec::new(),
+        }
+    }
+
+    fn with_files(mut self, files: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.files.extend(files);
+        self
+    }
+}
+
+/// Everything the steps share.
+struct Demo {
+    sandbox: Sandbox,
+    context: Context,
+    user_account: Option<i64>,
+    options: MailroomOptions,
+}
+
+pub(crate) async fn run(args: DemoArgs, database_url: Option<&str>) -> Result<Output> {
+    let workdir = tempfile::Builder::new()
+        .prefix("mailroom-demo-")
+        .tempdir()
+        .context("cannot create a temporary directory for the demo")?;
+    // A sandbox that cannot start or a database the demo must not touch is an error
+    // before any step: nothing to tabulate.
+    let mut demo = setup(workdir.path(), database_url).await?;
+    let mut steps = Vec::new();
+    let mut locations = locations_of(&demo);
+    run_steps(&mut demo, &mut steps).await;
+    locations.push((
+        "received mail",
+        format!(
+            "{} ({} .eml files)",
+            demo.sandbox.mailbox().dir().display(),
+            demo.sandbox.mailbox().messages().len()
+        ),
+    ));
+    drop(demo);
+    let kept = if args.keep {
+        Some(workdir.keep())
+    } else {
+        None
+    };
+    println!("{}", summary(&steps, &locations, kept.as_deref()));
+    let failed = steps.iter().filter(|step| step.outcome.is_err()).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} demo steps did not verify (see the table above); run with MAILROOM_LOG=debug for details",
+            steps.len()
+        );
+    }
+    Ok(Output::default())
+}
+
+fn locations_of(demo: &Demo) -> Vec<(&'static str, String)> {
+    let mut locations = vec![(
+        "database",
+        crate::context::redact_url(&demo.context.database_url),
+    )];
+    if let Ok(key) = key_file_path(&demo.context.database_url) {
+        if sqlite_path(&demo.context.database_url).is_some() {
+            locations.push(("key file", key.display().to_string()));
+        }
+    }
+    locations.push(("sandbox", demo.sandbox.dir().display().to_string()));
+    locations.push((
+        "CA certificate",
+        demo.sandbox.endpoints().ca_file.display().to_string(),
+    ));
+    locations
+}
+
+/// Starts the sandbox and opens the database (a temporary SQLite file unless one is
+/// given; a given one must hold no configuration, as the demo writes its own).
+async fn setup(workdir: &Path, database_url: Option<&str>) -> Result<Demo> {
+    let mut config = SandboxConfig::new(workdir.join("sandbox"));
+    config.auto_approve = true;
+    let sandbox = Sandbox::start(config)
+        .await
+        .context("cannot start the sandbox")?;
+    let given = database_url.map(str::trim).filter(|url| !url.is_empty());
+    let url = match given {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", workdir.join("demo.sqlite").display()),
+    };
+    let context = Context::open(Some(&url)).await?;
+    if given.is_some() {
+        let accounts = Accounts::new(&context.db, &context.key);
+        let configured = accounts.company().await?.is_some()
+            || !accounts.user_accounts().await?.is_empty()
+            || !Apps::new(&context.db, &context.key)
+                .list()
+                .await?
+                .is_empty();
+        ensure!(
+            !configured,
+            "the database {} already holds accounts or app registrations, and the demo would overwrite them; give an empty database, or leave out --database-url (and MAILROOM_DATABASE_URL) to use a temporary one",
+            crate::context::redact_url(&url)
+        );
+    }
+    let mut options = MailroomOptions::new(context.key.clone());
+    // The sandbox's SMTP certificate comes from a CA made at start: trust it, verify it.
+    options.extra_root_pem = Some(sandbox.ca_pem().as_bytes().to_vec());
+    Ok(Demo {
+        sandbox,
+        context,
+        user_account: None,
+        options,
+    })
+}
+
+async fn run_steps(demo: &mut Demo, steps: &mut Vec<Step>) {
+    macro_rules! step {
+        ($name:expr, $future:expr) => {{
+            eprintln!("demo: {} ...", $name);
+            let outcome = $future.await;
+            let ok = outcome.is_ok();
+            steps.push(Step {
+                name: $name,
+                outcome,
+            });
+            ok
+        }};
+    }
+    if !step!("configure", configure(demo)) {
+        return;
+    }
+    let company_signed_in = step!("sign in company (Google)", sign_in(demo, Provider::Google));
+    let user_signed_in = step!(
+        "sign in user (Microsoft)",
+        sign_in(demo, Provider::Microsoft)
+    );
+    if user_signed_in {
+        step!("send via SMTP + attachment", send_smtp(demo));
+    }
+    if company_signed_in {
+        step!("send via Gmail API", send_gmail(demo));
+    }
+    if user_signed_in {
+        step!("token refresh", refresh(demo));
+    }
+    if company_signed_in && user_signed_in {
+        step!("queue 20, agent drains", queue_and_drain(demo));
+    }
+    if company_signed_in {
+        eprintln!("demo: (a warning below that gmail rejected the access token is expected)");
+        step!("sign-in disabled", sign_in_disabled(demo));
+    }
+}
+
+fn app_change(client_id: &str, secret: Option<&str>, overrides: EndpointOverrides) -> AppChange {
+    AppChange {
+        client_id: Some(client_id.to_owned()),
+        client_secret: Some(secret.map(Secret::new)),
+        tenant: None,
+        overrides,
+        reset_endpoints: true,
+    }
+}
+
+/// The apps, the company account and the user account, in one transaction, as
+/// `mailroom app set`, `company set` and `account add` would store them.
+async fn configure(demo: &mut Demo) -> Result<Done> {
+    let endpoints = demo.sandbox.endpoints().clone();
+    let transaction = demo.context.db.begin().await?;
+    let apps = Apps::new(&transaction, &demo.context.key);
+    apps.set(
+        Provider::Microsoft,
+        app_change(
+            MICROSOFT_CLIENT_ID,
+            None,
+            EndpointOverrides {
+                authorize_url: Some(endpoints.microsoft.authorize.clone()),
+                token_url: Some(endpoints.microsoft.token.clone()),
+                device_url: Some(endpoints.microsoft.device.clone()),
+                revoke_url: None,
+                issuer: Some(endpoints.microsoft.issuer.clone()),
+                gmail_api_url: None,
+            },
+        ),
+    )
+    .await?;
+    apps.set(
+        Provider::Google,
+        app_change(
+            GOOGLE_CLIENT_ID,
+            Some(GOOGLE_CLIENT_SECRET),
+            EndpointOverrides {
+                authorize_url: Some(endpoints.google.authorize.clone()),
+                token_url: Some(endpoints.google.token.clone()),
+                device_url: Some(endpoints.google.device.clone()),
+                revoke_url: endpoints.google.revoke.clone(),
+                issuer: Some(endpoints.google.issuer.clone()),
+                gmail_api_url: Some(endpoints.gmail_api.clone()),
+            },
+        ),
+    )
+    .await?;
+    let accounts = Accounts::new(&transaction, &demo.context.key);
+    accounts.verify_key().await?;
+    accounts
+        .set_company(
+            &ServerSettingsChange {
+                provider: Some(Provider::Google),
+                smtp_user: Some(COMPANY_ADDRESS.to_owned()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+    let binding: Binding = format!("SystemUser:User_Name:{SYSTEM_USER}").parse()?;
+    let user = accounts
+        .add_user_account(
+            &ServerSettingsChange {
+                provider: Some(Provider::Microsoft),
+                host: Some(endpoints.smtp_host.clone()),
+                port: Some(endpoints.smtp_starttls_port),
+                tls: Some(true),
+                tls_startup: Some(TlsStartup::StartTls),
+                smtp_user: Some(USER_ADDRESS.to_owned()),
+                ..Default::default()
+            },
+            Some(binding),
+        )
+        .await?;
+    transaction.commit().await?;
+    let user_id = user.account.id;
+    demo.user_account = Some(user_id);
+
+    // Verify: the resolution rules pick what the README says.
+    let catalog = FeatureCatalog::with_defaults();
+    let accounts = Accounts::new(&demo.context.db, &demo.context.key);
+    let for_sales = accounts
+        .resolve(catalog.get(SALES_DOCUMENT)?, Some(SYSTEM_USER))
+        .await?;
+    ensure!(
+        for_sales.account.account_ref() == AccountRef::User(user_id),
+        "sales-document for `sa` resolved to the {} instead of user account {user_id}",
+        for_sales.account.account_ref()
+    );
+    let for_agent = accounts
+        .resolve(catalog.get(AUTOMATION_AGENT)?, Some(SYSTEM_USER))
+        .await?;
+    ensure!(
+        for_agent.account.account_ref() == AccountRef::Company,
+        "automation-agent resolved to the {} instead of the company account",
+        for_agent.account.account_ref()
+    );
+    Ok(Done::new(format!(
+        "apps for both styles; company account {COMPANY_ADDRESS} (google); user account {user_id} {USER_ADDRESS} (microsoft, SMTP 127.0.0.1:{} STARTTLS) bound to SystemUser:User_Name:{SYSTEM_USER}; resolution checked",
+        endpoints.smtp_starttls_port
+    ))
+    .with_files(sqlite_path(&demo.context.database_url)))
+}
+
+/// A client that follows redirects only to 127.0.0.1: the demo's "browser".
+fn browser() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().host_str() == Some("127.0.0.1") && attempt.previous().len() < 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// Signs an account in through mailroom's real loopback PKCE flow, the demo playing the
+/// browser (the sandbox approves at once), and stores it as `mailroom sign-in` does.
+async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done> {
+    let (account, address) = match provider {
+        Provider::Google => (AccountRef::Company, COMPANY_ADDRESS),
+        _ => (
+            AccountRef::User(demo.user_account.context("no user account")?),
+            USER_ADDRESS,
+        ),
+    };
+    let app: AppRegistration = Apps::new(&demo.context.db, &demo.context.key)
+        .require(provider)
+        .await?;
+    let before = demo.sandbox.authority().stats();
+    let client = browser()?;
+    let visit: Arc<Mutex<Option<JoinHandle<Result<String>>>>> = Arc::default();
+    let visit_slot = visit.clone();
+    let signed_in = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &SignInOptions {
+            expected_address: Some(address.to_owned()),
+            timeout: Duration::from_secs(60),
+        },
+        SystemTime::now,
+        move |url| {
+            let url = url.clone();
+            let task = tokio::spawn(async move {
+                let response = client.get(url).send().await?;
+                let status = response.status();
+                let page = response.text().await?;
+                ensure!(status.is_success(), "the redirect page answered {status}");
+                Ok(page)
+            });
+            *visit_slot.lock().expect("visit lock") = Some(task);
+        },
+    )
+    .await?;
+    let task = visit.lock().expect("visit lock").take();
+    let page = task.context("the browser was never opened")?.await??;
+    ensure!(
+        page.contains("Signed in"),
+        "the loopback listener did not confirm the sign-in"
+    );
+    let stored_address = store_sign_in(&demo.context, account, &signed_in).await?;
+    let after = demo.sandbox.authority().stats();
+    ensure!(
+        stored_address.eq_ignore_ascii_case(address),
+        "signed in as {stored_address}, expected {address}"
+    );
+    ensure!(
+        signed_in.has_refresh_token(),
+        "the provider issued no refresh token"
+    );
+    ensure!(
+        after.codes_redeemed == before.codes_redeemed + 1,
+        "the sandbox redeemed no authorization code"
+    );
+    let tokens = TokenStore::new(&demo.context.db, &demo.context.key)
+        .list()
+        .await?;
+    ensure!(
+        tokens
+            .iter()
+            .any(|token| token.address.eq_ignore_ascii_case(address) && token.has_refresh_token),
+        "no stored token for {address}"
+    );
+    Ok(Done::new(format!(
+        "loopback PKCE (S256) sign-in as {address}, approved by the sandbox; id_token checked; token stored encrypted with a refresh token"
+    )))
+}
+
+fn attachment_bytes() -> Vec<u8> {
+    let mut bytes = b"%PDF-1.4\n% mailroom demo order confirmation\n".to_vec();
+    bytes.extend((0..48_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    bytes
+}
+
+fn draft(subject: &str, text: &str, attachment: Option<Attachment>) -> MessageDraft {
+    MessageDraft {
+        to: vec![CUSTOMER.to_owned()],
+        subject: subject.to_owned(),
+        text: Some(text.to_owned()),
+        attachments: attachment.into_iter().collect(),
+        ..MessageDraft::default()
+    }
+}
+
+/// The stored message of a receipt, checked against what was sent: headers, text, and
+/// each attachment's decoded bytes.
+fn verify_stored(
+    sandbox: &Sandbox,
+    receipt: &Receipt,
+    via: &[ReceivedBy],
+    subject: &str,
+    text: &str,
+    attachment: Option<(&str, &[u8])>,
+) -> Result<StoredMessage> {
+    let stored = sandbox
+        .mailbox()
+        .find_by_message_id(&receipt.message_id)
+        .with_context(|| format!("the sandbox holds no message {}", receipt.message_id))?;
+    ensure!(
+        via.contains(&stored.received_by),
+        "it arrived by {:?}",
+        stored.received_by
+    );
+    ensure!(
+        stored
+            .authenticated_as
+            .eq_ignore_ascii_case(&receipt.account_user),
+        "it was authenticated as {}, not {}",
+        stored.authenticated_as,
+        receipt.account_user
+    );
+    let bytes = std::fs::read(&stored.path)
+        .with_context(|| format!("cannot read {}", stored.path.display()))?;
+    ensure!(bytes.len() == stored.size, "the .eml file changed size");
+    let parsed = mailparse::parse_mail(&bytes).context("the stored message does not parse")?;
+    let header = |name: &str| {
+        parsed
+            .headers
+            .iter()
+            .find(|h| h.get_key().eq_ignore_ascii_case(name))
+            .map(|h| h.get_value())
+    };
+    ensure!(
+        header("subject").as_deref() == Some(subject),
+        "its subject is {:?}",
+        header("subject")
+    );
+    ensure!(
+        header("from").is_some_and(|from| from.contains(&receipt.account_user)),
+        "its From is {:?}",
+        header("from")
+    );
+    let mut text_found = false;
+    let mut attachment_found = attachment.is_none();
+    for part in parsed.parts() {
+        let disposition = part.get_content_disposition();
+        if let Some((name, content)) = attachment {
+            if disposition.params.get("filename").map(String::as_str) == Some(name) {
+                ensure!(
+                    part.get_body_raw()? == content,
+                    "the attachment {name} differs from what was sent"
+                );
+                attachment_found = true;
+                continue;
+            }
+        }
+        if part.ctype.mimetype == "text/plain" && part.get_body()?.trim_end() == text.trim_end() {
+            text_found = true;
+        }
+    }
+    ensure!(text_found, "its text part differs from what was sent");
+    ensure!(attachment_found, "its attachment is missing");
+    Ok(stored)
+}
+
+async fn open_mailroom(demo: &Demo) -> Result<Arc<Mailroom>> {
+    // A new facade has an empty token cache: it reads the tokens from the database.
+    Ok(Arc::new(
+        Mailroom::with_connection(demo.context.db.clone(), demo.options.clone()).await?,
+    ))
+}
+
+async fn send_smtp(demo: &mut Demo) -> Result<Done> {
+    let mailroom = open_mailroom(demo).await?;
+    let subject = "Order confirmation SO-10234";
+    let text = "Thank you for your order. The confirmation is attached.";
+    let content = attachment_bytes();
+    let mut request = SendRequest::new(
+        SALES_DOCUMENT,
+        draft(
+            subject,
+            text,
+            Some(Attachment::new("SO-10234.pdf", content.clone())),
+        ),
+    );
+    request.system_user = Some(SYSTEM_USER.to_owned());
+    let receipt = mailroom.send(request).await?;
+    ensure!(
+        receipt.transport == TransportKind::Smtp,
+        "it went by {}",
+        receipt.transport
+    );
+    let stored = verify_stored(
+        &demo.sandbox,
+        &receipt,
+        &[ReceivedBy::SmtpStartTls],
+        subject,
+        text,
+        Some(("SO-10234.pdf", &content)),
+    )?;
+    Ok(Done::new(format!(
+        "sales-document for `sa` -> user account {}; SMTP STARTTLS + XOAUTH2; {} with a {}-byte PDF; .eml matches (headers, text, attachment bytes)",
+        receipt.account_user,
+        receipt.message_id,
+        content.len()
+    ))
+    .with_files([stored.path]))
+}
+
+async fn send_gmail(demo: &mut Demo) -> Result<Done> {
+    let mailroom = open_mailroom(demo).await?;
+    let subject = "Shipping notice SO-10234";
+    let text = "Your order has shipped.";
+    let mut request = SendRequest::new(SALES_DOCUMENT, draft(subject, text, None));
+    request.account = Some(AccountRef::Company);
+    let receipt = mailroom.send(request).await?;
+    ensure!(
+        receipt.transport == TransportKind::GmailApi,
+        "it went by {}",
+        receipt.transport
+    );
+    let stored = verify_stored(
+        &demo.sandbox,
+        &receipt,
+        &[ReceivedBy::GmailMedia, ReceivedBy::GmailResumable],
+        subject,
+        text,
+        None,
+    )?;
+    ensure!(
+        receipt.provider_message_id == stored.gmail_id,
+        "the receipt's Gmail id differs from the sandbox's"
+    );
+    Ok(Done::new(format!(
+        "company account {}; Gmail API media upload (message/rfc822) with a bearer token; Gmail id {}; .eml matches",
+        receipt.account_user,
+        receipt.provider_message_id.unwrap_or_default()
+    ))
+    .with_files([stored.path]))
+}
+
+/// A short-lived token (under the broker's 5-minute skew) is refreshed on its next use,
+/// and Microsoft rotates the refresh token each time.
+async fn refresh(demo: &mut Demo) -> Result<Done> {
+    let user_id = demo.user_account.context("no user account")?;
+    let account = Accounts::new(&demo.context.db, &demo.context.key)
+        .account(AccountRef::User(user_id))
+        .await?;
+    let target = token_target(&account);
+    let authority = demo.sandbox.authority();
+    let before = authority.stats();
+    let version_before = token_version(demo, USER_ADDRESS).await?;
+
+    authority.set_access_token_lifetime(Duration::from_secs(60));
+    let short = broker(&demo.context).force_refresh(&target).await?;
+    authority.set_access_token_lifetime(Duration::from_secs(3600));
+    let seconds_left = (short.expires_at - chrono::Utc::now()).num_seconds();
+    ensure!(
+        seconds_left <= 60,
+        "the refreshed token lives {seconds_left} s"
+    );
+
+    // The next send finds the token about to expire and refreshes it first.
+    let mailroom = open_mailroom(demo).await?;
+    let subject = "Order change SO-10234";
+    let text = "Your order was changed.";
+    let mut request = SendRequest::new(SALES_DOCUMENT, draft(subject, text, None));
+    request.system_user = Some(SYSTEM_USER.to_owned());
+    let receipt = mailroom.send(request).await?;
+    let stored = verify_stored(
+        &demo.sandbox,
+        &receipt,
+        &[ReceivedBy::SmtpStartTls],
+        subject,
+        text,
+        None,
+    )?;
+    let after = authority.stats();
+    let version_after = token_version(demo, USER_ADDRESS).await?;
+    ensure!(
+        after.refreshes == before.refreshes + 2,
+        "the sandbox saw {} refreshes, expected 2",
+        after.refreshes - before.refreshes
+    );
+    ensure!(
+        after.refresh_tokens_rotated == before.refresh_tokens_rotated + 2,
+        "the refresh token was not rotated on each refresh"
+    );
+    ensure!(
+        version_after == version_before + 2,
+        "the stored token's version went from {version_before} to {version_after}, expected two refreshes"
+    );
+    Ok(Done::new(format!(
+        "a 60 s token (inside the 5 min skew) was refreshed before the next send; 2 refreshes, refresh token rotated each time (stored version {version_before} -> {version_after}); the send after it verified"
+    ))
+    .with_files([stored.path]))
+}
+
+async fn token_version(demo: &Demo, address: &str) -> Result<i64> {
+    TokenStore::new(&demo.context.db, &demo.context.key)
+        .list()
+        .await?
+        .into_iter()
+        .find(|token| token.address.eq_ignore_ascii_case(address))
+        .map(|token| token.version)
+        .with_context(|| format!("no stored token for {address}"))
+}
+
+/// 20 queued messages (10 per account), drained by one agent run; each stored `.eml` is
+/// byte for byte what the outbox holds.
+async fn queue_and_drain(demo: &mut Demo) -> Result<Done> {
+    let mailroom = open_mailroom(demo).await?;
+    let mut ids = Vec::new();
+    for index in 0..QUEUED_PER_ACCOUNT * 2 {
+        let (feature, user) = if index % 2 == 0 {
+            (SALES_DOCUMENT, Some(SYSTEM_USER.to_owned()))
+        } else {
+            (AUTOMATION_AGENT, None)
+        };
+        let mut request = SendRequest::new(
+            feature,
+            draft(
+                &format!("Invoice {} (queued)", 5000 + index),
+                &format!("Invoice {} is attached to your account.", 5000 + index),
+                None,
+            ),
+        );
+        request.system_user = user;
+        ids.push(mailroom.queue(request).await?);
+    }
+    let summary = Agent::new(
+        mailroom.clone(),
+        AgentOptions {
+            once: true,
+            concurrency: 4,
+            ..AgentOptions::default()
+        },
+    )
+    .run(std::future::pending())
+    .await?;
+    ensure!(
+        summary.sent == ids.len() as u64,
+        "the agent sent {} of {} (retrying {}, held {}, failed {})",
+        summary.sent,
+        ids.len(),
+        summary.retrying,
+        summary.held,
+        summary.failed
+    );
+    let outbox = mailroom.outbox();
+    let (mut smtp, mut gmail) = (0, 0);
+    for id in &ids {
+        let queued = outbox.get(*id).await?;
+        ensure!(
+            queued.status == OutboxStatus::Sent,
+            "message {id} is {:?}",
+            queued.status
+        );
+        let stored = demo
+            .sandbox
+            .mailbox()
+            .find_by_message_id(&queued.message_id)
+            .with_context(|| format!("the sandbox holds no message {}", queued.message_id))?;
+        let sent = outbox.bytes(*id).await?;
+        let received = std::fs::read(&stored.path)?;
+        ensure!(
+            received == sent.as_ref(),
+            "the .eml of queued message {id} differs from the queued bytes"
+        );
+        if stored.received_by.is_gmail() {
+            gmail += 1;
+        } else {
+            smtp += 1;
+        }
+    }
+    ensure!(
+        smtp == QUEUED_PER_ACCOUNT && gmail == QUEUED_PER_ACCOUNT,
+        "{smtp} went by SMTP and {gmail} by Gmail"
+    );
+    Ok(Done::new(format!(
+        "{} queued ({smtp} for `sa` -> SMTP, {gmail} automation-agent -> Gmail); one agent run sent all; every .eml equals the queued bytes",
+        ids.len()
+    )))
+}
+
+/// A prompt that records whether it was asked; the demo must never be asked.
+#[derive(Debug, Default)]
+struct RecordingPrompt {
+    asked: Mutex<bool>,
+}
+
+#[async_trait::async_trait]
+impl SignInPrompt for RecordingPrompt {
+    async fn sign_in(
+        &self,
+        _request: &SignInRequest,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        *self.asked.lock().expect("prompt lock") = true;
+        Err("the demo does not sign in interactively".into())
+    }
+}
+
+/// With `can-sign-in-when-sending` off and the grant revoked at the provider, a send fails
+/// with `Failed to obtain an access token`, asks no one and sends nothing.
+async fn sign_in_disabled(demo: &mut Demo) -> Result<Done> {
+    Accounts::new(&demo.context.db, &demo.context.key)
+        .set_can_sign_in_when_sending(false)
+        .await?;
+    let authority = demo.sandbox.authority();
+    let revoked = authority.revoke_refresh_tokens_of(COMPANY_ADDRESS)
+        + authority.revoke_access_tokens_of(COMPANY_ADDRESS);
+    ensure!(revoked > 0, "the sandbox had no token of {COMPANY_ADDRESS}");
+    let received_before = demo.sandbox.mailbox().messages().len();
+    let mailroom = open_mailroom(demo).await?;
+    let prompt = RecordingPrompt::default();
+    let mut first_error = None;
+    // The first send meets the revoked token (401, one refresh: invalid_grant); the second
+    // finds no usable token at all. Both must fail the same way.
+    for _ in 0..2 {
+        let mut request = SendRequest::new(
+            SALES_DOCUMENT,
+            draft("Never sent", "This message must not arrive.", None),
+        );
+        request.account = Some(AccountRef::Company);
+        request.sign_in = Some(&prompt);
+        let error = match mailroom.send(request).await {
+            Ok(receipt) => return Err(anyhow!("the send succeeded: {}", receipt.message_id)),
+            Err(error) => error,
+        };
+        let text = error.to_string();
+        ensure!(
+            text.starts_with(&format!(
+                "Failed to obtain an access token for {COMPANY_ADDRESS} (google)"
+            )),
+            "the send failed otherwise: {text}"
+        );
+        ensure!(
+            error.needs_sign_in(),
+            "the error does not ask for a sign-in"
+        );
+        first_error.get_or_insert(text);
+    }
+    ensure!(
+        !*prompt.asked.lock().expect("prompt lock"),
+        "a sign-in was attempted although the setting forbids it"
+    );
+    ensure!(
+        demo.sandbox.mailbox().messages().len() == received_before,
+        "a message arrived"
+    );
+    let error = first_error.unwrap_or_default();
+    Ok(Done::new(format!(
+        "can-sign-in-when-sending=false, grant revoked at the provider: \"{}\"; no prompt, nothing sent",
+        error.split(';').next().unwrap_or(&error)
+    )))
+}
+
+fn summary(steps: &[Step], locations: &[(&'static str, String)], kept: Option<&Path>) -> String {
+    let mut text = String::from("mailroom demo: the whole flow against the offline sandbox\n\n");
+    text.push_str(&format!(
+        " #  {:<30} {:<9} {}\n",
+        "step", "verified", "what happened"
+    ));
+    for (index, step) in steps.iter().enumerate() {
+        let (verified, what, files) = match &step.outcome {
+            Ok(done) => ("yes", done.what.clone(), done.files.clone()),
+            Err(error) => ("NO", format!("{error:#}"), Vec::new()),
+        };
+        text.push_str(&format!(
+            "{:>2}  {:<30} {:<9} {what}\n",
+            index + 1,
+            step.name,
+            verified
+        ));
+        for file in files {
+            text.push_str(&format!(
+                "    {:<30} {:<9} file: {}\n",
+                "",
+                "",
+                file.display()
+            ));
+        }
+    }
+    text.push_str("\nWhere things are:\n");
+    for (label, value) in locations {
+        text.push_str(&format!("  {label:<16}{value}\n"));
+    }
+    match kept {
+        Some(dir) => text.push_str(&format!(
+            "  (kept: {}; remove it when done)\n",
+            dir.display()
+        )),
+        None => text.push_str("  (removed on exit; run `mailroom demo --keep` to look around)\n"),
+    }
+    let verified = steps.iter().filter(|step| step.outcome.is_ok()).count();
+    text.push_str(&format!("\n{verified} of {} steps verified", steps.len()));
+    text
+}

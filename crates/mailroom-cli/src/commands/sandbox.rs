@@ -1,0 +1,194 @@
+//! `mailroom sandbox serve`: runs the offline sandbox (look-alike Microsoft and Google OAuth,
+//! SMTP and the Gmail API on 127.0.0.1) until interrupted, and prints its endpoints and
+//! the exact commands that point a mailroom database at it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use mailroom_sandbox::{Endpoints, Sandbox, SandboxConfig};
+
+use crate::commands::Output;
+
+/// The client ids the printed `app set` commands register (the sandbox accepts any).
+pub(crate) const MICROSOFT_CLIENT_ID: &str = "mailroom-sandbox-microsoft-client";
+pub(crate) const GOOGLE_CLIENT_ID: &str = "mailroom-sandbox.apps.googleusercontent.com";
+/// Google-style clients need a secret; the sandbox accepts any non-empty one.
+pub(crate) const GOOGLE_CLIENT_SECRET: &str = "GOCSPX-sandbox-secret";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SandboxCommand {
+    /// Run the sandbox until Ctrl-C: print its endpoints, the CA file to trust, and the
+    /// `mailroom app set ...` / `account add ...` commands that point a database at it.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where `ca.pem` and the received `.eml` files (`mail/`) go. Default: a new directory
+    /// under the system's temporary directory, kept after the sandbox stops.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// HTTP on N, SMTP with STARTTLS on N+1, SMTP with implicit TLS on N+2. Default: free
+    /// ports chosen by the system.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=65533))]
+    pub(crate) port_base: Option<u16>,
+    /// Approve every sign-in at once as its login hint (or --default-address), for
+    /// scripts; without it a consent page asks.
+    #[arg(long)]
+    pub(crate) auto_approve: bool,
+    /// Who signs in when a request names no one.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) default_address: Option<String>,
+    /// Lifetime of issued access tokens, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub(crate) access_token_lifetime: u64,
+}
+
+/// A password generated per run for the sandbox's `relay` SMTP account.
+fn relay_password() -> String {
+    format!("sandbox-{:016x}", rand::random::<u64>())
+}
+
+/// The commands that point a database at the sandbox, one per line.
+pub(crate) fn setup_commands(endpoints: &Endpoints, relay_password: &str) -> Vec<String> {
+    let ms = &endpoints.microsoft;
+    let google = &endpoints.google;
+    let revoke = google
+        .revoke
+        .as_ref()
+        .map(|url| format!(" --revoke-url {url}"))
+        .unwrap_or_default();
+    vec![
+        format!("export MAILROOM_CA_FILE={}", endpoints.ca_file.display()),
+        format!(
+            "mailroom app set microsoft --client-id {MICROSOFT_CLIENT_ID} --authorize-url {} --token-url {} --device-url {} --issuer '{}'",
+            ms.authorize, ms.token, ms.device, ms.issuer
+        ),
+        format!(
+            "printf '%s' {GOOGLE_CLIENT_SECRET} | mailroom app set google --client-id {GOOGLE_CLIENT_ID} --client-secret-stdin --authorize-url {} --token-url {} --device-url {}{revoke} --issuer '{}' --gmail-api-url {}",
+            google.authorize, google.token, google.device, google.issuer, endpoints.gmail_api
+        ),
+        "mailroom company set --provider google --user orders@example.com".to_owned(),
+        format!(
+            "mailroom account add --provider microsoft --user sa@contoso.example --host {} --port {} --tls-startup starttls --bind SystemUser:User_Name:sa",
+            endpoints.smtp_host, endpoints.smtp_starttls_port
+        ),
+        format!(
+            "printf '%s' {relay_password} | mailroom account add --provider none --host {} --port {} --tls-startup starttls --user relay --password-stdin",
+            endpoints.smtp_host, endpoints.smtp_starttls_port
+        ),
+        "mailroom sign-in --company --no-browser".to_owned(),
+        "mailroom sign-in --account 1 --no-browser     # or --device-code".to_owned(),
+    ]
+}
+
+fn describe(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> String {
+    let endpoints = sandbox.endpoints();
+    let ms = &endpoints.microsoft;
+    let google = &endpoints.google;
+    let mut text = String::new();
+    let mut line = |label: &str, value: String| {
+        text.push_str(&format!("  {label:<22}{value}\n"));
+    };
+    line("directory", sandbox.dir().display().to_string());
+    line("CA certificate", endpoints.ca_file.display().to_string());
+    line(
+        "received mail",
+        format!(
+            "{}/ (one .eml file per message)",
+            sandbox.mailbox().dir().display()
+        ),
+    );
+    line("Microsoft authorize", ms.authorize.to_string());
+    line("Microsoft token", ms.token.to_string());
+    line(
+        "Microsoft device code",
+        format!("{} (enter codes at {})", ms.device, ms.device_verification),
+    );
+    line(
+        "Microsoft issuer",
+        format!("{} (tid {})", ms.issuer, endpoints.tenant_id),
+    );
+    line("Google authorize", google.authorize.to_string());
+    line("Google token", google.token.to_string());
+    line(
+        "Google revoke",
+        google
+            .revoke
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    );
+    line("Google issuer", google.issuer.clone());
+    line("Gmail API", endpoints.gmail_api.to_string());
+    line(
+        "SMTP",
+        format!(
+            "{host}:{} (STARTTLS), {host}:{} (implicit TLS)",
+            endpoints.smtp_starttls_port,
+            endpoints.smtp_implicit_tls_port,
+            host = endpoints.smtp_host
+        ),
+    );
+    line("SMTP password account", format!("relay / {relay_password}"));
+    line(
+        "admin API",
+        format!(
+            "{}_sandbox/ (messages, stats, revoke, fail-next-token-call, access-token-lifetime, device/approve)",
+            endpoints.http
+        ),
+    );
+    line(
+        "sign-ins",
+        if auto_approve {
+            "approved at once as the login hint".to_owned()
+        } else {
+            "a consent page asks (open the printed sign-in address)".to_owned()
+        },
+    );
+    let commands: String = setup_commands(endpoints, relay_password)
+        .iter()
+        .map(|command| format!("  {command}\n"))
+        .collect();
+    format!(
+        "mailroom sandbox is running (Ctrl-C to stop)\n\n{text}\nPoint a database at it (trust the CA for SMTP):\n\n{commands}"
+    )
+}
+
+pub(crate) async fn run(command: SandboxCommand) -> Result<Output> {
+    let SandboxCommand::Serve(args) = command;
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => std::env::temp_dir().join(format!(
+            "mailroom-sandbox-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        )),
+    };
+    let password = relay_password();
+    let mut config = SandboxConfig::new(&dir);
+    config.port_base = args.port_base;
+    config.auto_approve = args.auto_approve;
+    config.default_address = args.default_address;
+    config.access_token_lifetime = Duration::from_secs(args.access_token_lifetime);
+    config.password_accounts = vec![("relay".to_owned(), password.clone())];
+    let sandbox = Sandbox::start(config)
+        .await
+        .context("cannot start the sandbox")?;
+    // A long-running command: the description is printed now, not after it returns.
+    println!("{}", describe(&sandbox, &password, args.auto_approve));
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    let received = sandbox.mailbox().messages().len();
+    sandbox.stop();
+    Ok(Output::new(
+        format!(
+            "sandbox stopped; {received} messages are in {}",
+            dir.join("mail").display()
+        ),
+        serde_json::json!({ "messages": received, "dir": dir }),
+    ))
+}
