@@ -143,7 +143,20 @@ pub(crate) async fn store_sign_in(
         .save_sign_in(signed_in, chrono::Utc::now())
         .await?;
     transaction.commit().await?;
+    release_held_messages(context).await;
     Ok(address)
+}
+
+/// After a sign-in, lets the agent retry held messages now. Failing here loses nothing
+/// (they are retried at the next hold interval), so it is only logged.
+pub(crate) async fn release_held_messages(context: &Context) {
+    match mailroom::Outbox::new(&context.db).release_held().await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(released, "held messages released after the sign-in"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot release held messages; the agent retries them later")
+        }
+    }
 }
 
 /// A broker for this process.

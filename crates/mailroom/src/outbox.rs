@@ -416,6 +416,20 @@ impl<'a> Outbox<'a> {
         self.get(id).await
     }
 
+    /// Makes every held message due now: called after an administrator signs in, so the
+    /// agent retries at once instead of at the next hold interval. A message whose account
+    /// still has no token is simply held again.
+    pub async fn release_held(&self) -> Result<u64> {
+        let now = Utc::now();
+        let released = Entity::update_many()
+            .col_expr(Column::NextAttemptAt, Expr::value(now))
+            .col_expr(Column::UpdatedAt, Expr::value(now))
+            .filter(Column::Status.eq("held"))
+            .exec(self.db)
+            .await?;
+        Ok(released.rows_affected)
+    }
+
     /// Cancels a message that is not being sent and was not sent.
     pub async fn cancel(&self, id: i64) -> Result<QueuedMessage> {
         let model = self.model(id).await?;

@@ -205,6 +205,7 @@ pub(crate) async fn add_with_sign_in(
         .save_sign_in(&signed_in, Utc::now())
         .await?;
     transaction.commit().await?;
+    crate::signin::release_held_messages(context).await;
     let id = saved.account.id;
     let mut json = json!(AccountView::user(&saved.account));
     json["id"] = json!(id);

@@ -144,7 +144,11 @@ async fn a_message_needing_a_sign_in_is_held_and_sent_after_the_administrator_si
     world
         .store_token(Provider::Microsoft, SA, "at-sa", false)
         .await;
-    mailroom.outbox().retry(id).await.unwrap();
+    let before = mailroom.outbox().due(chrono::Utc::now()).await.unwrap();
+    assert_eq!(before, 0, "a held message waits for its hold interval");
+    // What `mailroom sign-in` does after storing the token.
+    assert_eq!(mailroom.outbox().release_held().await.unwrap(), 1);
+    assert_eq!(mailroom.outbox().due(chrono::Utc::now()).await.unwrap(), 1);
     let summary = Agent::new(mailroom.clone(), agent_options(2))
         .run(std::future::pending())
         .await
