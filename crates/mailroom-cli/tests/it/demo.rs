@@ -1,6 +1,7 @@
 //! `mailroom demo` end to end: the binary runs the whole flow against its in-process
 //! sandbox on a fresh "machine" (an empty HOME and TMPDIR, no mailroom variables) and
-//! every step verifies; and it refuses a database that already holds a configuration.
+//! every step verifies; it refuses a database that already holds a configuration; and the
+//! commands `mailroom sandbox serve` prints do point a database at the sandbox.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -120,4 +121,135 @@ fn the_demo_refuses_a_database_that_already_holds_a_configuration() {
     assert!(run.stdout.is_empty(), "{run:?}");
     // Without --keep nothing is left behind.
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+fn path_with_mailroom() -> std::ffi::OsString {
+    let bin = Path::new(env!("CARGO_BIN_EXE_mailroom")).parent().unwrap();
+    let mut paths = vec![bin.to_owned()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
+/// Runs one printed command line with `sh`, the way a person pastes it.
+fn shell(line: &str, env: &[(&str, &std::ffi::OsStr)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(line)
+        .env("PATH", path_with_mailroom())
+        .env_remove("MAILROOM_KEY")
+        .env_remove("MAILROOM_KEY_FILE")
+        .env_remove("MAILROOM_LOG")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// Runs a printed `mailroom sign-in ... --no-browser` line and plays the browser for the
+/// address it prints.
+async fn sign_in(line: &str, env: &[(&str, &std::ffi::OsStr)]) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = shell(line, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = stderr
+            .next_line()
+            .await
+            .unwrap()
+            .expect("sign-in printed no address");
+        if let Some(url) = line.trim().strip_prefix("http://127.0.0.1:") {
+            break format!("http://127.0.0.1:{url}");
+        }
+    };
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().host_str() == Some("127.0.0.1") && attempt.previous().len() < 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
+        .build()
+        .unwrap();
+    let page = browser.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Signed in"));
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{line} failed");
+}
+
+#[tokio::test]
+async fn the_commands_sandbox_serve_prints_point_a_database_at_it() {
+    use tokio::io::AsyncBufReadExt;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("sandbox");
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["sandbox", "serve", "--auto-approve", "--dir"])
+        .arg(&dir)
+        .env("HOME", home.path())
+        .env_remove("MAILROOM_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let mut commands = Vec::new();
+    let mut in_commands = false;
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        let line = line.trim().to_owned();
+        let done = line.starts_with("mailroom sign-in --account 1");
+        in_commands |= line.starts_with("Point a database at it");
+        if in_commands && !line.is_empty() && !line.starts_with("Point a database") {
+            commands.push(line);
+        }
+        if done {
+            break;
+        }
+    }
+    assert_eq!(commands.len(), 8, "{commands:#?}");
+    let ca_file = commands[0]
+        .strip_prefix("export MAILROOM_CA_FILE=")
+        .expect("the CA file comes first");
+    assert_eq!(Path::new(ca_file), dir.join("ca.pem"));
+    let database = format!("sqlite://{}", home.path().join("erp.sqlite").display());
+    let env: Vec<(&str, &std::ffi::OsStr)> = vec![
+        ("MAILROOM_DATABASE_URL", database.as_ref()),
+        ("MAILROOM_CA_FILE", ca_file.as_ref()),
+        ("HOME", home.path().as_os_str()),
+    ];
+    for line in &commands[1..6] {
+        let output = shell(line, &env).output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    sign_in(&commands[6], &env).await;
+    sign_in(&commands[7], &env).await;
+    for line in [
+        "mailroom send --user sa --to buyer@example.com --subject Hello --body 'Over SMTP.'",
+        "mailroom send --company --to buyer@example.com --subject Hello --body 'Over Gmail.'",
+    ] {
+        let output = shell(line, &env).output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(eml_files(&dir.join("mail")), 2);
+    serve.start_kill().unwrap();
+    serve.wait().await.unwrap();
 }
