@@ -36,11 +36,22 @@ impl ConnectionSettings {
         future: impl Future<Output = Result<T, E>>,
         on_error: impl FnOnce(Stage, E) -> Failure,
     ) -> Result<T, Failure> {
+        self.bounded_lazy(|| stage, future, on_error).await
+    }
+
+    /// [`Self::bounded`] with a stage that is built only on failure (a recipient's
+    /// address would otherwise be copied for every message).
+    async fn bounded_lazy<T, E>(
+        &self,
+        stage: impl FnOnce() -> Stage,
+        future: impl Future<Output = Result<T, E>>,
+        on_error: impl FnOnce(Stage, E) -> Failure,
+    ) -> Result<T, Failure> {
         match tokio::time::timeout(self.timeout, future).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(on_error(stage, error)),
+            Ok(Err(error)) => Err(on_error(stage(), error)),
             Err(_) => Err(Failure::Timeout {
-                stage,
+                stage: stage(),
                 timeout_ms: self.server.timeout_ms,
             }),
         }
@@ -361,8 +372,8 @@ impl SmtpConnection {
             .await?;
         for recipient in envelope.recipients() {
             settings
-                .bounded(
-                    Stage::RcptTo(recipient.to_string()),
+                .bounded_lazy(
+                    || Stage::RcptTo(recipient.to_string()),
                     self.inner.command(Rcpt::new(recipient.clone(), Vec::new())),
                     Failure::from_lettre,
                 )

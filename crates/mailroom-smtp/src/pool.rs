@@ -39,19 +39,18 @@ impl<T> IdleList<T> {
         self.entries.len()
     }
 
-    /// Removes and returns every connection idle for `idle_timeout` or longer.
+    /// Removes and returns every connection idle for `idle_timeout` or longer. Entries are
+    /// pushed in time order and taken from the end, so the expired ones are at the front.
     pub(crate) fn take_expired(&mut self, now: Instant, idle_timeout: Duration) -> Vec<T> {
-        let mut expired = Vec::new();
-        let mut kept = Vec::with_capacity(self.entries.len());
-        for (connection, since) in self.entries.drain(..) {
-            if now.saturating_duration_since(since) >= idle_timeout {
-                expired.push(connection);
-            } else {
-                kept.push((connection, since));
-            }
-        }
-        self.entries = kept;
-        expired
+        let expired = self
+            .entries
+            .iter()
+            .take_while(|(_, since)| now.saturating_duration_since(*since) >= idle_timeout)
+            .count();
+        self.entries
+            .drain(..expired)
+            .map(|(connection, _)| connection)
+            .collect()
     }
 
     /// The most recently returned connection: it is the likeliest to be alive, and the
