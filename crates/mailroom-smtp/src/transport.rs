@@ -69,26 +69,38 @@ impl SmtpTransport {
         })
     }
 
-    /// The pool of these credentials. A new user or version retires the previous pool:
-    /// it hands out nothing more and closes its connections as their sends finish.
+    /// The pool of these credentials. A new user or a newer version retires the previous
+    /// pool: it hands out nothing more and closes its connections as their sends finish.
     fn pool_for(&self, credentials: &Credentials) -> Arc<Pool> {
         let shared = &self.shared;
         let mut current = shared
             .current
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let start = || {
+            Pool::start(
+                credentials.user.clone(),
+                credentials.version,
+                shared.config.idle_timeout,
+                shared.config.health_check_after,
+                shared.connection.timeout,
+            )
+        };
         if let Some(pool) = current.as_ref() {
-            if pool.version == credentials.version && pool.user == credentials.user {
-                return Arc::clone(pool);
+            if pool.user == credentials.user {
+                if pool.version == credentials.version {
+                    return Arc::clone(pool);
+                }
+                if credentials.version < pool.version {
+                    // A send that took its token before a refresh: serve it on a pool of
+                    // its own that keeps nothing, and leave the current pool alone.
+                    let pool = start();
+                    pool.retire(shared.connection.timeout);
+                    return pool;
+                }
             }
         }
-        let pool = Pool::start(
-            credentials.user.clone(),
-            credentials.version,
-            shared.config.idle_timeout,
-            shared.config.health_check_after,
-            shared.connection.timeout,
-        );
+        let pool = start();
         if let Some(old) = current.replace(Arc::clone(&pool)) {
             tracing::debug!(
                 old_version = old.version,
@@ -198,6 +210,11 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &second));
         assert!(Arc::ptr_eq(&second, &transport.current_pool().unwrap()));
         assert_eq!(first.idle_count(), 0);
+        // A late send with the old token does not take the pool away from the new one.
+        let late = transport.pool_for(&token(1));
+        assert!(!Arc::ptr_eq(&late, &second));
+        assert!(Arc::ptr_eq(&second, &transport.current_pool().unwrap()));
+        assert!(Arc::ptr_eq(&second, &transport.pool_for(&token(2))));
     }
 
     #[test]
