@@ -176,6 +176,8 @@ struct RefreshGrant {
     scopes: Vec<String>,
     grant: u64,
     revoked: bool,
+    /// `None`: it does not expire (as long as the sandbox runs).
+    expires_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +203,7 @@ struct State {
     auto_approve: bool,
     default_address: Option<String>,
     access_token_lifetime: Duration,
+    refresh_token_lifetime: Option<Duration>,
     device_code_lifetime: Duration,
     device_poll_interval_secs: u64,
     tenant_id: String,
@@ -219,6 +222,13 @@ struct State {
     google_consents: HashSet<(String, String)>,
     failures: VecDeque<JsonReply>,
     stats: AuthorityStats,
+}
+
+impl State {
+    fn refresh_expiry(&self) -> Option<SystemTime> {
+        self.refresh_token_lifetime
+            .map(|lifetime| SystemTime::now() + lifetime)
+    }
 }
 
 /// The OAuth authority of a sandbox; cheap to clone (shared state).
@@ -381,6 +391,7 @@ impl Authority {
                 auto_approve: config.auto_approve,
                 default_address: config.default_address.clone(),
                 access_token_lifetime: config.access_token_lifetime,
+                refresh_token_lifetime: config.refresh_token_lifetime,
                 device_code_lifetime: config.device_code_lifetime,
                 device_poll_interval_secs: config.device_poll_interval_secs,
                 tenant_id: config.tenant_id.clone(),
@@ -410,6 +421,11 @@ impl Authority {
     /// Access tokens issued from now on live this long (`Duration::ZERO`: expired at once).
     pub fn set_access_token_lifetime(&self, lifetime: Duration) {
         self.lock().access_token_lifetime = lifetime;
+    }
+
+    /// Refresh tokens issued from now on expire after this long (`None`: never).
+    pub fn set_refresh_token_lifetime(&self, lifetime: Option<Duration>) {
+        self.lock().refresh_token_lifetime = lifetime;
     }
 
     /// Approve authorization requests at once (or show the consent page).
@@ -842,6 +858,7 @@ impl Authority {
         state.stats.codes_redeemed += 1;
         let grant_id = state.next_grant;
         state.next_grant += 1;
+        let refresh_expiry = state.refresh_expiry();
         let refresh_token = grant.issue_refresh_token.then(|| {
             let token = random_token(48);
             state.refresh_tokens.insert(
@@ -853,6 +870,7 @@ impl Authority {
                     scopes: grant.scopes.clone(),
                     grant: grant_id,
                     revoked: false,
+                    expires_at: refresh_expiry,
                 },
             );
             token
@@ -914,6 +932,23 @@ impl Authority {
                 ),
             );
         }
+        if grant
+            .expires_at
+            .is_some_and(|expires_at| expires_at <= SystemTime::now())
+        {
+            return refused(
+                &mut state,
+                error_reply(
+                    style,
+                    (
+                        "invalid_grant",
+                        700082,
+                        "The refresh token has expired due to inactivity. The token was issued on a date and was inactive for the configured lifetime.",
+                    ),
+                    (400, "invalid_grant", "Token has been expired or revoked."),
+                ),
+            );
+        }
         if grant.client_id != client_id {
             return refused(
                 &mut state,
@@ -931,9 +966,14 @@ impl Authority {
         state.stats.refreshes += 1;
         let rotated = match style {
             // Microsoft: a new refresh token every time; the old one is not revoked.
+            // Its lifetime starts again (Microsoft's is sliding).
             Style::Microsoft => {
                 let token = random_token(48);
-                state.refresh_tokens.insert(token.clone(), grant.clone());
+                let rotated = RefreshGrant {
+                    expires_at: state.refresh_expiry(),
+                    ..grant.clone()
+                };
+                state.refresh_tokens.insert(token.clone(), rotated);
                 state.stats.refresh_tokens_rotated += 1;
                 Some(token)
             }
@@ -1163,6 +1203,7 @@ impl Authority {
                 }
                 let grant_id = state.next_grant;
                 state.next_grant += 1;
+                let refresh_expiry = state.refresh_expiry();
                 let offline =
                     device.scopes.iter().any(|s| s == "offline_access") || style == Style::Google;
                 let refresh_token = offline.then(|| {
@@ -1176,6 +1217,7 @@ impl Authority {
                             scopes: device.scopes.clone(),
                             grant: grant_id,
                             revoked: false,
+                            expires_at: refresh_expiry,
                         },
                     );
                     token

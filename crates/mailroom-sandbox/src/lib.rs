@@ -19,6 +19,7 @@
 //!   id_token only straight from the token endpoint. Test hooks:
 //!   [`Authority::revoke_refresh_tokens_of`], [`Authority::revoke_access_tokens_of`],
 //!   [`Authority::fail_next_token_call`], [`Authority::set_access_token_lifetime`],
+//!   [`Authority::set_refresh_token_lifetime`],
 //!   [`Authority::approve_device_code`].
 //! - SMTP: a small tokio server written for the sandbox (no SMTP server library offers
 //!   XOAUTH2 with the `334` error challenge): EHLO, STARTTLS, AUTH XOAUTH2 / OAUTHBEARER
@@ -89,6 +90,9 @@ pub struct SandboxConfig {
     pub default_address: Option<String>,
     /// The lifetime of access tokens (`expires_in`).
     pub access_token_lifetime: Duration,
+    /// The lifetime of refresh tokens (`None`: they last as long as the sandbox runs).
+    /// Microsoft-style rotation gives each new refresh token the full lifetime again.
+    pub refresh_token_lifetime: Option<Duration>,
     /// How long a device code may be polled.
     pub device_code_lifetime: Duration,
     /// The polling interval a device authorization response announces, in seconds.
@@ -110,6 +114,7 @@ impl SandboxConfig {
             auto_approve: false,
             default_address: None,
             access_token_lifetime: Duration::from_secs(3600),
+            refresh_token_lifetime: None,
             device_code_lifetime: Duration::from_secs(900),
             device_poll_interval_secs: 5,
             tenant_id: DEFAULT_TENANT_ID.to_owned(),
@@ -127,6 +132,7 @@ impl fmt::Debug for SandboxConfig {
             .field("auto_approve", &self.auto_approve)
             .field("default_address", &self.default_address)
             .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("refresh_token_lifetime", &self.refresh_token_lifetime)
             .field("device_code_lifetime", &self.device_code_lifetime)
             .field("device_poll_interval_secs", &self.device_poll_interval_secs)
             .field("tenant_id", &self.tenant_id)

@@ -655,14 +655,18 @@ async fn read_command<R: AsyncBufReadExt + Unpin>(
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// Accepts connections until the task is aborted.
+/// Accepts connections until the task is aborted; the connections are aborted with it
+/// (they live in its `JoinSet`).
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mode: TlsMode) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
+        // Forget the connections that ended.
+        while connections.try_join_next().is_some() {}
         let shared = shared.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(error) = connection(stream, peer, shared, mode).await {
                 tracing::debug!(%error, %peer, "an SMTP connection ended with an error");
             }

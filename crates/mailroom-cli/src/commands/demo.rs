@@ -84,7 +84,7 @@ struct Demo {
     options: MailroomOptions,
 }
 
-pub(crate) async fn run(args: DemoArgs, database_url: Option<&str>) -> Result<Output> {
+pub(crate) async fn run(args: DemoArgs, database_url: Option<&str>, json: bool) -> Result<Output> {
     let workdir = tempfile::Builder::new()
         .prefix("mailroom-demo-")
         .tempdir()
@@ -109,15 +109,54 @@ pub(crate) async fn run(args: DemoArgs, database_url: Option<&str>) -> Result<Ou
     } else {
         None
     };
-    println!("{}", summary(&steps, &locations, kept.as_deref()));
+    let table = summary(&steps, &locations, kept.as_deref());
+    let report = json_report(&steps, &locations, kept.as_deref());
     let failed = steps.iter().filter(|step| step.outcome.is_err()).count();
     if failed > 0 {
+        // The table (or JSON) still goes to stdout: it says which step failed and why.
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("JSON values serialize")
+            );
+        } else {
+            println!("{table}");
+        }
         bail!(
             "{failed} of {} demo steps did not verify (see the table above); run with MAILROOM_LOG=debug for details",
             steps.len()
         );
     }
-    Ok(Output::default())
+    Ok(Output::new(table, report))
+}
+
+fn json_report(
+    steps: &[Step],
+    locations: &[(&'static str, String)],
+    kept: Option<&Path>,
+) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|step| match &step.outcome {
+            Ok(done) => serde_json::json!({
+                "step": step.name,
+                "verified": true,
+                "what": done.what,
+                "files": done.files,
+            }),
+            Err(error) => serde_json::json!({
+                "step": step.name,
+                "verified": false,
+                "what": format!("{error:#}"),
+                "files": [],
+            }),
+        })
+        .collect();
+    let locations: serde_json::Map<String, serde_json::Value> = locations
+        .iter()
+        .map(|(label, value)| ((*label).to_owned(), serde_json::json!(value)))
+        .collect();
+    serde_json::json!({ "steps": steps, "locations": locations, "kept": kept })
 }
 
 fn locations_of(demo: &Demo) -> Vec<(&'static str, String)> {

@@ -56,7 +56,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
     // default one.
     match cli.command {
         Command::Sandbox(command) => return sandbox::run(command).await,
-        Command::Demo(args) => return demo::run(args, cli.database_url.as_deref()).await,
+        Command::Demo(args) => return demo::run(args, cli.database_url.as_deref(), cli.json).await,
         _ => {}
     }
     let context = Context::open(cli.database_url.as_deref()).await?;

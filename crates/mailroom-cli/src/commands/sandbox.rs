@@ -80,7 +80,7 @@ pub(crate) fn setup_commands(endpoints: &Endpoints, relay_password: &str) -> Vec
             endpoints.smtp_host, endpoints.smtp_starttls_port
         ),
         "mailroom sign-in --company --no-browser".to_owned(),
-        "mailroom sign-in --account 1 --no-browser     # or --device-code".to_owned(),
+        "mailroom sign-in --account 1 --no-browser     # the id account add printed; or --device-code".to_owned(),
     ]
 }
 

@@ -93,6 +93,26 @@ fn the_demo_runs_the_whole_flow_offline_and_verifies_every_step() {
     assert_eq!(eml_files(&kept.join("sandbox/mail")), 23);
     // The default database was never created.
     assert!(!home.path().join("data/mailroom").exists());
+
+    // --json: the same steps, for pipelines; without --keep nothing is left behind.
+    let (code, stdout, stderr) = fresh_machine_demo(home.path(), &["--json"]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let names: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            assert_eq!(step["verified"], true, "{step}");
+            step["step"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(names, STEPS);
+    assert!(report["kept"].is_null());
+    assert_eq!(
+        std::fs::read_dir(home.path().join("tmp")).unwrap().count(),
+        1
+    );
 }
 
 #[test]

@@ -625,3 +625,111 @@ async fn smtp_send_as_app_is_not_a_delegated_scope() {
     let location = response.headers()["location"].to_str().unwrap();
     assert!(location.contains("error=invalid_scope"), "{location}");
 }
+
+#[tokio::test]
+async fn expired_refresh_tokens_are_refused_and_rotation_restarts_the_lifetime() {
+    let sandbox = sandbox().await;
+    sandbox
+        .authority()
+        .set_refresh_token_lifetime(Some(Duration::ZERO));
+    let expired = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+    let (status, body) = token_call(
+        &sandbox,
+        Provider::Microsoft,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", expired["refresh_token"].as_str().unwrap()),
+            ("client_id", MICROSOFT_CLIENT),
+        ],
+    )
+    .await;
+    assert_eq!((status, &body["error"]), (400, &json!("invalid_grant")));
+    assert_eq!(body["error_codes"], json!([700082]));
+
+    sandbox
+        .authority()
+        .set_refresh_token_lifetime(Some(Duration::from_secs(3600)));
+    let fresh = tokens(&sandbox, Provider::Google, GOOGLE_USER).await;
+    let (status, _) = token_call(
+        &sandbox,
+        Provider::Google,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", fresh["refresh_token"].as_str().unwrap()),
+            ("client_id", GOOGLE_CLIENT),
+            ("client_secret", GOOGLE_SECRET),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sandbox.authority().stats().refreshes_refused, 1);
+}
+
+#[tokio::test]
+async fn the_admin_api_reaches_the_same_hooks() {
+    let sandbox = sandbox().await;
+    let admin = |path: &str| sandbox.endpoints().http.join(path).unwrap();
+    let first = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+
+    let queued: serde_json::Value = http()
+        .post(admin("_sandbox/fail-next-token-call"))
+        .json(&json!({"status": 503, "body": {"error": "temporarily_unavailable"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queued, json!({"queued": true}));
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", first["refresh_token"].as_str().unwrap()),
+        ("client_id", MICROSOFT_CLIENT),
+    ];
+    assert_eq!(
+        token_call(&sandbox, Provider::Microsoft, &refresh).await,
+        (503, json!({"error": "temporarily_unavailable"}))
+    );
+
+    let revoked: serde_json::Value = http()
+        .post(admin("_sandbox/revoke"))
+        .form(&[("address", MICROSOFT_USER)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revoked, json!({"revoked": 1}));
+    let (status, _) = token_call(&sandbox, Provider::Microsoft, &refresh).await;
+    assert_eq!(status, 400);
+
+    let set = http()
+        .post(admin("_sandbox/access-token-lifetime"))
+        .form(&[("seconds", "0")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let answer = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+    assert_eq!(answer["expires_in"], 0);
+
+    let stats: serde_json::Value = http()
+        .get(admin("_sandbox/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["injected_failures"], 1);
+    let messages: serde_json::Value = http()
+        .get(admin("_sandbox/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(messages, json!([]));
+}
