@@ -2,7 +2,9 @@
 //! `uploadType=media` and `uploadType=resumable` under `/upload/gmail/v1/...` (the
 //! resumable protocol also under `/resumable/upload/gmail/v1/...`), and the JSON
 //! `{"raw": ...}` body at `/gmail/v1/...`. Bearer tokens are checked against the authority
-//! (Google style, a send scope); failures carry Google's error JSON.
+//! (Google style, a send scope); failures carry Google's error JSON. The message is stored
+//! exactly as received: unlike Gmail, the sandbox never rewrites a `From` that is not the
+//! account's address, and it does not support `uploadType=multipart`.
 
 // The error of these checks is the HTTP response itself, sent as it is; boxing it would
 // only add noise.

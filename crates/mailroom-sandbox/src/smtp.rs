@@ -1,11 +1,17 @@
 //! The SMTP submission server, written for the sandbox: no SMTP server library offers
 //! XOAUTH2 and OAUTHBEARER with the `334` error challenge, so this is a small tokio server
-//! with a protocol state machine ([`Session`], no I/O, unit-tested line by line) and a
-//! connection loop that reads lines, runs STARTTLS and reads DATA.
+//! with a protocol state machine ([`Session`], no I/O) and a connection loop that reads
+//! lines, runs STARTTLS and reads DATA. The parsers and DATA reading are unit-tested here;
+//! the line protocol is pinned as raw transcripts in `tests/it/smtp.rs`.
 //!
 //! Commands: EHLO/HELO, STARTTLS, AUTH XOAUTH2 / OAUTHBEARER / PLAIN / LOGIN (only after
 //! TLS), MAIL (with `SIZE=`), RCPT, DATA (dot-unstuffing, the end only at `CRLF.CRLF`,
 //! a size limit), RSET, NOOP, QUIT, VRFY. The replies are Microsoft 365's where it has one.
+//!
+//! A delegated token authenticates only its own address (`user=` must be the signed-in
+//! mailbox) and may send only as it (`MAIL FROM`, else `550 5.7.60`); shared mailboxes
+//! and Send As rights are not modelled. App-only (client credentials) tokens and password
+//! logins may send as anyone.
 
 use std::collections::HashMap;
 use std::io;

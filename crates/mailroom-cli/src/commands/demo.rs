@@ -860,7 +860,9 @@ fn summary(steps: &[Step], locations: &[(&'static str, String)], kept: Option<&P
             "  (kept: {}; remove it when done)\n",
             dir.display()
         )),
-        None => text.push_str("  (removed on exit; run `mailroom demo --keep` to look around)\n"),
+        None => text.push_str(
+            "  (the temporary files are removed on exit; run `mailroom demo --keep` to look around)\n",
+        ),
     }
     let verified = steps.iter().filter(|step| step.outcome.is_ok()).count();
     text.push_str(&format!("\n{verified} of {} steps verified", steps.len()));

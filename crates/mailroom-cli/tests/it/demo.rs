@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use mailroom_testkit::{Backend, TestDatabase};
+
 use crate::Cli;
 
 const STEPS: &[&str] = &[
@@ -20,7 +22,16 @@ const STEPS: &[&str] = &[
 ];
 
 fn fresh_machine_demo(home: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_mailroom"))
+    fresh_machine_demo_with(home, args, &[])
+}
+
+fn fresh_machine_demo_with(
+    home: &Path,
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
+    command
         .arg("demo")
         .args(args)
         .env_remove("MAILROOM_DATABASE_URL")
@@ -31,9 +42,11 @@ fn fresh_machine_demo(home: &Path, args: &[&str]) -> (i32, String, String) {
         .env("HOME", home)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("TMPDIR", home.join("tmp"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mailroom demo");
+        .stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run mailroom demo");
     (
         output.status.code().expect("mailroom exited by a signal"),
         String::from_utf8(output.stdout).unwrap(),
@@ -113,6 +126,23 @@ fn the_demo_runs_the_whole_flow_offline_and_verifies_every_step() {
         std::fs::read_dir(home.path().join("tmp")).unwrap().count(),
         1
     );
+}
+
+#[tokio::test]
+async fn the_demo_runs_on_a_given_empty_postgresql_database() {
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("tmp")).unwrap();
+    let key_file = database.dir().join("mailroom.key");
+    let (code, stdout, stderr) = fresh_machine_demo_with(
+        home.path(),
+        &["--database-url", &database.url],
+        &[("MAILROOM_KEY_FILE", &key_file)],
+    );
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.ends_with("8 of 8 steps verified\n"), "{stdout}");
+    assert!(key_file.is_file());
+    database.finish().await;
 }
 
 #[test]
