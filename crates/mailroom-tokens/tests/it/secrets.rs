@@ -161,9 +161,12 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
         SECRETS[3],
         "the rotated refresh token was stored"
     );
-    db.db.clone().close().await.unwrap();
+    // Read the files while the database is open, so the write-ahead log (where recent
+    // writes live until a checkpoint) is still there to inspect.
+    let mut files = 0;
     for entry in std::fs::read_dir(db.dir()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        files += 1;
         for secret in SECRETS {
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -171,4 +174,9 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
             );
         }
     }
+    assert!(
+        files >= 2,
+        "the database file and its write-ahead log were inspected"
+    );
+    db.finish().await;
 }
