@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::commands::Output;
 use crate::commands::sandbox::{GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET, MICROSOFT_CLIENT_ID};
-use crate::context::{Context, key_file_path, sqlite_path};
+use crate::context::{Context, sqlite_path};
 use crate::signin::{broker, store_sign_in, token_target};
 
 const COMPANY_ADDRESS: &str = "orders@demo.example";
@@ -164,11 +164,13 @@ fn locations_of(demo: &Demo) -> Vec<(&'static str, String)> {
         "database",
         crate::context::redact_url(&demo.context.database_url),
     )];
-    if let Ok(key) = key_file_path(&demo.context.database_url) {
-        if sqlite_path(&demo.context.database_url).is_some() {
-            locations.push(("key file", key.display().to_string()));
-        }
-    }
+    locations.push((
+        "key",
+        match &demo.context.key_source {
+            mailroom_crypto::KeySource::File { path, .. } => path.display().to_string(),
+            mailroom_crypto::KeySource::Environment => "MAILROOM_KEY".to_owned(),
+        },
+    ));
     locations.push(("sandbox", demo.sandbox.dir().display().to_string()));
     locations.push((
         "CA certificate",
@@ -363,6 +365,7 @@ async fn configure(demo: &mut Demo) -> Result<Done> {
 /// A client that follows redirects only to 127.0.0.1: the demo's "browser".
 fn browser() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             if attempt.url().host_str() == Some("127.0.0.1") && attempt.previous().len() < 5 {
                 attempt.follow()

@@ -67,6 +67,7 @@ pub(crate) fn app(sandbox: &Sandbox, provider: Provider) -> AppRegistration {
 /// A reqwest client that follows redirects only to 127.0.0.1: the test's browser.
 pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             if attempt.url().host_str() == Some("127.0.0.1") && attempt.previous().len() < 5 {
                 attempt.follow()
@@ -81,6 +82,7 @@ pub(crate) fn browser() -> reqwest::Client {
 /// A reqwest client that follows no redirect.
 pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a reqwest client")
