@@ -229,29 +229,27 @@ impl TokenBroker {
         target: &TokenTarget,
         policy: SignInPolicy<'_>,
     ) -> Result<AccessToken> {
-        match self.access_token(target).await {
-            Err(error @ Error::SignInRequired { .. }) => {
-                let (Some(prompt), true) = (policy.prompt, policy.can_sign_in_when_sending) else {
-                    return Err(error);
-                };
-                let Error::SignInRequired { reason, .. } = &error else {
-                    unreachable!("matched above")
-                };
-                let request = SignInRequest {
-                    account: target.account,
-                    provider: target.provider,
-                    address: target.address.clone(),
-                    reason: reason.to_string(),
-                };
-                prompt
-                    .sign_in(&request)
-                    .await
-                    .map_err(|cause| Error::SignInFailed(cause.to_string()))?;
-                self.cache.lock().expect("cache lock").clear();
-                self.access_token(target).await
+        let reason = match self.access_token(target).await {
+            Err(Error::SignInRequired { reason, .. })
+                if policy.prompt.is_some() && policy.can_sign_in_when_sending =>
+            {
+                reason
             }
-            other => other,
-        }
+            other => return other,
+        };
+        let prompt = policy.prompt.expect("checked by the guard above");
+        let request = SignInRequest {
+            account: target.account,
+            provider: target.provider,
+            address: target.address.clone(),
+            reason: reason.to_string(),
+        };
+        prompt
+            .sign_in(&request)
+            .await
+            .map_err(|cause| Error::SignInFailed(cause.to_string()))?;
+        self.cache.lock().expect("cache lock").clear();
+        self.access_token(target).await
     }
 
     /// The core: cache, single flight, database lease, refresh.

@@ -42,12 +42,6 @@ pub async fn revoke_at_provider(
     Some(
         oauth::revoke(http, &url, token)
             .await
-            .map_err(|failure| match failure {
-                oauth::OAuthFailure::Transient(message) => Error::Transient { message },
-                oauth::OAuthFailure::Provider { error, description } => {
-                    Error::Provider { error, description }
-                }
-                other => Error::MalformedResponse(format!("{other:?}")),
-            }),
+            .map_err(signin::failure),
     )
 }

@@ -79,7 +79,8 @@ impl SignedIn {
     }
 }
 
-fn failure(failure: OAuthFailure) -> Error {
+/// An OAuth failure outside a token refresh, in the user's terms.
+pub(crate) fn failure(failure: OAuthFailure) -> Error {
     match failure {
         OAuthFailure::Transient(message) => Error::Transient { message },
         OAuthFailure::Malformed(detail) => Error::MalformedResponse(detail),
