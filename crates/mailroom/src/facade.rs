@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mailroom_accounts::{Account, Accounts};
@@ -49,6 +49,11 @@ pub struct MailroomOptions {
     /// Every send goes through this transport instead of SMTP or the Gmail API (dry runs,
     /// benchmarks). `None` in production.
     pub transport_override: Option<Arc<dyn MessageTransport>>,
+    /// How long a resolved account is reused without reading the database again (per
+    /// feature and user, or per named account). An account changed by another process
+    /// takes effect within this time; `Duration::ZERO` reads the database for every send;
+    /// [`Mailroom::forget_cached`] clears it.
+    pub resolution_cache_ttl: Duration,
 }
 
 impl MailroomOptions {
@@ -63,6 +68,7 @@ impl MailroomOptions {
             broker: BrokerConfig::default(),
             smtp_pool_size: mailroom_smtp::DEFAULT_POOL_SIZE,
             transport_override: None,
+            resolution_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -79,6 +85,7 @@ impl fmt::Debug for MailroomOptions {
             .field("retry", &self.retry)
             .field("smtp_pool_size", &self.smtp_pool_size)
             .field("transport_override", &self.transport_override)
+            .field("resolution_cache_ttl", &self.resolution_cache_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +168,34 @@ pub struct Mailroom {
     broker: TokenBroker,
     smtp: Mutex<HashMap<AccountRef, (u64, Arc<SmtpTransport>)>>,
     gmail: Mutex<Option<Arc<GmailTransport>>>,
+    resolutions: Mutex<HashMap<ResolutionKey, (Instant, Account, String)>>,
+}
+
+/// What a resolution depends on: the named account, or the feature and the user (as the
+/// resolution compares them: without case or surrounding spaces).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ResolutionKey {
+    Named(AccountRef),
+    Resolved {
+        feature: String,
+        user: Option<String>,
+    },
+}
+
+impl ResolutionKey {
+    fn of(request: &SendRequest<'_>) -> Self {
+        match request.account {
+            Some(named) => ResolutionKey::Named(named),
+            None => ResolutionKey::Resolved {
+                feature: request.feature.trim().to_lowercase(),
+                user: request
+                    .system_user
+                    .as_deref()
+                    .map(|user| user.trim().to_lowercase())
+                    .filter(|user| !user.is_empty()),
+            },
+        }
+    }
 }
 
 impl fmt::Debug for Mailroom {
@@ -226,6 +261,7 @@ impl Mailroom {
             broker,
             smtp: Mutex::new(HashMap::new()),
             gmail: Mutex::new(None),
+            resolutions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -245,19 +281,30 @@ impl Mailroom {
         self.broker.forget_cached();
         self.smtp.lock().expect("smtp cache lock").clear();
         *self.gmail.lock().expect("gmail cache lock") = None;
+        self.resolutions
+            .lock()
+            .expect("resolution cache lock")
+            .clear();
     }
 
-    /// Sends now: resolves the account, obtains the token (running a sign-in when the
-    /// request has a prompt and the setting allows it), builds the message and sends it
-    /// with the retry policy.
-    pub async fn send(&self, request: SendRequest<'_>) -> Result<Receipt> {
-        let prepared = self.prepare(&request).await?;
-        self.deliver(&prepared, request.sign_in).await
-    }
-
-    /// Resolves the account and builds the message, without sending.
-    pub(crate) async fn prepare(&self, request: &SendRequest<'_>) -> Result<Prepared> {
-        let accounts = Accounts::new(&self.db, &self.options.key);
+    /// The account for `request` and why: from the resolution cache while it is fresh,
+    /// else from the database. An OAuth account still waiting for its first sign-in (no
+    /// SMTP user) is never cached, so the sign-in's result is seen at once.
+    async fn resolve_cached(
+        &self,
+        request: &SendRequest<'_>,
+        accounts: &Accounts<'_, DatabaseConnection>,
+    ) -> Result<(Account, String)> {
+        let ttl = self.options.resolution_cache_ttl;
+        let key = ResolutionKey::of(request);
+        if !ttl.is_zero() {
+            let cache = self.resolutions.lock().expect("resolution cache lock");
+            if let Some((at, account, reason)) = cache.get(&key) {
+                if at.elapsed() < ttl {
+                    return Ok((account.clone(), reason.clone()));
+                }
+            }
+        }
         let (account, reason) = match request.account {
             Some(named) => (
                 accounts.account(named).await?,
@@ -271,6 +318,27 @@ impl Mailroom {
                 (resolution.account, resolution.rule.to_string())
             }
         };
+        if !ttl.is_zero() && !account.server().smtp_user.is_empty() {
+            self.resolutions
+                .lock()
+                .expect("resolution cache lock")
+                .insert(key, (Instant::now(), account.clone(), reason.clone()));
+        }
+        Ok((account, reason))
+    }
+
+    /// Sends now: resolves the account, obtains the token (running a sign-in when the
+    /// request has a prompt and the setting allows it), builds the message and sends it
+    /// with the retry policy.
+    pub async fn send(&self, request: SendRequest<'_>) -> Result<Receipt> {
+        let prepared = self.prepare(&request).await?;
+        self.deliver(&prepared, request.sign_in).await
+    }
+
+    /// Resolves the account and builds the message, without sending.
+    pub(crate) async fn prepare(&self, request: &SendRequest<'_>) -> Result<Prepared> {
+        let accounts = Accounts::new(&self.db, &self.options.key);
+        let (account, reason) = self.resolve_cached(request, &accounts).await?;
         let account = self
             .learn_smtp_user(account, request.sign_in, &accounts)
             .await?;

@@ -520,3 +520,85 @@ async fn no_token_or_password_appears_in_logs_errors_or_debug_output() {
     }
     world.finish().await;
 }
+
+#[tokio::test]
+async fn a_resolution_is_reused_for_the_cache_time_and_read_again_after_it() {
+    let world = World::new(
+        Backend::Sqlite,
+        World::tokens(&[(SA, "at-sa"), (ORDERS, "at-orders")]),
+    )
+    .await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, ORDERS).await;
+    let id = world.user_microsoft(SA, "sa").await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-sa", false)
+        .await;
+    world
+        .store_token(Provider::Microsoft, ORDERS, "at-orders", false)
+        .await;
+    let remove_user = || async {
+        mailroom::Accounts::new(&world.db.db, &world.key)
+            .remove_user_account(id)
+            .await
+            .unwrap();
+    };
+
+    // A long cache: the account removed behind the facade's back is still used ...
+    let mut options = world.options();
+    options.resolution_cache_ttl = std::time::Duration::from_secs(3600);
+    let cached = mailroom::Mailroom::with_connection(world.db.db.clone(), options)
+        .await
+        .unwrap();
+    let first = cached
+        .send(request_for(Some("SA "), SALES_DOCUMENT))
+        .await
+        .unwrap();
+    assert_eq!(first.account, AccountRef::User(id));
+    remove_user().await;
+    let second = cached
+        .send(request_for(Some("sa"), SALES_DOCUMENT))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.account,
+        AccountRef::User(id),
+        "the same feature and user hit the cache"
+    );
+    // ... until the cache is forgotten.
+    cached.forget_cached();
+    let third = cached
+        .send(request_for(Some("sa"), SALES_DOCUMENT))
+        .await
+        .unwrap();
+    assert_eq!(third.account, AccountRef::Company);
+
+    // Without a cache every send reads the database.
+    let id = world.user_microsoft(SA, "sa").await;
+    let mut options = world.options();
+    options.resolution_cache_ttl = std::time::Duration::ZERO;
+    let uncached = mailroom::Mailroom::with_connection(world.db.db.clone(), options)
+        .await
+        .unwrap();
+    assert_eq!(
+        uncached
+            .send(request_for(Some("sa"), SALES_DOCUMENT))
+            .await
+            .unwrap()
+            .account,
+        AccountRef::User(id)
+    );
+    mailroom::Accounts::new(&world.db.db, &world.key)
+        .remove_user_account(id)
+        .await
+        .unwrap();
+    assert_eq!(
+        uncached
+            .send(request_for(Some("sa"), SALES_DOCUMENT))
+            .await
+            .unwrap()
+            .account,
+        AccountRef::Company
+    );
+    world.finish().await;
+}
