@@ -172,15 +172,20 @@ pub(crate) fn account_table(accounts: &[UserAccount]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
+    render_table(&header, &rows)
+}
+
+/// A plain-text table: a header row, then one row per item, columns padded to the widest
+/// cell and separated by two spaces.
+pub(crate) fn render_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(|name| name.chars().count());
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         cells
-            .iter()
             .zip(widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect::<Vec<_>>()
@@ -188,10 +193,10 @@ pub(crate) fn account_table(accounts: &[UserAccount]) -> String {
             .trim_end()
             .to_owned()
     };
-    let mut out = vec![line(header.to_vec())];
+    let mut out = vec![line(&mut header.iter().copied())];
     out.extend(
         rows.iter()
-            .map(|row| line(row.iter().map(String::as_str).collect())),
+            .map(|row| line(&mut row.iter().map(String::as_str))),
     );
     out.join("\n")
 }

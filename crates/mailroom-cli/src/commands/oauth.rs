@@ -286,28 +286,8 @@ pub(crate) async fn token_list(context: &Context) -> Result<Output> {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_owned()
-    };
-    let mut text = vec![line(header.to_vec())];
-    text.extend(
-        rows.iter()
-            .map(|row| line(row.iter().map(String::as_str).collect())),
-    );
-    Ok(Output::new(text.join("\n"), json!(tokens)))
+    let text = crate::output::render_table(&header, &rows);
+    Ok(Output::new(text, json!(tokens)))
 }
 
 pub(crate) async fn token_refresh(context: &Context, selector: &AccountSelector) -> Result<Output> {
