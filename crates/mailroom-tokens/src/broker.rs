@@ -155,16 +155,7 @@ impl TokenBroker {
     }
 
     fn sign_in_required(target: &TokenTarget, reason: SignInReason) -> Error {
-        Error::SignInRequired {
-            address: if target.address.is_empty() {
-                "(no SMTP user yet)".to_owned()
-            } else {
-                target.address.clone()
-            },
-            provider: target.provider,
-            selector: target.account.cli_selector(),
-            reason,
-        }
+        Error::sign_in_required(target, reason)
     }
 
     fn fresh(&self, expires_at: DateTime<Utc>) -> bool {
@@ -230,14 +221,26 @@ impl TokenBroker {
         policy: SignInPolicy<'_>,
     ) -> Result<AccessToken> {
         let reason = match self.access_token(target).await {
-            Err(Error::SignInRequired { reason, .. })
-                if policy.prompt.is_some() && policy.can_sign_in_when_sending =>
-            {
-                reason
-            }
+            Err(Error::SignInRequired { reason, .. }) if policy.can_sign_in_when_sending => reason,
             other => return other,
         };
-        let prompt = policy.prompt.expect("checked by the guard above");
+        let Some(prompt) = policy.prompt else {
+            return Err(Self::sign_in_required(target, reason));
+        };
+        self.run_sign_in(target, &reason, prompt).await?;
+        self.access_token(target).await
+    }
+
+    /// Runs `prompt`'s sign-in for `target` (which then stores the tokens) and forgets
+    /// cached tokens, so the next request reads what the sign-in stored. For callers that
+    /// decide themselves when a sign-in may run; [`TokenBroker::access_token_or_sign_in`]
+    /// is the usual way.
+    pub async fn run_sign_in(
+        &self,
+        target: &TokenTarget,
+        reason: &SignInReason,
+        prompt: &dyn SignInPrompt,
+    ) -> Result<()> {
         let request = SignInRequest {
             account: target.account,
             provider: target.provider,
@@ -249,7 +252,7 @@ impl TokenBroker {
             .await
             .map_err(|cause| Error::SignInFailed(cause.to_string()))?;
         self.cache.lock().expect("cache lock").clear();
-        self.access_token(target).await
+        Ok(())
     }
 
     /// The core: cache, single flight, database lease, refresh.

@@ -150,6 +150,21 @@ impl From<sea_orm::DbErr> for Error {
 }
 
 impl Error {
+    /// The "Failed to obtain an access token" error for `target`, naming the address (or
+    /// that there is none yet), the provider and the command an administrator must run.
+    pub fn sign_in_required(target: &crate::TokenTarget, reason: SignInReason) -> Self {
+        Error::SignInRequired {
+            address: if target.address.is_empty() {
+                "(no SMTP user yet)".to_owned()
+            } else {
+                target.address.clone()
+            },
+            provider: target.provider,
+            selector: target.account.cli_selector(),
+            reason,
+        }
+    }
+
     /// True when only a new sign-in can fix it.
     pub fn needs_sign_in(&self) -> bool {
         matches!(self, Error::SignInRequired { .. })

@@ -12,13 +12,12 @@ use mailroom_crypto::EncryptionKey;
 use mailroom_gmail::{GmailConfig, GmailTransport};
 use mailroom_model::{
     AccountRef, Clock, CredentialSecret, Credentials, Envelope, FaxFormat, FeatureCatalog,
-    MessageTransport, OutgoingMessage, Provider, ServerSettings, SignInPrompt, SignInRequest,
-    SystemClock, TransportKind,
+    MessageTransport, OutgoingMessage, Provider, ServerSettings, SignInPrompt, SystemClock,
+    TransportKind,
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_tokens::{
-    AccessToken, Apps, BrokerConfig, OAuthHttp, SignInPolicy, SignInReason, TokenBroker,
-    TokenTarget,
+    AccessToken, Apps, BrokerConfig, OAuthHttp, SignInReason, TokenBroker, TokenTarget,
 };
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
@@ -376,32 +375,21 @@ impl Mailroom {
         if !server.provider.uses_oauth() || !server.smtp_user.trim().is_empty() {
             return Ok(account);
         }
-        let account_ref = account.account_ref();
+        let target = TokenTarget {
+            account: account.account_ref(),
+            provider: server.provider,
+            address: String::new(),
+        };
         let reason = SignInReason::NoToken;
         let allowed = match prompt {
             Some(_) => accounts.settings().await?.can_sign_in_when_sending,
             None => false,
         };
         let (Some(prompt), true) = (prompt, allowed) else {
-            return Err(mailroom_tokens::Error::SignInRequired {
-                address: "(no SMTP user yet)".to_owned(),
-                provider: server.provider,
-                selector: account_ref.cli_selector(),
-                reason,
-            }
-            .into());
+            return Err(mailroom_tokens::Error::sign_in_required(&target, reason).into());
         };
-        let request = SignInRequest {
-            account: account_ref,
-            provider: server.provider,
-            address: String::new(),
-            reason: reason.to_string(),
-        };
-        prompt
-            .sign_in(&request)
-            .await
-            .map_err(|cause| mailroom_tokens::Error::SignInFailed(cause.to_string()))?;
-        self.broker.forget_cached();
+        self.broker.run_sign_in(&target, &reason, prompt).await?;
+        let account_ref = target.account;
         Ok(accounts.account(account_ref).await?)
     }
 
@@ -471,22 +459,23 @@ impl Mailroom {
             });
         }
         let token = match self.broker.access_token(target).await {
-            Err(error) if error.needs_sign_in() && prompt.is_some() => {
+            Ok(token) => token,
+            Err(error) => {
+                let (Some(prompt), mailroom_tokens::Error::SignInRequired { reason, .. }) =
+                    (prompt, &error)
+                else {
+                    return Err(error.into());
+                };
                 // Only now is the setting needed: most sends have a token.
                 let settings = Accounts::new(&self.db, &self.options.key)
                     .settings()
                     .await?;
-                self.broker
-                    .access_token_or_sign_in(
-                        target,
-                        SignInPolicy {
-                            prompt,
-                            can_sign_in_when_sending: settings.can_sign_in_when_sending,
-                        },
-                    )
-                    .await?
+                if !settings.can_sign_in_when_sending {
+                    return Err(error.into());
+                }
+                self.broker.run_sign_in(target, reason, prompt).await?;
+                self.broker.access_token(target).await?
             }
-            other => other?,
         };
         Ok(oauth_credentials(&server.smtp_user, token))
     }
