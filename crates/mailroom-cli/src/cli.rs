@@ -3,12 +3,17 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailroom_model::{Binding, FaxFormat, Provider, TlsStartup, validate};
 
+/// The workspace version, and the git commit when built from a checkout (set by
+/// `build.rs`; `MAILROOM_GIT_COMMIT` overrides the commit, e.g. for a build from
+/// a source archive).
+pub(crate) const VERSION: &str = env!("MAILROOM_VERSION");
+
 /// mailroom: send business mail through Microsoft 365 (OAuth SMTP), Gmail (API) or any
 /// SMTP server, with one shared, encrypted sign-in.
 #[derive(Debug, Parser)]
 #[command(
     name = "mailroom",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]

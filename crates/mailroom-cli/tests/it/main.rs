@@ -4,6 +4,7 @@ mod agent;
 mod bad_input;
 mod configure;
 mod demo;
+mod newcomer;
 mod oauth;
 mod send;
 

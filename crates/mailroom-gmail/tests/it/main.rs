@@ -20,11 +20,8 @@ use url::Url;
 /// The access token every test sends; it must never show in an error.
 const TOKEN: &str = "ya29.a0-test-token-THAT-MUST-NEVER-LEAK";
 
-/// Google's discovery document of `users.messages.send`, shared by the whole project.
-const DISCOVERY_PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/reference/gmail.v1.send.json"
-);
+/// Google's discovery document of `users.messages.send` (provenance: `tests/data/README.md`).
+const DISCOVERY_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gmail.v1.send.json");
 
 /// What the discovery document says about the send method's media upload.
 #[derive(Debug)]
@@ -41,7 +38,7 @@ impl Contract {
     fn load() -> Self {
         let text = std::fs::read_to_string(DISCOVERY_PATH).unwrap_or_else(|error| {
             panic!(
-                "cannot read the Gmail discovery document at {}: {error}; the contract tests need `shared/reference/gmail.v1.send.json` next to the repository",
+                "cannot read the Gmail discovery document at {}: {error}; the contract tests need `crates/mailroom-gmail/tests/data/gmail.v1.send.json` (see the README beside it)",
                 Path::new(DISCOVERY_PATH).display()
             )
         });

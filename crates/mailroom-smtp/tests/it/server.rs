@@ -115,7 +115,20 @@ pub(crate) struct TestServer {
     _dir: tempfile::TempDir,
 }
 
-const INSTALL_HINT: &str = "the mailroom-smtp tests need python3 with aiosmtpd: run `python3 -m pip install -r .ci/requirements.txt` (or set MAILROOM_TEST_PYTHON to a python that has it)";
+const INSTALL_HINT: &str = "the SMTP tests need a Python with aiosmtpd: `cargo xtask ci` makes one in target/test-python; or run `python3 -m pip install -r .ci/requirements.txt`, or set MAILROOM_TEST_PYTHON to a python that has it";
+
+/// The Python that runs the server: `MAILROOM_TEST_PYTHON`, else the virtual environment
+/// `cargo xtask` makes under the workspace's `target/` when it exists, else `python3`.
+fn test_python() -> String {
+    if let Ok(python) = std::env::var("MAILROOM_TEST_PYTHON") {
+        return python;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-python/bin/python");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "python3".to_owned()
+}
 
 fn script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py")
@@ -184,7 +197,7 @@ impl TestServer {
         let config_path = dir.path().join("config.json");
         std::fs::write(&config_path, config.to_string()).expect("write the server config");
 
-        let python = std::env::var("MAILROOM_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let python = test_python();
         let mut child = Command::new(&python)
             .arg(script_path())
             .arg(&config_path)
