@@ -26,7 +26,7 @@ pub enum Error {
     )]
     MalformedKey,
     /// The key file could not be read or created.
-    #[error("cannot use the key file {path}: {source}; check the path and its permissions")]
+    #[error("cannot use the key file {}; check the path and its permissions", path.display())]
     KeyFile {
         /// The key file.
         path: PathBuf,
@@ -77,7 +77,7 @@ impl fmt::Debug for EncryptionKey {
     }
 }
 
-/// Where a key came from, for `mailroom info` and error messages.
+/// Where a key came from, for a front end to show and for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
     /// The `MAILROOM_KEY` environment variable.

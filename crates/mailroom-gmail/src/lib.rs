@@ -122,9 +122,7 @@ pub enum Error {
     },
 
     /// The HTTP client could not be built (a root certificate rustls refused, for one).
-    #[error(
-        "cannot build the HTTP client for the gmail API: {source}; check the extra root certificate"
-    )]
+    #[error("cannot build the HTTP client for the gmail API; check the extra root certificate")]
     HttpClient {
         /// reqwest's error, boxed so reqwest's types stay out of this crate's API.
         #[source]

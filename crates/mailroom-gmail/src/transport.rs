@@ -182,35 +182,29 @@ pub(crate) struct Authorization<'a> {
 impl<'a> Authorization<'a> {
     fn from_credentials(credentials: &'a Credentials) -> Result<Self, TransportError> {
         let CredentialSecret::AccessToken(token) = &credentials.secret else {
-            return Err(TransportError::new(
+            return Err(errors::grant_send_permission(TransportError::new(
                 TransportErrorKind::SignInRequired,
                 "the gmail API needs an OAuth access token, and none was given",
-            )
-            .with_remediation(SIGN_IN));
+            )));
         };
         let token = token.expose();
         if token.is_empty() {
-            return Err(TransportError::new(
+            return Err(errors::grant_send_permission(TransportError::new(
                 TransportErrorKind::SignInRequired,
                 "the access token for the gmail API is empty",
-            )
-            .with_remediation(SIGN_IN));
+            )));
         }
         let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
             // The header error would not show the token, but it is dropped all the same.
-            TransportError::new(
+            errors::grant_send_permission(TransportError::new(
                 TransportErrorKind::SignInRequired,
                 "the access token contains characters an HTTP header cannot carry",
-            )
-            .with_remediation(SIGN_IN)
+            ))
         })?;
         header.set_sensitive(true);
         Ok(Self { header, token })
     }
 }
-
-const SIGN_IN: &str =
-    "sign in again for this account (`mailroom sign-in`) and grant the Gmail send permission";
 
 /// The fields of Gmail's `Message` answer that a sender needs.
 #[derive(Debug, Deserialize)]

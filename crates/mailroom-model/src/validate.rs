@@ -13,8 +13,11 @@ pub struct ValidationError {
     pub field: &'static str,
     /// What is wrong with the value.
     pub problem: String,
-    /// What to do instead.
+    /// What to do instead, in prose that names no program.
     pub fix: String,
+    /// The action that fixes it, for a front end to offer, when there is one (boxed to
+    /// keep `Result<_, ValidationError>` small).
+    remedy: Option<Box<crate::Remedy>>,
 }
 
 impl ValidationError {
@@ -24,7 +27,20 @@ impl ValidationError {
             field,
             problem: problem.into(),
             fix: fix.into(),
+            remedy: None,
         }
+    }
+
+    /// Adds the action that fixes it.
+    #[must_use]
+    pub fn with_remedy(mut self, remedy: crate::Remedy) -> Self {
+        self.remedy = Some(Box::new(remedy));
+        self
+    }
+
+    /// The action that fixes it, when there is one.
+    pub fn remedy(&self) -> Option<&crate::Remedy> {
+        self.remedy.as_deref()
     }
 }
 

@@ -196,7 +196,7 @@ pub struct Endpoints {
 pub enum Error {
     /// A port could not be bound.
     #[error(
-        "cannot listen on 127.0.0.1:{port}: {source}; choose another --port-base or leave it out for free ports"
+        "cannot listen on 127.0.0.1:{port}; choose another port base or leave it out for free ports"
     )]
     Bind {
         /// The port asked for (0: any).
@@ -206,7 +206,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file or folder could not be written.
-    #[error("cannot write {}: {source}; check that the sandbox directory is writable", path.display())]
+    #[error("cannot write {}; check that the sandbox directory is writable", path.display())]
     Write {
         /// The path.
         path: PathBuf,

@@ -100,7 +100,7 @@ impl fmt::Debug for SmtpTransportConfig {
 #[non_exhaustive]
 pub enum Error {
     /// The server settings do not pass validation.
-    #[error("the smtp settings are not valid: {0}")]
+    #[error("the smtp settings are not valid")]
     InvalidSettings(#[source] ValidationError),
     /// The account's provider does not send through SMTP.
     #[error("{provider} accounts send through the Gmail API, not smtp; use the gmail transport")]

@@ -204,7 +204,7 @@ impl TokenBroker {
         self.obtain(target, Some(rejected_version)).await
     }
 
-    /// Refreshes now, whatever the expiry (`mailroom token refresh`).
+    /// Refreshes now, whatever the expiry (an administrator's explicit refresh).
     pub async fn force_refresh(&self, target: &TokenTarget) -> Result<AccessToken> {
         let app = self.app(target.provider).await?;
         let key = TokenKey::new(target.provider, app.tenant(), &target.address);

@@ -269,6 +269,11 @@ impl Mailroom {
         &self.db
     }
 
+    /// The process's token broker.
+    pub(crate) fn broker(&self) -> &TokenBroker {
+        &self.broker
+    }
+
     /// The options it was opened with.
     pub fn options(&self) -> &MailroomOptions {
         &self.options
@@ -381,11 +386,7 @@ impl Mailroom {
             address: String::new(),
         };
         let reason = SignInReason::NoToken;
-        let allowed = match prompt {
-            Some(_) => accounts.settings().await?.can_sign_in_when_sending,
-            None => false,
-        };
-        let (Some(prompt), true) = (prompt, allowed) else {
+        let Some(prompt) = self.sign_in_policy(prompt).await?.prompt else {
             return Err(mailroom_tokens::Error::sign_in_required(&target, reason).into());
         };
         self.broker.run_sign_in(&target, &reason, prompt).await?;
@@ -461,18 +462,18 @@ impl Mailroom {
         let token = match self.broker.access_token(target).await {
             Ok(token) => token,
             Err(error) => {
+                // Only now is the policy (and its setting) needed: most sends have a token.
+                let allowed = match (&error, prompt) {
+                    (mailroom_tokens::Error::SignInRequired { .. }, Some(_)) => {
+                        self.sign_in_policy(prompt).await?.prompt
+                    }
+                    _ => None,
+                };
                 let (Some(prompt), mailroom_tokens::Error::SignInRequired { reason, .. }) =
-                    (prompt, &error)
+                    (allowed, &error)
                 else {
                     return Err(error.into());
                 };
-                // Only now is the setting needed: most sends have a token.
-                let settings = Accounts::new(&self.db, &self.options.key)
-                    .settings()
-                    .await?;
-                if !settings.can_sign_in_when_sending {
-                    return Err(error.into());
-                }
                 self.broker.run_sign_in(target, reason, prompt).await?;
                 self.broker.access_token(target).await?
             }
@@ -571,7 +572,10 @@ impl Mailroom {
                     continue;
                 }
             }
-            return Err(Error::Transport { attempts, error });
+            return Err(Error::Transport {
+                attempts,
+                error: error.for_account(account_ref),
+            });
         }
     }
 }

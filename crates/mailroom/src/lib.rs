@@ -78,6 +78,7 @@ mod facade;
 mod message;
 mod outbox;
 mod retry;
+mod workflows;
 
 pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary};
 pub use error::{Error, Result};
@@ -85,6 +86,7 @@ pub use facade::{Mailroom, MailroomOptions, Receipt, SendRequest};
 pub use message::{Attachment, BuiltMessage, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
 pub use retry::RetryPolicy;
+pub use workflows::{Resealed, Revocation, SignInMode, SignInSession, SignInStep, SignOut};
 
 pub use mailroom_accounts::{Account, Accounts, ResolutionRule, Settings};
 pub use mailroom_crypto::EncryptionKey;

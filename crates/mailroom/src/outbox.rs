@@ -410,7 +410,7 @@ impl<'a> Outbox<'a> {
             return Err(Error::WrongState {
                 id,
                 status: "changing".to_owned(),
-                what: "an agent changed it just now; look again with `mailroom queue show`",
+                what: "an agent changed it just now; look at it again",
             });
         }
         self.get(id).await

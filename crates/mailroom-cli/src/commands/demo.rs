@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use crate::commands::Output;
 use crate::commands::sandbox::{GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET, MICROSOFT_CLIENT_ID};
 use crate::context::{Context, sqlite_path};
-use crate::signin::{broker, store_sign_in, token_target};
+use crate::signin::{broker, token_target};
 
 const COMPANY_ADDRESS: &str = "orders@demo.example";
 const USER_ADDRESS: &str = "sa@contoso.example";
@@ -421,7 +421,10 @@ async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done> {
         page.contains("Signed in"),
         "the loopback listener did not confirm the sign-in"
     );
-    let stored_address = store_sign_in(&demo.context, account, &signed_in).await?;
+    let stored_address = crate::commands::send::open_mailroom(&demo.context)
+        .await?
+        .complete_sign_in(account, &signed_in)
+        .await?;
     let after = demo.sandbox.authority().stats();
     ensure!(
         stored_address.eq_ignore_ascii_case(address),

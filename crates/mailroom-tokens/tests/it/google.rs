@@ -154,7 +154,7 @@ async fn the_testing_app_invalid_grant_marks_the_token_revoked() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "Failed to obtain an access token for orders@example.com (google): the stored sign-in has expired or was revoked (invalid_grant: Token has been expired or revoked.); an administrator must sign in with `mailroom sign-in --account 4`"
+        "Failed to obtain an access token for orders@example.com (google): the stored sign-in has expired or was revoked (invalid_grant: Token has been expired or revoked.); an administrator must sign in for account 4"
     );
     let stored = TokenStore::new(&db.db, &key)
         .load(&TokenKey::new(Provider::Google, "", ADDRESS))

@@ -257,7 +257,7 @@ async fn documented_error_bodies_map_to_their_outcome() {
                 "{text}"
             );
             assert!(
-                text.ends_with("an administrator must sign in with `mailroom sign-in --account 4`"),
+                text.ends_with("an administrator must sign in for account 4"),
                 "{text}"
             );
         }
