@@ -141,7 +141,7 @@ impl GmailTransport {
             .join(location)
             .map_err(|_| protocol_error("gmail's upload session URI is not a URL"))?;
         if session.origin() != self.config.base_url.origin() {
-            return Err(crate::errors::check_api_url(
+            return Err(crate::reply::check_api_url(
                 TransportError::new(
                     TransportErrorKind::Permanent,
                     format!(

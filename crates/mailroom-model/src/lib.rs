@@ -4,6 +4,7 @@
 
 mod account;
 mod clock;
+mod error;
 mod fax;
 mod feature;
 mod provider;

@@ -369,21 +369,21 @@ impl Mailroom {
             .await?)
     }
 
-    /// The one sign-in policy: a caller's prompt may run only when the
-    /// `can_sign_in_when_sending` setting allows it; without a prompt (the agent,
-    /// scripts) no sign-in runs. The setting is read only when there is a prompt.
+    /// The sign-in policy of a caller with (or without) a prompt: the prompt and the
+    /// `can_sign_in_when_sending` setting; [`SignInPolicy::allowed_prompt`] is the rule.
+    /// Without a prompt (the agent, scripts) the setting is not read.
     pub async fn sign_in_policy<'p>(
         &self,
         prompt: Option<&'p dyn SignInPrompt>,
     ) -> Result<SignInPolicy<'p>> {
-        let Some(prompt) = prompt else {
+        if prompt.is_none() {
             return Ok(SignInPolicy::NEVER);
-        };
+        }
         let settings = Accounts::new(self.database(), &self.options().key)
             .settings()
             .await?;
         Ok(SignInPolicy {
-            prompt: settings.can_sign_in_when_sending.then_some(prompt),
+            prompt,
             can_sign_in_when_sending: settings.can_sign_in_when_sending,
         })
     }
