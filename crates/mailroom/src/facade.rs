@@ -17,7 +17,8 @@ use mailroom_model::{
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_tokens::{
-    AccessToken, Apps, BrokerConfig, OAuthHttp, SignInReason, TokenBroker, TokenTarget,
+    AccessToken, BrokerConfig, OAuthHttp, SignInReason, TokenBroker, TokenTarget,
+    registration::Apps,
 };
 use sea_orm::DatabaseConnection;
 use serde::Serialize;

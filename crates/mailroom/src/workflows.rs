@@ -12,9 +12,13 @@ use mailroom_model::{
     ValidationError,
 };
 use mailroom_tokens::{
-    AccessToken, AppRegistration, Apps, DevicePrompt, OAuthHttp, SignInOptions, SignInPolicy,
-    SignedIn, TokenKey, TokenStore, TokenTarget, revoke_at_provider, sign_in_with_browser,
-    sign_in_with_device_code,
+    AccessToken, OAuthHttp, SignInPolicy, TokenTarget,
+    interactive::{
+        DevicePrompt, SignInOptions, SignedIn, revoke_at_provider, sign_in_with_browser,
+        sign_in_with_device_code,
+    },
+    registration::{AppRegistration, Apps},
+    storage::{TokenKey, TokenStore},
 };
 use sea_orm::TransactionTrait;
 use tokio::sync::oneshot;

@@ -23,8 +23,10 @@ use mailroom_model::{
 };
 use mailroom_sandbox::{ReceivedBy, Sandbox, SandboxConfig, StoredMessage};
 use mailroom_tokens::{
-    AppChange, AppRegistration, Apps, EndpointOverrides, OAuthHttp, SignInOptions, TokenStore,
-    sign_in_with_browser,
+    OAuthHttp,
+    interactive::{SignInOptions, sign_in_with_browser},
+    registration::{AppChange, AppRegistration, Apps, EndpointOverrides},
+    storage::TokenStore,
 };
 use sea_orm::TransactionTrait;
 use tokio::task::JoinHandle;

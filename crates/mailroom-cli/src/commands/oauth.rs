@@ -8,7 +8,8 @@ use mailroom_accounts::Accounts;
 use mailroom_crypto::{EncryptionKey, KeySource};
 use mailroom_model::{Binding, Provider, Secret};
 use mailroom_tokens::{
-    AppChange, AppRegistration, Apps, EndpointOverrides, TokenStore, parse_endpoint_url,
+    registration::{AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url},
+    storage::TokenStore,
 };
 use sea_orm::TransactionTrait;
 use serde_json::json;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use mailroom_model::{Address, Envelope, OutgoingMessage, Provider};
 use mailroom_sandbox::{Sandbox, SandboxConfig};
-use mailroom_tokens::{AppRegistration, EndpointOverrides};
+use mailroom_tokens::registration::{AppRegistration, EndpointOverrides};
 use serde_json::Value;
 
 pub(crate) const MICROSOFT_CLIENT: &str = "11111111-2222-3333-4444-555555555555";

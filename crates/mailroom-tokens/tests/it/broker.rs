@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mailroom_crypto::EncryptionKey;
 use mailroom_model::{MockSignInPrompt, Provider};
 use mailroom_testkit::{Backend, TestDatabase};
-use mailroom_tokens::{SignInPolicy, TokenStore};
+use mailroom_tokens::{SignInPolicy, storage::TokenStore};
 use sea_orm::{ConnectionTrait, Statement};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -7,8 +7,11 @@ use mailroom_crypto::EncryptionKey;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
-    Error, OAuthHttp, SignInOptions, TokenKey, TokenStatus, TokenStore, revoke_at_provider,
-    sign_in_with_browser, sign_in_with_device_code,
+    Error, OAuthHttp,
+    interactive::{
+        SignInOptions, revoke_at_provider, sign_in_with_browser, sign_in_with_device_code,
+    },
+    storage::{TokenKey, TokenStatus, TokenStore},
 };
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
