@@ -18,14 +18,30 @@ pub(crate) const VERSION: &str = env!("MAILROOM_VERSION");
     max_term_width = 100
 )]
 pub(crate) struct Cli {
-    /// Database URL: `sqlite:///path/file.sqlite?mode=rwc` or `postgres://user@host/db`.
-    /// Default: an SQLite file in the platform data directory, created on first use.
-    #[arg(long, global = true, env = "MAILROOM_DATABASE_URL", value_name = "URL")]
+    /// Database URL: `sqlite:///path/file.sqlite?mode=rwc` or `postgres://user@host/db`
+    /// (also from MAILROOM_DATABASE_URL, whose value help never shows: it may hold a
+    /// password). Default: an SQLite file in the platform data directory.
+    #[arg(
+        long,
+        global = true,
+        env = "MAILROOM_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub(crate) database_url: Option<String>,
 
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text (errors too, on stderr).
     #[arg(long, global = true)]
     pub(crate) json: bool,
+
+    /// Log more to stderr: -v warnings, -vv progress, -vvv debugging (MAILROOM_LOG, an
+    /// env-filter such as `debug`, overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Print only the result and errors: no notes, no log lines.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
 
     #[command(subcommand)]
     pub(crate) command: Command,

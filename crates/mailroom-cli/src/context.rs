@@ -95,15 +95,33 @@ fn load_key(database_url: &str) -> Result<(EncryptionKey, KeySource)> {
     Ok(EncryptionKey::load_or_create(&path)?)
 }
 
-/// A URL without its password, for messages.
+/// A URL without its password (the user-info part, or a `password=` query parameter as
+/// libpq and sqlx accept it), for messages.
 pub(crate) fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    if parsed
+        .query_pairs()
+        .any(|(name, _)| name.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if name.eq_ignore_ascii_case("password") {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 impl Context {
@@ -149,5 +167,10 @@ mod tests {
             redact_url("postgres://u:hunter2@h/db"),
             "postgres://u:***@h/db"
         );
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&Password=hunter2"),
+            "postgres://u@h/db?sslmode=require&Password=***"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod context;
+mod logging;
 mod output;
 mod remedy;
 mod signin;
@@ -42,7 +43,10 @@ fn main() -> ExitCode {
     };
     // The agent runs unattended: its log is its report (JSON lines with --json).
     let agent = matches!(cli.command, cli::Command::Agent(_));
-    init_tracing(if agent { "info" } else { "warn" }, agent && cli.json);
+    logging::init(
+        logging::default_filter(agent, cli.verbose, cli.quiet),
+        agent && cli.json,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -54,11 +58,15 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    let quiet = cli.quiet;
     match runtime.block_on(commands::run(cli)) {
-        Ok(output) => {
-            output.print(json);
-            ExitCode::SUCCESS
-        }
+        Ok(output) => match output.print(json, quiet) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: cannot write the output: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Err(error) => {
             if json {
                 eprintln!("{}", remedy::render_json(&error));
@@ -87,19 +95,4 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
                 Some(mailroom::Error::Invalid(_))
             )
     })
-}
-
-/// Logs go to stderr, filtered by `MAILROOM_LOG` (e.g. `MAILROOM_LOG=debug`); by default
-/// warnings, and for the agent its progress too.
-fn init_tracing(default_level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILROOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }

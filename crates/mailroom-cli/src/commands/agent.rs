@@ -72,6 +72,9 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
     } else {
         None
     };
+    if let Some(bar) = &progress {
+        crate::logging::set_bar(bar);
+    }
     if let Some(bar) = progress.clone() {
         options.events = Some(Arc::new(move |event: &AgentEvent| {
             bar.inc(1);
@@ -87,6 +90,7 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
     let shutdown = stop_signal().await?;
     let summary = Agent::new(mailroom, options).run(shutdown).await?;
     if let Some(bar) = progress {
+        crate::logging::clear_bar();
         bar.finish_and_clear();
     }
     let text = format!(

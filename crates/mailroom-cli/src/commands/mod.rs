@@ -35,17 +35,20 @@ impl Output {
     }
 
     /// Prints the output; notes go to stderr so stdout stays parseable.
-    pub(crate) fn print(&self, json: bool) {
-        for note in &self.notes {
-            eprintln!("note: {note}");
+    pub(crate) fn print(&self, json: bool, quiet: bool) -> std::io::Result<()> {
+        if !quiet {
+            for note in &self.notes {
+                eprintln!("note: {}", crate::remedy::escape_control(note));
+            }
         }
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&self.json).expect("JSON values serialize")
-            );
+            crate::logging::print_stdout(
+                &serde_json::to_string_pretty(&self.json).expect("JSON values serialize"),
+            )
         } else if !self.text.is_empty() {
-            println!("{}", self.text);
+            crate::logging::print_stdout(&self.text)
+        } else {
+            Ok(())
         }
     }
 }

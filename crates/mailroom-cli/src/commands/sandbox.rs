@@ -178,7 +178,7 @@ pub(crate) async fn run(command: SandboxCommand) -> Result<Output> {
         .await
         .context("cannot start the sandbox")?;
     // A long-running command: the description is printed now, not after it returns.
-    println!("{}", describe(&sandbox, &password, args.auto_approve));
+    crate::logging::print_stdout(&describe(&sandbox, &password, args.auto_approve))?;
     tokio::signal::ctrl_c()
         .await
         .context("cannot wait for Ctrl-C")?;

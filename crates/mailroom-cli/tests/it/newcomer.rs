@@ -23,3 +23,118 @@ fn version_is_the_workspace_version_and_the_commit() {
         "{sub:?}"
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let cli = Cli::new();
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "google",
+        "--user",
+        "a@example.com",
+    ])
+    .ok();
+    for args in [
+        &["company", "show"][..],
+        &["account", "list"],
+        &["--json", "info"],
+    ] {
+        let mut child = cli.command(args).spawn().expect("start mailroom");
+        // The reader goes away before mailroom writes a byte (`| true`).
+        drop(child.stdout.take());
+        drop(child.stdin.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} printed on stderr: {stderr}");
+    }
+}
+
+#[test]
+fn a_failed_send_says_its_cause_once_and_logs_nothing_by_default() {
+    let cli = Cli::new();
+    // A port nothing listens on: the connection is refused on every attempt.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port = port.to_string();
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "none",
+        "--user",
+        "relay@example.com",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--no-tls",
+    ])
+    .ok();
+    let args = [
+        "send",
+        "--company",
+        "--to",
+        "buyer@example.com",
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ];
+    let run = cli.run(&args);
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(lines[0].starts_with("error: "), "{run:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|line| !line.contains("WARN") && !line.contains("INFO")),
+        "log lines by default: {run:?}"
+    );
+    let refused = run.stderr.matches("Connection refused").count()
+        + run.stderr.matches("connection refused").count();
+    assert_eq!(refused, 1, "the cause must be said once: {run:?}");
+    // -vv shows the attempts as log lines, still without colour on a pipe.
+    let verbose = cli.run(&[&["-vv"][..], &args].concat());
+    assert!(
+        verbose.stderr.contains("send attempt failed"),
+        "{verbose:?}"
+    );
+    assert!(
+        !verbose.stderr.contains('\u{1b}'),
+        "ANSI on a pipe: {verbose:?}"
+    );
+    // --quiet and -v together are a usage error.
+    assert_eq!(cli.run(&["-q", "-v", "info"]).code, 2);
+}
+
+#[test]
+fn help_never_shows_the_database_password() {
+    let run = Cli::new().run_with(
+        &["--help"],
+        "",
+        &[("MAILROOM_DATABASE_URL", "postgres://u:hunter2@127.0.0.1/db")],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("MAILROOM_DATABASE_URL"), "{run:?}");
+    assert!(!run.stdout.contains("hunter2"), "{run:?}");
+}
+
+#[test]
+fn errors_are_json_on_stderr_under_json() {
+    let run = Cli::new().run(&["--json", "account", "show", "7"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let error: serde_json::Value = serde_json::from_str(run.stderr.trim()).unwrap();
+    assert_eq!(error["error"]["kind"], "not_found", "{error}");
+    assert_eq!(
+        error["error"]["message"],
+        "there is no account 7; list the accounts to find the right id"
+    );
+    assert_eq!(error["error"]["remedy"]["action"], "list_accounts");
+    assert_eq!(error["error"]["remedy"]["command"], "mailroom account list");
+}
