@@ -43,7 +43,9 @@ pub(crate) fn command(remedy: &Remedy) -> String {
         Remedy::EditAccount { account } => match account {
             Some(AccountRef::Company) => "mailroom company set [OPTIONS]".to_owned(),
             Some(AccountRef::User(id)) => format!("mailroom account edit {id} [OPTIONS]"),
-            None => "mailroom account edit ID [OPTIONS] (or mailroom company set [OPTIONS])".to_owned(),
+            None => {
+                "mailroom account edit ID [OPTIONS] (or mailroom company set [OPTIONS])".to_owned()
+            }
         },
         Remedy::ListAccounts => "mailroom account list".to_owned(),
         Remedy::SwitchToOAuth { account } => {

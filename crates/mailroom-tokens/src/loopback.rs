@@ -14,22 +14,45 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-/// How a redirect ended the sign-in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How long the browser's page waits for mailroom to finish the sign-in (exchange the
+/// code, check who signed in) before it says it cannot tell.
+const VERDICT_WAIT: Duration = Duration::from_secs(120);
+
+/// How a redirect ended the sign-in. A redirect whose `state` is not this sign-in's (a
+/// forged or stale one) is answered 400 and ignored: the sign-in goes on waiting.
+#[derive(Debug)]
 pub(crate) enum CallbackOutcome {
-    /// The authorization code.
-    Code(String),
+    /// The authorization code, and where to send the verdict the browser's page shows.
+    Code(String, VerdictSender),
     /// The provider redirected with `error=` (e.g. `access_denied`).
     Denied {
         error: String,
         description: Option<String>,
     },
-    /// The `state` did not match this sign-in: a forged or stale redirect.
-    StateMismatch,
     /// Neither a code nor an error.
     Incomplete,
+}
+
+/// What the browser's page says once mailroom has finished with the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Signed in as this address.
+    SignedIn(String),
+    /// Refused: why, and what to do.
+    Refused(String),
+}
+
+/// Sends the verdict to the browser's waiting page.
+#[derive(Debug)]
+pub(crate) struct VerdictSender(oneshot::Sender<Verdict>);
+
+impl VerdictSender {
+    /// Shows `verdict` in the browser (nothing happens if the browser went away).
+    pub(crate) fn send(self, verdict: Verdict) {
+        let _ = self.0.send(verdict);
+    }
 }
 
 /// A bound listener waiting for the browser's redirect.
@@ -137,16 +160,49 @@ async fn handle(
             _ => {}
         }
     }
-    let (outcome, response) = if state.as_deref() != Some(&*expected_state) {
-        (
-            CallbackOutcome::StateMismatch,
-            page(
-                StatusCode::BAD_REQUEST,
-                "Sign-in refused",
-                "This response does not belong to the sign-in mailroom started. Start the sign-in again.",
+    if state.as_deref() != Some(&*expected_state) {
+        // Not this sign-in's redirect (forged, or from an older attempt): refused, and the
+        // sign-in in progress goes on waiting for its own.
+        tracing::warn!("a sign-in redirect with a wrong state was refused");
+        return Ok(page(
+            StatusCode::BAD_REQUEST,
+            "Not this sign-in",
+            "This response does not belong to the sign-in mailroom is waiting for, so it was ignored. If you started a new sign-in, finish that one.",
+        ));
+    }
+    if let Some(code) = code.filter(|_| error.is_none()) {
+        let (verdict_tx, verdict_rx) = oneshot::channel();
+        if outcomes
+            .send(CallbackOutcome::Code(code, VerdictSender(verdict_tx)))
+            .await
+            .is_err()
+        {
+            return Ok(page(
+                StatusCode::GONE,
+                "Sign-in not completed",
+                "mailroom is no longer waiting for this sign-in. Start it again.",
+            ));
+        }
+        let response = match tokio::time::timeout(VERDICT_WAIT, verdict_rx).await {
+            Ok(Ok(Verdict::SignedIn(address))) => page(
+                StatusCode::OK,
+                "Signed in",
+                &format!("Signed in as {address}. You may close this window."),
             ),
-        )
-    } else if let Some(error) = error {
+            Ok(Ok(Verdict::Refused(reason))) => page(
+                StatusCode::FORBIDDEN,
+                "Sign-in refused",
+                &format!("mailroom refused this sign-in: {reason}"),
+            ),
+            _ => page(
+                StatusCode::OK,
+                "Sign-in not confirmed",
+                "mailroom did not confirm the sign-in; see mailroom for the result.",
+            ),
+        };
+        return Ok(response);
+    }
+    let (outcome, response) = if let Some(error) = error {
         let text = format!(
             "The provider answered {error}{}. You may close this window.",
             description
@@ -157,15 +213,6 @@ async fn handle(
         (
             CallbackOutcome::Denied { error, description },
             page(StatusCode::OK, "Sign-in not completed", &text),
-        )
-    } else if let Some(code) = code {
-        (
-            CallbackOutcome::Code(code),
-            page(
-                StatusCode::OK,
-                "Signed in",
-                "You may close this window and return to mailroom.",
-            ),
         )
     } else {
         (

@@ -8,7 +8,7 @@ use mailroom_model::Provider;
 
 use crate::app::AppRegistration;
 use crate::identity::{Identity, identity_from_id_token};
-use crate::loopback::{CallbackOutcome, LoopbackListener};
+use crate::loopback::{CallbackOutcome, LoopbackListener, Verdict};
 use crate::oauth::{self, DeviceFailure, DevicePrompt, IssuedTokens, OAuthFailure, OAuthHttp};
 use crate::{Error, Result};
 
@@ -148,18 +148,13 @@ pub async fn sign_in_with_browser(
     tracing::info!(provider = %app.provider, redirect_uri = %redirect_uri, "waiting for the sign-in redirect");
     open_url(&start.url);
     let outcome = listener.wait(start.state.secret(), options.timeout).await;
-    let code = match outcome {
-        Some(CallbackOutcome::Code(code)) => code,
+    let (code, verdict) = match outcome {
+        Some(CallbackOutcome::Code(code, verdict)) => (code, verdict),
         Some(CallbackOutcome::Denied { error, description }) => {
             return Err(Error::SignInFailed(format!(
                 "the provider answered {error}{}; sign in again and approve the request",
                 description.map(|d| format!(" ({d})")).unwrap_or_default()
             )));
-        }
-        Some(CallbackOutcome::StateMismatch) => {
-            return Err(Error::SignInFailed(
-                "the redirect's state does not match this sign-in (a stale or forged response); start the sign-in again".to_owned(),
-            ));
         }
         Some(CallbackOutcome::Incomplete) => {
             return Err(Error::SignInFailed(
@@ -174,10 +169,16 @@ pub async fn sign_in_with_browser(
             )));
         }
     };
-    let tokens = oauth::exchange_code(http, app, &code, start.verifier, &redirect_uri)
-        .await
-        .map_err(failure)?;
-    finish(app, options, tokens, now())
+    let result = match oauth::exchange_code(http, app, &code, start.verifier, &redirect_uri).await {
+        Ok(tokens) => finish(app, options, tokens, now()),
+        Err(failed) => Err(failure(failed)),
+    };
+    // The browser's page waited for this: it says what the terminal says.
+    verdict.send(match &result {
+        Ok(signed_in) => Verdict::SignedIn(signed_in.identity.address.clone()),
+        Err(error) => Verdict::Refused(error.to_string()),
+    });
+    result
 }
 
 /// Signs in with a device code (Microsoft only; Google excludes Gmail scopes from the

@@ -108,36 +108,116 @@ async fn a_browser_sign_in_sends_pkce_state_and_hint_and_checks_the_identity() {
     db.finish().await;
 }
 
+/// A browser that first sends a forged redirect (another state) to the loopback listener,
+/// then follows the real authorization URL; reports (forged status, forged page, final
+/// status, final page).
+fn forging_browser(
+    report: tokio::sync::oneshot::Sender<(u16, String, u16, String)>,
+) -> impl FnOnce(&url::Url) {
+    move |url: &url::Url| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let redirect_uri = url
+                .query_pairs()
+                .find(|(name, _)| name == "redirect_uri")
+                .map(|(_, value)| value.into_owned())
+                .unwrap();
+            let forged = client
+                .get(format!("{redirect_uri}?code=stolen&state=forged-state"))
+                .send()
+                .await
+                .unwrap();
+            let forged_status = forged.status().as_u16();
+            let forged_page = forged.text().await.unwrap();
+            let real = client.get(url).send().await.unwrap();
+            let status = real.status().as_u16();
+            let page = real.text().await.unwrap();
+            let _ = report.send((forged_status, forged_page, status, page));
+        });
+    }
+}
+
 #[tokio::test]
-async fn a_redirect_with_another_state_ends_the_sign_in() {
+async fn a_redirect_with_another_state_is_refused_and_the_sign_in_goes_on() {
     let server = MockServer::start().await;
     Mock::given(path("/authorize"))
-        .respond_with(approve(Some("forged-state")))
+        .respond_with(approve(None))
         .mount(&server)
         .await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body(
+                "at-signed-in",
+                "rt-signed-in",
+                Some(&microsoft_id_token("sa@contoso.example")),
+            )),
+        )
+        .expect(1)
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
     let key = EncryptionKey::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let (report, reported) = tokio::sync::oneshot::channel();
+    let signed_in = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &options("sa@contoso.example"),
+        SystemTime::now,
+        forging_browser(report),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed_in.identity.address, "sa@contoso.example");
+    let (forged_status, forged_page, status, page) = reported.await.unwrap();
+    assert_eq!(forged_status, 400, "{forged_page}");
+    assert!(forged_page.contains("Not this sign-in"), "{forged_page}");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Signed in as sa@contoso.example"), "{page}");
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn the_browser_page_says_when_mailroom_refuses_the_sign_in() {
+    let server = MockServer::start().await;
+    Mock::given(path("/authorize"))
+        .respond_with(approve(None))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body(
+                "at-other",
+                "rt-other",
+                Some(&microsoft_id_token("someone.else@contoso.example")),
+            )),
+        )
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let (report, reported) = tokio::sync::oneshot::channel();
     let error = sign_in_with_browser(
         &OAuthHttp::new(),
         &app,
         &options("sa@contoso.example"),
         SystemTime::now,
-        browser(),
+        forging_browser(report),
     )
     .await
     .unwrap_err();
+    let (_, _, status, page) = reported.await.unwrap();
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("Sign-in refused"), "{page}");
     assert!(
-        error
-            .to_string()
-            .contains("state does not match this sign-in"),
-        "{error}"
+        page.contains("someone.else@contoso.example"),
+        "{page}: {error}"
     );
+    assert!(!page.contains("Signed in"), "{page}");
     db.finish().await;
 }
 
