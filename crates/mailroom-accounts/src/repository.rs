@@ -260,6 +260,10 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
     /// A wrong key is refused here with a clear error, before any secret is needed.
     pub async fn verify_key(&self) -> Result<()> {
         match key_check::Entity::find_by_id(1).one(self.db).await? {
+            Some(check) if check.key_id != self.key.id() => Err(Error::KeyMismatch {
+                database_key_id: check.key_id,
+                given_key_id: self.key.id(),
+            }),
             Some(check) => {
                 let opened = self.key.open(&check.sealed, KEY_CHECK_AAD)?;
                 if opened.as_slice() != KEY_CHECK_PLAINTEXT {
@@ -278,6 +282,50 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
                 Ok(())
             }
         }
+    }
+
+    /// The id (fingerprint) of the key the database's secrets are sealed with, once any
+    /// key was checked against it; readable without the key.
+    pub async fn sealed_with(&self) -> Result<Option<String>> {
+        Ok(key_check::Entity::find_by_id(1)
+            .one(self.db)
+            .await?
+            .map(|check| check.key_id))
+    }
+
+    /// Forgets every stored password (the accounts stay, without one) and checks
+    /// `new_key` from now on: for a database whose key is lost, inside the caller's
+    /// transaction. Returns how many passwords were forgotten.
+    pub async fn forget_passwords(&self, new_key: &EncryptionKey) -> Result<usize> {
+        let mut count = 0;
+        if let Some(model) = company_account::Entity::find_by_id(COMPANY_ID)
+            .one(self.db)
+            .await?
+        {
+            if model.password_sealed.is_some() {
+                let mut active = model.into_active_model();
+                active.password_sealed = Set(None);
+                active.update(self.db).await?;
+                count += 1;
+            }
+        }
+        for model in user_account::Entity::find().all(self.db).await? {
+            if model.password_sealed.is_some() {
+                let mut active = model.into_active_model();
+                active.password_sealed = Set(None);
+                active.update(self.db).await?;
+                count += 1;
+            }
+        }
+        key_check::Entity::delete_many().exec(self.db).await?;
+        key_check::ActiveModel {
+            id: Set(1),
+            key_id: Set(new_key.id()),
+            sealed: Set(new_key.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)),
+        }
+        .insert(self.db)
+        .await?;
+        Ok(count)
     }
 
     /// Re-seals every password and the key check with `new_key` (key rotation, inside the

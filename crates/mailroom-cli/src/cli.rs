@@ -225,6 +225,15 @@ pub(crate) enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyCommand {
+    /// For a lost key: delete every stored secret (passwords, client secrets, tokens) and
+    /// seal with a new key from now on; accounts and registrations stay, an administrator
+    /// sets the passwords and signs in again. A key file in the way is kept beside it.
+    #[command(after_help = "Examples:\n  mailroom key reset --forget-secrets")]
+    Reset {
+        /// Confirms that the stored secrets are to be deleted (required).
+        #[arg(long, required = true)]
+        forget_secrets: bool,
+    },
     /// Re-encrypt every stored secret with a new key, in one transaction.
     Rotate {
         /// Where to write the new key when the current one comes from MAILROOM_KEY.

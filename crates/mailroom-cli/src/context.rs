@@ -85,13 +85,43 @@ pub(crate) fn key_file_path(database_url: &str) -> Result<PathBuf> {
     Ok(default_database_path()?.with_file_name("mailroom.key"))
 }
 
-/// The key: `MAILROOM_KEY`, else the key file (created with mode 0600 on first use).
-fn load_key(database_url: &str) -> Result<(EncryptionKey, KeySource)> {
+/// The key file is missing while the database's secrets are sealed with a key: a new key
+/// would open nothing, so none is made.
+#[derive(Debug)]
+pub(crate) struct KeyFileMissing {
+    pub(crate) path: PathBuf,
+    pub(crate) key_id: String,
+}
+
+impl std::fmt::Display for KeyFileMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the key file {} is missing, and this database's secrets are sealed with the key whose fingerprint is {}; no new key was made (it could open nothing)",
+            self.path.display(),
+            self.key_id
+        )
+    }
+}
+
+impl std::error::Error for KeyFileMissing {}
+
+/// The key: `MAILROOM_KEY`, else the key file (created with mode 0600 on first use, but
+/// never when the database already holds secrets sealed with a key: that is a lost key).
+async fn load_key(
+    database_url: &str,
+    db: &DatabaseConnection,
+) -> Result<(EncryptionKey, KeySource)> {
     if let Ok(text) = std::env::var(KEY_VARIABLE) {
         let key = EncryptionKey::from_text(&text).context("MAILROOM_KEY is set but unusable")?;
         return Ok((key, KeySource::Environment));
     }
     let path = key_file_path(database_url)?;
+    if !path.exists() {
+        if let Some(key_id) = mailroom::sealed_with(db).await? {
+            return Err(KeyFileMissing { path, key_id }.into());
+        }
+    }
     Ok(EncryptionKey::load_or_create(&path)?)
 }
 
@@ -124,19 +154,25 @@ pub(crate) fn redact_url(url: &str) -> String {
     parsed.to_string()
 }
 
+/// Opens (creating and migrating if needed) the database, without its key.
+pub(crate) async fn open_database(given_url: Option<&str>) -> Result<(DatabaseConnection, String)> {
+    let database_url = database_url(given_url)?;
+    let db = mailroom_migrations::open(&database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}; check the URL and that the server is running",
+                redact_url(&database_url)
+            )
+        })?;
+    Ok((db, database_url))
+}
+
 impl Context {
     /// Opens (creating and migrating if needed) the database and loads its key.
     pub(crate) async fn open(given_url: Option<&str>) -> Result<Self> {
-        let database_url = database_url(given_url)?;
-        let db = mailroom_migrations::open(&database_url)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the database {}; check the URL and that the server is running",
-                    redact_url(&database_url)
-                )
-            })?;
-        let (key, key_source) = load_key(&database_url)?;
+        let (db, database_url) = open_database(given_url).await?;
+        let (key, key_source) = load_key(&database_url, &db).await?;
         Ok(Self {
             db,
             key,

@@ -74,6 +74,9 @@ pub(crate) fn command(remedy: &Remedy) -> String {
         }
         Remedy::ShowFaxFormat => "mailroom company show".to_owned(),
         Remedy::CheckDatabase => "mailroom info".to_owned(),
+        Remedy::RestoreKey { key_id } => format!(
+            "restore the key file (or set MAILROOM_KEY) to the key with fingerprint {key_id}; if it is lost: mailroom key reset --forget-secrets"
+        ),
         Remedy::ListQueue => "mailroom queue list".to_owned(),
         Remedy::ShowQueued { id } => format!("mailroom queue show {id}"),
         Remedy::CancelQueued { id } => format!("mailroom queue cancel {id}"),
@@ -102,6 +105,11 @@ fn remedy_of(cause: &(dyn StdError + 'static)) -> Option<Remedy> {
     }
     if let Some(error) = cause.downcast_ref::<ValidationError>() {
         return error.remedy().cloned();
+    }
+    if let Some(missing) = cause.downcast_ref::<crate::context::KeyFileMissing>() {
+        return Some(Remedy::RestoreKey {
+            key_id: missing.key_id.clone(),
+        });
     }
     None
 }
@@ -169,7 +177,12 @@ fn kind(error: &anyhow::Error) -> &'static str {
                 _ => "account",
             };
         }
-        if cause.is::<mailroom_crypto::Error>() {
+        if cause.is::<mailroom_crypto::Error>() || cause.is::<crate::context::KeyFileMissing>() {
+            return "key";
+        }
+        if let Some(mailroom_accounts::Error::KeyMismatch { .. }) =
+            cause.downcast_ref::<mailroom_accounts::Error>()
+        {
             return "key";
         }
         if cause.is::<sea_orm::DbErr>() {

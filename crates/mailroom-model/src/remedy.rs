@@ -81,6 +81,12 @@ pub enum Remedy {
     ShowFaxFormat,
     /// Check that the database is reachable and migrated, and where the key is.
     CheckDatabase,
+    /// Give the key the database's secrets are sealed with (restore its file or set it);
+    /// if it is lost, forget the stored secrets and sign in again.
+    RestoreKey {
+        /// The fingerprint of the key the database needs.
+        key_id: String,
+    },
     /// List the queued messages to find the right id.
     ListQueue,
     /// Look at a queued message again.
@@ -190,6 +196,10 @@ impl fmt::Display for Remedy {
             Remedy::CheckDatabase => {
                 f.write_str("check that the database is reachable and migrated")
             }
+            Remedy::RestoreKey { key_id } => write!(
+                f,
+                "give the key with fingerprint {key_id} (restore its file or set it), or forget the stored secrets and sign in again"
+            ),
             Remedy::ListQueue => f.write_str("list the queued messages to find the right id"),
             Remedy::ShowQueued { id } => write!(f, "look at queued message {id} again"),
             Remedy::CancelQueued { id } => write!(f, "cancel queued message {id}"),

@@ -423,6 +423,21 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         Ok(app)
     }
 
+    /// Forgets every stored client secret (a lost key): the registrations stay and
+    /// need their secrets again. Returns how many were forgotten.
+    pub async fn forget_secrets(&self) -> Result<usize> {
+        let mut count = 0;
+        for model in oauth_app::Entity::find().all(self.db).await? {
+            if model.client_secret_sealed.is_some() {
+                let mut active = model.into_active_model();
+                active.client_secret_sealed = Set(None);
+                active.update(self.db).await?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     /// Re-seals every client secret with `new_key` (for key rotation, inside the caller's
     /// transaction).
     pub async fn reseal(&self, new_key: &EncryptionKey) -> Result<usize> {

@@ -406,6 +406,15 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
             .collect()
     }
 
+    /// Deletes every stored token (a lost key): every account signs in again. Returns how
+    /// many were deleted.
+    pub async fn forget_all(&self) -> Result<u64> {
+        Ok(oauth_token::Entity::delete_many()
+            .exec(self.db)
+            .await?
+            .rows_affected)
+    }
+
     /// Re-seals every token with `new_key` (key rotation, inside the caller's transaction).
     pub async fn reseal(&self, new_key: &EncryptionKey) -> Result<usize> {
         let models = oauth_token::Entity::find().all(self.db).await?;

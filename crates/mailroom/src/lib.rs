@@ -87,7 +87,10 @@ pub use mailroom_model::Remedy;
 pub use message::{Attachment, BuiltMessage, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
 pub use retry::RetryPolicy;
-pub use workflows::{Resealed, Revocation, SignInMode, SignInSession, SignInStep, SignOut};
+pub use workflows::{
+    Forgotten, Resealed, Revocation, SignInMode, SignInSession, SignInStep, SignOut,
+    forget_secrets, sealed_with,
+};
 
 pub use mailroom_accounts::{Account, Accounts, ResolutionRule, Settings};
 pub use mailroom_crypto::EncryptionKey;

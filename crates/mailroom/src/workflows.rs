@@ -393,6 +393,47 @@ impl Mailroom {
     }
 }
 
+/// What [`forget_secrets`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Account passwords (the accounts stay).
+    pub passwords: u64,
+    /// OAuth client secrets (the registrations stay).
+    pub client_secrets: u64,
+    /// Stored tokens (every OAuth account signs in again).
+    pub tokens: u64,
+}
+
+/// The fingerprint of the key `db`'s secrets are sealed with, if any was checked yet;
+/// readable without the key (to say which key a host lacks).
+pub async fn sealed_with(db: &sea_orm::DatabaseConnection) -> Result<Option<String>> {
+    // Reading the key check needs no key; any key value serves the constructor.
+    let any_key = EncryptionKey::generate();
+    Ok(Accounts::new(db, &any_key).sealed_with().await?)
+}
+
+/// For a database whose key is lost: deletes every stored secret (passwords, client
+/// secrets, tokens) in one transaction and seals with `new_key` from now on. Accounts,
+/// registrations and the outbox stay; an administrator sets the passwords and signs in
+/// again. The caller saves `new_key` where every host finds it first.
+pub async fn forget_secrets(
+    db: &sea_orm::DatabaseConnection,
+    new_key: &EncryptionKey,
+) -> Result<Forgotten> {
+    let transaction = db.begin().await?;
+    let passwords = Accounts::new(&transaction, new_key)
+        .forget_passwords(new_key)
+        .await?;
+    let client_secrets = Apps::new(&transaction, new_key).forget_secrets().await?;
+    let tokens = TokenStore::new(&transaction, new_key).forget_all().await?;
+    transaction.commit().await?;
+    Ok(Forgotten {
+        passwords: passwords as u64,
+        client_secrets: client_secrets as u64,
+        tokens,
+    })
+}
+
 /// Starts the provider's flow in a task and waits until the person has something to do.
 async fn begin(
     app: AppRegistration,

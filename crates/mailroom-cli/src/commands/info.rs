@@ -6,7 +6,9 @@ use mailroom_crypto::KeySource;
 use serde_json::json;
 
 use super::Output;
-use crate::context::{Context, KEY_VARIABLE, redact_url, sqlite_path};
+use crate::context::{
+    Context, KEY_VARIABLE, key_file_path, open_database, redact_url, sqlite_path,
+};
 
 pub(crate) async fn info(context: &Context) -> Result<Output> {
     Accounts::new(&context.db, &context.key)
@@ -55,6 +57,47 @@ pub(crate) async fn info(context: &Context) -> Result<Output> {
             "key_source": match context.key_source { KeySource::Environment => "environment", KeySource::File { .. } => "file" },
             "key_file": key_file,
             "key_id": context.key.id(),
+        }),
+    ))
+}
+
+/// `info` when the key cannot be loaded: where the database and the expected key are, and
+/// why the key is unusable; exit 0, the problem is the report.
+pub(crate) async fn info_without_key(
+    given_url: Option<&str>,
+    problem: anyhow::Error,
+) -> Result<Output> {
+    let (db, database_url) = open_database(given_url).await?;
+    let schema = mailroom_migrations::schema_version(&db).await?;
+    let sealed_with = mailroom::sealed_with(&db).await?;
+    let url = redact_url(&database_url);
+    let key_file = key_file_path(&database_url)?;
+    let problem_json = crate::remedy::render_json(&problem)["error"].take();
+    let problem = crate::remedy::render_text(&problem)
+        .trim_start_matches("error: ")
+        .to_owned();
+    let text = [
+        format!("Database      {url}"),
+        format!(
+            "Schema        {}",
+            schema.as_deref().unwrap_or("(not migrated)")
+        ),
+        format!("Key file      {} (unusable)", key_file.display()),
+        format!(
+            "Sealed with   {}",
+            sealed_with.as_deref().unwrap_or("(no key checked yet)")
+        ),
+        format!("Problem       {problem}"),
+    ];
+    Ok(Output::new(
+        text.join("\n"),
+        json!({
+            "database_url": url,
+            "schema_version": schema,
+            "key_file": key_file,
+            "key_usable": false,
+            "sealed_with_key_id": sealed_with,
+            "problem": problem_json,
         }),
     ))
 }

@@ -4,6 +4,7 @@ mod accounts;
 pub(crate) mod agent;
 pub(crate) mod demo;
 mod info;
+mod key;
 mod oauth;
 pub(crate) mod queue;
 pub(crate) mod sandbox;
@@ -62,7 +63,17 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
         Command::Demo(args) => return demo::run(args, cli.database_url.as_deref(), cli.json).await,
         _ => {}
     }
-    let context = Context::open(cli.database_url.as_deref()).await?;
+    if let Command::Key(KeyCommand::Reset { .. }) = cli.command {
+        return key::reset(cli.database_url.as_deref()).await;
+    }
+    let context = match Context::open(cli.database_url.as_deref()).await {
+        Ok(context) => context,
+        // `info` says where things are even when the key is missing.
+        Err(error) if matches!(cli.command, Command::Info) => {
+            return info::info_without_key(cli.database_url.as_deref(), error).await;
+        }
+        Err(error) => return Err(error),
+    };
     // Commands that talk to a person or a provider run their own, short transactions:
     // a sign-in can take minutes and must not hold the database meanwhile.
     match cli.command {

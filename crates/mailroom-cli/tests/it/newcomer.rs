@@ -138,3 +138,71 @@ fn errors_are_json_on_stderr_under_json() {
     assert_eq!(error["error"]["remedy"]["action"], "list_accounts");
     assert_eq!(error["error"]["remedy"]["command"], "mailroom account list");
 }
+
+#[test]
+fn a_missing_key_file_is_never_silently_replaced() {
+    let cli = Cli::new();
+    cli.run_with(
+        &[
+            "company",
+            "set",
+            "--provider",
+            "none",
+            "--user",
+            "relay@example.com",
+            "--host",
+            "smtp.example.net",
+            "--password-stdin",
+        ],
+        "hunter2\n",
+        &[],
+    )
+    .ok();
+    let key_id = cli.run(&["--json", "info"]).ok().json()["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::remove_file(cli.key_file()).unwrap();
+
+    let run = cli.run(&["company", "show"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&cli.key_file().display().to_string()),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains(&key_id), "the fingerprint: {run:?}");
+    assert!(
+        run.stderr.contains("mailroom key reset --forget-secrets"),
+        "{run:?}"
+    );
+    assert!(!cli.key_file().exists(), "a new key file was made");
+
+    // `info` still reports, and says what is wrong.
+    let info = cli.run(&["info"]).ok();
+    assert!(info.stdout.contains(&key_id), "{info:?}");
+    assert!(info.stdout.contains("missing"), "{info:?}");
+
+    // Another key (MAILROOM_KEY) is refused with both fingerprints, never used.
+    let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let run = cli.run_with(&["company", "show"], "", &[("MAILROOM_KEY", other)]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("sealed with key {key_id}")),
+        "{run:?}"
+    );
+
+    // The way out: the secrets go, the accounts stay, a new key seals from now on.
+    assert_eq!(
+        cli.run(&["key", "reset"]).code,
+        2,
+        "--forget-secrets is required"
+    );
+    let reset = cli
+        .run(&["--json", "key", "reset", "--forget-secrets"])
+        .ok();
+    assert_eq!(reset.json()["passwords"], 1, "{reset:?}");
+    assert!(cli.key_file().exists());
+    let company = cli.run(&["--json", "company", "show"]).ok().json();
+    assert_eq!(company["password_set"], false, "{company}");
+    assert_eq!(company["smtp_user"], "relay@example.com", "{company}");
+}
