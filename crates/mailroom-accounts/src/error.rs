@@ -1,6 +1,6 @@
 //! The accounts crate's error: what went wrong and what to do next.
 
-use mailroom_model::{AccountId, Binding, ValidationError};
+use mailroom_model::{AccountId, AccountRef, Binding, Remedy, ValidationError};
 
 /// An accounts operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -10,31 +10,31 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// No user account has that id.
-    #[error("there is no account {id}; list the accounts with `mailroom account list`")]
+    #[error("there is no account {id}; list the accounts to find the right id")]
     AccountNotFound {
         /// The id asked for.
         id: AccountId,
     },
     /// The company account is not configured.
     #[error(
-        "no company account is configured; set one with `mailroom company set --provider microsoft|google|none --user ADDRESS`"
+        "no company account is configured; configure it with a provider (microsoft, google or none) and its SMTP user"
     )]
     NoCompanyAccount,
     /// Neither a bound user account nor the company account exists.
     #[error(
-        "no account can send for feature `{feature}`{for_binding}: configure the company account with `mailroom company set --provider P --user ADDRESS`{or_bind}"
+        "no account can send for feature `{feature}`{}: configure the company account{}",
+        binding.as_ref().map(|b| format!(" for {b}")).unwrap_or_default(),
+        binding.as_ref().map(|b| format!(", or add a user account bound to {b}")).unwrap_or_default()
     )]
     NoAccount {
         /// The feature that asked.
         feature: String,
-        /// ` for SystemUser:User_Name:sa`, or empty.
-        for_binding: String,
-        /// `, or add a user account bound to ... with ...`, or empty.
-        or_bind: String,
+        /// The user's binding, when the feature prefers the user's own account.
+        binding: Option<Binding>,
     },
     /// Another user account already has this binding.
     #[error(
-        "account {existing} is already bound to {binding}; remove that binding first (`mailroom account edit {existing} --unbind`) or choose another value"
+        "account {existing} is already bound to {binding}; remove that account's binding first or choose another value"
     )]
     DuplicateBinding {
         /// The binding.
@@ -46,20 +46,34 @@ pub enum Error {
     #[error(transparent)]
     Key(#[from] mailroom_crypto::Error),
     /// A stored row holds a value this version cannot read.
-    #[error(
-        "the database holds an unreadable {what}: {problem}; fix or remove it with `mailroom account edit`/`remove`"
-    )]
+    #[error("the database holds an unreadable {what}: {problem}; correct or remove the account")]
     CorruptRow {
         /// Which row and column.
         what: String,
+        /// The account the row belongs to, when it is one.
+        account: Option<AccountRef>,
         /// What is wrong with it.
         problem: String,
     },
     /// The database failed.
-    #[error(
-        "database error: {0}; check that the database is reachable and migrated (`mailroom info`)"
-    )]
+    #[error("the database failed; check that it is reachable and migrated")]
     Database(#[source] Box<sea_orm::DbErr>),
+}
+
+impl Error {
+    /// The action that fixes it, when there is one.
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            Error::Invalid(error) => error.remedy().cloned(),
+            Error::AccountNotFound { .. } => Some(Remedy::ListAccounts),
+            Error::NoCompanyAccount => Some(Remedy::ConfigureCompany),
+            Error::NoAccount { .. } => Some(Remedy::ConfigureCompany),
+            Error::DuplicateBinding { existing, .. } => Some(Remedy::Unbind { account: *existing }),
+            Error::Key(_) => None,
+            Error::CorruptRow { account, .. } => Some(Remedy::EditAccount { account: *account }),
+            Error::Database(_) => Some(Remedy::CheckDatabase),
+        }
+    }
 }
 
 impl From<sea_orm::DbErr> for Error {

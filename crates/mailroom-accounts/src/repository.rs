@@ -170,6 +170,7 @@ fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -
 fn from_row(row: ServerRow, key: &EncryptionKey, account: AccountRef) -> Result<ServerSettings> {
     let corrupt = |column: &str, problem: String| Error::CorruptRow {
         what: format!("{column} of the {account}"),
+        account: Some(account),
         problem,
     };
     let provider: Provider = row
@@ -212,6 +213,7 @@ fn company_from_model(
     let fax_format = match model.fax_format {
         Some(text) => Some(FaxFormat::parse(&text).map_err(|error| Error::CorruptRow {
             what: "fax format of the company account".to_owned(),
+            account: Some(AccountRef::Company),
             problem: error.to_string(),
         })?),
         None => None,
@@ -226,6 +228,7 @@ fn user_from_model(model: user_account::Model, key: &EncryptionKey) -> Result<Us
         (Some(object), Some(column), Some(value)) => Some(
             Binding::new(&object, &column, &value).map_err(|error| Error::CorruptRow {
                 what: format!("binding of {account}"),
+                account: Some(account),
                 problem: error.to_string(),
             })?,
         ),
@@ -541,6 +544,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
                 other => {
                     return Err(Error::CorruptRow {
                         what: "setting can-sign-in-when-sending".to_owned(),
+                        account: None,
                         problem: format!("`{other}` is not true or false"),
                     });
                 }

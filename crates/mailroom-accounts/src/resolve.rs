@@ -123,14 +123,7 @@ impl<C: ConnectionTrait> Accounts<'_, C> {
                     binding.filter(|_| feature.policy == AccountPolicy::UserThenCompany);
                 Err(Error::NoAccount {
                     feature: feature.name.to_string(),
-                    for_binding: user_binding.map(|b| format!(" for {b}")).unwrap_or_default(),
-                    or_bind: user_binding
-                        .map(|b| {
-                            format!(
-                                ", or add a user account bound to it with `mailroom account add --provider P --user ADDRESS --bind {b}`"
-                            )
-                        })
-                        .unwrap_or_default(),
+                    binding: user_binding.cloned(),
                 })
             }
         }

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod context;
 mod output;
+mod remedy;
 mod signin;
 
 use std::process::ExitCode;
@@ -59,7 +60,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            if json {
+                eprintln!("{}", remedy::render_json(&error));
+            } else {
+                eprintln!("{}", remedy::render_text(&error));
+            }
             if is_usage_error(&error) {
                 ExitCode::from(2)
             } else {

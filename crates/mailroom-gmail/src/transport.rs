@@ -13,7 +13,7 @@ use reqwest::{Client, Response, redirect};
 use serde::Deserialize;
 use url::Url;
 
-use crate::{Error, GmailConfig, MAX_MESSAGE_SIZE, MESSAGE_MEDIA_TYPE, errors};
+use crate::{Error, GmailConfig, MAX_MESSAGE_SIZE, MESSAGE_MEDIA_TYPE, reply};
 
 /// The send method's media path (`mediaUpload.protocols.simple.path` of the discovery
 /// document, with `userId` = `me`). Both protocols use it, told apart by `uploadType`.
@@ -135,7 +135,7 @@ impl GmailTransport {
     }
 
     pub(crate) fn request_error(&self, error: reqwest::Error) -> TransportError {
-        errors::from_request_error(error, self.config.timeout)
+        reply::from_request_error(error, self.config.timeout)
     }
 }
 
@@ -182,35 +182,29 @@ pub(crate) struct Authorization<'a> {
 impl<'a> Authorization<'a> {
     fn from_credentials(credentials: &'a Credentials) -> Result<Self, TransportError> {
         let CredentialSecret::AccessToken(token) = &credentials.secret else {
-            return Err(TransportError::new(
+            return Err(reply::grant_send_permission(TransportError::new(
                 TransportErrorKind::SignInRequired,
                 "the gmail API needs an OAuth access token, and none was given",
-            )
-            .with_remediation(SIGN_IN));
+            )));
         };
         let token = token.expose();
         if token.is_empty() {
-            return Err(TransportError::new(
+            return Err(reply::grant_send_permission(TransportError::new(
                 TransportErrorKind::SignInRequired,
                 "the access token for the gmail API is empty",
-            )
-            .with_remediation(SIGN_IN));
+            )));
         }
         let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
             // The header error would not show the token, but it is dropped all the same.
-            TransportError::new(
+            reply::grant_send_permission(TransportError::new(
                 TransportErrorKind::SignInRequired,
                 "the access token contains characters an HTTP header cannot carry",
-            )
-            .with_remediation(SIGN_IN)
+            ))
         })?;
         header.set_sensitive(true);
         Ok(Self { header, token })
     }
 }
-
-const SIGN_IN: &str =
-    "sign in again for this account (`mailroom sign-in`) and grant the Gmail send permission";
 
 /// The fields of Gmail's `Message` answer that a sender needs.
 #[derive(Debug, Deserialize)]
@@ -258,7 +252,7 @@ pub(crate) async fn error_from(response: Response, token: &str) -> TransportErro
     let body = read_limited(response, ERROR_BODY_LIMIT)
         .await
         .unwrap_or_default();
-    errors::from_response(status, &headers, &body, token)
+    reply::from_response(status, &headers, &body, token)
 }
 
 async fn read_limited(mut response: Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {

@@ -141,15 +141,15 @@ impl GmailTransport {
             .join(location)
             .map_err(|_| protocol_error("gmail's upload session URI is not a URL"))?;
         if session.origin() != self.config.base_url.origin() {
-            return Err(TransportError::new(
-                TransportErrorKind::Permanent,
-                format!(
-                    "the upload session is on another server ({}) than the gmail API URL; the access token is not sent there",
-                    session.origin().ascii_serialization()
+            return Err(crate::reply::check_api_url(
+                TransportError::new(
+                    TransportErrorKind::Permanent,
+                    format!(
+                        "the upload session is on another server ({}) than the gmail API URL; the access token is not sent there",
+                        session.origin().ascii_serialization()
+                    ),
                 ),
-            )
-            .with_remediation(
-                "check the gmail API URL (`mailroom app set google --gmail-api-url URL`); a proxy must keep upload sessions on its own address",
+                "a proxy must keep upload sessions on its own address",
             ));
         }
         Ok(session)

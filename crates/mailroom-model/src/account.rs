@@ -115,16 +115,6 @@ impl fmt::Display for AccountRef {
     }
 }
 
-impl AccountRef {
-    /// The CLI arguments that select this account, e.g. `--account 4`.
-    pub fn cli_selector(&self) -> String {
-        match self {
-            AccountRef::Company => "--company".to_owned(),
-            AccountRef::User(id) => format!("--account {id}"),
-        }
-    }
-}
-
 /// The one shared account (the guide's "Sales Email Confirmation").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyAccount {

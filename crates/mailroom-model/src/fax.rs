@@ -7,6 +7,7 @@ use std::str::FromStr;
 use lettre::Address;
 use serde::{Deserialize, Serialize};
 
+use crate::Remedy;
 use crate::validate::{self, ValidationError};
 
 const PLACEHOLDER: &str = "{0}";
@@ -98,8 +99,9 @@ impl FaxFormat {
             ValidationError::new(
                 FIELD,
                 format!("`{address}` is not a valid address ({error})"),
-                "check the fax format string with `mailroom company show`",
+                "check the company account's fax format string",
             )
+            .with_remedy(Remedy::ShowFaxFormat)
         })
     }
 }

@@ -4,9 +4,11 @@
 
 mod account;
 mod clock;
+mod error;
 mod fax;
 mod feature;
 mod provider;
+mod remedy;
 mod secret;
 mod server;
 mod signin;
@@ -24,6 +26,7 @@ pub use feature::{
 };
 pub use lettre::Address;
 pub use provider::{Provider, TlsStartup};
+pub use remedy::Remedy;
 pub use secret::Secret;
 pub use server::{
     AppliedChange, DEFAULT_TIMEOUT_MS, GMAIL_API_HOST, IgnoredSetting, OFFICE365_SMTP_HOST,

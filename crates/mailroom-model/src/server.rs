@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::validate::{self, ValidationError};
-use crate::{Provider, Secret, TlsStartup};
+use crate::{Provider, Remedy, Secret, TlsStartup};
 
 /// The default SMTP timeout of the setup guide, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u32 = 100_000;
@@ -110,8 +110,9 @@ impl ServerSettings {
                     "Google accounts send through the Gmail API at {GMAIL_API_HOST}:443, not {}:{}",
                     self.host, self.port
                 ),
-                "keep the preset; to use a proxy or test endpoint run `mailroom app set google --gmail-api-url URL`",
-            ));
+                "keep the preset; to use a proxy or test endpoint, set the Google app's Gmail API URL instead",
+            )
+            .with_remedy(Remedy::SetGmailApiUrl));
         }
         if self.allow_plaintext_loopback && !validate::is_loopback_host(&self.host) {
             return Err(ValidationError::new(
@@ -131,8 +132,12 @@ impl ServerSettings {
                         "a {} account signs in with OAuth and has no password",
                         self.provider
                     ),
-                    "leave the password out and run `mailroom sign-in` for this account",
-                ));
+                    "leave the password out and sign in for this account instead",
+                )
+                .with_remedy(Remedy::SignIn {
+                    account: None,
+                    browser_only: false,
+                }));
             }
         } else {
             if self.smtp_user.chars().count() > validate::MAX_TEXT_LEN {

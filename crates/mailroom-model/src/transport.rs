@@ -165,6 +165,7 @@ pub struct TransportError {
     kind: TransportErrorKind,
     message: String,
     remediation: Option<String>,
+    remedy: Option<Box<crate::Remedy>>,
     server_reply: Option<String>,
     retry_after: Option<Duration>,
     source: Option<Box<dyn StdError + Send + Sync>>,
@@ -177,15 +178,22 @@ impl TransportError {
             kind,
             message: message.into(),
             remediation: None,
+            remedy: None,
             server_reply: None,
             retry_after: None,
             source: None,
         }
     }
 
-    /// Adds what the user or administrator should do.
+    /// Adds what the user or administrator should do, in prose that names no program.
     pub fn with_remediation(mut self, remediation: impl Into<String>) -> Self {
         self.remediation = Some(remediation.into());
+        self
+    }
+
+    /// Adds the action that fixes it, for a front end to offer.
+    pub fn with_remedy(mut self, remedy: crate::Remedy) -> Self {
+        self.remedy = Some(Box::new(remedy));
         self
     }
 
@@ -220,6 +228,21 @@ impl TransportError {
     /// What to do about it, when known.
     pub fn remediation(&self) -> Option<&str> {
         self.remediation.as_deref()
+    }
+
+    /// The action that fixes it, when there is one.
+    pub fn remedy(&self) -> Option<&crate::Remedy> {
+        self.remedy.as_deref()
+    }
+
+    /// The same error with its remedy's unknown account filled in (the facade knows
+    /// which account a transport served).
+    #[must_use]
+    pub fn for_account(mut self, account: crate::AccountRef) -> Self {
+        self.remedy = self
+            .remedy
+            .map(|remedy| Box::new(remedy.for_account(account)));
+        self
     }
 
     /// The server's reply, when there was one.

@@ -1,38 +1,11 @@
 //! Validation of the values an administrator types: each check says what is wrong and how
 //! to fix it.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use lettre::Address;
 
-/// A value was refused. `Display` gives one line: the field, the problem and the fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ValidationError {
-    /// The setting or argument that was refused, in the user's terms (`port`, `smtp user`).
-    pub field: &'static str,
-    /// What is wrong with the value.
-    pub problem: String,
-    /// What to do instead.
-    pub fix: String,
-}
-
-impl ValidationError {
-    /// A refusal of `field` with a problem and a fix.
-    pub fn new(field: &'static str, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self {
-            field,
-            problem: problem.into(),
-            fix: fix.into(),
-        }
-    }
-}
-
-impl fmt::Display for ValidationError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}: {}; {}", self.field, self.problem, self.fix)
-    }
-}
+pub use crate::error::ValidationError;
 
 /// The longest timeout accepted, in milliseconds (10 minutes): longer waits only hide a dead
 /// server from the agent.

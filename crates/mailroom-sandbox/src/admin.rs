@@ -1,4 +1,4 @@
-//! The admin API under `/_sandbox/` for people and scripts using `mailroom sandbox serve`:
+//! The admin API under `/_sandbox/` for people and scripts using a served sandbox:
 //! the same test hooks as the [`crate::Authority`] handle, over HTTP.
 //!
 //! - `GET  /_sandbox/messages`: the received messages (JSON).

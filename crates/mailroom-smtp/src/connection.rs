@@ -12,7 +12,8 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use mailroom_model::validate::is_loopback_host;
 use mailroom_model::{
-    CredentialSecret, Credentials, OutgoingMessage, Provider, ServerSettings, TransportErrorKind,
+    CredentialSecret, Credentials, OutgoingMessage, Provider, Remedy, ServerSettings,
+    TransportErrorKind,
 };
 use tokio::net::TcpStream;
 
@@ -77,23 +78,31 @@ pub(crate) fn check_credentials(
     provider: Provider,
     credentials: &Credentials,
 ) -> Result<(), Failure> {
-    let mismatch = |message: String, remediation: &str| Failure::Unsupported {
+    let mismatch = |message: String, remediation: &str, remedy| Failure::Unsupported {
         kind: TransportErrorKind::AccountConfiguration,
         message,
         remediation: remediation.to_owned(),
+        remedy: Some(remedy),
+    };
+    let sign_in = Remedy::SignIn {
+        account: None,
+        browser_only: false,
     };
     match (&credentials.secret, provider.uses_oauth()) {
         (CredentialSecret::Password(_), true) => Err(mismatch(
             format!("a {provider} account authenticates with an access token, not a password"),
-            "sign in with `mailroom sign-in`",
+            "sign in for the account instead",
+            sign_in.clone(),
         )),
         (CredentialSecret::AccessToken(_), false) => Err(mismatch(
             "a password account (provider none) authenticates with PLAIN or LOGIN, not an access token".to_owned(),
             "set the account's password, or change its provider",
+            Remedy::EditAccount { account: None },
         )),
         (CredentialSecret::None, true) => Err(mismatch(
             format!("a {provider} account needs an access token to send"),
-            "sign in with `mailroom sign-in`",
+            "sign in for the account first",
+            sign_in,
         )),
         _ => Ok(()),
     }
@@ -206,6 +215,7 @@ impl SmtpConnection {
                         kind: TransportErrorKind::AccountConfiguration,
                         message: "the smtp server offers neither PLAIN nor LOGIN authentication".to_owned(),
                         remediation: "check the host and port; some servers offer authentication only after STARTTLS (enable TLS)".to_owned(),
+                        remedy: Some(Remedy::EditAccount { account: None }),
                     });
                 }
                 settings
@@ -263,6 +273,7 @@ impl SmtpConnection {
             kind: TransportErrorKind::AccountConfiguration,
             message: "the smtp server offers neither XOAUTH2 nor OAUTHBEARER, and mailroom never sends an access token with a weaker mechanism".to_owned(),
             remediation: "check the host and port of the account (Microsoft 365: smtp.office365.com, 587), and that SMTP AUTH is enabled for the mailbox".to_owned(),
+            remedy: Some(Remedy::EditAccount { account: None }),
         })
     }
 
@@ -343,6 +354,7 @@ impl SmtpConnection {
                     kind: TransportErrorKind::MessageRejected,
                     message: "an address of the message is not ASCII and the smtp server does not support SMTPUTF8".to_owned(),
                     remediation: "use ASCII addresses (punycode for the domain) or a server that supports SMTPUTF8".to_owned(),
+                    remedy: None,
                 });
             }
             parameters.push(MailParameter::SmtpUtfEight);
@@ -357,6 +369,7 @@ impl SmtpConnection {
                     kind: TransportErrorKind::MessageRejected,
                     message: "the message has 8-bit content and the smtp server does not support 8BITMIME".to_owned(),
                     remediation: "encode the message as 7-bit (quoted-printable or base64) or use a server that supports 8BITMIME".to_owned(),
+                    remedy: None,
                 });
             }
             parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));

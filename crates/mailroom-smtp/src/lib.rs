@@ -36,6 +36,7 @@
 
 mod config;
 mod connection;
+mod error;
 mod pool;
 mod reply;
 mod sasl;
@@ -43,8 +44,8 @@ mod tls;
 mod transport;
 
 pub use config::{
-    DEFAULT_HEALTH_CHECK_AFTER, DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE, Error, Result,
-    SmtpTransportConfig,
+    DEFAULT_HEALTH_CHECK_AFTER, DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE, SmtpTransportConfig,
 };
+pub use error::{Error, Result};
 pub use sasl::{oauthbearer_initial_response, xoauth2_initial_response};
 pub use transport::SmtpTransport;

@@ -5,7 +5,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use mailroom_model::{TransportError, TransportErrorKind};
+use mailroom_model::{Remedy, TransportError, TransportErrorKind};
 
 use crate::tls::is_tls_failure;
 
@@ -119,6 +119,7 @@ pub(crate) enum Failure {
         kind: TransportErrorKind,
         message: String,
         remediation: String,
+        remedy: Option<Remedy>,
     },
 }
 
@@ -173,8 +174,9 @@ impl Failure {
             )
             .with_server_reply(reply.to_string())
             .with_remediation(
-                "mailroom refreshes the token once and retries; if it fails again, sign in again with `mailroom sign-in`",
+                "mailroom refreshes the token once and retries; if it fails again, sign in again",
             )
+            .with_remedy(Remedy::SignIn { account: None, browser_only: false })
             }
             Failure::Timeout { stage, timeout_ms } => TransportError::new(
                 TransportErrorKind::Transient,
@@ -208,12 +210,20 @@ impl Failure {
                 reason,
                 remediation,
             } => TransportError::new(TransportErrorKind::Insecure, reason)
-                .with_remediation(remediation),
+                .with_remediation(remediation)
+                .with_remedy(Remedy::EditAccount { account: None }),
             Failure::Unsupported {
                 kind,
                 message,
                 remediation,
-            } => TransportError::new(kind, message).with_remediation(remediation),
+                remedy,
+            } => {
+                let error = TransportError::new(kind, message).with_remediation(remediation);
+                match remedy {
+                    Some(remedy) => error.with_remedy(remedy),
+                    None => error,
+                }
+            }
         }
     }
 }
@@ -244,103 +254,134 @@ const SMTP_AUTH_ENABLE: &str = "an administrator must enable SMTP AUTH for the m
 pub(crate) fn map_reply(stage: &Stage, reply: &Reply, user: &str) -> TransportError {
     use TransportErrorKind as Kind;
     let enhanced = reply.enhanced_code().unwrap_or("");
-    let (kind, message, remediation): (Kind, String, String) = match (reply.code, enhanced) {
+    let sign_in = Some(Remedy::SignIn {
+        account: None,
+        browser_only: false,
+    });
+    let switch_to_oauth = Some(Remedy::SwitchToOAuth { account: None });
+    let enable_smtp_auth = Some(Remedy::EnableSmtpAuth {
+        mailbox: Some(user.to_owned()),
+    });
+    let edit_account = Some(Remedy::EditAccount { account: None });
+    let (kind, message, remediation, remedy): (Kind, String, String, Option<Remedy>) = match (reply.code, enhanced) {
         (535, "5.7.139") if reply.contains("SmtpClientAuthentication") => (
             Kind::AccountConfiguration,
             format!("smtp authentication (SMTP AUTH) is disabled for {user} or its tenant"),
             SMTP_AUTH_ENABLE.to_owned(),
+            enable_smtp_auth,
         ),
         (535, "5.7.139") if reply.contains("basic authentication is disabled") => (
             Kind::AccountConfiguration,
             "the server no longer accepts passwords (basic authentication is disabled)".to_owned(),
-            "switch the account to OAuth: `mailroom account set --provider microsoft`, then `mailroom sign-in`".to_owned(),
+            "switch the account to OAuth (provider microsoft), then sign in".to_owned(),
+            switch_to_oauth.clone(),
         ),
         (535, "5.7.139") => (
             Kind::AccountConfiguration,
             format!("the server refused to authenticate {user} by policy"),
             "an administrator must check the tenant's sign-in policies (security defaults, conditional access) and that SMTP AUTH is enabled for the mailbox".to_owned(),
+            enable_smtp_auth.clone(),
         ),
         (535, "5.7.3") => (
             Kind::AuthenticationRejected,
             format!("the smtp server rejected the credentials of {user}"),
-            format!("mailroom refreshes the token once and retries; if it still fails, the token is for another account or lacks the SMTP.Send scope (sign in again as {user} with `mailroom sign-in`), or SMTP AUTH is off for the mailbox ({SMTP_AUTH_ENABLE})"),
+            format!("mailroom refreshes the token once and retries; if it still fails, the token is for another account or lacks the SMTP.Send scope (sign in again as {user}), or SMTP AUTH is off for the mailbox ({SMTP_AUTH_ENABLE})"),
+            sign_in.clone(),
         ),
         (535, _) => (
             Kind::AuthenticationRejected,
             format!("the smtp server rejected the credentials of {user}"),
-            "mailroom refreshes the token once and retries; if it still fails, sign in again with `mailroom sign-in` (or set the right password)".to_owned(),
+            "mailroom refreshes the token once and retries; if it still fails, sign in again (or set the right password)".to_owned(),
+            sign_in.clone(),
         ),
         (550, "5.7.30") => (
             Kind::AccountConfiguration,
             "the server does not accept basic authentication (passwords) for client submission".to_owned(),
-            "switch the account to OAuth: `mailroom account set --provider microsoft`, then `mailroom sign-in`".to_owned(),
+            "switch the account to OAuth (provider microsoft), then sign in".to_owned(),
+            switch_to_oauth.clone(),
         ),
         (530, "5.7.57") => (
             Kind::AccountConfiguration,
             "the server requires authentication before it accepts mail".to_owned(),
-            "give the account credentials: sign in with `mailroom sign-in` (OAuth) or set the SMTP user and password".to_owned(),
+            "give the account credentials: sign in (OAuth) or set the SMTP user and password".to_owned(),
+            sign_in.clone(),
         ),
         (554, "5.2.252") | (550, "5.7.60") => (
             Kind::SendAsDenied,
             format!("{user} may not send as the message's From address"),
             format!("send from {user}'s own address, or ask an administrator to grant {user} Send As on the From address (`Add-RecipientPermission -Identity <from address> -Trustee {user} -AccessRights SendAs`)"),
+            None,
         ),
         (501, "5.5.124") => (
             Kind::SignInRequired,
             "the server could not read the XOAUTH2 data (invalid XOAUTH2 auth data)".to_owned(),
-            format!("check that the account's SMTP user `{user}` is the mailbox address, then sign in again with `mailroom sign-in`"),
+            format!("check that the account's SMTP user `{user}` is the mailbox address, then sign in again"),
+            sign_in.clone(),
         ),
         (504, "5.7.4") => (
             Kind::AccountConfiguration,
             "the server does not accept this authentication mechanism (unrecognized authentication type)".to_owned(),
             format!("check the host is the provider's submission server; for Microsoft 365 {SMTP_AUTH_ENABLE}"),
+            edit_account.clone(),
         ),
         (538, _) => (
             Kind::Insecure,
             "the server requires encryption before authentication".to_owned(),
             "enable TLS for the account (STARTTLS or implicit TLS)".to_owned(),
+            edit_account.clone(),
         ),
         (552, _) | (_, "5.3.4") => (
             Kind::MessageTooLarge,
             "the server refused the message as too large".to_owned(),
             "make the message or its attachments smaller".to_owned(),
+            None,
         ),
         (400..=499, _) => (
             Kind::Transient,
             format!("the smtp server refused {stage} for now"),
             "mailroom retries later; nothing to do unless it keeps failing".to_owned(),
+            None,
         ),
         (500..=599, _) => match stage {
             Stage::RcptTo(recipient) => (
                 Kind::MessageRejected,
                 format!("the smtp server refused the recipient {recipient}"),
                 "check the recipient's address".to_owned(),
+                None,
             ),
             Stage::Message => (
                 Kind::MessageRejected,
                 "the smtp server refused the message".to_owned(),
                 "read the server's reply; the content or a policy of the server is the cause".to_owned(),
+                None,
             ),
             Stage::Authenticate => (
                 Kind::Permanent,
                 format!("the smtp server refused to authenticate {user}"),
                 "read the server's reply and check the account's settings".to_owned(),
+                edit_account.clone(),
             ),
             _ => (
                 Kind::Permanent,
                 format!("the smtp server refused {stage}"),
                 "read the server's reply and check the account's settings".to_owned(),
+                edit_account.clone(),
             ),
         },
         _ => (
             Kind::Permanent,
             format!("the smtp server answered {stage} with an unexpected reply"),
             "read the server's reply and check the account's settings".to_owned(),
+            edit_account,
         ),
     };
-    TransportError::new(kind, message)
+    let error = TransportError::new(kind, message)
         .with_server_reply(reply.to_string())
-        .with_remediation(remediation)
+        .with_remediation(remediation);
+    match remedy {
+        Some(remedy) => error.with_remedy(remedy),
+        None => error,
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{Error, Result};
+use crate::{Error, Result};
 
 /// How TLS starts on a connection, derived from the account's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

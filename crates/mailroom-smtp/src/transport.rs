@@ -12,7 +12,8 @@ use mailroom_model::{
 };
 use tokio::sync::Semaphore;
 
-use crate::config::{Result, SmtpTransportConfig};
+use crate::Result;
+use crate::config::SmtpTransportConfig;
 use crate::connection::{ConnectionSettings, SmtpConnection, check_credentials};
 use crate::pool::Pool;
 use crate::reply::Failure;

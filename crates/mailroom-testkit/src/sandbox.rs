@@ -3,7 +3,7 @@
 
 use mailroom_model::Provider;
 use mailroom_sandbox::Sandbox;
-use mailroom_tokens::EndpointOverrides;
+use mailroom_tokens::registration::EndpointOverrides;
 
 /// Every endpoint of `provider`'s style of the sandbox: authorize, token, device,
 /// revocation (where the style has one), issuer, and for Google the Gmail API.

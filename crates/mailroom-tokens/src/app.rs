@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use mailroom_crypto::EncryptionKey;
-use mailroom_model::{Provider, Secret, ValidationError, validate};
+use mailroom_model::{Provider, Remedy, Secret, ValidationError, validate};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryOrder, Set};
 use url::Url;
 
@@ -324,8 +324,9 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
                     ValidationError::new(
                         "client id",
                         format!("is missing; {provider} has no app registration yet"),
-                        format!("give --client-id with the app's client id: `mailroom app set {provider} --client-id ID`"),
+                        "give the client id of the app registered with the provider",
                     )
+                    .with_remedy(Remedy::RegisterApp { provider })
                 })?,
                 client_secret: None,
                 tenant: None,

@@ -78,12 +78,18 @@ pub struct SignInPolicy<'a> {
     pub can_sign_in_when_sending: bool,
 }
 
-impl SignInPolicy<'_> {
+impl<'a> SignInPolicy<'a> {
     /// Never prompt (the automation agent).
     pub const NEVER: SignInPolicy<'static> = SignInPolicy {
         prompt: None,
         can_sign_in_when_sending: false,
     };
+
+    /// The rule, the only place it is written: a sign-in may run when the caller has a
+    /// prompt and the `can_sign_in_when_sending` setting allows it.
+    pub fn allowed_prompt(&self) -> Option<&'a dyn SignInPrompt> {
+        self.prompt.filter(|_| self.can_sign_in_when_sending)
+    }
 }
 
 /// Hands out access tokens for sends; share one per process (it is `Send + Sync`).
@@ -204,7 +210,7 @@ impl TokenBroker {
         self.obtain(target, Some(rejected_version)).await
     }
 
-    /// Refreshes now, whatever the expiry (`mailroom token refresh`).
+    /// Refreshes now, whatever the expiry (an administrator's explicit refresh).
     pub async fn force_refresh(&self, target: &TokenTarget) -> Result<AccessToken> {
         let app = self.app(target.provider).await?;
         let key = TokenKey::new(target.provider, app.tenant(), &target.address);
@@ -221,10 +227,10 @@ impl TokenBroker {
         policy: SignInPolicy<'_>,
     ) -> Result<AccessToken> {
         let reason = match self.access_token(target).await {
-            Err(Error::SignInRequired { reason, .. }) if policy.can_sign_in_when_sending => reason,
+            Err(Error::SignInRequired { reason, .. }) => reason,
             other => return other,
         };
-        let Some(prompt) = policy.prompt else {
+        let Some(prompt) = policy.allowed_prompt() else {
             return Err(Self::sign_in_required(target, reason));
         };
         self.run_sign_in(target, &reason, prompt).await?;

@@ -1,6 +1,6 @@
 //! The tokens crate's error: what went wrong with a sign-in or a token, and what to do.
 
-use mailroom_model::{Provider, ValidationError};
+use mailroom_model::{AccountRef, Provider, Remedy, ValidationError};
 
 /// Why a sign-in is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,24 +65,22 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// No OAuth app is registered for the provider.
-    #[error(
-        "no OAuth app is registered for {provider}; register one with `mailroom app set {provider} --client-id ID`"
-    )]
+    #[error("no OAuth app is registered for {provider}; register the app's client id first")]
     AppNotConfigured {
         /// The provider.
         provider: Provider,
     },
     /// A sign-in is needed and this caller may not (or could not) run one.
     #[error(
-        "Failed to obtain an access token for {address} ({provider}): {reason}; an administrator must sign in with `mailroom sign-in {selector}`"
+        "Failed to obtain an access token for {address} ({provider}): {reason}; an administrator must sign in for {account}"
     )]
     SignInRequired {
         /// The address the account sends as (or `(no SMTP user)`).
         address: String,
         /// The provider.
         provider: Provider,
-        /// The CLI selector of the account, e.g. `--account 4`.
-        selector: String,
+        /// The account that needs the sign-in.
+        account: AccountRef,
         /// Why.
         reason: SignInReason,
     },
@@ -101,7 +99,7 @@ pub enum Error {
     SignInFailed(String),
     /// The provider does not allow the device flow for these scopes.
     #[error(
-        "Google does not allow Gmail scopes in the device flow; sign in through the browser instead (`mailroom sign-in` without --device-code; add --no-browser to print the address to open)"
+        "Google does not allow Gmail scopes in the device flow; sign in through the browser instead (on a machine without one, open the sign-in address on another device)"
     )]
     DeviceFlowNotSupported,
     /// The identity provider could not be reached or failed; the stored token is kept.
@@ -114,7 +112,7 @@ pub enum Error {
     },
     /// The identity provider refused the request for a reason a sign-in will not fix.
     #[error(
-        "the identity provider refused the request: {error}{description}; check the app registration with `mailroom app show`"
+        "the identity provider refused the request: {error}{description}; check the app registration"
     )]
     Provider {
         /// The OAuth error code, e.g. `invalid_client`.
@@ -129,7 +127,7 @@ pub enum Error {
     MalformedResponse(String),
     /// The id_token failed a check.
     #[error(
-        "the sign-in's id_token is not acceptable: {0}; check the app registration (`mailroom app show`, --issuer)"
+        "the sign-in's id_token is not acceptable: {0}; check the app registration (client id, tenant, issuer)"
     )]
     InvalidIdToken(String),
     /// The encryption key is wrong or a stored secret is damaged.
@@ -139,7 +137,7 @@ pub enum Error {
     #[error("the database holds an unreadable {0}; sign in again to replace it")]
     CorruptRow(String),
     /// The database failed.
-    #[error("database error: {0}; check that the database is reachable")]
+    #[error("the database failed; check that it is reachable and migrated")]
     Database(#[source] Box<sea_orm::DbErr>),
 }
 
@@ -160,8 +158,33 @@ impl Error {
                 target.address.clone()
             },
             provider: target.provider,
-            selector: target.account.cli_selector(),
+            account: target.account,
             reason,
+        }
+    }
+
+    /// The action that fixes it, when there is one.
+    pub fn remedy(&self) -> Option<Remedy> {
+        let sign_in = |account: Option<AccountRef>, browser_only| Remedy::SignIn {
+            account,
+            browser_only,
+        };
+        match self {
+            Error::Invalid(error) => error.remedy().cloned(),
+            Error::AppNotConfigured { provider } => Some(Remedy::RegisterApp {
+                provider: *provider,
+            }),
+            Error::SignInRequired { account, .. } => Some(sign_in(Some(*account), false)),
+            Error::IdentityMismatch { .. } | Error::CorruptRow(_) => Some(sign_in(None, false)),
+            Error::DeviceFlowNotSupported => Some(sign_in(None, true)),
+            Error::Provider { .. } | Error::InvalidIdToken(_) => {
+                Some(Remedy::ReviewApp { provider: None })
+            }
+            Error::Database(_) => Some(Remedy::CheckDatabase),
+            Error::SignInFailed(_)
+            | Error::Transient { .. }
+            | Error::MalformedResponse(_)
+            | Error::Key(_) => None,
         }
     }
 

@@ -212,3 +212,14 @@ where
         })?;
     finish(app, options, tokens, now())
 }
+
+/// Revokes `token` at the app's revocation endpoint, where the provider has one (Google).
+/// Returns the provider's answer, or `None` when the provider offers no revocation.
+pub async fn revoke_at_provider(
+    http: &OAuthHttp,
+    app: &AppRegistration,
+    token: &mailroom_model::Secret,
+) -> Option<Result<String>> {
+    let url = app.endpoints().revoke?;
+    Some(oauth::revoke(http, &url, token).await.map_err(failure))
+}

@@ -27,7 +27,11 @@ use mailroom_model::{
 };
 use mailroom_testkit::smtp::{ServerOptions, TestServer};
 use mailroom_testkit::{Backend, TestDatabase};
-use mailroom_tokens::{AppChange, Apps, Identity, SignedIn, TokenStore};
+use mailroom_tokens::{
+    interactive::{Identity, SignedIn},
+    registration::{AppChange, Apps},
+    storage::TokenStore,
+};
 
 const USER: &str = "bench@contoso.example";
 const TOKEN: &str = "bench-access-token";
@@ -127,7 +131,7 @@ async fn configure(db: &TestDatabase, key: &EncryptionKey, port: u16, as_company
             subject: None,
         },
         Provider::Microsoft,
-        mailroom_tokens::DEFAULT_MICROSOFT_TENANT,
+        mailroom_tokens::registration::DEFAULT_MICROSOFT_TENANT,
         TOKEN.into(),
         Some("bench-refresh-token".into()),
         Duration::from_secs(24 * 3600),

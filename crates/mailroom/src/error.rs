@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mailroom_model::{TransportError, ValidationError};
+use mailroom_model::{Remedy, TransportError, ValidationError};
 
 /// A send, queue or agent operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ pub enum Error {
     #[error("cannot build the message: {0}")]
     Build(String),
     /// No queued message has this id.
-    #[error("there is no queued message {id}; list them with `mailroom queue list`")]
+    #[error("there is no queued message {id}; list the queue to find the right id")]
     NotQueued {
         /// The id asked for.
         id: i64,
@@ -63,9 +63,7 @@ pub enum Error {
         what: &'static str,
     },
     /// A stored outbox row cannot be read.
-    #[error(
-        "queued message {id} is unreadable: {problem}; cancel it with `mailroom queue cancel {id}`"
-    )]
+    #[error("queued message {id} is unreadable: {problem}; cancel it")]
     CorruptRow {
         /// The message.
         id: i64,
@@ -73,9 +71,7 @@ pub enum Error {
         problem: String,
     },
     /// The database failed.
-    #[error(
-        "database error: {0}; check that the database is reachable and migrated (`mailroom info`)"
-    )]
+    #[error("the database failed; check that it is reachable and migrated")]
     Database(#[source] Box<sea_orm::DbErr>),
 }
 
@@ -110,6 +106,23 @@ impl Error {
         match self {
             Error::Transport { error, .. } => error.retry_after(),
             _ => None,
+        }
+    }
+
+    /// The action that fixes it, when there is one (a front end renders it: a command, a
+    /// button, a link).
+    pub fn remedy(&self) -> Option<Remedy> {
+        match self {
+            Error::Invalid(error) => error.remedy().cloned(),
+            Error::Accounts(error) => error.remedy(),
+            Error::Tokens(error) => error.remedy(),
+            Error::Transport { error, .. } => error.remedy().cloned(),
+            Error::SmtpSetup(_) | Error::GmailSetup(_) | Error::Attachment { .. } => None,
+            Error::Build(_) => None,
+            Error::NotQueued { .. } => Some(Remedy::ListQueue),
+            Error::WrongState { id, .. } => Some(Remedy::ShowQueued { id: *id }),
+            Error::CorruptRow { id, .. } => Some(Remedy::CancelQueued { id: *id }),
+            Error::Database(_) => Some(Remedy::CheckDatabase),
         }
     }
 

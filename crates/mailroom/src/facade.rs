@@ -7,24 +7,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use mailroom_accounts::{Account, Accounts};
 use mailroom_crypto::EncryptionKey;
 use mailroom_gmail::{GmailConfig, GmailTransport};
 use mailroom_model::{
     AccountRef, Clock, CredentialSecret, Credentials, Envelope, FaxFormat, FeatureCatalog,
-    MessageTransport, OutgoingMessage, Provider, ServerSettings, SignInPrompt, SystemClock,
-    TransportKind,
+    MessageTransport, Provider, ServerSettings, SignInPrompt, SystemClock, TransportKind,
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_tokens::{
-    AccessToken, Apps, BrokerConfig, OAuthHttp, SignInReason, TokenBroker, TokenTarget,
+    AccessToken, BrokerConfig, OAuthHttp, SignInReason, TokenBroker, TokenTarget,
+    registration::Apps,
 };
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::message::{MessageDraft, with_bcc};
-use crate::{Error, Result, RetryPolicy};
+use crate::message::MessageDraft;
+use crate::outbox::{Claimed, Outbox};
+use crate::{Result, RetryPolicy};
 
 /// How a [`Mailroom`] is set up. [`MailroomOptions::new`] gives the production defaults.
 #[derive(Clone)]
@@ -228,7 +230,7 @@ fn settings_fingerprint(server: &ServerSettings) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-fn oauth_credentials(user: &str, token: AccessToken) -> Credentials {
+pub(crate) fn oauth_credentials(user: &str, token: AccessToken) -> Credentials {
     Credentials {
         user: user.to_owned(),
         secret: CredentialSecret::AccessToken(token.secret),
@@ -267,6 +269,11 @@ impl Mailroom {
     /// The database connection.
     pub fn database(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The process's token broker.
+    pub(crate) fn broker(&self) -> &TokenBroker {
+        &self.broker
     }
 
     /// The options it was opened with.
@@ -381,11 +388,7 @@ impl Mailroom {
             address: String::new(),
         };
         let reason = SignInReason::NoToken;
-        let allowed = match prompt {
-            Some(_) => accounts.settings().await?.can_sign_in_when_sending,
-            None => false,
-        };
-        let (Some(prompt), true) = (prompt, allowed) else {
+        let Some(prompt) = self.sign_in_policy(prompt).await?.allowed_prompt() else {
             return Err(mailroom_tokens::Error::sign_in_required(&target, reason).into());
         };
         self.broker.run_sign_in(&target, &reason, prompt).await?;
@@ -431,7 +434,10 @@ impl Mailroom {
         Ok(transport)
     }
 
-    async fn transport_for(&self, account: &Account) -> Result<Arc<dyn MessageTransport>> {
+    pub(crate) async fn transport_for(
+        &self,
+        account: &Account,
+    ) -> Result<Arc<dyn MessageTransport>> {
         if let Some(transport) = &self.options.transport_override {
             return Ok(transport.clone());
         }
@@ -441,7 +447,7 @@ impl Mailroom {
         })
     }
 
-    async fn credentials(
+    pub(crate) async fn credentials(
         &self,
         account: &Account,
         target: &TokenTarget,
@@ -461,118 +467,72 @@ impl Mailroom {
         let token = match self.broker.access_token(target).await {
             Ok(token) => token,
             Err(error) => {
+                // Only now is the policy (and its setting) needed: most sends have a token.
+                let allowed = match (&error, prompt) {
+                    (mailroom_tokens::Error::SignInRequired { .. }, Some(_)) => {
+                        self.sign_in_policy(prompt).await?.allowed_prompt()
+                    }
+                    _ => None,
+                };
                 let (Some(prompt), mailroom_tokens::Error::SignInRequired { reason, .. }) =
-                    (prompt, &error)
+                    (allowed, &error)
                 else {
                     return Err(error.into());
                 };
-                // Only now is the setting needed: most sends have a token.
-                let settings = Accounts::new(&self.db, &self.options.key)
-                    .settings()
-                    .await?;
-                if !settings.can_sign_in_when_sending {
-                    return Err(error.into());
-                }
                 self.broker.run_sign_in(target, reason, prompt).await?;
                 self.broker.access_token(target).await?
             }
         };
         Ok(oauth_credentials(&server.smtp_user, token))
     }
+}
 
-    /// Sends a prepared message with the retry policy.
-    pub(crate) async fn deliver(
+/// The outbox and the agent's side of the facade.
+impl Mailroom {
+    /// Stores the message in the outbox for the agent and returns its id. The account is
+    /// resolved and the message formatted now (one Message-ID for every delivery); the
+    /// agent sends it without ever prompting.
+    pub async fn queue(&self, request: SendRequest<'_>) -> Result<i64> {
+        let prepared = self.prepare(&request).await?;
+        self.outbox().insert(&prepared, &request, self.now()).await
+    }
+
+    /// The outbox of this database.
+    pub fn outbox(&self) -> Outbox<'_> {
+        Outbox::new(&self.db)
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        DateTime::<Utc>::from(self.options.clock.now())
+    }
+
+    /// The account a claimed message was queued for, as it is configured now.
+    pub(crate) async fn account(&self, account: AccountRef) -> Result<Account> {
+        Ok(Accounts::new(&self.db, &self.options.key)
+            .account(account)
+            .await?)
+    }
+
+    /// Sends a claimed message with the account it was queued for (`account`, when the
+    /// caller loaded it already); never prompts.
+    pub(crate) async fn deliver_claimed(
         &self,
-        prepared: &Prepared,
-        prompt: Option<&dyn SignInPrompt>,
+        message: &Claimed,
+        account: Option<Account>,
     ) -> Result<Receipt> {
-        let account = &prepared.account;
-        let server = account.server();
-        let account_ref = account.account_ref();
-        let transport = self.transport_for(account).await?;
-        let kind = transport.kind();
-        let message = OutgoingMessage {
-            envelope: prepared.envelope.clone(),
-            bytes: match kind {
-                // The Gmail API takes its recipients from the headers.
-                TransportKind::GmailApi => {
-                    with_bcc(&prepared.bytes, prepared.bcc_header.as_deref())
-                }
-                TransportKind::Smtp => prepared.bytes.clone(),
-            },
-            message_id: Some(prepared.message_id.clone()),
+        let account = match account {
+            Some(account) => account,
+            None => self.account(message.account).await?,
         };
-        let target = TokenTarget {
-            account: account_ref,
-            provider: server.provider,
-            address: server.smtp_user.clone(),
+        let prepared = Prepared {
+            account,
+            reason: format!("the {} the message was queued for", message.account),
+            envelope: message.envelope.clone(),
+            bytes: message.bytes.clone(),
+            message_id: message.message_id.clone(),
+            bcc_header: message.bcc_header.clone(),
         };
-        let mut credentials = self.credentials(account, &target, prompt).await?;
-        let started = Instant::now();
-        let mut attempts = 0u32;
-        let mut transient_failures = 0u32;
-        let mut refreshed = false;
-        loop {
-            attempts += 1;
-            let error = match transport.send(&message, &credentials).await {
-                Ok(delivery) => {
-                    tracing::info!(
-                        account = %account_ref,
-                        transport = %kind,
-                        message_id = %prepared.message_id,
-                        attempts,
-                        "message sent"
-                    );
-                    return Ok(Receipt {
-                        account: account_ref,
-                        account_user: server.smtp_user.clone(),
-                        reason: prepared.reason.clone(),
-                        transport: kind,
-                        message_id: prepared.message_id.clone(),
-                        provider_message_id: delivery.provider_message_id,
-                        reply: delivery.reply,
-                        attempts,
-                    });
-                }
-                Err(error) => error,
-            };
-            tracing::warn!(
-                account = %account_ref,
-                transport = %kind,
-                message_id = %prepared.message_id,
-                attempt = attempts,
-                kind = ?error.kind(),
-                error = %error,
-                "send attempt failed"
-            );
-            if error.is_auth_rejected() && server.provider.uses_oauth() && !refreshed {
-                // One refresh and one retry: a token revoked or expired early.
-                refreshed = true;
-                let token = self
-                    .broker
-                    .refresh_rejected(&target, credentials.version)
-                    .await?;
-                credentials = oauth_credentials(&server.smtp_user, token);
-                continue;
-            }
-            if error.is_transient() {
-                transient_failures += 1;
-                if let Some(wait) = self.options.retry.delay_after(
-                    transient_failures,
-                    started.elapsed(),
-                    error.retry_after(),
-                ) {
-                    tracing::info!(
-                        message_id = %prepared.message_id,
-                        wait_ms = wait.as_millis() as u64,
-                        "retrying after a transient failure"
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-            }
-            return Err(Error::Transport { attempts, error });
-        }
+        self.deliver(&prepared, None).await
     }
 }
 

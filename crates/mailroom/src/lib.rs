@@ -78,13 +78,16 @@ mod facade;
 mod message;
 mod outbox;
 mod retry;
+mod workflows;
 
 pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary};
 pub use error::{Error, Result};
 pub use facade::{Mailroom, MailroomOptions, Receipt, SendRequest};
+pub use mailroom_model::Remedy;
 pub use message::{Attachment, BuiltMessage, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
 pub use retry::RetryPolicy;
+pub use workflows::{Resealed, Revocation, SignInMode, SignInSession, SignInStep, SignOut};
 
 pub use mailroom_accounts::{Account, Accounts, ResolutionRule, Settings};
 pub use mailroom_crypto::EncryptionKey;
@@ -94,3 +97,14 @@ pub use mailroom_model::{
     TransportErrorKind, TransportKind,
 };
 pub use mailroom_tokens::{BrokerConfig, SignInReason};
+
+// The crates underneath, whole, for a host that needs more than the facade (its own
+// account screens, app registration, the schema): `mailroom::accounts::Accounts`,
+// `mailroom::tokens::registration::Apps`, `mailroom::migrations::open`.
+pub use mailroom_accounts as accounts;
+pub use mailroom_crypto as crypto;
+pub use mailroom_gmail as gmail;
+pub use mailroom_migrations as migrations;
+pub use mailroom_model as model;
+pub use mailroom_smtp as smtp;
+pub use mailroom_tokens as tokens;

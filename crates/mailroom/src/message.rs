@@ -193,8 +193,9 @@ impl MessageDraft {
                 ValidationError::new(
                     "fax",
                     "the company account has no email-to-fax format string",
-                    "set one with `mailroom company set --fax-format '{0}@fax.example.com'`",
+                    "set the company account's fax format string, e.g. {0}@fax.example.com",
                 )
+                .with_remedy(mailroom_model::Remedy::SetFaxFormat)
             })?;
             for number in &self.fax {
                 refuse_line_breaks("fax number", number)?;
@@ -439,7 +440,14 @@ mod tests {
         }
         .build("box@example.com", None)
         .unwrap_err();
-        assert!(error.to_string().contains("fax-format"), "{error}");
+        assert!(error.to_string().contains("fax format string"), "{error}");
+        let Error::Invalid(invalid) = &error else {
+            panic!("not a validation error: {error:?}")
+        };
+        assert_eq!(
+            invalid.remedy(),
+            Some(&mailroom_model::Remedy::SetFaxFormat)
+        );
     }
 
     #[test]

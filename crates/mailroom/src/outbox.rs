@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use mailroom_accounts::{Account, Accounts};
 use mailroom_model::{AccountRef, Address, Envelope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -28,7 +27,7 @@ use serde::Serialize;
 
 use crate::entity::outbox_message::{self, Column, Entity};
 use crate::facade::{Prepared, Receipt};
-use crate::{Error, Mailroom, Result, SendRequest};
+use crate::{Error, Result, SendRequest};
 
 /// Where a queued message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -226,13 +225,14 @@ pub struct Outbox<'a> {
     db: &'a DatabaseConnection,
 }
 
-impl Mailroom {
-    /// Stores the message in the outbox for the agent and returns its id. The account is
-    /// resolved and the message formatted now (one Message-ID for every delivery); the
-    /// agent sends it without ever prompting.
-    pub async fn queue(&self, request: SendRequest<'_>) -> Result<i64> {
-        let prepared = self.prepare(&request).await?;
-        let now = self.now();
+impl<'a> Outbox<'a> {
+    /// Stores a prepared message as queued, due at `now`, and returns its id.
+    pub(crate) async fn insert(
+        &self,
+        prepared: &Prepared,
+        request: &SendRequest<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
         let (kind, id) = match prepared.account.account_ref() {
             AccountRef::Company => ("company", None),
             AccountRef::User(id) => ("user", Some(id)),
@@ -260,52 +260,12 @@ impl Mailroom {
             updated_at: Set(now),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(self.db)
         .await?;
         tracing::info!(id = row.id, message_id = %prepared.message_id, account = %prepared.account.account_ref(), "message queued");
         Ok(row.id)
     }
 
-    /// The outbox of this database.
-    pub fn outbox(&self) -> Outbox<'_> {
-        Outbox { db: &self.db }
-    }
-
-    pub(crate) fn now(&self) -> DateTime<Utc> {
-        DateTime::<Utc>::from(self.options.clock.now())
-    }
-
-    /// The account a claimed message was queued for, as it is configured now.
-    pub(crate) async fn account(&self, account: AccountRef) -> Result<Account> {
-        Ok(Accounts::new(&self.db, &self.options.key)
-            .account(account)
-            .await?)
-    }
-
-    /// Sends a claimed message with the account it was queued for (`account`, when the
-    /// caller loaded it already); never prompts.
-    pub(crate) async fn deliver_claimed(
-        &self,
-        message: &Claimed,
-        account: Option<Account>,
-    ) -> Result<Receipt> {
-        let account = match account {
-            Some(account) => account,
-            None => self.account(message.account).await?,
-        };
-        let prepared = Prepared {
-            account,
-            reason: format!("the {} the message was queued for", message.account),
-            envelope: message.envelope.clone(),
-            bytes: message.bytes.clone(),
-            message_id: message.message_id.clone(),
-            bcc_header: message.bcc_header.clone(),
-        };
-        self.deliver(&prepared, None).await
-    }
-}
-
-impl<'a> Outbox<'a> {
     /// The outbox over `db`.
     pub fn new(db: &'a DatabaseConnection) -> Self {
         Self { db }
@@ -410,7 +370,7 @@ impl<'a> Outbox<'a> {
             return Err(Error::WrongState {
                 id,
                 status: "changing".to_owned(),
-                what: "an agent changed it just now; look again with `mailroom queue show`",
+                what: "an agent changed it just now; look at it again",
             });
         }
         self.get(id).await

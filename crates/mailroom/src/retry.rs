@@ -1,8 +1,15 @@
 //! The retry policy, in one place: how often and how long a send is retried after a
 //! transient failure (exponential backoff with jitter, `Retry-After` honoured), and how
-//! the outbox reschedules a message the policy gave up on.
+//! the outbox reschedules a message the policy gave up on; and the loop that follows it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use mailroom_model::{OutgoingMessage, SignInPrompt, TransportKind};
+use mailroom_tokens::TokenTarget;
+
+use crate::facade::{Prepared, oauth_credentials};
+use crate::message::with_bcc;
+use crate::{Error, Mailroom, Receipt, Result};
 
 /// How transient failures are retried. An authentication rejection is not counted here:
 /// it refreshes the token once and retries once; a permanent failure is never retried.
@@ -92,6 +99,107 @@ impl RetryPolicy {
             OUTBOX_MAX_DELAY,
         ));
         Some(retry_after.map_or(backoff, |asked| asked.max(backoff)))
+    }
+}
+
+/// The retry loop that follows [`RetryPolicy`]: the only one in mailroom.
+impl Mailroom {
+    /// Sends a prepared message with the retry policy.
+    pub(crate) async fn deliver(
+        &self,
+        prepared: &Prepared,
+        prompt: Option<&dyn SignInPrompt>,
+    ) -> Result<Receipt> {
+        let account = &prepared.account;
+        let server = account.server();
+        let account_ref = account.account_ref();
+        let transport = self.transport_for(account).await?;
+        let kind = transport.kind();
+        let message = OutgoingMessage {
+            envelope: prepared.envelope.clone(),
+            bytes: match kind {
+                // The Gmail API takes its recipients from the headers.
+                TransportKind::GmailApi => {
+                    with_bcc(&prepared.bytes, prepared.bcc_header.as_deref())
+                }
+                TransportKind::Smtp => prepared.bytes.clone(),
+            },
+            message_id: Some(prepared.message_id.clone()),
+        };
+        let target = TokenTarget {
+            account: account_ref,
+            provider: server.provider,
+            address: server.smtp_user.clone(),
+        };
+        let mut credentials = self.credentials(account, &target, prompt).await?;
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let mut transient_failures = 0u32;
+        let mut refreshed = false;
+        loop {
+            attempts += 1;
+            let error = match transport.send(&message, &credentials).await {
+                Ok(delivery) => {
+                    tracing::info!(
+                        account = %account_ref,
+                        transport = %kind,
+                        message_id = %prepared.message_id,
+                        attempts,
+                        "message sent"
+                    );
+                    return Ok(Receipt {
+                        account: account_ref,
+                        account_user: server.smtp_user.clone(),
+                        reason: prepared.reason.clone(),
+                        transport: kind,
+                        message_id: prepared.message_id.clone(),
+                        provider_message_id: delivery.provider_message_id,
+                        reply: delivery.reply,
+                        attempts,
+                    });
+                }
+                Err(error) => error,
+            };
+            tracing::warn!(
+                account = %account_ref,
+                transport = %kind,
+                message_id = %prepared.message_id,
+                attempt = attempts,
+                kind = ?error.kind(),
+                error = %error,
+                "send attempt failed"
+            );
+            if error.is_auth_rejected() && server.provider.uses_oauth() && !refreshed {
+                // One refresh and one retry: a token revoked or expired early.
+                refreshed = true;
+                let token = self
+                    .broker()
+                    .refresh_rejected(&target, credentials.version)
+                    .await?;
+                credentials = oauth_credentials(&server.smtp_user, token);
+                continue;
+            }
+            if error.is_transient() {
+                transient_failures += 1;
+                if let Some(wait) = self.options().retry.delay_after(
+                    transient_failures,
+                    started.elapsed(),
+                    error.retry_after(),
+                ) {
+                    tracing::info!(
+                        message_id = %prepared.message_id,
+                        wait_ms = wait.as_millis() as u64,
+                        "retrying after a transient failure"
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            return Err(Error::Transport {
+                attempts,
+                error: error.for_account(account_ref),
+            });
+        }
     }
 }
 

@@ -450,7 +450,8 @@ async fn google_reports_ignored_settings_and_keeps_its_host(db: &TestDatabase) {
         )
         .await
         .unwrap_err();
-    assert!(moved.to_string().contains("--gmail-api-url"), "{moved}");
+    assert!(moved.to_string().contains("Gmail API URL"), "{moved}");
+    assert_eq!(moved.remedy(), Some(mailroom_model::Remedy::SetGmailApiUrl));
     assert_eq!(
         repo.user_account(saved.account.id).await.unwrap(),
         saved.account

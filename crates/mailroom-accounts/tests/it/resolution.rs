@@ -113,8 +113,15 @@ async fn without_any_account_the_error_names_both_ways_to_configure_one(db: &Tes
         .unwrap_err();
     assert!(matches!(error, Error::NoAccount { .. }));
     let text = error.to_string();
-    assert!(text.contains("mailroom company set"), "{text}");
-    assert!(text.contains("--bind SystemUser:User_Name:sa"), "{text}");
+    assert!(text.contains("configure the company account"), "{text}");
+    assert!(
+        text.contains("add a user account bound to SystemUser:User_Name:sa"),
+        "{text}"
+    );
+    assert_eq!(
+        error.remedy(),
+        Some(mailroom_model::Remedy::ConfigureCompany)
+    );
     let error = repo
         .resolve(catalog.get("automation-agent").unwrap(), Some("sa"))
         .await

@@ -8,8 +8,8 @@ use mailroom_accounts::Accounts;
 use mailroom_crypto::{EncryptionKey, KeySource};
 use mailroom_model::{Binding, Provider, Secret};
 use mailroom_tokens::{
-    AppChange, AppRegistration, Apps, EndpointOverrides, OAuthHttp, TokenKey, TokenStore,
-    parse_endpoint_url, revoke_at_provider,
+    registration::{AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url},
+    storage::TokenStore,
 };
 use sea_orm::TransactionTrait;
 use serde_json::json;
@@ -17,12 +17,11 @@ use serde_json::json;
 use super::Output;
 use crate::UsageError;
 use crate::cli::{AccountSelector, AppSetArgs, ServerOptions, SignInMode};
+use crate::commands::send::open_mailroom;
 use crate::context::Context;
 use crate::output::AccountView;
-use crate::signin::{
-    TerminalPrompt, broker, interactive, interactive_sign_in, oauth_account, store_sign_in,
-    token_target,
-};
+use crate::signin::{TerminalPrompt, broker, interactive, sign_in_account, token_target};
+use mailroom::{Resealed, Revocation};
 
 fn read_secret_from_stdin(what: &str) -> Result<Secret> {
     let mut text = String::new();
@@ -163,10 +162,9 @@ pub(crate) async fn sign_in(
     mode: &SignInMode,
 ) -> Result<Output> {
     let account = selector.account_ref();
-    let (loaded, app) = oauth_account(context, account).await?;
-    let expected = loaded.server().smtp_user.clone();
-    let signed_in = interactive_sign_in(&app, &expected, mode).await?;
-    let address = store_sign_in(context, account, &signed_in).await?;
+    let mailroom = open_mailroom(context).await?;
+    let (_, app) = mailroom.oauth_account(account).await?;
+    let address = sign_in_account(&mailroom, account, mode).await?;
     Ok(Output::new(
         format!(
             "signed in as {address}; the token is stored in the database for every user and the agent"
@@ -190,24 +188,19 @@ pub(crate) async fn add_with_sign_in(
     }
     // Validate the rest before anyone signs in.
     change.apply(None)?;
-    let app = Apps::new(&context.db, &context.key)
-        .require(provider)
-        .await?;
+    let mailroom = open_mailroom(context).await?;
     let expected = server.user.clone().unwrap_or_default();
-    let signed_in = interactive_sign_in(&app, &expected, mode).await?;
-    let mut change = change;
-    change.smtp_user = Some(signed_in.identity.address.clone());
-    let transaction = context.db.begin().await?;
-    let accounts = Accounts::new(&transaction, &context.key);
-    accounts.verify_key().await?;
-    let saved = accounts.add_user_account(&change, bind).await?;
-    TokenStore::new(&transaction, &context.key)
-        .save_sign_in(&signed_in, Utc::now())
+    let (facade_mode, timeout) = crate::signin::facade_mode(mode);
+    let session = mailroom
+        .begin_sign_in_for_new_account(provider, &expected, facade_mode, timeout)
         .await?;
-    transaction.commit().await?;
-    crate::signin::release_held_messages(context).await;
-    let id = saved.account.id;
-    let mut json = json!(AccountView::user(&saved.account));
+    crate::signin::show_step(&session, mode);
+    let signed_in = session.wait().await?;
+    let account = mailroom
+        .add_account_with_sign_in(&change, bind, &signed_in)
+        .await?;
+    let id = account.id;
+    let mut json = json!(AccountView::user(&account));
     json["id"] = json!(id);
     let mut output = Output::new(id.to_string(), json);
     output.notes.push(format!(
@@ -218,29 +211,21 @@ pub(crate) async fn add_with_sign_in(
 }
 
 pub(crate) async fn sign_out(context: &Context, selector: &AccountSelector) -> Result<Output> {
-    let account = selector.account_ref();
-    let (loaded, app) = oauth_account(context, account).await?;
-    let address = loaded.server().smtp_user.clone();
-    let key = TokenKey::new(app.provider, app.tenant(), &address);
-    let transaction = context.db.begin().await?;
-    let deleted = TokenStore::new(&transaction, &context.key)
-        .delete(&key)
-        .await?;
-    transaction.commit().await?;
-    let Some(deleted) = deleted else {
+    let mailroom = open_mailroom(context).await?;
+    let outcome = mailroom.sign_out(selector.account_ref()).await?;
+    let address = &outcome.address;
+    if !outcome.deleted {
         return Ok(Output::new(
             format!("no token is stored for {address}; nothing to sign out"),
             json!({ "address": address, "deleted": false }),
         ));
-    };
+    }
     // Local deletion has happened; revocation is reported whatever it answers.
-    let revocation = match deleted.refresh_token.as_ref().or(Some(&deleted.access_token)) {
-        Some(token) => match revoke_at_provider(&OAuthHttp::new(), &app, token).await {
-            Some(Ok(answer)) => answer,
-            Some(Err(error)) => format!("revocation at the provider failed: {error}"),
-            None => "Microsoft offers no revocation endpoint for these tokens; to end every session of the user, an administrator can revoke their sessions in Entra ID".to_owned(),
-        },
-        None => String::new(),
+    let revocation = match &outcome.revocation {
+        Revocation::Revoked(answer) => answer.clone(),
+        Revocation::Failed(error) => format!("revocation at the provider failed: {error}"),
+        Revocation::Unsupported => "Microsoft offers no revocation endpoint for these tokens; to end every session of the user, an administrator can revoke their sessions in Entra ID".to_owned(),
+        _ => String::new(),
     };
     Ok(Output::new(
         format!("signed out {address}: the stored token was deleted; {revocation}"),
@@ -291,7 +276,10 @@ pub(crate) async fn token_list(context: &Context) -> Result<Output> {
 }
 
 pub(crate) async fn token_refresh(context: &Context, selector: &AccountSelector) -> Result<Output> {
-    let (loaded, _) = oauth_account(context, selector.account_ref()).await?;
+    let (loaded, _) = open_mailroom(context)
+        .await?
+        .oauth_account(selector.account_ref())
+        .await?;
     let token = broker(context)
         .force_refresh(&token_target(&loaded))
         .await?;
@@ -306,15 +294,13 @@ pub(crate) async fn token_refresh(context: &Context, selector: &AccountSelector)
 }
 
 pub(crate) async fn token_access(context: &Context, selector: &AccountSelector) -> Result<Output> {
-    let (loaded, _) = oauth_account(context, selector.account_ref()).await?;
-    let settings = Accounts::new(&context.db, &context.key).settings().await?;
+    let mailroom = open_mailroom(context).await?;
     let prompt = TerminalPrompt { context };
-    let policy = mailroom_tokens::SignInPolicy {
-        prompt: interactive().then_some(&prompt as &dyn mailroom_model::SignInPrompt),
-        can_sign_in_when_sending: settings.can_sign_in_when_sending,
-    };
-    let token = broker(context)
-        .access_token_or_sign_in(&token_target(&loaded), policy)
+    let token = mailroom
+        .access_token(
+            selector.account_ref(),
+            interactive().then_some(&prompt as &dyn mailroom_model::SignInPrompt),
+        )
         .await?;
     // The one place mailroom prints a token: for scripts, like `gh auth token`.
     Ok(Output::new(
@@ -350,17 +336,11 @@ pub(crate) async fn key_rotate(
     // Write the new key before the commit: a crash after the commit leaves the new key on
     // disk beside the old one, never a database no key can open.
     let (new_key, _) = EncryptionKey::load_or_create(&target)?;
-    let transaction = context.db.begin().await?;
-    let accounts = Accounts::new(&transaction, &context.key);
-    accounts.verify_key().await?;
-    let passwords = accounts.reseal(&new_key).await?;
-    let secrets = Apps::new(&transaction, &context.key)
-        .reseal(&new_key)
-        .await?;
-    let tokens = TokenStore::new(&transaction, &context.key)
-        .reseal(&new_key)
-        .await?;
-    transaction.commit().await?;
+    let Resealed {
+        passwords,
+        client_secrets: secrets,
+        tokens,
+    } = open_mailroom(context).await?.rotate_key(&new_key).await?;
     let location = match replaces {
         Some(path) => {
             std::fs::rename(&target, &path).with_context(|| {

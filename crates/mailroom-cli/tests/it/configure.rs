@@ -309,7 +309,7 @@ fn usage_errors_exit_with_2_and_other_failures_with_1() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         run.stderr.trim(),
-        "error: there is no account 7; list the accounts with `mailroom account list`"
+        "error: there is no account 7; list the accounts to find the right id\n  to fix: mailroom account list"
     );
     let run = cli.run(&["--help"]);
     assert_eq!(run.code, 0);

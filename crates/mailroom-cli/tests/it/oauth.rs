@@ -300,7 +300,7 @@ async fn without_a_token_a_script_gets_the_failed_to_obtain_error() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stderr.trim(),
-        "error: Failed to obtain an access token for sa@contoso.example (microsoft): no one has signed in for this address yet; an administrator must sign in with `mailroom sign-in --account 1`"
+        "error: Failed to obtain an access token for sa@contoso.example (microsoft): no one has signed in for this address yet; an administrator must sign in for account 1\n  to fix: mailroom sign-in --account 1"
     );
 }
 

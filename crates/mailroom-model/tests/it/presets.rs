@@ -129,7 +129,11 @@ fn google_reports_what_it_ignores_and_locks_host_and_port() {
         },
     ] {
         let error = change.apply(None).unwrap_err();
-        assert!(error.to_string().contains("--gmail-api-url"), "{error}");
+        assert!(error.to_string().contains("Gmail API URL"), "{error}");
+        assert_eq!(
+            error.remedy(),
+            Some(&mailroom_model::Remedy::SetGmailApiUrl)
+        );
     }
 }
 

@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime};
 use mailroom_model::{Provider, Secret};
 use mailroom_sandbox::{Style, TokenCheck, microsoft_error_body};
 use mailroom_tokens::{
-    OAuthHttp, SignInOptions, revoke_at_provider, sign_in_with_browser, sign_in_with_device_code,
+    OAuthHttp,
+    interactive::{
+        SignInOptions, revoke_at_provider, sign_in_with_browser, sign_in_with_device_code,
+    },
 };
 use serde_json::json;
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use mailroom_model::{Address, Envelope, OutgoingMessage, Provider};
 use mailroom_sandbox::{Sandbox, SandboxConfig};
 use mailroom_testkit::sandbox::endpoint_overrides;
-use mailroom_tokens::AppRegistration;
+use mailroom_tokens::registration::AppRegistration;
 use serde_json::Value;
 
 pub(crate) const MICROSOFT_CLIENT: &str = "11111111-2222-3333-4444-555555555555";

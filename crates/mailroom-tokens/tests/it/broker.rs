@@ -6,7 +6,7 @@ use std::sync::Arc;
 use mailroom_crypto::EncryptionKey;
 use mailroom_model::{MockSignInPrompt, Provider};
 use mailroom_testkit::{Backend, TestDatabase};
-use mailroom_tokens::{SignInPolicy, TokenStore};
+use mailroom_tokens::{SignInPolicy, storage::TokenStore};
 use sea_orm::{ConnectionTrait, Statement};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -129,7 +129,14 @@ async fn a_missing_token_says_what_the_administrator_must_do() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "Failed to obtain an access token for sa@contoso.example (microsoft): no one has signed in for this address yet; an administrator must sign in with `mailroom sign-in --account 4`"
+        "Failed to obtain an access token for sa@contoso.example (microsoft): no one has signed in for this address yet; an administrator must sign in for account 4"
+    );
+    assert_eq!(
+        error.remedy(),
+        Some(mailroom_model::Remedy::SignIn {
+            account: Some(mailroom_model::AccountRef::User(4)),
+            browser_only: false
+        })
     );
     // Not allowed to sign in: the same error, the prompt untouched.
     let mut prompt = MockSignInPrompt::new();

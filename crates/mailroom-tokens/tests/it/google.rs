@@ -7,8 +7,11 @@ use mailroom_crypto::EncryptionKey;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
-    Error, OAuthHttp, SignInOptions, TokenKey, TokenStatus, TokenStore, revoke_at_provider,
-    sign_in_with_browser, sign_in_with_device_code,
+    Error, OAuthHttp,
+    interactive::{
+        SignInOptions, revoke_at_provider, sign_in_with_browser, sign_in_with_device_code,
+    },
+    storage::{TokenKey, TokenStatus, TokenStore},
 };
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -154,7 +157,7 @@ async fn the_testing_app_invalid_grant_marks_the_token_revoked() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "Failed to obtain an access token for orders@example.com (google): the stored sign-in has expired or was revoked (invalid_grant: Token has been expired or revoked.); an administrator must sign in with `mailroom sign-in --account 4`"
+        "Failed to obtain an access token for orders@example.com (google): the stored sign-in has expired or was revoked (invalid_grant: Token has been expired or revoked.); an administrator must sign in for account 4"
     );
     let stored = TokenStore::new(&db.db, &key)
         .load(&TokenKey::new(Provider::Google, "", ADDRESS))

@@ -7,7 +7,11 @@ use base64::Engine as _;
 use mailroom_crypto::EncryptionKey;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
-use mailroom_tokens::{Error, OAuthHttp, SignInOptions, TokenStore, sign_in_with_browser};
+use mailroom_tokens::{
+    Error, OAuthHttp,
+    interactive::{SignInOptions, sign_in_with_browser},
+    storage::TokenStore,
+};
 use sha2::{Digest, Sha256};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};

@@ -8,8 +8,9 @@ use mailroom_crypto::EncryptionKey;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
-    Error, OAuthHttp, SignInOptions, SignInReason, TokenKey, TokenStatus, TokenStore,
-    sign_in_with_device_code,
+    Error, OAuthHttp, SignInReason,
+    interactive::{SignInOptions, sign_in_with_device_code},
+    storage::{TokenKey, TokenStatus, TokenStore},
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, method, path};
@@ -257,7 +258,7 @@ async fn documented_error_bodies_map_to_their_outcome() {
                 "{text}"
             );
             assert!(
-                text.ends_with("an administrator must sign in with `mailroom sign-in --account 4`"),
+                text.ends_with("an administrator must sign in for account 4"),
                 "{text}"
             );
         }
@@ -290,9 +291,9 @@ fn device_start() -> Value {
 async fn device_case(
     polls: Vec<ResponseTemplate>,
 ) -> (
-    Result<mailroom_tokens::SignedIn, Error>,
+    Result<mailroom_tokens::interactive::SignedIn, Error>,
     Vec<Duration>,
-    Vec<mailroom_tokens::DevicePrompt>,
+    Vec<mailroom_tokens::interactive::DevicePrompt>,
     MockServer,
 ) {
     let server = MockServer::start().await;

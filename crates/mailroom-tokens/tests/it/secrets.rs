@@ -7,7 +7,11 @@ use std::time::{Duration, SystemTime};
 use mailroom_crypto::EncryptionKey;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
-use mailroom_tokens::{OAuthHttp, SignInOptions, TokenKey, TokenStore, sign_in_with_browser};
+use mailroom_tokens::{
+    OAuthHttp,
+    interactive::{SignInOptions, sign_in_with_browser},
+    storage::{TokenKey, TokenStore},
+};
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

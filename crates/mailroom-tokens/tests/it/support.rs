@@ -10,8 +10,10 @@ use mailroom_crypto::EncryptionKey;
 use mailroom_model::{AccountRef, Provider, SystemClock};
 use mailroom_testkit::TestDatabase;
 use mailroom_tokens::{
-    AppChange, AppRegistration, Apps, BrokerConfig, EndpointOverrides, OAuthHttp, SignedIn,
-    TokenBroker, TokenStore, TokenTarget, parse_endpoint_url,
+    BrokerConfig, OAuthHttp, TokenBroker, TokenTarget,
+    interactive::SignedIn,
+    registration::{AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url},
+    storage::TokenStore,
 };
 use serde_json::{Value, json};
 use wiremock::{MockServer, ResponseTemplate};
@@ -196,7 +198,7 @@ pub(crate) fn signed_in(
     refresh: Option<&str>,
 ) -> SignedIn {
     SignedIn::from_tokens(
-        mailroom_tokens::Identity {
+        mailroom_tokens::interactive::Identity {
             address: address.to_owned(),
             tenant_id: None,
             subject: None,

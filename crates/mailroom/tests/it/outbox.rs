@@ -206,7 +206,12 @@ async fn queue_retry_and_cancel_follow_the_status() {
         )
     );
     let error = mailroom.outbox().get(id + 100).await.unwrap_err();
-    assert!(error.to_string().contains("mailroom queue list"), "{error}");
+    assert_eq!(
+        error.remedy(),
+        Some(mailroom_model::Remedy::ListQueue),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("`mailroom"), "{error}");
     let listed = mailroom.outbox().list(None, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     world.finish().await;

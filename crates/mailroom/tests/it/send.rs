@@ -278,7 +278,17 @@ async fn a_revoked_token_without_sign_in_fails_with_the_guides_error_and_sends_n
         text.starts_with("Failed to obtain an access token for sa@contoso.example (microsoft)"),
         "{text}"
     );
-    assert!(text.contains("mailroom sign-in --company"), "{text}");
+    assert!(
+        text.ends_with("an administrator must sign in for company account"),
+        "{text}"
+    );
+    assert_eq!(
+        error.remedy(),
+        Some(mailroom_model::Remedy::SignIn {
+            account: Some(mailroom_model::AccountRef::Company),
+            browser_only: false
+        })
+    );
     assert!(error.needs_sign_in());
     assert!(world.smtp.events().is_empty(), "nothing reached the server");
     world.finish().await;

@@ -12,8 +12,10 @@ use mailroom_accounts::Accounts;
 use mailroom_model::{Binding, FaxFormat, ServerSettingsChange, TlsStartup};
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
-    AppChange, Apps, BrokerConfig, EndpointOverrides, Identity, SignedIn, TokenStore,
-    parse_endpoint_url,
+    BrokerConfig,
+    interactive::{Identity, SignedIn},
+    registration::{AppChange, Apps, EndpointOverrides, parse_endpoint_url},
+    storage::TokenStore,
 };
 use serde_json::{Value, json};
 use wiremock::MockServer;
@@ -163,7 +165,7 @@ impl World {
             },
             provider,
             if provider == Provider::Microsoft {
-                mailroom_tokens::DEFAULT_MICROSOFT_TENANT
+                mailroom_tokens::registration::DEFAULT_MICROSOFT_TENANT
             } else {
                 ""
             },

@@ -18,7 +18,7 @@ use mailroom::MailroomOptions;
 use mailroom_accounts::Accounts;
 use mailroom_model::Provider;
 use mailroom_sandbox::{Sandbox, SandboxConfig};
-use mailroom_tokens::Apps;
+use mailroom_tokens::registration::Apps;
 
 use crate::commands::Output;
 use crate::context::Context;

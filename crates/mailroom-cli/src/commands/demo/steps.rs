@@ -16,15 +16,17 @@ use mailroom_model::{
 };
 use mailroom_sandbox::{ReceivedBy, Sandbox, StoredMessage};
 use mailroom_tokens::{
-    AppChange, AppRegistration, Apps, EndpointOverrides, OAuthHttp, SignInOptions, TokenStore,
-    sign_in_with_browser,
+    OAuthHttp,
+    interactive::{SignInOptions, sign_in_with_browser},
+    registration::{AppChange, AppRegistration, Apps, EndpointOverrides},
+    storage::TokenStore,
 };
 use sea_orm::TransactionTrait;
 use tokio::task::JoinHandle;
 
 use crate::commands::sandbox::{GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET, MICROSOFT_CLIENT_ID};
 use crate::context::sqlite_path;
-use crate::signin::{broker, store_sign_in, token_target};
+use crate::signin::{broker, token_target};
 
 use super::{Demo, Done};
 
@@ -198,7 +200,10 @@ pub(super) async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done>
         page.contains("Signed in"),
         "the loopback listener did not confirm the sign-in"
     );
-    let stored_address = store_sign_in(&demo.context, account, &signed_in).await?;
+    let stored_address = crate::commands::send::open_mailroom(&demo.context)
+        .await?
+        .complete_sign_in(account, &signed_in)
+        .await?;
     let after = demo.sandbox.authority().stats();
     ensure!(
         stored_address.eq_ignore_ascii_case(address),

@@ -1,17 +1,39 @@
 //! Turns Gmail's answers and reqwest's failures into `TransportError`s with a kind the
-//! facade's retry policy decides on and a remediation the CLI prints.
+//! facade's retry policy decides on, a remediation in prose and a [`Remedy`] a front end
+//! offers.
 
 use std::error::Error as StdError;
 use std::time::{Duration, SystemTime};
 
-use mailroom_model::{TransportError, TransportErrorKind};
+use mailroom_model::{Remedy, TransportError, TransportErrorKind};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
-const SIGN_IN_AGAIN: &str =
-    "sign in again for this account (`mailroom sign-in`) and grant the Gmail send permission";
-const CHECK_API_URL: &str = "check the gmail API URL (`mailroom app set google --gmail-api-url URL`); a proxy must forward requests, not redirect or answer them itself";
+/// The permission a Gmail send needs.
+const GMAIL_SEND_SCOPE: &str = "https://www.googleapis.com/auth/gmail.send";
+
+/// `error` fixed by a new sign-in that grants the Gmail send permission.
+pub(crate) fn grant_send_permission(error: TransportError) -> TransportError {
+    error
+        .with_remediation("sign in again for this account and grant the Gmail send permission")
+        .with_remedy(Remedy::GrantScope {
+            account: None,
+            scope: GMAIL_SEND_SCOPE.to_owned(),
+        })
+}
+
+/// `error` fixed by pointing the Google app at the right Gmail API URL; `proxy_rule` says
+/// what a proxy in between must do.
+pub(crate) fn check_api_url(error: TransportError, proxy_rule: &str) -> TransportError {
+    error
+        .with_remediation(format!(
+            "check the Google app's Gmail API URL; {proxy_rule}"
+        ))
+        .with_remedy(Remedy::SetGmailApiUrl)
+}
+
+const PROXY_FORWARDS: &str = "a proxy must forward requests, not redirect or answer them itself";
 
 /// Google's error JSON: `{"error": {"code", "message", "status", "errors": [..], "details": [..]}}`.
 #[derive(Debug, Deserialize)]
@@ -108,14 +130,14 @@ fn classify(
     match status.as_u16() {
         401 => TransportError::new(Kind::AuthenticationRejected, "gmail rejected the access token")
             .with_remediation(
-                "refresh the token and send again; if it is still rejected, sign in again for this account (`mailroom sign-in`)",
-            ),
+                "refresh the token and send again; if it is still rejected, sign in again for this account",
+            )
+            .with_remedy(Remedy::SignIn { account: None, browser_only: false }),
         403 if google.has_reason(&["insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"]) => {
-            TransportError::new(
+            grant_send_permission(TransportError::new(
                 Kind::SignInRequired,
                 "the access token does not carry the gmail.send permission",
-            )
-            .with_remediation(SIGN_IN_AGAIN)
+            ))
         }
         403 | 429 if rate_limited => rate_limit(),
         429 => rate_limit(),
@@ -145,11 +167,13 @@ fn classify(
                 "make the message smaller than {} bytes (35 MiB), for example by sending large attachments as links",
                 crate::MAX_MESSAGE_SIZE
             )),
-        404 => TransportError::new(
-            Kind::Permanent,
-            "the gmail API send endpoint was not found at the configured URL",
-        )
-        .with_remediation(CHECK_API_URL),
+        404 => check_api_url(
+            TransportError::new(
+                Kind::Permanent,
+                "the gmail API send endpoint was not found at the configured URL",
+            ),
+            PROXY_FORWARDS,
+        ),
         408 => TransportError::new(Kind::Transient, "gmail timed out waiting for the request")
             .with_remediation("send again later"),
         500..=599 => TransportError::new(
@@ -157,11 +181,13 @@ fn classify(
             format!("gmail had a temporary server error (HTTP {})", status.as_u16()),
         )
         .with_remediation("send again later"),
-        300..=399 => TransportError::new(
-            Kind::Permanent,
-            format!("gmail answered with a redirect (HTTP {}), which is not followed", status.as_u16()),
-        )
-        .with_remediation(CHECK_API_URL),
+        300..=399 => check_api_url(
+            TransportError::new(
+                Kind::Permanent,
+                format!("gmail answered with a redirect (HTTP {}), which is not followed", status.as_u16()),
+            ),
+            PROXY_FORWARDS,
+        ),
         _ => TransportError::new(Kind::Permanent, format!("gmail refused the request: {quoted}"))
             .with_remediation("sending it again will not help; correct the message or the account setup"),
     }

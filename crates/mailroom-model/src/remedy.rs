@@ -1,0 +1,274 @@
+//! What a person should do about a failure, as data.
+//!
+//! Library errors say what went wrong in plain prose that names no program, and carry a
+//! [`Remedy`]: the action that fixes it. Each front end renders the remedy its own way —
+//! the `mailroom` CLI as the command to run, a console as a button or a link, a host
+//! application as its own screen — so no library tells a user to type a command that the
+//! host may not ship.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::{AccountId, AccountRef, Binding, Provider};
+
+/// An action that fixes a failure. `Display` is its prose, naming no program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Remedy {
+    /// An administrator signs in for the account (the browser flow when `browser_only`,
+    /// because the provider refuses the device flow for these scopes). `account` is
+    /// `None` where the failing layer does not know which account it served.
+    SignIn {
+        /// The account to sign in for, when known.
+        account: Option<AccountRef>,
+        /// The device-code flow cannot be used.
+        browser_only: bool,
+    },
+    /// Register the provider's OAuth app (its client id).
+    RegisterApp {
+        /// The provider.
+        provider: Provider,
+    },
+    /// Review the OAuth app registration (client id, tenant, issuer, endpoints).
+    ReviewApp {
+        /// The provider, when known.
+        provider: Option<Provider>,
+    },
+    /// Point the Google app at another Gmail API URL (a proxy or test endpoint), or fix
+    /// the one configured.
+    SetGmailApiUrl,
+    /// Configure the company account.
+    ConfigureCompany,
+    /// Add a user account bound to this binding.
+    AddBoundAccount {
+        /// The binding a new account would carry.
+        binding: Binding,
+    },
+    /// Remove the binding from the account that holds it.
+    Unbind {
+        /// The account that holds the binding.
+        account: AccountId,
+    },
+    /// Correct or remove the account's settings.
+    EditAccount {
+        /// The account, when known.
+        account: Option<AccountRef>,
+    },
+    /// List the user accounts to find the right id.
+    ListAccounts,
+    /// Switch the account from a password to OAuth (the provider's preset) and sign in.
+    SwitchToOAuth {
+        /// The account, when known.
+        account: Option<AccountRef>,
+    },
+    /// An Exchange administrator enables SMTP AUTH for the mailbox (or the tenant).
+    EnableSmtpAuth {
+        /// The mailbox, when known.
+        mailbox: Option<String>,
+    },
+    /// Sign in again and grant the permission (scope) the send needs.
+    GrantScope {
+        /// The account, when known.
+        account: Option<AccountRef>,
+        /// The scope, e.g. `https://www.googleapis.com/auth/gmail.send`.
+        scope: String,
+    },
+    /// Set the company account's fax format string.
+    SetFaxFormat,
+    /// Look at the company account's fax format string.
+    ShowFaxFormat,
+    /// Check that the database is reachable and migrated, and where the key is.
+    CheckDatabase,
+    /// List the queued messages to find the right id.
+    ListQueue,
+    /// Look at a queued message again.
+    ShowQueued {
+        /// The message id.
+        id: i64,
+    },
+    /// Cancel a queued message.
+    CancelQueued {
+        /// The message id.
+        id: i64,
+    },
+}
+
+impl Remedy {
+    /// The same remedy with the account filled in where it was not known.
+    #[must_use]
+    pub fn for_account(self, known: AccountRef) -> Self {
+        match self {
+            Remedy::SignIn {
+                account: None,
+                browser_only,
+            } => Remedy::SignIn {
+                account: Some(known),
+                browser_only,
+            },
+            Remedy::EditAccount { account: None } => Remedy::EditAccount {
+                account: Some(known),
+            },
+            Remedy::SwitchToOAuth { account: None } => Remedy::SwitchToOAuth {
+                account: Some(known),
+            },
+            Remedy::GrantScope {
+                account: None,
+                scope,
+            } => Remedy::GrantScope {
+                account: Some(known),
+                scope,
+            },
+            other => other,
+        }
+    }
+}
+
+fn the_account(account: Option<&AccountRef>) -> String {
+    account.map_or_else(|| "this account".to_owned(), ToString::to_string)
+}
+
+impl fmt::Display for Remedy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Remedy::SignIn {
+                account,
+                browser_only,
+            } => {
+                write!(
+                    f,
+                    "an administrator signs in for {}",
+                    the_account(account.as_ref())
+                )?;
+                if *browser_only {
+                    f.write_str(" through the browser (the device-code flow is not allowed)")?;
+                }
+                Ok(())
+            }
+            Remedy::RegisterApp { provider } => {
+                write!(f, "register the {provider} OAuth app with its client id")
+            }
+            Remedy::ReviewApp { provider: Some(p) } => {
+                write!(
+                    f,
+                    "review the {p} OAuth app registration (client id, tenant, issuer)"
+                )
+            }
+            Remedy::ReviewApp { provider: None } => {
+                f.write_str("review the OAuth app registration (client id, tenant, issuer)")
+            }
+            Remedy::SetGmailApiUrl => f.write_str("check the Google app's Gmail API URL"),
+            Remedy::ConfigureCompany => f.write_str("configure the company account"),
+            Remedy::AddBoundAccount { binding } => {
+                write!(f, "add a user account bound to {binding}")
+            }
+            Remedy::Unbind { account } => write!(f, "remove the binding of account {account}"),
+            Remedy::EditAccount { account } => {
+                write!(f, "correct or remove {}", the_account(account.as_ref()))
+            }
+            Remedy::ListAccounts => f.write_str("list the accounts to find the right id"),
+            Remedy::SwitchToOAuth { account } => write!(
+                f,
+                "switch {} to OAuth (provider microsoft) and sign in",
+                the_account(account.as_ref())
+            ),
+            Remedy::EnableSmtpAuth { mailbox: Some(m) } => write!(
+                f,
+                "an Exchange administrator enables SMTP AUTH for the mailbox {m}"
+            ),
+            Remedy::EnableSmtpAuth { mailbox: None } => {
+                f.write_str("an Exchange administrator enables SMTP AUTH for the mailbox")
+            }
+            Remedy::GrantScope { account, scope } => write!(
+                f,
+                "sign in again for {} and grant the permission {scope}",
+                the_account(account.as_ref())
+            ),
+            Remedy::SetFaxFormat => f.write_str("set the company account's fax format string"),
+            Remedy::ShowFaxFormat => f.write_str("check the company account's fax format string"),
+            Remedy::CheckDatabase => {
+                f.write_str("check that the database is reachable and migrated")
+            }
+            Remedy::ListQueue => f.write_str("list the queued messages to find the right id"),
+            Remedy::ShowQueued { id } => write!(f, "look at queued message {id} again"),
+            Remedy::CancelQueued { id } => write!(f, "cancel queued message {id}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_account_fills_only_an_unknown_account() {
+        let unknown = Remedy::SignIn {
+            account: None,
+            browser_only: false,
+        };
+        assert_eq!(
+            unknown.for_account(AccountRef::User(4)),
+            Remedy::SignIn {
+                account: Some(AccountRef::User(4)),
+                browser_only: false
+            }
+        );
+        let known = Remedy::EditAccount {
+            account: Some(AccountRef::Company),
+        };
+        assert_eq!(known.clone().for_account(AccountRef::User(4)), known);
+        assert_eq!(
+            Remedy::GrantScope {
+                account: None,
+                scope: "s".into()
+            }
+            .for_account(AccountRef::Company),
+            Remedy::GrantScope {
+                account: Some(AccountRef::Company),
+                scope: "s".into()
+            }
+        );
+        assert_eq!(
+            Remedy::ListQueue.for_account(AccountRef::Company),
+            Remedy::ListQueue
+        );
+    }
+
+    #[test]
+    fn prose_names_the_account_and_no_program() {
+        let text = Remedy::SignIn {
+            account: Some(AccountRef::User(4)),
+            browser_only: true,
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            "an administrator signs in for account 4 through the browser (the device-code flow is not allowed)"
+        );
+        assert_eq!(
+            Remedy::EnableSmtpAuth {
+                mailbox: Some("orders@contoso.example".into())
+            }
+            .to_string(),
+            "an Exchange administrator enables SMTP AUTH for the mailbox orders@contoso.example"
+        );
+    }
+
+    #[test]
+    fn serializes_as_an_action_with_its_fields() {
+        let json = serde_json::to_value(Remedy::SignIn {
+            account: Some(AccountRef::User(4)),
+            browser_only: false,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"action": "sign_in", "account": {"kind": "user", "id": 4}, "browser_only": false})
+        );
+        assert_eq!(
+            serde_json::to_value(Remedy::CancelQueued { id: 12 }).unwrap(),
+            serde_json::json!({"action": "cancel_queued", "id": 12})
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! The administrator's workflows, for every front end (the CLI, a console, a host
+//! application's own screens): begin a sign-in and drive it from any UI, store a
+//! completed sign-in, sign out, re-encrypt every secret with a new key, and hand out an
+//! access token under the one sign-in policy.
+
+use std::time::{Duration, SystemTime};
+
+use mailroom_accounts::{Account, Accounts, BindingChange};
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::{
+    AccountRef, Binding, Provider, Remedy, ServerSettingsChange, SignInPrompt, UserAccount,
+    ValidationError,
+};
+use mailroom_tokens::{
+    AccessToken, OAuthHttp, SignInPolicy, TokenTarget,
+    interactive::{
+        DevicePrompt, SignInOptions, SignedIn, revoke_at_provider, sign_in_with_browser,
+        sign_in_with_device_code,
+    },
+    registration::{AppRegistration, Apps},
+    storage::{TokenKey, TokenStore},
+};
+use sea_orm::TransactionTrait;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::{Mailroom, Outbox, Result};
+
+/// How a person signs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignInMode {
+    /// In a browser, redirected back to a listener on this machine's loopback address.
+    #[default]
+    Browser,
+    /// With a code entered on another device (Microsoft only; Google refuses Gmail scopes
+    /// in the device flow).
+    DeviceCode,
+}
+
+/// What the person must do to complete a sign-in; a front end shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignInStep {
+    /// Open this address in a browser on this machine.
+    OpenUrl(Url),
+    /// Open `verification_uri` anywhere and enter `user_code`.
+    EnterCode {
+        /// Where to enter the code.
+        verification_uri: String,
+        /// The code.
+        user_code: String,
+        /// The provider's own instructions, when it sends them.
+        message: Option<String>,
+        /// How long the code is valid.
+        expires_in: Duration,
+    },
+}
+
+/// A sign-in under way: show [`SignInSession::step`], then [`SignInSession::finish`] to
+/// wait for the person and store the result, or [`SignInSession::cancel`].
+#[derive(Debug)]
+pub struct SignInSession {
+    account: Option<AccountRef>,
+    step: SignInStep,
+    task: JoinHandle<mailroom_tokens::Result<SignedIn>>,
+}
+
+impl SignInSession {
+    /// The account being signed in (`None` for a sign-in that creates an account).
+    pub fn account(&self) -> Option<AccountRef> {
+        self.account
+    }
+
+    /// What the person must do now.
+    pub fn step(&self) -> &SignInStep {
+        &self.step
+    }
+
+    /// Waits for the person (up to the timeout given to [`Mailroom::begin_sign_in`]),
+    /// then stores the sign-in with [`Mailroom::complete_sign_in`]; returns the address
+    /// that signed in.
+    pub async fn finish(self, mailroom: &Mailroom) -> Result<String> {
+        let Some(account) = self.account else {
+            return Err(mailroom_tokens::Error::SignInFailed(
+                "this sign-in creates an account: wait for it and add the account with it"
+                    .to_owned(),
+            )
+            .into());
+        };
+        let signed_in = self.wait().await?;
+        mailroom.complete_sign_in(account, &signed_in).await
+    }
+
+    /// Waits for the person and returns the sign-in without storing it (for
+    /// [`Mailroom::add_account_with_sign_in`]).
+    pub async fn wait(self) -> Result<SignedIn> {
+        match self.task.await {
+            Ok(result) => Ok(result?),
+            Err(error) => Err(mailroom_tokens::Error::SignInFailed(format!(
+                "the sign-in stopped: {error}"
+            ))
+            .into()),
+        }
+    }
+
+    /// Abandons the sign-in: the loopback listener closes, polling stops, nothing is
+    /// stored.
+    pub fn cancel(self) {
+        self.task.abort();
+    }
+}
+
+/// What [`Mailroom::sign_out`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignOut {
+    /// The account's address.
+    pub address: String,
+    /// Whether a stored token was deleted (false: there was none).
+    pub deleted: bool,
+    /// What the provider said to the revocation, when one was attempted.
+    pub revocation: Revocation,
+}
+
+/// The provider's side of a sign-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// Nothing was stored, so nothing was revoked.
+    NotAttempted,
+    /// The provider accepted the revocation (its words).
+    Revoked(String),
+    /// The provider has no revocation endpoint for these tokens (Microsoft): sessions end
+    /// when an administrator revokes them in the identity provider.
+    Unsupported,
+    /// The revocation failed; the local deletion stands.
+    Failed(String),
+}
+
+/// What [`Mailroom::rotate_key`] re-encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resealed {
+    /// Account passwords.
+    pub passwords: u64,
+    /// OAuth client secrets.
+    pub client_secrets: u64,
+    /// Stored tokens.
+    pub tokens: u64,
+}
+
+impl Mailroom {
+    /// The account, which must sign in with OAuth, and its provider's app registration.
+    pub async fn oauth_account(&self, account: AccountRef) -> Result<(Account, AppRegistration)> {
+        let loaded = Accounts::new(self.database(), &self.options().key)
+            .account(account)
+            .await?;
+        let provider = loaded.server().provider;
+        if !provider.uses_oauth() {
+            return Err(ValidationError::new(
+                "provider",
+                format!("the {account} uses password SMTP and has no sign-in"),
+                "set its password instead",
+            )
+            .with_remedy(Remedy::EditAccount {
+                account: Some(account),
+            })
+            .into());
+        }
+        let app = Apps::new(self.database(), &self.options().key)
+            .require(provider)
+            .await?;
+        Ok((loaded, app))
+    }
+
+    /// Starts a sign-in for `account`: returns once the person has something to do (a URL
+    /// to open, a code to enter) with a session to finish or cancel. The signed-in
+    /// address must be the account's SMTP user when it has one.
+    pub async fn begin_sign_in(
+        &self,
+        account: AccountRef,
+        mode: SignInMode,
+        timeout: Duration,
+    ) -> Result<SignInSession> {
+        let (loaded, app) = self.oauth_account(account).await?;
+        let expected = loaded.server().smtp_user.clone();
+        begin(app, &expected, mode, timeout)
+            .await
+            .map(|(step, task)| SignInSession {
+                account: Some(account),
+                step,
+                task,
+            })
+    }
+
+    /// Starts a sign-in that will create a user account of `provider` (see
+    /// [`Mailroom::add_account_with_sign_in`]); `expected` is the address that must sign
+    /// in, or empty for whoever does.
+    pub async fn begin_sign_in_for_new_account(
+        &self,
+        provider: Provider,
+        expected: &str,
+        mode: SignInMode,
+        timeout: Duration,
+    ) -> Result<SignInSession> {
+        let app = Apps::new(self.database(), &self.options().key)
+            .require(provider)
+            .await?;
+        begin(app, expected, mode, timeout)
+            .await
+            .map(|(step, task)| SignInSession {
+                account: None,
+                step,
+                task,
+            })
+    }
+
+    /// Stores a completed sign-in for `account` and returns the signed-in address: the
+    /// token, and the SMTP user when it was empty, in one transaction; refused when the
+    /// account sends as someone else. Then held outbox messages are released so the agent
+    /// retries them at once, and this process's caches are forgotten.
+    pub async fn complete_sign_in(
+        &self,
+        account: AccountRef,
+        signed_in: &SignedIn,
+    ) -> Result<String> {
+        let key = &self.options().key;
+        let transaction = self.database().begin().await?;
+        let accounts = Accounts::new(&transaction, key);
+        let current = accounts.account(account).await?;
+        let user = current.server().smtp_user.clone();
+        let address = signed_in.identity.address.clone();
+        if user.is_empty() {
+            let change = ServerSettingsChange {
+                smtp_user: Some(address.clone()),
+                ..Default::default()
+            };
+            match account {
+                AccountRef::Company => {
+                    accounts.set_company(&change, None).await?;
+                }
+                AccountRef::User(id) => {
+                    accounts
+                        .edit_user_account(id, &change, BindingChange::Keep)
+                        .await?;
+                }
+            }
+        } else if !user.eq_ignore_ascii_case(&address) {
+            return Err(mailroom_tokens::Error::IdentityMismatch {
+                signed_in: address,
+                expected: user,
+            }
+            .into());
+        }
+        TokenStore::new(&transaction, key)
+            .save_sign_in(signed_in, chrono::Utc::now())
+            .await?;
+        transaction.commit().await?;
+        self.after_sign_in().await;
+        Ok(address)
+    }
+
+    /// Creates a user account from a completed sign-in (its SMTP user is the signed-in
+    /// address) and stores the token, in one transaction; then releases held messages.
+    pub async fn add_account_with_sign_in(
+        &self,
+        change: &ServerSettingsChange,
+        binding: Option<Binding>,
+        signed_in: &SignedIn,
+    ) -> Result<UserAccount> {
+        let key = &self.options().key;
+        let mut change = change.clone();
+        change.smtp_user = Some(signed_in.identity.address.clone());
+        let transaction = self.database().begin().await?;
+        let accounts = Accounts::new(&transaction, key);
+        accounts.verify_key().await?;
+        let saved = accounts.add_user_account(&change, binding).await?;
+        TokenStore::new(&transaction, key)
+            .save_sign_in(signed_in, chrono::Utc::now())
+            .await?;
+        transaction.commit().await?;
+        self.after_sign_in().await;
+        Ok(saved.account)
+    }
+
+    async fn after_sign_in(&self) {
+        self.forget_cached();
+        // Failing here loses nothing (held messages are retried at the next hold
+        // interval), so it is only logged.
+        match Outbox::new(self.database()).release_held().await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "held messages released after the sign-in"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot release held messages; the agent retries them later");
+            }
+        }
+    }
+
+    /// Deletes `account`'s stored token, then asks the provider to revoke it where the
+    /// provider allows; the deletion stands whatever the provider answers.
+    pub async fn sign_out(&self, account: AccountRef) -> Result<SignOut> {
+        let (loaded, app) = self.oauth_account(account).await?;
+        let address = loaded.server().smtp_user.clone();
+        let key = TokenKey::new(app.provider, app.tenant(), &address);
+        let transaction = self.database().begin().await?;
+        let deleted = TokenStore::new(&transaction, &self.options().key)
+            .delete(&key)
+            .await?;
+        transaction.commit().await?;
+        self.forget_cached();
+        let Some(deleted) = deleted else {
+            return Ok(SignOut {
+                address,
+                deleted: false,
+                revocation: Revocation::NotAttempted,
+            });
+        };
+        let token = deleted
+            .refresh_token
+            .as_ref()
+            .unwrap_or(&deleted.access_token);
+        let revocation = match revoke_at_provider(&OAuthHttp::new(), &app, token).await {
+            Some(Ok(answer)) => Revocation::Revoked(answer),
+            Some(Err(error)) => Revocation::Failed(error.to_string()),
+            None => Revocation::Unsupported,
+        };
+        Ok(SignOut {
+            address,
+            deleted: true,
+            revocation,
+        })
+    }
+
+    /// Re-encrypts every stored secret (passwords, client secrets, tokens) with
+    /// `new_key` in one transaction: afterwards only `new_key` opens them, so the caller
+    /// must have saved it where every host finds it before calling this, and reopen with
+    /// it afterwards.
+    pub async fn rotate_key(&self, new_key: &EncryptionKey) -> Result<Resealed> {
+        let key = &self.options().key;
+        let transaction = self.database().begin().await?;
+        let accounts = Accounts::new(&transaction, key);
+        accounts.verify_key().await?;
+        let passwords = accounts.reseal(new_key).await?;
+        let client_secrets = Apps::new(&transaction, key).reseal(new_key).await?;
+        let tokens = TokenStore::new(&transaction, key).reseal(new_key).await?;
+        transaction.commit().await?;
+        self.forget_cached();
+        Ok(Resealed {
+            passwords: passwords as u64,
+            client_secrets: client_secrets as u64,
+            tokens: tokens as u64,
+        })
+    }
+
+    /// A valid access token for `account`, refreshed when needed. When none can be had
+    /// without a person, `prompt` runs a sign-in if the caller gave one and the
+    /// `can_sign_in_when_sending` setting allows it ([`Mailroom::sign_in_policy`]); else
+    /// the error begins "Failed to obtain an access token".
+    pub async fn access_token(
+        &self,
+        account: AccountRef,
+        prompt: Option<&dyn SignInPrompt>,
+    ) -> Result<AccessToken> {
+        let (loaded, _) = self.oauth_account(account).await?;
+        let target = TokenTarget {
+            account,
+            provider: loaded.server().provider,
+            address: loaded.server().smtp_user.clone(),
+        };
+        let policy = self.sign_in_policy(prompt).await?;
+        Ok(self
+            .broker()
+            .access_token_or_sign_in(&target, policy)
+            .await?)
+    }
+
+    /// The sign-in policy of a caller with (or without) a prompt: the prompt and the
+    /// `can_sign_in_when_sending` setting; [`SignInPolicy::allowed_prompt`] is the rule.
+    /// Without a prompt (the agent, scripts) the setting is not read.
+    pub async fn sign_in_policy<'p>(
+        &self,
+        prompt: Option<&'p dyn SignInPrompt>,
+    ) -> Result<SignInPolicy<'p>> {
+        if prompt.is_none() {
+            return Ok(SignInPolicy::NEVER);
+        }
+        let settings = Accounts::new(self.database(), &self.options().key)
+            .settings()
+            .await?;
+        Ok(SignInPolicy {
+            prompt,
+            can_sign_in_when_sending: settings.can_sign_in_when_sending,
+        })
+    }
+}
+
+/// Starts the provider's flow in a task and waits until the person has something to do.
+async fn begin(
+    app: AppRegistration,
+    expected: &str,
+    mode: SignInMode,
+    timeout: Duration,
+) -> Result<(SignInStep, JoinHandle<mailroom_tokens::Result<SignedIn>>)> {
+    if mode == SignInMode::DeviceCode && app.provider == Provider::Google {
+        return Err(mailroom_tokens::Error::DeviceFlowNotSupported.into());
+    }
+    let options = SignInOptions {
+        expected_address: Some(expected.to_owned()).filter(|e| !e.is_empty()),
+        timeout,
+    };
+    let (step_tx, step_rx) = oneshot::channel::<SignInStep>();
+    let task = tokio::spawn(async move {
+        let http = OAuthHttp::new();
+        match mode {
+            SignInMode::Browser => {
+                sign_in_with_browser(&http, &app, &options, SystemTime::now, |url| {
+                    let _ = step_tx.send(SignInStep::OpenUrl(url.clone()));
+                })
+                .await
+            }
+            SignInMode::DeviceCode => {
+                sign_in_with_device_code(
+                    &http,
+                    &app,
+                    &options,
+                    SystemTime::now,
+                    |prompt: &DevicePrompt| {
+                        let _ = step_tx.send(SignInStep::EnterCode {
+                            verification_uri: prompt.verification_uri.clone(),
+                            user_code: prompt.user_code.clone(),
+                            message: prompt.message.clone(),
+                            expires_in: prompt.expires_in,
+                        });
+                    },
+                    tokio::time::sleep,
+                )
+                .await
+            }
+        }
+    });
+    match step_rx.await {
+        Ok(step) => Ok((step, task)),
+        // The flow ended before it had anything to show: its error says why.
+        Err(_) => match task.await {
+            Ok(Err(error)) => Err(error.into()),
+            Ok(Ok(_)) => Err(mailroom_tokens::Error::SignInFailed(
+                "the sign-in ended before it showed anything".to_owned(),
+            )
+            .into()),
+            Err(error) => Err(mailroom_tokens::Error::SignInFailed(format!(
+                "the sign-in stopped: {error}"
+            ))
+            .into()),
+        },
+    }
+}
