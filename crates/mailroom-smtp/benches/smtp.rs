@@ -11,9 +11,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/it/server.rs"]
-mod server;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -31,7 +28,7 @@ use mailroom_model::{
     ServerSettings, TlsStartup,
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
-use server::{ServerOptions, TestServer};
+use mailroom_testkit::smtp::{ServerOptions, TestServer};
 
 const USER: &str = "bench@example.com";
 const TOKEN: &str = "bench-token";

@@ -11,9 +11,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../../mailroom-smtp/tests/it/server.rs"]
-mod server;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,13 +25,13 @@ use mailroom_model::{
     Binding, Credentials, Delivery, MessageTransport, OutgoingMessage, ServerSettingsChange,
     TlsStartup, TransportError, TransportKind,
 };
+use mailroom_testkit::smtp::{ServerOptions, TestServer};
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
     interactive::{Identity, SignedIn},
     registration::{AppChange, Apps},
     storage::TokenStore,
 };
-use server::{ServerOptions, TestServer};
 
 const USER: &str = "bench@contoso.example";
 const TOKEN: &str = "bench-access-token";

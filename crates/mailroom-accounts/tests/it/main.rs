@@ -9,33 +9,6 @@ use mailroom_crypto::EncryptionKey;
 use mailroom_model::{Provider, Secret, ServerSettingsChange};
 use mailroom_testkit::{Backend, TestDatabase};
 
-/// Runs each listed `async fn(TestDatabase)` once on SQLite and once on PostgreSQL.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = mailroom_testkit::TestDatabase::new(mailroom_testkit::Backend::Sqlite).await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = mailroom_testkit::TestDatabase::new(mailroom_testkit::Backend::Postgres).await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
-
 /// A repository over the test database with a fixed key.
 fn accounts<'a>(
     db: &'a TestDatabase,

@@ -3,10 +3,10 @@
 use mailroom_accounts::{BindingChange, Error};
 use mailroom_crypto::EncryptionKey;
 use mailroom_model::{Binding, FaxFormat, Provider, ServerSettingsChange, TlsStartup};
-use mailroom_testkit::TestDatabase;
+use mailroom_testkit::{TestDatabase, on_both_backends};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
-use crate::{accounts, google, microsoft, on_both_backends, password_server};
+use crate::{accounts, google, microsoft, password_server};
 
 on_both_backends!(
     company_account_round_trips_and_counts_versions,

@@ -3,9 +3,9 @@
 use mailroom_accounts::{Account, Error, ResolutionRule};
 use mailroom_crypto::EncryptionKey;
 use mailroom_model::{AccountPolicy, AccountRef, Binding, Feature, FeatureCatalog};
-use mailroom_testkit::TestDatabase;
+use mailroom_testkit::{TestDatabase, on_both_backends};
 
-use crate::{accounts, google, microsoft, on_both_backends};
+use crate::{accounts, google, microsoft};
 
 on_both_backends!(
     users_get_their_bound_account_and_others_the_company_account,

@@ -16,8 +16,8 @@ use mailroom_testkit::{Backend, TestDatabase};
 use rand::{Rng, SeedableRng};
 
 use crate::Cli;
-use crate::send::server::TestServer;
 use crate::send::{RELAY, RELAY_PASSWORD, ca_file, configure_relay, message_id_of, relay_server};
+use mailroom_testkit::smtp::TestServer;
 
 const MESSAGES: usize = 200;
 const KILLS: usize = 6;

@@ -1,17 +1,12 @@
 //! `mailroom send` and `mailroom queue` against the aiosmtpd test server: attachments, a
 //! fax recipient, Bcc, and the bytes as the server received them.
 
-// mailroom-smtp's harness for the aiosmtpd server, shared rather than copied; it starts
-// `tests/smtp_server.py`, which links to the facade's wrapper of mailroom-smtp's server.
-#[path = "../../../mailroom-smtp/tests/it/server.rs"]
-pub(crate) mod server;
-
 use std::path::PathBuf;
 
 use base64::Engine as _;
 
 use crate::Cli;
-use server::{ServerOptions, TestServer};
+use mailroom_testkit::smtp::{ServerOptions, TestServer};
 
 pub(crate) const RELAY: &str = "relay";
 pub(crate) const RELAY_PASSWORD: &str = "relay-password-7781";

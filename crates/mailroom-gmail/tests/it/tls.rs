@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use mailroom_gmail::{GmailConfig, GmailTransport};
 use mailroom_model::{MessageTransport, TransportErrorKind};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use mailroom_testkit::certificates::TestCertificates;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::BufReader;
 use tokio::net::TcpListener;
 use url::Url;
@@ -17,16 +17,7 @@ use crate::{assert_no_token, credentials, message_of_size, sent_message_json};
 /// An HTTPS server on 127.0.0.1 with a certificate from a fresh CA; returns its URL and the
 /// CA certificate (PEM). It answers every request with a sent `Message`.
 async fn https_server() -> (Url, String) {
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let server_key = KeyPair::generate().expect("server key");
-    let server_certificate = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("server params")
-        .signed_by(&server_key, &ca, &ca_key)
-        .expect("server certificate");
-
+    let certificates = TestCertificates::generate("mailroom test ca");
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -34,8 +25,8 @@ async fn https_server() -> (Url, String) {
     .expect("protocol versions")
     .with_no_client_auth()
     .with_single_cert(
-        vec![server_certificate.der().clone()],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        vec![CertificateDer::from(certificates.leaf_der.clone())],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certificates.leaf_key_der.clone())),
     )
     .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -65,7 +56,7 @@ async fn https_server() -> (Url, String) {
         }
     });
     let url = Url::parse(&format!("https://{address}")).expect("URL");
-    (url, ca.pem())
+    (url, certificates.ca_pem)
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use mailroom_model::{Address, Envelope, OutgoingMessage, Provider};
 use mailroom_sandbox::{Sandbox, SandboxConfig};
-use mailroom_tokens::registration::{AppRegistration, EndpointOverrides};
+use mailroom_testkit::sandbox::endpoint_overrides;
+use mailroom_tokens::registration::AppRegistration;
 use serde_json::Value;
 
 pub(crate) const MICROSOFT_CLIENT: &str = "11111111-2222-3333-4444-555555555555";
@@ -43,24 +44,16 @@ pub(crate) async fn sandbox() -> TestSandbox {
 
 /// mailroom's app registration for one style of the sandbox.
 pub(crate) fn app(sandbox: &Sandbox, provider: Provider) -> AppRegistration {
-    let endpoints = sandbox.endpoints();
-    let (oauth, client_id, secret) = match provider {
-        Provider::Google => (&endpoints.google, GOOGLE_CLIENT, Some(GOOGLE_SECRET)),
-        _ => (&endpoints.microsoft, MICROSOFT_CLIENT, None),
+    let (client_id, secret) = match provider {
+        Provider::Google => (GOOGLE_CLIENT, Some(GOOGLE_SECRET)),
+        _ => (MICROSOFT_CLIENT, None),
     };
     AppRegistration {
         provider,
         client_id: client_id.to_owned(),
         client_secret: secret.map(mailroom_model::Secret::new),
         tenant: None,
-        overrides: EndpointOverrides {
-            authorize_url: Some(oauth.authorize.clone()),
-            token_url: Some(oauth.token.clone()),
-            device_url: Some(oauth.device.clone()),
-            revoke_url: oauth.revoke.clone(),
-            issuer: Some(oauth.issuer.clone()),
-            gmail_api_url: (provider == Provider::Google).then(|| endpoints.gmail_api.clone()),
-        },
+        overrides: endpoint_overrides(sandbox, provider),
     }
 }
 

@@ -3,10 +3,10 @@
 
 use mailroom_model::{TlsStartup, TransportErrorKind};
 
-use crate::server::{ServerOptions, ServerTls, TestServer};
 use crate::support::{
     USER, oauth_settings, password, password_settings, send, simple_message, token, transport,
 };
+use mailroom_testkit::smtp::{ServerOptions, ServerTls, TestServer};
 
 fn oauth_server(tls: ServerTls, mechanisms: Vec<&'static str>) -> TestServer {
     TestServer::start(ServerOptions {

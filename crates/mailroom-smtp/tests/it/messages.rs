@@ -3,8 +3,8 @@
 
 use mailroom_model::TlsStartup;
 
-use crate::server::{ServerOptions, TestServer};
 use crate::support::{USER, longest_line, oauth_settings, rich_message, send, token, transport};
+use mailroom_testkit::smtp::{ServerOptions, TestServer};
 
 #[tokio::test]
 async fn stored_bytes_equal_the_bytes_sent() {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use mailroom_model::TlsStartup;
 use tokio::task::JoinSet;
 
-use crate::server::{ServerOptions, TestServer};
 use crate::support::{USER, oauth_settings, send, simple_message, token, transport_with};
+use mailroom_testkit::smtp::{ServerOptions, TestServer};
 
 fn server() -> TestServer {
     TestServer::start(ServerOptions {

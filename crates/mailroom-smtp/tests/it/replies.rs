@@ -4,8 +4,8 @@
 use mailroom_model::{TlsStartup, TransportError, TransportErrorKind as Kind};
 use serde_json::{Map, Value, json};
 
-use crate::server::{ServerOptions, TestServer};
 use crate::support::{USER, oauth_settings, outgoing, send, token, transport_with};
+use mailroom_testkit::smtp::{ServerOptions, TestServer};
 
 /// Where the server answers a row's reply.
 #[derive(Clone, Copy)]

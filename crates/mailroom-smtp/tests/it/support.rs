@@ -9,7 +9,7 @@ use mailroom_model::{
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 
-use crate::server::TestServer;
+use mailroom_testkit::smtp::TestServer;
 
 pub(crate) const USER: &str = "box@example.com";
 

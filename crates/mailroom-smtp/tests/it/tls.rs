@@ -5,8 +5,8 @@ use mailroom_model::{TlsStartup, TransportErrorKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::server::{ServerOptions, ServerTls, TestServer};
 use crate::support::{USER, oauth_settings, send, simple_message, token, transport};
+use mailroom_testkit::smtp::{ServerOptions, ServerTls, TestServer};
 
 fn server(tls: ServerTls, untrusted_certificate: bool) -> TestServer {
     TestServer::start(ServerOptions {

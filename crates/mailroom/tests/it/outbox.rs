@@ -14,8 +14,8 @@ use mailroom_model::{Secret, ServerSettingsChange};
 use mailroom_testkit::Backend;
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::server::ServerOptions;
 use crate::support::{SA, World};
+use mailroom_testkit::smtp::ServerOptions;
 
 const RELAY: &str = "relay";
 const RELAY_PASSWORD: &str = "relay-password";

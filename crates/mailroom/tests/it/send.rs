@@ -11,11 +11,11 @@ use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::server::ServerOptions;
 use crate::support::{
     ORDERS, SA, World, gmail_sent, headers_of, message_id_of, microsoft_invalid_grant,
     microsoft_token_body,
 };
+use mailroom_testkit::smtp::ServerOptions;
 
 fn draft() -> MessageDraft {
     MessageDraft {

@@ -20,7 +20,7 @@ use mailroom_tokens::{
 use serde_json::{Value, json};
 use wiremock::MockServer;
 
-use crate::server::{ServerOptions, TestServer};
+use mailroom_testkit::smtp::{ServerOptions, TestServer};
 
 pub(crate) const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 pub(crate) const SA: &str = "sa@contoso.example";

@@ -1,9 +1,15 @@
-"""A real SMTP server (aiosmtpd) for mailroom-smtp's tests and benchmark.
+"""A real SMTP server (aiosmtpd) for mailroom's tests and benchmarks: the one copy in the
+repository, started by mailroom-testkit's `smtp::TestServer`.
 
 Adds what aiosmtpd lacks: XOAUTH2 and OAUTHBEARER handlers that check the bearer token and,
 on a wrong one, send the 334 base64-JSON error challenge, read the client's answer, then
 reply 535. Records every AUTH (the exact decoded initial response), challenge answer and
 stored message as JSON lines in the log file the tests read.
+
+Scripted replies (`scripted` in the config): `{"AUTH": {token: reply}, "MAIL": {sender:
+reply}, "RCPT": {recipient: reply}, "DATA": {recipient: reply}}` are given every time;
+`{"RCPT_ONCE": {recipient: reply}}` only to that recipient's first RCPT TO (later ones are
+accepted, so a retry after a transient 451 succeeds).
 
 Usage: python3 smtp_server.py CONFIG.json
 Prints "READY <port> <pids>" on stdout once listening; exits when stdin closes (the test that
@@ -170,6 +176,9 @@ class Handler:
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        once = CONFIG.get("scripted", {}).get("RCPT_ONCE", {})
+        if address in once:
+            return once.pop(address)
         reply = scripted("RCPT", address)
         if reply is not None:
             return reply

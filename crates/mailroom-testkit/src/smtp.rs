@@ -1,63 +1,23 @@
-//! Starts `tests/smtp_server.py` (aiosmtpd, a server this project did not write) on
-//! 127.0.0.1 with certificates from a test CA generated here, and reads what it recorded.
-//! Shared by the integration tests and the benchmark.
+//! Starts `smtp_server.py` (aiosmtpd, a server this project did not write; the one copy in
+//! the repository, beside this crate's `Cargo.toml`) on 127.0.0.1 with certificates from a
+//! test CA made here, and reads what it recorded. Used by the SMTP transport's, the
+//! facade's and the CLI's tests and by the SMTP and send benchmarks.
 
-#![allow(dead_code)]
-
+use std::fmt;
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use serde_json::{Value, json};
 
-/// A CA and a server certificate it issued for `localhost` and `127.0.0.1`.
-pub(crate) struct TestCertificates {
-    pub(crate) ca_pem: String,
-    pub(crate) leaf_pem: String,
-    pub(crate) leaf_key_pem: String,
-}
-
-impl TestCertificates {
-    pub(crate) fn generate(ca_name: &str) -> Self {
-        let ca_key = KeyPair::generate().expect("generate the CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, ca_name);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca_params.self_signed(&ca_key).expect("self-sign the CA");
-
-        let leaf_key = KeyPair::generate().expect("generate the server key");
-        let mut leaf_params =
-            CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
-        leaf_params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf = leaf_params
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .expect("sign the server certificate");
-        Self {
-            ca_pem: ca.pem(),
-            leaf_pem: leaf.pem(),
-            leaf_key_pem: leaf_key.serialize_pem(),
-        }
-    }
-}
+use crate::certificates::TestCertificates;
 
 /// How the server starts TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ServerTls {
+pub enum ServerTls {
+    /// STARTTLS offered, and required before AUTH.
     StartTls,
+    /// TLS from the first byte.
     Implicit,
     /// No STARTTLS offered; AUTH allowed in plaintext.
     None,
@@ -65,24 +25,28 @@ pub(crate) enum ServerTls {
 
 /// What the server accepts and how it answers.
 #[derive(Debug, Clone)]
-pub(crate) struct ServerOptions {
-    pub(crate) tls: ServerTls,
+pub struct ServerOptions {
+    /// How TLS starts.
+    pub tls: ServerTls,
     /// Offered mechanisms, from PLAIN, LOGIN, XOAUTH2, OAUTHBEARER.
-    pub(crate) mechanisms: Vec<&'static str>,
+    pub mechanisms: Vec<&'static str>,
     /// (user, token) pairs; a user may have several accepted tokens.
-    pub(crate) tokens: Vec<(String, String)>,
+    pub tokens: Vec<(String, String)>,
     /// login -> password.
-    pub(crate) passwords: Vec<(String, String)>,
-    /// `{"AUTH": {token: reply}, "MAIL": {sender: reply}, "RCPT": {..}, "DATA": {..}}`.
-    pub(crate) scripted: Value,
+    pub passwords: Vec<(String, String)>,
+    /// `{"AUTH": {token: reply}, "MAIL": {sender: reply}, "RCPT": {..}, "DATA": {..}}`,
+    /// each reply given every time; and `"RCPT_ONCE": {recipient: reply}`, given to that
+    /// recipient's first RCPT TO only (later ones are accepted, so a retry after a
+    /// transient 451 succeeds).
+    pub scripted: Value,
     /// Recipients after whose message the server closes the connection.
-    pub(crate) close_after: Vec<String>,
+    pub close_after: Vec<String>,
     /// Store messages and log them (off for the benchmark).
-    pub(crate) store: bool,
+    pub store: bool,
     /// Server processes sharing the listening socket.
-    pub(crate) workers: usize,
+    pub workers: usize,
     /// Serve a certificate from a CA the client does not trust.
-    pub(crate) untrusted_certificate: bool,
+    pub untrusted_certificate: bool,
 }
 
 impl Default for ServerOptions {
@@ -102,15 +66,16 @@ impl Default for ServerOptions {
 }
 
 /// A running server; killed when dropped.
-pub(crate) struct TestServer {
+pub struct TestServer {
     child: Child,
     _stdin: ChildStdin,
-    pub(crate) port: u16,
+    /// The port on 127.0.0.1.
+    pub port: u16,
     /// The server's processes (more than one with `workers`).
-    pub(crate) pids: Vec<u32>,
+    pub pids: Vec<u32>,
     /// The root the client should trust (the CA of the served certificate, unless the
     /// options asked for an untrusted one).
-    pub(crate) trusted_ca_pem: String,
+    pub trusted_ca_pem: String,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -123,6 +88,7 @@ fn test_python() -> String {
     if let Ok(python) = std::env::var("MAILROOM_TEST_PYTHON") {
         return python;
     }
+    // This crate is `<workspace>/crates/mailroom-testkit`.
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-python/bin/python");
     if venv.exists() {
         return venv.display().to_string();
@@ -131,7 +97,7 @@ fn test_python() -> String {
 }
 
 fn script_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp_server.py")
 }
 
 fn tokens_by_user(tokens: &[(String, String)]) -> Value {
@@ -147,18 +113,25 @@ fn tokens_by_user(tokens: &[(String, String)]) -> Value {
     Value::Object(by_user)
 }
 
+impl fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServer")
+            .field("port", &self.port)
+            .field("pids", &self.pids)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TestServer {
-    pub(crate) fn start(options: ServerOptions) -> Self {
+    /// Starts the server and waits until it listens; panics with how to install aiosmtpd
+    /// when the Python lacks it.
+    pub fn start(options: ServerOptions) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir for the smtp server");
         let trusted = TestCertificates::generate("mailroom test ca");
         let served = if options.untrusted_certificate {
             TestCertificates::generate("some other ca")
         } else {
-            TestCertificates {
-                ca_pem: trusted.ca_pem.clone(),
-                leaf_pem: trusted.leaf_pem.clone(),
-                leaf_key_pem: trusted.leaf_key_pem.clone(),
-            }
+            trusted.clone()
         };
         let cert = dir.path().join("server.pem");
         let key = dir.path().join("server.key");
@@ -234,14 +207,15 @@ impl TestServer {
     }
 
     /// Everything the server recorded so far, in order.
-    pub(crate) fn events(&self) -> Vec<Value> {
+    pub fn events(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         text.lines()
             .map(|line| serde_json::from_str(line).expect("a JSON event line"))
             .collect()
     }
 
-    pub(crate) fn events_of(&self, kind: &str) -> Vec<Value> {
+    /// The recorded events of one kind (`auth`, `challenge_answer`, `message`).
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
         self.events()
             .into_iter()
             .filter(|event| event["event"] == kind)
@@ -249,7 +223,7 @@ impl TestServer {
     }
 
     /// The stored messages: (event, bytes exactly as the server received them).
-    pub(crate) fn messages(&self) -> Vec<(Value, Vec<u8>)> {
+    pub fn messages(&self) -> Vec<(Value, Vec<u8>)> {
         self.events_of("message")
             .into_iter()
             .map(|event| {

@@ -1,1 +1,0 @@
-../../mailroom/tests/smtp_server.py

@@ -1,0 +1,555 @@
+//! The OAuth authority: codes, tokens, device codes and grants in memory, and the answers of
+//! the authorize, token, device and revocation endpoints, in Microsoft's or Google's style.
+//!
+//! The logic here knows no HTTP: `http.rs` turns requests into calls and the
+//! [`JsonReply`]s back into responses, so every rule is testable as a function.
+//!
+//! What the sandbox checks, as the providers do: PKCE S256 (`code_verifier` against the
+//! `code_challenge`), the redirect URI (a loopback URI at authorization, the same one at
+//! redemption), one redemption per code, the client id of codes and refresh tokens, a
+//! client secret where Google requires one, scopes of one resource for Microsoft
+//! (`SMTP.SendAsApp` is not delegated), no Gmail scopes in Google's device flow. What it
+//! does not: registered clients and secrets (any client id and any non-empty secret
+//! pass), `slow_down` for fast polling, signatures.
+//!
+//! The state, the test hooks and the shared helpers are here; each endpoint is a module:
+//! `authorize.rs`, `token.rs` (codes, refresh tokens, client credentials), `device.rs`,
+//! `revoke.rs`, and `issue.rs` (access, refresh and id_tokens).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{Endpoints, SandboxConfig};
+
+mod authorize;
+mod device;
+mod issue;
+mod revoke;
+mod token;
+
+use device::normalize_user_code;
+
+/// Which provider an endpoint imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Style {
+    /// Microsoft identity platform (Entra ID) and Exchange Online.
+    Microsoft,
+    /// Google accounts and the Gmail API.
+    Google,
+}
+
+impl std::fmt::Display for Style {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Style::Microsoft => "microsoft",
+            Style::Google => "google",
+        })
+    }
+}
+
+/// What an access token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    /// The style of the authority that issued it.
+    pub style: Style,
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The signed-in address; `None` for an app-only (client credentials) token.
+    pub address: Option<String>,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+}
+
+impl TokenInfo {
+    /// True when one of `scopes` was granted.
+    pub fn has_any_scope(&self, scopes: &[&str]) -> bool {
+        self.scopes
+            .iter()
+            .any(|granted| scopes.contains(&granted.as_str()))
+    }
+}
+
+/// The state of a bearer token presented to the SMTP or Gmail endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// Valid now.
+    Valid(TokenInfo),
+    /// Issued here, but past its lifetime.
+    Expired(TokenInfo),
+    /// Issued here, then revoked.
+    Revoked(TokenInfo),
+    /// Never issued here.
+    Unknown,
+}
+
+/// Counts of what the authority did, for tests and the demo's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AuthorityStats {
+    /// Authorization requests approved (a code issued).
+    pub codes_issued: u64,
+    /// Codes redeemed for tokens.
+    pub codes_redeemed: u64,
+    /// Refresh token grants answered with tokens.
+    pub refreshes: u64,
+    /// Refresh tokens issued in place of a redeemed one (Microsoft style).
+    pub refresh_tokens_rotated: u64,
+    /// Refresh token grants refused (revoked, expired, unknown).
+    pub refreshes_refused: u64,
+    /// Client credentials grants answered with tokens.
+    pub client_credentials: u64,
+    /// Device code polls, answered or pending.
+    pub device_polls: u64,
+    /// Tokens revoked through the revocation endpoint.
+    pub revocations: u64,
+    /// Token calls answered with an injected failure.
+    pub injected_failures: u64,
+}
+
+/// A status and a JSON body, the answer of a JSON endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct JsonReply {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+}
+
+impl JsonReply {
+    fn ok(body: Value) -> Self {
+        Self { status: 200, body }
+    }
+}
+
+/// What the authorize endpoint does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuthorizeOutcome {
+    /// A 302 to this location (the client's redirect URI with a code or an error).
+    Redirect(String),
+    /// Ask the person (the consent page).
+    Consent(ConsentPage),
+    /// The request cannot be redirected (no client id, a bad redirect URI): an error page.
+    ErrorPage { status: u16, message: String },
+}
+
+/// What the consent page shows and posts back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConsentPage {
+    pub(crate) style: Style,
+    pub(crate) client_id: String,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) address: Option<String>,
+    /// The authorize parameters, posted back as hidden fields.
+    pub(crate) params: Vec<(String, String)>,
+}
+
+/// The person's answer on the consent page (or the auto-approval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// A GET: auto-approve or show the page.
+    Ask,
+    /// Approve as this address.
+    Approve(String),
+    /// Deny.
+    Deny,
+}
+
+#[derive(Debug, Clone)]
+struct CodeGrant {
+    style: Style,
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    scopes: Vec<String>,
+    address: String,
+    nonce: Option<String>,
+    issue_refresh_token: bool,
+    expires_at: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+struct AccessGrant {
+    info: TokenInfo,
+    grant: Option<u64>,
+    expires_at: SystemTime,
+    revoked: bool,
+}
+
+#[derive(Debug, Clone)]
+struct RefreshGrant {
+    style: Style,
+    client_id: String,
+    address: String,
+    scopes: Vec<String>,
+    grant: u64,
+    revoked: bool,
+    /// `None`: it does not expire (as long as the sandbox runs).
+    expires_at: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DeviceStatus {
+    Pending,
+    Approved(String),
+    Declined,
+    Redeemed,
+}
+
+#[derive(Debug, Clone)]
+struct DeviceGrant {
+    style: Style,
+    client_id: String,
+    user_code: String,
+    scopes: Vec<String>,
+    status: DeviceStatus,
+    expires_at: SystemTime,
+}
+
+#[derive(Debug)]
+struct State {
+    auto_approve: bool,
+    default_address: Option<String>,
+    access_token_lifetime: Duration,
+    refresh_token_lifetime: Option<Duration>,
+    device_code_lifetime: Duration,
+    device_poll_interval_secs: u64,
+    tenant_id: String,
+    microsoft_issuer: String,
+    google_issuer: String,
+    microsoft_verification: String,
+    google_verification: String,
+    next_grant: u64,
+    codes: HashMap<String, CodeGrant>,
+    redeemed_codes: HashSet<String>,
+    access_tokens: HashMap<String, AccessGrant>,
+    refresh_tokens: HashMap<String, RefreshGrant>,
+    devices: HashMap<String, DeviceGrant>,
+    /// (client id, lower-cased address) pairs that consented once (Google style): later
+    /// exchanges get a refresh token only with `prompt=consent`.
+    google_consents: HashSet<(String, String)>,
+    failures: VecDeque<JsonReply>,
+    stats: AuthorityStats,
+}
+
+impl State {
+    fn refresh_expiry(&self) -> Option<SystemTime> {
+        self.refresh_token_lifetime
+            .map(|lifetime| SystemTime::now() + lifetime)
+    }
+}
+
+/// The OAuth authority of a sandbox; cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct Authority {
+    state: Arc<Mutex<State>>,
+}
+
+/// How long an authorization code may wait for its redemption.
+const CODE_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Microsoft's delegated SMTP scope.
+pub(crate) const MICROSOFT_SMTP_SCOPE: &str = "https://outlook.office.com/SMTP.Send";
+/// Microsoft's app-only scope for Exchange Online.
+pub(crate) const MICROSOFT_APP_SCOPE: &str = "https://outlook.office365.com/.default";
+/// The Gmail scopes that allow `users.messages.send`.
+pub(crate) const GMAIL_SEND_SCOPES: &[&str] = &[
+    "https://mail.google.com/",
+    "https://www.googleapis.com/auth/gmail.send",
+    "https://www.googleapis.com/auth/gmail.compose",
+    "https://www.googleapis.com/auth/gmail.modify",
+    "https://www.googleapis.com/auth/gmail.addons.current.action.compose",
+];
+const OPENID_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+fn random_token(bytes: usize) -> String {
+    let data: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+fn random_uuid() -> String {
+    let bytes: [u8; 16] = rand::random();
+    uuid_text(&bytes)
+}
+
+fn uuid_text(bytes: &[u8]) -> String {
+    let hex: String = bytes[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A Microsoft identity platform error body: `error`, an `AADSTS` description with trace
+/// and correlation ids and a timestamp on later lines, `error_codes`, `timestamp`,
+/// `trace_id`, `correlation_id`, `error_uri`.
+pub fn microsoft_error_body(error: &str, code: u32, text: &str) -> Value {
+    let timestamp = chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string();
+    let trace_id = random_uuid();
+    let correlation_id = random_uuid();
+    json!({
+        "error": error,
+        "error_description": format!(
+            "AADSTS{code}: {text} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}"
+        ).replacen(" Trace ID:", "\r\nTrace ID:", 1)
+         .replacen(" Correlation ID:", "\r\nCorrelation ID:", 1)
+         .replacen(" Timestamp:", "\r\nTimestamp:", 1),
+        "error_codes": [code],
+        "timestamp": timestamp,
+        "trace_id": trace_id,
+        "correlation_id": correlation_id,
+        "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+    })
+}
+
+/// A Google OAuth error body: `error` and `error_description`.
+pub fn google_error_body(error: &str, description: &str) -> Value {
+    json!({ "error": error, "error_description": description })
+}
+
+fn error_reply(style: Style, microsoft: (&str, u32, &str), google: (u16, &str, &str)) -> JsonReply {
+    match style {
+        Style::Microsoft => JsonReply {
+            status: if microsoft.0 == "invalid_client" {
+                401
+            } else {
+                400
+            },
+            body: microsoft_error_body(microsoft.0, microsoft.1, microsoft.2),
+        },
+        Style::Google => JsonReply {
+            status: google.0,
+            body: google_error_body(google.1, google.2),
+        },
+    }
+}
+
+fn split_scopes(text: Option<&String>) -> Vec<String> {
+    text.map(|text| text.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// S256: base64url(SHA-256(verifier)) without padding (RFC 7636).
+pub(crate) fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+fn valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+fn client_secret(
+    form: &HashMap<String, String>,
+    basic: Option<&(String, String)>,
+) -> Option<String> {
+    form.get("client_secret")
+        .cloned()
+        .or_else(|| basic.map(|(_, secret)| secret.clone()))
+        .filter(|secret| !secret.is_empty())
+}
+
+fn client_id(form: &HashMap<String, String>, basic: Option<&(String, String)>) -> Option<String> {
+    form.get("client_id")
+        .cloned()
+        .or_else(|| basic.map(|(id, _)| id.clone()))
+        .filter(|id| !id.is_empty())
+}
+
+impl Authority {
+    pub(crate) fn new(config: &SandboxConfig, http_base: &str, endpoints: &Endpoints) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                auto_approve: config.auto_approve,
+                default_address: config.default_address.clone(),
+                access_token_lifetime: config.access_token_lifetime,
+                refresh_token_lifetime: config.refresh_token_lifetime,
+                device_code_lifetime: config.device_code_lifetime,
+                device_poll_interval_secs: config.device_poll_interval_secs,
+                tenant_id: config.tenant_id.clone(),
+                microsoft_issuer: format!("{http_base}/microsoft/{}/v2.0", config.tenant_id),
+                google_issuer: endpoints.google.issuer.clone(),
+                microsoft_verification: endpoints.microsoft.device_verification.to_string(),
+                google_verification: endpoints.google.device_verification.to_string(),
+                next_grant: 1,
+                codes: HashMap::new(),
+                redeemed_codes: HashSet::new(),
+                access_tokens: HashMap::new(),
+                refresh_tokens: HashMap::new(),
+                devices: HashMap::new(),
+                google_consents: HashSet::new(),
+                failures: VecDeque::new(),
+                stats: AuthorityStats::default(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("authority lock")
+    }
+
+    // ---- Test hooks -------------------------------------------------------------------
+
+    /// Access tokens issued from now on live this long (`Duration::ZERO`: expired at once).
+    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
+        self.lock().access_token_lifetime = lifetime;
+    }
+
+    /// Refresh tokens issued from now on expire after this long (`None`: never).
+    pub fn set_refresh_token_lifetime(&self, lifetime: Option<Duration>) {
+        self.lock().refresh_token_lifetime = lifetime;
+    }
+
+    /// Approve authorization requests at once (or show the consent page).
+    pub fn set_auto_approve(&self, auto_approve: bool) {
+        self.lock().auto_approve = auto_approve;
+    }
+
+    /// Who signs in when a request names no one.
+    pub fn set_default_address(&self, address: Option<String>) {
+        self.lock().default_address = address;
+    }
+
+    /// Revokes every refresh token of `address` (any style, case-insensitive), as a password
+    /// reset or an administrator's "revoke sessions" does; access tokens stay valid until
+    /// they expire. Returns how many were revoked.
+    pub fn revoke_refresh_tokens_of(&self, address: &str) -> usize {
+        let mut state = self.lock();
+        let mut count = 0;
+        for grant in state.refresh_tokens.values_mut() {
+            if !grant.revoked && grant.address.eq_ignore_ascii_case(address) {
+                grant.revoked = true;
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Revokes every access token of `address`: the next SMTP or Gmail use is refused.
+    /// Returns how many were revoked.
+    pub fn revoke_access_tokens_of(&self, address: &str) -> usize {
+        let mut state = self.lock();
+        let mut count = 0;
+        for grant in state.access_tokens.values_mut() {
+            let matches = grant
+                .info
+                .address
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(address));
+            if matches && !grant.revoked {
+                grant.revoked = true;
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// The next call of a token endpoint (any style, any grant) answers `status` with
+    /// `body` instead; calls queue up when this is called several times. Build provider
+    /// bodies with [`microsoft_error_body`] or [`google_error_body`].
+    pub fn fail_next_token_call(&self, status: u16, body: Value) {
+        self.lock().failures.push_back(JsonReply { status, body });
+    }
+
+    /// Approves a pending device code as `address`. False when no pending code has this
+    /// user code.
+    pub fn approve_device_code(&self, user_code: &str, address: &str) -> bool {
+        self.decide_device_code(user_code, DeviceStatus::Approved(address.to_owned()))
+    }
+
+    /// Declines a pending device code. False when no pending code has this user code.
+    pub fn decline_device_code(&self, user_code: &str) -> bool {
+        self.decide_device_code(user_code, DeviceStatus::Declined)
+    }
+
+    fn decide_device_code(&self, user_code: &str, status: DeviceStatus) -> bool {
+        let wanted = normalize_user_code(user_code);
+        let mut state = self.lock();
+        match state.devices.values_mut().find(|device| {
+            normalize_user_code(&device.user_code) == wanted
+                && device.status == DeviceStatus::Pending
+        }) {
+            Some(device) => {
+                device.status = status;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What the authority has done so far.
+    pub fn stats(&self) -> AuthorityStats {
+        self.lock().stats
+    }
+
+    /// Checks a bearer token presented now.
+    pub fn check_access_token(&self, token: &str) -> TokenCheck {
+        let state = self.lock();
+        match state.access_tokens.get(token) {
+            None => TokenCheck::Unknown,
+            Some(grant) if grant.revoked => TokenCheck::Revoked(grant.info.clone()),
+            Some(grant) if grant.expires_at <= SystemTime::now() => {
+                TokenCheck::Expired(grant.info.clone())
+            }
+            Some(grant) => TokenCheck::Valid(grant.info.clone()),
+        }
+    }
+
+    /// The Microsoft-style issuer with the tenant id filled in.
+    pub fn microsoft_issuer(&self) -> String {
+        self.lock().microsoft_issuer.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s256_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(valid_verifier(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        ));
+        assert!(!valid_verifier("short"));
+        assert!(!valid_verifier(&"a+".repeat(30)));
+    }
+
+    #[test]
+    fn microsoft_error_bodies_have_the_documented_fields() {
+        let body = microsoft_error_body("invalid_grant", 70008, "Expired.");
+        for field in [
+            "error",
+            "error_description",
+            "error_codes",
+            "timestamp",
+            "trace_id",
+            "correlation_id",
+            "error_uri",
+        ] {
+            assert!(body.get(field).is_some(), "{field} missing in {body}");
+        }
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.starts_with("AADSTS70008: Expired.\r\nTrace ID: "));
+        assert_eq!(body["error_codes"], json!([70008]));
+    }
+}
