@@ -1,19 +1,39 @@
-//! `cargo xtask`: every project script in one place (ci, deny, bench).
+//! `cargo xtask`: every project script in one place (ci, test, dist, package, checks,
+//! deny, bench).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+use crate::workspace::Workspace;
+
+mod checks;
+mod dist;
+mod workspace;
 
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci            cargo fmt --check, clippy -D warnings, nextest on the whole workspace, doctests,
-                the Gmail tests in a copy with nothing beside it (makes target/test-python
-                with aiosmtpd when python3 lacks it)
+  ci            the repository checks, cargo fmt --check, clippy -D warnings, cargo check of
+                each library crate alone, the packaging run, nextest on the whole workspace,
+                doctests, the Gmail tests in a copy with nothing beside it (makes
+                target/test-python with aiosmtpd when python3 lacks it)
+  test CRATE    one crate's tests (nextest and doctests) as a team reusing it runs them,
+                with only the services that crate needs
+  dist          build the release archive target/dist/mailroom-VERSION-TARGET.tar.gz
+                (binary, README, licences, completions, man page) and target/dist/SHA256SUMS
+  dist --check [ARCHIVE]
+                verify an archive: checksum, contents, the binary prints the workspace version
+  package       cargo package --no-verify of every library crate, in one run
+  check-crates  cargo check of each library crate alone (and without default features, and
+                with all features, where it has features)
+  checks        the repository checks alone (no `mailroom ` in library src/, no #[path]
+                outside its crate, one smtp_server.py)
   deny          cargo-deny: licences, bans, sources (advisories are skipped: no network here)
   bench NAME    run a benchmark and print its figures; NAME is one of: {benches}";
 
@@ -40,6 +60,11 @@ fn run() -> Result<()> {
     env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("test") => test(&args[1..]),
+        Some("dist") => dist::dist(&Workspace::load()?, &args[1..]),
+        Some("package") => package(&Workspace::load()?),
+        Some("checks") => repository_checks(),
+        Some("check-crates") => check_each_library_crate(&Workspace::load()?),
         Some("deny") => deny(),
         Some("bench") => bench(&args[1..]),
         _ => {
@@ -61,11 +86,19 @@ fn workspace_root() -> PathBuf {
 /// one every development and CI machine runs on loopback.
 const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-fn ci() -> Result<()> {
-    let postgres = env::var("MAILROOM_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+/// `MAILROOM_TEST_POSTGRES_URL`, else the local server.
+fn test_postgres_url() -> String {
+    env::var("MAILROOM_TEST_POSTGRES_URL").unwrap_or_else(|_| {
         println!("xtask: MAILROOM_TEST_POSTGRES_URL is not set; using {LOCAL_POSTGRES}");
         LOCAL_POSTGRES.to_owned()
-    });
+    })
+}
+
+fn ci() -> Result<()> {
+    // Instant, and each prints every finding before any failure stops the run.
+    repository_checks()?;
+    let workspace = Workspace::load()?;
+    let postgres = test_postgres_url();
     let python = test_python()?;
     let test_env = [
         ("MAILROOM_TEST_POSTGRES_URL", postgres.as_str()),
@@ -80,6 +113,8 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    check_each_library_crate(&workspace)?;
+    package(&workspace)?;
     cargo_with_env(
         &["nextest", "run", "--workspace", "--no-fail-fast"],
         &test_env,
@@ -166,27 +201,7 @@ fn standalone_clone_check(test_env: &[(&str, &str)]) -> Result<()> {
         "xtask: copying the tracked files to {} (no sibling shared/) and running mailroom-gmail's tests there",
         clone.display()
     );
-    let listed = Command::new("git")
-        .args(["ls-files", "-z"])
-        .output()
-        .context("cannot run git ls-files: the standalone check needs a git checkout")?;
-    if !listed.status.success() {
-        bail!("git ls-files failed: the standalone check needs a git checkout");
-    }
-    for name in listed
-        .stdout
-        .split(|byte| *byte == 0)
-        .filter(|name| !name.is_empty())
-    {
-        let name = std::str::from_utf8(name).context("a tracked file name is not UTF-8")?;
-        let from = Path::new(name);
-        if !from.exists() {
-            continue; // deleted in the work tree, not yet committed
-        }
-        let to = clone.join(name);
-        std::fs::create_dir_all(to.parent().expect("a file has a parent"))?;
-        std::fs::copy(from, &to).with_context(|| format!("cannot copy {name}"))?;
-    }
+    copy_files(&git_files(&[])?, &clone)?;
     // Reuse the registry crates already built; the workspace crates build anew there.
     let target = env::current_dir()?.join("target");
     let target_text = target.display().to_string();
@@ -235,7 +250,7 @@ fn bench(args: &[String]) -> Result<()> {
     cargo_with_env(&command, &[("MAILROOM_TEST_PYTHON", python.as_str())])
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     cargo_with_env(args, &[])
 }
 
@@ -250,6 +265,243 @@ fn cargo_in(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Result<()> {
         .current_dir(dir)
         .args(args)
         .envs(vars.iter().copied())
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// `git ls-files` with `extra` arguments (e.g. `--others --exclude-standard` to add the
+/// untracked files that are not ignored): paths relative to the workspace root.
+fn git_files(extra: &[&str]) -> Result<Vec<String>> {
+    let listed = Command::new("git")
+        .args(["ls-files", "-z", "--cached"])
+        .args(extra)
+        .output()
+        .context("cannot run git ls-files: this task needs a git checkout")?;
+    if !listed.status.success() {
+        bail!("git ls-files failed: this task needs a git checkout");
+    }
+    listed
+        .stdout
+        .split(|byte| *byte == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            std::str::from_utf8(name)
+                .map(str::to_owned)
+                .context("a tracked file name is not UTF-8")
+        })
+        .collect()
+}
+
+/// Copies the files (relative to the current directory) that still exist into `to`.
+fn copy_files(names: &[String], to: &Path) -> Result<()> {
+    for name in names {
+        let from = Path::new(name);
+        if !from.exists() {
+            continue; // deleted in the work tree, not yet committed
+        }
+        let destination = to.join(name);
+        std::fs::create_dir_all(destination.parent().expect("a file has a parent"))?;
+        std::fs::copy(from, &destination).with_context(|| format!("cannot copy {name}"))?;
+    }
+    Ok(())
+}
+
+/// The repository checks (`checks.rs`): every finding of every check is printed, then the
+/// task fails if there was any.
+fn repository_checks() -> Result<()> {
+    let root = env::current_dir()?;
+    let reports = checks::run_all(&root, &git_files(&[])?)?;
+    let mut failed = Vec::new();
+    for report in &reports {
+        if report.findings.is_empty() {
+            println!("xtask: check {}: ok", report.name);
+            continue;
+        }
+        failed.push(report.name);
+        eprintln!(
+            "xtask: check {} failed ({} findings): {}",
+            report.name,
+            report.findings.len(),
+            report.rule
+        );
+        for finding in &report.findings {
+            eprintln!("  {finding}");
+        }
+    }
+    if !failed.is_empty() {
+        bail!("repository checks failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The crates whose tests start the aiosmtpd SMTP server and so need a Python with it
+/// (`test_python`). Keep in step with the tests: `cargo xtask test` gives other crates no
+/// `MAILROOM_TEST_PYTHON`.
+const SMTP_SERVER_TESTS: &[&str] = &["mailroom", "mailroom-cli", "mailroom-smtp"];
+
+/// The packages whose presence among a crate's dependencies means its tests open a
+/// database, and so get `MAILROOM_TEST_POSTGRES_URL`.
+const DATABASE_DEPENDENCIES: &[&str] = &["mailroom-testkit", "mailroom-migrations", "sea-orm"];
+
+/// `cargo xtask test CRATE`: the crate's tests alone, with only what they need.
+fn test(args: &[String]) -> Result<()> {
+    let workspace = Workspace::load()?;
+    let testable: Vec<&str> = workspace
+        .packages
+        .iter()
+        .map(|package| package.name.as_str())
+        .filter(|name| *name != "xtask")
+        .collect();
+    let [name] = args else {
+        bail!(
+            "usage: cargo xtask test CRATE, where CRATE is one of: {}",
+            testable.join(", ")
+        );
+    };
+    let Some(package) = workspace
+        .package(name)
+        .filter(|package| package.name != "xtask")
+    else {
+        bail!(
+            "no crate `{name}` in this workspace; the crates are: {}",
+            testable.join(", ")
+        );
+    };
+    let needs_database = package.name == "mailroom-testkit"
+        || package
+            .dependencies
+            .iter()
+            .any(|dependency| DATABASE_DEPENDENCIES.contains(&dependency.as_str()));
+    let needs_smtp_server = SMTP_SERVER_TESTS.contains(&package.name.as_str());
+    let postgres = needs_database.then(test_postgres_url);
+    let python = if needs_smtp_server {
+        Some(test_python()?)
+    } else {
+        None
+    };
+    println!(
+        "xtask: testing {name} with {}",
+        match (&postgres, &python) {
+            (Some(_), Some(_)) => "PostgreSQL and the Python SMTP server",
+            (Some(_), None) => "PostgreSQL",
+            (None, Some(_)) => "the Python SMTP server",
+            (None, None) => "no outside service",
+        }
+    );
+    let mut vars = Vec::new();
+    if let Some(postgres) = &postgres {
+        vars.push(("MAILROOM_TEST_POSTGRES_URL", postgres.as_str()));
+    }
+    if let Some(python) = &python {
+        vars.push(("MAILROOM_TEST_PYTHON", python.as_str()));
+    }
+    let mut removed = Vec::new();
+    if postgres.is_none() {
+        removed.push("MAILROOM_TEST_POSTGRES_URL");
+    }
+    if python.is_none() {
+        removed.push("MAILROOM_TEST_PYTHON");
+    }
+    cargo_isolated(
+        &["nextest", "run", "--package", name, "--no-fail-fast"],
+        &vars,
+        &removed,
+    )?;
+    if package.has_lib {
+        cargo_isolated(&["test", "--package", name, "--doc"], &vars, &removed)?;
+    }
+    Ok(())
+}
+
+/// `cargo check -p CRATE` for every library crate, one at a time: in a run over several
+/// packages cargo unifies their dependencies' features, which would hide a crate that
+/// builds only beside another. Crates with features are also checked without their
+/// default features and with all of them.
+fn check_each_library_crate(workspace: &Workspace) -> Result<()> {
+    let started = Instant::now();
+    for package in workspace.library_crates() {
+        let mut variants: Vec<&[&str]> = vec![&[]];
+        if package.has_features {
+            variants.push(&["--no-default-features"]);
+            variants.push(&["--all-features"]);
+        }
+        for variant in variants {
+            let mut args = vec!["check", "--quiet", "--package", package.name.as_str()];
+            args.extend_from_slice(variant);
+            let one = Instant::now();
+            cargo(&args)?;
+            println!(
+                "xtask: {} builds alone{} ({:.1} s)",
+                package.name,
+                if variant.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", variant.join(" "))
+                },
+                one.elapsed().as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "xtask: every library crate builds alone ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `cargo package --no-verify` of every library crate in one run, so that crates depending
+/// on unpublished workspace crates resolve them from the run itself (cargo 1.84+).
+///
+/// The workspace says `publish = false` until a release is decided, and cargo leaves such
+/// packages out of the local registry a multi-package run resolves them from. So the run
+/// happens in a copy of the work tree (tracked and untracked files, not ignored ones) whose
+/// root manifest says `publish = true`; nothing in the repository changes. The `.crate`
+/// files land in `target/package/`.
+fn package(workspace: &Workspace) -> Result<()> {
+    let started = Instant::now();
+    let copy = env::temp_dir().join(format!("mailroom-package-{}", std::process::id()));
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy)?;
+    }
+    copy_files(&git_files(&["--others", "--exclude-standard"])?, &copy)?;
+    let manifest_path = copy.join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest_path)?;
+    let publishable = manifest.replacen("\npublish = false\n", "\npublish = true\n", 1);
+    std::fs::write(&manifest_path, publishable)?;
+    let target_text = workspace.target_dir.display().to_string();
+    let mut args = vec!["package", "--no-verify", "--allow-dirty", "--quiet"];
+    for package in workspace.library_crates() {
+        args.extend(["--package", package.name.as_str()]);
+    }
+    let result = cargo_in(&copy, &args, &[("CARGO_TARGET_DIR", target_text.as_str())]);
+    std::fs::remove_dir_all(&copy)?;
+    result.context("a library crate does not package")?;
+    println!(
+        "xtask: {} library crates packaged into {} ({:.1} s)",
+        workspace.library_crates().len(),
+        workspace
+            .relative(&workspace.target_dir.join("package"))
+            .display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs cargo with `vars` set and `removed` unset, so a test cannot lean on a service the
+/// caller's environment happens to provide.
+fn cargo_isolated(args: &[&str], vars: &[(&str, &str)], removed: &[&str]) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    println!("xtask: cargo {}", args.join(" "));
+    let mut command = Command::new(&cargo);
+    command.args(args).envs(vars.iter().copied());
+    for name in removed {
+        command.env_remove(name);
+    }
+    let status = command
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
     if !status.success() {

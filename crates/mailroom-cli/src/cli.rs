@@ -97,7 +97,22 @@ pub(crate) enum Command {
     /// Run the whole flow offline in one command (sandbox, temporary database, sign-ins,
     /// sends, refresh, queue and agent) and verify every step; exit 0 only if all verified.
     Demo(crate::commands::demo::DemoArgs),
+    /// Print the shell completion script for bash, zsh, fish, PowerShell or elvish.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `mailroom man > mailroom.1`.
+    #[command(hide = true)]
+    Man,
 }
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  mailroom completions bash > ~/.local/share/bash-completion/completions/mailroom
+  mailroom completions zsh > \"${fpath[1]}/_mailroom\"
+  mailroom completions fish > ~/.config/fish/completions/mailroom.fish
+  mailroom completions powershell >> $PROFILE";
 
 /// `--company` or `--account ID`.
 #[derive(Debug, Args, Clone)]

@@ -174,7 +174,9 @@ pub(crate) async fn run<C: ConnectionTrait>(
         | Command::Agent(_)
         | Command::Queue(_)
         | Command::Sandbox(_)
-        | Command::Demo(_) => unreachable!("these commands run their own transactions"),
+        | Command::Demo(_)
+        | Command::Completions { .. }
+        | Command::Man => unreachable!("these commands run their own transactions"),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod accounts;
 pub(crate) mod agent;
+mod completions;
 pub(crate) mod demo;
 mod info;
 mod key;
@@ -57,8 +58,10 @@ impl Output {
 /// Runs a command against the database in one transaction, committed only on success.
 pub(crate) async fn run(cli: Cli) -> Result<Output> {
     // The sandbox needs no database, and the demo makes its own: neither may create the
-    // default one.
+    // default one. Completions and the manual page come from the clap definition alone.
     match cli.command {
+        Command::Completions { shell } => return Ok(completions::completions(shell)),
+        Command::Man => return completions::man_page(),
         Command::Sandbox(command) => return sandbox::run(command).await,
         Command::Demo(args) => return demo::run(args, cli.database_url.as_deref(), cli.json).await,
         _ => {}
