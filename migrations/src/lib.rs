@@ -25,17 +25,15 @@
 //!     .iter()
 //!     .map(|row| row.try_get("", "name"))
 //!     .collect::<Result<_, _>>()?;
-//! assert_eq!(
-//!     tables,
-//!     [
-//!         "company_account", "key_check", "oauth_app", "oauth_token", "outbox_message",
-//!         "setting", "user_account",
-//!     ]
-//! );
-//! assert_eq!(
-//!     mailroom_migrations::schema_version(&db).await?.as_deref(),
-//!     Some("m20261201_000003_outbox")
-//! );
+//! for table in [
+//!     "company_account", "user_account", "setting", "key_check", // mailroom-accounts
+//!     "oauth_app", "oauth_token",                                // mailroom-tokens
+//!     "outbox_message",                                          // mailroom (the outbox)
+//! ] {
+//!     assert!(tables.iter().any(|name| name == table), "{table}");
+//! }
+//! // The newest migration applied, e.g. `m20261201_000003_outbox`.
+//! assert!(mailroom_migrations::schema_version(&db).await?.is_some());
 //! # Ok(())
 //! # }
 //! ```

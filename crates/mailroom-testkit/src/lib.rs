@@ -3,6 +3,23 @@
 //! PostgreSQL tests read the server from `MAILROOM_TEST_POSTGRES_URL` (CI and
 //! `cargo xtask ci` set it). When it is missing the test fails with instructions: a test
 //! that needs PostgreSQL never skips silently.
+//!
+//! A dev-dependency only: no product crate depends on it. Each [`TestDatabase`] is
+//! migrated with `mailroom-migrations` before the test sees it.
+//!
+//! ```
+//! use mailroom_testkit::{Backend, TestDatabase};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let database = TestDatabase::new(Backend::Sqlite).await;
+//! assert!(database.url.starts_with("sqlite://"));
+//! // Already migrated: the code under test gets `database.db` or `database.url`.
+//! let version = mailroom_migrations::schema_version(&database.db).await.unwrap();
+//! assert!(version.is_some());
+//! database.finish().await;
+//! # }
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};
