@@ -94,3 +94,8 @@ pub async fn schema_version(db: &DatabaseConnection) -> Result<Option<String>, D
     let applied = Migrator::get_applied_migrations(db).await?;
     Ok(applied.last().map(|migration| migration.name().to_owned()))
 }
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -57,3 +57,8 @@ mod resolve;
 pub use error::{Error, Result};
 pub use repository::{Account, Accounts, BindingChange, Saved, Settings};
 pub use resolve::{Resolution, ResolutionRule};
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

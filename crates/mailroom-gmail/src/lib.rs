@@ -101,3 +101,8 @@ pub const MESSAGE_MEDIA_TYPE: &str = "message/rfc822";
 
 /// Resumable upload chunks must be a multiple of this many bytes (256 KiB), except the last.
 pub const RESUMABLE_CHUNK_GRANULARITY: u64 = 256 * 1024;
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -89,3 +89,8 @@ pub use transport::{
     TransportError, TransportErrorKind, TransportKind,
 };
 pub use validate::ValidationError;
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

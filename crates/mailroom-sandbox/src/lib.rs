@@ -393,3 +393,8 @@ impl Drop for Sandbox {
         }
     }
 }
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -80,3 +80,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use sasl::{oauthbearer_initial_response, xoauth2_initial_response};
 pub use transport::SmtpTransport;
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

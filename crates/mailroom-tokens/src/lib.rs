@@ -83,3 +83,8 @@ pub mod interactive {
 pub mod storage {
     pub use crate::store::{StoredToken, TokenKey, TokenStatus, TokenStore, TokenSummary};
 }
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

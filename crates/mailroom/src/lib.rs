@@ -155,3 +155,8 @@ pub use mailroom_migrations as migrations;
 pub use mailroom_model as model;
 pub use mailroom_smtp as smtp;
 pub use mailroom_tokens as tokens;
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
