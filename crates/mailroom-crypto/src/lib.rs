@@ -3,6 +3,33 @@
 //! Every secret mailroom stores (SMTP passwords, OAuth tokens, client secrets) is sealed
 //! with the key and *associated data* naming the row and column it belongs to, so a
 //! ciphertext copied to another row or column fails to open.
+//!
+//! This crate holds the key and does the AES; it does not know which columns are secret
+//! (`mailroom-accounts` and `mailroom-tokens` decide and pass the associated data) and it
+//! reads no environment variable: a front end passes the text of `MAILROOM_KEY` to
+//! [`EncryptionKey::from_text`] or a path to [`EncryptionKey::load_or_create`].
+//!
+//! ```
+//! use mailroom_crypto::{EncryptionKey, Error};
+//!
+//! let key = EncryptionKey::generate();
+//! let sealed = key.seal(b"correct horse", b"user_account:4:password");
+//! let opened = key.open(&sealed, b"user_account:4:password")?;
+//! assert_eq!(opened.as_slice(), b"correct horse");
+//!
+//! // The same ciphertext moved to another row does not open.
+//! assert!(matches!(
+//!     key.open(&sealed, b"user_account:5:password"),
+//!     Err(Error::CannotOpen)
+//! ));
+//!
+//! // The key as text (what `MAILROOM_KEY` or a key file holds), and a fingerprint that is
+//! // safe to show; `Debug` shows only the fingerprint.
+//! let again = EncryptionKey::from_text(&key.to_text())?;
+//! assert_eq!(again.id(), key.id());
+//! assert!(!format!("{key:?}").contains(key.to_text().as_str()));
+//! # Ok::<(), Error>(())
+//! ```
 
 use std::fmt;
 use std::fs;
@@ -309,3 +336,8 @@ mod tests {
         ));
     }
 }
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

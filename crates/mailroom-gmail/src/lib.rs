@@ -6,7 +6,7 @@
 //! [`mailroom_model::MessageTransport`] against the REST API at
 //! `https://gmail.googleapis.com` (overridable with [`GmailConfig::base_url`] for tests and
 //! proxies). The contract is the `users.messages.send` method of Google's discovery
-//! document (`gmail.v1.send.json` in the project's shared reference folder):
+//! document (kept in `tests/data/gmail.v1.send.json` with its provenance):
 //!
 //! - Messages up to [`GmailConfig::resumable_threshold`] (5 MiB by default) are sent in one
 //!   `POST /upload/gmail/v1/users/me/messages/send?uploadType=media` with
@@ -24,6 +24,40 @@
 //! account's verified "send mail as" aliases. When Gmail refuses the user or sender outright
 //! (403 `Delegation denied for ...`), the send fails as `SendAsDenied`.
 //!
+//! Building a transport checks the configuration without connecting: the base URL must be
+//! `https://`, except a loopback test server when plaintext is explicitly allowed.
+//!
+//! ```
+//! use mailroom_gmail::{Error, GmailConfig, GmailTransport};
+//! use url::Url;
+//!
+//! let transport = GmailTransport::new(GmailConfig::default())?;
+//!
+//! // Plain http only to a loopback host, and only when allowed.
+//! let local = GmailConfig::with_base_url(Url::parse("http://127.0.0.1:8080").unwrap());
+//! assert!(matches!(
+//!     GmailTransport::new(local.clone()),
+//!     Err(Error::InsecureUrl { .. })
+//! ));
+//! let allowed = GmailConfig {
+//!     allow_plaintext_loopback: true,
+//!     ..local
+//! };
+//! let test_transport = GmailTransport::new(allowed)?;
+//! let remote = GmailConfig {
+//!     allow_plaintext_loopback: true,
+//!     ..GmailConfig::with_base_url(Url::parse("http://gmail.example.com").unwrap())
+//! };
+//! assert!(matches!(
+//!     GmailTransport::new(remote),
+//!     Err(Error::InsecureUrl { .. })
+//! ));
+//! # drop((transport, test_transport));
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! Sending, with a token the caller obtained:
+//!
 //! ```no_run
 //! use mailroom_gmail::{GmailConfig, GmailTransport};
 //! use mailroom_model::{Credentials, MessageTransport, OutgoingMessage};
@@ -38,8 +72,8 @@
 //! ```
 //!
 //! Failures come back as [`mailroom_model::TransportError`] with a kind the facade's retry
-//! policy decides on and a remediation the CLI prints; see [`GmailTransport`] for the
-//! mapping. Certificates are always verified (an extra trusted root may be added with
+//! policy decides on and a [`mailroom_model::Remedy`] a front end renders; see
+//! [`GmailTransport`] for the mapping. Certificates are always verified (an extra trusted root may be added with
 //! [`GmailConfig::extra_root_pem`]); plain `http://` is accepted only for a loopback test
 //! server and only when [`GmailConfig::allow_plaintext_loopback`] says so, so the bearer
 //! token never crosses a network in the clear. The access token never appears in an error,
@@ -67,3 +101,8 @@ pub const MESSAGE_MEDIA_TYPE: &str = "message/rfc822";
 
 /// Resumable upload chunks must be a multiple of this many bytes (256 KiB), except the last.
 pub const RESUMABLE_CHUNK_GRANULARITY: u64 = 256 * 1024;
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

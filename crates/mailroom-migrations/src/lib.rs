@@ -1,5 +1,42 @@
 //! mailroom's database schema as sea-orm migrations, and [`open`], which connects to
 //! SQLite or PostgreSQL and brings the schema up to date.
+//!
+//! Every crate that reads or writes mailroom's tables (`mailroom-accounts`,
+//! `mailroom-tokens`, the `mailroom` facade) expects a database this crate has migrated:
+//! run [`open`] (or [`Migrator::up`] on a connection of your own) before anything else.
+//! Migrating is idempotent, so every process may run it at start.
+//!
+//! ```
+//! use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // `sqlite://path?mode=rwc` or `postgres://...` in production.
+//! let db = mailroom_migrations::open("sqlite::memory:").await?;
+//! let rows = db
+//!     .query_all(Statement::from_string(
+//!         DbBackend::Sqlite,
+//!         "SELECT name FROM sqlite_master \
+//!          WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'seaql_migrations' \
+//!          ORDER BY name",
+//!     ))
+//!     .await?;
+//! let tables: Vec<String> = rows
+//!     .iter()
+//!     .map(|row| row.try_get("", "name"))
+//!     .collect::<Result<_, _>>()?;
+//! for table in [
+//!     "company_account", "user_account", "setting", "key_check", // mailroom-accounts
+//!     "oauth_app", "oauth_token",                                // mailroom-tokens
+//!     "outbox_message",                                          // mailroom (the outbox)
+//! ] {
+//!     assert!(tables.iter().any(|name| name == table), "{table}");
+//! }
+//! // The newest migration applied, e.g. `m20261201_000003_outbox`.
+//! assert!(mailroom_migrations::schema_version(&db).await?.is_some());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 
@@ -57,3 +94,8 @@ pub async fn schema_version(db: &DatabaseConnection) -> Result<Option<String>, D
     let applied = Migrator::get_applied_migrations(db).await?;
     Ok(applied.last().map(|migration| migration.name().to_owned()))
 }
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

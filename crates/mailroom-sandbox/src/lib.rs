@@ -32,14 +32,32 @@
 //! [`Mailbox::messages`]. The TLS certificate comes from a CA generated at start, written
 //! to `<dir>/ca.pem`. Every listener binds 127.0.0.1 only.
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), mailroom_sandbox::Error> {
+//! The sandbox is a test and demonstration tool: no product crate depends on it, and it
+//! prints nothing.
+//!
+//! ```
 //! use mailroom_sandbox::{Sandbox, SandboxConfig};
 //!
-//! let mut config = SandboxConfig::new("/tmp/sandbox");
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let mut config = SandboxConfig::new(dir.path());
 //! config.auto_approve = true;
+//! config
+//!     .password_accounts
+//!     .push(("relay@example.net".to_owned(), "correct horse".to_owned()));
 //! let sandbox = Sandbox::start(config).await?;
-//! println!("token endpoint: {}", sandbox.endpoints().microsoft.token);
+//!
+//! // Point the code under test here: OAuth endpoints, SMTP ports, the Gmail API, the CA.
+//! let endpoints = sandbox.endpoints();
+//! assert_eq!(endpoints.smtp_host, "127.0.0.1");
+//! assert_eq!(endpoints.microsoft.token.host_str(), Some("127.0.0.1"));
+//! assert_eq!(endpoints.gmail_api.scheme(), "http");
+//! assert!(endpoints.ca_file.exists());
+//! assert!(sandbox.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+//! assert!(sandbox.mailbox().messages().is_empty());
+//!
+//! sandbox.stop();
 //! # Ok(())
 //! # }
 //! ```
@@ -375,3 +393,8 @@ impl Drop for Sandbox {
         }
     }
 }
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

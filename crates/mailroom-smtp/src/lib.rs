@@ -8,6 +8,37 @@
 //! and NOOPs before every reuse; here sockets are `TCP_NODELAY` and a connection is
 //! checked only after it sat idle.
 //!
+//! The transport sends a message that is already formatted, with the credentials of one
+//! send (a password, or an access token that the caller obtained and refreshes); it knows
+//! nothing of accounts, tokens or databases, retries nothing, and reads no environment.
+//! Building a transport checks the settings and the TLS configuration without connecting:
+//!
+//! ```
+//! use mailroom_model::{Provider, ServerSettings};
+//! use mailroom_smtp::{Error, SmtpTransport, SmtpTransportConfig, xoauth2_initial_response};
+//!
+//! let mut settings = ServerSettings::preset(Provider::Microsoft);
+//! settings.smtp_user = "sales@contoso.example".to_owned();
+//! let transport = SmtpTransport::new(SmtpTransportConfig::new(settings))?;
+//!
+//! // Google accounts send through the Gmail API (mailroom-gmail), never over SMTP.
+//! let google = SmtpTransportConfig::new(ServerSettings::preset(Provider::Google));
+//! assert!(matches!(
+//!     SmtpTransport::new(google),
+//!     Err(Error::UnsupportedProvider { .. })
+//! ));
+//!
+//! // What `AUTH XOAUTH2` carries (base64-encoded on the wire).
+//! assert_eq!(
+//!     xoauth2_initial_response("sales@contoso.example", "token"),
+//!     "user=sales@contoso.example\x01auth=Bearer token\x01\x01"
+//! );
+//! # drop(transport);
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! Sending, with a token the caller obtained:
+//!
 //! ```no_run
 //! use mailroom_model::{
 //!     CredentialSecret, Credentials, MessageTransport, OutgoingMessage, Provider, Secret,
@@ -49,3 +80,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use sasl::{oauthbearer_initial_response, xoauth2_initial_response};
 pub use transport::SmtpTransport;
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

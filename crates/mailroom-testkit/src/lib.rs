@@ -17,6 +17,23 @@
 //!   at a running `mailroom-sandbox`.
 //!
 //! Used only as a dev-dependency.
+//!
+//! Built alone (`cargo test -p mailroom-testkit`), the `database` part is on by default;
+//! the crates that use the kit name the parts they need.
+//!
+//! ```
+//! use mailroom_testkit::{Backend, TestDatabase};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let database = TestDatabase::new(Backend::Sqlite).await;
+//! assert!(database.url.starts_with("sqlite://"));
+//! // Already migrated: the code under test gets `database.db` or `database.url`.
+//! let version = mailroom_migrations::schema_version(&database.db).await.unwrap();
+//! assert!(version.is_some());
+//! database.finish().await;
+//! # }
+//! ```
 
 #[cfg(feature = "certificates")]
 pub mod certificates;
@@ -63,3 +80,8 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

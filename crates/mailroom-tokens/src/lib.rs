@@ -7,6 +7,43 @@
 //! - [`storage`]: the shared, sealed token rows.
 //! - [`TokenBroker`]: valid access tokens for sends, refreshed once per expiry across tasks
 //!   and processes.
+//!
+//! The tables (`oauth_app`, `oauth_token`) are `mailroom-migrations`': run
+//! `mailroom_migrations::open` (or its `Migrator`) on the database first. Which account
+//! sends is `mailroom-accounts`' business, and sending is the transports'; this crate
+//! only obtains, stores and refreshes tokens. Secrets are sealed with the database key
+//! (`mailroom-crypto`).
+//!
+//! ```
+//! use mailroom_crypto::EncryptionKey;
+//! use mailroom_model::Provider;
+//! use mailroom_tokens::registration::{AppChange, Apps};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The schema comes from mailroom-migrations, which must run first.
+//! let db = mailroom_migrations::open("sqlite::memory:").await?;
+//! let key = EncryptionKey::generate();
+//! let apps = Apps::new(&db, &key);
+//!
+//! // Register the Microsoft app of one tenant: the real endpoints unless overridden.
+//! let change = AppChange {
+//!     client_id: Some("00000000-0000-4000-8000-000000000001".to_owned()),
+//!     tenant: Some("contoso.onmicrosoft.com".to_owned()),
+//!     ..AppChange::default()
+//! };
+//! apps.set(Provider::Microsoft, change).await?;
+//!
+//! let app = apps.require(Provider::Microsoft).await?;
+//! assert_eq!(app.tenant(), "contoso.onmicrosoft.com");
+//! assert_eq!(
+//!     app.endpoints().token.as_str(),
+//!     "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+//! );
+//! assert!(apps.get(Provider::Google).await?.is_none());
+//! # Ok(())
+//! # }
+//! ```
 
 mod app;
 mod broker;
@@ -46,3 +83,8 @@ pub mod interactive {
 pub mod storage {
     pub use crate::store::{StoredToken, TokenKey, TokenStatus, TokenStore, TokenSummary};
 }
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -17,6 +17,53 @@
 //! sign-in is held with the "Failed to obtain an access token" error until an
 //! administrator signs in.
 //!
+//! The database must carry `mailroom-migrations`' schema: [`Mailroom::open`] runs the
+//! migrations itself; [`Mailroom::with_connection`] expects a connection already migrated
+//! (e.g. by [`migrations::open`]). The crates underneath are re-exported whole
+//! ([`accounts`], [`tokens`], [`model`], [`crypto`], [`smtp`], [`gmail`], [`migrations`])
+//! for a host that keeps its own configuration screens.
+//!
+//! Configuring a password account and queueing a message needs no network:
+//!
+//! ```
+//! use mailroom::accounts::Accounts;
+//! use mailroom::model::{Provider, Secret, ServerSettingsChange};
+//! use mailroom::{
+//!     AUTOMATION_AGENT, EncryptionKey, Mailroom, MailroomOptions, MessageDraft, OutboxStatus,
+//!     SendRequest,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = EncryptionKey::generate();
+//! // `open` migrates the schema first (an SQLite file or PostgreSQL in production).
+//! let mailroom = Mailroom::open("sqlite::memory:", MailroomOptions::new(key.clone())).await?;
+//! let company = ServerSettingsChange {
+//!     provider: Some(Provider::None),
+//!     host: Some("smtp.example.com".to_owned()),
+//!     smtp_user: Some("office@example.com".to_owned()),
+//!     password: Some(Secret::new("correct horse")),
+//!     ..Default::default()
+//! };
+//! Accounts::new(mailroom.database(), &key).set_company(&company, None).await?;
+//!
+//! let draft = MessageDraft {
+//!     to: vec!["buyer@example.com".to_owned()],
+//!     subject: "Statement for November".to_owned(),
+//!     text: Some("Your statement is attached.".to_owned()),
+//!     ..MessageDraft::default()
+//! };
+//! let id = mailroom.queue(SendRequest::new(AUTOMATION_AGENT, draft)).await?;
+//! let queued = mailroom.outbox().list(Some(OutboxStatus::Queued), 10).await?;
+//! assert_eq!(queued[0].id, id);
+//! assert_eq!(queued[0].sender, "office@example.com");
+//! assert_eq!(queued[0].recipients, ["buyer@example.com"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Sending now, and draining the outbox with the agent:
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //!
@@ -111,3 +158,8 @@ pub use mailroom_migrations as migrations;
 pub use mailroom_model as model;
 pub use mailroom_smtp as smtp;
 pub use mailroom_tokens as tokens;
+
+// The README's example runs as a doctest too, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

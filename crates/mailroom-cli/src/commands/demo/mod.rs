@@ -103,16 +103,13 @@ pub(crate) async fn run(args: DemoArgs, database_url: Option<&str>, json: bool) 
     let failed = steps.iter().filter(|step| step.outcome.is_err()).count();
     if failed > 0 {
         // The table (or JSON) still goes to stdout: it says which step failed and why.
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("JSON values serialize")
-            );
+        crate::logging::print_stdout(&if json {
+            serde_json::to_string_pretty(&report).expect("JSON values serialize")
         } else {
-            println!("{table}");
-        }
+            table
+        })?;
         bail!(
-            "{failed} of {} demo steps did not verify (see the table above); run with MAILROOM_LOG=debug for details",
+            "{failed} of {} demo steps did not verify (see the table above); run with -vv (or MAILROOM_LOG=debug) for details",
             steps.len()
         );
     }
