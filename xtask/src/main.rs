@@ -21,7 +21,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci            the repository checks, cargo fmt --check, clippy -D warnings, cargo check of
                 each library crate alone, the packaging run, nextest on the whole workspace,
-                doctests, the Gmail tests in a copy with nothing beside it (makes
+                doctests, the examples (offline, against the sandbox), the Gmail tests in a
+                copy with nothing beside it (makes
                 target/test-python with aiosmtpd when python3 lacks it)
   test CRATE    one crate's tests (nextest and doctests) as a team reusing it runs them,
                 with only the services that crate needs
@@ -120,7 +121,24 @@ fn ci() -> Result<()> {
         &test_env,
     )?;
     cargo_with_env(&["test", "--workspace", "--doc"], &test_env)?;
+    run_examples()?;
     standalone_clone_check(&test_env)?;
+    Ok(())
+}
+
+/// The examples a team reusing a crate starts from: (package, example). Each runs offline
+/// against the in-process sandbox and exits non-zero unless what it did checked out.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("mailroom", "host_app"),
+    ("mailroom-smtp", "send_one"),
+    ("mailroom-tokens", "refresh"),
+];
+
+fn run_examples() -> Result<()> {
+    for (package, example) in EXAMPLES {
+        cargo(&["run", "--quiet", "--package", package, "--example", example])
+            .with_context(|| format!("the example {example} of {package} failed"))?;
+    }
     Ok(())
 }
 

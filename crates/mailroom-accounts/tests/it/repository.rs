@@ -393,8 +393,16 @@ async fn a_wrong_key_is_refused_with_a_clear_error(db: &TestDatabase) {
     let error = accounts(db, &wrong).verify_key().await.unwrap_err();
     let text = error.to_string();
     assert!(
-        text.contains("encryption key is not the one this database was created with"),
+        text.contains(&format!(
+            "sealed with key {}, but the key given is {}",
+            key.id(),
+            wrong.id()
+        )),
         "{text}"
+    );
+    assert_eq!(
+        error.remedy(),
+        Some(mailroom_model::Remedy::RestoreKey { key_id: key.id() })
     );
 }
 

@@ -292,7 +292,7 @@ fn bad_input_changes_nothing() {
             "",
             &[("MAILROOM_KEY", wrong_key)],
             1,
-            "encryption key is not the one this database was created with",
+            "but the key given is",
         ),
         (
             &["company", "show"],

@@ -526,7 +526,7 @@ async fn key_rotation_re_encrypts_every_secret() {
     );
     assert_eq!(with_old.code, 1);
     assert!(
-        with_old.stderr.contains("encryption key is not the one"),
+        with_old.stderr.contains("but the key given is"),
         "{}",
         with_old.stderr
     );
