@@ -2,7 +2,7 @@
 //! the sandbox and verifies it against what the sandbox stored.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 use mailroom::{
@@ -16,9 +16,7 @@ use mailroom_model::{
 };
 use mailroom_sandbox::{ReceivedBy, Sandbox, StoredMessage};
 use mailroom_tokens::{
-    OAuthHttp,
-    interactive::{SignInOptions, sign_in_with_browser},
-    registration::{AppChange, AppRegistration, Apps, EndpointOverrides},
+    registration::{AppChange, Apps, EndpointOverrides},
     storage::TokenStore,
 };
 use sea_orm::TransactionTrait;
@@ -166,52 +164,33 @@ pub(super) async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done>
             USER_ADDRESS,
         ),
     };
-    let app: AppRegistration = Apps::new(&demo.context.db, &demo.context.key)
-        .require(provider)
-        .await?;
     let before = demo.sandbox.authority().stats();
-    let client = browser()?;
-    let visit: Arc<Mutex<Option<JoinHandle<Result<String>>>>> = Arc::default();
-    let visit_slot = visit.clone();
-    let signed_in = sign_in_with_browser(
-        &OAuthHttp::new(),
-        &app,
-        &SignInOptions {
-            expected_address: Some(address.to_owned()),
-            timeout: Duration::from_secs(60),
-        },
-        SystemTime::now,
-        move |url| {
-            let url = url.clone();
-            let task = tokio::spawn(async move {
-                let response = client.get(url).send().await?;
-                let status = response.status();
-                let page = response.text().await?;
-                ensure!(status.is_success(), "the redirect page answered {status}");
-                Ok(page)
-            });
-            *visit_slot.lock().expect("visit lock") = Some(task);
-        },
-    )
-    .await?;
-    let task = visit.lock().expect("visit lock").take();
-    let page = task.context("the browser was never opened")?.await??;
-    ensure!(
-        page.contains("Signed in"),
-        "the loopback listener did not confirm the sign-in"
-    );
-    let stored_address = crate::commands::send::open_mailroom(&demo.context)
-        .await?
-        .complete_sign_in(account, &signed_in)
+    // The facade's workflow, as a host application's screen would drive it.
+    let mailroom = crate::commands::send::open_mailroom(&demo.context).await?;
+    let session = mailroom
+        .begin_sign_in(account, mailroom::SignInMode::Browser, Duration::from_secs(60))
         .await?;
+    let mailroom::SignInStep::OpenUrl(url) = session.step().clone() else {
+        anyhow::bail!("the browser sign-in did not ask to open an address");
+    };
+    let client = browser()?;
+    let visit: JoinHandle<Result<String>> = tokio::spawn(async move {
+        let response = client.get(url).send().await?;
+        let status = response.status();
+        let page = response.text().await?;
+        ensure!(status.is_success(), "the redirect page answered {status}");
+        Ok(page)
+    });
+    let stored_address = session.finish(&mailroom).await?;
+    let page = visit.await??;
+    ensure!(
+        page.contains(&format!("Signed in as {address}")),
+        "the loopback listener did not confirm the sign-in: {page}"
+    );
     let after = demo.sandbox.authority().stats();
     ensure!(
         stored_address.eq_ignore_ascii_case(address),
         "signed in as {stored_address}, expected {address}"
-    );
-    ensure!(
-        signed_in.has_refresh_token(),
-        "the provider issued no refresh token"
     );
     ensure!(
         after.codes_redeemed == before.codes_redeemed + 1,
