@@ -112,13 +112,14 @@ pub enum Error {
     },
     /// The identity provider refused the request for a reason a sign-in will not fix.
     #[error(
-        "the identity provider refused the request: {error}{description}; check the app registration"
+        "the identity provider refused the request: {error}{}; check the app registration",
+        description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
     )]
     Provider {
         /// The OAuth error code, e.g. `invalid_client`.
         error: String,
-        /// `: <description>` or empty.
-        description: String,
+        /// The provider's description (its first line), when it gave one.
+        description: Option<String>,
     },
     /// The identity provider's answer could not be understood.
     #[error(

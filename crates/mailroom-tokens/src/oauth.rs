@@ -247,7 +247,10 @@ pub(crate) enum OAuthFailure {
     /// Worth retrying: network, 5xx, `temporarily_unavailable`.
     Transient(String),
     /// Any other OAuth error (`invalid_client`, `invalid_scope`, ...).
-    Provider { error: String, description: String },
+    Provider {
+        error: String,
+        description: Option<String>,
+    },
     /// The answer could not be understood.
     Malformed(String),
 }
@@ -274,8 +277,7 @@ pub(crate) fn classify_error_body(body: &ProviderErrorBody) -> OAuthFailure {
             description: body
                 .error_description
                 .as_deref()
-                .map(|d| format!(": {}", d.lines().next().unwrap_or_default().trim()))
-                .unwrap_or_default(),
+                .map(|d| d.lines().next().unwrap_or_default().trim().to_owned()),
         },
     }
 }
@@ -476,7 +478,7 @@ where
                 ) if kind == "authorization_declined" => DeviceFailure::Declined,
                 _ => DeviceFailure::Other(OAuthFailure::Provider {
                     error: body.to_string(),
-                    description: String::new(),
+                    description: None,
                 }),
             },
             other => DeviceFailure::Other(classify(other, |_: oauth2::DeviceCodeErrorResponse| {
@@ -520,10 +522,6 @@ pub(crate) async fn revoke(
         .unwrap_or_else(|_| body.chars().filter(|c| !c.is_control()).take(120).collect());
     Err(OAuthFailure::Provider {
         error: format!("revocation answered HTTP {}", status.as_u16()),
-        description: if detail.is_empty() {
-            String::new()
-        } else {
-            format!(": {detail}")
-        },
+        description: Some(detail).filter(|detail| !detail.is_empty()),
     })
 }

@@ -168,7 +168,11 @@ pub(super) async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done>
     // The facade's workflow, as a host application's screen would drive it.
     let mailroom = crate::commands::send::open_mailroom(&demo.context).await?;
     let session = mailroom
-        .begin_sign_in(account, mailroom::SignInMode::Browser, Duration::from_secs(60))
+        .begin_sign_in(
+            account,
+            mailroom::SignInMode::Browser,
+            Duration::from_secs(60),
+        )
         .await?;
     let mailroom::SignInStep::OpenUrl(url) = session.step().clone() else {
         anyhow::bail!("the browser sign-in did not ask to open an address");
