@@ -39,11 +39,22 @@ pub(crate) fn sqlite_path(url: &str) -> Option<PathBuf> {
 }
 
 /// The database URL to use: the given one, or the default SQLite file. SQLite URLs get
-/// `mode=rwc` so the file is created on first use.
+/// `mode=rwc` so the file is created on first use; a plain file path is taken as SQLite.
+/// Only the default location's directory is created: a given SQLite file whose directory
+/// does not exist is a mistake to report, not a directory to make.
 pub(crate) fn database_url(given: Option<&str>) -> Result<String> {
-    let url = match given.map(str::trim).filter(|url| !url.is_empty()) {
-        Some(url) => url.to_owned(),
-        None => format!("sqlite://{}", default_database_path()?.display()),
+    let (url, is_default) = match given.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) if !url.contains(':') || url.starts_with('/') || url.starts_with('.') => {
+            // A plain path: SQLite, made absolute so the key file lands beside it.
+            let path = std::path::absolute(url)
+                .with_context(|| format!("cannot make `{url}` an absolute path"))?;
+            (format!("sqlite://{}", path.display()), false)
+        }
+        Some(url) => (url.to_owned(), false),
+        None => (
+            format!("sqlite://{}", default_database_path()?.display()),
+            true,
+        ),
     };
     if url.starts_with("sqlite:") {
         let url = if url.contains("mode=") {
@@ -54,7 +65,14 @@ pub(crate) fn database_url(given: Option<&str>) -> Result<String> {
             format!("{url}?mode=rwc")
         };
         if let Some(parent) = sqlite_path(&url).as_deref().and_then(Path::parent) {
-            if !parent.as_os_str().is_empty() {
+            if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                if !is_default {
+                    return Err(crate::UsageError(format!(
+                        "the directory {} of the SQLite database does not exist; create it first, or give another path",
+                        parent.display()
+                    ))
+                    .into());
+                }
                 std::fs::create_dir_all(parent).with_context(|| {
                     format!("cannot create the database directory {}", parent.display())
                 })?;
@@ -65,9 +83,42 @@ pub(crate) fn database_url(given: Option<&str>) -> Result<String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(url);
     }
-    Err(anyhow!(
-        "the database URL `{}` is neither sqlite: nor postgres:; use e.g. sqlite:///var/lib/mailroom/mailroom.sqlite or postgres://user@host/db",
+    Err(crate::UsageError(format!(
+        "the database URL `{}` is neither sqlite: nor postgres:; use e.g. sqlite:///var/lib/mailroom/mailroom.sqlite (or a plain file path) or postgres://user@host/db",
         redact_url(&url)
+    ))
+    .into())
+}
+
+/// What to say when opening the database failed. The two a person meets most (the server
+/// down, the database missing) get a sentence of their own that replaces the driver's
+/// words (`Ok`); anything else keeps the driver's error as its cause (`Err`).
+fn open_failure(database_url: &str, error: &sea_orm::DbErr) -> Result<String, String> {
+    let redacted = redact_url(database_url);
+    let text = error.to_string();
+    if let Ok(parsed) = url::Url::parse(database_url) {
+        if parsed.scheme().starts_with("postgres") {
+            let name = parsed.path().trim_start_matches('/');
+            if text.contains("does not exist") && text.contains("database") {
+                let host = parsed.host_str().unwrap_or("localhost");
+                let user = if parsed.username().is_empty() {
+                    String::new()
+                } else {
+                    format!(" -U {}", parsed.username())
+                };
+                return Ok(format!(
+                    "the database `{name}` does not exist on {host}; create it (`createdb -h {host}{user} {name}`) or give another URL"
+                ));
+            }
+            if text.to_ascii_lowercase().contains("connection refused") {
+                return Ok(format!(
+                    "cannot open the database {redacted}: connection refused; is the PostgreSQL server running and listening there?"
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "cannot open the database {redacted}; check the URL and that the server is running"
     ))
 }
 
@@ -157,14 +208,15 @@ pub(crate) fn redact_url(url: &str) -> String {
 /// Opens (creating and migrating if needed) the database, without its key.
 pub(crate) async fn open_database(given_url: Option<&str>) -> Result<(DatabaseConnection, String)> {
     let database_url = database_url(given_url)?;
-    let db = mailroom_migrations::open(&database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}; check the URL and that the server is running",
-                redact_url(&database_url)
-            )
-        })?;
+    let db = match mailroom_migrations::open(&database_url).await {
+        Ok(db) => db,
+        Err(error) => {
+            return Err(match open_failure(&database_url, &error) {
+                Ok(sentence) => anyhow!(sentence),
+                Err(context) => anyhow::Error::new(error).context(context),
+            });
+        }
+    };
     Ok((db, database_url))
 }
 
@@ -190,6 +242,11 @@ mod tests {
     fn sqlite_urls_get_create_mode_and_a_key_file_beside_them() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("sub").join("erp.sqlite");
+        // A given file in a directory that does not exist: refused, nothing made.
+        let error = database_url(Some(&format!("sqlite://{}", db.display()))).unwrap_err();
+        assert!(error.to_string().contains("does not exist"), "{error}");
+        assert!(!db.parent().unwrap().exists());
+        std::fs::create_dir(db.parent().unwrap()).unwrap();
         let url = database_url(Some(&format!("sqlite://{}", db.display()))).unwrap();
         assert_eq!(url, format!("sqlite://{}?mode=rwc", db.display()));
         assert!(db.parent().unwrap().is_dir());
@@ -199,6 +256,11 @@ mod tests {
             dir.path().join("sub").join("erp.sqlite.key")
         );
         assert!(database_url(Some("mysql://h/db")).is_err());
+        // A plain path is SQLite.
+        assert_eq!(
+            database_url(Some(&db.display().to_string())).unwrap(),
+            format!("sqlite://{}?mode=rwc", db.display())
+        );
         assert_eq!(
             redact_url("postgres://u:hunter2@h/db"),
             "postgres://u:***@h/db"

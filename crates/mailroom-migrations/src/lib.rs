@@ -84,9 +84,38 @@ pub async fn open(database_url: &str) -> Result<DatabaseConnection, DbErr> {
                 .foreign_keys(true)
         });
     }
+    if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        probe_postgres(database_url).await?;
+    }
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
     Ok(db)
+}
+
+/// One direct connection before the pool: the pool retries a refused connection until its
+/// acquire timeout, so a server that is down or a database that does not exist would
+/// surface only after half a minute; this says so at once (connect timeout: 10 s).
+async fn probe_postgres(database_url: &str) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::sqlx::{Connection, postgres::PgConnection};
+    use sea_orm_migration::sea_orm::{RuntimeErr, sqlx};
+    let options: sqlx::postgres::PgConnectOptions = database_url
+        .parse()
+        .map_err(|error: sqlx::Error| DbErr::Conn(RuntimeErr::SqlxError(error)))?;
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        PgConnection::connect_with(&options),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) => Err(DbErr::Conn(RuntimeErr::SqlxError(error))),
+        Err(_) => Err(DbErr::Conn(RuntimeErr::Internal(
+            "the PostgreSQL server did not answer within 10 s".to_owned(),
+        ))),
+    }
 }
 
 /// The name of the newest migration applied to `db` (the schema version), if any.

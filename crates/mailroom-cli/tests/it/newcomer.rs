@@ -206,3 +206,61 @@ fn a_missing_key_file_is_never_silently_replaced() {
     assert_eq!(company["password_set"], false, "{company}");
     assert_eq!(company["smtp_user"], "relay@example.com", "{company}");
 }
+
+#[test]
+fn database_urls_say_what_is_wrong_at_once() {
+    let cli = Cli::new();
+    // A given SQLite file in a directory that does not exist: exit 2, nothing made.
+    let missing_dir = cli.dir.path().join("no-such-dir").join("erp.sqlite");
+    let run = cli.run(&["--database-url", &missing_dir.display().to_string(), "info"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("does not exist"), "{run:?}");
+    assert!(!missing_dir.parent().unwrap().exists());
+    // A plain path is SQLite.
+    let plain = cli.dir.path().join("plain.db");
+    let info = cli
+        .run(&[
+            "--json",
+            "--database-url",
+            &plain.display().to_string(),
+            "info",
+        ])
+        .ok()
+        .json();
+    assert_eq!(info["backend"], "sqlite", "{info}");
+    assert!(plain.exists());
+    // PostgreSQL refusing the connection is said as such, once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = cli.run(&[
+        "--database-url",
+        &format!("postgres://postgres@127.0.0.1:{port}/x"),
+        "info",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr
+            .to_ascii_lowercase()
+            .matches("connection refused")
+            .count(),
+        1,
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_missing_postgresql_database_suggests_createdb() {
+    let server = mailroom_testkit::postgres_server_url();
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path("mailroom_newcomer_no_such_database");
+    let run = Cli::new().run(&["--database-url", url.as_str(), "info"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("createdb")
+            && run.stderr.contains("mailroom_newcomer_no_such_database"),
+        "{run:?}"
+    );
+}
