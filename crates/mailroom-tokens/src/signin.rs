@@ -151,8 +151,14 @@ pub async fn sign_in_with_browser(
     let (code, verdict) = match outcome {
         Some(CallbackOutcome::Code(code, verdict)) => (code, verdict),
         Some(CallbackOutcome::Denied { error, description }) => {
+            // Only a refusal is fixed by approving; other answers explain themselves.
+            let what_to_do = if error == "access_denied" {
+                "sign in again and approve the request"
+            } else {
+                "do what the provider's explanation says, then sign in again"
+            };
             return Err(Error::SignInFailed(format!(
-                "the provider answered {error}{}; sign in again and approve the request",
+                "the provider answered {error}{}; {what_to_do}",
                 description.map(|d| format!(" ({d})")).unwrap_or_default()
             )));
         }

@@ -126,7 +126,7 @@ impl Authority {
                 None => {
                     return fail(
                         "login_required",
-                        "Auto-approve needs a login_hint or a default address.",
+                        "The sandbox approves sign-ins automatically only as a known address, and this one named no one (no login_hint) while the sandbox has no default address. Give the account's SMTP user before signing in, or start the sandbox with a default address (--default-address ADDRESS).",
                     );
                 }
             },

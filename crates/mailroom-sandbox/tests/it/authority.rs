@@ -736,3 +736,25 @@ async fn the_admin_api_reaches_the_same_hooks() {
         .unwrap();
     assert_eq!(messages, json!([]));
 }
+
+#[tokio::test]
+async fn auto_approve_without_a_known_address_explains_the_default_address() {
+    let sandbox = sandbox().await;
+    let app = app(&sandbox, Provider::Microsoft);
+    let error = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &SignInOptions {
+            expected_address: None,
+            timeout: Duration::from_secs(20),
+        },
+        SystemTime::now,
+        play_browser,
+    )
+    .await
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("login_required"), "{text}");
+    assert!(text.contains("--default-address"), "{text}");
+    assert!(!text.contains("approve the request"), "{text}");
+}
