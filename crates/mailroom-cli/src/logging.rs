@@ -5,8 +5,11 @@
 //! to stderr, coloured only when stderr is a terminal, and never through a progress bar:
 //! while one is drawn, each line is written with the bar suspended.
 
+use std::future::Future;
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use indicatif::ProgressBar;
 
@@ -21,6 +24,48 @@ pub(crate) fn set_bar(bar: &ProgressBar) {
 /// No bar is drawn any more.
 pub(crate) fn clear_bar() {
     *BAR.lock().expect("bar lock") = None;
+}
+
+/// How long a wait goes unannounced before the spinner says what it waits for.
+const SPINNER_AFTER: Duration = Duration::from_secs(2);
+
+/// Set while a person is being asked something on the terminal: no spinner then.
+static PROMPTING: AtomicBool = AtomicBool::new(false);
+
+/// A prompt takes the terminal: the spinner (if any) goes, and none starts until it ends.
+pub(crate) fn prompting(active: bool) {
+    PROMPTING.store(active, Ordering::SeqCst);
+    if active {
+        if let Some(bar) = BAR.lock().expect("bar lock").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Runs `future`; when stderr is a terminal and it takes longer than two seconds, a
+/// one-line spinner says `waiting for {what}` until it ends.
+pub(crate) async fn with_spinner<F: Future>(what: &str, future: F) -> F::Output {
+    if !io::stderr().is_terminal() {
+        return future.await;
+    }
+    tokio::pin!(future);
+    tokio::select! {
+        output = &mut future => return output,
+        () = tokio::time::sleep(SPINNER_AFTER) => {}
+    }
+    let bar = (!PROMPTING.load(Ordering::SeqCst)).then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_message(format!("waiting for {what}"));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        set_bar(&bar);
+        bar
+    });
+    let output = future.await;
+    if let Some(bar) = bar {
+        clear_bar();
+        bar.finish_and_clear();
+    }
+    output
 }
 
 /// stderr, with the progress bar (if any) suspended while a line is written.

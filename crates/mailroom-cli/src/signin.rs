@@ -110,6 +110,18 @@ impl SignInPrompt for TerminalPrompt<'_> {
         &self,
         request: &SignInRequest,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        crate::logging::prompting(true);
+        let result = self.run(request).await;
+        crate::logging::prompting(false);
+        result
+    }
+}
+
+impl TerminalPrompt<'_> {
+    async fn run(
+        &self,
+        request: &SignInRequest,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let mailroom = crate::commands::send::open_mailroom(self.context).await?;
         eprintln!(
             "A sign-in is needed for {} ({}): {}.",

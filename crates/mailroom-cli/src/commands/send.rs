@@ -172,6 +172,33 @@ pub(crate) async fn send(context: &Context, args: SendArgs) -> Result<Output> {
             json!({ "id": id, "message_id": queued.message_id, "status": queued.status }),
         ));
     }
-    let receipt = mailroom.send(request).await?;
+    let waiting_for = waiting_for(context, &args).await;
+    let receipt = crate::logging::with_spinner(&waiting_for, mailroom.send(request)).await?;
     Ok(Output::new(receipt_text(&receipt), json!(receipt)))
+}
+
+/// What a send waits on, for the spinner: the account's server as the resolution would
+/// pick it (best effort: a failing resolution is the send's own error to report).
+async fn waiting_for(context: &Context, args: &SendArgs) -> String {
+    let accounts = mailroom_accounts::Accounts::new(&context.db, &context.key);
+    let account = if args.company {
+        accounts.account(AccountRef::Company).await.ok()
+    } else {
+        let catalog = mailroom_model::FeatureCatalog::with_defaults();
+        match catalog.get(&args.feature) {
+            Ok(feature) => accounts
+                .resolve(feature, args.user.as_deref())
+                .await
+                .ok()
+                .map(|resolution| resolution.account),
+            Err(_) => None,
+        }
+    };
+    match account.as_ref().map(|account| account.server()) {
+        Some(server) if server.provider == mailroom_model::Provider::Google => {
+            "the Gmail API".to_owned()
+        }
+        Some(server) => format!("the SMTP server {}:{}", server.host, server.port),
+        None => "the mail server".to_owned(),
+    }
 }

@@ -264,3 +264,53 @@ fn a_missing_postgresql_database_suggests_createdb() {
         "{run:?}"
     );
 }
+
+#[test]
+fn a_slow_send_in_a_terminal_says_what_it_waits_for() {
+    use std::io::Write as _;
+    let cli = Cli::new();
+    // A server that takes three seconds to refuse: the send waits past the spinner's two.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut stream, _) = listener.accept().unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let _ = stream.write_all(b"554 5.3.2 not accepting mail\r\n");
+        }
+    });
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "none",
+        "--user",
+        "relay@example.com",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--no-tls",
+    ])
+    .ok();
+    let send = "send --company --to buyer@example.com --subject s --body b";
+    // In a terminal (a pseudo-terminal made by `script`): the spinner appears.
+    let mailroom = env!("CARGO_BIN_EXE_mailroom");
+    let output = std::process::Command::new("script")
+        .args(["-qec", &format!("{mailroom} {send}"), "/dev/null"])
+        .env("MAILROOM_DATABASE_URL", cli.url())
+        .env("HOME", cli.dir.path())
+        .env_remove("MAILROOM_KEY")
+        .output()
+        .expect("run script(1)");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains(&format!("waiting for the SMTP server 127.0.0.1:{port}")),
+        "{screen}"
+    );
+    // Off a terminal: no spinner, only the error.
+    let run = cli.run(&send.split(' ').collect::<Vec<_>>());
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.stderr.contains("waiting for"), "{run:?}");
+    server.join().unwrap();
+}
