@@ -62,7 +62,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
     match cli.command {
         Command::Completions { shell } => return Ok(completions::completions(shell)),
         Command::Man => return completions::man_page(),
-        Command::Sandbox(command) => return sandbox::run(command).await,
+        Command::Sandbox(command) => return sandbox::run(command, cli.json).await,
         Command::Demo(args) => return demo::run(args, cli.database_url.as_deref(), cli.json).await,
         _ => {}
     }

@@ -157,7 +157,48 @@ fn describe(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> Stri
     )
 }
 
-pub(crate) async fn run(command: SandboxCommand) -> Result<Output> {
+/// The same as [`describe`], as one JSON document (one line, so a script can read the
+/// first line of stdout while the sandbox runs).
+fn describe_json(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> serde_json::Value {
+    let endpoints = sandbox.endpoints();
+    let ms = &endpoints.microsoft;
+    let google = &endpoints.google;
+    serde_json::json!({
+        "running": true,
+        "dir": sandbox.dir(),
+        "ca_file": endpoints.ca_file,
+        "mail_dir": sandbox.mailbox().dir(),
+        "microsoft": {
+            "authorize_url": ms.authorize,
+            "token_url": ms.token,
+            "device_url": ms.device,
+            "device_verification_url": ms.device_verification,
+            "issuer": ms.issuer,
+            "tenant_id": endpoints.tenant_id,
+            "client_id": MICROSOFT_CLIENT_ID,
+        },
+        "google": {
+            "authorize_url": google.authorize,
+            "token_url": google.token,
+            "device_url": google.device,
+            "revoke_url": google.revoke,
+            "issuer": google.issuer,
+            "client_id": GOOGLE_CLIENT_ID,
+            "gmail_api_url": endpoints.gmail_api,
+        },
+        "smtp": {
+            "host": endpoints.smtp_host,
+            "starttls_port": endpoints.smtp_starttls_port,
+            "implicit_tls_port": endpoints.smtp_implicit_tls_port,
+            "password_account": { "user": "relay", "password": relay_password },
+        },
+        "admin_url": format!("{}_sandbox/", endpoints.http),
+        "auto_approve": auto_approve,
+        "commands": setup_commands(endpoints, relay_password),
+    })
+}
+
+pub(crate) async fn run(command: SandboxCommand, json: bool) -> Result<Output> {
     let SandboxCommand::Serve(args) = command;
     let dir = match args.dir {
         Some(dir) => dir,
@@ -178,7 +219,11 @@ pub(crate) async fn run(command: SandboxCommand) -> Result<Output> {
         .await
         .context("cannot start the sandbox")?;
     // A long-running command: the description is printed now, not after it returns.
-    crate::logging::print_stdout(&describe(&sandbox, &password, args.auto_approve))?;
+    crate::logging::print_stdout(&if json {
+        describe_json(&sandbox, &password, args.auto_approve).to_string()
+    } else {
+        describe(&sandbox, &password, args.auto_approve)
+    })?;
     tokio::signal::ctrl_c()
         .await
         .context("cannot wait for Ctrl-C")?;

@@ -304,3 +304,43 @@ async fn the_commands_sandbox_serve_prints_point_a_database_at_it() {
     serve.start_kill().unwrap();
     serve.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn sandbox_serve_json_prints_its_endpoints_and_commands_as_one_document() {
+    use tokio::io::AsyncBufReadExt;
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("sandbox");
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["--json", "sandbox", "serve", "--auto-approve", "--dir"])
+        .arg(&dir)
+        .env("HOME", home.path())
+        .env_remove("MAILROOM_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let first = stdout.next_line().await.unwrap().expect("a first line");
+    let described: serde_json::Value = serde_json::from_str(&first).expect("one JSON line");
+    assert_eq!(described["running"], true);
+    assert_eq!(
+        Path::new(described["ca_file"].as_str().unwrap()),
+        dir.join("ca.pem")
+    );
+    assert!(Path::new(described["ca_file"].as_str().unwrap()).exists());
+    assert_eq!(described["auto_approve"], true);
+    assert_eq!(described["commands"].as_array().unwrap().len(), 8);
+    let port = described["smtp"]["starttls_port"].as_u64().unwrap();
+    // The SMTP endpoint it names is listening.
+    let mut smtp = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
+        .await
+        .unwrap();
+    let mut greeting = [0u8; 3];
+    tokio::io::AsyncReadExt::read_exact(&mut smtp, &mut greeting)
+        .await
+        .unwrap();
+    assert_eq!(&greeting, b"220");
+    serve.kill().await.unwrap();
+}
