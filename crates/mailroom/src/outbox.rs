@@ -222,7 +222,7 @@ fn summary_query() -> sea_orm::Select<Entity> {
             Column::UpdatedAt,
             Column::SentAt,
         ])
-        .column_as(Expr::cust("LENGTH(\"bytes\")"), "size")
+        .column_as(Expr::cust("CAST(LENGTH(\"bytes\") AS BIGINT)"), "size")
 }
 
 fn view(model: Summary) -> Result<QueuedMessage> {
