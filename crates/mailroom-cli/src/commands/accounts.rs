@@ -170,10 +170,11 @@ pub(crate) async fn run<C: ConnectionTrait>(
         }
         Command::Settings(SettingsCommand::Set { name, value }) => match name {
             SettingName::CanSignInWhenSending => {
-                let value: bool = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| UsageError(format!("`{value}` is not true or false")))?;
+                let value: bool = value.trim().parse().map_err(|_| {
+                    UsageError(format!(
+                        "invalid value `{value}` for can-sign-in-when-sending: give true or false"
+                    ))
+                })?;
                 accounts.set_can_sign_in_when_sending(value).await?;
                 Ok(Output::new(
                     format!("can-sign-in-when-sending set to {value}"),
@@ -217,12 +218,12 @@ pub(crate) async fn run<C: ConnectionTrait>(
             };
             Ok(Output::new(
                 format!(
-                    "{name} sends: {sender} via {} ({}:{})\nsigned in: {}\nrule: {}",
+                    "{name} sends: {sender} via {} ({}:{})\nrule: {}\nsigned in: {}",
                     server.provider,
                     server.host,
                     server.port,
-                    signed_in.as_str(),
-                    resolution.rule
+                    resolution.rule,
+                    signed_in.as_str()
                 ),
                 json!({
                     "feature": feature.name,
