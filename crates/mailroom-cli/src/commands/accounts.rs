@@ -283,6 +283,12 @@ pub(crate) fn check_add(server: &ServerOptions, sign_in: bool, mode: &SignInMode
         )
         .into());
     }
+    if sign_in && (server.from.is_some() || server.no_from) {
+        return Err(UsageError(
+            "--from is not taken with --sign-in (the sign-in names the mailbox); set it afterwards with `mailroom account edit ID --from ADDRESS`".to_owned(),
+        )
+        .into());
+    }
     if !sign_in && (mode.device_code || mode.no_browser) {
         let flag = if mode.device_code {
             "--device-code"

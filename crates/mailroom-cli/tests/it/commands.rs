@@ -241,6 +241,16 @@ fn account_add_refuses_contradictions_and_suggests_providers() {
             .contains("--device-code only applies to a sign-in"),
         "{run:?}"
     );
+    let run = cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "microsoft",
+        "--sign-in",
+        "--from",
+        "a@example.com",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
     let run = cli.run(&["account", "add", "--provider", "microsfot"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("did you mean `microsoft`?"), "{run:?}");
