@@ -55,7 +55,10 @@ mod repository;
 mod resolve;
 
 pub use error::{Error, Result};
-pub use repository::{Account, Accounts, BindingChange, Saved, Settings};
+pub use repository::{
+    Account, Accounts, BindingChange, DEFAULT_OUTBOX_RETENTION_DAYS, Saved, Settings,
+    account_warnings,
+};
 pub use resolve::{Resolution, ResolutionRule};
 
 // The README's example runs as a doctest too, so it cannot drift from the API.

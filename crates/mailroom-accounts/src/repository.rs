@@ -20,6 +20,10 @@ const COMPANY_ID: i32 = 1;
 const KEY_CHECK_PLAINTEXT: &[u8] = b"mailroom key check";
 const KEY_CHECK_AAD: &[u8] = b"key_check:1";
 const CAN_SIGN_IN_WHEN_SENDING: &str = "can_sign_in_when_sending";
+const OUTBOX_RETENTION_DAYS: &str = "outbox_retention_days";
+
+/// The default of [`Settings::outbox_retention_days`].
+pub const DEFAULT_OUTBOX_RETENTION_DAYS: u32 = 30;
 
 /// Settings that are not part of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -27,12 +31,16 @@ pub struct Settings {
     /// The guide's "Can Sign In When Sending Email": whether an interactive send may
     /// open a sign-in when the account has no usable token. Default true.
     pub can_sign_in_when_sending: bool,
+    /// How many days the agent keeps sent and cancelled messages in the outbox before it
+    /// deletes them; 0 keeps them forever. Default 30.
+    pub outbox_retention_days: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             can_sign_in_when_sending: true,
+            outbox_retention_days: DEFAULT_OUTBOX_RETENTION_DAYS,
         }
     }
 }
@@ -85,6 +93,47 @@ impl Account {
             Account::User(user) => &user.server,
         }
     }
+
+    /// Its From address, when one is set.
+    pub fn from_address(&self) -> Option<&str> {
+        match self {
+            Account::Company(company) => company.from_address.as_deref(),
+            Account::User(user) => user.from_address.as_deref(),
+        }
+    }
+
+    /// The address its messages come from when a send names none: the From address, else
+    /// the SMTP user.
+    pub fn sender(&self) -> &str {
+        self.from_address().unwrap_or(&self.server().smtp_user)
+    }
+}
+
+/// What the administrator should know about an account's sending identity and secret
+/// (notes for `add`/`set`, empty when all is well): a password account whose user is not
+/// an address and that has no From address cannot send without the caller naming one,
+/// and a password account without a password can only reach a server that needs no login.
+pub fn account_warnings(server: &ServerSettings, from_address: Option<&str>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if server.provider == Provider::None {
+        let user = server.smtp_user.trim();
+        if from_address.is_none() && user.parse::<mailroom_model::Address>().is_err() {
+            warnings.push(if user.is_empty() {
+                "the account has no SMTP user and no From address: every send must give its From address; set the account's From address".to_owned()
+            } else {
+                format!(
+                    "the SMTP user `{}` is not an address and the account has no From address: every send must give its From address; set the account's From address",
+                    user.escape_debug()
+                )
+            });
+        }
+        if server.password.is_none() {
+            warnings.push(
+                "the account has no password: it can only send through a server that needs no login".to_owned(),
+            );
+        }
+    }
+    warnings
 }
 
 /// The accounts repository over any sea-orm connection or transaction.
@@ -218,8 +267,13 @@ fn company_from_model(
         })?),
         None => None,
     };
+    let from_address = model.from_address.clone();
     let server = from_row(server_row!(model), key, AccountRef::Company)?;
-    Ok(CompanyAccount { server, fax_format })
+    Ok(CompanyAccount {
+        server,
+        fax_format,
+        from_address,
+    })
 }
 
 fn user_from_model(model: user_account::Model, key: &EncryptionKey) -> Result<UserAccount> {
@@ -234,11 +288,13 @@ fn user_from_model(model: user_account::Model, key: &EncryptionKey) -> Result<Us
         ),
         _ => None,
     };
+    let from_address = model.from_address.clone();
     let server = from_row(server_row!(model), key, account)?;
     Ok(UserAccount {
         id: model.id,
         server,
         binding,
+        from_address,
     })
 }
 
@@ -418,6 +474,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             account: CompanyAccount {
                 server: applied.settings,
                 fax_format,
+                from_address: existing.and_then(|model| model.from_address),
             },
             ignored: applied.ignored,
             notices: applied.notices,
@@ -523,6 +580,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
                 id: inserted.id,
                 server: applied.settings,
                 binding,
+                from_address: None,
             },
             ignored: applied.ignored,
             notices: applied.notices,
@@ -551,6 +609,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             BindingChange::Clear => None,
         };
         let version = model.version + 1;
+        let from_address = model.from_address.clone();
         let mut active = model.into_active_model();
         set_server_columns!(
             active,
@@ -564,10 +623,60 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
                 id,
                 server: applied.settings,
                 binding,
+                from_address,
             },
             ignored: applied.ignored,
             notices: applied.notices,
         })
+    }
+
+    /// Sets (`Some`) or clears (`None`) the account's From address: the From header and
+    /// envelope sender of a send that names none (for password accounts whose login is
+    /// not an address). Returns the account as stored.
+    pub async fn set_from_address(
+        &self,
+        account: AccountRef,
+        from_address: Option<&str>,
+    ) -> Result<Account> {
+        let value = match from_address {
+            Some(text) => {
+                Some(mailroom_model::validate::parse_address("from", text.trim())?.to_string())
+            }
+            None => None,
+        };
+        let changed = match account {
+            AccountRef::Company => {
+                company_account::Entity::update_many()
+                    .col_expr(company_account::Column::FromAddress, Expr::value(value))
+                    .col_expr(company_account::Column::UpdatedAt, Expr::value(Utc::now()))
+                    .col_expr(
+                        company_account::Column::Version,
+                        Expr::col(company_account::Column::Version).add(1),
+                    )
+                    .filter(company_account::Column::Id.eq(COMPANY_ID))
+                    .exec(self.db)
+                    .await?
+            }
+            AccountRef::User(id) => {
+                user_account::Entity::update_many()
+                    .col_expr(user_account::Column::FromAddress, Expr::value(value))
+                    .col_expr(user_account::Column::UpdatedAt, Expr::value(Utc::now()))
+                    .col_expr(
+                        user_account::Column::Version,
+                        Expr::col(user_account::Column::Version).add(1),
+                    )
+                    .filter(user_account::Column::Id.eq(id))
+                    .exec(self.db)
+                    .await?
+            }
+        };
+        if changed.rows_affected == 0 {
+            return Err(match account {
+                AccountRef::Company => Error::NoCompanyAccount,
+                AccountRef::User(id) => Error::AccountNotFound { id },
+            });
+        }
+        self.account(account).await
     }
 
     /// Removes a user account.
@@ -598,7 +707,39 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
                 }
             };
         }
+        if let Some(row) = setting::Entity::find_by_id(OUTBOX_RETENTION_DAYS.to_owned())
+            .one(self.db)
+            .await?
+        {
+            settings.outbox_retention_days = row.value.parse().map_err(|_| Error::CorruptRow {
+                what: "setting outbox-retention-days".to_owned(),
+                account: None,
+                problem: format!("`{}` is not a number of days", row.value),
+            })?;
+        }
         Ok(settings)
+    }
+
+    /// Sets how many days the agent keeps sent and cancelled messages (0: forever).
+    pub async fn set_outbox_retention_days(&self, days: u32) -> Result<()> {
+        self.set_setting(OUTBOX_RETENTION_DAYS, days.to_string())
+            .await
+    }
+
+    async fn set_setting(&self, key: &str, value: String) -> Result<()> {
+        let row = setting::ActiveModel {
+            key: Set(key.to_owned()),
+            value: Set(value),
+        };
+        setting::Entity::insert(row)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(setting::Column::Key)
+                    .update_column(setting::Column::Value)
+                    .to_owned(),
+            )
+            .exec(self.db)
+            .await?;
+        Ok(())
     }
 
     /// Sets the guide's "Can Sign In When Sending Email".

@@ -309,10 +309,17 @@ pub(crate) enum AccountCommand {
         #[arg(long)]
         unbind: bool,
     },
-    /// Remove a user account.
+    /// Remove a user account; refused while queued or held messages use it.
+    #[command(
+        after_help = "Examples:\n  mailroom account remove 4\n  mailroom account remove 4 --force"
+    )]
     Remove {
         /// The account id.
         id: i64,
+        /// Re-resolve its queued and held messages (to the account their feature picks
+        /// without it, e.g. the company account) and remove it, in one transaction.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -321,6 +328,9 @@ pub(crate) enum AccountCommand {
 pub(crate) enum SettingName {
     /// Whether an interactive send may ask the user to sign in (default true).
     CanSignInWhenSending,
+    /// Days the agent keeps sent and cancelled messages before deleting them (default
+    /// 30; 0 keeps them forever).
+    OutboxRetentionDays,
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,12 +341,14 @@ pub(crate) enum SettingsCommand {
         name: Option<SettingName>,
     },
     /// Change a setting.
+    #[command(
+        after_help = "Examples:\n  mailroom settings set can-sign-in-when-sending false\n  mailroom settings set outbox-retention-days 90"
+    )]
     Set {
         /// The setting.
         name: SettingName,
-        /// The new value.
-        #[arg(action = clap::ArgAction::Set)]
-        value: bool,
+        /// The new value: true or false, or a number of days.
+        value: String,
     },
 }
 
@@ -356,8 +368,9 @@ pub(crate) struct ResolveArgs {
 /// Server settings as options; each one left out keeps its current value.
 #[derive(Debug, Args, Default)]
 pub(crate) struct ServerOptions {
-    /// The provider: microsoft, google or none (password SMTP). Fills its preset.
-    #[arg(long, value_parser = parse_provider)]
+    /// The provider: microsoft (also m365, office365, outlook), google (also gmail) or
+    /// none (password SMTP; also password, smtp). Fills its preset.
+    #[arg(long, value_name = "PROVIDER", value_parser = parse_provider)]
     pub(crate) provider: Option<Provider>,
     /// The SMTP user: the mailbox address (OAuth) or login name (password SMTP).
     #[arg(long, value_name = "USER")]
@@ -369,10 +382,10 @@ pub(crate) struct ServerOptions {
     #[arg(long, value_name = "N", value_parser = parse_port)]
     pub(crate) port: Option<u16>,
     /// Use TLS (the guide's "Enable SMTP over SSL or TLS").
-    #[arg(long, overrides_with = "no_tls")]
+    #[arg(long, conflicts_with = "no_tls")]
     pub(crate) tls: bool,
     /// Do not require TLS (STARTTLS is still used when offered).
-    #[arg(long, overrides_with = "tls")]
+    #[arg(long)]
     pub(crate) no_tls: bool,
     /// How TLS starts: auto (465 implicit, otherwise STARTTLS), starttls, implicit.
     #[arg(long, value_name = "METHOD", value_parser = parse_tls_startup)]
@@ -383,14 +396,80 @@ pub(crate) struct ServerOptions {
     /// Read the SMTP password from standard input (provider none only).
     #[arg(long)]
     pub(crate) password_stdin: bool,
+    /// The From address (and envelope sender) of sends that give none, for password
+    /// accounts whose login is not an address.
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_from")]
+    pub(crate) from: Option<String>,
+    /// Remove the account's From address (sends come from the SMTP user again).
+    #[arg(long)]
+    pub(crate) no_from: bool,
     /// Let an OAuth account send its token without TLS to a loopback test server.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub(crate) allow_plaintext_loopback: Option<bool>,
 }
 
+/// Every name `--provider` accepts, the canonical ones first.
+const PROVIDER_NAMES: [&str; 9] = [
+    "microsoft",
+    "google",
+    "none",
+    "m365",
+    "office365",
+    "outlook",
+    "gmail",
+    "password",
+    "smtp",
+];
+
 fn parse_provider(text: &str) -> Result<Provider, String> {
-    text.parse()
-        .map_err(|e: mailroom_model::ValidationError| e.to_string())
+    text.parse().map_err(|e: mailroom_model::ValidationError| {
+        match did_you_mean(text, &PROVIDER_NAMES) {
+            Some(name) => format!(
+                "`{}` is not a provider; did you mean `{name}`?",
+                text.escape_debug()
+            ),
+            None => e.to_string(),
+        }
+    })
+}
+
+/// The closest of `names` to `text`, when it is a plausible typo (at most 2 edits, and
+/// fewer than half the name).
+pub(crate) fn did_you_mean<'a>(text: &str, names: &[&'a str]) -> Option<&'a str> {
+    let text = text.trim().to_ascii_lowercase();
+    names
+        .iter()
+        .map(|name| (edit_distance(&text, name), *name))
+        .filter(|(distance, name)| *distance <= 2 && *distance * 2 < name.len())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions and swaps of
+/// two neighbours (`microsfot` is one swap from `microsoft`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn parse_tls_startup(text: &str) -> Result<TlsStartup, String> {
@@ -427,5 +506,17 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn provider_typos_get_the_nearest_name() {
+        assert_eq!(
+            did_you_mean("microsfot", &PROVIDER_NAMES),
+            Some("microsoft")
+        );
+        assert_eq!(did_you_mean("gogle", &PROVIDER_NAMES), Some("google"));
+        assert_eq!(did_you_mean("gmial", &PROVIDER_NAMES), Some("gmail"));
+        assert_eq!(did_you_mean("exchange", &PROVIDER_NAMES), None);
+        assert_eq!(did_you_mean("no", &PROVIDER_NAMES), None);
     }
 }

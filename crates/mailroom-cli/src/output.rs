@@ -16,6 +16,12 @@ pub(crate) struct AccountView {
     pub(crate) tls_startup: &'static str,
     pub(crate) timeout_ms: u32,
     pub(crate) smtp_user: String,
+    /// The From address of sends that give none (`None`: the SMTP user).
+    pub(crate) from_address: Option<String>,
+    /// Whether the account is signed in (OAuth: a stored token; password: n/a), when
+    /// the command looked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) signed_in: Option<mailroom::SignInState>,
     pub(crate) password_set: bool,
     pub(crate) allow_plaintext_loopback: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +43,8 @@ fn view(server: &ServerSettings, kind: &'static str) -> AccountView {
         tls_startup: server.tls_startup.as_str(),
         timeout_ms: server.timeout_ms,
         smtp_user: server.smtp_user.clone(),
+        from_address: None,
+        signed_in: None,
         password_set: server.password.is_some(),
         allow_plaintext_loopback: server.allow_plaintext_loopback,
         fax_format: None,
@@ -52,13 +60,25 @@ impl AccountView {
     pub(crate) fn company(company: &CompanyAccount) -> Self {
         let mut view = view(&company.server, "company");
         view.fax_format = company.fax_format.as_ref().map(|f| f.as_str().to_owned());
+        view.from_address = company.from_address.clone();
         view
+    }
+
+    /// The same view, saying whether the account is signed in.
+    pub(crate) fn with_sign_in(
+        mut self,
+        account: &mailroom::Account,
+        tokens: &[mailroom::tokens::storage::TokenSummary],
+    ) -> Self {
+        self.signed_in = Some(mailroom::sign_in_state(account, tokens));
+        self
     }
 
     pub(crate) fn user(user: &UserAccount) -> Self {
         let mut view = view(&user.server, "user");
         view.id = Some(user.id);
         view.binding = user.binding.clone();
+        view.from_address = user.from_address.clone();
         view
     }
 
@@ -95,6 +115,15 @@ impl AccountView {
                 self.smtp_user.clone()
             },
         ));
+        lines.push((
+            "From",
+            self.from_address
+                .clone()
+                .unwrap_or_else(|| "(the SMTP user)".to_owned()),
+        ));
+        if let Some(state) = self.signed_in {
+            lines.push(("Signed in", state.as_str().to_owned()));
+        }
         lines.push((
             "Password",
             if self.password_set { "(set)" } else { "(none)" }.to_owned(),
@@ -133,7 +162,10 @@ impl AccountView {
 }
 
 /// The guide's SMTP Setup grid.
-pub(crate) fn account_table(accounts: &[UserAccount]) -> String {
+pub(crate) fn account_table(
+    accounts: &[UserAccount],
+    tokens: &[mailroom::tokens::storage::TokenSummary],
+) -> String {
     let header = [
         "ID",
         "Provider",
@@ -142,11 +174,12 @@ pub(crate) fn account_table(accounts: &[UserAccount]) -> String {
         "TLS",
         "Startup",
         "SMTP User",
+        "Signed in",
         "Business Object",
         "Column Name",
         "Column Value",
     ];
-    let rows: Vec<[String; 10]> = accounts
+    let rows: Vec<[String; 11]> = accounts
         .iter()
         .map(|account| {
             let s = &account.server;
@@ -166,6 +199,9 @@ pub(crate) fn account_table(accounts: &[UserAccount]) -> String {
                 if s.tls { "yes" } else { "no" }.to_owned(),
                 s.tls_startup.to_string(),
                 s.smtp_user.clone(),
+                mailroom::sign_in_state(&mailroom::Account::User(account.clone()), tokens)
+                    .as_str()
+                    .to_owned(),
                 object,
                 column,
                 value,

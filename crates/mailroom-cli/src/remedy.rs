@@ -80,6 +80,14 @@ pub(crate) fn command(remedy: &Remedy) -> String {
         Remedy::ListQueue => "mailroom queue list".to_owned(),
         Remedy::ShowQueued { id } => format!("mailroom queue show {id}"),
         Remedy::CancelQueued { id } => format!("mailroom queue cancel {id}"),
+        Remedy::RemoveAccountForce { account, messages } => format!(
+            "mailroom account remove {account} --force (re-resolves them), or {}",
+            messages
+                .iter()
+                .map(|id| format!("mailroom queue cancel {id}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         // A remedy added to the libraries after this CLI: its prose still helps.
         other => other.to_string(),
     }

@@ -47,6 +47,7 @@ use sea_orm_migration::sea_orm::{ConnectOptions, Database, DatabaseConnection};
 mod m20261201_000001_accounts;
 mod m20261201_000002_tokens;
 mod m20261201_000003_outbox;
+mod m20261202_000004_from_and_subject;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_accounts::Migration),
             Box::new(m20261201_000002_tokens::Migration),
             Box::new(m20261201_000003_outbox::Migration),
+            Box::new(m20261202_000004_from_and_subject::Migration),
         ]
     }
 }

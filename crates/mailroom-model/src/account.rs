@@ -122,6 +122,9 @@ pub struct CompanyAccount {
     pub server: ServerSettings,
     /// Turns a fax number into an address (the guide's "Email To Fax Format String").
     pub fax_format: Option<FaxFormat>,
+    /// The From address (and envelope sender) when a send gives none; for password
+    /// accounts whose login is not an address. `None`: the SMTP user.
+    pub from_address: Option<String>,
 }
 
 /// One of the many accounts of the guide's "SMTP Setup".
@@ -133,4 +136,7 @@ pub struct UserAccount {
     pub server: ServerSettings,
     /// What the account is bound to; an unbound account is only used when named.
     pub binding: Option<Binding>,
+    /// The From address (and envelope sender) when a send gives none; for password
+    /// accounts whose login is not an address. `None`: the SMTP user.
+    pub from_address: Option<String>,
 }

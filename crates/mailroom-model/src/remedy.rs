@@ -99,6 +99,14 @@ pub enum Remedy {
         /// The message id.
         id: i64,
     },
+    /// Remove the account anyway, re-resolving its queued and held messages (to the
+    /// account their feature picks without it), or cancel those messages first.
+    RemoveAccountForce {
+        /// The account to remove.
+        account: AccountId,
+        /// The queued and held messages that use it.
+        messages: Vec<i64>,
+    },
 }
 
 impl Remedy {
@@ -203,6 +211,15 @@ impl fmt::Display for Remedy {
             Remedy::ListQueue => f.write_str("list the queued messages to find the right id"),
             Remedy::ShowQueued { id } => write!(f, "look at queued message {id} again"),
             Remedy::CancelQueued { id } => write!(f, "cancel queued message {id}"),
+            Remedy::RemoveAccountForce { account, messages } => write!(
+                f,
+                "remove account {account} with force, which re-resolves its queued messages to the account their feature picks without it, or cancel the messages ({}) first",
+                messages
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }

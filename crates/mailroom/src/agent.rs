@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::facade::Receipt;
-use crate::outbox::{Claimed, Finish, Outbox};
+use crate::outbox::{Claimed, Finish, Outbox, OutboxStatus};
 use crate::{Mailroom, Result};
 
 /// What the agent reports as it works (the CLI draws its progress bar from these).
@@ -117,6 +117,8 @@ pub struct AgentSummary {
     pub held: u64,
     /// Messages given up on.
     pub failed: u64,
+    /// Old sent and cancelled messages deleted under the retention setting.
+    pub purged: u64,
 }
 
 /// The automation agent over one [`Mailroom`].
@@ -205,7 +207,59 @@ async fn process(
     Ok(event)
 }
 
+/// At most this many finished messages are deleted per retention pass.
+pub(crate) const RETENTION_BATCH: u64 = 500;
+
 impl Agent {
+    /// Deletes sent and cancelled messages older than the `outbox_retention_days`
+    /// setting (0 keeps them), at most [`RETENTION_BATCH`] of them, at most once an hour
+    /// per agent. Returns how many were deleted; a failure is logged, never fatal.
+    async fn apply_retention(&self, last: &mut Option<chrono::DateTime<chrono::Utc>>) -> u64 {
+        let now = self.mailroom.now();
+        if last.is_some_and(|at| now - at < chrono::Duration::hours(1)) {
+            return 0;
+        }
+        *last = Some(now);
+        let settings =
+            match mailroom_accounts::Accounts::new(&self.mailroom.db, &self.mailroom.options.key)
+                .settings()
+                .await
+            {
+                Ok(settings) => settings,
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot read the outbox retention setting");
+                    return 0;
+                }
+            };
+        if settings.outbox_retention_days == 0 {
+            return 0;
+        }
+        let cutoff = now - chrono::Duration::days(i64::from(settings.outbox_retention_days));
+        match crate::outbox::purge(
+            &self.mailroom.db,
+            &[OutboxStatus::Sent, OutboxStatus::Cancelled],
+            cutoff,
+            Some(RETENTION_BATCH),
+        )
+        .await
+        {
+            Ok(purged) => {
+                if purged > 0 {
+                    tracing::info!(
+                        purged,
+                        days = settings.outbox_retention_days,
+                        "old sent and cancelled messages deleted"
+                    );
+                }
+                purged
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot apply the outbox retention");
+                0
+            }
+        }
+    }
+
     /// An agent sending through `mailroom`.
     pub fn new(mailroom: Arc<Mailroom>, options: AgentOptions) -> Self {
         Self { mailroom, options }
@@ -224,9 +278,13 @@ impl Agent {
         let mut tasks: JoinSet<Result<AgentEvent>> = JoinSet::new();
         let mut summary = AgentSummary::default();
         let started = self.mailroom.now();
+        let mut last_purge: Option<chrono::DateTime<chrono::Utc>> = None;
         tracing::info!(owner = %options.owner, concurrency, once = options.once, "agent started");
         loop {
             let mut claimed_now = 0;
+            if !stopping {
+                summary.purged += self.apply_retention(&mut last_purge).await;
+            }
             if !stopping && (tasks.is_empty() || tasks.len() < refill_below) {
                 let free = concurrency - tasks.len();
                 let now = self.mailroom.now();

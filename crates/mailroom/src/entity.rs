@@ -32,6 +32,7 @@ pub(crate) mod outbox_message {
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub sent_at: Option<DateTimeUtc>,
+        pub subject: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -70,6 +70,21 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// Queued or held messages use the account to be removed.
+    #[error("account {account} is used by {} queued or held message(s): {}", messages.len(), messages.iter().map(|(id, subject)| format!("{id} \"{}\"", subject.as_deref().unwrap_or("(no subject)").escape_debug())).collect::<Vec<_>>().join(", "))]
+    AccountInUse {
+        /// The account.
+        account: i64,
+        /// The messages: id and subject (unknown for messages queued before subjects
+        /// were stored).
+        messages: Vec<(i64, Option<String>)>,
+    },
+    /// The status cannot be purged (only finished messages can).
+    #[error("{status} messages cannot be purged; only sent, cancelled or failed ones")]
+    NotPurgeable {
+        /// The status asked for.
+        status: String,
+    },
     /// The database failed.
     #[error("the database failed; check that it is reachable and migrated")]
     Database(#[source] Box<sea_orm::DbErr>),
@@ -123,6 +138,11 @@ impl Error {
             Error::WrongState { id, .. } => Some(Remedy::ShowQueued { id: *id }),
             Error::CorruptRow { id, .. } => Some(Remedy::CancelQueued { id: *id }),
             Error::Database(_) => Some(Remedy::CheckDatabase),
+            Error::AccountInUse { account, messages } => Some(Remedy::RemoveAccountForce {
+                account: *account,
+                messages: messages.iter().map(|(id, _)| *id).collect(),
+            }),
+            Error::NotPurgeable { .. } => None,
         }
     }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use mailroom_accounts::{Account, Accounts};
 use mailroom_crypto::EncryptionKey;
 use mailroom_gmail::{GmailConfig, GmailTransport};
+use mailroom_model::AccountId;
 use mailroom_model::{
     AccountRef, Clock, CredentialSecret, Credentials, Envelope, FaxFormat, FeatureCatalog,
     MessageTransport, Provider, ServerSettings, SignInPrompt, SystemClock, TransportKind,
@@ -20,7 +21,7 @@ use mailroom_tokens::{
     AccessToken, BrokerConfig, OAuthHttp, SignInReason, TokenBroker, TokenTarget,
     registration::Apps,
 };
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -121,6 +122,22 @@ impl SendRequest<'_> {
     }
 }
 
+/// What [`Mailroom::remove_account`] did besides removing the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Removed {
+    /// The queued and held messages moved to another account.
+    pub re_resolved: Vec<ReResolved>,
+}
+
+/// A queued message moved to another account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReResolved {
+    /// The outbox id.
+    pub id: i64,
+    /// The account it sends with now.
+    pub account: AccountRef,
+}
+
 /// What a successful send did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Receipt {
@@ -148,6 +165,36 @@ fn serialize_display<S: serde::Serializer>(
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     serializer.collect_str(value)
+}
+
+/// What a send would do, without doing it: [`Mailroom::prepare_preview`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preview {
+    /// The account that would send.
+    pub account: AccountRef,
+    /// Its sending address (the From address, else the SMTP user).
+    pub address: String,
+    /// Why that account would be used.
+    pub reason: String,
+    /// The transport that would deliver.
+    #[serde(serialize_with = "serialize_display")]
+    pub transport: TransportKind,
+    /// The envelope sender.
+    pub sender: String,
+    /// The envelope recipients, Bcc included.
+    pub recipients: Vec<String>,
+    /// The formatted message's size in bytes (without Bcc).
+    pub size: usize,
+    /// The Message-ID the message was given (a real send makes a new one).
+    pub message_id: String,
+}
+
+/// The transport a provider's messages go through.
+pub(crate) fn transport_kind(provider: Provider) -> TransportKind {
+    match provider {
+        Provider::Google => TransportKind::GmailApi,
+        Provider::Microsoft | Provider::None => TransportKind::Smtp,
+    }
 }
 
 /// A message formatted and addressed, ready for delivery (now or from the outbox).
@@ -341,6 +388,32 @@ impl Mailroom {
         self.deliver(&prepared, request.sign_in).await
     }
 
+    /// A dry run: resolves the account and builds the message as [`Mailroom::send`]
+    /// would, and says what would be sent, with no network and no token: nothing is sent,
+    /// no sign-in runs (the request's prompt is ignored), nothing is stored.
+    pub async fn prepare_preview(&self, request: &SendRequest<'_>) -> Result<Preview> {
+        let request = SendRequest {
+            sign_in: None,
+            ..request.clone()
+        };
+        let prepared = self.prepare(&request).await?;
+        Ok(Preview {
+            account: prepared.account.account_ref(),
+            address: prepared.account.sender().to_owned(),
+            reason: prepared.reason,
+            transport: transport_kind(prepared.account.server().provider),
+            sender: prepared.envelope.sender().to_string(),
+            recipients: prepared
+                .envelope
+                .recipients()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            size: prepared.bytes.len(),
+            message_id: prepared.message_id,
+        })
+    }
+
     /// Resolves the account and builds the message, without sending.
     pub(crate) async fn prepare(&self, request: &SendRequest<'_>) -> Result<Prepared> {
         let accounts = Accounts::new(&self.db, &self.options.key);
@@ -356,9 +429,10 @@ impl Mailroom {
                 Account::User(_) => accounts.company().await?.and_then(|c| c.fax_format),
             }
         };
+        // The account's From address, when it has one, else its SMTP user.
         let built = request
             .message
-            .build(&account.server().smtp_user, fax_format.as_ref())?;
+            .build(account.sender(), fax_format.as_ref())?;
         Ok(Prepared {
             account,
             reason,
@@ -495,6 +569,49 @@ impl Mailroom {
     pub async fn queue(&self, request: SendRequest<'_>) -> Result<i64> {
         let prepared = self.prepare(&request).await?;
         self.outbox().insert(&prepared, &request, self.now()).await
+    }
+
+    /// Removes user account `id`, in one transaction. Queued or held messages that send
+    /// with it refuse the removal ([`Error::AccountInUse`] names them) unless `force`:
+    /// then each is re-resolved first, to the account its feature and system user pick
+    /// once this account is gone (the company account, unless another account is bound),
+    /// with its envelope sender set to that account's address. Its stored bytes keep
+    /// their From header.
+    pub async fn remove_account(&self, id: AccountId, force: bool) -> Result<Removed> {
+        let transaction = self.db.begin().await?;
+        let accounts = Accounts::new(&transaction, &self.options.key);
+        accounts.user_account(id).await?;
+        let waiting = crate::outbox::waiting_for(&transaction, id).await?;
+        if !waiting.is_empty() && !force {
+            return Err(crate::Error::AccountInUse {
+                account: id,
+                messages: waiting
+                    .into_iter()
+                    .map(|(message, subject, _, _)| (message, subject))
+                    .collect(),
+            });
+        }
+        accounts.remove_user_account(id).await?;
+        let mut re_resolved = Vec::with_capacity(waiting.len());
+        for (message, _, feature, system_user) in waiting {
+            let feature = self.options.features.get(&feature)?;
+            let resolution = accounts.resolve(feature, system_user.as_deref()).await?;
+            let sender = resolution
+                .account
+                .sender()
+                .parse::<mailroom_model::Address>()
+                .ok()
+                .map(|address| address.to_string());
+            let account = resolution.account.account_ref();
+            crate::outbox::reassign(&transaction, message, account, sender).await?;
+            re_resolved.push(ReResolved {
+                id: message,
+                account,
+            });
+        }
+        transaction.commit().await?;
+        self.forget_cached();
+        Ok(Removed { re_resolved })
     }
 
     /// The outbox of this database.

@@ -125,15 +125,17 @@ mod facade;
 mod message;
 mod outbox;
 mod retry;
+mod status;
 mod workflows;
 
 pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary};
 pub use error::{Error, Result};
-pub use facade::{Mailroom, MailroomOptions, Receipt, SendRequest};
+pub use facade::{Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed, SendRequest};
 pub use mailroom_model::Remedy;
 pub use message::{Attachment, BuiltMessage, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
 pub use retry::RetryPolicy;
+pub use status::{OwnedToken, SignInState, owned_tokens, sign_in_state, stored_tokens};
 pub use workflows::{
     Forgotten, Resealed, Revocation, SignInMode, SignInSession, SignInStep, SignOut,
     forget_secrets, sealed_with,

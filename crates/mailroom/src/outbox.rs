@@ -96,6 +96,8 @@ pub struct QueuedMessage {
     pub system_user: Option<String>,
     /// The account it sends with (resolved at queue time).
     pub account: AccountRef,
+    /// The subject (`None` for messages queued before subjects were stored).
+    pub subject: Option<String>,
     /// The envelope sender.
     pub sender: String,
     /// The envelope recipients, Bcc included.
@@ -140,28 +142,94 @@ pub(crate) struct Claimed {
     pub(crate) bcc_header: Option<String>,
 }
 
-fn account_ref(model: &outbox_message::Model) -> Result<AccountRef> {
-    match (model.account_kind.as_str(), model.account_id) {
+fn account_ref_of(id: i64, kind: &str, account_id: Option<i64>) -> Result<AccountRef> {
+    match (kind, account_id) {
         ("company", _) => Ok(AccountRef::Company),
         ("user", Some(id)) => Ok(AccountRef::User(id)),
         (kind, _) => Err(Error::CorruptRow {
-            id: model.id,
+            id,
             problem: format!("account kind `{kind}` without an id"),
         }),
     }
 }
 
-fn recipients(model: &outbox_message::Model) -> Result<Vec<String>> {
-    serde_json::from_str(&model.recipients).map_err(|error| Error::CorruptRow {
-        id: model.id,
+fn account_ref(model: &outbox_message::Model) -> Result<AccountRef> {
+    account_ref_of(model.id, &model.account_kind, model.account_id)
+}
+
+fn recipients_of(id: i64, text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|error| Error::CorruptRow {
+        id,
         problem: format!("recipients are not a JSON list ({error})"),
     })
 }
 
-fn view(model: outbox_message::Model) -> Result<QueuedMessage> {
+fn recipients(model: &outbox_message::Model) -> Result<Vec<String>> {
+    recipients_of(model.id, &model.recipients)
+}
+
+/// The columns the queue shows: every one but the bytes (and the Bcc line), with the
+/// bytes' length computed by the database, so listing never loads a message body.
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct Summary {
+    id: i64,
+    message_id: String,
+    feature: String,
+    system_user: Option<String>,
+    account_kind: String,
+    account_id: Option<i64>,
+    subject: Option<String>,
+    sender: String,
+    recipients: String,
+    status: String,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    last_error: Option<String>,
+    lease_owner: Option<String>,
+    lease_until: Option<DateTime<Utc>>,
+    transport: Option<String>,
+    provider_message_id: Option<String>,
+    reply: Option<String>,
+    size: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+}
+
+fn summary_query() -> sea_orm::Select<Entity> {
+    Entity::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::MessageId,
+            Column::Feature,
+            Column::SystemUser,
+            Column::AccountKind,
+            Column::AccountId,
+            Column::Subject,
+            Column::Sender,
+            Column::Recipients,
+            Column::Status,
+            Column::Attempts,
+            Column::NextAttemptAt,
+            Column::LastError,
+            Column::LeaseOwner,
+            Column::LeaseUntil,
+            Column::Transport,
+            Column::ProviderMessageId,
+            Column::Reply,
+            Column::CreatedAt,
+            Column::UpdatedAt,
+            Column::SentAt,
+        ])
+        .column_as(Expr::cust("CAST(LENGTH(\"bytes\") AS BIGINT)"), "size")
+}
+
+fn view(model: Summary) -> Result<QueuedMessage> {
     Ok(QueuedMessage {
-        account: account_ref(&model)?,
-        recipients: recipients(&model)?,
+        account: account_ref_of(model.id, &model.account_kind, model.account_id)?,
+        recipients: recipients_of(model.id, &model.recipients)?,
+        subject: model.subject,
         status: model.status.parse().map_err(|problem| Error::CorruptRow {
             id: model.id,
             problem,
@@ -179,7 +247,7 @@ fn view(model: outbox_message::Model) -> Result<QueuedMessage> {
         transport: model.transport,
         provider_message_id: model.provider_message_id,
         reply: model.reply,
-        size: model.bytes.len(),
+        size: model.size.max(0) as usize,
         created_at: model.created_at,
         updated_at: model.updated_at,
         sent_at: model.sent_at,
@@ -253,6 +321,7 @@ impl<'a> Outbox<'a> {
             recipients: Set(serde_json::to_string(&recipients).expect("strings serialize")),
             bcc_header: Set(prepared.bcc_header.clone()),
             bytes: Set(prepared.bytes.to_vec()),
+            subject: Set(Some(request.message.subject.clone())),
             status: Set(OutboxStatus::Queued.as_str().to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(now),
@@ -284,16 +353,40 @@ impl<'a> Outbox<'a> {
         status: Option<OutboxStatus>,
         limit: u64,
     ) -> Result<Vec<QueuedMessage>> {
-        let mut query = Entity::find().order_by_desc(Column::Id).limit(limit);
+        let mut query = summary_query().order_by_desc(Column::Id).limit(limit);
         if let Some(status) = status {
             query = query.filter(Column::Status.eq(status.as_str()));
         }
-        query.all(self.db).await?.into_iter().map(view).collect()
+        query
+            .into_model::<Summary>()
+            .all(self.db)
+            .await?
+            .into_iter()
+            .map(view)
+            .collect()
     }
 
     /// One message.
     pub async fn get(&self, id: i64) -> Result<QueuedMessage> {
-        view(self.model(id).await?)
+        let summary = summary_query()
+            .filter(Column::Id.eq(id))
+            .into_model::<Summary>()
+            .one(self.db)
+            .await?
+            .ok_or(Error::NotQueued { id })?;
+        view(summary)
+    }
+
+    /// Deletes finished messages (`statuses`: sent, cancelled or failed; any other is
+    /// refused) last changed before `older_than`, at most `limit` of them when given.
+    /// Returns how many were removed.
+    pub async fn purge(
+        &self,
+        statuses: &[OutboxStatus],
+        older_than: DateTime<Utc>,
+        limit: Option<u64>,
+    ) -> Result<u64> {
+        purge(self.db, statuses, older_than, limit).await
     }
 
     /// The stored bytes of a message (without a Bcc header).
@@ -599,4 +692,101 @@ pub(crate) enum Finish {
     Retry { error: String, at: DateTime<Utc> },
     Held { error: String, at: DateTime<Utc> },
     Failed(String),
+}
+
+/// [`Outbox::purge`] over any connection or transaction.
+pub(crate) async fn purge<C: ConnectionTrait>(
+    db: &C,
+    statuses: &[OutboxStatus],
+    older_than: DateTime<Utc>,
+    limit: Option<u64>,
+) -> Result<u64> {
+    for status in statuses {
+        if !matches!(
+            status,
+            OutboxStatus::Sent | OutboxStatus::Cancelled | OutboxStatus::Failed
+        ) {
+            return Err(Error::NotPurgeable {
+                status: status.to_string(),
+            });
+        }
+    }
+    if statuses.is_empty() {
+        return Ok(0);
+    }
+    let names: Vec<&str> = statuses.iter().map(|status| status.as_str()).collect();
+    let condition = Column::Status
+        .is_in(names)
+        .and(Column::UpdatedAt.lt(older_than));
+    let deleted = match limit {
+        None => Entity::delete_many().filter(condition).exec(db).await?,
+        Some(limit) => {
+            // A bounded batch: the oldest ids first, so a large backlog goes in steps.
+            let ids: Vec<i64> = Entity::find()
+                .select_only()
+                .column(Column::Id)
+                .filter(condition)
+                .order_by_asc(Column::Id)
+                .limit(limit)
+                .into_tuple()
+                .all(db)
+                .await?;
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            Entity::delete_many()
+                .filter(Column::Id.is_in(ids))
+                .exec(db)
+                .await?
+        }
+    };
+    Ok(deleted.rows_affected)
+}
+
+/// The queued and held messages that send with user account `account`: id, subject,
+/// feature and system user.
+pub(crate) async fn waiting_for<C: ConnectionTrait>(
+    db: &C,
+    account: i64,
+) -> Result<Vec<(i64, Option<String>, String, Option<String>)>> {
+    Ok(Entity::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::Subject,
+            Column::Feature,
+            Column::SystemUser,
+        ])
+        .filter(Column::AccountKind.eq("user"))
+        .filter(Column::AccountId.eq(account))
+        .filter(Column::Status.is_in(["queued", "held"]))
+        .order_by_asc(Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+/// Points a waiting message at another account (and its envelope sender at that
+/// account's address, when it is one).
+pub(crate) async fn reassign<C: ConnectionTrait>(
+    db: &C,
+    id: i64,
+    account: AccountRef,
+    sender: Option<String>,
+) -> Result<()> {
+    let (kind, account_id) = match account {
+        AccountRef::Company => ("company", None),
+        AccountRef::User(id) => ("user", Some(id)),
+    };
+    let mut update = Entity::update_many()
+        .col_expr(Column::AccountKind, Expr::value(kind))
+        .col_expr(Column::AccountId, Expr::value(account_id))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.is_in(["queued", "held"]));
+    if let Some(sender) = sender {
+        update = update.col_expr(Column::Sender, Expr::value(sender));
+    }
+    update.exec(db).await?;
+    Ok(())
 }

@@ -19,6 +19,7 @@ pub struct Model {
     pub version: i64,
     pub updated_at: DateTimeUtc,
     pub fax_format: Option<String>,
+    pub from_address: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -22,6 +22,7 @@ pub struct Model {
     pub column_name: Option<String>,
     pub column_value: Option<String>,
     pub binding_key: Option<String>,
+    pub from_address: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,7 +3,8 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::{Context as _, Result, anyhow};
-use mailroom_accounts::{Account, Accounts, BindingChange, Saved};
+use mailroom_accounts::{Account, Accounts, BindingChange, Saved, account_warnings};
+use mailroom_model::AccountRef;
 use mailroom_model::{FeatureCatalog, IgnoredSetting, Secret, ServerSettingsChange};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
@@ -12,12 +13,14 @@ use super::Output;
 use crate::UsageError;
 use crate::cli::{
     AccountCommand, Command, CompanyCommand, ServerOptions, SettingName, SettingsCommand,
+    SignInMode,
 };
 use crate::output::{AccountView, account_table};
 
 pub(crate) async fn run<C: ConnectionTrait>(
     accounts: &Accounts<'_, C>,
     command: Command,
+    tokens: &[mailroom::tokens::storage::TokenSummary],
 ) -> Result<Output> {
     match command {
         Command::Company(CompanyCommand::Show) => {
@@ -39,16 +42,41 @@ pub(crate) async fn run<C: ConnectionTrait>(
                 (None, true) => Some(None),
                 (None, false) => None,
             };
-            if change.is_empty() && fax.is_none() {
+            let from = from_change(&server);
+            if change.is_empty() && fax.is_none() && from.is_none() {
                 return Err(nothing_to_change("company set"));
             }
-            let saved = accounts.set_company(&change, fax).await?;
+            let mut saved = accounts.set_company(&change, fax).await?;
+            if let Some(from) = from {
+                accounts
+                    .set_from_address(AccountRef::Company, from.as_deref())
+                    .await?;
+                saved.account.from_address = from.map(|text| text.trim().to_owned());
+            }
+            let warnings =
+                account_warnings(&saved.account.server, saved.account.from_address.as_deref());
+            saved.notices.extend(warnings);
             let view = AccountView::company(&saved.account);
             Ok(saved_output("company account saved", view, &saved))
         }
-        Command::Account(AccountCommand::Add { server, bind, .. }) => {
+        Command::Account(AccountCommand::Add {
+            server,
+            bind,
+            sign_in,
+            sign_in_mode,
+        }) => {
+            check_add(&server, sign_in, &sign_in_mode)?;
             let change = server_change(&server)?;
-            let saved = accounts.add_user_account(&change, bind).await?;
+            let mut saved = accounts.add_user_account(&change, bind).await?;
+            if let Some(from) = from_change(&server).flatten() {
+                let stored = accounts
+                    .set_from_address(AccountRef::User(saved.account.id), Some(&from))
+                    .await?;
+                saved.account.from_address = stored.from_address().map(str::to_owned);
+            }
+            let warnings =
+                account_warnings(&saved.account.server, saved.account.from_address.as_deref());
+            saved.notices.extend(warnings);
             let id = saved.account.id;
             let mut output = saved_output("", AccountView::user(&saved.account), &saved);
             output.text = id.to_string();
@@ -57,17 +85,23 @@ pub(crate) async fn run<C: ConnectionTrait>(
         }
         Command::Account(AccountCommand::List) => {
             let list = accounts.user_accounts().await?;
-            let views: Vec<AccountView> = list.iter().map(AccountView::user).collect();
+            let views: Vec<AccountView> = list
+                .iter()
+                .map(|user| {
+                    AccountView::user(user).with_sign_in(&Account::User(user.clone()), tokens)
+                })
+                .collect();
             let text = if list.is_empty() {
                 "no user accounts; add one with `mailroom account add --provider P --user ADDRESS --bind SystemUser:User_Name:NAME`".to_owned()
             } else {
-                account_table(&list)
+                account_table(&list, tokens)
             };
             Ok(Output::new(text, json!(views)))
         }
         Command::Account(AccountCommand::Show { id }) => {
             let account = accounts.user_account(id).await?;
-            let view = AccountView::user(&account);
+            let view =
+                AccountView::user(&account).with_sign_in(&Account::User(account.clone()), tokens);
             Ok(Output::new(view.to_text(), json!(view)))
         }
         Command::Account(AccountCommand::Edit {
@@ -82,38 +116,81 @@ pub(crate) async fn run<C: ConnectionTrait>(
                 (None, true) => BindingChange::Clear,
                 (None, false) => BindingChange::Keep,
             };
-            if change.is_empty() && binding == BindingChange::Keep {
+            let from = from_change(&server);
+            if change.is_empty() && binding == BindingChange::Keep && from.is_none() {
                 return Err(nothing_to_change("account edit"));
             }
-            let saved = accounts.edit_user_account(id, &change, binding).await?;
+            let mut saved = accounts.edit_user_account(id, &change, binding).await?;
+            if let Some(from) = from {
+                let stored = accounts
+                    .set_from_address(AccountRef::User(id), from.as_deref())
+                    .await?;
+                saved.account.from_address = stored.from_address().map(str::to_owned);
+            }
             let view = AccountView::user(&saved.account);
             Ok(saved_output(&format!("account {id} saved"), view, &saved))
         }
-        Command::Account(AccountCommand::Remove { id }) => {
-            accounts.remove_user_account(id).await?;
-            Ok(Output::new(
-                format!("account {id} removed"),
-                json!({ "removed": id }),
-            ))
-        }
         Command::Settings(SettingsCommand::Get { name }) => {
             let settings = accounts.settings().await?;
-            match name {
-                Some(SettingName::CanSignInWhenSending) | None => Ok(Output::new(
-                    format!(
-                        "can-sign-in-when-sending  {}",
-                        settings.can_sign_in_when_sending
-                    ),
-                    json!({ "can-sign-in-when-sending": settings.can_sign_in_when_sending }),
-                )),
-            }
+            let sign_in = (
+                format!(
+                    "can-sign-in-when-sending  {}",
+                    settings.can_sign_in_when_sending
+                ),
+                (
+                    "can-sign-in-when-sending",
+                    json!(settings.can_sign_in_when_sending),
+                ),
+            );
+            let retention = (
+                format!(
+                    "outbox-retention-days     {}",
+                    settings.outbox_retention_days
+                ),
+                (
+                    "outbox_retention_days",
+                    json!(settings.outbox_retention_days),
+                ),
+            );
+            let shown = match name {
+                Some(SettingName::CanSignInWhenSending) => vec![sign_in],
+                Some(SettingName::OutboxRetentionDays) => vec![retention],
+                None => vec![sign_in, retention],
+            };
+            let text = shown
+                .iter()
+                .map(|(line, _)| line.clone())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let json: serde_json::Map<String, serde_json::Value> = shown
+                .into_iter()
+                .map(|(_, (key, value))| (key.to_owned(), value))
+                .collect();
+            Ok(Output::new(text, serde_json::Value::Object(json)))
         }
         Command::Settings(SettingsCommand::Set { name, value }) => match name {
             SettingName::CanSignInWhenSending => {
+                let value: bool = value.trim().parse().map_err(|_| {
+                    UsageError(format!(
+                        "invalid value `{value}` for can-sign-in-when-sending: give true or false"
+                    ))
+                })?;
                 accounts.set_can_sign_in_when_sending(value).await?;
                 Ok(Output::new(
                     format!("can-sign-in-when-sending set to {value}"),
                     json!({ "can-sign-in-when-sending": value }),
+                ))
+            }
+            SettingName::OutboxRetentionDays => {
+                let days: u32 = value.trim().parse().map_err(|_| {
+                    UsageError(format!(
+                        "`{value}` is not a number of days; give e.g. 30, or 0 to keep messages forever"
+                    ))
+                })?;
+                accounts.set_outbox_retention_days(days).await?;
+                Ok(Output::new(
+                    format!("outbox-retention-days set to {days}"),
+                    json!({ "outbox_retention_days": days }),
                 ))
             }
         },
@@ -131,21 +208,28 @@ pub(crate) async fn run<C: ConnectionTrait>(
                 ),
                 Account::User(user) => (format!("account {}", user.id), AccountView::user(user)),
             };
+            let view = view.with_sign_in(&resolution.account, tokens);
+            let signed_in = mailroom::sign_in_state(&resolution.account, tokens);
             let server = resolution.account.server();
-            let sender = if server.smtp_user.is_empty() {
+            let sender = if resolution.account.sender().is_empty() {
                 "(no SMTP user yet)".to_owned()
             } else {
-                server.smtp_user.clone()
+                resolution.account.sender().to_owned()
             };
             Ok(Output::new(
                 format!(
-                    "{name} sends: {sender} via {} ({}:{})\nrule: {}",
-                    server.provider, server.host, server.port, resolution.rule
+                    "{name} sends: {sender} via {} ({}:{})\nrule: {}\nsigned in: {}",
+                    server.provider,
+                    server.host,
+                    server.port,
+                    resolution.rule,
+                    signed_in.as_str()
                 ),
                 json!({
                     "feature": feature.name,
                     "account": view,
                     "rule": resolution.rule,
+                    "signed_in": signed_in,
                     "explanation": resolution.rule.to_string(),
                 }),
             ))
@@ -169,6 +253,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
         | Command::SignIn(_)
         | Command::SignOut { .. }
         | Command::Token(_)
+        | Command::Account(AccountCommand::Remove { .. })
         | Command::Key(_)
         | Command::Send(_)
         | Command::Agent(_)
@@ -178,6 +263,69 @@ pub(crate) async fn run<C: ConnectionTrait>(
         | Command::Completions { .. }
         | Command::Man => unreachable!("these commands run their own transactions"),
     }
+}
+
+/// `--from` / `--no-from`: `None` keeps the From address, `Some(None)` clears it.
+fn from_change(server: &ServerOptions) -> Option<Option<String>> {
+    match (&server.from, server.no_from) {
+        (Some(from), _) => Some(Some(from.clone())),
+        (None, true) => Some(None),
+        (None, false) => None,
+    }
+}
+
+/// What `account add` refuses before touching anything: a missing provider, and sign-in
+/// options without `--sign-in`.
+pub(crate) fn check_add(server: &ServerOptions, sign_in: bool, mode: &SignInMode) -> Result<()> {
+    if server.provider.is_none() {
+        return Err(UsageError(
+            "--provider is required: give --provider microsoft, google or none, e.g. `mailroom account add --provider microsoft --sign-in`".to_owned(),
+        )
+        .into());
+    }
+    if sign_in && (server.from.is_some() || server.no_from) {
+        return Err(UsageError(
+            "--from is not taken with --sign-in (the sign-in names the mailbox); set it afterwards with `mailroom account edit ID --from ADDRESS`".to_owned(),
+        )
+        .into());
+    }
+    if !sign_in && (mode.device_code || mode.no_browser) {
+        let flag = if mode.device_code {
+            "--device-code"
+        } else {
+            "--no-browser"
+        };
+        return Err(UsageError(format!(
+            "{flag} only applies to a sign-in: add --sign-in, or leave {flag} out"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Removes a user account through the facade: refused while queued or held messages use
+/// it, unless `force` re-resolves them first; one transaction.
+pub(crate) async fn remove(
+    context: &crate::context::Context,
+    id: i64,
+    force: bool,
+) -> Result<Output> {
+    let mailroom = super::send::open_mailroom(context).await?;
+    let removed = mailroom.remove_account(id, force).await?;
+    let moved: Vec<String> = removed
+        .re_resolved
+        .iter()
+        .map(|m| format!("message {} now sends with the {}", m.id, m.account))
+        .collect();
+    let mut text = format!("account {id} removed");
+    for line in &moved {
+        text.push('\n');
+        text.push_str(line);
+    }
+    Ok(Output::new(
+        text,
+        json!({ "id": id, "removed": 1, "re_resolved": removed.re_resolved }),
+    ))
 }
 
 fn nothing_to_change(command: &str) -> anyhow::Error {

@@ -97,6 +97,11 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
         "sent {}, to retry {}, held for a sign-in {}, failed {}",
         summary.sent, summary.retrying, summary.held, summary.failed
     );
+    let text = if summary.purged > 0 {
+        format!("{text}, old messages deleted {}", summary.purged)
+    } else {
+        text
+    };
     let mut output = Output::new(text, json!(summary));
     if summary.held > 0 {
         output.notes.push(

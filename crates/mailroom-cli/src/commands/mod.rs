@@ -101,8 +101,12 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
             sign_in: true,
             sign_in_mode,
         }) => {
+            accounts::check_add(&server, true, &sign_in_mode)?;
             let change = accounts::server_change(&server)?;
             oauth::add_with_sign_in(&context, &server, change, bind, &sign_in_mode).await
+        }
+        Command::Account(AccountCommand::Remove { id, force }) => {
+            accounts::remove(&context, id, force).await
         }
         Command::Send(args) => send::send(&context, args).await,
         Command::Agent(args) => agent::agent(&context, args).await,
@@ -116,7 +120,16 @@ async fn run_in_transaction(context: &Context, command: Command) -> Result<Outpu
     let output = {
         let accounts = Accounts::new(&transaction, &context.key);
         accounts.verify_key().await?;
-        accounts::run(&accounts, command).await?
+        let tokens = if matches!(
+            command,
+            Command::Account(AccountCommand::List | AccountCommand::Show { .. })
+                | Command::Resolve(_)
+        ) {
+            mailroom::stored_tokens(&transaction, &context.key).await?
+        } else {
+            Vec::new()
+        };
+        accounts::run(&accounts, command, &tokens).await?
     };
     transaction.commit().await?;
     Ok(output)

@@ -7,9 +7,8 @@ use chrono::Utc;
 use mailroom_accounts::Accounts;
 use mailroom_crypto::{EncryptionKey, KeySource};
 use mailroom_model::{Binding, Provider, Secret};
-use mailroom_tokens::{
-    registration::{AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url},
-    storage::TokenStore,
+use mailroom_tokens::registration::{
+    AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url,
 };
 use sea_orm::TransactionTrait;
 use serde_json::json;
@@ -234,7 +233,7 @@ pub(crate) async fn sign_out(context: &Context, selector: &AccountSelector) -> R
 }
 
 pub(crate) async fn token_list(context: &Context) -> Result<Output> {
-    let tokens = TokenStore::new(&context.db, &context.key).list().await?;
+    let tokens = mailroom::owned_tokens(&context.db, &context.key).await?;
     if tokens.is_empty() {
         return Ok(Output::new(
             "no tokens stored; sign in with `mailroom sign-in --company` or `--account ID`",
@@ -243,6 +242,7 @@ pub(crate) async fn token_list(context: &Context) -> Result<Output> {
     }
     let now = Utc::now();
     let header = [
+        "Account",
         "Address",
         "Provider",
         "Status",
@@ -250,11 +250,26 @@ pub(crate) async fn token_list(context: &Context) -> Result<Output> {
         "Last refreshed",
         "Refresh token",
     ];
-    let rows: Vec<[String; 6]> = tokens
+    let rows: Vec<[String; 7]> = tokens
         .iter()
-        .map(|token| {
+        .map(|owned| {
+            let token = &owned.token;
+            let account = if owned.accounts.is_empty() {
+                "(none)".to_owned()
+            } else {
+                owned
+                    .accounts
+                    .iter()
+                    .map(|account| match account {
+                        mailroom::AccountRef::Company => "company".to_owned(),
+                        mailroom::AccountRef::User(id) => id.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             let minutes = (token.expires_at - now).num_minutes();
             [
+                account,
                 token.address.clone(),
                 token.provider.to_string(),
                 token.status.clone(),

@@ -34,6 +34,52 @@ pub(crate) enum QueueCommand {
         /// The outbox id.
         id: i64,
     },
+    /// Delete finished messages (sent, cancelled or failed) older than a duration and
+    /// print how many were removed. The agent also deletes sent and cancelled messages
+    /// older than the `outbox-retention-days` setting.
+    #[command(
+        after_help = "Examples:\n  mailroom queue purge --status sent --older-than 30d\n  mailroom queue purge --status sent --status cancelled --older-than 12h"
+    )]
+    Purge {
+        /// Which finished messages (repeatable): sent, cancelled or failed.
+        #[arg(long, required = true, value_parser = parse_purge_status)]
+        status: Vec<OutboxStatus>,
+        /// Only messages last changed longer ago than this: e.g. 30d, 12h, 45m.
+        #[arg(long, value_name = "DURATION", value_parser = parse_age)]
+        older_than: chrono::Duration,
+    },
+}
+
+fn parse_purge_status(text: &str) -> Result<OutboxStatus, String> {
+    let status = parse_status(text)?;
+    match status {
+        OutboxStatus::Sent | OutboxStatus::Cancelled | OutboxStatus::Failed => Ok(status),
+        other => Err(format!(
+            "{other} messages are not finished and cannot be purged; use sent, cancelled or failed (cancel a message first with `mailroom queue cancel ID`)"
+        )),
+    }
+}
+
+/// `30d`, `12h`, `45m`, `90s`, `2w`.
+pub(crate) fn parse_age(text: &str) -> Result<chrono::Duration, String> {
+    let text = text.trim();
+    let bad =
+        || format!("`{text}` is not a duration; use a number and a unit: 30d, 12h, 45m, 90s or 2w");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(bad()),
+    };
+    number
+        .checked_mul(seconds)
+        .and_then(chrono::Duration::try_seconds)
+        .ok_or_else(bad)
 }
 
 fn parse_status(text: &str) -> Result<OutboxStatus, String> {
@@ -60,17 +106,19 @@ fn table(messages: &[QueuedMessage]) -> String {
     let header = [
         "ID",
         "Status",
+        "Subject",
         "Attempts",
         "Next attempt",
         "To",
         "Last error",
     ];
-    let rows: Vec<[String; 6]> = messages
+    let rows: Vec<[String; 7]> = messages
         .iter()
         .map(|message| {
             [
                 message.id.to_string(),
                 message.status.to_string(),
+                one_line(message.subject.as_deref().unwrap_or(""), 40),
                 message.attempts.to_string(),
                 match message.status {
                     OutboxStatus::Queued | OutboxStatus::Held => time(&message.next_attempt_at),
@@ -92,6 +140,13 @@ fn details(message: &QueuedMessage) -> String {
     let mut lines = vec![
         ("ID", message.id.to_string()),
         ("Message-ID", message.message_id.clone()),
+        (
+            "Subject",
+            message
+                .subject
+                .clone()
+                .unwrap_or_else(|| "(not stored)".to_owned()),
+        ),
         ("Status", message.status.to_string()),
         ("Attempts", message.attempts.to_string()),
     ];
@@ -161,6 +216,15 @@ pub(crate) async fn queue(context: &Context, command: QueueCommand) -> Result<Ou
             Output::new(
                 format!("message {id} is due now; `mailroom agent` sends it"),
                 json!(message),
+            )
+        }
+        QueueCommand::Purge { status, older_than } => {
+            let cutoff = chrono::Utc::now() - older_than;
+            let removed = outbox.purge(&status, cutoff, None).await?;
+            let names: Vec<&str> = status.iter().map(|s| s.as_str()).collect();
+            Output::new(
+                format!("{removed} message(s) removed"),
+                json!({ "removed": removed, "status": names, "cutoff": cutoff }),
             )
         }
         QueueCommand::Cancel { id } => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use mailroom::{
-    AccountRef, Attachment, Mailroom, MailroomOptions, MessageDraft, Receipt, SendRequest,
+    AccountRef, Attachment, Mailroom, MailroomOptions, MessageDraft, Preview, Receipt, SendRequest,
 };
 use serde_json::json;
 
@@ -60,8 +60,15 @@ pub(crate) struct SendArgs {
     #[arg(long, value_name = "NAME", default_value = mailroom::SALES_DOCUMENT)]
     pub(crate) feature: String,
     /// Send with the company account, whatever the user and feature.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "account")]
     pub(crate) company: bool,
+    /// Send with this user account (by id), whatever the user and feature.
+    #[arg(long, value_name = "ID")]
+    pub(crate) account: Option<i64>,
+    /// Resolve the account and build the message, print what would be sent (account and
+    /// why, transport, envelope, size) and send nothing: no network, no sign-in.
+    #[arg(long, conflicts_with = "queue")]
+    pub(crate) dry_run: bool,
     /// Never prompt for a sign-in; fail with "Failed to obtain an access token" instead.
     #[arg(long)]
     pub(crate) no_sign_in: bool,
@@ -152,6 +159,27 @@ fn receipt_text(receipt: &Receipt) -> String {
         .join("\n")
 }
 
+fn preview_text(preview: &Preview) -> String {
+    let lines = [
+        ("Dry run", "nothing was sent".to_owned()),
+        (
+            "Account",
+            format!("{} ({})", preview.account, preview.address),
+        ),
+        ("Why", preview.reason.clone()),
+        ("Transport", preview.transport.to_string()),
+        ("Envelope from", preview.sender.clone()),
+        ("Envelope to", preview.recipients.join(", ")),
+        ("Size", format!("{} bytes", preview.size)),
+    ];
+    let width = lines.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    lines
+        .iter()
+        .map(|(name, value)| format!("{name:<width$}  {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub(crate) async fn send(context: &Context, args: SendArgs) -> Result<Output> {
     let mailroom = open_mailroom(context).await?;
     let message = draft(&args).await?;
@@ -159,11 +187,19 @@ pub(crate) async fn send(context: &Context, args: SendArgs) -> Result<Output> {
     let request = SendRequest {
         feature: args.feature.clone(),
         system_user: args.user.clone(),
-        account: args.company.then_some(AccountRef::Company),
+        account: match (args.account, args.company) {
+            (Some(id), _) => Some(AccountRef::User(id)),
+            (None, true) => Some(AccountRef::Company),
+            (None, false) => None,
+        },
         message,
         sign_in: (!args.no_sign_in && !args.queue && interactive())
             .then_some(&prompt as &dyn mailroom::SignInPrompt),
     };
+    if args.dry_run {
+        let preview = mailroom.prepare_preview(&request).await?;
+        return Ok(Output::new(preview_text(&preview), json!(preview)));
+    }
     if args.queue {
         let id = mailroom.queue(request).await?;
         let queued = mailroom.outbox().get(id).await?;

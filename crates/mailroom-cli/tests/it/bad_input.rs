@@ -195,7 +195,7 @@ fn bad_input_changes_nothing() {
             "",
             &[],
             2,
-            "provider: is missing",
+            "--provider is required",
         ),
         (
             &[

@@ -198,7 +198,7 @@ fn settings_and_ignored_google_fields_are_reported() {
     let cli = Cli::new();
     assert_eq!(
         cli.run(&["settings", "get"]).ok().stdout.trim(),
-        "can-sign-in-when-sending  true"
+        "can-sign-in-when-sending  true\noutbox-retention-days     30"
     );
     cli.run(&["settings", "set", "can-sign-in-when-sending", "false"])
         .ok();

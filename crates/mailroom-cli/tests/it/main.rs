@@ -2,6 +2,7 @@
 
 mod agent;
 mod bad_input;
+mod commands;
 mod completions;
 mod configure;
 mod demo;

@@ -161,6 +161,8 @@ async fn sign_in_stores_the_token_and_fills_an_empty_smtp_user() {
     let cli = Cli::new();
     register_microsoft(&cli, &server, &[]);
     cli.run(&["company", "set", "--provider", "microsoft"]).ok();
+    let resolved = cli.run(&["resolve", "--json"]).ok().json();
+    assert_eq!(resolved["signed_in"], "not_signed_in");
     let run = run_signing_in(
         &cli,
         &[
@@ -178,6 +180,11 @@ async fn sign_in_stores_the_token_and_fills_an_empty_smtp_user() {
         run.stdout.contains("signed in as Invoices@Contoso.example"),
         "{run:?}"
     );
+    let resolved = cli.run(&["resolve", "--json"]).ok().json();
+    assert_eq!(resolved["signed_in"], "signed_in");
+    assert_eq!(resolved["account"]["signed_in"], "signed_in");
+    let resolved = cli.run(&["resolve"]).ok();
+    assert!(resolved.stdout.contains("signed in: yes"), "{resolved:?}");
     let company = cli.run(&["company", "show", "--json"]).ok().json();
     assert_eq!(
         company["smtp_user"], "Invoices@Contoso.example",
@@ -186,7 +193,13 @@ async fn sign_in_stores_the_token_and_fills_an_empty_smtp_user() {
     let tokens = cli.run(&["token", "list", "--json"]).ok().json();
     assert_eq!(tokens[0]["address"], "Invoices@Contoso.example");
     assert_eq!(tokens[0]["status"], "valid");
+    assert_eq!(tokens[0]["accounts"], json!([{ "kind": "company" }]));
     let listed = cli.run(&["token", "list"]).ok();
+    assert!(
+        listed.stdout.starts_with("Account") && listed.stdout.contains("\ncompany "),
+        "token list names the account: {}",
+        listed.stdout
+    );
     assert!(
         !listed.stdout.contains("at-cli") && !listed.stdout.contains("rt-cli"),
         "token list shows no secret"

@@ -1,0 +1,113 @@
+//! Which account a stored token belongs to, and whether an account is signed in: what
+//! every front end's account and token lists show.
+
+use mailroom_accounts::{Account, Accounts};
+use mailroom_crypto::EncryptionKey;
+use mailroom_model::AccountRef;
+use mailroom_tokens::storage::{TokenStore, TokenSummary};
+use sea_orm::ConnectionTrait;
+use serde::Serialize;
+
+use crate::Result;
+
+/// Whether an account is signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInState {
+    /// An OAuth account with a stored token.
+    SignedIn,
+    /// An OAuth account without a stored token: an administrator signs in.
+    NotSignedIn,
+    /// A password account: there is no sign-in.
+    NotApplicable,
+}
+
+impl SignInState {
+    /// A short word for a table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInState::SignedIn => "yes",
+            SignInState::NotSignedIn => "no",
+            SignInState::NotApplicable => "n/a",
+        }
+    }
+}
+
+fn owns(account: &Account, token: &TokenSummary) -> bool {
+    let server = account.server();
+    server.provider.uses_oauth()
+        && server.provider == token.provider
+        && !server.smtp_user.trim().is_empty()
+        && server
+            .smtp_user
+            .trim()
+            .eq_ignore_ascii_case(token.address.trim())
+}
+
+/// Whether `account` is signed in, given the stored tokens.
+pub fn sign_in_state(account: &Account, tokens: &[TokenSummary]) -> SignInState {
+    if !account.server().provider.uses_oauth() {
+        SignInState::NotApplicable
+    } else if tokens.iter().any(|token| owns(account, token)) {
+        SignInState::SignedIn
+    } else {
+        SignInState::NotSignedIn
+    }
+}
+
+/// A stored token and the accounts that send with it (an OAuth account of its provider
+/// whose SMTP user is its address); none when no account uses it any more.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnedToken {
+    /// The token's summary (never a secret).
+    #[serde(flatten)]
+    pub token: TokenSummary,
+    /// The accounts it belongs to.
+    pub accounts: Vec<AccountRef>,
+}
+
+/// Every stored token, with the accounts it belongs to.
+pub async fn owned_tokens<C: ConnectionTrait>(
+    db: &C,
+    key: &EncryptionKey,
+) -> Result<Vec<OwnedToken>> {
+    let tokens = TokenStore::new(db, key).list().await?;
+    let accounts = all_accounts(db, key).await?;
+    Ok(tokens
+        .into_iter()
+        .map(|token| OwnedToken {
+            accounts: accounts
+                .iter()
+                .filter(|account| owns(account, &token))
+                .map(Account::account_ref)
+                .collect(),
+            token,
+        })
+        .collect())
+}
+
+/// The stored tokens' summaries (for [`sign_in_state`]).
+pub async fn stored_tokens<C: ConnectionTrait>(
+    db: &C,
+    key: &EncryptionKey,
+) -> Result<Vec<TokenSummary>> {
+    Ok(TokenStore::new(db, key).list().await?)
+}
+
+async fn all_accounts<C: ConnectionTrait>(db: &C, key: &EncryptionKey) -> Result<Vec<Account>> {
+    let accounts = Accounts::new(db, key);
+    let mut all: Vec<Account> = accounts
+        .company()
+        .await?
+        .map(Account::Company)
+        .into_iter()
+        .collect();
+    all.extend(
+        accounts
+            .user_accounts()
+            .await?
+            .into_iter()
+            .map(Account::User),
+    );
+    Ok(all)
+}
