@@ -81,6 +81,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use probe::{Probe, ProbeError, ProbeTls, probe};
 pub use sasl::{oauthbearer_initial_response, xoauth2_initial_response};
+pub use tls::count_root_certificates;
 pub use transport::SmtpTransport;
 
 // The README's example runs as a doctest too, so it cannot drift from the API.

@@ -66,6 +66,12 @@ impl fmt::Debug for TlsMaterial {
     }
 }
 
+/// How many root certificates a PEM text holds; an error when it is not PEM or holds
+/// none (what a transport given it as its extra root would refuse).
+pub fn count_root_certificates(pem: &[u8]) -> Result<usize> {
+    parse_roots(pem).map(|roots| roots.len())
+}
+
 /// Parses PEM root certificates; at least one is required.
 pub(crate) fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let roots = CertificateDer::pem_slice_iter(pem)

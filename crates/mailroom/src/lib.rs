@@ -119,6 +119,7 @@
 //! ```
 
 mod agent;
+mod doctor;
 mod entity;
 mod error;
 mod facade;
@@ -128,6 +129,7 @@ mod retry;
 mod workflows;
 
 pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary};
+pub use doctor::{CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
 pub use error::{Error, Result};
 pub use facade::{Mailroom, MailroomOptions, Receipt, SendRequest};
 pub use mailroom_model::Remedy;

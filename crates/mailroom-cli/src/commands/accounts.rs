@@ -171,6 +171,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
         | Command::Token(_)
         | Command::Key(_)
         | Command::Send(_)
+        | Command::Doctor(_)
         | Command::Agent(_)
         | Command::Queue(_)
         | Command::Sandbox(_)

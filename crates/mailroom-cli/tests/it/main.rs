@@ -5,6 +5,7 @@ mod bad_input;
 mod completions;
 mod configure;
 mod demo;
+mod doctor;
 mod newcomer;
 mod oauth;
 mod send;
