@@ -148,8 +148,10 @@ fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
 fn transport_text(error: &TransportError) -> String {
     let mut text = error_text(error);
     if let Some(remediation) = error.remediation() {
-        text.push_str("; ");
-        text.push_str(remediation);
+        if !text.contains(remediation) {
+            text.push_str("; ");
+            text.push_str(remediation);
+        }
     }
     text
 }
@@ -228,6 +230,9 @@ impl Mailroom {
             }
             let name = format!("app {provider}");
             checks.push(match apps.get(provider).await {
+                Ok(Some(app)) if app.tenant().is_empty() => {
+                    DoctorCheck::ok(name, format!("registered (client id {})", app.client_id))
+                }
                 Ok(Some(app)) => DoctorCheck::ok(
                     name,
                     format!(

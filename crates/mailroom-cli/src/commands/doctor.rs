@@ -12,10 +12,9 @@ use crate::context::Context;
 use crate::remedy::{command, escape_control};
 
 #[derive(Debug, Args)]
-#[group(multiple = false)]
 pub(crate) struct DoctorArgs {
     /// Check only this user account (by id).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "company")]
     pub(crate) account: Option<i64>,
     /// Check only the company account.
     #[arg(long)]

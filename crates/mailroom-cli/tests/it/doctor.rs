@@ -89,7 +89,7 @@ fn all_ok_against_aiosmtpd_exits_0_and_never_authenticates() {
 fn a_closed_port_is_a_problem_with_its_fix_and_exits_1() {
     let cli = Cli::new();
     configure_company(&cli, closed_port(), OFFICE);
-    let run = cli.run(&["doctor", "--company"]);
+    let run = cli.run(&["doctor", "--company", "--refresh"]);
     assert_eq!(run.code, 1, "{run:?}");
     let problem = line_of(&run.stdout, "problem  company account server: 127.0.0.1:");
     assert!(problem.contains("connecting"), "{problem}");
