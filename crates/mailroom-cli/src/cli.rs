@@ -85,6 +85,11 @@ pub(crate) enum Command {
     Key(KeyCommand),
     /// Send a message now (or queue it for the agent with --queue) and print the receipt.
     Send(crate::commands::send::SendArgs),
+    /// Check that mailroom can send: database, key, root certificate, app registrations,
+    /// each account's token and server (never sends mail); exit 1 when a check finds a
+    /// problem.
+    #[command(after_help = crate::commands::doctor::DOCTOR_EXAMPLES)]
+    Doctor(crate::commands::doctor::DoctorArgs),
     /// Run the automation agent: send queued messages, never prompting for a sign-in.
     Agent(crate::commands::agent::AgentArgs),
     /// List, show, retry or cancel queued messages.

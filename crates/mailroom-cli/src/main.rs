@@ -61,6 +61,7 @@ fn main() -> ExitCode {
     let quiet = cli.quiet;
     match runtime.block_on(commands::run(cli)) {
         Ok(output) => match output.print(json, quiet) {
+            Ok(()) if output.failed => ExitCode::FAILURE,
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: cannot write the output: {error}");

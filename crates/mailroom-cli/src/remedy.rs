@@ -74,6 +74,10 @@ pub(crate) fn command(remedy: &Remedy) -> String {
         }
         Remedy::ShowFaxFormat => "mailroom company show".to_owned(),
         Remedy::CheckDatabase => "mailroom info".to_owned(),
+        Remedy::CheckRootCertificate => format!(
+            "point {} at a readable PEM file of trusted root certificates, or unset it",
+            crate::commands::send::CA_FILE_VARIABLE
+        ),
         Remedy::RestoreKey { key_id } => format!(
             "restore the key file (or set MAILROOM_KEY) to the key with fingerprint {key_id}; if it is lost: mailroom key reset --forget-secrets"
         ),

@@ -81,6 +81,8 @@ pub enum Remedy {
     ShowFaxFormat,
     /// Check that the database is reachable and migrated, and where the key is.
     CheckDatabase,
+    /// Give a readable PEM file of extra trusted root certificates, or none.
+    CheckRootCertificate,
     /// Give the key the database's secrets are sealed with (restore its file or set it);
     /// if it is lost, forget the stored secrets and sign in again.
     RestoreKey {
@@ -203,6 +205,9 @@ impl fmt::Display for Remedy {
             Remedy::ShowFaxFormat => f.write_str("check the company account's fax format string"),
             Remedy::CheckDatabase => {
                 f.write_str("check that the database is reachable and migrated")
+            }
+            Remedy::CheckRootCertificate => {
+                f.write_str("give a readable PEM file of trusted root certificates, or none")
             }
             Remedy::RestoreKey { key_id } => write!(
                 f,

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::reply::{Failure, Reply, Stage};
 use crate::sasl::{OAuthMechanism, choose_oauth_mechanism, decode_challenge};
-use crate::tls::{TlsMaterial, TlsPlan};
+use crate::tls::{TlsMaterial, TlsPlan, is_tls_record_start};
 
 /// What every connection of a transport shares.
 #[derive(Debug)]
@@ -108,6 +108,177 @@ pub(crate) fn check_credentials(
     }
 }
 
+/// How long a plain connection waits for the greeting before it checks, on a second
+/// connection, whether the port expects TLS at once (an implicit-TLS server says nothing
+/// until the client's TLS hello). A quarter of the timeout, at most two seconds.
+fn greeting_probe_after(timeout: Duration) -> Duration {
+    (timeout / 4).min(Duration::from_secs(2))
+}
+
+fn plain_smtp_first(server: &ServerSettings) -> Failure {
+    Failure::Unsupported {
+        kind: TransportErrorKind::AccountConfiguration,
+        message: format!(
+            "the smtp server {}:{} sent a plain SMTP greeting where a TLS handshake was expected",
+            server.host, server.port
+        ),
+        remediation: "this port speaks plain SMTP first: use STARTTLS (tls startup starttls), usually on port 587".to_owned(),
+        remedy: Some(Remedy::EditAccount { account: None }),
+    }
+}
+
+fn tls_at_once(server: &ServerSettings) -> Failure {
+    Failure::Unsupported {
+        kind: TransportErrorKind::AccountConfiguration,
+        message: format!(
+            "the smtp server {}:{} expects TLS at once and sends no plain SMTP greeting",
+            server.host, server.port
+        ),
+        remediation: "this port expects TLS at once (implicit TLS): use tls startup implicit/port 465, or a port that offers STARTTLS (587)".to_owned(),
+        remedy: Some(Remedy::EditAccount { account: None }),
+    }
+}
+
+/// A connection after TLS and EHLO, before authentication.
+pub(crate) struct Greeted {
+    pub(crate) inner: AsyncSmtpConnection,
+    pub(crate) encrypted: bool,
+    pub(crate) peer: SocketAddr,
+}
+
+/// Connects, starts TLS as the settings say and says EHLO; authenticates nothing.
+pub(crate) async fn connect(settings: &ConnectionSettings) -> Result<Greeted, Failure> {
+    let server = &settings.server;
+    let tcp = open_socket(settings).await?;
+    let peer = tcp
+        .peer_addr()
+        .map_err(|error| Failure::io(Stage::Connect, error))?;
+
+    let plan = TlsPlan::for_settings(server);
+    if plan == TlsPlan::Implicit {
+        let stream = match tokio::time::timeout(
+            settings.timeout,
+            settings.tls.connect_implicit(tcp),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) if error.speaks_plain_smtp() => return Err(plain_smtp_first(server)),
+            Ok(Err(error)) => return Err(Failure::io(Stage::Connect, error.source)),
+            Err(_) => {
+                return Err(Failure::Timeout {
+                    stage: Stage::Connect,
+                    timeout_ms: server.timeout_ms,
+                });
+            }
+        };
+        let inner = settings
+            .bounded(
+                Stage::Greeting,
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &settings.hello),
+                Failure::from_lettre,
+            )
+            .await?;
+        return Ok(Greeted {
+            inner,
+            encrypted: true,
+            peer,
+        });
+    }
+
+    wait_for_plain_greeting(settings, &tcp).await?;
+    let mut inner = settings
+        .bounded(
+            Stage::Greeting,
+            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &settings.hello),
+            Failure::from_lettre,
+        )
+        .await?;
+    if inner.can_starttls() {
+        settings
+            .bounded(
+                Stage::StartTls,
+                inner.starttls(settings.tls.starttls_parameters(), &settings.hello),
+                Failure::from_lettre,
+            )
+            .await?;
+        Ok(Greeted {
+            inner,
+            encrypted: true,
+            peer,
+        })
+    } else if plan == TlsPlan::StartTlsRequired {
+        Err(Failure::Insecure {
+            reason: format!(
+                "the smtp server {}:{} does not offer STARTTLS, which the account requires",
+                server.host, server.port
+            ),
+            remediation: "check the host and port (587 usually offers STARTTLS, 465 uses implicit TLS: set the startup method to implicit)".to_owned(),
+        })
+    } else {
+        Ok(Greeted {
+            inner,
+            encrypted: false,
+            peer,
+        })
+    }
+}
+
+async fn open_socket(settings: &ConnectionSettings) -> Result<TcpStream, Failure> {
+    let server = &settings.server;
+    let tcp = settings
+        .bounded(
+            Stage::Connect,
+            TcpStream::connect((server.host.as_str(), server.port)),
+            Failure::io,
+        )
+        .await?;
+    // Without it every message waits for the server's delayed ACK (Nagle).
+    tcp.set_nodelay(true)
+        .map_err(|error| Failure::io(Stage::Connect, error))?;
+    Ok(tcp)
+}
+
+/// Before lettre reads the greeting: a first byte that starts a TLS record means the port
+/// expects implicit TLS; silence for a while means it may, which a second connection
+/// checks with a TLS hello (bounded by the same short wait). Anything else is left to
+/// the greeting's own read and timeout.
+async fn wait_for_plain_greeting(
+    settings: &ConnectionSettings,
+    tcp: &TcpStream,
+) -> Result<(), Failure> {
+    let wait = greeting_probe_after(settings.timeout);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(wait, tcp.peek(&mut first)).await {
+        Ok(Ok(1..)) if is_tls_record_start(&first) => Err(tls_at_once(&settings.server)),
+        Ok(_) => Ok(()),
+        Err(_) => {
+            if port_speaks_tls(settings, wait).await {
+                Err(tls_at_once(&settings.server))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether the server answers a TLS hello on a new connection with a TLS record, within
+/// `wait`.
+async fn port_speaks_tls(settings: &ConnectionSettings, wait: Duration) -> bool {
+    let server = &settings.server;
+    let attempt = async {
+        let tcp = TcpStream::connect((server.host.as_str(), server.port))
+            .await
+            .ok()?;
+        tcp.set_nodelay(true).ok()?;
+        Some(match settings.tls.connect_implicit(tcp).await {
+            Ok(_) => true,
+            Err(error) => error.speaks_tls(),
+        })
+    };
+    matches!(tokio::time::timeout(wait, attempt).await, Ok(Some(true)))
+}
+
 impl SmtpConnection {
     /// Connects, starts TLS and authenticates with `credentials`.
     pub(crate) async fn open(
@@ -116,66 +287,11 @@ impl SmtpConnection {
     ) -> Result<Self, Failure> {
         check_credentials(settings.server.provider, credentials)?;
         let server = &settings.server;
-        let tcp = settings
-            .bounded(
-                Stage::Connect,
-                TcpStream::connect((server.host.as_str(), server.port)),
-                Failure::io,
-            )
-            .await?;
-        // Without it every message waits for the server's delayed ACK (Nagle).
-        tcp.set_nodelay(true)
-            .map_err(|error| Failure::io(Stage::Connect, error))?;
-        let peer = tcp
-            .peer_addr()
-            .map_err(|error| Failure::io(Stage::Connect, error))?;
-
-        let plan = TlsPlan::for_settings(server);
-        let (inner, encrypted) = if plan == TlsPlan::Implicit {
-            let stream = settings
-                .bounded(
-                    Stage::Connect,
-                    settings.tls.connect_implicit(tcp),
-                    Failure::io,
-                )
-                .await?;
-            let inner = settings
-                .bounded(
-                    Stage::Greeting,
-                    AsyncSmtpConnection::connect_with_transport(Box::new(stream), &settings.hello),
-                    Failure::from_lettre,
-                )
-                .await?;
-            (inner, true)
-        } else {
-            let mut inner = settings
-                .bounded(
-                    Stage::Greeting,
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &settings.hello),
-                    Failure::from_lettre,
-                )
-                .await?;
-            if inner.can_starttls() {
-                settings
-                    .bounded(
-                        Stage::StartTls,
-                        inner.starttls(settings.tls.starttls_parameters(), &settings.hello),
-                        Failure::from_lettre,
-                    )
-                    .await?;
-                (inner, true)
-            } else if plan == TlsPlan::StartTlsRequired {
-                return Err(Failure::Insecure {
-                    reason: format!(
-                        "the smtp server {}:{} does not offer STARTTLS, which the account requires",
-                        server.host, server.port
-                    ),
-                    remediation: "check the host and port (587 usually offers STARTTLS, 465 uses implicit TLS: set the startup method to implicit)".to_owned(),
-                });
-            } else {
-                (inner, false)
-            }
-        };
+        let Greeted {
+            inner,
+            encrypted,
+            peer,
+        } = connect(settings).await?;
 
         let mut connection = Self { inner };
         connection

@@ -69,6 +69,7 @@ mod config;
 mod connection;
 mod error;
 mod pool;
+mod probe;
 mod reply;
 mod sasl;
 mod tls;
@@ -78,7 +79,9 @@ pub use config::{
     DEFAULT_HEALTH_CHECK_AFTER, DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE, SmtpTransportConfig,
 };
 pub use error::{Error, Result};
+pub use probe::{Probe, ProbeError, ProbeTls, probe};
 pub use sasl::{oauthbearer_initial_response, xoauth2_initial_response};
+pub use tls::count_root_certificates;
 pub use transport::SmtpTransport;
 
 // The README's example runs as a doctest too, so it cannot drift from the API.

@@ -90,16 +90,7 @@ pub(crate) fn decode_challenge(text: &str) -> String {
 pub(crate) fn choose_oauth_mechanism<'a>(
     ehlo_lines: impl IntoIterator<Item = &'a str>,
 ) -> Option<OAuthMechanism> {
-    let mut offered = Vec::new();
-    for line in ehlo_lines {
-        let mut words = line.split_whitespace();
-        if words
-            .next()
-            .is_some_and(|word| word.eq_ignore_ascii_case("AUTH"))
-        {
-            offered.extend(words.map(str::to_ascii_uppercase));
-        }
-    }
+    let offered = offered_mechanisms(ehlo_lines);
     if offered.iter().any(|mechanism| mechanism == "XOAUTH2") {
         Some(OAuthMechanism::Xoauth2)
     } else if offered.iter().any(|mechanism| mechanism == "OAUTHBEARER") {
@@ -107,6 +98,25 @@ pub(crate) fn choose_oauth_mechanism<'a>(
     } else {
         None
     }
+}
+
+/// The mechanisms the `AUTH` lines of an EHLO reply offer, upper-cased, in order.
+pub(crate) fn offered_mechanisms<'a>(ehlo_lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut offered: Vec<String> = Vec::new();
+    for line in ehlo_lines {
+        let mut words = line.split_whitespace();
+        if words
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("AUTH"))
+        {
+            for mechanism in words.map(str::to_ascii_uppercase) {
+                if !offered.contains(&mechanism) {
+                    offered.push(mechanism);
+                }
+            }
+        }
+    }
+    offered
 }
 
 #[cfg(test)]

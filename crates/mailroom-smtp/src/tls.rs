@@ -66,6 +66,12 @@ impl fmt::Debug for TlsMaterial {
     }
 }
 
+/// How many root certificates a PEM text holds; an error when it is not PEM or holds
+/// none (what a transport given it as its extra root would refuse).
+pub fn count_root_certificates(pem: &[u8]) -> Result<usize> {
+    parse_roots(pem).map(|roots| roots.len())
+}
+
 /// Parses PEM root certificates; at least one is required.
 pub(crate) fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let roots = CertificateDer::pem_slice_iter(pem)
@@ -135,18 +141,134 @@ impl TlsMaterial {
         self.starttls.clone()
     }
 
-    /// Runs the TLS handshake of implicit TLS on an open socket.
-    pub(crate) async fn connect_implicit(&self, tcp: TcpStream) -> io::Result<ImplicitTlsStream> {
-        let peer = tcp.peer_addr()?;
-        let stream = self.implicit.connect(self.server_name.clone(), tcp).await?;
-        Ok(ImplicitTlsStream { stream, peer })
+    /// Runs the TLS handshake of implicit TLS on an open socket. On failure, says whether
+    /// the server spoke plain SMTP first (its first bytes were a reply code, where a TLS
+    /// record was expected).
+    pub(crate) async fn connect_implicit(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<ImplicitTlsStream, ImplicitTlsError> {
+        let peer = tcp.peer_addr().map_err(|source| ImplicitTlsError {
+            source,
+            first_bytes: Vec::new(),
+        })?;
+        match self
+            .implicit
+            .connect(self.server_name.clone(), FirstBytes::new(tcp))
+            .into_fallible()
+            .await
+        {
+            Ok(stream) => Ok(ImplicitTlsStream { stream, peer }),
+            Err((source, io)) => Err(ImplicitTlsError {
+                source,
+                first_bytes: io.first,
+            }),
+        }
+    }
+}
+
+/// A failed implicit TLS handshake, with the first bytes the server sent.
+#[derive(Debug)]
+pub(crate) struct ImplicitTlsError {
+    pub(crate) source: io::Error,
+    first_bytes: Vec<u8>,
+}
+
+impl ImplicitTlsError {
+    /// The server answered with an SMTP reply code (`220 ...`): it speaks plain SMTP first.
+    pub(crate) fn speaks_plain_smtp(&self) -> bool {
+        starts_with_reply_code(&self.first_bytes)
+    }
+
+    /// The server answered with a TLS record (handshake or alert): it speaks TLS, whatever
+    /// else went wrong (an untrusted certificate, say).
+    pub(crate) fn speaks_tls(&self) -> bool {
+        is_tls_record_start(&self.first_bytes)
+    }
+}
+
+/// Three digits: the start of an SMTP reply.
+pub(crate) fn starts_with_reply_code(bytes: &[u8]) -> bool {
+    bytes.len() >= 3 && bytes[..3].iter().all(u8::is_ascii_digit)
+}
+
+/// The content type of a TLS handshake (22) or alert (21) record.
+pub(crate) fn is_tls_record_start(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(0x16 | 0x15))
+}
+
+/// How many of the server's first bytes [`FirstBytes`] keeps.
+const FIRST_BYTES: usize = 8;
+
+/// A socket that remembers the first bytes read from it, so a failed handshake can say
+/// what the server sent instead of a TLS record.
+pub(crate) struct FirstBytes<T> {
+    inner: T,
+    first: Vec<u8>,
+}
+
+impl<T> FirstBytes<T> {
+    fn new(inner: T) -> Self {
+        Self {
+            inner,
+            first: Vec::with_capacity(FIRST_BYTES),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FirstBytes<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.first.len() < FIRST_BYTES {
+            let wanted = FIRST_BYTES - self.first.len();
+            let new = &buf.filled()[before..];
+            let take = new.len().min(wanted);
+            let copied = new[..take].to_vec();
+            self.first.extend_from_slice(&copied);
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytes<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
 /// A TLS stream lettre can use as its transport: `connect_with_transport` reads the
 /// greeting at once, so for implicit TLS the handshake must be done before.
 pub(crate) struct ImplicitTlsStream {
-    stream: TlsStream<TcpStream>,
+    stream: TlsStream<FirstBytes<TcpStream>>,
     peer: SocketAddr,
 }
 

@@ -119,6 +119,7 @@
 //! ```
 
 mod agent;
+mod doctor;
 mod entity;
 mod error;
 mod facade;
@@ -129,6 +130,7 @@ mod status;
 mod workflows;
 
 pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary};
+pub use doctor::{CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
 pub use error::{Error, Result};
 pub use facade::{Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed, SendRequest};
 pub use mailroom_model::Remedy;

@@ -256,6 +256,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
         | Command::Account(AccountCommand::Remove { .. })
         | Command::Key(_)
         | Command::Send(_)
+        | Command::Doctor(_)
         | Command::Agent(_)
         | Command::Queue(_)
         | Command::Sandbox(_)

@@ -4,6 +4,7 @@ mod accounts;
 pub(crate) mod agent;
 mod completions;
 pub(crate) mod demo;
+pub(crate) mod doctor;
 mod info;
 mod key;
 mod oauth;
@@ -25,6 +26,8 @@ pub(crate) struct Output {
     pub(crate) text: String,
     pub(crate) json: Value,
     pub(crate) notes: Vec<String>,
+    /// Printed, but the command found a problem: exit 1 (e.g. `doctor`).
+    pub(crate) failed: bool,
 }
 
 impl Output {
@@ -33,6 +36,7 @@ impl Output {
             text: text.into(),
             json,
             notes: Vec::new(),
+            failed: false,
         }
     }
 
@@ -75,6 +79,10 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
         Err(error) if matches!(cli.command, Command::Info) => {
             return info::info_without_key(cli.database_url.as_deref(), error).await;
         }
+        // `doctor` reports what it cannot open as a problem, and exits 1.
+        Err(error) if matches!(cli.command, Command::Doctor(_)) => {
+            return Ok(doctor::without_context(&error));
+        }
         Err(error) => return Err(error),
     };
     // Commands that talk to a person or a provider run their own, short transactions:
@@ -109,6 +117,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
             accounts::remove(&context, id, force).await
         }
         Command::Send(args) => send::send(&context, args).await,
+        Command::Doctor(args) => doctor::doctor(&context, args).await,
         Command::Agent(args) => agent::agent(&context, args).await,
         Command::Queue(command) => queue::queue(&context, command).await,
         command => run_in_transaction(&context, command).await,

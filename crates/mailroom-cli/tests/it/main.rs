@@ -6,6 +6,7 @@ mod commands;
 mod completions;
 mod configure;
 mod demo;
+mod doctor;
 mod newcomer;
 mod oauth;
 mod send;

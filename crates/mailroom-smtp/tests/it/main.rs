@@ -3,6 +3,7 @@
 
 mod auth;
 mod messages;
+mod modes;
 mod pool;
 mod replies;
 mod support;

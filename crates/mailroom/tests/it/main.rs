@@ -3,6 +3,7 @@
 //! PostgreSQL.
 
 mod commands;
+mod doctor;
 mod outbox;
 mod send;
 mod support;

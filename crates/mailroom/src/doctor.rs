@@ -1,0 +1,622 @@
+//! [`Mailroom::doctor`]: checks that say whether mailroom can send, each with what it
+//! found and, for a problem, the [`Remedy`]. Every front end shows the same checks (the
+//! CLI's `doctor` command, a console's health page). It never sends mail, never
+//! authenticates to a mail server, and no check's detail holds a secret.
+
+use chrono::{DateTime, Utc};
+use mailroom_accounts::{Account, Accounts};
+use mailroom_gmail::{GmailConfig, GmailTransport};
+use mailroom_model::{AccountRef, Provider, Remedy, TransportError};
+use mailroom_tokens::TokenTarget;
+use mailroom_tokens::registration::Apps;
+use mailroom_tokens::storage::{TokenKey, TokenStatus, TokenStore};
+use serde::Serialize;
+
+use crate::facade::Mailroom;
+
+/// What [`Mailroom::doctor`] checks.
+#[derive(Debug, Clone, Default)]
+pub struct DoctorOptions {
+    /// Check only this account (the company account or one user account); `None` checks
+    /// every account.
+    pub account: Option<AccountRef>,
+    /// Also refresh each OAuth account's token now, to prove the refresh works.
+    pub refresh: bool,
+    /// Where the extra root certificate comes from, as the front end names it (e.g. a
+    /// file's path), for the check's detail.
+    pub root_certificate_source: Option<String>,
+    /// The front end could not read the extra root certificate: why.
+    pub root_certificate_error: Option<String>,
+}
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// As it should be.
+    Ok,
+    /// Something stops mail from being sent; the check's remedy says what to do.
+    Problem,
+    /// Not checked (nothing to check, or an earlier problem prevents it).
+    Skipped,
+}
+
+impl std::fmt::Display for CheckStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckStatus::Ok => "ok",
+            CheckStatus::Problem => "problem",
+            CheckStatus::Skipped => "skipped",
+        })
+    }
+}
+
+/// One check: its name, how it came out, what it found, and what fixes a problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DoctorCheck {
+    /// What was checked, e.g. `database`, `account 4 server`.
+    pub name: String,
+    /// How it came out.
+    pub status: CheckStatus,
+    /// What it found, in a sentence (never a secret).
+    pub detail: String,
+    /// What fixes a problem, when there is an action to name.
+    pub remedy: Option<Remedy>,
+}
+
+impl DoctorCheck {
+    fn ok(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: CheckStatus::Ok,
+            detail: detail.into(),
+            remedy: None,
+        }
+    }
+
+    fn skipped(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: CheckStatus::Skipped,
+            detail: detail.into(),
+            remedy: None,
+        }
+    }
+
+    /// A problem, with what fixes it.
+    pub fn problem(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        remedy: Option<Remedy>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            status: CheckStatus::Problem,
+            detail: detail.into(),
+            remedy,
+        }
+    }
+}
+
+/// Every check, in the order they ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DoctorReport {
+    /// The checks.
+    pub checks: Vec<DoctorCheck>,
+}
+
+impl DoctorReport {
+    /// True when no check found a problem.
+    pub fn all_ok(&self) -> bool {
+        self.checks
+            .iter()
+            .all(|check| check.status != CheckStatus::Problem)
+    }
+
+    /// The report of a facade that could not be opened: the database or the key failed
+    /// before any other check could run.
+    pub fn open_failed(error: &crate::Error) -> Self {
+        let name = match error {
+            crate::Error::Accounts(mailroom_accounts::Error::KeyMismatch { .. }) => "key",
+            _ => "database",
+        };
+        Self {
+            checks: vec![DoctorCheck::problem(
+                name,
+                error_text(error),
+                Some(error.remedy().unwrap_or(Remedy::CheckDatabase)),
+            )],
+        }
+    }
+}
+
+/// An error's message and its causes, each said once.
+fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn transport_text(error: &TransportError) -> String {
+    let mut text = error_text(error);
+    if let Some(remediation) = error.remediation() {
+        if !text.contains(remediation) {
+            text.push_str("; ");
+            text.push_str(remediation);
+        }
+    }
+    text
+}
+
+fn when(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let minutes = (at - now).num_minutes();
+    let stamp = at.format("%Y-%m-%d %H:%M UTC");
+    if minutes >= 0 {
+        format!("{stamp} (in {minutes} min)")
+    } else {
+        format!("{stamp} ({} min ago)", -minutes)
+    }
+}
+
+impl Mailroom {
+    /// Runs the checks: the database and its schema, the key, the extra root certificate,
+    /// the app registrations of the providers in use, and for each account (or the one
+    /// named) its settings, its token (present, expiry, and with `refresh` a refresh) and
+    /// its server (SMTP: connect, TLS, EHLO and the AUTH mechanisms; Gmail: a TLS request
+    /// to the API host). Sends no mail and authenticates to no mail server.
+    pub async fn doctor(&self, options: DoctorOptions) -> DoctorReport {
+        let mut checks = Vec::new();
+        let db = self.database();
+        let key = &self.options().key;
+
+        match mailroom_migrations::schema_version(db).await {
+            Ok(Some(version)) => checks.push(DoctorCheck::ok(
+                "database",
+                format!("reachable, schema version {version}"),
+            )),
+            Ok(None) => checks.push(DoctorCheck::problem(
+                "database",
+                "reachable, but no migration has been applied",
+                Some(Remedy::CheckDatabase),
+            )),
+            Err(error) => {
+                checks.push(DoctorCheck::problem(
+                    "database",
+                    format!("not reachable: {}", error_text(&error)),
+                    Some(Remedy::CheckDatabase),
+                ));
+                return DoctorReport { checks };
+            }
+        }
+
+        let accounts = Accounts::new(db, key);
+        match accounts.verify_key().await {
+            Ok(()) => checks.push(DoctorCheck::ok(
+                "key",
+                format!("the database's secrets open with key {}", key.id()),
+            )),
+            Err(error) => checks.push(DoctorCheck::problem(
+                "key",
+                error_text(&error),
+                error.remedy().or(Some(Remedy::CheckDatabase)),
+            )),
+        }
+
+        checks.push(self.root_certificate_check(&options));
+
+        let selected = match self.selected_accounts(&accounts, options.account).await {
+            Ok(selected) => selected,
+            Err(check) => {
+                checks.push(check);
+                return DoctorReport { checks };
+            }
+        };
+
+        let apps = Apps::new(db, key);
+        for provider in [Provider::Microsoft, Provider::Google] {
+            if !selected
+                .iter()
+                .any(|account| account.server().provider == provider)
+            {
+                continue;
+            }
+            let name = format!("app {provider}");
+            checks.push(match apps.get(provider).await {
+                Ok(Some(app)) if app.tenant().is_empty() => {
+                    DoctorCheck::ok(name, format!("registered (client id {})", app.client_id))
+                }
+                Ok(Some(app)) => DoctorCheck::ok(
+                    name,
+                    format!(
+                        "registered (client id {}, tenant {})",
+                        app.client_id,
+                        app.tenant()
+                    ),
+                ),
+                Ok(None) => DoctorCheck::problem(
+                    name,
+                    format!(
+                        "no {provider} app registration; its accounts cannot sign in or refresh"
+                    ),
+                    Some(Remedy::RegisterApp { provider }),
+                ),
+                Err(error) => DoctorCheck::problem(name, error_text(&error), error.remedy()),
+            });
+        }
+
+        for account in &selected {
+            self.account_checks(account, &options, &mut checks).await;
+        }
+        DoctorReport { checks }
+    }
+
+    fn root_certificate_check(&self, options: &DoctorOptions) -> DoctorCheck {
+        let name = "root certificate";
+        let source = options
+            .root_certificate_source
+            .as_deref()
+            .unwrap_or("the extra root certificate");
+        if let Some(error) = &options.root_certificate_error {
+            return DoctorCheck::problem(
+                name,
+                format!("cannot read {source}: {error}"),
+                Some(Remedy::CheckRootCertificate),
+            );
+        }
+        match &self.options().extra_root_pem {
+            None => DoctorCheck::skipped(name, "no extra root certificate configured"),
+            Some(pem) => match mailroom_smtp::count_root_certificates(pem) {
+                Ok(count) => DoctorCheck::ok(
+                    name,
+                    format!("{source}: {count} certificate(s), trusted besides the Mozilla roots"),
+                ),
+                Err(error) => DoctorCheck::problem(
+                    name,
+                    format!("{source}: {error}"),
+                    Some(Remedy::CheckRootCertificate),
+                ),
+            },
+        }
+    }
+
+    async fn selected_accounts(
+        &self,
+        accounts: &Accounts<'_, sea_orm::DatabaseConnection>,
+        named: Option<AccountRef>,
+    ) -> Result<Vec<Account>, DoctorCheck> {
+        if let Some(named) = named {
+            return match accounts.account(named).await {
+                Ok(account) => Ok(vec![account]),
+                Err(error) => Err(DoctorCheck::problem(
+                    named.to_string(),
+                    error_text(&error),
+                    error.remedy(),
+                )),
+            };
+        }
+        let failed = |error: mailroom_accounts::Error| {
+            DoctorCheck::problem("accounts", error_text(&error), error.remedy())
+        };
+        let mut selected = Vec::new();
+        if let Some(company) = accounts.company().await.map_err(failed)? {
+            selected.push(Account::Company(company));
+        }
+        selected.extend(
+            accounts
+                .user_accounts()
+                .await
+                .map_err(failed)?
+                .into_iter()
+                .map(Account::User),
+        );
+        if selected.is_empty() {
+            return Err(DoctorCheck::problem(
+                "accounts",
+                "no account is configured",
+                Some(Remedy::ConfigureCompany),
+            ));
+        }
+        Ok(selected)
+    }
+
+    async fn account_checks(
+        &self,
+        account: &Account,
+        options: &DoctorOptions,
+        checks: &mut Vec<DoctorCheck>,
+    ) {
+        let account_ref = account.account_ref();
+        let server = account.server();
+        let edit = Some(Remedy::EditAccount {
+            account: Some(account_ref),
+        });
+
+        // Settings that cannot work.
+        let settings_name = format!("{account_ref} settings");
+        let settings_check = match server.validate() {
+            Err(error) => DoctorCheck::problem(settings_name, error.to_string(), edit.clone()),
+            Ok(())
+                if !server.provider.uses_oauth()
+                    && !server.smtp_user.is_empty()
+                    && !server.smtp_user.contains('@') =>
+            {
+                DoctorCheck::problem(
+                    settings_name,
+                    format!(
+                        "the SMTP user `{}` is not an email address, so messages have no default From: every send must give its From address",
+                        server.smtp_user
+                    ),
+                    edit.clone(),
+                )
+            }
+            Ok(()) => DoctorCheck::ok(
+                settings_name,
+                format!(
+                    "provider {}, {}:{}, user {}",
+                    server.provider,
+                    server.host,
+                    server.port,
+                    if server.smtp_user.is_empty() {
+                        "(learned at the first sign-in)"
+                    } else {
+                        server.smtp_user.as_str()
+                    }
+                ),
+            ),
+        };
+        checks.push(settings_check);
+
+        if server.provider.uses_oauth() {
+            checks.push(self.token_check(account, options.refresh).await);
+        }
+
+        match server.provider {
+            Provider::Google => checks.push(self.gmail_check(account_ref).await),
+            Provider::Microsoft | Provider::None => {
+                self.smtp_checks(account, checks).await;
+            }
+        }
+    }
+
+    async fn token_check(&self, account: &Account, refresh: bool) -> DoctorCheck {
+        let account_ref = account.account_ref();
+        let server = account.server();
+        let name = format!("{account_ref} token");
+        let sign_in = Some(Remedy::SignIn {
+            account: Some(account_ref),
+            browser_only: false,
+        });
+        if server.smtp_user.trim().is_empty() {
+            return DoctorCheck::problem(name, "never signed in", sign_in);
+        }
+        let key = &self.options().key;
+        let app = match Apps::new(self.database(), key).get(server.provider).await {
+            Ok(Some(app)) => app,
+            Ok(None) => {
+                return DoctorCheck::skipped(name, "no app registration, so no token to check");
+            }
+            Err(error) => return DoctorCheck::problem(name, error_text(&error), error.remedy()),
+        };
+        let token_key = TokenKey::new(server.provider, app.tenant(), &server.smtp_user);
+        let stored = match TokenStore::new(self.database(), key).load(&token_key).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                return DoctorCheck::problem(
+                    name,
+                    format!("no token stored for {}", server.smtp_user),
+                    sign_in,
+                );
+            }
+            Err(error) => return DoctorCheck::problem(name, error_text(&error), error.remedy()),
+        };
+        if let TokenStatus::Revoked { reason } = &stored.status {
+            return DoctorCheck::problem(
+                name,
+                format!("the provider refused the refresh token ({reason})"),
+                sign_in,
+            );
+        }
+        let now = self.now();
+        let has_refresh = stored.refresh_token.is_some();
+        if refresh {
+            let target = TokenTarget {
+                account: account_ref,
+                provider: server.provider,
+                address: server.smtp_user.clone(),
+            };
+            return match self.broker().force_refresh(&target).await {
+                Ok(token) => DoctorCheck::ok(
+                    name,
+                    format!(
+                        "refreshed for {}; the new access token expires {}",
+                        server.smtp_user,
+                        when(token.expires_at, now)
+                    ),
+                ),
+                Err(error) => DoctorCheck::problem(
+                    name,
+                    format!("the refresh failed: {}", error_text(&error)),
+                    error.remedy().or(sign_in),
+                ),
+            };
+        }
+        if stored.expires_at > now {
+            DoctorCheck::ok(
+                name,
+                format!(
+                    "stored for {}, the access token expires {}{}",
+                    server.smtp_user,
+                    when(stored.expires_at, now),
+                    if has_refresh {
+                        "; a refresh token is stored"
+                    } else {
+                        "; no refresh token: sign in again after it expires"
+                    }
+                ),
+            )
+        } else if has_refresh {
+            DoctorCheck::ok(
+                name,
+                format!(
+                    "stored for {}, the access token expired {}; a refresh token renews it at the next send (check with a refresh)",
+                    server.smtp_user,
+                    when(stored.expires_at, now)
+                ),
+            )
+        } else {
+            DoctorCheck::problem(
+                name,
+                format!(
+                    "the access token for {} expired {} and no refresh token is stored",
+                    server.smtp_user,
+                    when(stored.expires_at, now)
+                ),
+                sign_in,
+            )
+        }
+    }
+
+    async fn gmail_check(&self, account_ref: AccountRef) -> DoctorCheck {
+        let name = format!("{account_ref} server");
+        let key = &self.options().key;
+        let app = match Apps::new(self.database(), key).get(Provider::Google).await {
+            Ok(Some(app)) => app,
+            Ok(None) => {
+                return DoctorCheck::skipped(
+                    name,
+                    "no Google app registration, so no Gmail API URL",
+                );
+            }
+            Err(error) => return DoctorCheck::problem(name, error_text(&error), error.remedy()),
+        };
+        let base_url = app.gmail_api_url();
+        let config = GmailConfig {
+            allow_plaintext_loopback: base_url.scheme() == "http",
+            extra_root_pem: self.options().extra_root_pem.clone(),
+            ..GmailConfig::with_base_url(base_url.clone())
+        };
+        let transport = match GmailTransport::new(config) {
+            Ok(transport) => transport,
+            Err(error) => {
+                return DoctorCheck::problem(
+                    name,
+                    error_text(&error),
+                    Some(Remedy::SetGmailApiUrl),
+                );
+            }
+        };
+        match transport.probe().await {
+            Ok(status) => DoctorCheck::ok(
+                name,
+                format!(
+                    "the Gmail API at {base_url} answers over {} (HTTP {status} without a token)",
+                    base_url.scheme()
+                ),
+            ),
+            Err(error) => DoctorCheck::problem(
+                name,
+                format!("the Gmail API at {base_url}: {}", transport_text(&error)),
+                Some(
+                    error
+                        .remedy()
+                        .cloned()
+                        .unwrap_or(Remedy::SetGmailApiUrl)
+                        .for_account(account_ref),
+                ),
+            ),
+        }
+    }
+
+    async fn smtp_checks(&self, account: &Account, checks: &mut Vec<DoctorCheck>) {
+        let account_ref = account.account_ref();
+        let server = account.server();
+        let name = format!("{account_ref} server");
+        let edit = Some(Remedy::EditAccount {
+            account: Some(account_ref),
+        });
+        let probe = mailroom_smtp::probe(server, self.options().extra_root_pem.as_deref()).await;
+        let found = match probe {
+            Ok(found) => found,
+            Err(mailroom_smtp::ProbeError::Connection(error)) => {
+                checks.push(DoctorCheck::problem(
+                    name,
+                    format!(
+                        "{}:{}: {}",
+                        server.host,
+                        server.port,
+                        transport_text(&error)
+                    ),
+                    Some(error.remedy().cloned().map_or_else(
+                        || edit.clone().expect("set"),
+                        |remedy| remedy.for_account(account_ref),
+                    )),
+                ));
+                return;
+            }
+            Err(error) => {
+                checks.push(DoctorCheck::problem(name, error_text(&error), edit));
+                return;
+            }
+        };
+        let mechanisms = if found.auth_mechanisms.is_empty() {
+            "no AUTH mechanism".to_owned()
+        } else {
+            format!("AUTH {}", found.auth_mechanisms.join(" "))
+        };
+        let address = format!("{}:{}", server.host, server.port);
+        let peer = found.peer.to_string();
+        let connected = if peer == address {
+            address
+        } else {
+            format!("{address} ({peer})")
+        };
+        checks.push(DoctorCheck::ok(
+            name,
+            format!(
+                "{connected}: {}, EHLO {}, {mechanisms}",
+                found.tls, found.server_name
+            ),
+        ));
+        let auth_name = format!("{account_ref} authentication");
+        let check = if server.provider.uses_oauth() {
+            if found.offers_oauth() {
+                DoctorCheck::ok(auth_name, "the server offers a mechanism for access tokens")
+            } else {
+                DoctorCheck::problem(
+                    auth_name,
+                    format!(
+                        "an OAuth account, but the server offers neither XOAUTH2 nor OAUTHBEARER ({mechanisms}); an access token is never sent with a weaker mechanism"
+                    ),
+                    edit,
+                )
+            }
+        } else if server.password.is_none() {
+            DoctorCheck::skipped(
+                auth_name,
+                "no password set: the account sends without authenticating",
+            )
+        } else if found.offers_password() {
+            DoctorCheck::ok(
+                auth_name,
+                "the server offers PLAIN or LOGIN for the password",
+            )
+        } else {
+            DoctorCheck::problem(
+                auth_name,
+                format!(
+                    "a password account, but the server offers neither PLAIN nor LOGIN ({mechanisms})"
+                ),
+                edit,
+            )
+        };
+        checks.push(check);
+    }
+}

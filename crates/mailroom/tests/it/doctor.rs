@@ -1,0 +1,227 @@
+//! `Mailroom::doctor` against aiosmtpd and wiremock: every check ok, a refresh that works
+//! and one that fails, an OAuth account on a server without XOAUTH2, the wrong TLS startup
+//! and the Gmail API host. Never sends mail, never authenticates, never shows a token.
+
+use mailroom::{AccountRef, CheckStatus, DoctorOptions, DoctorReport, Provider, Remedy};
+use mailroom_accounts::Accounts;
+use mailroom_model::{ServerSettingsChange, TlsStartup};
+use mailroom_testkit::Backend;
+use mailroom_testkit::smtp::ServerOptions;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::support::{SA, World, microsoft_invalid_grant, microsoft_token_body};
+
+#[track_caller]
+fn check<'a>(report: &'a DoctorReport, name: &str) -> &'a mailroom::DoctorCheck {
+    report
+        .checks
+        .iter()
+        .find(|check| check.name == name)
+        .unwrap_or_else(|| panic!("no check {name:?} in {report:#?}"))
+}
+
+async fn microsoft_world(smtp: ServerOptions) -> World {
+    let world = World::new(Backend::Sqlite, smtp).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    world
+}
+
+#[tokio::test]
+async fn every_check_is_ok_for_a_signed_in_microsoft_account() {
+    let world = microsoft_world(World::tokens(&[(SA, "at-secret-1")])).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-secret-1", false)
+        .await;
+    let mailroom = world.mailroom().await;
+    let report = mailroom.doctor(DoctorOptions::default()).await;
+    assert!(report.all_ok(), "{report:#?}");
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "database",
+            "key",
+            "root certificate",
+            "app microsoft",
+            "company account settings",
+            "company account token",
+            "company account server",
+            "company account authentication",
+        ]
+    );
+    assert!(
+        check(&report, "database")
+            .detail
+            .contains("m20261201_000003_outbox")
+    );
+    assert!(
+        check(&report, "company account token")
+            .detail
+            .contains("a refresh token is stored")
+    );
+    let server = check(&report, "company account server");
+    assert!(server.detail.contains("STARTTLS"), "{server:?}");
+    assert!(server.detail.contains("XOAUTH2"), "{server:?}");
+    assert!(
+        world.smtp.events_of("auth").is_empty(),
+        "doctor authenticated"
+    );
+    assert!(world.smtp.messages().is_empty(), "doctor sent mail");
+    let shown = format!("{report:?}{}", serde_json::to_string(&report).unwrap());
+    assert!(!shown.contains("at-secret-1") && !shown.contains("refresh-token-before"));
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn refresh_proves_the_refresh_works() {
+    let world = microsoft_world(World::tokens(&[(SA, "at-fresh")])).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-expired", true)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body("at-fresh", "rt-2")),
+        )
+        .expect(1)
+        .mount(&world.http)
+        .await;
+    let mailroom = world.mailroom().await;
+    let without = mailroom.doctor(DoctorOptions::default()).await;
+    let token = check(&without, "company account token");
+    assert_eq!(token.status, CheckStatus::Ok, "{token:?}");
+    assert!(token.detail.contains("expired"), "{token:?}");
+
+    let report = mailroom
+        .doctor(DoctorOptions {
+            account: Some(AccountRef::Company),
+            refresh: true,
+            ..DoctorOptions::default()
+        })
+        .await;
+    let token = check(&report, "company account token");
+    assert_eq!(token.status, CheckStatus::Ok, "{token:?}");
+    assert!(
+        token.detail.starts_with("refreshed for sa@contoso.example"),
+        "{token:?}"
+    );
+    assert!(!format!("{report:?}").contains("at-fresh"));
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_refused_refresh_is_a_problem_fixed_by_a_sign_in() {
+    let world = microsoft_world(World::tokens(&[(SA, "at-never")])).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-expired", true)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(microsoft_invalid_grant()))
+        .mount(&world.http)
+        .await;
+    let mailroom = world.mailroom().await;
+    let report = mailroom
+        .doctor(DoctorOptions {
+            refresh: true,
+            ..DoctorOptions::default()
+        })
+        .await;
+    assert!(!report.all_ok());
+    let token = check(&report, "company account token");
+    assert_eq!(token.status, CheckStatus::Problem, "{token:?}");
+    assert!(token.detail.starts_with("the refresh failed"), "{token:?}");
+    assert!(
+        matches!(
+            token.remedy,
+            Some(Remedy::SignIn {
+                account: Some(AccountRef::Company),
+                ..
+            })
+        ),
+        "{token:?}"
+    );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn an_oauth_account_on_a_server_without_xoauth2_cannot_work() {
+    let world = microsoft_world(ServerOptions {
+        mechanisms: vec!["PLAIN", "LOGIN"],
+        ..World::tokens(&[(SA, "at-1")])
+    })
+    .await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-1", false)
+        .await;
+    let mailroom = world.mailroom().await;
+    let report = mailroom.doctor(DoctorOptions::default()).await;
+    assert!(!report.all_ok());
+    let auth = check(&report, "company account authentication");
+    assert_eq!(auth.status, CheckStatus::Problem, "{auth:?}");
+    assert!(
+        auth.detail.contains("neither XOAUTH2 nor OAUTHBEARER"),
+        "{auth:?}"
+    );
+    assert_eq!(
+        auth.remedy,
+        Some(Remedy::EditAccount {
+            account: Some(AccountRef::Company)
+        })
+    );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn implicit_tls_against_a_starttls_port_shows_the_hint() {
+    let world = microsoft_world(World::tokens(&[(SA, "at-1")])).await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-1", false)
+        .await;
+    Accounts::new(&world.db.db, &world.key)
+        .set_company(
+            &ServerSettingsChange {
+                tls_startup: Some(TlsStartup::Implicit),
+                ..ServerSettingsChange::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let mailroom = world.mailroom().await;
+    let report = mailroom.doctor(DoctorOptions::default()).await;
+    let server = check(&report, "company account server");
+    assert_eq!(server.status, CheckStatus::Problem, "{server:?}");
+    assert!(
+        server
+            .detail
+            .contains("this port speaks plain SMTP first: use STARTTLS (tls startup starttls)"),
+        "{server:?}"
+    );
+    assert_eq!(
+        server.remedy,
+        Some(Remedy::EditAccount {
+            account: Some(AccountRef::Company)
+        })
+    );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_google_account_checks_the_gmail_api_host_and_a_missing_token() {
+    let world = World::new(Backend::Sqlite, ServerOptions::default()).await;
+    world.register_app(Provider::Google).await;
+    world.company_google("office@example.com").await;
+    let mailroom = world.mailroom().await;
+    let report = mailroom.doctor(DoctorOptions::default()).await;
+    let server = check(&report, "company account server");
+    assert_eq!(server.status, CheckStatus::Ok, "{server:?}");
+    assert!(server.detail.contains("answers over http"), "{server:?}");
+    let token = check(&report, "company account token");
+    assert_eq!(token.status, CheckStatus::Problem, "{token:?}");
+    assert!(token.detail.contains("no token stored"), "{token:?}");
+    assert!(!report.all_ok());
+    world.finish().await;
+}
