@@ -51,11 +51,12 @@ async fn every_check_is_ok_for_a_signed_in_microsoft_account() {
             "company account authentication",
         ]
     );
-    assert!(
-        check(&report, "database")
-            .detail
-            .contains("m20261201_000003_outbox")
-    );
+    // The newest migration, whatever it is called: the database is up to date.
+    let newest = mailroom_migrations::schema_version(mailroom.database())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(check(&report, "database").detail.contains(&newest));
     assert!(
         check(&report, "company account token")
             .detail
