@@ -12,7 +12,7 @@ use crate::{Error, Result};
 
 /// Why an account was chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "rule", rename_all = "kebab-case")]
+#[serde(tag = "rule", rename_all = "snake_case")]
 pub enum ResolutionRule {
     /// The feature allows user accounts and one is bound to the current user.
     BoundUserAccount {

@@ -6,7 +6,6 @@ use serde::Serialize;
 /// An account's settings as shown to the user; never the password itself.
 #[derive(Debug, Serialize)]
 pub(crate) struct AccountView {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) id: Option<i64>,
     pub(crate) kind: &'static str,
     pub(crate) provider: &'static str,
@@ -20,13 +19,10 @@ pub(crate) struct AccountView {
     pub(crate) from_address: Option<String>,
     /// Whether the account is signed in (OAuth: a stored token; password: n/a), when
     /// the command looked.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) signed_in: Option<mailroom::SignInState>,
     pub(crate) password_set: bool,
     pub(crate) allow_plaintext_loopback: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) fax_format: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) binding: Option<Binding>,
     /// Settings stored but ignored by this provider.
     pub(crate) ignored: Vec<&'static str>,

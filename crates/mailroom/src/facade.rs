@@ -144,6 +144,7 @@ pub struct Receipt {
     /// The account that sent.
     pub account: AccountRef,
     /// Its SMTP user (the mailbox that authenticated).
+    #[serde(rename = "address")]
     pub account_user: String,
     /// Why that account was used.
     pub reason: String,
@@ -180,6 +181,7 @@ pub struct Preview {
     #[serde(serialize_with = "serialize_display")]
     pub transport: TransportKind,
     /// The envelope sender.
+    #[serde(rename = "envelope_from")]
     pub sender: String,
     /// The envelope recipients, Bcc included.
     pub recipients: Vec<String>,

@@ -99,6 +99,7 @@ pub struct QueuedMessage {
     /// The subject (`None` for messages queued before subjects were stored).
     pub subject: Option<String>,
     /// The envelope sender.
+    #[serde(rename = "envelope_from")]
     pub sender: String,
     /// The envelope recipients, Bcc included.
     pub recipients: Vec<String>,

@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Read};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use mailroom_accounts::{Account, Accounts, BindingChange, Saved, account_warnings};
 use mailroom_model::AccountRef;
 use mailroom_model::{FeatureCatalog, IgnoredSetting, Secret, ServerSettingsChange};
@@ -138,7 +138,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
                     settings.can_sign_in_when_sending
                 ),
                 (
-                    "can-sign-in-when-sending",
+                    "can_sign_in_when_sending",
                     json!(settings.can_sign_in_when_sending),
                 ),
             );
@@ -178,7 +178,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
                 accounts.set_can_sign_in_when_sending(value).await?;
                 Ok(Output::new(
                     format!("can-sign-in-when-sending set to {value}"),
-                    json!({ "can-sign-in-when-sending": value }),
+                    json!({ "can_sign_in_when_sending": value }),
                 ))
             }
             SettingName::OutboxRetentionDays => {
@@ -230,7 +230,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
                     "account": view,
                     "rule": resolution.rule,
                     "signed_in": signed_in,
-                    "explanation": resolution.rule.to_string(),
+                    "reason": resolution.rule.to_string(),
                 }),
             ))
         }
@@ -240,7 +240,12 @@ pub(crate) async fn run<C: ConnectionTrait>(
                 .await?
                 .ok_or(mailroom_accounts::Error::NoCompanyAccount)?;
             let format = company.fax_format.ok_or_else(|| {
-                anyhow!("the company account has no email-to-fax format; set one with `mailroom company set --fax-format '{{0}}@fax.example.com'`")
+                mailroom_model::ValidationError::new(
+                    "fax",
+                    "the company account has no email-to-fax format string",
+                    "set the company account's fax format string, e.g. {0}@fax.example.com",
+                )
+                .with_remedy(mailroom_model::Remedy::SetFaxFormat)
             })?;
             let address = format.address_for(&number)?;
             Ok(Output::new(

@@ -216,7 +216,7 @@ pub(crate) async fn sign_out(context: &Context, selector: &AccountSelector) -> R
     if !outcome.deleted {
         return Ok(Output::new(
             format!("no token is stored for {address}; nothing to sign out"),
-            json!({ "address": address, "deleted": false }),
+            json!({ "address": address, "removed": 0 }),
         ));
     }
     // Local deletion has happened; revocation is reported whatever it answers.
@@ -228,7 +228,7 @@ pub(crate) async fn sign_out(context: &Context, selector: &AccountSelector) -> R
     };
     Ok(Output::new(
         format!("signed out {address}: the stored token was deleted; {revocation}"),
-        json!({ "address": address, "deleted": true, "revocation": revocation }),
+        json!({ "address": address, "removed": 1, "revocation": revocation }),
     ))
 }
 

@@ -79,7 +79,7 @@ fn dry_run_names_the_account_and_envelope_and_sends_nothing() {
     assert_eq!(preview["account"]["kind"], "user");
     assert_eq!(preview["account"]["id"], id);
     assert_eq!(preview["address"], "clerk@example.com");
-    assert_eq!(preview["sender"], "clerk@example.com");
+    assert_eq!(preview["envelope_from"], "clerk@example.com");
     assert_eq!(
         preview["recipients"],
         serde_json::json!(["buyer@example.com", "archive@example.com"])
@@ -123,7 +123,10 @@ fn dry_run_names_the_account_and_envelope_and_sends_nothing() {
         .ok();
     let mut args = vec!["send", "--dry-run", "--company", "--json"];
     args.extend_from_slice(&MESSAGE);
-    assert_eq!(cli.run(&args).ok().json()["sender"], "office@example.com");
+    assert_eq!(
+        cli.run(&args).ok().json()["envelope_from"],
+        "office@example.com"
+    );
 
     // --account and --company together are a usage error.
     let mut args = vec!["send", "--dry-run", "--company", "--account", &id_text];
@@ -216,7 +219,7 @@ fn account_remove_refuses_while_messages_wait_and_force_re_resolves_them() {
     assert_eq!(cli.run(&["account", "show", &id_text]).code, 1);
     let show = cli.run(&["queue", "show", &queued, "--json"]).ok().json();
     assert_eq!(show["account"]["kind"], "company");
-    assert_eq!(show["sender"], "office@example.com");
+    assert_eq!(show["envelope_from"], "office@example.com");
     assert_eq!(show["subject"], "Order 7");
 }
 

@@ -96,7 +96,7 @@ fn configure_resolve_edit_and_remove() {
         .ok()
         .json();
     assert_eq!(agent["account"]["kind"], "company");
-    assert_eq!(agent["rule"]["rule"], "company-only-feature");
+    assert_eq!(agent["rule"]["rule"], "company_only_feature");
 
     let list = cli.run(&["account", "list"]).ok();
     let header = list.stdout.lines().next().unwrap();
@@ -203,7 +203,7 @@ fn settings_and_ignored_google_fields_are_reported() {
     cli.run(&["settings", "set", "can-sign-in-when-sending", "false"])
         .ok();
     assert_eq!(
-        cli.run(&["settings", "get", "--json"]).ok().json()["can-sign-in-when-sending"],
+        cli.run(&["settings", "get", "--json"]).ok().json()["can_sign_in_when_sending"],
         false
     );
     let run = cli

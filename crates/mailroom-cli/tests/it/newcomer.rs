@@ -314,3 +314,89 @@ fn a_slow_send_in_a_terminal_says_what_it_waits_for() {
     assert!(!run.stderr.contains("waiting for"), "{run:?}");
     server.join().unwrap();
 }
+
+/// Every key of a JSON document, recursively.
+fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                out.push(key.clone());
+                keys(value, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| keys(item, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_json_output_uses_one_snake_case_name_per_concept() {
+    let cli = Cli::new();
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "google",
+        "--user",
+        "orders@example.com",
+    ])
+    .ok();
+    cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "microsoft",
+        "--user",
+        "sa@contoso.example",
+        "--bind",
+        "SystemUser:User_Name:sa",
+    ])
+    .ok();
+    cli.run(&["app", "set", "microsoft", "--client-id", "client"])
+        .ok();
+    let commands: &[&[&str]] = &[
+        &["info"],
+        &["company", "show"],
+        &["account", "list"],
+        &["account", "show", "1"],
+        &["resolve", "--user", "sa"],
+        &["settings", "get"],
+        &["settings", "set", "can-sign-in-when-sending", "false"],
+        &["app", "show"],
+        &["token", "list"],
+        &["queue", "list"],
+        &["sign-out", "--account", "1"],
+        &["fax-address", "--help"],
+    ];
+    for args in commands {
+        if args.contains(&"--help") {
+            continue;
+        }
+        let mut with_json = vec!["--json"];
+        with_json.extend_from_slice(args);
+        let run = cli.run(&with_json).ok();
+        let mut found = Vec::new();
+        keys(&run.json(), &mut found);
+        for key in &found {
+            assert!(
+                key.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{args:?}: key `{key}` is not snake_case"
+            );
+            assert!(
+                !["explanation", "deleted", "account_user", "sender"].contains(&key.as_str()),
+                "{args:?}: `{key}` is one of the retired names (reason, removed, address)"
+            );
+        }
+    }
+    // Absent values are null, not missing: a company account has no id, no binding.
+    let company = cli.run(&["--json", "company", "show"]).ok().json();
+    assert!(
+        company
+            .get("binding")
+            .is_some_and(serde_json::Value::is_null),
+        "{company}"
+    );
+    let resolved = cli.run(&["--json", "resolve", "--user", "sa"]).ok().json();
+    assert!(resolved["reason"].is_string(), "{resolved}");
+}

@@ -140,7 +140,11 @@ fn json_report(
         .collect();
     let locations: serde_json::Map<String, serde_json::Value> = locations
         .iter()
-        .map(|(label, value)| ((*label).to_owned(), serde_json::json!(value)))
+        // Keys are snake_case like every JSON key ("CA certificate" -> "ca_certificate").
+        .map(|(label, value)| {
+            let key = label.to_ascii_lowercase().replace([' ', '-'], "_");
+            (key, serde_json::json!(value))
+        })
         .collect();
     serde_json::json!({ "steps": steps, "locations": locations, "kept": kept })
 }
