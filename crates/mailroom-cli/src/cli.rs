@@ -49,29 +49,40 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Show or change the company account (the guide's "Sales Email Confirmation").
+    /// Show or change the company account (the shared mailbox; SalesPad calls it "Sales Email Confirmation").
     #[command(subcommand)]
     Company(CompanyCommand),
-    /// Add, list, show, edit or remove user accounts (the guide's "SMTP Setup").
+    /// Add, list, show, edit or remove user accounts (one mailbox per host-application user; SalesPad's "SMTP Setup").
     #[command(subcommand)]
     Account(AccountCommand),
     /// Read or change settings.
     #[command(subcommand)]
     Settings(SettingsCommand),
+    #[command(
+        after_help = "Examples:\n  mailroom resolve --user sa\n  mailroom resolve --user sa --feature automation-agent\n  mailroom resolve --binding Customer:Salesperson:jo"
+    )]
     /// Show which account would send for a feature and user, and the rule that chose it.
     Resolve(ResolveArgs),
+    #[command(after_help = "Examples:\n  mailroom fax-address \"+1 (555) 010-2000\"")]
     /// Turn a fax number into an address with the company account's format string.
     FaxAddress {
         /// The fax number, e.g. "+1 (555) 010-2000".
         number: String,
     },
+    #[command(
+        after_help = "Examples:\n  mailroom info\n  mailroom --database-url postgres://mailroom@db.example.internal/erp info"
+    )]
     /// Show the database location, schema version and key location.
     Info,
     /// Register or show the OAuth apps (client id, secret, tenant, endpoints).
     #[command(subcommand)]
     App(AppCommand),
+    #[command(
+        after_help = "Examples:\n  mailroom sign-in --company\n  mailroom sign-in --account 4 --device-code\n  mailroom sign-in --account 4 --no-browser"
+    )]
     /// Sign in for an account; the token is stored for every user of the database.
     SignIn(SignInArgs),
+    #[command(after_help = "Examples:\n  mailroom sign-out --account 4")]
     /// Delete an account's stored token (and revoke it where the provider allows).
     SignOut {
         #[command(flatten)]
@@ -83,6 +94,9 @@ pub(crate) enum Command {
     /// Manage the database encryption key.
     #[command(subcommand)]
     Key(KeyCommand),
+    #[command(
+        after_help = "Examples:\n  mailroom send --user sa --to buyer@example.com --subject \"Order 10234\" --body-file order.txt --attach SO-10234.pdf\n  mailroom send --company --fax \"+1 (555) 010-2000\" --subject Invoice --body \"See attachment.\"\n  mailroom send --account 4 --dry-run --to buyer@example.com --subject Test --body Hi\n  mailroom send --queue --feature automation-agent --to buyer@example.com --subject Statement --body-file st.txt"
+    )]
     /// Send a message now (or queue it for the agent with --queue) and print the receipt.
     Send(crate::commands::send::SendArgs),
     /// Check that mailroom can send: database, key, root certificate, app registrations,
@@ -90,6 +104,7 @@ pub(crate) enum Command {
     /// problem.
     #[command(after_help = crate::commands::doctor::DOCTOR_EXAMPLES)]
     Doctor(crate::commands::doctor::DoctorArgs),
+    #[command(after_help = "Examples:\n  mailroom agent --once\n  mailroom agent --concurrency 8")]
     /// Run the automation agent: send queued messages, never prompting for a sign-in.
     Agent(crate::commands::agent::AgentArgs),
     /// List, show, retry or cancel queued messages.
@@ -99,6 +114,9 @@ pub(crate) enum Command {
     /// on 127.0.0.1, for trying mailroom without a network or an app registration.
     #[command(subcommand)]
     Sandbox(crate::commands::sandbox::SandboxCommand),
+    #[command(
+        after_help = "Examples:\n  cargo run --release -p mailroom-cli -- demo\n  mailroom demo --keep\n  mailroom demo --database-url postgres://postgres@127.0.0.1/empty_db"
+    )]
     /// Run the whole flow offline in one command (sandbox, temporary database, sign-ins,
     /// sends, refresh, queue and agent) and verify every step; exit 0 only if all verified.
     Demo(crate::commands::demo::DemoArgs),
@@ -164,8 +182,12 @@ pub(crate) struct SignInArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AppCommand {
+    #[command(
+        after_help = "Examples:\n  mailroom app set microsoft --client-id 00000000-0000-0000-0000-000000000000 --tenant contoso.onmicrosoft.com\n  printf '%s' \"$SECRET\" | mailroom app set google --client-id 1234.apps.googleusercontent.com --client-secret-stdin"
+    )]
     /// Register or change the OAuth app of a provider.
     Set(AppSetArgs),
+    #[command(after_help = "Examples:\n  mailroom app show")]
     /// Show the registered apps and the endpoints in effect (never the secret).
     Show,
 }
@@ -229,13 +251,16 @@ pub(crate) struct AppSetArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
+    #[command(after_help = "Examples:\n  mailroom token list")]
     /// List stored tokens: address, provider, expiry, last refresh. Never a secret.
     List,
+    #[command(after_help = "Examples:\n  mailroom token refresh --company")]
     /// Refresh an account's token now and report the outcome.
     Refresh {
         #[command(flatten)]
         account: AccountSelector,
     },
+    #[command(after_help = "Examples:\n  TOKEN=$(mailroom token access --account 4)")]
     /// Print a valid access token for scripts (the only command that prints a token).
     Access {
         #[command(flatten)]
@@ -254,6 +279,9 @@ pub(crate) enum KeyCommand {
         #[arg(long, required = true)]
         forget_secrets: bool,
     },
+    #[command(
+        after_help = "Examples:\n  mailroom key rotate\n  MAILROOM_KEY=... mailroom key rotate --new-key-file /secure/mailroom.key"
+    )]
     /// Re-encrypt every stored secret with a new key, in one transaction.
     Rotate {
         /// Where to write the new key when the current one comes from MAILROOM_KEY.
@@ -264,8 +292,12 @@ pub(crate) enum KeyCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CompanyCommand {
+    #[command(after_help = "Examples:\n  mailroom company show\n  mailroom company show --json")]
     /// Show the company account.
     Show,
+    #[command(
+        after_help = "Examples:\n  mailroom company set --provider microsoft --user orders@contoso.example\n  mailroom company set --provider google --user orders@example.com --fax-format '{0}@fax.example.com'\n  printf '%s' \"$PASSWORD\" | mailroom company set --provider none --host smtp.example.net --user relay --from orders@example.net --password-stdin"
+    )]
     /// Create or change the company account; choosing a provider fills its preset.
     Set {
         #[command(flatten)]
@@ -281,6 +313,9 @@ pub(crate) enum CompanyCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AccountCommand {
+    #[command(
+        after_help = "Examples:\n  mailroom account add --provider microsoft --user sa@contoso.example --bind SystemUser:User_Name:sa\n  mailroom account add --provider microsoft --sign-in --bind SystemUser:User_Name:sa\n  printf '%s' \"$PASSWORD\" | mailroom account add --provider none --host smtp.example.net --port 587 --user relay --from sa@example.net --password-stdin"
+    )]
     /// Add a user account and print its id.
     Add {
         #[command(flatten)]
@@ -294,13 +329,18 @@ pub(crate) enum AccountCommand {
         #[command(flatten)]
         sign_in_mode: SignInMode,
     },
+    #[command(after_help = "Examples:\n  mailroom account list\n  mailroom account list --json")]
     /// List the user accounts.
     List,
+    #[command(after_help = "Examples:\n  mailroom account show 4")]
     /// Show one user account.
     Show {
         /// The account id.
         id: i64,
     },
+    #[command(
+        after_help = "Examples:\n  mailroom account edit 4 --host smtp-eu.office365.com\n  mailroom account edit 4 --bind SystemUser:User_Name:jo\n  mailroom account edit 4 --unbind"
+    )]
     /// Change a user account.
     Edit {
         /// The account id.
@@ -340,6 +380,9 @@ pub(crate) enum SettingName {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SettingsCommand {
+    #[command(
+        after_help = "Examples:\n  mailroom settings get\n  mailroom settings get can-sign-in-when-sending"
+    )]
     /// Show one setting, or all.
     Get {
         /// The setting.
@@ -386,7 +429,7 @@ pub(crate) struct ServerOptions {
     /// Server port, 1-65535.
     #[arg(long, value_name = "N", value_parser = parse_port)]
     pub(crate) port: Option<u16>,
-    /// Use TLS (the guide's "Enable SMTP over SSL or TLS").
+    /// Use TLS ("Enable SMTP over SSL or TLS").
     #[arg(long, conflicts_with = "no_tls")]
     pub(crate) tls: bool,
     /// Do not require TLS (STARTTLS is still used when offered).

@@ -10,6 +10,9 @@ use crate::context::Context;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum QueueCommand {
+    #[command(
+        after_help = "Examples:\n  mailroom queue list\n  mailroom queue list --status held\n  mailroom queue list --status failed --json"
+    )]
     /// List queued messages, newest first: status, attempts, next attempt, last error.
     List {
         /// Only messages of this status.
@@ -19,16 +22,19 @@ pub(crate) enum QueueCommand {
         #[arg(long, value_name = "N", default_value_t = 50)]
         limit: u64,
     },
+    #[command(after_help = "Examples:\n  mailroom queue show 12")]
     /// Show one queued message.
     Show {
         /// The outbox id.
         id: i64,
     },
+    #[command(after_help = "Examples:\n  mailroom queue retry 12")]
     /// Make a failed or held message due now.
     Retry {
         /// The outbox id.
         id: i64,
     },
+    #[command(after_help = "Examples:\n  mailroom queue cancel 12")]
     /// Cancel a message that has not been sent.
     Cancel {
         /// The outbox id.

@@ -19,6 +19,9 @@ pub(crate) const GOOGLE_CLIENT_SECRET: &str = "GOCSPX-sandbox-secret";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SandboxCommand {
+    #[command(
+        after_help = "Examples:\n  mailroom sandbox serve --auto-approve\n  mailroom sandbox serve --dir /tmp/sandbox --port-base 8400 --default-address sa@contoso.example\n  mailroom --json sandbox serve --auto-approve"
+    )]
     /// Run the sandbox until Ctrl-C: print its endpoints, the CA file to trust, and the
     /// `mailroom app set ...` / `account add ...` commands that point a database at it.
     Serve(ServeArgs),

@@ -400,3 +400,57 @@ fn every_json_output_uses_one_snake_case_name_per_concept() {
     let resolved = cli.run(&["--json", "resolve", "--user", "sa"]).ok().json();
     assert!(resolved["reason"].is_string(), "{resolved}");
 }
+
+/// The subcommands `mailroom PATH --help` lists, from its "Commands:" section.
+fn subcommands(cli: &Cli, path: &[&str]) -> Vec<String> {
+    let mut args = path.to_vec();
+    args.push("--help");
+    let help = cli.run(&args).ok().stdout;
+    help.split("Commands:")
+        .nth(1)
+        .map(|section| {
+            section
+                .lines()
+                .skip(1)
+                .take_while(|line| line.starts_with("  "))
+                // A name is indented two spaces; a wrapped description line, more.
+                .filter(|line| !line.starts_with("   "))
+                .filter_map(|line| line.split_whitespace().next())
+                .filter(|name| *name != "help")
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_command_shows_an_example_and_plain_words() {
+    let cli = Cli::new();
+    let mut pending: Vec<Vec<String>> = vec![Vec::new()];
+    let mut leaves = 0;
+    while let Some(path) = pending.pop() {
+        let path_ref: Vec<&str> = path.iter().map(String::as_str).collect();
+        let children = subcommands(&cli, &path_ref);
+        let mut args = path_ref.clone();
+        args.push("--help");
+        let help = cli.run(&args).ok().stdout;
+        assert!(
+            !help.contains("the guide's"),
+            "{path:?} speaks of 'the guide'"
+        );
+        if children.is_empty() {
+            leaves += 1;
+            assert!(
+                help.contains("Examples:"),
+                "`mailroom {}` has no example",
+                path.join(" ")
+            );
+        }
+        for child in children {
+            let mut next = path.clone();
+            next.push(child);
+            pending.push(next);
+        }
+    }
+    assert!(leaves > 25, "only {leaves} commands found");
+}
