@@ -59,7 +59,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Settings(SettingsCommand),
     #[command(
-        after_help = "Examples:\n  mailroom resolve --user sa\n  mailroom resolve --user sa --feature automation-agent\n  mailroom resolve --binding Customer:Salesperson:jo"
+        after_help = "Examples:\n  mailroom resolve --user sa\n  mailroom resolve --user sa --feature automation-agent\n  mailroom resolve --bind Customer:Salesperson:jo"
     )]
     /// Show which account would send for a feature and user, and the rule that chose it.
     Resolve(ResolveArgs),
@@ -566,5 +566,80 @@ mod tests {
         assert_eq!(did_you_mean("gmial", &PROVIDER_NAMES), Some("gmail"));
         assert_eq!(did_you_mean("exchange", &PROVIDER_NAMES), None);
         assert_eq!(did_you_mean("no", &PROVIDER_NAMES), None);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    /// Splits a shell line into words: spaces separate, quotes group (no escapes needed
+    /// by the examples).
+    fn words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut quote = None;
+        let mut started = false;
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    started = true;
+                }
+                (Some(q), c) if c == q => quote = None,
+                (None, ' ') => {
+                    if started {
+                        words.push(std::mem::take(&mut word));
+                        started = false;
+                    }
+                }
+                (_, c) => {
+                    word.push(c);
+                    started = true;
+                }
+            }
+        }
+        if started {
+            words.push(word);
+        }
+        words
+    }
+
+    fn examples(command: &clap::Command, out: &mut Vec<String>) {
+        if let Some(help) = command.get_after_help() {
+            for line in help.to_string().lines() {
+                // The mailroom command of a line (after `... | ` or `X=$(`), if it has one.
+                let line = line.trim();
+                let start = line
+                    .find("mailroom ")
+                    .filter(|_| !line.contains("cargo run"));
+                if let Some(start) = start {
+                    let mut command = line[start..].trim_end_matches(')');
+                    // Up to a redirection, a pipe or a comment.
+                    for stop in [" >", " | ", " #", " && "] {
+                        command = command.split(stop).next().unwrap_or(command);
+                    }
+                    out.push(command.trim().to_owned());
+                }
+            }
+        }
+        for sub in command.get_subcommands() {
+            examples(sub, out);
+        }
+    }
+
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let mut found = Vec::new();
+        examples(&Cli::command(), &mut found);
+        assert!(found.len() > 40, "only {} examples", found.len());
+        for example in found {
+            let args = words(&example);
+            if let Err(error) = Cli::try_parse_from(&args) {
+                panic!("the example `{example}` does not parse: {error}");
+            }
+        }
     }
 }
