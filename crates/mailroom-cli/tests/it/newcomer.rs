@@ -454,3 +454,52 @@ fn every_command_shows_an_example_and_plain_words() {
     }
     assert!(leaves > 25, "only {leaves} commands found");
 }
+
+#[test]
+fn a_servers_control_characters_are_escaped_before_they_reach_the_terminal() {
+    use std::io::Write as _;
+    let cli = Cli::new();
+    // A hostile server greets with a refusal that carries ESC and BEL.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = stream.write_all(b"554 5.3.2 \x1b[31mgo away\x07\r\n");
+    });
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "none",
+        "--user",
+        "relay@example.com",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--no-tls",
+    ])
+    .ok();
+    let run = cli.run(&[
+        "send",
+        "--company",
+        "--to",
+        "buyer@example.com",
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("go away"), "{run:?}");
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "a raw ESC reached the terminal: {run:?}"
+    );
+    assert!(
+        !run.stderr.contains('\u{7}'),
+        "a raw BEL reached the terminal: {run:?}"
+    );
+    assert!(run.stderr.contains("\\u{1b}"), "{run:?}");
+    server.join().unwrap();
+}
