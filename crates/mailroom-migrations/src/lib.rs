@@ -79,6 +79,8 @@ pub async fn open(database_url: &str) -> Result<DatabaseConnection, DbErr> {
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
     if database_url.starts_with("sqlite:") {
+        create_private_sqlite_file(database_url)
+            .map_err(|error| DbErr::Custom(format!("cannot create the SQLite file: {error}")))?;
         options.map_sqlx_sqlite_opts(|sqlite| {
             sqlite
                 .journal_mode(sea_orm_migration::sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -92,6 +94,38 @@ pub async fn open(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
     Ok(db)
+}
+
+/// Creates a new SQLite file with mode 0600 before SQLite does (which would make it 0644):
+/// it holds message bodies. SQLite gives its `-wal` and `-shm` files the database file's
+/// mode. An existing file, `:memory:` and non-Unix systems are left as they are.
+fn create_private_sqlite_file(database_url: &str) -> std::io::Result<()> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .unwrap_or_default();
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            // Another process made it first: theirs is as good.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other.map(drop),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(())
+    }
 }
 
 /// One direct connection before the pool: the pool retries a refused connection until its

@@ -56,3 +56,30 @@ async fn the_schema_refuses_a_second_company_account(db: &TestDatabase) {
     let refused = db.db.execute(insert(2)).await;
     assert!(refused.is_err(), "a second company account was stored");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_and_its_journal_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("erp.sqlite");
+    let db = open(&format!("sqlite://{}?mode=rwc", file.display()))
+        .await
+        .unwrap();
+    // A write, so the write-ahead log and shared memory exist.
+    db.execute(Statement::from_string(
+        db.get_database_backend(),
+        "INSERT INTO setting (key, value) VALUES ('probe', 'x')".to_owned(),
+    ))
+    .await
+    .unwrap();
+    for name in ["erp.sqlite", "erp.sqlite-wal", "erp.sqlite-shm"] {
+        let path = dir.path().join(name);
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|error| panic!("{name}: {error}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    }
+    db.close().await.unwrap();
+}

@@ -157,6 +157,10 @@ pub enum TransportErrorKind {
     Permanent,
 }
 
+/// The longest wait a server's `Retry-After` (or a reply's equivalent) is honoured for: one
+/// hour, for every provider. Longer asks are clamped to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// A failed send: its kind, what happened, what to do, and the server's words.
 ///
 /// The message and reply never contain credentials.
@@ -203,9 +207,10 @@ impl TransportError {
         self
     }
 
-    /// Adds how long the server asked the client to wait.
+    /// Adds how long the server asked the client to wait, at most [`MAX_RETRY_AFTER`]: a
+    /// server cannot park a message (or overflow a clock) with a wait from the far future.
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = Some(retry_after);
+        self.retry_after = Some(retry_after.min(MAX_RETRY_AFTER));
         self
     }
 
@@ -289,5 +294,23 @@ impl StdError for TransportError {
         self.source
             .as_deref()
             .map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_from_the_far_future_is_clamped_to_an_hour() {
+        let error = TransportError::new(TransportErrorKind::Transient, "slow down")
+            .with_retry_after(Duration::from_secs(u64::MAX));
+        assert_eq!(error.retry_after(), Some(MAX_RETRY_AFTER));
+        let error = TransportError::new(TransportErrorKind::Transient, "slow down")
+            .with_retry_after(Duration::from_secs(30));
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(30)));
+        let exactly = TransportError::new(TransportErrorKind::Transient, "slow down")
+            .with_retry_after(MAX_RETRY_AFTER);
+        assert_eq!(exactly.retry_after(), Some(MAX_RETRY_AFTER));
     }
 }

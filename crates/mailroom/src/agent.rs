@@ -141,8 +141,13 @@ async fn process(
         .instrument(span)
         .await;
     let now = mailroom.now();
-    let to_chrono =
-        |duration: Duration| chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+    // A wait from the far future (a hostile Retry-After) saturates instead of overflowing.
+    let later = |duration: Duration| {
+        chrono::Duration::from_std(duration)
+            .ok()
+            .and_then(|delta| now.checked_add_signed(delta))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    };
     let (outcome, event) = match result {
         Ok(receipt) => (
             Finish::Sent(receipt.clone()),
@@ -153,7 +158,7 @@ async fn process(
             (
                 Finish::Held {
                     error: text.clone(),
-                    at: now + to_chrono(options.hold_retry),
+                    at: later(options.hold_retry),
                 },
                 AgentEvent::Held { id, error: text },
             )
@@ -168,7 +173,7 @@ async fn process(
                 Some(wait) => (
                     Finish::Retry {
                         error: text.clone(),
-                        at: now + to_chrono(wait),
+                        at: later(wait),
                     },
                     AgentEvent::Retrying { id, error: text },
                 ),

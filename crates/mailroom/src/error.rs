@@ -43,6 +43,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file was refused as an attachment before it was read (not a regular file, too
+    /// large).
+    #[error("cannot attach {path}: {problem}; attach a regular file small enough to send")]
+    AttachmentRefused {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// lettre could not build the message.
     #[error("cannot build the message: {0}")]
     Build(String),
@@ -132,7 +141,10 @@ impl Error {
             Error::Accounts(error) => error.remedy(),
             Error::Tokens(error) => error.remedy(),
             Error::Transport { error, .. } => error.remedy().cloned(),
-            Error::SmtpSetup(_) | Error::GmailSetup(_) | Error::Attachment { .. } => None,
+            Error::SmtpSetup(_)
+            | Error::GmailSetup(_)
+            | Error::Attachment { .. }
+            | Error::AttachmentRefused { .. } => None,
             Error::Build(_) => None,
             Error::NotQueued { .. } => Some(Remedy::ListQueue),
             Error::WrongState { id, .. } => Some(Remedy::ShowQueued { id: *id }),

@@ -134,7 +134,7 @@ pub use doctor::{CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
 pub use error::{Error, Result};
 pub use facade::{Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed, SendRequest};
 pub use mailroom_model::Remedy;
-pub use message::{Attachment, BuiltMessage, MessageDraft};
+pub use message::{Attachment, BuiltMessage, MAX_ATTACHMENT_SIZE, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
 pub use retry::RetryPolicy;
 pub use status::{OwnedToken, SignInState, owned_tokens, sign_in_state, stored_tokens};

@@ -48,15 +48,41 @@ impl Attachment {
         }
     }
 
-    /// Reads a file; the attachment is named after the file.
+    /// Reads a file; the attachment is named after the file. Only a regular file of at
+    /// most [`MAX_ATTACHMENT_SIZE`] bytes is read (`/dev/zero` or a FIFO would never end),
+    /// and never more than that many bytes, even from a file that grows meanwhile.
     pub async fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        use tokio::io::AsyncReadExt as _;
         let path = path.as_ref();
-        let content = tokio::fs::read(path)
+        let io_error = |source| Error::Attachment {
+            path: path.display().to_string(),
+            source,
+        };
+        let refused = |problem: String| Error::AttachmentRefused {
+            path: path.display().to_string(),
+            problem,
+        };
+        let metadata = tokio::fs::metadata(path).await.map_err(io_error)?;
+        if !metadata.is_file() {
+            return Err(refused("it is not a regular file".to_owned()));
+        }
+        if metadata.len() > MAX_ATTACHMENT_SIZE {
+            return Err(refused(format!(
+                "it has {} bytes, more than any provider accepts in one message ({MAX_ATTACHMENT_SIZE})",
+                metadata.len()
+            )));
+        }
+        let file = tokio::fs::File::open(path).await.map_err(io_error)?;
+        let mut content = Vec::with_capacity(metadata.len() as usize);
+        file.take(MAX_ATTACHMENT_SIZE + 1)
+            .read_to_end(&mut content)
             .await
-            .map_err(|source| Error::Attachment {
-                path: path.display().to_string(),
-                source,
-            })?;
+            .map_err(io_error)?;
+        if content.len() as u64 > MAX_ATTACHMENT_SIZE {
+            return Err(refused(format!(
+                "it grew past {MAX_ATTACHMENT_SIZE} bytes while it was read"
+            )));
+        }
         let file_name = path
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
@@ -64,6 +90,10 @@ impl Attachment {
         Ok(Self::new(file_name, content))
     }
 }
+
+/// The largest attachment read: the largest message any provider accepts (Gmail's
+/// 36,700,160 bytes); the formatted message must still fit the account's provider.
+pub const MAX_ATTACHMENT_SIZE: u64 = 36_700_160;
 
 /// What a caller wants to send. Addresses are text (`Name <box@example.com>` or
 /// `box@example.com`) and are checked when the message is built.
@@ -121,6 +151,56 @@ fn refuse_line_breaks(field: &'static str, value: &str) -> Result<(), Validation
     Ok(())
 }
 
+/// The longest run of non-blank characters a subject may hold: lettre folds a header at
+/// blanks, so a longer run would make a line over RFC 5322's 998 characters.
+const MAX_SUBJECT_WORD: usize = 900;
+
+/// A subject with no control character but tab (ESC or VT would reach the reader's
+/// screen raw) and no run of non-blank characters that cannot be folded into a line.
+fn check_subject(subject: &str) -> Result<(), ValidationError> {
+    if let Some(c) = subject.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(ValidationError::new(
+            "subject",
+            format!("contains the control character {}", c.escape_unicode()),
+            "remove it: a subject is plain text",
+        ));
+    }
+    if let Some(word) = subject
+        .split([' ', '\t'])
+        .find(|word| word.chars().count() > MAX_SUBJECT_WORD)
+    {
+        return Err(ValidationError::new(
+            "subject",
+            format!(
+                "has a run of {} characters without a blank, longer than a header line may be",
+                word.chars().count()
+            ),
+            format!("break it with spaces (at most {MAX_SUBJECT_WORD} characters between blanks)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Text with every line break as CRLF, in one pass (lettre's own normalisation of an
+/// LF-only body takes time quadratic in its size).
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push_str("\r\n");
+            }
+            '\n' => out.push_str("\r\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn mailbox(field: &'static str, text: &str) -> Result<Mailbox, ValidationError> {
     refuse_line_breaks(field, text)?;
     text.trim().parse::<Mailbox>().map_err(|error| {
@@ -160,6 +240,7 @@ impl MessageDraft {
     ) -> Result<BuiltMessage> {
         // Every header value first, so nothing is half-built from a hostile value.
         refuse_line_breaks("subject", &self.subject)?;
+        check_subject(&self.subject)?;
         for attachment in &self.attachments {
             refuse_line_breaks("attachment file name", &attachment.file_name)?;
             refuse_line_breaks("attachment content type", &attachment.content_type)?;
@@ -235,12 +316,11 @@ impl MessageDraft {
         builder = builder.envelope(lettre_envelope);
 
         let content = match (&self.text, &self.html) {
-            (Some(text), Some(html)) => Content::Multi(MultiPart::alternative_plain_html(
-                text.clone(),
-                html.clone(),
-            )),
-            (Some(text), None) => Content::Single(SinglePart::plain(text.clone())),
-            (None, Some(html)) => Content::Single(SinglePart::html(html.clone())),
+            (Some(text), Some(html)) => {
+                Content::Multi(MultiPart::alternative_plain_html(crlf(text), crlf(html)))
+            }
+            (Some(text), None) => Content::Single(SinglePart::plain(crlf(text))),
+            (None, Some(html)) => Content::Single(SinglePart::html(crlf(html))),
             (None, None) => Content::Single(SinglePart::plain(String::new())),
         };
         let message = if self.attachments.is_empty() {
@@ -461,5 +541,87 @@ mod tests {
         .build("relay", None)
         .unwrap();
         assert_eq!(built.envelope.sender().to_string(), "orders@example.com");
+    }
+
+    #[test]
+    fn line_breaks_become_crlf_in_one_pass() {
+        assert_eq!(crlf("a\nb\r\nc\rd\n\n"), "a\r\nb\r\nc\r\nd\r\n\r\n");
+        assert_eq!(crlf(""), "");
+        assert_eq!(crlf("no breaks"), "no breaks");
+        let built = MessageDraft {
+            text: Some("one\ntwo\rthree".to_owned()),
+            ..draft()
+        }
+        .build("box@example.com", None)
+        .unwrap();
+        let text = String::from_utf8_lossy(&built.bytes);
+        assert!(text.contains("one\r\ntwo\r\nthree"), "{text}");
+    }
+
+    #[test]
+    fn a_subject_is_plain_text_that_folds_into_header_lines() {
+        for bad in ["\u{1b}[31mred", "tab\u{b}vertical"] {
+            let error = MessageDraft {
+                subject: bad.to_owned(),
+                ..draft()
+            }
+            .build("box@example.com", None)
+            .unwrap_err();
+            assert!(error.to_string().contains("control character"), "{error}");
+        }
+        let unbreakable = MessageDraft {
+            subject: "x".repeat(MAX_SUBJECT_WORD + 1),
+            ..draft()
+        }
+        .build("box@example.com", None)
+        .unwrap_err();
+        assert!(
+            unbreakable.to_string().contains("without a blank"),
+            "{unbreakable}"
+        );
+        // At the limit, and long subjects with blanks, build with every line within 998.
+        for subject in [
+            "x".repeat(MAX_SUBJECT_WORD),
+            "word ".repeat(600),
+            "a\tb".to_owned(),
+        ] {
+            let built = MessageDraft { subject, ..draft() }
+                .build("box@example.com", None)
+                .unwrap();
+            let longest = String::from_utf8_lossy(&built.bytes)
+                .split("\r\n")
+                .map(str::len)
+                .max()
+                .unwrap();
+            assert!(longest <= 998, "a {longest}-byte line");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_regular_files_within_the_limit_are_read_as_attachments() {
+        for not_regular in ["/dev/zero", "/"] {
+            let error = Attachment::from_path(not_regular).await.unwrap_err();
+            assert!(
+                matches!(&error, Error::AttachmentRefused { problem, .. } if problem.contains("not a regular file")),
+                "{not_regular}: {error}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // A sparse file one byte over the limit: refused from its size, never read.
+        let large = dir.path().join("large.bin");
+        std::fs::File::create(&large)
+            .unwrap()
+            .set_len(MAX_ATTACHMENT_SIZE + 1)
+            .unwrap();
+        let error = Attachment::from_path(&large).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::AttachmentRefused { problem, .. } if problem.contains(&(MAX_ATTACHMENT_SIZE + 1).to_string())),
+            "{error}"
+        );
+        let small = dir.path().join("order.pdf");
+        std::fs::write(&small, b"%PDF-1.4").unwrap();
+        let attachment = Attachment::from_path(&small).await.unwrap();
+        assert_eq!(attachment.file_name, "order.pdf");
+        assert_eq!(attachment.content.as_ref(), b"%PDF-1.4");
     }
 }

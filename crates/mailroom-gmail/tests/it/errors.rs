@@ -156,6 +156,18 @@ fn gmail_error_bodies_map_to_their_kinds() {
             retry_after: Some(Duration::from_secs(7)),
         },
     );
+    // A wait from the far future is clamped to the documented hour.
+    check(
+        429,
+        &[("retry-after", "18446744073709551615")],
+        USER_RATE_LIMIT_429,
+        Expected {
+            kind: Kind::Transient,
+            message: "rate limit",
+            reply: "userRateLimitExceeded",
+            retry_after: Some(mailroom_model::MAX_RETRY_AFTER),
+        },
+    );
     check(
         429,
         &[("retry-after", "Thu, 01 Jan 2026 00:00:00 GMT")],
