@@ -69,6 +69,46 @@ pub enum HttpError {
     Request(String),
 }
 
+/// The largest answer read from an OAuth endpoint.
+const MAX_ANSWER: usize = 256 * 1024;
+
+/// The form fields of an OAuth request that carry a secret.
+const SECRET_FIELDS: [&str; 8] = [
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "client_secret",
+    "client_assertion",
+    "device_code",
+    "token",
+    "assertion",
+];
+
+/// The secret values a form-encoded request body carries.
+fn request_secrets(body: &[u8]) -> Vec<String> {
+    url::form_urlencoded::parse(body)
+        .filter(|(name, value)| SECRET_FIELDS.contains(&name.as_ref()) && value.len() >= 4)
+        .map(|(_, value)| value.into_owned())
+        .collect()
+}
+
+/// `body` with every secret (as sent, and form-encoded as a page may echo it) replaced.
+fn redact(body: &[u8], secrets: &[String]) -> Vec<u8> {
+    if secrets.is_empty() {
+        return body.to_vec();
+    }
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    for secret in secrets {
+        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        for form in [secret.as_str(), encoded.as_str()] {
+            if !form.is_empty() {
+                text = text.replace(form, "[redacted]");
+            }
+        }
+    }
+    text.into_bytes()
+}
+
 impl<'c> AsyncHttpClient<'c> for OAuthHttp {
     type Error = HttpError;
     type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + Sync + 'c>>;
@@ -76,10 +116,11 @@ impl<'c> AsyncHttpClient<'c> for OAuthHttp {
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
             let host = request.uri().host().unwrap_or_default().to_owned();
+            let secrets = request_secrets(request.body());
             let request: reqwest::Request = request
                 .try_into()
                 .map_err(|error: reqwest::Error| HttpError::Request(error.to_string()))?;
-            let response =
+            let mut response =
                 self.client
                     .execute(request)
                     .await
@@ -89,17 +130,35 @@ impl<'c> AsyncHttpClient<'c> for OAuthHttp {
                     })?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(|error| HttpError::Network {
-                host,
+            // Read at most MAX_ANSWER bytes: a token endpoint's answer is small, and a
+            // hostile or broken one must not fill the memory.
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|error| HttpError::Network {
+                host: host.clone(),
                 detail: error_chain(&error),
-            })?;
+            })? {
+                if body.len() + chunk.len() > MAX_ANSWER {
+                    return Err(HttpError::Network {
+                        host,
+                        detail: format!("the answer is larger than {MAX_ANSWER} bytes"),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
             if status.is_server_error() {
                 return Err(HttpError::ServerStatus {
                     status: status.as_u16(),
                 });
             }
-            // An error body that is not JSON (an HTML page from a proxy, say) is reported
-            // with its first characters; error bodies hold no tokens.
+            // A failure's body may echo the request (an HTML page from a proxy, a debug
+            // page): every secret the request carried is redacted before the body reaches
+            // an error, a log or the database.
+            let body = if status.is_success() {
+                body
+            } else {
+                redact(&body, &secrets)
+            };
+            // An error body that is not JSON is reported with its first characters.
             if !status.is_success() && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
                 let text = String::from_utf8_lossy(&body);
                 let snippet: String = text.chars().filter(|c| !c.is_control()).take(120).collect();

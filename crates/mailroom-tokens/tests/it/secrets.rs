@@ -184,3 +184,82 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
     );
     db.finish().await;
 }
+
+/// A token endpoint that fails and echoes the request body back, as HTML or inside an
+/// OAuth error's description.
+async fn echoing_refresh(status: u16, json: bool) -> String {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(move |request: &wiremock::Request| {
+            let echoed = String::from_utf8_lossy(&request.body).into_owned();
+            if json {
+                ResponseTemplate::new(status).set_body_json(json!({
+                    "error": "invalid_request",
+                    "error_description": format!("bad request: {echoed}")
+                }))
+            } else {
+                ResponseTemplate::new(status)
+                    .insert_header("content-type", "text/html")
+                    .set_body_string(format!("<html><body>Request was: {echoed}</body></html>"))
+            }
+        })
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, true)).await;
+    let stored = support::signed_in(
+        Provider::Microsoft,
+        ADDRESS,
+        "access-token-SIGNIN-0001",
+        Some("refresh-token-SIGNIN-0002"),
+    );
+    support::store_expired(&db, &key, &stored).await;
+    let error = support::broker(&db, &key)
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap_err();
+    let rows = TokenStore::new(&db.db, &key).list().await.unwrap();
+    let reasons: Vec<String> = rows
+        .iter()
+        .filter_map(|row| row.status_reason.clone())
+        .collect();
+    db.finish().await;
+    format!("{error} | {error:?} | {}", reasons.join(" "))
+}
+
+#[tokio::test]
+async fn a_failure_that_echoes_the_request_never_shows_its_secrets() {
+    for (status, json) in [(400, false), (400, true), (401, true)] {
+        let text = echoing_refresh(status, json).await;
+        assert_clean(&format!("HTTP {status} (json {json})"), &text);
+        assert!(text.contains("[redacted]"), "HTTP {status}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn an_endless_answer_from_the_token_endpoint_is_cut_off() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(4 * 1024 * 1024)))
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    let stored = support::signed_in(
+        Provider::Microsoft,
+        ADDRESS,
+        "access-token-SIGNIN-0001",
+        Some("refresh-token-SIGNIN-0002"),
+    );
+    support::store_expired(&db, &key, &stored).await;
+    let error = support::broker(&db, &key)
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("larger than"), "{error}");
+    db.finish().await;
+}
