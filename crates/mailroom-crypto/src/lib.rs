@@ -137,19 +137,38 @@ impl EncryptionKey {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     fs::create_dir_all(parent).map_err(key_file_error)?;
                 }
+                // The key is written whole to a private temporary file, then published
+                // under its name with a hard link, which fails if another process
+                // published one first: then that key is the one, and it is read. No process
+                // ever reads a half-written key file.
                 let key = Self::generate();
-                let mut file = create_private_file(path).map_err(key_file_error)?;
-                file.write_all(key.to_text().as_bytes())
-                    .and_then(|()| file.write_all(b"\n"))
-                    .and_then(|()| file.sync_all())
-                    .map_err(key_file_error)?;
-                Ok((
-                    key,
-                    KeySource::File {
-                        path: path.to_owned(),
-                        created: true,
-                    },
-                ))
+                let mut temporary = path.as_os_str().to_owned();
+                temporary.push(format!(".{:016x}.tmp", rand::random::<u64>()));
+                let temporary = std::path::PathBuf::from(temporary);
+                let written = create_private_file(&temporary).and_then(|mut file| {
+                    file.write_all(key.to_text().as_bytes())?;
+                    file.write_all(b"\n")?;
+                    file.sync_all()
+                });
+                if let Err(error) = written {
+                    let _ = fs::remove_file(&temporary);
+                    return Err(key_file_error(error));
+                }
+                let published = fs::hard_link(&temporary, path);
+                let _ = fs::remove_file(&temporary);
+                match published {
+                    Ok(()) => Ok((
+                        key,
+                        KeySource::File {
+                            path: path.to_owned(),
+                            created: true,
+                        },
+                    )),
+                    Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path)
+                    }
+                    Err(error) => Err(key_file_error(error)),
+                }
             }
             Err(error) => Err(key_file_error(error)),
         }
@@ -334,6 +353,41 @@ mod tests {
             EncryptionKey::load_or_create(&path),
             Err(Error::KeyFileContents { .. })
         ));
+    }
+
+    #[test]
+    fn processes_creating_the_key_file_at_once_all_get_the_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("erp.sqlite.key");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    EncryptionKey::load_or_create(&path)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap().expect("every caller gets a key"))
+            .collect();
+        let ids: std::collections::BTreeSet<String> =
+            results.iter().map(|(key, _)| key.id()).collect();
+        assert_eq!(ids.len(), 1, "different keys: {ids:?}");
+        let created = results
+            .iter()
+            .filter(|(_, source)| matches!(source, KeySource::File { created: true, .. }))
+            .count();
+        assert_eq!(created, 1, "exactly one caller created the file");
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("erp.sqlite.key")]);
     }
 }
 

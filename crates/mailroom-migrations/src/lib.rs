@@ -88,12 +88,40 @@ pub async fn open(database_url: &str) -> Result<DatabaseConnection, DbErr> {
                 .foreign_keys(true)
         });
     }
-    if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        probe_postgres(database_url).await?;
-    }
+    let postgres = database_url.starts_with("postgres:") || database_url.starts_with("postgresql:");
+    // PostgreSQL: one direct connection first (see `probe_postgres`), which then holds an
+    // advisory lock while the schema is brought up to date, so processes starting at once
+    // migrate one after the other instead of racing on the catalog.
+    let guard = if postgres {
+        Some(probe_postgres(database_url).await?)
+    } else {
+        None
+    };
     let db = Database::connect(options).await?;
-    Migrator::up(&db, None).await?;
+    let migrated = Migrator::up(&db, None).await;
+    if let Some(guard) = guard {
+        guard.release().await;
+    }
+    migrated?;
     Ok(db)
+}
+
+/// The advisory lock key of mailroom's migrations (any constant; "mailroom" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d61_696c_726f_6f6d;
+
+/// A connection holding the migration lock.
+struct MigrationGuard(sea_orm_migration::sea_orm::sqlx::postgres::PgConnection);
+
+impl MigrationGuard {
+    async fn release(self) {
+        use sea_orm_migration::sea_orm::sqlx::{self, Connection};
+        let mut connection = self.0;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut connection)
+            .await;
+        let _ = connection.close().await;
+    }
 }
 
 /// Creates a new SQLite file with mode 0600 before SQLite does (which would make it 0644):
@@ -130,28 +158,34 @@ fn create_private_sqlite_file(database_url: &str) -> std::io::Result<()> {
 
 /// One direct connection before the pool: the pool retries a refused connection until its
 /// acquire timeout, so a server that is down or a database that does not exist would
-/// surface only after half a minute; this says so at once (connect timeout: 10 s).
-async fn probe_postgres(database_url: &str) -> Result<(), DbErr> {
+/// surface only after half a minute; this says so at once (connect timeout: 10 s). The
+/// connection then takes the migration lock (waiting while another process migrates).
+async fn probe_postgres(database_url: &str) -> Result<MigrationGuard, DbErr> {
     use sea_orm_migration::sea_orm::sqlx::{Connection, postgres::PgConnection};
     use sea_orm_migration::sea_orm::{RuntimeErr, sqlx};
     let options: sqlx::postgres::PgConnectOptions = database_url
         .parse()
         .map_err(|error: sqlx::Error| DbErr::Conn(RuntimeErr::SqlxError(error)))?;
-    match tokio::time::timeout(
+    let mut connection = match tokio::time::timeout(
         Duration::from_secs(10),
         PgConnection::connect_with(&options),
     )
     .await
     {
-        Ok(Ok(connection)) => {
-            let _ = connection.close().await;
-            Ok(())
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => return Err(DbErr::Conn(RuntimeErr::SqlxError(error))),
+        Err(_) => {
+            return Err(DbErr::Conn(RuntimeErr::Internal(
+                "the PostgreSQL server did not answer within 10 s".to_owned(),
+            )));
         }
-        Ok(Err(error)) => Err(DbErr::Conn(RuntimeErr::SqlxError(error))),
-        Err(_) => Err(DbErr::Conn(RuntimeErr::Internal(
-            "the PostgreSQL server did not answer within 10 s".to_owned(),
-        ))),
-    }
+    };
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut connection)
+        .await
+        .map_err(|error| DbErr::Conn(RuntimeErr::SqlxError(error)))?;
+    Ok(MigrationGuard(connection))
 }
 
 /// The name of the newest migration applied to `db` (the schema version), if any.

@@ -83,3 +83,60 @@ async fn a_new_sqlite_database_and_its_journal_are_private() {
     }
     db.close().await.unwrap();
 }
+
+/// Four processes' worth of pools opening one empty PostgreSQL database at once: the
+/// migration lock makes them migrate one after the other, and all four open it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_first_starts_at_once_on_postgresql_all_succeed() {
+    let server = mailroom_testkit::postgres_server_url();
+    let admin = sea_orm_migration::sea_orm::Database::connect(&server)
+        .await
+        .expect("the PostgreSQL server");
+    let name = format!("mailroom_first_start_{:016x}", rand_suffix());
+    let backend = admin.get_database_backend();
+    admin
+        .execute(Statement::from_string(
+            backend,
+            format!("CREATE DATABASE {name}"),
+        ))
+        .await
+        .unwrap();
+    let url = url_with_database(&server, &name);
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { open(&url).await })
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for opened in opens {
+        match opened.await.unwrap() {
+            Ok(db) => db.close().await.unwrap(),
+            Err(error) => errors.push(error.to_string()),
+        }
+    }
+    admin
+        .execute(Statement::from_string(
+            backend,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ))
+        .await
+        .unwrap();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    nanos ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+/// `server` (a PostgreSQL URL) naming `database` instead of its own.
+fn url_with_database(server: &str, database: &str) -> String {
+    let mut url = url::Url::parse(server).expect("a PostgreSQL URL");
+    url.set_path(database);
+    url.to_string()
+}

@@ -667,7 +667,10 @@ impl<'a> Outbox<'a> {
                     .filter(Column::Status.eq("sending"));
             }
             Finish::Held { error, at } => {
+                // A hold is not a delivery attempt (no message reached a transport): the
+                // claim's count is taken back, so time held never uses up the retry budget.
                 update = update
+                    .col_expr(Column::Attempts, Expr::col(Column::Attempts).sub(1))
                     .col_expr(Column::Status, Expr::value("held"))
                     .col_expr(Column::NextAttemptAt, Expr::value(at))
                     .col_expr(Column::LastError, Expr::value(error))

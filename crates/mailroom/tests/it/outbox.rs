@@ -139,6 +139,17 @@ async fn a_message_needing_a_sign_in_is_held_and_sent_after_the_administrator_si
         "{error}"
     );
     assert!(world.smtp.events().is_empty());
+    // Held again and again (each time released at once): holds are not attempts, so the
+    // time held never uses up the retry budget.
+    for _ in 0..12 {
+        assert_eq!(mailroom.outbox().release_held().await.unwrap(), 1);
+        let summary = Agent::new(mailroom.clone(), agent_options(2))
+            .run(std::future::pending())
+            .await
+            .unwrap();
+        assert_eq!(summary.held, 1);
+    }
+    assert_eq!(mailroom.outbox().get(id).await.unwrap().attempts, 0);
 
     // An administrator signs in; the held message goes at its next attempt (made due now).
     world
@@ -156,6 +167,10 @@ async fn a_message_needing_a_sign_in_is_held_and_sent_after_the_administrator_si
     assert_eq!(summary.sent, 1);
     let sent = mailroom.outbox().get(id).await.unwrap();
     assert_eq!(sent.status, OutboxStatus::Sent);
+    assert_eq!(
+        sent.attempts, 1,
+        "one delivery attempt, whatever the holds before it"
+    );
     assert_eq!(world.delivered_message_ids(), [sent.message_id]);
     world.finish().await;
 }
