@@ -23,7 +23,8 @@ use crate::{Error, Result};
 pub struct BrokerConfig {
     /// A token this close to expiry counts as expired (clock skew, time in flight).
     pub expiry_skew: Duration,
-    /// How long a refresh lease lasts; longer than any refresh request can take.
+    /// How long a refresh lease lasts at least; the lease used is never shorter than the
+    /// longest refresh can take (see [`BrokerConfig::effective_lease`]).
     pub lease: Duration,
     /// Attempts for a refresh that fails transiently (network, 5xx).
     pub transient_attempts: u32,
@@ -44,6 +45,35 @@ impl Default for BrokerConfig {
         }
     }
 }
+
+impl BrokerConfig {
+    /// The longest one refresh can take: every attempt running to the request timeout,
+    /// plus the waits between attempts.
+    pub fn longest_refresh(&self) -> Duration {
+        let attempts = self.transient_attempts.max(1);
+        let requests = crate::oauth::REQUEST_TIMEOUT * attempts;
+        let waits: Duration = (1..attempts)
+            .map(|attempt| self.transient_backoff * 2u32.saturating_pow(attempt - 1))
+            .sum();
+        requests + waits
+    }
+
+    /// The refresh lease taken: `lease`, or the longest refresh plus a margin when that is
+    /// longer, so a lease never lapses while its holder is still refreshing (another
+    /// process would then refresh too, and Microsoft's rotated refresh token would be lost).
+    pub fn effective_lease(&self) -> Duration {
+        self.lease.max(self.longest_refresh() + LEASE_MARGIN)
+    }
+
+    /// How long a process waits for another's refresh: at least the lease it may hold.
+    pub fn effective_wait_for_other_refresh(&self) -> Duration {
+        self.wait_for_other_refresh
+            .max(self.effective_lease() + LEASE_MARGIN)
+    }
+}
+
+/// Time a lease keeps beyond the longest refresh (a database write, clocks).
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
 /// What a send needs a token for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,7 +338,7 @@ impl TokenBroker {
                     stored.version,
                     &self.owner,
                     now,
-                    now + chrono_duration(self.config.lease),
+                    now + chrono_duration(self.config.effective_lease()),
                 )
                 .await?
             {
@@ -318,7 +348,9 @@ impl TokenBroker {
             }
             // Another process is refreshing: wait for its new version (or its lease to
             // lapse), then use its token instead of refreshing again.
-            if self.now() - waited_since > chrono_duration(self.config.wait_for_other_refresh) {
+            if self.now() - waited_since
+                > chrono_duration(self.config.effective_wait_for_other_refresh())
+            {
                 return Err(Error::Transient {
                     message: "another process has been refreshing this token for too long"
                         .to_owned(),
@@ -412,5 +444,33 @@ impl TokenBroker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_outlives_the_longest_refresh() {
+        let default = BrokerConfig::default();
+        // Three attempts of 30 s, waits of 0.5 s and 1 s.
+        assert_eq!(default.longest_refresh(), Duration::from_millis(91_500));
+        assert!(default.effective_lease() > default.longest_refresh());
+        assert!(default.effective_lease() >= default.lease);
+        assert!(default.effective_wait_for_other_refresh() > default.effective_lease());
+        let patient = BrokerConfig {
+            transient_attempts: 5,
+            transient_backoff: Duration::from_secs(2),
+            ..BrokerConfig::default()
+        };
+        // 5 × 30 s + 2 + 4 + 8 + 16 s.
+        assert_eq!(patient.longest_refresh(), Duration::from_secs(180));
+        assert_eq!(patient.effective_lease(), Duration::from_secs(190));
+        let generous = BrokerConfig {
+            lease: Duration::from_secs(600),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(generous.effective_lease(), Duration::from_secs(600));
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppRegistration;
 
 /// The longest a request to an identity provider may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An HTTP client for identity providers: no redirects, rustls, bounded time.
 #[derive(Debug, Clone)]
