@@ -72,6 +72,35 @@ pub enum HttpError {
 /// The largest answer read from an OAuth endpoint.
 const MAX_ANSWER: usize = 256 * 1024;
 
+/// Where a request carrying a secret may go: `https`, or `http` to a loopback host (a
+/// test server). Checked on every request, whatever the stored registration says, so an
+/// endpoint changed behind mailroom's back (by SQL) cannot draw a token out in clear.
+fn check_destination(scheme: &str, host: &str) -> Result<(), String> {
+    match scheme {
+        "https" => Ok(()),
+        "http" if mailroom_model::validate::is_loopback_host(host) => Ok(()),
+        _ => Err(format!(
+            "refusing to send a secret to {scheme}://{host}: only https (or http to this machine's loopback address) is allowed; check the app registration's endpoints"
+        )),
+    }
+}
+
+/// Reads a response's body, at most [`MAX_ANSWER`] bytes.
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| error_chain(&error))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// The form fields of an OAuth request that carry a secret.
 const SECRET_FIELDS: [&str; 8] = [
     "refresh_token",
@@ -116,11 +145,13 @@ impl<'c> AsyncHttpClient<'c> for OAuthHttp {
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
             let host = request.uri().host().unwrap_or_default().to_owned();
+            check_destination(request.uri().scheme_str().unwrap_or_default(), &host)
+                .map_err(HttpError::Request)?;
             let secrets = request_secrets(request.body());
             let request: reqwest::Request = request
                 .try_into()
                 .map_err(|error: reqwest::Error| HttpError::Request(error.to_string()))?;
-            let mut response =
+            let response =
                 self.client
                     .execute(request)
                     .await
@@ -130,21 +161,11 @@ impl<'c> AsyncHttpClient<'c> for OAuthHttp {
                     })?;
             let status = response.status();
             let headers = response.headers().clone();
-            // Read at most MAX_ANSWER bytes: a token endpoint's answer is small, and a
-            // hostile or broken one must not fill the memory.
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|error| HttpError::Network {
-                host: host.clone(),
-                detail: error_chain(&error),
-            })? {
-                if body.len() + chunk.len() > MAX_ANSWER {
-                    return Err(HttpError::Network {
-                        host,
-                        detail: format!("the answer is larger than {MAX_ANSWER} bytes"),
-                    });
-                }
-                body.extend_from_slice(&chunk);
-            }
+            // A token endpoint's answer is small: a hostile or broken one must not fill
+            // the memory.
+            let body = read_bounded(response)
+                .await
+                .map_err(|detail| HttpError::Network { host, detail })?;
             if status.is_server_error() {
                 return Err(HttpError::ServerStatus {
                     status: status.as_u16(),
@@ -555,6 +576,12 @@ pub(crate) async fn revoke(
     url: &url::Url,
     token: &Secret,
 ) -> Result<String, OAuthFailure> {
+    check_destination(url.scheme(), url.host_str().unwrap_or_default()).map_err(|problem| {
+        OAuthFailure::Provider {
+            error: problem,
+            description: None,
+        }
+    })?;
     let response = http
         .reqwest()
         .post(url.clone())
@@ -569,7 +596,11 @@ pub(crate) async fn revoke(
             ))
         })?;
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
+    let body = redact(
+        &read_bounded(response).await.unwrap_or_default(),
+        &[token.expose().to_owned()],
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
     if status.is_success() {
         return Ok(format!(
             "the provider confirmed the revocation (HTTP {})",

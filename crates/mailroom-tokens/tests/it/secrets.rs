@@ -263,3 +263,49 @@ async fn an_endless_answer_from_the_token_endpoint_is_cut_off() {
     assert!(error.to_string().contains("larger than"), "{error}");
     db.finish().await;
 }
+
+#[tokio::test]
+async fn a_token_endpoint_changed_behind_mailrooms_back_to_plain_http_gets_no_secret() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(microsoft_token_body(
+                "access-token-REFRESH-0003",
+                "refresh-token-REFRESH-0004",
+                None,
+            )),
+        )
+        .expect(0)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, true)).await;
+    // Someone with write access to the database (not the key) points the token endpoint
+    // at plain http on an address the CLI refuses (an IPv4-mapped IPv6 address).
+    let port = server.address().port();
+    db.db
+        .execute(Statement::from_string(
+            db.db.get_database_backend(),
+            format!("UPDATE oauth_app SET token_url = 'http://[::ffff:127.0.0.1]:{port}/token'"),
+        ))
+        .await
+        .unwrap();
+    let stored = support::signed_in(
+        Provider::Microsoft,
+        ADDRESS,
+        "access-token-SIGNIN-0001",
+        Some("refresh-token-SIGNIN-0002"),
+    );
+    support::store_expired(&db, &key, &stored).await;
+    let error = support::broker(&db, &key)
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("refusing to send a secret"), "{text}");
+    assert_clean("the error", &text);
+    db.finish().await;
+    // `expect(0)`: the mock server received nothing.
+}
