@@ -615,3 +615,38 @@ pub(crate) async fn revoke(
         description: Some(detail).filter(|detail| !detail.is_empty()),
     })
 }
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// No secret of the request survives in a body that echoes it, sent as it was or
+        /// form-encoded.
+        #[test]
+        fn an_echoed_secret_never_survives(
+            secret in "[A-Za-z0-9+/=._~-]{8,40}",
+            before in "[ -~]{0,40}",
+            after in "[ -~]{0,40}",
+        ) {
+            let form = format!("grant_type=refresh_token&refresh_token={}", url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>());
+            let secrets = request_secrets(form.as_bytes());
+            proptest::prop_assert_eq!(&secrets, &vec![secret.clone()]);
+            for echoed in [format!("{before}{secret}{after}"), format!("{before}{form}{after}")] {
+                let redacted = String::from_utf8(redact(echoed.as_bytes(), &secrets)).unwrap();
+                proptest::prop_assert!(!redacted.contains(&secret), "{}", redacted);
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_go_only_over_https_or_to_loopback() {
+        assert!(check_destination("https", "login.microsoftonline.com").is_ok());
+        assert!(check_destination("http", "127.0.0.1").is_ok());
+        assert!(check_destination("http", "[::1]").is_ok());
+        assert!(check_destination("http", "localhost").is_ok());
+        assert!(check_destination("http", "[::ffff:127.0.0.1]").is_err());
+        assert!(check_destination("http", "login.microsoftonline.com").is_err());
+        assert!(check_destination("ftp", "127.0.0.1").is_err());
+    }
+}

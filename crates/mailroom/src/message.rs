@@ -597,6 +597,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the line breaks, the result has only CRLF ones and the same text
+        /// between them.
+        #[test]
+        fn crlf_leaves_no_lone_cr_or_lf(text in "[a\r\n ]{0,64}") {
+            let out = crlf(&text);
+            let without_crlf = out.replace("\r\n", "");
+            proptest::prop_assert!(!without_crlf.contains(['\r', '\n']), "{:?}", out);
+            let words = |s: &str| s.split(['\r', '\n']).filter(|w| !w.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(words(&out), words(&text));
+        }
+    }
+
     #[tokio::test]
     async fn only_regular_files_within_the_limit_are_read_as_attachments() {
         for not_regular in ["/dev/zero", "/"] {
