@@ -52,6 +52,16 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// The formatted message is larger than the account's provider takes.
+    #[error(
+        "the message is {size} bytes once formatted, more than the provider takes ({limit}); send large files as links or split the message"
+    )]
+    TooLarge {
+        /// The formatted size (attachments base64-encoded).
+        size: u64,
+        /// The provider's limit.
+        limit: u64,
+    },
     /// lettre could not build the message.
     #[error("cannot build the message: {0}")]
     Build(String),
@@ -144,7 +154,8 @@ impl Error {
             Error::SmtpSetup(_)
             | Error::GmailSetup(_)
             | Error::Attachment { .. }
-            | Error::AttachmentRefused { .. } => None,
+            | Error::AttachmentRefused { .. }
+            | Error::TooLarge { .. } => None,
             Error::Build(_) => None,
             Error::NotQueued { .. } => Some(Remedy::ListQueue),
             Error::WrongState { id, .. } => Some(Remedy::ShowQueued { id: *id }),

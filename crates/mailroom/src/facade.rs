@@ -279,6 +279,16 @@ fn settings_fingerprint(server: &ServerSettings) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// The largest formatted message a provider takes: the Gmail API's `maxSize`, and for SMTP
+/// Exchange Online's default (35 MiB, the same number); a password server's own `SIZE`
+/// may be lower, and its refusal is then the server's.
+pub fn max_message_size(provider: Provider) -> u64 {
+    match provider {
+        Provider::Google => mailroom_gmail::MAX_MESSAGE_SIZE,
+        Provider::Microsoft | Provider::None => 35 * 1024 * 1024,
+    }
+}
+
 pub(crate) fn oauth_credentials(user: &str, token: AccessToken) -> Credentials {
     Credentials {
         user: user.to_owned(),
@@ -435,6 +445,14 @@ impl Mailroom {
         let built = request
             .message
             .build(account.sender(), fax_format.as_ref())?;
+        // Refused here, before a transport is reached or an outbox row is written: a
+        // message the provider would refuse anyway is neither sent nor stored.
+        let limit = max_message_size(account.server().provider);
+        let size =
+            built.bytes.len() as u64 + built.bcc_header.as_ref().map_or(0, |b| b.len() as u64);
+        if size > limit {
+            return Err(crate::Error::TooLarge { size, limit });
+        }
         Ok(Prepared {
             account,
             reason,

@@ -132,7 +132,9 @@ mod workflows;
 pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary};
 pub use doctor::{CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
 pub use error::{Error, Result};
-pub use facade::{Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed, SendRequest};
+pub use facade::{
+    Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed, SendRequest, max_message_size,
+};
 pub use mailroom_model::Remedy;
 pub use message::{Attachment, BuiltMessage, MAX_ATTACHMENT_SIZE, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};

@@ -337,3 +337,37 @@ async fn a_queued_message_to_the_gmail_api_gets_its_bcc_header_back() {
     assert_eq!(sent.provider_message_id.as_deref(), Some("18d00001"));
     world.finish().await;
 }
+
+#[tokio::test]
+async fn a_message_too_large_for_the_provider_is_neither_queued_nor_sent() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = world.mailroom().await;
+    let limit = mailroom::max_message_size(Provider::None);
+    // 30 MB of attachment: within the attachment limit, over 35 MiB once base64-encoded.
+    let mut request = message(1);
+    request.message.attachments = vec![mailroom::Attachment::new(
+        "ledger.bin",
+        vec![0u8; 30 * 1024 * 1024],
+    )];
+    let error = mailroom.queue(request).await.unwrap_err();
+    assert!(
+        matches!(error, mailroom::Error::TooLarge { size, limit: l } if size > l && l == limit),
+        "{error}"
+    );
+    assert!(mailroom.outbox().list(None, 10).await.unwrap().is_empty());
+    let mut request = message(2);
+    request.message.attachments = vec![mailroom::Attachment::new(
+        "ledger.bin",
+        vec![0u8; 30 * 1024 * 1024],
+    )];
+    let error = mailroom.send(request).await.unwrap_err();
+    assert!(matches!(error, mailroom::Error::TooLarge { .. }), "{error}");
+    assert!(
+        world.smtp.events().is_empty(),
+        "the server was never reached"
+    );
+    // An ordinary message still goes.
+    mailroom.send(message(3)).await.unwrap();
+    world.finish().await;
+}
