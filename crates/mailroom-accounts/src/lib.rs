@@ -57,7 +57,7 @@ mod resolve;
 pub use error::{Error, Result};
 pub use repository::{
     Account, Accounts, BindingChange, DEFAULT_OUTBOX_RETENTION_DAYS, Saved, Settings,
-    account_warnings,
+    account_warnings, sealed_with,
 };
 pub use resolve::{Resolution, ResolutionRule};
 

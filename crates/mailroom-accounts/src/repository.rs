@@ -340,15 +340,6 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         }
     }
 
-    /// The id (fingerprint) of the key the database's secrets are sealed with, once any
-    /// key was checked against it; readable without the key.
-    pub async fn sealed_with(&self) -> Result<Option<String>> {
-        Ok(key_check::Entity::find_by_id(1)
-            .one(self.db)
-            .await?
-            .map(|check| check.key_id))
-    }
-
     /// Forgets every stored password (the accounts stay, without one) and checks
     /// `new_key` from now on: for a database whose key is lost, inside the caller's
     /// transaction. Returns how many passwords were forgotten.
@@ -758,4 +749,13 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             .await?;
         Ok(())
     }
+}
+
+/// The id (fingerprint) of the key `db`'s secrets are sealed with, once any key was
+/// checked against it. Needs no key: it says which key a host lacks.
+pub async fn sealed_with<C: ConnectionTrait>(db: &C) -> Result<Option<String>> {
+    Ok(key_check::Entity::find_by_id(1)
+        .one(db)
+        .await?
+        .map(|check| check.key_id))
 }

@@ -43,8 +43,12 @@ pub(crate) fn prompting(active: bool) {
 }
 
 /// Runs `future`; when stderr is a terminal and it takes longer than two seconds, a
-/// one-line spinner says `waiting for {what}` until it ends.
-pub(crate) async fn with_spinner<F: Future>(what: &str, future: F) -> F::Output {
+/// one-line spinner says `waiting for {what}` until it ends. `what` is worked out only
+/// then, so a quick or unattended run pays nothing for the label.
+pub(crate) async fn with_spinner<F: Future, W: Future<Output = String>>(
+    what: W,
+    future: F,
+) -> F::Output {
     if !io::stderr().is_terminal() {
         return future.await;
     }
@@ -53,6 +57,10 @@ pub(crate) async fn with_spinner<F: Future>(what: &str, future: F) -> F::Output 
         output = &mut future => return output,
         () = tokio::time::sleep(SPINNER_AFTER) => {}
     }
+    let what = tokio::select! {
+        output = &mut future => return output,
+        what = what => what,
+    };
     let bar = (!PROMPTING.load(Ordering::SeqCst)).then(|| {
         let bar = ProgressBar::new_spinner();
         bar.set_message(format!("waiting for {what}"));

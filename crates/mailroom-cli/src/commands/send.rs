@@ -208,8 +208,8 @@ pub(crate) async fn send(context: &Context, args: SendArgs) -> Result<Output> {
             json!({ "id": id, "message_id": queued.message_id, "status": queued.status }),
         ));
     }
-    let waiting_for = waiting_for(context, &args).await;
-    let receipt = crate::logging::with_spinner(&waiting_for, mailroom.send(request)).await?;
+    let receipt =
+        crate::logging::with_spinner(waiting_for(context, &args), mailroom.send(request)).await?;
     Ok(Output::new(receipt_text(&receipt), json!(receipt)))
 }
 

@@ -24,6 +24,33 @@ fn version_is_the_workspace_version_and_the_commit() {
     );
 }
 
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A password company account on 127.0.0.1:`port`, without TLS.
+fn relay_company(cli: &Cli, port: &str) {
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "none",
+        "--user",
+        "relay@example.com",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--no-tls",
+    ])
+    .ok();
+}
+
 #[test]
 fn a_closed_pipe_ends_a_command_quietly() {
     let cli = Cli::new();
@@ -56,26 +83,8 @@ fn a_closed_pipe_ends_a_command_quietly() {
 fn a_failed_send_says_its_cause_once_and_logs_nothing_by_default() {
     let cli = Cli::new();
     // A port nothing listens on: the connection is refused on every attempt.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let port = port.to_string();
-    cli.run(&[
-        "company",
-        "set",
-        "--provider",
-        "none",
-        "--user",
-        "relay@example.com",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--no-tls",
-    ])
-    .ok();
+    let port = closed_port().to_string();
+    relay_company(&cli, &port);
     let args = [
         "send",
         "--company",
@@ -230,11 +239,7 @@ fn database_urls_say_what_is_wrong_at_once() {
     assert_eq!(info["backend"], "sqlite", "{info}");
     assert!(plain.exists());
     // PostgreSQL refusing the connection is said as such, once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let run = cli.run(&[
         "--database-url",
         &format!("postgres://postgres@127.0.0.1:{port}/x"),
@@ -279,20 +284,7 @@ fn a_slow_send_in_a_terminal_says_what_it_waits_for() {
             let _ = stream.write_all(b"554 5.3.2 not accepting mail\r\n");
         }
     });
-    cli.run(&[
-        "company",
-        "set",
-        "--provider",
-        "none",
-        "--user",
-        "relay@example.com",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--no-tls",
-    ])
-    .ok();
+    relay_company(&cli, &port);
     let send = "send --company --to buyer@example.com --subject s --body b";
     // In a terminal (a pseudo-terminal made by `script`): the spinner appears.
     let mailroom = env!("CARGO_BIN_EXE_mailroom");
@@ -466,20 +458,7 @@ fn a_servers_control_characters_are_escaped_before_they_reach_the_terminal() {
         let (mut stream, _) = listener.accept().unwrap();
         let _ = stream.write_all(b"554 5.3.2 \x1b[31mgo away\x07\r\n");
     });
-    cli.run(&[
-        "company",
-        "set",
-        "--provider",
-        "none",
-        "--user",
-        "relay@example.com",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--no-tls",
-    ])
-    .ok();
+    relay_company(&cli, &port);
     let run = cli.run(&[
         "send",
         "--company",

@@ -185,6 +185,30 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
     db.finish().await;
 }
 
+/// A database with an app registered against `server` (with a client secret when
+/// `secret`) and a sign-in whose access token has expired, so the next use refreshes.
+async fn expired_sign_in(server: &MockServer, secret: bool) -> (TestDatabase, EncryptionKey) {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = EncryptionKey::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(server, secret)).await;
+    let stored = support::signed_in(
+        Provider::Microsoft,
+        ADDRESS,
+        "access-token-SIGNIN-0001",
+        Some("refresh-token-SIGNIN-0002"),
+    );
+    support::store_expired(&db, &key, &stored).await;
+    (db, key)
+}
+
+/// The error of a token request that must refresh and cannot.
+async fn refresh_error(db: &TestDatabase, key: &EncryptionKey) -> mailroom_tokens::Error {
+    support::broker(db, key)
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap_err()
+}
+
 /// A token endpoint that fails and echoes the request body back, as HTML or inside an
 /// OAuth error's description.
 async fn echoing_refresh(status: u16, json: bool) -> String {
@@ -206,20 +230,8 @@ async fn echoing_refresh(status: u16, json: bool) -> String {
         })
         .mount(&server)
         .await;
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
-    support::register(&db, &key, Provider::Microsoft, support::app(&server, true)).await;
-    let stored = support::signed_in(
-        Provider::Microsoft,
-        ADDRESS,
-        "access-token-SIGNIN-0001",
-        Some("refresh-token-SIGNIN-0002"),
-    );
-    support::store_expired(&db, &key, &stored).await;
-    let error = support::broker(&db, &key)
-        .access_token(&target(Provider::Microsoft, ADDRESS))
-        .await
-        .unwrap_err();
+    let (db, key) = expired_sign_in(&server, true).await;
+    let error = refresh_error(&db, &key).await;
     let rows = TokenStore::new(&db.db, &key).list().await.unwrap();
     let reasons: Vec<String> = rows
         .iter()
@@ -246,20 +258,8 @@ async fn an_endless_answer_from_the_token_endpoint_is_cut_off() {
         .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(4 * 1024 * 1024)))
         .mount(&server)
         .await;
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
-    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    let stored = support::signed_in(
-        Provider::Microsoft,
-        ADDRESS,
-        "access-token-SIGNIN-0001",
-        Some("refresh-token-SIGNIN-0002"),
-    );
-    support::store_expired(&db, &key, &stored).await;
-    let error = support::broker(&db, &key)
-        .access_token(&target(Provider::Microsoft, ADDRESS))
-        .await
-        .unwrap_err();
+    let (db, key) = expired_sign_in(&server, false).await;
+    let error = refresh_error(&db, &key).await;
     assert!(error.to_string().contains("larger than"), "{error}");
     db.finish().await;
 }
@@ -279,9 +279,7 @@ async fn a_token_endpoint_changed_behind_mailrooms_back_to_plain_http_gets_no_se
         .expect(0)
         .mount(&server)
         .await;
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
-    support::register(&db, &key, Provider::Microsoft, support::app(&server, true)).await;
+    let (db, key) = expired_sign_in(&server, true).await;
     // Someone with write access to the database (not the key) points the token endpoint
     // at plain http on an address the CLI refuses (an IPv4-mapped IPv6 address).
     let port = server.address().port();
@@ -292,17 +290,7 @@ async fn a_token_endpoint_changed_behind_mailrooms_back_to_plain_http_gets_no_se
         ))
         .await
         .unwrap();
-    let stored = support::signed_in(
-        Provider::Microsoft,
-        ADDRESS,
-        "access-token-SIGNIN-0001",
-        Some("refresh-token-SIGNIN-0002"),
-    );
-    support::store_expired(&db, &key, &stored).await;
-    let error = support::broker(&db, &key)
-        .access_token(&target(Provider::Microsoft, ADDRESS))
-        .await
-        .unwrap_err();
+    let error = refresh_error(&db, &key).await;
     let text = error.to_string();
     assert!(text.contains("refusing to send a secret"), "{text}");
     assert_clean("the error", &text);
