@@ -45,16 +45,6 @@ pub enum Error {
     /// The encryption key is wrong or unusable, or a stored secret is damaged.
     #[error(transparent)]
     Key(#[from] mailroom_crypto::Error),
-    /// The key given is not the one the database's secrets are sealed with.
-    #[error(
-        "the database's secrets are sealed with key {database_key_id}, but the key given is {given_key_id}; use the key with fingerprint {database_key_id} (restore its file or set it), or, if it is lost, forget the stored secrets and sign in again"
-    )]
-    KeyMismatch {
-        /// The fingerprint of the key the database was sealed with.
-        database_key_id: String,
-        /// The fingerprint of the key given.
-        given_key_id: String,
-    },
     /// A stored row holds a value this version cannot read.
     #[error("the database holds an unreadable {what}: {problem}; correct or remove the account")]
     CorruptRow {
@@ -79,11 +69,8 @@ impl Error {
             Error::NoCompanyAccount => Some(Remedy::ConfigureCompany),
             Error::NoAccount { .. } => Some(Remedy::ConfigureCompany),
             Error::DuplicateBinding { existing, .. } => Some(Remedy::Unbind { account: *existing }),
-            Error::Key(_) => None,
-            Error::KeyMismatch {
-                database_key_id, ..
-            } => Some(Remedy::RestoreKey {
-                key_id: database_key_id.clone(),
+            Error::Key(error) => error.missing_key().map(|id| Remedy::RestoreKey {
+                key_id: id.to_owned(),
             }),
             Error::CorruptRow { account, .. } => Some(Remedy::EditAccount { account: *account }),
             Error::Database(_) => Some(Remedy::CheckDatabase),

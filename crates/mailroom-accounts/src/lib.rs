@@ -11,14 +11,14 @@
 //!
 //! ```
 //! use mailroom_accounts::{Accounts, ResolutionRule};
-//! use mailroom_crypto::EncryptionKey;
+//! use mailroom_crypto::KeyRing;
 //! use mailroom_model::{Binding, FeatureCatalog, Provider, SALES_DOCUMENT, Secret, ServerSettingsChange};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The schema comes from mailroom-migrations, which must run first.
 //! let db = mailroom_migrations::open("sqlite::memory:").await?;
-//! let key = EncryptionKey::generate();
+//! let key = KeyRing::generate();
 //! let accounts = Accounts::new(&db, &key);
 //!
 //! // A password SMTP server for the company; the password is sealed before it is stored.

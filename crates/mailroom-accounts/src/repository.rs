@@ -2,7 +2,7 @@
 //! passwords with the database key.
 
 use chrono::Utc;
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::{EncryptionKey, KeyRing, store};
 use mailroom_model::{
     AccountId, AccountRef, Binding, CompanyAccount, FaxFormat, IgnoredSetting, Provider, Secret,
     ServerSettings, ServerSettingsChange, TlsStartup, UserAccount,
@@ -13,12 +13,10 @@ use sea_orm::{
     QueryFilter, QueryOrder, Set,
 };
 
-use crate::entity::{company_account, key_check, setting, user_account};
+use crate::entity::{company_account, setting, user_account};
 use crate::{Error, Result};
 
 const COMPANY_ID: i32 = 1;
-const KEY_CHECK_PLAINTEXT: &[u8] = b"mailroom key check";
-const KEY_CHECK_AAD: &[u8] = b"key_check:1";
 const CAN_SIGN_IN_WHEN_SENDING: &str = "can_sign_in_when_sending";
 const OUTBOX_RETENTION_DAYS: &str = "outbox_retention_days";
 
@@ -142,7 +140,7 @@ pub fn account_warnings(server: &ServerSettings, from_address: Option<&str>) -> 
 #[derive(Debug)]
 pub struct Accounts<'a, C> {
     db: &'a C,
-    key: &'a EncryptionKey,
+    key: &'a KeyRing,
 }
 
 /// The columns both account tables share, as stored.
@@ -216,7 +214,7 @@ fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -
     }
 }
 
-fn from_row(row: ServerRow, key: &EncryptionKey, account: AccountRef) -> Result<ServerSettings> {
+fn from_row(row: ServerRow, key: &KeyRing, account: AccountRef) -> Result<ServerSettings> {
     let corrupt = |column: &str, problem: String| Error::CorruptRow {
         what: format!("{column} of the {account}"),
         account: Some(account),
@@ -255,10 +253,7 @@ fn from_row(row: ServerRow, key: &EncryptionKey, account: AccountRef) -> Result<
     })
 }
 
-fn company_from_model(
-    model: company_account::Model,
-    key: &EncryptionKey,
-) -> Result<CompanyAccount> {
+fn company_from_model(model: company_account::Model, key: &KeyRing) -> Result<CompanyAccount> {
     let fax_format = match model.fax_format {
         Some(text) => Some(FaxFormat::parse(&text).map_err(|error| Error::CorruptRow {
             what: "fax format of the company account".to_owned(),
@@ -276,7 +271,7 @@ fn company_from_model(
     })
 }
 
-fn user_from_model(model: user_account::Model, key: &EncryptionKey) -> Result<UserAccount> {
+fn user_from_model(model: user_account::Model, key: &KeyRing) -> Result<UserAccount> {
     let account = AccountRef::User(model.id);
     let binding = match (model.business_object, model.column_name, model.column_value) {
         (Some(object), Some(column), Some(value)) => Some(
@@ -307,37 +302,18 @@ fn fill_binding_columns(active: &mut user_account::ActiveModel, binding: Option<
 
 impl<'a, C: ConnectionTrait> Accounts<'a, C> {
     /// A repository over `db`, sealing and opening secrets with `key`.
-    pub fn new(db: &'a C, key: &'a EncryptionKey) -> Self {
+    pub fn new(db: &'a C, key: &'a KeyRing) -> Self {
         Self { db, key }
     }
 
-    /// Checks that `key` is the database's key; on a database without one yet, records it.
+    /// Checks that the ring holds the database's current key (and that it opens the
+    /// check value); on a database without a key yet, records the ring's first key.
     ///
-    /// A wrong key is refused here with a clear error, before any secret is needed.
+    /// A host lacking the key is refused here with a clear error naming it, before any
+    /// secret is needed.
     pub async fn verify_key(&self) -> Result<()> {
-        match key_check::Entity::find_by_id(1).one(self.db).await? {
-            Some(check) if check.key_id != self.key.id() => Err(Error::KeyMismatch {
-                database_key_id: check.key_id,
-                given_key_id: self.key.id(),
-            }),
-            Some(check) => {
-                let opened = self.key.open(&check.sealed, KEY_CHECK_AAD)?;
-                if opened.as_slice() != KEY_CHECK_PLAINTEXT {
-                    return Err(mailroom_crypto::Error::CannotOpen.into());
-                }
-                Ok(())
-            }
-            None => {
-                key_check::ActiveModel {
-                    id: Set(1),
-                    key_id: Set(self.key.id()),
-                    sealed: Set(self.key.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)),
-                }
-                .insert(self.db)
-                .await?;
-                Ok(())
-            }
-        }
+        store::verify(self.db, self.key).await?;
+        Ok(())
     }
 
     /// Forgets every stored password (the accounts stay, without one) and checks
@@ -364,18 +340,11 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
                 count += 1;
             }
         }
-        key_check::Entity::delete_many().exec(self.db).await?;
-        key_check::ActiveModel {
-            id: Set(1),
-            key_id: Set(new_key.id()),
-            sealed: Set(new_key.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)),
-        }
-        .insert(self.db)
-        .await?;
+        store::replace(self.db, new_key).await?;
         Ok(count)
     }
 
-    /// Re-seals every password and the key check with `new_key` (key rotation, inside the
+    /// Re-seals every password with `new_key` (key rotation, inside the
     /// caller's transaction). Returns how many passwords were re-sealed.
     pub async fn reseal(&self, new_key: &EncryptionKey) -> Result<usize> {
         let mut count = 0;
@@ -386,8 +355,10 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             if let Some(sealed) = model.password_sealed.clone() {
                 let aad = password_aad(AccountRef::Company);
                 let plain = self.key.open(&sealed, &aad)?;
+                let version = model.version + 1;
                 let mut active = model.into_active_model();
                 active.password_sealed = Set(Some(new_key.seal(&plain, &aad)));
+                active.version = Set(version);
                 active.update(self.db).await?;
                 count += 1;
             }
@@ -396,20 +367,14 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             if let Some(sealed) = model.password_sealed.clone() {
                 let aad = password_aad(AccountRef::User(model.id));
                 let plain = self.key.open(&sealed, &aad)?;
+                let version = model.version + 1;
                 let mut active = model.into_active_model();
                 active.password_sealed = Set(Some(new_key.seal(&plain, &aad)));
+                active.version = Set(version);
                 active.update(self.db).await?;
                 count += 1;
             }
         }
-        key_check::Entity::delete_many().exec(self.db).await?;
-        key_check::ActiveModel {
-            id: Set(1),
-            key_id: Set(new_key.id()),
-            sealed: Set(new_key.seal(KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD)),
-        }
-        .insert(self.db)
-        .await?;
         Ok(count)
     }
 
@@ -429,6 +394,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         change: &ServerSettingsChange,
         fax_format: Option<Option<FaxFormat>>,
     ) -> Result<Saved<CompanyAccount>> {
+        let sealing = store::sealing_key(self.db, self.key).await?;
         let existing = company_account::Entity::find_by_id(COMPANY_ID)
             .one(self.db)
             .await?;
@@ -441,7 +407,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             Some(new) => new,
             None => current.and_then(|company| company.fax_format),
         };
-        let row = to_row(&applied.settings, self.key, AccountRef::Company);
+        let row = to_row(&applied.settings, sealing, AccountRef::Company);
         let mut active = match &existing {
             Some(model) => {
                 let mut active = model.clone().into_active_model();
@@ -537,6 +503,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         binding: Option<Binding>,
     ) -> Result<Saved<UserAccount>> {
         let applied = change.apply(None)?;
+        let sealing = store::sealing_key(self.db, self.key).await?;
         if let Some(binding) = &binding {
             self.refuse_duplicate_binding(binding, None).await?;
         }
@@ -551,12 +518,12 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         };
         set_server_columns!(
             active,
-            to_row(&settings_without_password, self.key, AccountRef::User(0))
+            to_row(&settings_without_password, sealing, AccountRef::User(0))
         );
         fill_binding_columns(&mut active, binding.as_ref());
         let inserted = active.insert(self.db).await?;
         if applied.settings.password.is_some() {
-            let row = to_row(&applied.settings, self.key, AccountRef::User(inserted.id));
+            let row = to_row(&applied.settings, sealing, AccountRef::User(inserted.id));
             user_account::Entity::update_many()
                 .col_expr(
                     user_account::Column::PasswordSealed,
@@ -585,6 +552,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         change: &ServerSettingsChange,
         binding: BindingChange,
     ) -> Result<Saved<UserAccount>> {
+        let sealing = store::sealing_key(self.db, self.key).await?;
         let model = user_account::Entity::find_by_id(id)
             .one(self.db)
             .await?
@@ -604,7 +572,7 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         let mut active = model.into_active_model();
         set_server_columns!(
             active,
-            to_row(&applied.settings, self.key, AccountRef::User(id))
+            to_row(&applied.settings, sealing, AccountRef::User(id))
         );
         fill_binding_columns(&mut active, binding.as_ref());
         active.version = Set(version);
@@ -754,8 +722,5 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
 /// The id (fingerprint) of the key `db`'s secrets are sealed with, once any key was
 /// checked against it. Needs no key: it says which key a host lacks.
 pub async fn sealed_with<C: ConnectionTrait>(db: &C) -> Result<Option<String>> {
-    Ok(key_check::Entity::find_by_id(1)
-        .one(db)
-        .await?
-        .map(|check| check.key_id))
+    Ok(store::state(db).await?.map(|state| state.current))
 }

@@ -280,14 +280,28 @@ pub(crate) enum KeyCommand {
         forget_secrets: bool,
     },
     #[command(
-        after_help = "Examples:\n  mailroom key rotate\n  MAILROOM_KEY=... mailroom key rotate --new-key-file /secure/mailroom.key"
+        after_help = "Examples:\n  mailroom key rotate --prepare\n  mailroom key rotate --commit\n  mailroom key rotate\n  MAILROOM_KEY=... mailroom key rotate --prepare --new-key-file /secure/next.key"
     )]
-    /// Re-encrypt every stored secret with a new key, in one transaction.
+    /// Re-encrypt every stored secret with a new key. When several hosts share the
+    /// database, rotate in two steps so no host is ever without the key: `--prepare` adds
+    /// a new key to the key file (copy the file to every host; with MAILROOM_KEY, add the
+    /// key beside the current one, comma-separated), then `--commit` re-encrypts everything
+    /// with it in one transaction. Without either flag both steps run at once (one host).
     Rotate {
+        /// Only make the new key and record it as prepared; nothing is re-encrypted yet.
+        #[arg(long, conflicts_with = "commit")]
+        prepare: bool,
+        /// Re-encrypt everything with the prepared key (this host must have it).
+        #[arg(long)]
+        commit: bool,
         /// Where to write the new key when the current one comes from MAILROOM_KEY.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", conflicts_with = "commit")]
         new_key_file: Option<std::path::PathBuf>,
     },
+    /// Show which key the database's secrets are sealed with, any prepared rotation, and
+    /// the keys this host has.
+    #[command(after_help = "Examples:\n  mailroom key show\n  mailroom key show --json")]
+    Show,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
-use mailroom_crypto::{EncryptionKey, KeySource};
+use mailroom_crypto::{KeyRing, KeySource};
 use sea_orm::DatabaseConnection;
 
-/// The environment variable holding the key as text (base64 or hex of 32 bytes).
+/// The environment variable holding the keys as text (each base64 or hex of 32 bytes;
+/// several separated by commas, spaces or lines during a key rotation).
 pub(crate) const KEY_VARIABLE: &str = "MAILROOM_KEY";
 /// The environment variable naming the key file.
 pub(crate) const KEY_FILE_VARIABLE: &str = "MAILROOM_KEY_FILE";
@@ -15,7 +16,7 @@ pub(crate) const KEY_FILE_VARIABLE: &str = "MAILROOM_KEY_FILE";
 #[derive(Debug)]
 pub(crate) struct Context {
     pub(crate) db: DatabaseConnection,
-    pub(crate) key: EncryptionKey,
+    pub(crate) key: KeyRing,
     pub(crate) key_source: KeySource,
     pub(crate) database_url: String,
 }
@@ -157,14 +158,12 @@ impl std::fmt::Display for KeyFileMissing {
 
 impl std::error::Error for KeyFileMissing {}
 
-/// The key: `MAILROOM_KEY`, else the key file (created with mode 0600 on first use, but
-/// never when the database already holds secrets sealed with a key: that is a lost key).
-async fn load_key(
-    database_url: &str,
-    db: &DatabaseConnection,
-) -> Result<(EncryptionKey, KeySource)> {
+/// The keys: `MAILROOM_KEY`, else the key file (one key per line; created with mode
+/// 0600 on first use, but never when the database already holds secrets sealed with a
+/// key: that is a lost key).
+async fn load_key(database_url: &str, db: &DatabaseConnection) -> Result<(KeyRing, KeySource)> {
     if let Ok(text) = std::env::var(KEY_VARIABLE) {
-        let key = EncryptionKey::from_text(&text).context("MAILROOM_KEY is set but unusable")?;
+        let key = KeyRing::from_text(&text).context("MAILROOM_KEY is set but unusable")?;
         return Ok((key, KeySource::Environment));
     }
     let path = key_file_path(database_url)?;
@@ -173,7 +172,7 @@ async fn load_key(
             return Err(KeyFileMissing { path, key_id }.into());
         }
     }
-    Ok(EncryptionKey::load_or_create(&path)?)
+    Ok(KeyRing::load_or_create(&path)?)
 }
 
 /// A URL without its password (the user-info part, or a `password=` query parameter as

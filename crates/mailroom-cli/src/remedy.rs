@@ -79,8 +79,9 @@ pub(crate) fn command(remedy: &Remedy) -> String {
             crate::commands::send::CA_FILE_VARIABLE
         ),
         Remedy::RestoreKey { key_id } => format!(
-            "restore the key file (or set MAILROOM_KEY) to the key with fingerprint {key_id}; if it is lost: mailroom key reset --forget-secrets"
+            "copy the key with fingerprint {key_id} from a host that has it into this host's key file (one key per line, beside the keys there) or MAILROOM_KEY; if it is lost everywhere: mailroom key reset --forget-secrets"
         ),
+        Remedy::PrepareKeyRotation => "mailroom key rotate --prepare".to_owned(),
         Remedy::ListQueue => "mailroom queue list".to_owned(),
         Remedy::ShowQueued { id } => format!("mailroom queue show {id}"),
         Remedy::CancelQueued { id } => format!("mailroom queue cancel {id}"),
@@ -174,6 +175,9 @@ fn kind(error: &anyhow::Error) -> &'static str {
             if let mailroom::Error::Invalid(_) = error {
                 return "invalid_input";
             }
+            if error.key_problem().is_some() {
+                return "key";
+            }
         }
         if let Some(error) = cause.downcast_ref::<mailroom_tokens::Error>() {
             if error.needs_sign_in() {
@@ -186,15 +190,11 @@ fn kind(error: &anyhow::Error) -> &'static str {
                 mailroom_accounts::Error::Invalid(_) => "invalid_input",
                 mailroom_accounts::Error::AccountNotFound { .. } => "not_found",
                 mailroom_accounts::Error::Database(_) => "database",
+                mailroom_accounts::Error::Key(_) => "key",
                 _ => "account",
             };
         }
         if cause.is::<mailroom_crypto::Error>() || cause.is::<crate::context::KeyFileMissing>() {
-            return "key";
-        }
-        if let Some(mailroom_accounts::Error::KeyMismatch { .. }) =
-            cause.downcast_ref::<mailroom_accounts::Error>()
-        {
             return "key";
         }
         if cause.is::<sea_orm::DbErr>() {

@@ -36,12 +36,46 @@ pub enum Error {
         /// The key file.
         path: PathBuf,
     },
-    /// A sealed value could not be opened: the key differs from the one that sealed it,
-    /// or the value was moved or damaged.
+    /// A sealed value could not be opened: it was altered or moved to another row, or it
+    /// was sealed (in the first format, which names no key) with a key this host lacks.
     #[error(
-        "a stored secret cannot be decrypted: the encryption key is not the one this database was created with, or the value was altered; use the original key (MAILROOM_KEY or the key file)"
+        "a stored secret cannot be decrypted: it was altered or moved, or it was sealed with a key this host does not have"
     )]
     CannotOpen,
+    /// This host's key ring lacks the key a value, or the database, is sealed with.
+    #[error(
+        "this host lacks key {id} (fingerprint), which the database's secrets are sealed with (this host has {}); copy that key from a host that has it — the key file or MAILROOM_KEY of the host where the rotation was prepared — into this host's key file or MAILROOM_KEY, beside the keys already there",
+        have.join(", ")
+    )]
+    MissingKey {
+        /// The fingerprint of the key needed.
+        id: String,
+        /// The fingerprints of the keys this host has.
+        have: Vec<String>,
+    },
+    /// A key rotation was asked to commit, but none was prepared.
+    #[error("no key rotation is prepared for this database; prepare one first")]
+    NoRotationPrepared,
+    /// The database failed while reading or writing which key it is sealed with.
+    #[error("the database failed while checking its encryption key")]
+    Database(#[source] Box<sea_orm::DbErr>),
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Error::Database(Box::new(error))
+    }
+}
+
+impl Error {
+    /// The fingerprint of a key this host lacks, when that is the problem: the key to
+    /// copy here.
+    pub fn missing_key(&self) -> Option<&str> {
+        match self {
+            Error::MissingKey { id, .. } => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -7,7 +7,11 @@
 //! This crate holds the key and does the AES; it does not know which columns are secret
 //! (`mailroom-accounts` and `mailroom-tokens` decide and pass the associated data) and it
 //! reads no environment variable: a front end passes the text of `MAILROOM_KEY` to
-//! [`EncryptionKey::from_text`] or a path to [`EncryptionKey::load_or_create`].
+//! [`KeyRing::from_text`] or a path to [`KeyRing::load_or_create`].
+//!
+//! A host may hold several keys (a [`KeyRing`]: during a rotation, the current and the
+//! next); every sealed value names the key that sealed it, and [`store`] keeps, in the
+//! database's `key_check` row, which key seals new values.
 //!
 //! ```
 //! use mailroom_crypto::{EncryptionKey, Error};
@@ -33,7 +37,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -44,10 +48,20 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 mod error;
+mod ring;
+pub mod store;
 
 pub use error::{Error, Result};
+pub use ring::KeyRing;
 
-const FORMAT_TAG: &[u8; 3] = b"MR1";
+/// The first format: tag, nonce, ciphertext. Still opened (by trying every key of the
+/// ring); never written.
+const LEGACY_TAG: &[u8; 3] = b"MR1";
+/// The current format: tag, the sealing key's id (8 bytes), nonce, ciphertext. The id says
+/// which key of a [`KeyRing`] opens the value, so values sealed before and after a key
+/// rotation can be told apart and a host missing a key can say which one.
+const FORMAT_TAG: &[u8; 3] = b"MR2";
+const KEY_ID_LEN: usize = 8;
 const NONCE_LEN: usize = 12;
 
 /// A 256-bit key. `Debug` shows only its id (a fingerprint), never the key.
@@ -111,73 +125,16 @@ impl EncryptionKey {
         Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.bytes.as_ref()))
     }
 
-    /// Reads the key file at `path`, or creates it with a new key and mode 0600 when it
-    /// does not exist. A file readable by other users is refused.
-    pub fn load_or_create(path: &Path) -> Result<(Self, KeySource)> {
-        let key_file_error = |source| Error::KeyFile {
-            path: path.to_owned(),
-            source,
-        };
-        match fs::read_to_string(path) {
-            Ok(text) => {
-                check_permissions(path)?;
-                let key =
-                    Self::from_text(&Zeroizing::new(text)).map_err(|_| Error::KeyFileContents {
-                        path: path.to_owned(),
-                    })?;
-                Ok((
-                    key,
-                    KeySource::File {
-                        path: path.to_owned(),
-                        created: false,
-                    },
-                ))
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    fs::create_dir_all(parent).map_err(key_file_error)?;
-                }
-                // The key is written whole to a private temporary file, then published
-                // under its name with a hard link, which fails if another process
-                // published one first: then that key is the one, and it is read. No process
-                // ever reads a half-written key file.
-                let key = Self::generate();
-                let mut temporary = path.as_os_str().to_owned();
-                temporary.push(format!(".{:016x}.tmp", rand::random::<u64>()));
-                let temporary = std::path::PathBuf::from(temporary);
-                let written = create_private_file(&temporary).and_then(|mut file| {
-                    file.write_all(key.to_text().as_bytes())?;
-                    file.write_all(b"\n")?;
-                    file.sync_all()
-                });
-                if let Err(error) = written {
-                    let _ = fs::remove_file(&temporary);
-                    return Err(key_file_error(error));
-                }
-                let published = fs::hard_link(&temporary, path);
-                let _ = fs::remove_file(&temporary);
-                match published {
-                    Ok(()) => Ok((
-                        key,
-                        KeySource::File {
-                            path: path.to_owned(),
-                            created: true,
-                        },
-                    )),
-                    Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                        Self::load_or_create(path)
-                    }
-                    Err(error) => Err(key_file_error(error)),
-                }
-            }
-            Err(error) => Err(key_file_error(error)),
-        }
-    }
-
     /// A short fingerprint of the key (first 8 bytes of SHA-256, hex), safe to show.
     pub fn id(&self) -> String {
+        hex::encode(self.id_bytes())
+    }
+
+    fn id_bytes(&self) -> [u8; KEY_ID_LEN] {
         let digest = Sha256::digest(self.bytes.as_ref());
-        hex::encode(&digest[..8])
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&digest[..KEY_ID_LEN]);
+        id
     }
 
     /// Encrypts `plaintext`, binding it to `associated` (the row and column it belongs to).
@@ -194,16 +151,33 @@ impl EncryptionKey {
                 },
             )
             .expect("AES-GCM encryption cannot fail for messages under 64 GiB");
-        let mut sealed = Vec::with_capacity(FORMAT_TAG.len() + NONCE_LEN + ciphertext.len());
+        let mut sealed =
+            Vec::with_capacity(FORMAT_TAG.len() + KEY_ID_LEN + NONCE_LEN + ciphertext.len());
         sealed.extend_from_slice(FORMAT_TAG);
+        sealed.extend_from_slice(&self.id_bytes());
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
         sealed
     }
 
     /// Decrypts a value sealed by [`EncryptionKey::seal`] with the same associated data.
+    /// A value sealed with another key is [`Error::CannotOpen`]; a [`KeyRing`] says which
+    /// key it needs.
     pub fn open(&self, sealed: &[u8], associated: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        let rest = sealed.strip_prefix(FORMAT_TAG).ok_or(Error::CannotOpen)?;
+        match sealed_key_id(sealed) {
+            Some(id) if id == self.id_bytes() => {
+                self.decrypt(&sealed[FORMAT_TAG.len() + KEY_ID_LEN..], associated)
+            }
+            Some(_) => Err(Error::CannotOpen),
+            None => {
+                let rest = sealed.strip_prefix(LEGACY_TAG).ok_or(Error::CannotOpen)?;
+                self.decrypt(rest, associated)
+            }
+        }
+    }
+
+    /// Nonce and ciphertext, after the header.
+    fn decrypt(&self, rest: &[u8], associated: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         if rest.len() < NONCE_LEN {
             return Err(Error::CannotOpen);
         }
@@ -223,15 +197,32 @@ impl EncryptionKey {
 
     /// [`EncryptionKey::open`] for text secrets.
     pub fn open_string(&self, sealed: &[u8], associated: &[u8]) -> Result<Zeroizing<String>> {
-        let bytes = self.open(sealed, associated)?;
-        String::from_utf8(bytes.to_vec())
-            .map(Zeroizing::new)
-            .map_err(|_| Error::CannotOpen)
+        into_string(self.open(sealed, associated)?)
     }
 }
 
+fn into_string(bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizing<String>> {
+    String::from_utf8(bytes.to_vec())
+        .map(Zeroizing::new)
+        .map_err(|_| Error::CannotOpen)
+}
+
+/// The id of the key that sealed `sealed`, for values in the current format.
+fn sealed_key_id(sealed: &[u8]) -> Option<[u8; KEY_ID_LEN]> {
+    sealed
+        .strip_prefix(FORMAT_TAG)
+        .and_then(|rest| rest.get(..KEY_ID_LEN))
+        .and_then(|id| id.try_into().ok())
+}
+
+/// The fingerprint of the key that sealed `sealed` ([`EncryptionKey::id`]), when the value
+/// says (values sealed before key ids were recorded do not). Needs no key.
+pub fn sealed_by(sealed: &[u8]) -> Option<String> {
+    sealed_key_id(sealed).map(hex::encode)
+}
+
 #[cfg(unix)]
-fn create_private_file(path: &Path) -> io::Result<fs::File> {
+pub(crate) fn create_private_file(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
         .write(true)
@@ -241,7 +232,7 @@ fn create_private_file(path: &Path) -> io::Result<fs::File> {
 }
 
 #[cfg(not(unix))]
-fn create_private_file(path: &Path) -> io::Result<fs::File> {
+pub(crate) fn create_private_file(path: &Path) -> io::Result<fs::File> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -249,7 +240,7 @@ fn create_private_file(path: &Path) -> io::Result<fs::File> {
 }
 
 #[cfg(unix)]
-fn check_permissions(path: &Path) -> Result<()> {
+pub(crate) fn check_permissions(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(path)
         .map_err(|source| Error::KeyFile {
@@ -267,7 +258,7 @@ fn check_permissions(path: &Path) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn check_permissions(_path: &Path) -> Result<()> {
+pub(crate) fn check_permissions(_path: &Path) -> Result<()> {
     Ok(())
 }
 
@@ -296,6 +287,27 @@ mod tests {
             Err(Error::CannotOpen)
         ));
         assert!(matches!(key.open(b"MR1short", b""), Err(Error::CannotOpen)));
+        assert!(matches!(key.open(b"MR2", b""), Err(Error::CannotOpen)));
+        assert!(matches!(key.open(b"", b""), Err(Error::CannotOpen)));
+        // The value names its key, readable without it.
+        assert_eq!(sealed_by(&sealed), Some(key.id()));
+        assert_eq!(&sealed[..3], b"MR2");
+    }
+
+    #[test]
+    fn values_in_the_first_format_still_open() {
+        let key = EncryptionKey::generate();
+        let sealed = key.seal(b"hunter2", b"aad");
+        // The first format: no key id between the tag and the nonce.
+        let mut legacy = b"MR1".to_vec();
+        legacy.extend_from_slice(&sealed[3 + KEY_ID_LEN..]);
+        assert_eq!(key.open(&legacy, b"aad").unwrap().as_slice(), b"hunter2");
+        assert_eq!(sealed_by(&legacy), None);
+        let other = EncryptionKey::generate();
+        assert!(matches!(
+            other.open(&legacy, b"aad"),
+            Err(Error::CannotOpen)
+        ));
     }
 
     #[test]
@@ -320,7 +332,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested").join("mailroom.key");
-        let (created, source) = EncryptionKey::load_or_create(&path).unwrap();
+        let (created, source) = KeyRing::load_or_create(&path).unwrap();
         assert_eq!(
             source,
             KeySource::File {
@@ -332,7 +344,7 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let (loaded, source) = EncryptionKey::load_or_create(&path).unwrap();
+        let (loaded, source) = KeyRing::load_or_create(&path).unwrap();
         assert_eq!(
             source,
             KeySource::File {
@@ -340,17 +352,17 @@ mod tests {
                 created: false
             }
         );
-        assert_eq!(created.id(), loaded.id());
+        assert_eq!(created.ids(), loaded.ids());
 
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
-            EncryptionKey::load_or_create(&path),
+            KeyRing::load_or_create(&path),
             Err(Error::KeyFilePermissions { .. })
         ));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&path, "not a key").unwrap();
         assert!(matches!(
-            EncryptionKey::load_or_create(&path),
+            KeyRing::load_or_create(&path),
             Err(Error::KeyFileContents { .. })
         ));
     }
@@ -366,7 +378,7 @@ mod tests {
                 let barrier = barrier.clone();
                 std::thread::spawn(move || {
                     barrier.wait();
-                    EncryptionKey::load_or_create(&path)
+                    KeyRing::load_or_create(&path)
                 })
             })
             .collect();
@@ -374,8 +386,10 @@ mod tests {
             .into_iter()
             .map(|handle| handle.join().unwrap().expect("every caller gets a key"))
             .collect();
-        let ids: std::collections::BTreeSet<String> =
-            results.iter().map(|(key, _)| key.id()).collect();
+        let ids: std::collections::BTreeSet<String> = results
+            .iter()
+            .map(|(ring, _)| ring.primary().id())
+            .collect();
         assert_eq!(ids.len(), 1, "different keys: {ids:?}");
         let created = results
             .iter()

@@ -83,12 +83,16 @@ pub enum Remedy {
     CheckDatabase,
     /// Give a readable PEM file of extra trusted root certificates, or none.
     CheckRootCertificate,
-    /// Give the key the database's secrets are sealed with (restore its file or set it);
-    /// if it is lost, forget the stored secrets and sign in again.
+    /// Give this host the key the database's secrets are sealed with (copy it from a
+    /// host that has it, beside this host's keys); if it is lost everywhere, forget the
+    /// stored secrets and sign in again.
     RestoreKey {
         /// The fingerprint of the key the database needs.
         key_id: String,
     },
+    /// Prepare a key rotation (make the next key and give it to every host) before
+    /// committing one.
+    PrepareKeyRotation,
     /// List the queued messages to find the right id.
     ListQueue,
     /// Look at a queued message again.
@@ -211,8 +215,11 @@ impl fmt::Display for Remedy {
             }
             Remedy::RestoreKey { key_id } => write!(
                 f,
-                "give the key with fingerprint {key_id} (restore its file or set it), or forget the stored secrets and sign in again"
+                "give this host the key with fingerprint {key_id} (copy it from a host that has it, beside this host's keys), or, if it is lost everywhere, forget the stored secrets and sign in again"
             ),
+            Remedy::PrepareKeyRotation => {
+                f.write_str("prepare a key rotation and give the new key to every host first")
+            }
             Remedy::ListQueue => f.write_str("list the queued messages to find the right id"),
             Remedy::ShowQueued { id } => write!(f, "look at queued message {id} again"),
             Remedy::CancelQueued { id } => write!(f, "cancel queued message {id}"),

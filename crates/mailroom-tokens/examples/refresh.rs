@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::{AccountRef, Provider, SystemClock};
 use mailroom_sandbox::{Sandbox, SandboxConfig};
 use mailroom_tokens::interactive::{SignInOptions, sign_in_with_browser};
@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.path().join("tokens.sqlite").display()
     );
     let db = mailroom_migrations::open(&url).await?;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = Apps::new(&db, &key)
         .set(
             Provider::Microsoft,

@@ -2,7 +2,7 @@
 //! every endpoint overridable (sovereign clouds, identity proxies, tests).
 
 use chrono::Utc;
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::{EncryptionKey, KeyRing, store};
 use mailroom_model::{Provider, Remedy, Secret, ValidationError, validate};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryOrder, Set};
 use url::Url;
@@ -228,7 +228,7 @@ fn parse_stored_url(field: &str, text: Option<String>) -> Result<Option<Url>> {
     .transpose()
 }
 
-fn from_model(model: oauth_app::Model, key: &EncryptionKey) -> Result<AppRegistration> {
+fn from_model(model: oauth_app::Model, key: &KeyRing) -> Result<AppRegistration> {
     let provider: Provider = model.provider.parse().map_err(|_| {
         Error::CorruptRow(format!(
             "provider `{}` of an app registration",
@@ -273,12 +273,12 @@ fn check_oauth_provider(provider: Provider) -> Result<(), ValidationError> {
 #[derive(Debug)]
 pub struct Apps<'a, C> {
     db: &'a C,
-    key: &'a EncryptionKey,
+    key: &'a KeyRing,
 }
 
 impl<'a, C: ConnectionTrait> Apps<'a, C> {
     /// A repository over `db`, sealing client secrets with `key`.
-    pub fn new(db: &'a C, key: &'a EncryptionKey) -> Self {
+    pub fn new(db: &'a C, key: &'a KeyRing) -> Self {
         Self { db, key }
     }
 
@@ -313,6 +313,7 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
     /// Creates or changes the registration of `provider`.
     pub async fn set(&self, provider: Provider, change: AppChange) -> Result<AppRegistration> {
         check_oauth_provider(provider)?;
+        let sealing = store::sealing_key(self.db, self.key).await?;
         let existing = oauth_app::Entity::find_by_id(provider.as_str().to_owned())
             .one(self.db)
             .await?;
@@ -402,10 +403,10 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             },
         };
         active.client_id = Set(app.client_id.clone());
-        active.client_secret_sealed = Set(app.client_secret.as_ref().map(|secret| {
-            self.key
-                .seal(secret.expose().as_bytes(), &secret_aad(provider))
-        }));
+        active.client_secret_sealed = Set(app
+            .client_secret
+            .as_ref()
+            .map(|secret| sealing.seal(secret.expose().as_bytes(), &secret_aad(provider))));
         active.tenant = Set(app.tenant.clone());
         let url_text = |url: &Option<Url>| url.as_ref().map(Url::to_string);
         active.authorize_url = Set(url_text(&app.overrides.authorize_url));

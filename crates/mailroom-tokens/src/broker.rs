@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::{AccountRef, Clock, Provider, Secret, SignInPrompt, SignInRequest};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::app::{AppRegistration, Apps};
 use crate::error::SignInReason;
@@ -126,7 +126,7 @@ impl<'a> SignInPolicy<'a> {
 #[derive(Debug)]
 pub struct TokenBroker {
     db: DatabaseConnection,
-    key: EncryptionKey,
+    key: KeyRing,
     http: OAuthHttp,
     clock: Arc<dyn Clock>,
     config: BrokerConfig,
@@ -148,7 +148,7 @@ impl TokenBroker {
     /// A broker over `db`, opening tokens with `key`.
     pub fn new(
         db: DatabaseConnection,
-        key: EncryptionKey,
+        key: KeyRing,
         http: OAuthHttp,
         clock: Arc<dyn Clock>,
         config: BrokerConfig,
@@ -391,21 +391,37 @@ impl TokenBroker {
                         expires_at,
                         scopes: (!issued.scopes.is_empty()).then(|| issued.scopes.join(" ")),
                     };
-                    if store.complete_refresh(stored, &new, now).await? {
-                        tracing::info!(provider = %key.provider, address = %stored.address, version = stored.version + 1, "access token refreshed");
-                        let refreshed = store
+                    // Each write in a transaction of its own: the key it seals with is the
+                    // database's current one until the commit. A row whose version moved
+                    // but whose refresh token is still the one used here was only
+                    // re-sealed by a key rotation: store the new tokens over it (at most a
+                    // few times). Otherwise another process refreshed: use its tokens.
+                    let mut base = stored.clone();
+                    for _ in 0..3 {
+                        let transaction = self.db.begin().await?;
+                        let written = TokenStore::new(&transaction, &self.key)
+                            .complete_refresh(&base, &new, now)
+                            .await?;
+                        transaction.commit().await?;
+                        let current = store
                             .load(key)
                             .await?
                             .ok_or_else(|| Self::sign_in_required(target, SignInReason::NoToken))?;
-                        return Ok(self.remember(key, &refreshed));
+                        if written {
+                            tracing::info!(provider = %key.provider, address = %stored.address, version = current.version, "access token refreshed");
+                            return Ok(self.remember(key, &current));
+                        }
+                        let resealed_only = current.refresh_token.as_ref().map(Secret::expose)
+                            == stored.refresh_token.as_ref().map(Secret::expose)
+                            && current.status == TokenStatus::Valid;
+                        if !resealed_only {
+                            return Ok(self.remember(key, &current));
+                        }
+                        base = current;
                     }
-                    // Our lease lapsed and another process stored a newer version; its
-                    // tokens are as good as ours.
-                    let current = store
-                        .load(key)
-                        .await?
-                        .ok_or_else(|| Self::sign_in_required(target, SignInReason::NoToken))?;
-                    return Ok(self.remember(key, &current));
+                    return Err(Error::Transient {
+                        message: "the stored token kept changing while it was refreshed".to_owned(),
+                    });
                 }
                 Err(OAuthFailure::Transient(message))
                     if attempt < self.config.transient_attempts =>

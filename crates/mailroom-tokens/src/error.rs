@@ -182,10 +182,10 @@ impl Error {
                 Some(Remedy::ReviewApp { provider: None })
             }
             Error::Database(_) => Some(Remedy::CheckDatabase),
-            Error::SignInFailed(_)
-            | Error::Transient { .. }
-            | Error::MalformedResponse(_)
-            | Error::Key(_) => None,
+            Error::Key(error) => error.missing_key().map(|id| Remedy::RestoreKey {
+                key_id: id.to_owned(),
+            }),
+            Error::SignInFailed(_) | Error::Transient { .. } | Error::MalformedResponse(_) => None,
         }
     }
 

@@ -15,7 +15,7 @@
 //! (`mailroom-crypto`).
 //!
 //! ```
-//! use mailroom_crypto::EncryptionKey;
+//! use mailroom_crypto::KeyRing;
 //! use mailroom_model::Provider;
 //! use mailroom_tokens::registration::{AppChange, Apps};
 //!
@@ -23,7 +23,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // The schema comes from mailroom-migrations, which must run first.
 //! let db = mailroom_migrations::open("sqlite::memory:").await?;
-//! let key = EncryptionKey::generate();
+//! let key = KeyRing::generate();
 //! let apps = Apps::new(&db, &key);
 //!
 //! // Register the Microsoft app of one tenant: the real endpoints unless overridden.

@@ -3,7 +3,7 @@
 //! compare-and-swap, and a refresh lease for coordination between processes.
 
 use chrono::{DateTime, Utc};
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::{EncryptionKey, KeyRing, store};
 use mailroom_model::{Provider, Secret};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -125,12 +125,12 @@ pub(crate) struct RefreshedTokens<'a> {
 #[derive(Debug)]
 pub struct TokenStore<'a, C> {
     db: &'a C,
-    key: &'a EncryptionKey,
+    key: &'a KeyRing,
 }
 
 impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
     /// A store over `db`, sealing tokens with `key`.
-    pub fn new(db: &'a C, key: &'a EncryptionKey) -> Self {
+    pub fn new(db: &'a C, key: &'a KeyRing) -> Self {
         Self { db, key }
     }
 
@@ -206,6 +206,9 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
             &signed_in.identity.address,
         );
         let tokens = &signed_in.tokens;
+        // Asked first, in the caller's transaction: a rotation cannot commit between this
+        // and the write, so the tokens are never stored under a key the database left.
+        let sealing = store::sealing_key(self.db, self.key).await?;
         let expires_at = now
             + chrono::Duration::from_std(
                 tokens
@@ -231,13 +234,12 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
             },
         };
         active.address = Set(signed_in.identity.address.clone());
-        active.access_token_sealed = Set(self
-            .key
-            .seal(tokens.access_token.expose().as_bytes(), &key.aad("access")));
-        active.refresh_token_sealed = Set(tokens.refresh_token.as_ref().map(|token| {
-            self.key
-                .seal(token.expose().as_bytes(), &key.aad("refresh"))
-        }));
+        active.access_token_sealed =
+            Set(sealing.seal(tokens.access_token.expose().as_bytes(), &key.aad("access")));
+        active.refresh_token_sealed = Set(tokens
+            .refresh_token
+            .as_ref()
+            .map(|token| sealing.seal(token.expose().as_bytes(), &key.aad("refresh"))));
         active.expires_at = Set(expires_at);
         active.scopes = Set(tokens.scopes.join(" "));
         active.status = Set(VALID.to_owned());
@@ -281,27 +283,28 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
     }
 
     /// Stores refreshed tokens if the row is still at `version` (compare-and-swap), in one
-    /// statement: a rotated refresh token is written together with its access token.
+    /// statement: a rotated refresh token is written together with its access token. They
+    /// are sealed with the database's current key, asked in the caller's transaction; a
+    /// rotation committed since the refresh began changed the row's version, so this
+    /// writes nothing and returns false.
     pub(crate) async fn complete_refresh(
         &self,
         token: &StoredToken,
         new: &RefreshedTokens<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let sealing = store::sealing_key(self.db, self.key).await?;
         let key = &token.key;
         let mut update = oauth_token::Entity::update_many()
             .col_expr(
                 Column::AccessTokenSealed,
-                Expr::value(
-                    self.key
-                        .seal(new.access_token.expose().as_bytes(), &key.aad("access")),
-                ),
+                Expr::value(sealing.seal(new.access_token.expose().as_bytes(), &key.aad("access"))),
             )
             .col_expr(
                 Column::RefreshTokenSealed,
                 Expr::value(
                     new.refresh_token
-                        .map(|t| self.key.seal(t.expose().as_bytes(), &key.aad("refresh"))),
+                        .map(|t| sealing.seal(t.expose().as_bytes(), &key.aad("refresh"))),
                 ),
             )
             .col_expr(Column::ExpiresAt, Expr::value(new.expires_at))
@@ -415,7 +418,9 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
             .rows_affected)
     }
 
-    /// Re-seals every token with `new_key` (key rotation, inside the caller's transaction).
+    /// Re-seals every token with `new_key` and counts a new version of each (a key
+    /// rotation's commit, inside the caller's transaction): a refresh that began before it
+    /// then finds the row changed and stores nothing under the old key.
     pub async fn reseal(&self, new_key: &EncryptionKey) -> Result<usize> {
         let models = oauth_token::Entity::find().all(self.db).await?;
         let count = models.len();
@@ -429,7 +434,9 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
                 .as_ref()
                 .map(|sealed| self.key.open(sealed, &key.aad("refresh")))
                 .transpose()?;
+            let version = model.version + 1;
             let mut active = model.into_active_model();
+            active.version = Set(version);
             active.access_token_sealed = Set(new_key.seal(&access, &key.aad("access")));
             active.refresh_token_sealed =
                 Set(refresh.map(|plain| new_key.seal(&plain, &key.aad("refresh"))));

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use mailroom::{
-    AUTOMATION_AGENT, Agent, AgentOptions, EncryptionKey, Mailroom, MailroomOptions, MessageDraft,
+    AUTOMATION_AGENT, Agent, AgentOptions, KeyRing, Mailroom, MailroomOptions, MessageDraft,
     Provider, SALES_DOCUMENT, SendRequest,
 };
 use mailroom_accounts::Accounts;
@@ -83,7 +83,7 @@ fn draft(number: usize) -> MessageDraft {
 
 /// A Microsoft account on `port` with a valid stored token, bound to system user `sa`
 /// (user account) or as the company account.
-async fn configure(db: &TestDatabase, key: &EncryptionKey, port: u16, as_company: bool) {
+async fn configure(db: &TestDatabase, key: &KeyRing, port: u16, as_company: bool) {
     let accounts = Accounts::new(&db.db, key);
     accounts.verify_key().await.unwrap();
     let change = ServerSettingsChange {
@@ -145,7 +145,7 @@ async fn configure(db: &TestDatabase, key: &EncryptionKey, port: u16, as_company
 
 async fn facade_overhead(backend: Backend, sends: usize, resolution_cache_ttl: Duration) {
     let db = TestDatabase::new(backend).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     configure(&db, &key, 2525, false).await;
     let mut options = MailroomOptions::new(key);
     options.transport_override = Some(Arc::new(DiscardTransport));
@@ -223,7 +223,7 @@ async fn agent_drain(messages: usize, workers: usize, concurrency: usize) {
         ..ServerOptions::default()
     });
     let db = TestDatabase::new(Backend::Postgres).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     configure(&db, &key, server.port, true).await;
     let mut options = MailroomOptions::new(key);
     options.extra_root_pem = Some(server.trusted_ca_pem.clone().into_bytes());
@@ -290,7 +290,7 @@ fn main() {
         .collect();
     runtime.block_on(async {
         // As shipped: resolutions reused for `MailroomOptions::resolution_cache_ttl` (1 s).
-        let cached = MailroomOptions::new(EncryptionKey::generate()).resolution_cache_ttl;
+        let cached = MailroomOptions::new(KeyRing::generate()).resolution_cache_ttl;
         facade_overhead(Backend::Sqlite, sends, cached).await;
         facade_overhead(Backend::Postgres, sends, cached).await;
         // Without the cache: every send reads its account from the database.

@@ -17,7 +17,7 @@ use mailroom::accounts::Accounts;
 use mailroom::model::{Provider, ServerSettingsChange, TlsStartup};
 use mailroom::tokens::registration::{AppChange, Apps, EndpointOverrides};
 use mailroom::{
-    AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, EncryptionKey, Mailroom, MailroomOptions,
+    AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, KeyRing, Mailroom, MailroomOptions,
     MessageDraft, SALES_DOCUMENT, SendRequest, SignInMode, SignInStep,
 };
 use mailroom_sandbox::{Sandbox, SandboxConfig};
@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.path().join("erp.sqlite").display()
     );
     let db = mailroom::migrations::open(&url).await?;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
 
     // Configuration, as the host's own settings screens would store it.
     Apps::new(&db, &key)

@@ -117,7 +117,7 @@ impl DoctorReport {
     /// before any other check could run.
     pub fn open_failed(error: &crate::Error) -> Self {
         let name = match error {
-            crate::Error::Accounts(mailroom_accounts::Error::KeyMismatch { .. }) => "key",
+            error if error.key_problem().is_some() => "key",
             _ => "database",
         };
         Self {
@@ -198,16 +198,36 @@ impl Mailroom {
         }
 
         let accounts = Accounts::new(db, key);
-        match accounts.verify_key().await {
-            Ok(()) => checks.push(DoctorCheck::ok(
-                "key",
-                format!("the database's secrets open with key {}", key.id()),
-            )),
-            Err(error) => checks.push(DoctorCheck::problem(
-                "key",
-                error_text(&error),
-                error.remedy().or(Some(Remedy::CheckDatabase)),
-            )),
+        match mailroom_crypto::store::verify(db, key).await {
+            Ok(state) => checks.push(match state.prepared {
+                Some(next) if key.get(&next).is_none() => DoctorCheck::problem(
+                    "key",
+                    format!(
+                        "the database's secrets open with key {}; a rotation to key {next} is prepared and this host lacks that key, so it will stop working when the rotation commits",
+                        state.current
+                    ),
+                    Some(Remedy::RestoreKey { key_id: next }),
+                ),
+                Some(next) => DoctorCheck::ok(
+                    "key",
+                    format!(
+                        "the database's secrets open with key {}; a rotation to key {next} is prepared and this host has it",
+                        state.current
+                    ),
+                ),
+                None => DoctorCheck::ok(
+                    "key",
+                    format!("the database's secrets open with key {}", state.current),
+                ),
+            }),
+            Err(error) => {
+                let error = crate::Error::Key(error);
+                checks.push(DoctorCheck::problem(
+                    "key",
+                    error_text(&error),
+                    error.remedy().or(Some(Remedy::CheckDatabase)),
+                ))
+            }
         }
 
         checks.push(self.root_certificate_check(&options));

@@ -28,6 +28,10 @@ pub enum Error {
         /// source; [`Error::transport_error`] returns it).
         error: TransportError,
     },
+    /// The key ring lacks the key the database (or a value) is sealed with, a rotation
+    /// cannot commit, or the key row could not be read.
+    #[error(transparent)]
+    Key(#[from] mailroom_crypto::Error),
     /// The SMTP transport could not be set up for the account.
     #[error(transparent)]
     SmtpSetup(#[from] mailroom_smtp::Error),
@@ -151,6 +155,12 @@ impl Error {
             Error::Accounts(error) => error.remedy(),
             Error::Tokens(error) => error.remedy(),
             Error::Transport { error, .. } => error.remedy().cloned(),
+            Error::Key(mailroom_crypto::Error::NoRotationPrepared) => {
+                Some(Remedy::PrepareKeyRotation)
+            }
+            Error::Key(error) => error.missing_key().map(|id| Remedy::RestoreKey {
+                key_id: id.to_owned(),
+            }),
             Error::SmtpSetup(_)
             | Error::GmailSetup(_)
             | Error::Attachment { .. }
@@ -166,6 +176,19 @@ impl Error {
                 messages: messages.iter().map(|(id, _)| *id).collect(),
             }),
             Error::NotPurgeable { .. } => None,
+        }
+    }
+
+    /// The key problem behind it, wherever it surfaced (opening an account's password, a
+    /// token, a client secret, or the database's key row): a host lacking the key, or a
+    /// value that does not open. Such a message waits (held) for the key rather than
+    /// failing: no retry can fix it, an administrator can.
+    pub fn key_problem(&self) -> Option<&mailroom_crypto::Error> {
+        match self {
+            Error::Key(error)
+            | Error::Accounts(mailroom_accounts::Error::Key(error))
+            | Error::Tokens(mailroom_tokens::Error::Key(error)) => Some(error),
+            _ => None,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use mailroom_accounts::{Account, Accounts};
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_gmail::{GmailConfig, GmailTransport};
 use mailroom_model::AccountId;
 use mailroom_model::{
@@ -32,9 +32,9 @@ use crate::{Result, RetryPolicy};
 /// How a [`Mailroom`] is set up. [`MailroomOptions::new`] gives the production defaults.
 #[derive(Clone)]
 pub struct MailroomOptions {
-    /// The database's encryption key (the CLI finds it in `MAILROOM_KEY`,
-    /// `MAILROOM_KEY_FILE` or beside an SQLite file).
-    pub key: EncryptionKey,
+    /// The keys this host has (the CLI finds them in `MAILROOM_KEY`, `MAILROOM_KEY_FILE`
+    /// or beside an SQLite file); the database says which one seals.
+    pub key: KeyRing,
     /// Extra trusted root certificates (PEM) for both transports: a company CA, a proxy's,
     /// or a test server's. Certificates are always verified.
     pub extra_root_pem: Option<Vec<u8>>,
@@ -59,10 +59,11 @@ pub struct MailroomOptions {
 }
 
 impl MailroomOptions {
-    /// The defaults, with the database key.
-    pub fn new(key: EncryptionKey) -> Self {
+    /// The defaults, with the database's key (an [`crate::EncryptionKey`]) or a host's
+    /// key ring during a rotation.
+    pub fn new(key: impl Into<KeyRing>) -> Self {
         Self {
-            key,
+            key: key.into(),
             extra_root_pem: None,
             features: FeatureCatalog::with_defaults(),
             retry: RetryPolicy::default(),

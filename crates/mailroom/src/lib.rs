@@ -29,13 +29,13 @@
 //! use mailroom::accounts::Accounts;
 //! use mailroom::model::{Provider, Secret, ServerSettingsChange};
 //! use mailroom::{
-//!     AUTOMATION_AGENT, EncryptionKey, Mailroom, MailroomOptions, MessageDraft, OutboxStatus,
+//!     AUTOMATION_AGENT, KeyRing, Mailroom, MailroomOptions, MessageDraft, OutboxStatus,
 //!     SendRequest,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let key = EncryptionKey::generate();
+//! let key = KeyRing::generate();
 //! // `open` migrates the schema first (an SQLite file or PostgreSQL in production).
 //! let mailroom = Mailroom::open("sqlite::memory:", MailroomOptions::new(key.clone())).await?;
 //! let company = ServerSettingsChange {
@@ -68,14 +68,14 @@
 //! use std::sync::Arc;
 //!
 //! use mailroom::{
-//!     Agent, AgentOptions, Attachment, AUTOMATION_AGENT, EncryptionKey, Mailroom,
+//!     Agent, AgentOptions, Attachment, AUTOMATION_AGENT, KeyRing, Mailroom,
 //!     MailroomOptions, MessageDraft, SALES_DOCUMENT, SendRequest,
 //! };
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! // The key the database's secrets are sealed with (the CLI keeps it beside the
 //! // database or in MAILROOM_KEY).
-//! let key = EncryptionKey::from_text(&std::env::var("MAILROOM_KEY")?)?;
+//! let key = KeyRing::from_text(&std::env::var("MAILROOM_KEY")?)?;
 //! let mailroom = Mailroom::open(
 //!     "sqlite:///var/lib/erp/mailroom.sqlite?mode=rwc",
 //!     MailroomOptions::new(key),
@@ -142,11 +142,12 @@ pub use retry::RetryPolicy;
 pub use status::{OwnedToken, SignInState, owned_tokens, sign_in_state, stored_tokens};
 pub use workflows::{
     Forgotten, Resealed, Revocation, SignInMode, SignInSession, SignInStep, SignOut,
-    forget_secrets, sealed_with,
+    forget_secrets, key_state, sealed_with,
 };
 
 pub use mailroom_accounts::{Account, Accounts, ResolutionRule, Settings};
-pub use mailroom_crypto::EncryptionKey;
+pub use mailroom_crypto::store::KeyState;
+pub use mailroom_crypto::{EncryptionKey, KeyRing};
 pub use mailroom_model::{
     AUTOMATION_AGENT, AccountPolicy, AccountRef, Clock, Feature, FeatureCatalog, Provider,
     SALES_DOCUMENT, SMART_PRINTING, SignInPrompt, SignInRequest, SystemClock, TransportError,

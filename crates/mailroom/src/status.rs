@@ -2,7 +2,7 @@
 //! every front end's account and token lists show.
 
 use mailroom_accounts::{Account, Accounts};
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::AccountRef;
 use mailroom_tokens::storage::{TokenStore, TokenSummary};
 use sea_orm::ConnectionTrait;
@@ -67,10 +67,7 @@ pub struct OwnedToken {
 }
 
 /// Every stored token, with the accounts it belongs to.
-pub async fn owned_tokens<C: ConnectionTrait>(
-    db: &C,
-    key: &EncryptionKey,
-) -> Result<Vec<OwnedToken>> {
+pub async fn owned_tokens<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<Vec<OwnedToken>> {
     let tokens = TokenStore::new(db, key).list().await?;
     let accounts = all_accounts(db, key).await?;
     Ok(tokens
@@ -87,14 +84,11 @@ pub async fn owned_tokens<C: ConnectionTrait>(
 }
 
 /// The stored tokens' summaries (for [`sign_in_state`]).
-pub async fn stored_tokens<C: ConnectionTrait>(
-    db: &C,
-    key: &EncryptionKey,
-) -> Result<Vec<TokenSummary>> {
+pub async fn stored_tokens<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<Vec<TokenSummary>> {
     Ok(TokenStore::new(db, key).list().await?)
 }
 
-async fn all_accounts<C: ConnectionTrait>(db: &C, key: &EncryptionKey) -> Result<Vec<Account>> {
+async fn all_accounts<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<Vec<Account>> {
     let accounts = Accounts::new(db, key);
     let mut all: Vec<Account> = accounts
         .company()

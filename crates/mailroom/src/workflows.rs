@@ -6,7 +6,8 @@
 use std::time::{Duration, SystemTime};
 
 use mailroom_accounts::{Account, Accounts, BindingChange};
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::store::{self, KeyState};
+use mailroom_crypto::{EncryptionKey, KeyRing};
 use mailroom_model::{
     AccountRef, Binding, Provider, Remedy, ServerSettingsChange, SignInPrompt, UserAccount,
     ValidationError,
@@ -137,9 +138,11 @@ pub enum Revocation {
     Failed(String),
 }
 
-/// What [`Mailroom::rotate_key`] re-encrypted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`Mailroom::commit_key_rotation`] re-encrypted, and with which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resealed {
+    /// The fingerprint of the key everything is sealed with now.
+    pub key_id: String,
     /// Account passwords.
     pub passwords: u64,
     /// OAuth client secrets.
@@ -330,25 +333,44 @@ impl Mailroom {
         })
     }
 
-    /// Re-encrypts every stored secret (passwords, client secrets, tokens) with
-    /// `new_key` in one transaction: afterwards only `new_key` opens them, so the caller
-    /// must have saved it where every host finds it before calling this, and reopen with
-    /// it afterwards.
-    pub async fn rotate_key(&self, new_key: &EncryptionKey) -> Result<Resealed> {
-        let key = &self.options().key;
+    /// The first step of a key rotation: records `next` as the key the rotation will seal
+    /// with. Nothing is re-sealed yet and every host keeps working with the current key;
+    /// the caller saves `next` where every host finds it (beside the current key, in each
+    /// host's key ring) before [`Mailroom::commit_key_rotation`].
+    pub async fn prepare_key_rotation(&self, next: &EncryptionKey) -> Result<KeyState> {
         let transaction = self.database().begin().await?;
-        let accounts = Accounts::new(&transaction, key);
-        accounts.verify_key().await?;
-        let passwords = accounts.reseal(new_key).await?;
-        let client_secrets = Apps::new(&transaction, key).reseal(new_key).await?;
-        let tokens = TokenStore::new(&transaction, key).reseal(new_key).await?;
+        let state = store::prepare(&transaction, &self.options().key, next).await?;
+        transaction.commit().await?;
+        Ok(state)
+    }
+
+    /// The second step: re-seals every stored secret (passwords, client secrets, tokens)
+    /// with the prepared key and makes it the database's key, in one transaction that
+    /// holds the key row's lock, so no write seals with the old key after it and each
+    /// re-sealed row counts a new version. This host's ring must hold the prepared key
+    /// ([`mailroom_crypto::Error::MissingKey`] otherwise); hosts that lack it afterwards
+    /// are refused with the same error, naming it, and write nothing.
+    pub async fn commit_key_rotation(&self) -> Result<Resealed> {
+        let ring = &self.options().key;
+        let transaction = self.database().begin().await?;
+        let next = store::commit_with(&transaction, ring).await?;
+        let passwords = Accounts::new(&transaction, ring).reseal(next).await?;
+        let client_secrets = Apps::new(&transaction, ring).reseal(next).await?;
+        let tokens = TokenStore::new(&transaction, ring).reseal(next).await?;
+        store::finish_commit(&transaction, next).await?;
         transaction.commit().await?;
         self.forget_cached();
         Ok(Resealed {
+            key_id: next.id(),
             passwords: passwords as u64,
             client_secrets: client_secrets as u64,
             tokens: tokens as u64,
         })
+    }
+
+    /// Which key the database's secrets are sealed with, and any prepared rotation.
+    pub async fn key_state(&self) -> Result<Option<KeyState>> {
+        key_state(self.database()).await
     }
 
     /// A valid access token for `account`, refreshed when needed. When none can be had
@@ -410,6 +432,12 @@ pub async fn sealed_with(db: &sea_orm::DatabaseConnection) -> Result<Option<Stri
     Ok(mailroom_accounts::sealed_with(db).await?)
 }
 
+/// Which key `db`'s secrets are sealed with and any prepared rotation, if a key was
+/// recorded yet; readable without any key.
+pub async fn key_state(db: &sea_orm::DatabaseConnection) -> Result<Option<KeyState>> {
+    Ok(store::state(db).await?)
+}
+
 /// For a database whose key is lost: deletes every stored secret (passwords, client
 /// secrets, tokens) in one transaction and seals with `new_key` from now on. Accounts,
 /// registrations and the outbox stay; an administrator sets the passwords and signs in
@@ -418,12 +446,13 @@ pub async fn forget_secrets(
     db: &sea_orm::DatabaseConnection,
     new_key: &EncryptionKey,
 ) -> Result<Forgotten> {
+    let ring = KeyRing::from(new_key.clone());
     let transaction = db.begin().await?;
-    let passwords = Accounts::new(&transaction, new_key)
+    let passwords = Accounts::new(&transaction, &ring)
         .forget_passwords(new_key)
         .await?;
-    let client_secrets = Apps::new(&transaction, new_key).forget_secrets().await?;
-    let tokens = TokenStore::new(&transaction, new_key).forget_all().await?;
+    let client_secrets = Apps::new(&transaction, &ring).forget_secrets().await?;
+    let tokens = TokenStore::new(&transaction, &ring).forget_all().await?;
     transaction.commit().await?;
     Ok(Forgotten {
         passwords: passwords as u64,

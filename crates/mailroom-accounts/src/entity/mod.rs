@@ -4,6 +4,5 @@
 #![allow(unreachable_pub)]
 
 pub(crate) mod company_account;
-pub(crate) mod key_check;
 pub(crate) mod setting;
 pub(crate) mod user_account;

@@ -5,14 +5,14 @@ mod repository;
 mod resolution;
 
 use mailroom_accounts::Accounts;
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::{Provider, Secret, ServerSettingsChange};
 use mailroom_testkit::{Backend, TestDatabase};
 
 /// A repository over the test database with a fixed key.
 fn accounts<'a>(
     db: &'a TestDatabase,
-    key: &'a EncryptionKey,
+    key: &'a KeyRing,
 ) -> Accounts<'a, sea_orm::DatabaseConnection> {
     Accounts::new(&db.db, key)
 }

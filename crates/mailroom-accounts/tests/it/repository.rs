@@ -1,7 +1,7 @@
 //! The repository: round trips, constraints, sealing, the key check.
 
 use mailroom_accounts::{BindingChange, Error};
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::{Binding, FaxFormat, Provider, ServerSettingsChange, TlsStartup};
 use mailroom_testkit::{TestDatabase, on_both_backends};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
@@ -35,7 +35,7 @@ async fn column_bytes(db: &TestDatabase, sql: &str) -> Vec<u8> {
 }
 
 async fn company_account_round_trips_and_counts_versions(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     assert!(repo.company().await.unwrap().is_none());
     let saved = repo
@@ -89,7 +89,7 @@ async fn company_account_round_trips_and_counts_versions(db: &TestDatabase) {
 }
 
 async fn only_one_company_row_can_exist(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     accounts(db, &key)
         .set_company(&microsoft("a@contoso.example"), None)
         .await
@@ -110,7 +110,7 @@ async fn only_one_company_row_can_exist(db: &TestDatabase) {
 }
 
 async fn user_accounts_are_added_listed_edited_and_removed(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let first = repo
         .add_user_account(
@@ -187,7 +187,7 @@ async fn user_accounts_are_added_listed_edited_and_removed(db: &TestDatabase) {
 }
 
 async fn a_binding_belongs_to_one_account_only(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let first = repo
         .add_user_account(
@@ -234,7 +234,7 @@ async fn a_binding_belongs_to_one_account_only(db: &TestDatabase) {
 }
 
 async fn the_schema_refuses_out_of_range_ports_and_passwords_on_oauth_rows(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let account = repo
         .add_user_account(&microsoft("sa@contoso.example"), None)
@@ -267,7 +267,7 @@ async fn the_schema_refuses_out_of_range_ports_and_passwords_on_oauth_rows(db: &
             .await;
         assert!(result.is_err(), "the schema accepted: {sql}");
     }
-    let sealed_password = key.seal(b"x", b"user_account:1:password");
+    let sealed_password = key.primary().seal(b"x", b"user_account:1:password");
     let result = db
         .db
         .execute(Statement::from_sql_and_values(
@@ -291,7 +291,7 @@ async fn the_schema_refuses_out_of_range_ports_and_passwords_on_oauth_rows(db: &
 }
 
 async fn passwords_are_sealed_and_bound_to_their_row(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let first = repo
         .add_user_account(
@@ -386,28 +386,55 @@ async fn passwords_are_sealed_and_bound_to_their_row(db: &TestDatabase) {
 }
 
 async fn a_wrong_key_is_refused_with_a_clear_error(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     accounts(db, &key).verify_key().await.unwrap();
     accounts(db, &key).verify_key().await.unwrap();
-    let wrong = EncryptionKey::generate();
+    let wrong = KeyRing::generate();
     let error = accounts(db, &wrong).verify_key().await.unwrap_err();
     let text = error.to_string();
+    let needed = key.primary().id();
     assert!(
-        text.contains(&format!(
-            "sealed with key {}, but the key given is {}",
-            key.id(),
-            wrong.id()
-        )),
+        text.contains(&format!("this host lacks key {needed}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("this host has {}", wrong.primary().id())),
         "{text}"
     );
     assert_eq!(
         error.remedy(),
-        Some(mailroom_model::Remedy::RestoreKey { key_id: key.id() })
+        Some(mailroom_model::Remedy::RestoreKey { key_id: needed })
     );
+    // A write from the host that lacks the key is refused before anything is stored.
+    let change = ServerSettingsChange {
+        provider: Some(Provider::None),
+        host: Some("smtp.example.com".to_owned()),
+        smtp_user: Some("office@example.com".to_owned()),
+        password: Some(mailroom_model::Secret::new("hunter2")),
+        ..Default::default()
+    };
+    let refused = accounts(db, &wrong).set_company(&change, None).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(Error::Key(mailroom_crypto::Error::MissingKey { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert!(accounts(db, &key).company().await.unwrap().is_none());
+    // A ring holding both keys works: the database's key seals.
+    let both = KeyRing::new([wrong.primary().clone(), key.primary().clone()]).unwrap();
+    accounts(db, &both).verify_key().await.unwrap();
+    accounts(db, &both)
+        .set_company(&change, None)
+        .await
+        .unwrap();
+    let company = accounts(db, &key).company().await.unwrap().unwrap();
+    assert_eq!(company.server.password.unwrap().expose(), "hunter2");
 }
 
 async fn settings_default_to_sign_in_allowed(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     assert!(repo.settings().await.unwrap().can_sign_in_when_sending);
     repo.set_can_sign_in_when_sending(false).await.unwrap();
@@ -417,7 +444,7 @@ async fn settings_default_to_sign_in_allowed(db: &TestDatabase) {
 }
 
 async fn a_rolled_back_transaction_leaves_nothing(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let txn = db.db.begin().await.unwrap();
     {
         let repo = mailroom_accounts::Accounts::new(&txn, &key);
@@ -437,7 +464,7 @@ async fn a_rolled_back_transaction_leaves_nothing(db: &TestDatabase) {
 }
 
 async fn google_reports_ignored_settings_and_keeps_its_host(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let mut change = google("ar@example.com");
     change.timeout_ms = Some(5_000);

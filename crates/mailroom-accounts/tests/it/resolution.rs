@@ -1,7 +1,7 @@
 //! Resolution: (feature, current user or binding) -> account and rule.
 
 use mailroom_accounts::{Account, Error, ResolutionRule};
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::{AccountPolicy, AccountRef, Binding, Feature, FeatureCatalog};
 use mailroom_testkit::{TestDatabase, on_both_backends};
 
@@ -15,7 +15,7 @@ on_both_backends!(
 );
 
 async fn users_get_their_bound_account_and_others_the_company_account(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let catalog = FeatureCatalog::with_defaults();
     let sales = catalog.get("sales-document").unwrap();
@@ -66,7 +66,7 @@ async fn users_get_their_bound_account_and_others_the_company_account(db: &TestD
 }
 
 async fn a_company_only_feature_ignores_user_accounts(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let mut catalog = FeatureCatalog::with_defaults();
     catalog
@@ -104,7 +104,7 @@ async fn a_company_only_feature_ignores_user_accounts(db: &TestDatabase) {
 }
 
 async fn without_any_account_the_error_names_both_ways_to_configure_one(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let catalog = FeatureCatalog::with_defaults();
     let error = repo
@@ -133,7 +133,7 @@ async fn without_any_account_the_error_names_both_ways_to_configure_one(db: &Tes
 }
 
 async fn other_bindings_resolve_the_same_way(db: &TestDatabase) {
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let repo = accounts(db, &key);
     let catalog = FeatureCatalog::with_defaults();
     let sales = catalog.get("sales-document").unwrap();

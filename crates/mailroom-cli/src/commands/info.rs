@@ -46,7 +46,14 @@ pub(crate) async fn info(context: &Context) -> Result<Output> {
         schema.as_deref().unwrap_or("(not migrated)")
     ));
     text.push(format!("Key           {key_text}"));
-    text.push(format!("Key id        {}", context.key.id()));
+    let database_key = mailroom::key_state(&context.db)
+        .await?
+        .map(|state| state.current)
+        .unwrap_or_default();
+    text.push(format!("Key id        {database_key}"));
+    if context.key.ids().len() > 1 {
+        text.push(format!("Host keys     {}", context.key.ids().join(", ")));
+    }
     Ok(Output::new(
         text.join("\n"),
         json!({
@@ -56,7 +63,8 @@ pub(crate) async fn info(context: &Context) -> Result<Output> {
             "schema_version": schema,
             "key_source": match context.key_source { KeySource::Environment => "environment", KeySource::File { .. } => "file" },
             "key_file": key_file,
-            "key_id": context.key.id(),
+            "key_id": database_key,
+            "host_key_ids": context.key.ids(),
         }),
     ))
 }

@@ -100,9 +100,19 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
         Command::Token(TokenCommand::Access { account }) => {
             oauth::token_access(&context, &account).await
         }
-        Command::Key(KeyCommand::Rotate { new_key_file }) => {
-            oauth::key_rotate(&context, new_key_file.as_deref()).await
+        Command::Key(KeyCommand::Rotate {
+            prepare,
+            commit,
+            new_key_file,
+        }) => {
+            let step = match (prepare, commit) {
+                (true, _) => key::RotationStep::Prepare,
+                (_, true) => key::RotationStep::Commit,
+                _ => key::RotationStep::Both,
+            };
+            key::rotate(&context, step, new_key_file.as_deref()).await
         }
+        Command::Key(KeyCommand::Show) => key::show(&context).await,
         Command::Account(AccountCommand::Add {
             server,
             bind,

@@ -2,10 +2,9 @@
 
 use std::io::Read;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use chrono::Utc;
 use mailroom_accounts::Accounts;
-use mailroom_crypto::{EncryptionKey, KeySource};
 use mailroom_model::{Binding, Provider, Secret};
 use mailroom_tokens::registration::{
     AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url,
@@ -20,7 +19,7 @@ use crate::commands::send::open_mailroom;
 use crate::context::Context;
 use crate::output::AccountView;
 use crate::signin::{TerminalPrompt, broker, interactive, sign_in_account, token_target};
-use mailroom::{Resealed, Revocation};
+use mailroom::Revocation;
 
 fn read_secret_from_stdin(what: &str) -> Result<Secret> {
     let mut text = String::new();
@@ -321,60 +320,5 @@ pub(crate) async fn token_access(context: &Context, selector: &AccountSelector) 
     Ok(Output::new(
         token.secret.expose().to_owned(),
         json!({ "access_token": token.secret.expose(), "expires_at": token.expires_at, "address": token.address }),
-    ))
-}
-
-pub(crate) async fn key_rotate(
-    context: &Context,
-    new_key_file: Option<&std::path::Path>,
-) -> Result<Output> {
-    let (target, replaces) = match (&context.key_source, new_key_file) {
-        (_, Some(path)) => (path.to_owned(), None),
-        (KeySource::File { path, .. }, None) => {
-            let mut staged = path.clone().into_os_string();
-            staged.push(".new");
-            (std::path::PathBuf::from(staged), Some(path.clone()))
-        }
-        (KeySource::Environment, None) => {
-            return Err(UsageError(
-                "the key comes from MAILROOM_KEY; give --new-key-file PATH to receive the new key, then set MAILROOM_KEY from it on every host".to_owned(),
-            )
-            .into());
-        }
-    };
-    if target.exists() {
-        return Err(anyhow!(
-            "{} already exists; move it away (it may be a key from an interrupted rotation) and run again",
-            target.display()
-        ));
-    }
-    // Write the new key before the commit: a crash after the commit leaves the new key on
-    // disk beside the old one, never a database no key can open.
-    let (new_key, _) = EncryptionKey::load_or_create(&target)?;
-    let Resealed {
-        passwords,
-        client_secrets: secrets,
-        tokens,
-    } = open_mailroom(context).await?.rotate_key(&new_key).await?;
-    let location = match replaces {
-        Some(path) => {
-            std::fs::rename(&target, &path).with_context(|| {
-                format!(
-                    "the database now uses the key in {}; move it to {} by hand",
-                    target.display(),
-                    path.display()
-                )
-            })?;
-            path
-        }
-        None => target,
-    };
-    Ok(Output::new(
-        format!(
-            "re-encrypted {passwords} passwords, {secrets} client secrets and {tokens} tokens with key {}; the key is in {}",
-            new_key.id(),
-            location.display()
-        ),
-        json!({ "key_id": new_key.id(), "key_file": location, "passwords": passwords, "client_secrets": secrets, "tokens": tokens }),
     ))
 }

@@ -7,8 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailroom::{
-    AUTOMATION_AGENT, EncryptionKey, Mailroom, MailroomOptions, MessageDraft, OutboxStatus,
-    SendRequest,
+    AUTOMATION_AGENT, KeyRing, Mailroom, MailroomOptions, MessageDraft, OutboxStatus, SendRequest,
 };
 use mailroom_accounts::Accounts;
 use mailroom_model::{Provider, Secret, ServerSettingsChange, TlsStartup};
@@ -109,9 +108,9 @@ fn agent_command(
 fn postgres_relay(
     runtime: &tokio::runtime::Runtime,
     server: &TestServer,
-) -> (TestDatabase, EncryptionKey) {
+) -> (TestDatabase, KeyRing) {
     let database = runtime.block_on(TestDatabase::new(Backend::Postgres));
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let change = ServerSettingsChange {
         provider: Some(Provider::None),
         host: Some("127.0.0.1".to_owned()),
@@ -159,7 +158,7 @@ fn crash_test(backend: Backend) {
     let (database_url, key_text, postgres, mailroom) = match backend {
         Backend::Sqlite => {
             configure_relay(&cli, &server);
-            let (key, _) = EncryptionKey::load_or_create(&cli.key_file()).unwrap();
+            let (key, _) = KeyRing::load_or_create(&cli.key_file()).unwrap();
             let mailroom = runtime
                 .block_on(Mailroom::open(&cli.url(), MailroomOptions::new(key)))
                 .unwrap();

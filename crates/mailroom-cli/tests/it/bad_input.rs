@@ -292,7 +292,7 @@ fn bad_input_changes_nothing() {
             "",
             &[("MAILROOM_KEY", wrong_key)],
             1,
-            "but the key given is",
+            "this host lacks key",
         ),
         (
             &["company", "show"],

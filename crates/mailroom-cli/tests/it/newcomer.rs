@@ -196,7 +196,9 @@ fn a_missing_key_file_is_never_silently_replaced() {
     let run = cli.run_with(&["company", "show"], "", &[("MAILROOM_KEY", other)]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr.contains(&format!("sealed with key {key_id}")),
+        run.stderr
+            .contains(&format!("this host lacks key {key_id}"))
+            && run.stderr.contains("(this host has "),
         "{run:?}"
     );
 

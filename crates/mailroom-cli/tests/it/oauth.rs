@@ -512,15 +512,54 @@ async fn key_rotation_re_encrypts_every_secret() {
         0
     );
     let old_key = std::fs::read_to_string(cli.key_file()).unwrap();
-    let run = cli.run(&["key", "rotate"]).ok();
+    let old_id = cli.run(&["key", "show", "--json"]).ok().json()["database_key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Host B runs with a copy of the original key only.
+    let host_b = [("MAILROOM_KEY", old_key.trim())];
+
+    // Step 1: the new key joins the key file; nothing is re-encrypted yet.
+    let prepared = cli
+        .run(&["key", "rotate", "--prepare", "--json"])
+        .ok()
+        .json();
+    let new_id = prepared["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(prepared["current_key_id"], old_id.as_str());
+    let file = std::fs::read_to_string(cli.key_file()).unwrap();
+    assert_eq!(file.lines().count(), 2, "{file}");
     assert!(
-        run.stdout
-            .contains("re-encrypted 1 passwords, 0 client secrets and 1 tokens"),
+        file.starts_with(&old_key),
+        "the old key stays first: {file}"
+    );
+    let shown = cli.run(&["key", "show", "--json"]).ok().json();
+    assert_eq!(shown["prepared_key_id"], new_id.as_str());
+    assert_eq!(shown["database_key_id"], old_id.as_str());
+    assert_eq!(cli.run_with(&["company", "show"], "", &host_b).code, 0);
+
+    // Host B cannot commit: it lacks the new key, and says which and where to get it.
+    let refused = cli.run_with(&["key", "rotate", "--commit"], "", &host_b);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("this host lacks key {new_id}"))
+            && refused
+                .stderr
+                .contains(&format!("copy the key with fingerprint {new_id}")),
+        "{}",
+        refused.stderr
+    );
+
+    // Step 2 on host A: everything is re-encrypted with the new key.
+    let run = cli.run(&["key", "rotate", "--commit"]).ok();
+    assert!(
+        run.stdout.contains(&format!(
+            "re-encrypted 1 passwords, 0 client secrets and 1 tokens with key {new_id}"
+        )),
         "{}",
         run.stdout
     );
-    let new_key = std::fs::read_to_string(cli.key_file()).unwrap();
-    assert_ne!(old_key, new_key);
     assert_eq!(
         cli.run(&["token", "access", "--account", "1"])
             .ok()
@@ -532,16 +571,45 @@ async fn key_rotation_re_encrypts_every_secret() {
         cli.run(&["company", "show", "--json"]).ok().json()["password_set"],
         true
     );
-    let with_old = cli.run_with(
-        &["company", "show"],
-        "",
-        &[("MAILROOM_KEY", old_key.trim())],
-    );
+    // Host B is refused now, with the key it lacks, and writes nothing.
+    let with_old = cli.run_with(&["company", "show", "--json"], "", &host_b);
     assert_eq!(with_old.code, 1);
+    let error = serde_json::from_str::<serde_json::Value>(&with_old.stderr).unwrap();
+    assert_eq!(error["error"]["kind"], "key", "{error}");
     assert!(
-        with_old.stderr.contains("but the key given is"),
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("this host lacks key {new_id}")),
+        "{error}"
+    );
+    assert_eq!(error["error"]["remedy"]["key_id"], new_id.as_str());
+    // Nothing is prepared now, so a commit says to prepare first.
+    let nothing = cli.run(&["key", "rotate", "--commit"]);
+    assert_eq!(nothing.code, 1);
+    assert!(
+        nothing.stderr.contains("mailroom key rotate --prepare"),
         "{}",
-        with_old.stderr
+        nothing.stderr
+    );
+
+    // On a single host both steps run at once.
+    let run = cli.run(&["key", "rotate", "--json"]).ok().json();
+    assert_eq!(run["step"], "committed");
+    assert_ne!(run["key_id"], new_id.as_str());
+    assert_eq!(
+        std::fs::read_to_string(cli.key_file())
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(
+        cli.run(&["token", "access", "--account", "1"])
+            .ok()
+            .stdout
+            .trim(),
+        "at-rot"
     );
 }
 

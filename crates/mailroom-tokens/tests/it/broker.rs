@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::{MockSignInPrompt, Provider};
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{SignInPolicy, storage::TokenStore};
@@ -33,7 +33,7 @@ async fn storm(backend: Backend) {
         .mount(&server)
         .await;
     let db = TestDatabase::new(backend).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     store_expired(
         &db,
@@ -84,7 +84,7 @@ async fn a_valid_token_needs_no_network_and_a_warm_one_no_database() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     TokenStore::new(&db.db, &key)
         .save_sign_in(
@@ -120,7 +120,7 @@ async fn a_valid_token_needs_no_network_and_a_warm_one_no_database() {
 async fn a_missing_token_says_what_the_administrator_must_do() {
     let server = MockServer::start().await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let broker = support::broker(&db, &key);
     let error = broker
@@ -166,7 +166,7 @@ async fn a_missing_token_says_what_the_administrator_must_do() {
 async fn an_interactive_caller_signs_in_and_continues() {
     let server = MockServer::start().await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let broker = support::broker(&db, &key);
     let mut prompt = MockSignInPrompt::new();
@@ -223,7 +223,7 @@ async fn a_rejected_token_is_refreshed_even_before_it_expires() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     TokenStore::new(&db.db, &key)
         .save_sign_in(

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
@@ -44,7 +44,7 @@ async fn a_google_sign_in_asks_for_offline_access_and_consent() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Postgres).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Google, support::app(&server, true)).await;
     let options = SignInOptions {
         expected_address: Some(ADDRESS.to_owned()),
@@ -102,7 +102,7 @@ async fn a_refresh_without_a_new_refresh_token_keeps_the_old_one() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Postgres).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Google, support::app(&server, true)).await;
     store_expired(
         &db,
@@ -143,7 +143,7 @@ async fn the_testing_app_invalid_grant_marks_the_token_revoked() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Postgres).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Google, support::app(&server, true)).await;
     store_expired(
         &db,
@@ -188,7 +188,7 @@ async fn revocation_posts_the_token_and_reports_the_answer() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Google, support::app(&server, true)).await;
     let answer = revoke_at_provider(&OAuthHttp::new(), &app, &"1//0g-to-revoke".into())
         .await
@@ -217,7 +217,7 @@ async fn google_refuses_the_device_flow_with_the_reason() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Google, support::app(&server, true)).await;
     let error = sign_in_with_device_code(
         &OAuthHttp::new(),

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
@@ -49,7 +49,7 @@ async fn a_browser_sign_in_sends_pkce_state_and_hint_and_checks_the_identity() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
 
     let signed_in = sign_in_with_browser(
@@ -158,7 +158,7 @@ async fn a_redirect_with_another_state_is_refused_and_the_sign_in_goes_on() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let (report, reported) = tokio::sync::oneshot::channel();
     let signed_in = sign_in_with_browser(
@@ -198,7 +198,7 @@ async fn the_browser_page_says_when_mailroom_refuses_the_sign_in() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let (report, reported) = tokio::sync::oneshot::channel();
     let error = sign_in_with_browser(
@@ -236,7 +236,7 @@ async fn an_access_denied_redirect_ends_the_sign_in() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let error = sign_in_with_browser(
         &OAuthHttp::new(),
@@ -272,7 +272,7 @@ async fn signing_in_as_someone_else_is_refused_and_nothing_is_stored() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let result = sign_in_with_browser(
         &OAuthHttp::new(),
@@ -302,7 +302,7 @@ async fn signing_in_as_someone_else_is_refused_and_nothing_is_stored() {
 async fn other_paths_do_not_end_the_wait_and_a_timeout_does() {
     let server = MockServer::start().await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let options = SignInOptions {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
@@ -53,7 +53,7 @@ async fn a_refresh_rotates_the_refresh_token_and_the_next_refresh_uses_the_new_o
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     store_expired(
         &db,
@@ -147,7 +147,7 @@ async fn documented_error_bodies_map_to_their_outcome() {
     ];
     let server = MockServer::start().await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let broker = support::broker(&db, &key);
     let store = TokenStore::new(&db.db, &key);
@@ -322,7 +322,7 @@ async fn device_case(
             .await;
     }
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let sleeps = Arc::new(Mutex::new(Vec::new()));
     let prompts = Arc::new(Mutex::new(Vec::new()));

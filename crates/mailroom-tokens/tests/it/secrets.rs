@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
@@ -94,7 +94,7 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
         .await;
 
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, true)).await;
     let options = SignInOptions {
         expected_address: Some(ADDRESS.to_owned()),
@@ -187,9 +187,9 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
 
 /// A database with an app registered against `server` (with a client secret when
 /// `secret`) and a sign-in whose access token has expired, so the next use refreshes.
-async fn expired_sign_in(server: &MockServer, secret: bool) -> (TestDatabase, EncryptionKey) {
+async fn expired_sign_in(server: &MockServer, secret: bool) -> (TestDatabase, KeyRing) {
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = EncryptionKey::generate();
+    let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(server, secret)).await;
     let stored = support::signed_in(
         Provider::Microsoft,
@@ -202,7 +202,7 @@ async fn expired_sign_in(server: &MockServer, secret: bool) -> (TestDatabase, En
 }
 
 /// The error of a token request that must refresh and cannot.
-async fn refresh_error(db: &TestDatabase, key: &EncryptionKey) -> mailroom_tokens::Error {
+async fn refresh_error(db: &TestDatabase, key: &KeyRing) -> mailroom_tokens::Error {
     support::broker(db, key)
         .access_token(&target(Provider::Microsoft, ADDRESS))
         .await

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use chrono::Utc;
-use mailroom_crypto::EncryptionKey;
+use mailroom_crypto::KeyRing;
 use mailroom_model::{AccountRef, Provider, SystemClock};
 use mailroom_testkit::TestDatabase;
 use mailroom_tokens::{
@@ -132,7 +132,7 @@ pub(crate) fn app(server: &MockServer, secret: bool) -> AppChange {
 /// Registers `app` in the database and returns it.
 pub(crate) async fn register(
     db: &TestDatabase,
-    key: &EncryptionKey,
+    key: &KeyRing,
     provider: Provider,
     change: AppChange,
 ) -> AppRegistration {
@@ -146,7 +146,7 @@ pub(crate) fn test_config() -> BrokerConfig {
     }
 }
 
-pub(crate) fn broker(db: &TestDatabase, key: &EncryptionKey) -> TokenBroker {
+pub(crate) fn broker(db: &TestDatabase, key: &KeyRing) -> TokenBroker {
     TokenBroker::new(
         db.db.clone(),
         key.clone(),
@@ -165,7 +165,7 @@ pub(crate) fn target(provider: Provider, address: &str) -> TokenTarget {
 }
 
 /// Stores a sign-in whose access token expired an hour ago.
-pub(crate) async fn store_expired(db: &TestDatabase, key: &EncryptionKey, signed_in: &SignedIn) {
+pub(crate) async fn store_expired(db: &TestDatabase, key: &KeyRing, signed_in: &SignedIn) {
     TokenStore::new(&db.db, key)
         .save_sign_in(signed_in, Utc::now() - chrono::Duration::hours(2))
         .await

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use mailroom::{
-    AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, EncryptionKey, Error, Mailroom,
-    MailroomOptions, MessageDraft, OutboxStatus, Provider, SendRequest, TransportKind,
+    AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, Error, KeyRing, Mailroom, MailroomOptions,
+    MessageDraft, OutboxStatus, Provider, SendRequest, TransportKind,
 };
 use mailroom_accounts::Accounts;
 use mailroom_model::{Binding, Secret, ServerSettingsChange};
@@ -19,8 +19,8 @@ on_both_backends!(
     purge_deletes_only_old_finished_messages_and_the_agent_applies_retention,
 );
 
-async fn setup(db: &TestDatabase) -> (Mailroom, EncryptionKey) {
-    let key = EncryptionKey::generate();
+async fn setup(db: &TestDatabase) -> (Mailroom, KeyRing) {
+    let key = KeyRing::generate();
     let mailroom = Mailroom::with_connection(db.db.clone(), MailroomOptions::new(key.clone()))
         .await
         .unwrap();

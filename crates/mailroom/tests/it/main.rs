@@ -4,6 +4,7 @@
 
 mod commands;
 mod doctor;
+mod keys;
 mod outbox;
 mod send;
 mod support;

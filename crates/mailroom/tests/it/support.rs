@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use mailroom::{EncryptionKey, Mailroom, MailroomOptions, Provider, RetryPolicy};
+use mailroom::{KeyRing, Mailroom, MailroomOptions, Provider, RetryPolicy};
 use mailroom_accounts::Accounts;
 use mailroom_model::{Binding, FaxFormat, ServerSettingsChange, TlsStartup};
 use mailroom_testkit::{Backend, TestDatabase};
@@ -28,7 +28,7 @@ pub(crate) const ORDERS: &str = "orders@example.com";
 
 pub(crate) struct World {
     pub(crate) db: TestDatabase,
-    pub(crate) key: EncryptionKey,
+    pub(crate) key: KeyRing,
     pub(crate) smtp: TestServer,
     pub(crate) http: MockServer,
 }
@@ -85,7 +85,7 @@ impl World {
     pub(crate) async fn new(backend: Backend, smtp: ServerOptions) -> Self {
         Self {
             db: TestDatabase::new(backend).await,
-            key: EncryptionKey::generate(),
+            key: KeyRing::generate(),
             smtp: TestServer::start(smtp),
             http: MockServer::start().await,
         }
