@@ -45,6 +45,15 @@ pub enum Error {
     /// The encryption key is wrong or unusable, or a stored secret is damaged.
     #[error(transparent)]
     Key(#[from] mailroom_crypto::Error),
+    /// An account's server settings do not match their seal: they were changed outside
+    /// mailroom (in the database, without the key). No secret is sent to them.
+    #[error(
+        "the server settings of the {account} were changed outside mailroom (they do not match their seal), so no password or token is sent to them; check the host, port, TLS and user, and set them again"
+    )]
+    SettingsAltered {
+        /// The account.
+        account: AccountRef,
+    },
     /// A stored row holds a value this version cannot read.
     #[error("the database holds an unreadable {what}: {problem}; correct or remove the account")]
     CorruptRow {
@@ -73,6 +82,9 @@ impl Error {
                 key_id: id.to_owned(),
             }),
             Error::CorruptRow { account, .. } => Some(Remedy::EditAccount { account: *account }),
+            Error::SettingsAltered { account } => Some(Remedy::EditAccount {
+                account: Some(*account),
+            }),
             Error::Database(_) => Some(Remedy::CheckDatabase),
         }
     }

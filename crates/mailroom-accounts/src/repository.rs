@@ -154,6 +154,8 @@ struct ServerRow {
     smtp_user: String,
     password_sealed: Option<Vec<u8>>,
     allow_plaintext_loopback: bool,
+    /// The seal over the columns that decide where the secret goes ([`settings_aad`]).
+    settings_seal: Option<Vec<u8>>,
 }
 
 /// The shared server columns of a `company_account` or `user_account` model.
@@ -169,6 +171,7 @@ macro_rules! server_row {
             smtp_user: $model.smtp_user,
             password_sealed: $model.password_sealed,
             allow_plaintext_loopback: $model.allow_plaintext_loopback,
+            settings_seal: $model.settings_seal,
         }
     };
 }
@@ -186,6 +189,7 @@ macro_rules! set_server_columns {
         $active.smtp_user = Set(row.smtp_user);
         $active.password_sealed = Set(row.password_sealed);
         $active.allow_plaintext_loopback = Set(row.allow_plaintext_loopback);
+        $active.settings_seal = Set(row.settings_seal);
         $active.updated_at = Set(Utc::now());
     }};
 }
@@ -197,8 +201,53 @@ fn password_aad(account: AccountRef) -> Vec<u8> {
     }
 }
 
+/// What an account's settings seal covers: the row, and every column that decides where
+/// its secret (a password, or the token of its SMTP user) is sent and how. Someone who can
+/// write the database but lacks the key cannot point an account at another server: the
+/// seal no longer opens and mailroom refuses the account before any secret leaves.
+fn settings_aad(account: AccountRef, row: &ServerRow) -> Vec<u8> {
+    let table = match account {
+        AccountRef::Company => format!("company_account:{COMPANY_ID}"),
+        AccountRef::User(id) => format!("user_account:{id}"),
+    };
+    format!(
+        "{table}:settings\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        row.provider,
+        row.host,
+        row.port,
+        row.tls,
+        row.tls_startup,
+        row.allow_plaintext_loopback,
+        row.smtp_user
+    )
+    .into_bytes()
+}
+
+/// Checks `row`'s settings seal: [`Error::SettingsAltered`] when it does not open (or is
+/// missing where seals are `required`). `None`: not checked — a change the administrator
+/// makes re-seals whatever it leaves, so an altered account can be set right.
+fn check_settings(
+    key: &KeyRing,
+    account: AccountRef,
+    row: &ServerRow,
+    required: Option<bool>,
+) -> Result<()> {
+    let Some(required) = required else {
+        return Ok(());
+    };
+    match &row.settings_seal {
+        Some(seal) => match key.open(seal, &settings_aad(account, row)) {
+            Ok(_) => Ok(()),
+            Err(mailroom_crypto::Error::CannotOpen) => Err(Error::SettingsAltered { account }),
+            Err(error) => Err(error.into()),
+        },
+        None if required => Err(Error::SettingsAltered { account }),
+        None => Ok(()),
+    }
+}
+
 fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -> ServerRow {
-    ServerRow {
+    let mut row = ServerRow {
         provider: settings.provider.as_str().to_owned(),
         host: settings.host.clone(),
         port: i32::from(settings.port),
@@ -211,10 +260,19 @@ fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -
             .as_ref()
             .map(|password| key.seal(password.expose().as_bytes(), &password_aad(account))),
         allow_plaintext_loopback: settings.allow_plaintext_loopback,
-    }
+        settings_seal: None,
+    };
+    row.settings_seal = Some(key.seal(b"", &settings_aad(account, &row)));
+    row
 }
 
-fn from_row(row: ServerRow, key: &KeyRing, account: AccountRef) -> Result<ServerSettings> {
+fn from_row(
+    row: ServerRow,
+    key: &KeyRing,
+    account: AccountRef,
+    required: Option<bool>,
+) -> Result<ServerSettings> {
+    check_settings(key, account, &row, required)?;
     let corrupt = |column: &str, problem: String| Error::CorruptRow {
         what: format!("{column} of the {account}"),
         account: Some(account),
@@ -253,7 +311,11 @@ fn from_row(row: ServerRow, key: &KeyRing, account: AccountRef) -> Result<Server
     })
 }
 
-fn company_from_model(model: company_account::Model, key: &KeyRing) -> Result<CompanyAccount> {
+fn company_from_model(
+    model: company_account::Model,
+    key: &KeyRing,
+    required: Option<bool>,
+) -> Result<CompanyAccount> {
     let fax_format = match model.fax_format {
         Some(text) => Some(FaxFormat::parse(&text).map_err(|error| Error::CorruptRow {
             what: "fax format of the company account".to_owned(),
@@ -263,7 +325,7 @@ fn company_from_model(model: company_account::Model, key: &KeyRing) -> Result<Co
         None => None,
     };
     let from_address = model.from_address.clone();
-    let server = from_row(server_row!(model), key, AccountRef::Company)?;
+    let server = from_row(server_row!(model), key, AccountRef::Company, required)?;
     Ok(CompanyAccount {
         server,
         fax_format,
@@ -271,7 +333,11 @@ fn company_from_model(model: company_account::Model, key: &KeyRing) -> Result<Co
     })
 }
 
-fn user_from_model(model: user_account::Model, key: &KeyRing) -> Result<UserAccount> {
+fn user_from_model(
+    model: user_account::Model,
+    key: &KeyRing,
+    required: Option<bool>,
+) -> Result<UserAccount> {
     let account = AccountRef::User(model.id);
     let binding = match (model.business_object, model.column_name, model.column_value) {
         (Some(object), Some(column), Some(value)) => Some(
@@ -284,7 +350,7 @@ fn user_from_model(model: user_account::Model, key: &KeyRing) -> Result<UserAcco
         _ => None,
     };
     let from_address = model.from_address.clone();
-    let server = from_row(server_row!(model), key, account)?;
+    let server = from_row(server_row!(model), key, account, required)?;
     Ok(UserAccount {
         id: model.id,
         server,
@@ -341,49 +407,91 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             }
         }
         store::replace(self.db, new_key).await?;
+        // The settings seals were made with the lost key: seal the settings as they stand.
+        self.seal_all_settings(new_key).await?;
         Ok(count)
     }
 
-    /// Re-seals every password with `new_key` (key rotation, inside the
-    /// caller's transaction). Returns how many passwords were re-sealed.
+    /// Re-seals every password and settings seal with `new_key` and counts a new version
+    /// of each account (a key rotation's commit, inside the caller's transaction, which
+    /// then names `new_key` the database's key). A settings seal that does not open is
+    /// [`Error::SettingsAltered`]: the rotation stops rather than seal altered settings.
+    /// Returns how many passwords were re-sealed.
     pub async fn reseal(&self, new_key: &EncryptionKey) -> Result<usize> {
+        self.reseal_rows(new_key, Some(self.seals_required().await?))
+            .await
+    }
+
+    /// Seals every account's settings with `sealing` as they stand (passwords re-sealed
+    /// too): once, for a database from before settings seals, or after a lost key's reset
+    /// (when the old seals cannot be checked). Returns how many passwords were re-sealed.
+    pub async fn seal_all_settings(&self, sealing: &EncryptionKey) -> Result<usize> {
+        self.reseal_rows(sealing, None).await
+    }
+
+    async fn reseal_rows(&self, new_key: &EncryptionKey, check: Option<bool>) -> Result<usize> {
         let mut count = 0;
         if let Some(model) = company_account::Entity::find_by_id(COMPANY_ID)
             .one(self.db)
             .await?
         {
-            if let Some(sealed) = model.password_sealed.clone() {
-                let aad = password_aad(AccountRef::Company);
-                let plain = self.key.open(&sealed, &aad)?;
-                let version = model.version + 1;
-                let mut active = model.into_active_model();
-                active.password_sealed = Set(Some(new_key.seal(&plain, &aad)));
-                active.version = Set(version);
-                active.update(self.db).await?;
-                count += 1;
-            }
+            let account = AccountRef::Company;
+            let mut row = server_row!(model.clone());
+            count += self.reseal_row(account, &mut row, new_key, check)?;
+            let version = model.version + 1;
+            let mut active = model.into_active_model();
+            active.password_sealed = Set(row.password_sealed);
+            active.settings_seal = Set(row.settings_seal);
+            active.version = Set(version);
+            active.update(self.db).await?;
         }
         for model in user_account::Entity::find().all(self.db).await? {
-            if let Some(sealed) = model.password_sealed.clone() {
-                let aad = password_aad(AccountRef::User(model.id));
-                let plain = self.key.open(&sealed, &aad)?;
-                let version = model.version + 1;
-                let mut active = model.into_active_model();
-                active.password_sealed = Set(Some(new_key.seal(&plain, &aad)));
-                active.version = Set(version);
-                active.update(self.db).await?;
-                count += 1;
-            }
+            let account = AccountRef::User(model.id);
+            let mut row = server_row!(model.clone());
+            count += self.reseal_row(account, &mut row, new_key, check)?;
+            let version = model.version + 1;
+            let mut active = model.into_active_model();
+            active.password_sealed = Set(row.password_sealed);
+            active.settings_seal = Set(row.settings_seal);
+            active.version = Set(version);
+            active.update(self.db).await?;
         }
         Ok(count)
     }
 
+    /// Checks `row`'s settings seal (as `check` says), then re-seals its password and
+    /// settings with `new_key`; 1 when it had a password.
+    fn reseal_row(
+        &self,
+        account: AccountRef,
+        row: &mut ServerRow,
+        new_key: &EncryptionKey,
+        check: Option<bool>,
+    ) -> Result<usize> {
+        check_settings(self.key, account, row, check)?;
+        let mut passwords = 0;
+        if let Some(sealed) = &row.password_sealed {
+            let aad = password_aad(account);
+            row.password_sealed = Some(new_key.seal(&self.key.open(sealed, &aad)?, &aad));
+            passwords = 1;
+        }
+        row.settings_seal = Some(new_key.seal(b"", &settings_aad(account, row)));
+        Ok(passwords)
+    }
+
+    /// Whether every account row must carry a settings seal: false only on a database
+    /// from before seals, until the facade seals its rows once.
+    async fn seals_required(&self) -> Result<bool> {
+        Ok(store::settings_sealed(self.db, self.key).await?)
+    }
+
     /// The company account, if configured.
     pub async fn company(&self) -> Result<Option<CompanyAccount>> {
+        let required = Some(self.seals_required().await?);
         company_account::Entity::find_by_id(COMPANY_ID)
             .one(self.db)
             .await?
-            .map(|model| company_from_model(model, self.key))
+            .map(|model| company_from_model(model, self.key, required))
             .transpose()
     }
 
@@ -395,12 +503,13 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         fax_format: Option<Option<FaxFormat>>,
     ) -> Result<Saved<CompanyAccount>> {
         let sealing = store::sealing_key(self.db, self.key).await?;
+        let required = None;
         let existing = company_account::Entity::find_by_id(COMPANY_ID)
             .one(self.db)
             .await?;
         let current = existing
             .clone()
-            .map(|model| company_from_model(model, self.key))
+            .map(|model| company_from_model(model, self.key, required))
             .transpose()?;
         let applied = change.apply(current.as_ref().map(|company| &company.server))?;
         let fax_format = match fax_format {
@@ -440,22 +549,24 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
 
     /// Every user account, by id.
     pub async fn user_accounts(&self) -> Result<Vec<UserAccount>> {
+        let required = Some(self.seals_required().await?);
         user_account::Entity::find()
             .order_by_asc(user_account::Column::Id)
             .all(self.db)
             .await?
             .into_iter()
-            .map(|model| user_from_model(model, self.key))
+            .map(|model| user_from_model(model, self.key, required))
             .collect()
     }
 
     /// The user account with this id.
     pub async fn user_account(&self, id: AccountId) -> Result<UserAccount> {
+        let required = Some(self.seals_required().await?);
         let model = user_account::Entity::find_by_id(id)
             .one(self.db)
             .await?
             .ok_or(Error::AccountNotFound { id })?;
-        user_from_model(model, self.key)
+        user_from_model(model, self.key, required)
     }
 
     /// The company account or a user account.
@@ -472,11 +583,12 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
 
     /// The user account bound to `binding` (compared without case and surrounding spaces).
     pub async fn find_by_binding(&self, binding: &Binding) -> Result<Option<UserAccount>> {
+        let required = Some(self.seals_required().await?);
         user_account::Entity::find()
             .filter(user_account::Column::BindingKey.eq(binding.key()))
             .one(self.db)
             .await?
-            .map(|model| user_from_model(model, self.key))
+            .map(|model| user_from_model(model, self.key, required))
             .transpose()
     }
 
@@ -522,12 +634,17 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         );
         fill_binding_columns(&mut active, binding.as_ref());
         let inserted = active.insert(self.db).await?;
-        if applied.settings.password.is_some() {
+        // The password and the settings seal name the row's id, known only now.
+        {
             let row = to_row(&applied.settings, sealing, AccountRef::User(inserted.id));
             user_account::Entity::update_many()
                 .col_expr(
                     user_account::Column::PasswordSealed,
                     Expr::value(row.password_sealed),
+                )
+                .col_expr(
+                    user_account::Column::SettingsSeal,
+                    Expr::value(row.settings_seal),
                 )
                 .filter(user_account::Column::Id.eq(inserted.id))
                 .exec(self.db)
@@ -553,11 +670,12 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
         binding: BindingChange,
     ) -> Result<Saved<UserAccount>> {
         let sealing = store::sealing_key(self.db, self.key).await?;
+        let required = None;
         let model = user_account::Entity::find_by_id(id)
             .one(self.db)
             .await?
             .ok_or(Error::AccountNotFound { id })?;
-        let current = user_from_model(model.clone(), self.key)?;
+        let current = user_from_model(model.clone(), self.key, required)?;
         let applied = change.apply(Some(&current.server))?;
         let binding = match binding {
             BindingChange::Keep => current.binding,

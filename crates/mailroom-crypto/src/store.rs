@@ -22,7 +22,11 @@ use crate::{EncryptionKey, Error, KeyRing, Result};
 
 const CHECK_ID: i32 = 1;
 const CHECK_PLAINTEXT: &[u8] = b"mailroom key check";
+/// The check value of a database from before settings seals.
 const CHECK_AAD: &[u8] = b"key_check:1";
+/// The check value of a database whose every account and app row carries a settings seal
+/// (see [`settings_sealed`]); the marker is sealed, so it cannot be removed without the key.
+const SEALED_CHECK_AAD: &[u8] = b"key_check:1:settings-sealed";
 const PREPARED_AAD: &[u8] = b"key_check:1:prepared";
 
 mod key_check {
@@ -77,10 +81,7 @@ pub async fn state<C: ConnectionTrait>(db: &C) -> Result<Option<KeyState>> {
 pub async fn verify<C: ConnectionTrait>(db: &C, ring: &KeyRing) -> Result<KeyState> {
     match key_check::Entity::find_by_id(CHECK_ID).one(db).await? {
         Some(check) => {
-            let key = ring.require(&check.key_id)?;
-            if key.open(&check.sealed, CHECK_AAD)?.as_slice() != CHECK_PLAINTEXT {
-                return Err(Error::CannotOpen);
-            }
+            open_check(ring, &check)?;
             Ok(check.into())
         }
         None => {
@@ -98,6 +99,42 @@ pub async fn verify<C: ConnectionTrait>(db: &C, ring: &KeyRing) -> Result<KeySta
             }
         }
     }
+}
+
+/// Opens the check value with the database's key: whether the database's rows all carry
+/// settings seals.
+fn open_check(ring: &KeyRing, check: &key_check::Model) -> Result<bool> {
+    let key = ring.require(&check.key_id)?;
+    for (aad, sealed) in [(SEALED_CHECK_AAD, true), (CHECK_AAD, false)] {
+        if let Ok(plain) = key.open(&check.sealed, aad) {
+            if plain.as_slice() == CHECK_PLAINTEXT {
+                return Ok(sealed);
+            }
+        }
+    }
+    Err(Error::CannotOpen)
+}
+
+/// Whether every account and app row must carry a settings seal (a seal over the columns
+/// that decide where a secret is sent, made with the key): true for every database made
+/// or rotated since seals exist; false only for an older one until
+/// [`mark_settings_sealed`]. The answer is itself sealed, so it cannot be turned off
+/// without the key.
+pub async fn settings_sealed<C: ConnectionTrait>(db: &C, ring: &KeyRing) -> Result<bool> {
+    match key_check::Entity::find_by_id(CHECK_ID).one(db).await? {
+        Some(check) => open_check(ring, &check),
+        None => Ok(true),
+    }
+}
+
+/// Records that every row now carries a settings seal, in the transaction that sealed
+/// them with `key` (the database's current key).
+pub async fn mark_settings_sealed<C: ConnectionTrait>(db: &C, key: &EncryptionKey) -> Result<()> {
+    let check = lock(db).await?.ok_or(Error::CannotOpen)?;
+    let mut active: key_check::ActiveModel = check.into();
+    active.sealed = Set(key.seal(CHECK_PLAINTEXT, SEALED_CHECK_AAD));
+    active.update(db).await?;
+    Ok(())
 }
 
 /// Locks the key row for the rest of the caller's transaction (a write, so SQLite takes
@@ -176,7 +213,8 @@ pub async fn finish_commit<C: ConnectionTrait>(db: &C, next: &EncryptionKey) -> 
 }
 
 /// Makes `key` the database's key with nothing prepared (a lost key's reset, or a
-/// rotation's end), in the caller's transaction.
+/// rotation's end), in the caller's transaction, which must also have sealed every
+/// row's settings with it: the row says they are.
 pub async fn replace<C: ConnectionTrait>(db: &C, key: &EncryptionKey) -> Result<KeyState> {
     key_check::Entity::delete_many().exec(db).await?;
     Ok(current_row(key).insert(db).await?.into())
@@ -187,7 +225,7 @@ fn current_row(key: &EncryptionKey) -> key_check::ActiveModel {
     key_check::ActiveModel {
         id: Set(CHECK_ID),
         key_id: Set(key.id()),
-        sealed: Set(key.seal(CHECK_PLAINTEXT, CHECK_AAD)),
+        sealed: Set(key.seal(CHECK_PLAINTEXT, SEALED_CHECK_AAD)),
         prepared_key_id: Set(None),
         prepared_sealed: Set(None),
     }

@@ -1,5 +1,7 @@
 //! Key rotation in two steps: the key a prepared rotation will seal with, beside the
-//! database's current key in `key_check`.
+//! database's current key in `key_check`; and the settings seal of every account and app
+//! registration (a seal, made with the key, over the columns that decide where a secret
+//! is sent).
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +13,26 @@ enum KeyCheck {
     Table,
     PreparedKeyId,
     PreparedSealed,
+}
+
+#[derive(DeriveIden)]
+enum CompanyAccount {
+    Table,
+}
+
+#[derive(DeriveIden)]
+enum UserAccount {
+    Table,
+}
+
+#[derive(DeriveIden)]
+enum OauthApp {
+    Table,
+}
+
+#[derive(DeriveIden)]
+enum Seal {
+    SettingsSeal,
 }
 
 #[async_trait::async_trait]
@@ -36,10 +58,39 @@ impl MigrationTrait for Migration {
                     .add_column(ColumnDef::new(KeyCheck::PreparedSealed).binary().null())
                     .to_owned(),
             )
-            .await
+            .await?;
+        for table in [
+            CompanyAccount::Table.into_iden(),
+            UserAccount::Table.into_iden(),
+            OauthApp::Table.into_iden(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(table)
+                        .add_column(ColumnDef::new(Seal::SettingsSeal).binary().null())
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            CompanyAccount::Table.into_iden(),
+            UserAccount::Table.into_iden(),
+            OauthApp::Table.into_iden(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(table)
+                        .drop_column(Seal::SettingsSeal)
+                        .to_owned(),
+                )
+                .await?;
+        }
         for column in [KeyCheck::PreparedSealed, KeyCheck::PreparedKeyId] {
             manager
                 .alter_table(

@@ -228,7 +228,57 @@ fn parse_stored_url(field: &str, text: Option<String>) -> Result<Option<Url>> {
     .transpose()
 }
 
-fn from_model(model: oauth_app::Model, key: &KeyRing) -> Result<AppRegistration> {
+/// What a registration's settings seal covers: the provider, and every column that
+/// decides where its secrets (refresh tokens, the client secret, access tokens for the
+/// Gmail API) are sent. Someone who can write the database but lacks the key cannot point
+/// mailroom at another endpoint: the seal no longer opens and nothing is sent.
+fn settings_aad(model: &oauth_app::Model) -> Vec<u8> {
+    let field = |value: &Option<String>| match value {
+        Some(text) => format!("={text}"),
+        None => "~".to_owned(),
+    };
+    format!(
+        "oauth_app:{}:settings\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        model.provider,
+        model.client_id,
+        field(&model.tenant),
+        field(&model.authorize_url),
+        field(&model.token_url),
+        field(&model.device_url),
+        field(&model.revoke_url),
+        field(&model.issuer),
+        field(&model.gmail_api_url),
+    )
+    .into_bytes()
+}
+
+/// Checks the registration's settings seal (`None`: not checked; `Some(required)`: a
+/// missing seal is refused when required).
+fn check_settings(model: &oauth_app::Model, key: &KeyRing, required: Option<bool>) -> Result<()> {
+    let Some(required) = required else {
+        return Ok(());
+    };
+    let provider = model.provider.parse::<Provider>().ok();
+    let altered = || Error::SettingsAltered {
+        provider: provider.unwrap_or(Provider::Microsoft),
+    };
+    match &model.settings_seal {
+        Some(seal) => match key.open(seal, &settings_aad(model)) {
+            Ok(_) => Ok(()),
+            Err(mailroom_crypto::Error::CannotOpen) => Err(altered()),
+            Err(error) => Err(error.into()),
+        },
+        None if required => Err(altered()),
+        None => Ok(()),
+    }
+}
+
+fn from_model(
+    model: oauth_app::Model,
+    key: &KeyRing,
+    required: Option<bool>,
+) -> Result<AppRegistration> {
+    check_settings(&model, key, required)?;
     let provider: Provider = model.provider.parse().map_err(|_| {
         Error::CorruptRow(format!(
             "provider `{}` of an app registration",
@@ -282,12 +332,17 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         Self { db, key }
     }
 
+    async fn seals_required(&self) -> Result<Option<bool>> {
+        Ok(Some(store::settings_sealed(self.db, self.key).await?))
+    }
+
     /// The registration of `provider`, if any.
     pub async fn get(&self, provider: Provider) -> Result<Option<AppRegistration>> {
+        let required = self.seals_required().await?;
         oauth_app::Entity::find_by_id(provider.as_str().to_owned())
             .one(self.db)
             .await?
-            .map(|model| from_model(model, self.key))
+            .map(|model| from_model(model, self.key, required))
             .transpose()
     }
 
@@ -301,12 +356,13 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
 
     /// Every registration.
     pub async fn list(&self) -> Result<Vec<AppRegistration>> {
+        let required = self.seals_required().await?;
         oauth_app::Entity::find()
             .order_by_asc(oauth_app::Column::Provider)
             .all(self.db)
             .await?
             .into_iter()
-            .map(|model| from_model(model, self.key))
+            .map(|model| from_model(model, self.key, required))
             .collect()
     }
 
@@ -318,7 +374,9 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             .one(self.db)
             .await?;
         let mut app = match existing.clone() {
-            Some(model) => from_model(model, self.key)?,
+            // Not checked: the change re-seals what it leaves, so an altered registration
+            // can be set right.
+            Some(model) => from_model(model, self.key, None)?,
             None => AppRegistration {
                 provider,
                 client_id: change.client_id.clone().ok_or_else(|| {
@@ -416,6 +474,21 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         active.issuer = Set(app.overrides.issuer.clone());
         active.gmail_api_url = Set(url_text(&app.overrides.gmail_api_url));
         active.updated_at = Set(Utc::now());
+        let columns = oauth_app::Model {
+            provider: provider.as_str().to_owned(),
+            client_id: app.client_id.clone(),
+            client_secret_sealed: None,
+            tenant: app.tenant.clone(),
+            authorize_url: url_text(&app.overrides.authorize_url),
+            token_url: url_text(&app.overrides.token_url),
+            device_url: url_text(&app.overrides.device_url),
+            revoke_url: url_text(&app.overrides.revoke_url),
+            issuer: app.overrides.issuer.clone(),
+            gmail_api_url: url_text(&app.overrides.gmail_api_url),
+            settings_seal: None,
+            updated_at: Utc::now(),
+        };
+        active.settings_seal = Set(Some(sealing.seal(b"", &settings_aad(&columns))));
         if is_new {
             active.insert(self.db).await?;
         } else {
@@ -439,23 +512,43 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         Ok(count)
     }
 
-    /// Re-seals every client secret with `new_key` (for key rotation, inside the caller's
-    /// transaction).
+    /// Re-seals every client secret and settings seal with `new_key` (a key rotation's
+    /// commit, inside the caller's transaction). A settings seal that does not open is
+    /// [`Error::SettingsAltered`]: the rotation stops rather than seal altered endpoints.
+    /// Returns how many client secrets were re-sealed.
     pub async fn reseal(&self, new_key: &EncryptionKey) -> Result<usize> {
+        self.reseal_rows(new_key, self.seals_required().await?)
+            .await
+    }
+
+    /// Seals every registration's settings with `sealing` as they stand (client secrets
+    /// re-sealed too): once, for a database from before settings seals, or after a lost
+    /// key's reset. Returns how many client secrets were re-sealed.
+    pub async fn seal_all_settings(&self, sealing: &EncryptionKey) -> Result<usize> {
+        self.reseal_rows(sealing, None).await
+    }
+
+    async fn reseal_rows(&self, new_key: &EncryptionKey, check: Option<bool>) -> Result<usize> {
         let mut count = 0;
         for model in oauth_app::Entity::find().all(self.db).await? {
-            let Some(sealed) = model.client_secret_sealed.clone() else {
-                continue;
-            };
+            check_settings(&model, self.key, check)?;
             let provider: Provider = model
                 .provider
                 .parse()
                 .map_err(|_| Error::CorruptRow(format!("provider `{}`", model.provider)))?;
-            let plain = self.key.open(&sealed, &secret_aad(provider))?;
+            let secret = match &model.client_secret_sealed {
+                Some(sealed) => {
+                    count += 1;
+                    let plain = self.key.open(sealed, &secret_aad(provider))?;
+                    Some(new_key.seal(&plain, &secret_aad(provider)))
+                }
+                None => None,
+            };
+            let seal = new_key.seal(b"", &settings_aad(&model));
             let mut active = model.into_active_model();
-            active.client_secret_sealed = Set(Some(new_key.seal(&plain, &secret_aad(provider))));
+            active.client_secret_sealed = Set(secret);
+            active.settings_seal = Set(Some(seal));
             active.update(self.db).await?;
-            count += 1;
         }
         Ok(count)
     }

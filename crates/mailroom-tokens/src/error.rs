@@ -134,6 +134,15 @@ pub enum Error {
     /// The encryption key is wrong or a stored secret is damaged.
     #[error(transparent)]
     Key(#[from] mailroom_crypto::Error),
+    /// An app registration's endpoints do not match their seal: they were changed outside
+    /// mailroom (in the database, without the key). No secret is sent to them.
+    #[error(
+        "the {provider} app registration's endpoints were changed outside mailroom (they do not match their seal), so no token or secret is sent to them; check the registration and set it again"
+    )]
+    SettingsAltered {
+        /// The provider.
+        provider: Provider,
+    },
     /// A stored row holds a value this version cannot read.
     #[error("the database holds an unreadable {0}; sign in again to replace it")]
     CorruptRow(String),
@@ -182,6 +191,9 @@ impl Error {
                 Some(Remedy::ReviewApp { provider: None })
             }
             Error::Database(_) => Some(Remedy::CheckDatabase),
+            Error::SettingsAltered { provider } => Some(Remedy::ReviewApp {
+                provider: Some(*provider),
+            }),
             Error::Key(error) => error.missing_key().map(|id| Remedy::RestoreKey {
                 key_id: id.to_owned(),
             }),

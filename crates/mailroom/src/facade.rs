@@ -306,9 +306,11 @@ impl Mailroom {
         Self::with_connection(db, options).await
     }
 
-    /// A facade over an open, migrated database; checks the key.
+    /// A facade over an open, migrated database; checks the key (and, once, seals the
+    /// settings of a database from before settings seals).
     pub async fn with_connection(db: DatabaseConnection, options: MailroomOptions) -> Result<Self> {
         Accounts::new(&db, &options.key).verify_key().await?;
+        crate::workflows::seal_settings_once(&db, &options.key).await?;
         let broker = TokenBroker::new(
             db.clone(),
             options.key.clone(),

@@ -451,7 +451,10 @@ pub async fn forget_secrets(
     let passwords = Accounts::new(&transaction, &ring)
         .forget_passwords(new_key)
         .await?;
-    let client_secrets = Apps::new(&transaction, &ring).forget_secrets().await?;
+    let apps = Apps::new(&transaction, &ring);
+    let client_secrets = apps.forget_secrets().await?;
+    // The registrations' settings seals were made with the lost key.
+    apps.seal_all_settings(new_key).await?;
     let tokens = TokenStore::new(&transaction, &ring).forget_all().await?;
     transaction.commit().await?;
     Ok(Forgotten {
@@ -459,6 +462,37 @@ pub async fn forget_secrets(
         client_secrets: client_secrets as u64,
         tokens,
     })
+}
+
+/// For a database from before settings seals: seals every account's and app
+/// registration's settings as they stand, once, and records (sealed, in the key row) that
+/// from now on every row must carry one. Does nothing on any other database.
+pub(crate) async fn seal_settings_once(
+    db: &sea_orm::DatabaseConnection,
+    ring: &KeyRing,
+) -> Result<()> {
+    if store::settings_sealed(db, ring).await? {
+        return Ok(());
+    }
+    let transaction = db.begin().await?;
+    let sealing = store::sealing_key(&transaction, ring).await?;
+    // Asked again under the lock: another process may have sealed them meanwhile.
+    if !store::settings_sealed(&transaction, ring).await? {
+        let accounts = Accounts::new(&transaction, ring)
+            .seal_all_settings(sealing)
+            .await?;
+        let apps = Apps::new(&transaction, ring)
+            .seal_all_settings(sealing)
+            .await?;
+        store::mark_settings_sealed(&transaction, sealing).await?;
+        tracing::info!(
+            passwords = accounts,
+            client_secrets = apps,
+            "sealed the server settings of every account and app registration"
+        );
+    }
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// Starts the provider's flow in a task and waits until the person has something to do.

@@ -16,6 +16,7 @@ pub struct Model {
     pub revoke_url: Option<String>,
     pub issuer: Option<String>,
     pub gmail_api_url: Option<String>,
+    pub settings_seal: Option<Vec<u8>>,
     pub updated_at: DateTimeUtc,
 }
 

@@ -290,9 +290,21 @@ async fn a_token_endpoint_changed_behind_mailrooms_back_to_plain_http_gets_no_se
         ))
         .await
         .unwrap();
+    // The registration's seal no longer opens: nothing is sent (the use-time rule for
+    // plain http, `OAuthHttp`'s destination check, stands behind it; its tests are in
+    // `src/oauth.rs`).
     let error = refresh_error(&db, &key).await;
     let text = error.to_string();
-    assert!(text.contains("refusing to send a secret"), "{text}");
+    assert!(
+        matches!(
+            error,
+            mailroom_tokens::Error::SettingsAltered {
+                provider: Provider::Microsoft
+            }
+        ),
+        "{text}"
+    );
+    assert!(text.contains("changed outside mailroom"), "{text}");
     assert_clean("the error", &text);
     db.finish().await;
     // `expect(0)`: the mock server received nothing.

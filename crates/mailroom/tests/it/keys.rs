@@ -310,3 +310,218 @@ async fn refresh_spanning_rotation(backend: Backend) {
     assert_eq!(stored.refresh_token.unwrap().expose(), "rt-2");
     world.finish().await;
 }
+
+async fn execute(world: &World, sql: &str) {
+    world
+        .db
+        .db
+        .execute(Statement::from_string(
+            world.db.db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap();
+}
+
+/// A loopback port that records whether anything connected to it.
+fn trap() -> std::net::TcpListener {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    listener
+}
+
+fn nobody_connected(listener: &std::net::TcpListener) -> bool {
+    matches!(listener.accept(), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+fn send_request() -> mailroom::SendRequest<'static> {
+    mailroom::SendRequest::new(
+        mailroom::AUTOMATION_AGENT,
+        mailroom::MessageDraft {
+            to: vec!["buyer@example.com".to_owned()],
+            subject: "Statement".to_owned(),
+            text: Some("Body".to_owned()),
+            ..mailroom::MessageDraft::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn settings_changed_in_the_database_send_no_secret_on_sqlite() {
+    settings_changed_in_the_database(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn settings_changed_in_the_database_send_no_secret_on_postgres() {
+    settings_changed_in_the_database(Backend::Postgres).await;
+}
+
+/// Someone with write access to the database but not the key points the company account
+/// and the Microsoft registration at their own server: mailroom refuses both before any
+/// connection, and an administrator's change sets them right.
+async fn settings_changed_in_the_database(backend: Backend) {
+    let world = World::new(backend, World::tokens(&[])).await;
+    world.register_app(Provider::Microsoft).await;
+    Accounts::new(&world.db.db, &world.key)
+        .set_company(&password_account(&world), None)
+        .await
+        .unwrap();
+    let user = world.user_microsoft(SA, "sa").await;
+    world
+        .store_token(Provider::Microsoft, SA, "at-expired", true)
+        .await;
+    let mailroom = world.mailroom().await;
+
+    let smtp_trap = trap();
+    let port = smtp_trap.local_addr().unwrap().port();
+    execute(
+        &world,
+        &format!("UPDATE company_account SET port = {port}, tls = false"),
+    )
+    .await;
+    let error = mailroom.send(send_request()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Accounts(mailroom_accounts::Error::SettingsAltered {
+                account: AccountRef::Company
+            })
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("changed outside mailroom"),
+        "{error}"
+    );
+    assert_eq!(
+        error.remedy(),
+        Some(Remedy::EditAccount {
+            account: Some(AccountRef::Company)
+        })
+    );
+    // Removing the seal does not help.
+    execute(&world, "UPDATE company_account SET settings_seal = NULL").await;
+    mailroom.forget_cached();
+    let error = mailroom.send(send_request()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Accounts(mailroom_accounts::Error::SettingsAltered { .. })
+        ),
+        "{error:?}"
+    );
+    assert!(
+        nobody_connected(&smtp_trap),
+        "the password went to the altered server"
+    );
+
+    let token_trap = trap();
+    let token_port = token_trap.local_addr().unwrap().port();
+    execute(
+        &world,
+        &format!("UPDATE oauth_app SET token_url = 'http://127.0.0.1:{token_port}/token'"),
+    )
+    .await;
+    let error = mailroom
+        .access_token(AccountRef::User(user), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Tokens(mailroom_tokens::Error::SettingsAltered {
+                provider: Provider::Microsoft
+            })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.remedy(),
+        Some(Remedy::ReviewApp {
+            provider: Some(Provider::Microsoft)
+        })
+    );
+    assert!(
+        nobody_connected(&token_trap),
+        "the refresh token went to the altered endpoint"
+    );
+
+    // The administrator sets them again: sealed anew, usable.
+    let accounts = Accounts::new(&world.db.db, &world.key);
+    accounts
+        .set_company(&password_account(&world), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        accounts.company().await.unwrap().unwrap().server.port,
+        world.smtp.port
+    );
+    world.register_app(Provider::Microsoft).await;
+    mailroom_tokens::registration::Apps::new(&world.db.db, &world.key)
+        .require(Provider::Microsoft)
+        .await
+        .unwrap();
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_database_from_before_seals_is_sealed_once_at_open() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[])).await;
+    world.register_app(Provider::Microsoft).await;
+    Accounts::new(&world.db.db, &world.key)
+        .set_company(&password_account(&world), None)
+        .await
+        .unwrap();
+    // As an older version left it: no settings seals, and a key check without the marker.
+    let key = world.key.primary();
+    execute(&world, "UPDATE company_account SET settings_seal = NULL").await;
+    execute(&world, "UPDATE oauth_app SET settings_seal = NULL").await;
+    let old_check = key.seal(b"mailroom key check", b"key_check:1");
+    world
+        .db
+        .db
+        .execute(Statement::from_sql_and_values(
+            world.db.db.get_database_backend(),
+            "UPDATE key_check SET sealed = ?",
+            [old_check.into()],
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !mailroom_crypto::store::settings_sealed(&world.db.db, &world.key)
+            .await
+            .unwrap()
+    );
+    // Readable as it is until a facade opens it ...
+    assert!(
+        Accounts::new(&world.db.db, &world.key)
+            .company()
+            .await
+            .unwrap()
+            .is_some()
+    );
+    world.mailroom().await;
+    // ... which seals every row once; from then on a missing seal is refused.
+    assert!(
+        mailroom_crypto::store::settings_sealed(&world.db.db, &world.key)
+            .await
+            .unwrap()
+    );
+    assert!(
+        Accounts::new(&world.db.db, &world.key)
+            .company()
+            .await
+            .unwrap()
+            .is_some()
+    );
+    execute(&world, "UPDATE company_account SET settings_seal = NULL").await;
+    let refused = Accounts::new(&world.db.db, &world.key).company().await;
+    assert!(
+        matches!(
+            refused,
+            Err(mailroom_accounts::Error::SettingsAltered { .. })
+        ),
+        "{refused:?}"
+    );
+    world.finish().await;
+}
