@@ -525,3 +525,45 @@ async fn a_database_from_before_seals_is_sealed_once_at_open() {
     );
     world.finish().await;
 }
+
+#[tokio::test]
+async fn a_commit_that_fails_part_way_leaves_the_prepared_state_as_it_was() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[])).await;
+    let old = world.key.primary().clone();
+    Accounts::new(&world.db.db, &world.key)
+        .set_company(&password_account(&world), None)
+        .await
+        .unwrap();
+    world
+        .store_token(Provider::Microsoft, SA, "at-1", false)
+        .await;
+    let next = EncryptionKey::generate();
+    let both = world.key.clone().with(next.clone());
+    let host = facade(&world, &both).await.unwrap();
+    host.prepare_key_rotation(&next).await.unwrap();
+    // A damaged token makes the commit fail after the password was re-sealed in its
+    // transaction (as a crash there would): everything rolls back.
+    execute(
+        &world,
+        "UPDATE oauth_token SET access_token_sealed = refresh_token_sealed",
+    )
+    .await;
+    let error = host.commit_key_rotation().await.unwrap_err();
+    assert!(error.key_problem().is_some(), "{error:?}");
+    let state = mailroom::key_state(&world.db.db).await.unwrap().unwrap();
+    assert_eq!(state.current, old.id());
+    assert_eq!(state.prepared.as_deref(), Some(next.id().as_str()));
+    let company_seal = sealed_by(&world)
+        .await
+        .into_iter()
+        .find(|(column, _)| column == "company_account.password_sealed")
+        .unwrap();
+    assert_eq!(company_seal.1.as_deref(), Some(old.id().as_str()));
+    // Hosts with only the old key keep working; once the damage is removed the commit
+    // goes through.
+    facade(&world, &world.key).await.unwrap();
+    execute(&world, "DELETE FROM oauth_token").await;
+    let resealed = host.commit_key_rotation().await.unwrap();
+    assert_eq!((resealed.passwords, resealed.tokens), (1, 0));
+    world.finish().await;
+}
