@@ -21,7 +21,7 @@ use mailroom_tokens::{
     AccessToken, BrokerConfig, OAuthHttp, SignInReason, TokenBroker, TokenTarget,
     registration::Apps,
 };
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -598,7 +598,7 @@ impl Mailroom {
     /// with its envelope sender set to that account's address. Its stored bytes keep
     /// their From header.
     pub async fn remove_account(&self, id: AccountId, force: bool) -> Result<Removed> {
-        let transaction = self.db.begin().await?;
+        let transaction = mailroom_migrations::begin_write(&self.db).await?;
         let accounts = Accounts::new(&transaction, &self.options.key);
         accounts.user_account(id).await?;
         let waiting = crate::outbox::waiting_for(&transaction, id).await?;

@@ -224,7 +224,7 @@ impl Mailroom {
         signed_in: &SignedIn,
     ) -> Result<String> {
         let key = &self.options().key;
-        let transaction = self.database().begin().await?;
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
         let accounts = Accounts::new(&transaction, key);
         let current = accounts.account(account).await?;
         let user = current.server().smtp_user.clone();
@@ -270,7 +270,7 @@ impl Mailroom {
         let key = &self.options().key;
         let mut change = change.clone();
         change.smtp_user = Some(signed_in.identity.address.clone());
-        let transaction = self.database().begin().await?;
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
         let accounts = Accounts::new(&transaction, key);
         accounts.verify_key().await?;
         let saved = accounts.add_user_account(&change, binding).await?;
@@ -418,7 +418,7 @@ pub async fn forget_secrets(
     db: &sea_orm::DatabaseConnection,
     new_key: &EncryptionKey,
 ) -> Result<Forgotten> {
-    let transaction = db.begin().await?;
+    let transaction = mailroom_migrations::begin_write(db).await?;
     let passwords = Accounts::new(&transaction, new_key)
         .forget_passwords(new_key)
         .await?;

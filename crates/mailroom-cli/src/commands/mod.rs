@@ -125,7 +125,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
 }
 
 async fn run_in_transaction(context: &Context, command: Command) -> Result<Output> {
-    let transaction = context.db.begin().await?;
+    let transaction = mailroom_migrations::begin_write(&context.db).await?;
     let output = {
         let accounts = Accounts::new(&transaction, &context.key);
         accounts.verify_key().await?;

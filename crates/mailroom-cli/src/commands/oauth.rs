@@ -65,7 +65,7 @@ pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Outpu
         },
         reset_endpoints: args.default_endpoints,
     };
-    let transaction = context.db.begin().await?;
+    let transaction = mailroom_migrations::begin_write(&context.db).await?;
     Accounts::new(&transaction, &context.key)
         .verify_key()
         .await?;

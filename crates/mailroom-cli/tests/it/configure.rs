@@ -315,3 +315,32 @@ fn usage_errors_exit_with_2_and_other_failures_with_1() {
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("company"));
 }
+
+/// Configuration commands run at once on one SQLite file (each reads the key check, then
+/// writes) all succeed: each waits for the write lock instead of failing with "database
+/// is locked".
+#[test]
+fn settings_set_from_several_processes_at_once_all_succeed() {
+    let cli = Cli::new();
+    cli.run(&["settings", "get"]).ok();
+    let children: Vec<_> = (1..=8)
+        .map(|days| {
+            let days = days.to_string();
+            let mut command = cli.command(&["settings", "set", "outbox-retention-days", &days]);
+            command.stdin(std::process::Stdio::null());
+            command.spawn().expect("start mailroom")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let days = cli.run(&["settings", "get", "--json"]).ok().json()["outbox_retention_days"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=8).contains(&days), "{days}");
+}
