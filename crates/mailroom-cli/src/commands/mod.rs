@@ -14,7 +14,6 @@ pub(crate) mod send;
 
 use anyhow::Result;
 use mailroom_accounts::Accounts;
-use sea_orm::TransactionTrait;
 use serde_json::Value;
 
 use crate::cli::{AccountCommand, AppCommand, Cli, Command, KeyCommand, TokenCommand};

@@ -10,7 +10,6 @@ use mailroom_model::{Binding, Provider, Secret};
 use mailroom_tokens::registration::{
     AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url,
 };
-use sea_orm::TransactionTrait;
 use serde_json::json;
 
 use super::Output;

@@ -579,7 +579,10 @@ async fn a_slow_send_keeps_its_lease_and_is_delivered_once(backend: Backend) {
     lease.transport.let_one_finish();
     let summary = agent_a.await.unwrap().unwrap();
     assert_eq!(summary.sent, 1, "{summary:?}");
-    assert_eq!(lease.transport.delivered(), [message_id.clone()]);
+    assert_eq!(
+        lease.transport.delivered(),
+        std::slice::from_ref(&message_id)
+    );
     let row = a.outbox().get(id).await.unwrap();
     assert_eq!(row.status, OutboxStatus::Sent);
     assert_eq!(row.attempts, 1);
