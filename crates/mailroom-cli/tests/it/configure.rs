@@ -314,6 +314,15 @@ fn usage_errors_exit_with_2_and_other_failures_with_1() {
     let run = cli.run(&["--help"]);
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("company"));
+    // A lease under the minimum is a usage error that says what to give instead.
+    let run = cli.run(&["agent", "--once", "--lease-secs", "2"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("a lease under 3 seconds is too short; give at least 3"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Configuration commands run at once on one SQLite file (each reads the key check, then
