@@ -8,7 +8,9 @@
 //! `BEGIN IMMEDIATE` transaction, which takes the write lock before reading. A claim
 //! counts as an attempt and is recorded before the message is handed to the transport, so
 //! after a crash the attempt count shows that a duplicate is possible; the Message-ID is
-//! fixed at queue time and identical on every delivery.
+//! fixed at queue time and identical on every delivery. The agent renews a lease while
+//! its send is in flight ([`Outbox::renew`]); every time here comes from the
+//! [`OutboxClock`], the database's clock in production.
 
 use std::collections::BTreeMap;
 use std::fmt;
