@@ -108,6 +108,32 @@ pub async fn open(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     Ok(db)
 }
 
+/// Begins a transaction that is going to write, taking SQLite's write lock at its start.
+///
+/// A plain SQLite transaction is deferred: it reads under a snapshot and asks for the
+/// write lock at its first write. If another connection wrote in between, SQLite cannot
+/// upgrade the stale snapshot and fails at once with "database is locked", whatever the
+/// busy timeout (WAL mode). A transaction that writes first instead waits for the lock on
+/// the busy timeout like any writer. sea-orm 1.1 cannot begin with `BEGIN IMMEDIATE` on
+/// SQLite, so the transaction's first statement is a write that changes nothing (a
+/// statement that may write takes the write lock before it looks at any row). On
+/// PostgreSQL this is a plain `BEGIN`: rows are locked as they are written.
+///
+/// Use it for every short transaction that reads and then writes (configuration
+/// commands, workflows); a read-only transaction needs none.
+pub async fn begin_write(
+    db: &DatabaseConnection,
+) -> Result<sea_orm_migration::sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend, TransactionTrait};
+    let transaction = db.begin().await?;
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        transaction
+            .execute_unprepared("UPDATE seaql_migrations SET version = version WHERE 0")
+            .await?;
+    }
+    Ok(transaction)
+}
+
 /// The advisory lock key of mailroom's migrations (any constant; "mailroom" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d61_696c_726f_6f6d;
 

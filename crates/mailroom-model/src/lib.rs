@@ -66,7 +66,7 @@ pub use account::{
     AccountId, AccountRef, Binding, CompanyAccount, SYSTEM_USER_OBJECT, USER_NAME_COLUMN,
     UserAccount, binding_key,
 };
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use fax::FaxFormat;
 pub use feature::{
     AUTOMATION_AGENT, AccountPolicy, Feature, FeatureCatalog, SALES_DOCUMENT, SMART_PRINTING,

@@ -1,6 +1,12 @@
 //! The automation agent: claims due messages from the outbox, sends them (never
 //! prompting for a sign-in), and records each outcome. On shutdown it claims nothing new
 //! and lets the sends in flight finish.
+//!
+//! A claim leases a message for [`AgentOptions::lease`]; while the send is in flight a
+//! heartbeat renews the lease every third of it (or [`AgentOptions::heartbeat`]), so a long
+//! wait for a server's final reply does not need a long lease, and a dead agent's messages
+//! are claimed again soon after it stopped renewing. Lease times come from the outbox's
+//! clock ([`crate::OutboxClock`]), which every agent on the database shares.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::facade::Receipt;
-use crate::outbox::{Claimed, Finish, Outbox, OutboxStatus};
+use crate::outbox::{Claimed, Finish, OutboxStatus};
 use crate::{Mailroom, Result};
 
 /// What the agent reports as it works (the CLI draws its progress bar from these).
@@ -35,11 +41,12 @@ pub enum AgentEvent {
         /// Why.
         error: String,
     },
-    /// A message's account needs a sign-in; it is held until then.
+    /// A message's account needs a sign-in, or its stored secret cannot be opened with
+    /// this agent's key (the key was rotated or replaced); it is held until then.
     Held {
         /// Its outbox id.
         id: i64,
-        /// Why (begins "Failed to obtain an access token").
+        /// Why ("Failed to obtain an access token ..." for a sign-in).
         error: String,
     },
     /// A message was given up on.
@@ -49,7 +56,37 @@ pub enum AgentEvent {
         /// Why.
         error: String,
     },
+    /// The lease of a message being sent was renewed (the heartbeat); not a finished
+    /// message.
+    LeaseRenewed {
+        /// Its outbox id.
+        id: i64,
+        /// The lease's new expiry, on the outbox's clock.
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// This agent lost the lease of a message it was sending (its lease ran out and
+    /// another agent claimed it): the send's outcome, other than a delivery, was not
+    /// recorded, so the message is left to the agent holding it now.
+    LeaseLost {
+        /// Its outbox id.
+        id: i64,
+        /// The outcome that was not recorded.
+        error: String,
+    },
 }
+
+impl AgentEvent {
+    /// True for the events that end a message's claim (sent, retrying, held, failed,
+    /// lease lost); false for a heartbeat.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, AgentEvent::LeaseRenewed { .. })
+    }
+}
+
+/// The shortest lease an agent takes. The lease is renewed every third of it while a
+/// send is in flight, so a shorter one would mostly add database writes: a slow server
+/// needs no long lease, only the renewals.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
 
 /// A callback for [`AgentEvent`]s.
 pub type AgentEventSink = Arc<dyn Fn(&AgentEvent) + Send + Sync>;
@@ -61,16 +98,21 @@ pub struct AgentOptions {
     pub concurrency: usize,
     /// Drain what is due now, then stop (instead of waiting for new messages).
     pub once: bool,
-    /// How long a claimed message stays leased to this agent. After that (the agent died)
-    /// another agent claims it again; longer than any one send can take.
+    /// How long a claimed message stays leased to this agent without a renewal. The lease
+    /// is renewed while the send is in flight, so this bounds how long a dead agent's
+    /// messages wait, not how long a send may take. At least [`MIN_LEASE`].
     pub lease: Duration,
+    /// How often the lease of a message being sent is renewed. `None`: a third of the
+    /// lease; a longer interval is shortened to that, so two renewals in a row can fail
+    /// before the lease runs out.
+    pub heartbeat: Option<Duration>,
     /// How often an idle agent looks for due messages.
     pub poll_interval: Duration,
     /// How long a message whose account needs a sign-in waits before it is tried again.
     pub hold_retry: Duration,
     /// The name this agent leases messages under (unique per process).
     pub owner: String,
-    /// Receives an event for every finished message.
+    /// Receives an event for every finished message, and one for each lease renewal.
     pub events: Option<AgentEventSink>,
 }
 
@@ -80,6 +122,7 @@ impl Default for AgentOptions {
             concurrency: 4,
             once: false,
             lease: Duration::from_secs(300),
+            heartbeat: None,
             poll_interval: Duration::from_secs(1),
             hold_retry: Duration::from_secs(60),
             owner: format!(
@@ -92,12 +135,28 @@ impl Default for AgentOptions {
     }
 }
 
+impl AgentOptions {
+    /// How often a lease is renewed: [`AgentOptions::heartbeat`], at most a third of the
+    /// lease.
+    pub fn heartbeat_interval(&self) -> Duration {
+        let third = self.lease / 3;
+        self.heartbeat.map_or(third, |given| given.min(third))
+    }
+
+    fn emit(&self, event: &AgentEvent) {
+        if let Some(sink) = &self.events {
+            sink(event);
+        }
+    }
+}
+
 impl fmt::Debug for AgentOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentOptions")
             .field("concurrency", &self.concurrency)
             .field("once", &self.once)
             .field("lease", &self.lease)
+            .field("heartbeat", &self.heartbeat)
             .field("poll_interval", &self.poll_interval)
             .field("hold_retry", &self.hold_retry)
             .field("owner", &self.owner)
@@ -117,6 +176,9 @@ pub struct AgentSummary {
     pub held: u64,
     /// Messages given up on.
     pub failed: u64,
+    /// Messages whose lease this agent lost during the send (another agent claimed them);
+    /// their outcome was left to that agent.
+    pub lease_lost: u64,
     /// Old sent and cancelled messages deleted under the retention setting.
     pub purged: u64,
 }
@@ -135,12 +197,32 @@ async fn process(
     account: Option<Account>,
 ) -> Result<AgentEvent> {
     let id = message.id;
+    let outbox = mailroom.outbox();
     let span = tracing::info_span!("agent send", id, message_id = %message.message_id, attempt = message.attempts);
-    let result = mailroom
+    let send = mailroom
         .deliver_claimed(&message, account)
-        .instrument(span)
-        .await;
-    let now = mailroom.now();
+        .instrument(span.clone());
+    let mut send = std::pin::pin!(send);
+    let heartbeat = options.heartbeat_interval();
+    let mut lease_lost = false;
+    let result = loop {
+        tokio::select! {
+            result = &mut send => break result,
+            () = tokio::time::sleep(heartbeat), if !lease_lost => {
+                match outbox.renew(id, &options.owner, options.lease).await {
+                    Ok(Some(until)) => options.emit(&AgentEvent::LeaseRenewed { id, until }),
+                    Ok(None) => {
+                        lease_lost = true;
+                        tracing::warn!(parent: &span, "the lease ran out and another agent claimed the message; only a delivery will be recorded");
+                    }
+                    Err(error) => {
+                        tracing::warn!(parent: &span, error = %error, "cannot renew the lease; trying again at the next heartbeat");
+                    }
+                }
+            }
+        }
+    };
+    let now = outbox.clock().now_utc();
     // A wait from the far future (a hostile Retry-After) saturates instead of overflowing.
     let later = |duration: Duration| {
         chrono::Duration::from_std(duration)
@@ -153,7 +235,10 @@ async fn process(
             Finish::Sent(receipt.clone()),
             AgentEvent::Sent { id, receipt },
         ),
-        Err(error) if error.needs_sign_in() => {
+        // A secret this agent's key cannot open (the key was rotated after the agent
+        // started, or this host has another key) is fixed by an administrator like a
+        // sign-in is: hold the message, do not fail it.
+        Err(error) if error.needs_sign_in() || error.is_key_problem() => {
             let text = error.to_string();
             (
                 Finish::Held {
@@ -194,21 +279,29 @@ async fn process(
             )
         }
     };
+    let recorded = outbox.finish(id, &options.owner, outcome, now).await?;
+    if !recorded {
+        let error = match event {
+            AgentEvent::Retrying { error, .. }
+            | AgentEvent::Held { error, .. }
+            | AgentEvent::Failed { error, .. } => error,
+            _ => String::new(),
+        };
+        tracing::warn!(id, message_id = %message.message_id, error = %error, "the lease was lost: this outcome is not recorded, the agent holding the message now records its own");
+        return Ok(AgentEvent::LeaseLost { id, error });
+    }
     match &event {
-        AgentEvent::Sent { .. } => {}
         AgentEvent::Retrying { error, .. } => {
             tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message will be retried")
         }
         AgentEvent::Held { error, .. } => {
-            tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message held until an administrator signs in")
+            tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message held until an administrator signs in or gives this agent the database's key")
         }
         AgentEvent::Failed { error, .. } => {
             tracing::error!(id, message_id = %message.message_id, error = %error, "queued message failed")
         }
+        _ => {}
     }
-    Outbox::new(&mailroom.db)
-        .finish(id, &options.owner, outcome, now)
-        .await?;
     Ok(event)
 }
 
@@ -220,7 +313,7 @@ impl Agent {
     /// setting (0 keeps them), at most [`RETENTION_BATCH`] of them, at most once an hour
     /// per agent. Returns how many were deleted; a failure is logged, never fatal.
     async fn apply_retention(&self, last: &mut Option<chrono::DateTime<chrono::Utc>>) -> u64 {
-        let now = self.mailroom.now();
+        let now = self.mailroom.outbox().clock().now_utc();
         if last.is_some_and(|at| now - at < chrono::Duration::hours(1)) {
             return 0;
         }
@@ -273,16 +366,22 @@ impl Agent {
     /// Runs until `shutdown` completes (or, with [`AgentOptions::once`], until nothing is
     /// due). After `shutdown`, nothing new is claimed and the sends in flight finish.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<AgentSummary> {
+        if self.options.lease < MIN_LEASE {
+            return Err(crate::Error::LeaseTooShort {
+                lease: self.options.lease,
+                minimum: MIN_LEASE,
+            });
+        }
         let options = Arc::new(self.options.clone());
         let concurrency = options.concurrency.max(1);
         // Refill when half the slots are free: one claim query per batch, not per message.
         let refill_below = concurrency.div_ceil(2);
-        let outbox = Outbox::new(&self.mailroom.db);
+        let outbox = self.mailroom.outbox();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
         let mut tasks: JoinSet<Result<AgentEvent>> = JoinSet::new();
         let mut summary = AgentSummary::default();
-        let started = self.mailroom.now();
+        let started = outbox.now().await?;
         let mut last_purge: Option<chrono::DateTime<chrono::Utc>> = None;
         tracing::info!(owner = %options.owner, concurrency, once = options.once, "agent started");
         loop {
@@ -292,14 +391,19 @@ impl Agent {
             }
             if !stopping && (tasks.is_empty() || tasks.len() < refill_below) {
                 let free = concurrency - tasks.len();
-                let now = self.mailroom.now();
-                // A run with `once` drains what was due when it started: a message it
-                // held or rescheduled is not due again in the same run.
-                let due_by = if options.once { started } else { now };
-                match outbox
-                    .claim(&options.owner, free as u64, options.lease, due_by, now)
-                    .await
-                {
+                // One reading of the outbox's clock (the database's) per claim.
+                let claimed = match outbox.now().await {
+                    Ok(now) => {
+                        // A run with `once` drains what was due when it started: a message
+                        // it held or rescheduled is not due again in the same run.
+                        let due_by = if options.once { started } else { now };
+                        outbox
+                            .claim(&options.owner, free as u64, options.lease, due_by, now)
+                            .await
+                    }
+                    Err(error) => Err(error),
+                };
+                match claimed {
                     Ok(batch) => {
                         claimed_now = batch.len();
                         // One read per account and batch, not per message; a failed read
@@ -355,10 +459,10 @@ impl Agent {
                                 AgentEvent::Retrying { .. } => summary.retrying += 1,
                                 AgentEvent::Held { .. } => summary.held += 1,
                                 AgentEvent::Failed { .. } => summary.failed += 1,
+                                AgentEvent::LeaseLost { .. } => summary.lease_lost += 1,
+                                AgentEvent::LeaseRenewed { .. } => {}
                             }
-                            if let Some(sink) = &options.events {
-                                sink(&event);
-                            }
+                            options.emit(&event);
                         }
                         // The outcome could not be recorded: the lease runs out and the
                         // message is claimed again (at least once).

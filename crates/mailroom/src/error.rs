@@ -108,6 +108,16 @@ pub enum Error {
         /// The status asked for.
         status: String,
     },
+    /// The agent was given a lease shorter than [`crate::MIN_LEASE`].
+    #[error(
+        "a lease of {lease:?} is too short; give a lease of at least {minimum:?} (it is renewed while a send is in flight, so a slow server needs no longer lease)"
+    )]
+    LeaseTooShort {
+        /// The lease given.
+        lease: Duration,
+        /// The shortest lease allowed.
+        minimum: Duration,
+    },
     /// The database failed.
     #[error("the database failed; check that it is reachable and migrated")]
     Database(#[source] Box<sea_orm::DbErr>),
@@ -137,6 +147,16 @@ impl Error {
             Error::Transport { error, .. } => error.needs_sign_in(),
             _ => false,
         }
+    }
+
+    /// True when a stored secret cannot be used with the key this process holds: the
+    /// key is wrong, missing or was rotated after the process started, or a sealed value
+    /// cannot be opened. Matched on the crypto error the account and token crates wrap
+    /// (whichever variant), so new key problems are covered as they are added. Only an
+    /// administrator fixes these (the right key, a restart after a rotation); the agent
+    /// holds such messages instead of failing them.
+    pub fn is_key_problem(&self) -> bool {
+        self.key_problem().is_some()
     }
 
     /// The wait the server asked for, when it asked.
@@ -175,7 +195,7 @@ impl Error {
                 account: *account,
                 messages: messages.iter().map(|(id, _)| *id).collect(),
             }),
-            Error::NotPurgeable { .. } => None,
+            Error::NotPurgeable { .. } | Error::LeaseTooShort { .. } => None,
         }
     }
 

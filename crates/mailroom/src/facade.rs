@@ -21,12 +21,13 @@ use mailroom_tokens::{
     AccessToken, BrokerConfig, OAuthHttp, SignInReason, TokenBroker, TokenTarget,
     registration::Apps,
 };
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::message::MessageDraft;
 use crate::outbox::{Claimed, Outbox};
+use crate::outbox_clock::OutboxClock;
 use crate::{Result, RetryPolicy};
 
 /// How a [`Mailroom`] is set up. [`MailroomOptions::new`] gives the production defaults.
@@ -44,6 +45,9 @@ pub struct MailroomOptions {
     pub retry: RetryPolicy,
     /// The clock token expiry is judged by.
     pub clock: Arc<dyn Clock>,
+    /// The clock of the outbox's times (claims, leases, next attempts): the database's by
+    /// default, so agents on hosts with skewed clocks agree about when a lease ran out.
+    pub outbox_clock: OutboxClock,
     /// Tuning of the token broker.
     pub broker: BrokerConfig,
     /// Connections (and sends in flight) per SMTP account.
@@ -68,6 +72,7 @@ impl MailroomOptions {
             features: FeatureCatalog::with_defaults(),
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
+            outbox_clock: OutboxClock::database(),
             broker: BrokerConfig::default(),
             smtp_pool_size: mailroom_smtp::DEFAULT_POOL_SIZE,
             transport_override: None,
@@ -86,6 +91,7 @@ impl fmt::Debug for MailroomOptions {
             )
             .field("features", &self.features)
             .field("retry", &self.retry)
+            .field("outbox_clock", &self.outbox_clock)
             .field("smtp_pool_size", &self.smtp_pool_size)
             .field("transport_override", &self.transport_override)
             .field("resolution_cache_ttl", &self.resolution_cache_ttl)
@@ -591,7 +597,10 @@ impl Mailroom {
     /// agent sends it without ever prompting.
     pub async fn queue(&self, request: SendRequest<'_>) -> Result<i64> {
         let prepared = self.prepare(&request).await?;
-        self.outbox().insert(&prepared, &request, self.now()).await
+        let outbox = self.outbox();
+        outbox
+            .insert(&prepared, &request, outbox.now().await?)
+            .await
     }
 
     /// Removes user account `id`, in one transaction. Queued or held messages that send
@@ -601,7 +610,7 @@ impl Mailroom {
     /// with its envelope sender set to that account's address. Its stored bytes keep
     /// their From header.
     pub async fn remove_account(&self, id: AccountId, force: bool) -> Result<Removed> {
-        let transaction = self.db.begin().await?;
+        let transaction = mailroom_migrations::begin_write(&self.db).await?;
         let accounts = Accounts::new(&transaction, &self.options.key);
         accounts.user_account(id).await?;
         let waiting = crate::outbox::waiting_for(&transaction, id).await?;
@@ -639,7 +648,7 @@ impl Mailroom {
 
     /// The outbox of this database.
     pub fn outbox(&self) -> Outbox<'_> {
-        Outbox::new(&self.db)
+        Outbox::with_clock(&self.db, self.options.outbox_clock.clone())
     }
 
     pub(crate) fn now(&self) -> DateTime<Utc> {

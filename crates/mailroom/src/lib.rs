@@ -125,11 +125,12 @@ mod error;
 mod facade;
 mod message;
 mod outbox;
+mod outbox_clock;
 mod retry;
 mod status;
 mod workflows;
 
-pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary};
+pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary, MIN_LEASE};
 pub use doctor::{CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
 pub use error::{Error, Result};
 pub use facade::{
@@ -138,6 +139,7 @@ pub use facade::{
 pub use mailroom_model::Remedy;
 pub use message::{Attachment, BuiltMessage, MAX_ATTACHMENT_SIZE, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
+pub use outbox_clock::OutboxClock;
 pub use retry::RetryPolicy;
 pub use status::{OwnedToken, SignInState, owned_tokens, sign_in_state, stored_tokens};
 pub use workflows::{
@@ -149,9 +151,9 @@ pub use mailroom_accounts::{Account, Accounts, ResolutionRule, Settings};
 pub use mailroom_crypto::store::KeyState;
 pub use mailroom_crypto::{EncryptionKey, KeyRing};
 pub use mailroom_model::{
-    AUTOMATION_AGENT, AccountPolicy, AccountRef, Clock, Feature, FeatureCatalog, Provider,
-    SALES_DOCUMENT, SMART_PRINTING, SignInPrompt, SignInRequest, SystemClock, TransportError,
-    TransportErrorKind, TransportKind,
+    AUTOMATION_AGENT, AccountPolicy, AccountRef, Clock, Feature, FeatureCatalog, ManualClock,
+    Provider, SALES_DOCUMENT, SMART_PRINTING, SignInPrompt, SignInRequest, SystemClock,
+    TransportError, TransportErrorKind, TransportKind,
 };
 pub use mailroom_tokens::{BrokerConfig, SignInReason};
 

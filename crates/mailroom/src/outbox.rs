@@ -8,7 +8,9 @@
 //! `BEGIN IMMEDIATE` transaction, which takes the write lock before reading. A claim
 //! counts as an attempt and is recorded before the message is handed to the transport, so
 //! after a crash the attempt count shows that a duplicate is possible; the Message-ID is
-//! fixed at queue time and identical on every delivery.
+//! fixed at queue time and identical on every delivery. The agent renews a lease while
+//! its send is in flight ([`Outbox::renew`]); every time here comes from the
+//! [`OutboxClock`], the database's clock in production.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +29,7 @@ use serde::Serialize;
 
 use crate::entity::outbox_message::{self, Column, Entity};
 use crate::facade::{Prepared, Receipt};
+use crate::outbox_clock::OutboxClock;
 use crate::{Error, Result, SendRequest};
 
 /// Where a queued message is.
@@ -289,9 +292,10 @@ fn sqlx_error(error: sea_orm::sqlx::Error) -> sea_orm::DbErr {
 }
 
 /// The queued messages of a database.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Outbox<'a> {
     db: &'a DatabaseConnection,
+    clock: OutboxClock,
 }
 
 impl<'a> Outbox<'a> {
@@ -336,9 +340,24 @@ impl<'a> Outbox<'a> {
         Ok(row.id)
     }
 
-    /// The outbox over `db`.
+    /// The outbox over `db`, on the database's clock.
     pub fn new(db: &'a DatabaseConnection) -> Self {
-        Self { db }
+        Self::with_clock(db, OutboxClock::database())
+    }
+
+    /// The outbox over `db`, its times taken from `clock`.
+    pub fn with_clock(db: &'a DatabaseConnection, clock: OutboxClock) -> Self {
+        Self { db, clock }
+    }
+
+    /// The outbox's clock.
+    pub fn clock(&self) -> &OutboxClock {
+        &self.clock
+    }
+
+    /// Now, on the outbox's clock (for the database's clock, read from the database).
+    pub async fn now(&self) -> Result<DateTime<Utc>> {
+        self.clock.read(self.db).await
     }
 
     async fn model(&self, id: i64) -> Result<outbox_message::Model> {
@@ -445,7 +464,7 @@ impl<'a> Outbox<'a> {
                 });
             }
         }
-        let now = Utc::now();
+        let now = self.now().await?;
         let attempts = if model.status == "failed" {
             0
         } else {
@@ -474,7 +493,7 @@ impl<'a> Outbox<'a> {
     /// agent retries at once instead of at the next hold interval. A message whose account
     /// still has no token is simply held again.
     pub async fn release_held(&self) -> Result<u64> {
-        let now = Utc::now();
+        let now = self.now().await?;
         let released = Entity::update_many()
             .col_expr(Column::NextAttemptAt, Expr::value(now))
             .col_expr(Column::UpdatedAt, Expr::value(now))
@@ -487,7 +506,7 @@ impl<'a> Outbox<'a> {
     /// Cancels a message that is not being sent and was not sent.
     pub async fn cancel(&self, id: i64) -> Result<QueuedMessage> {
         let model = self.model(id).await?;
-        let now = Utc::now();
+        let now = self.now().await?;
         let changed = Entity::update_many()
             .col_expr(Column::Status, Expr::value("cancelled"))
             .col_expr(Column::UpdatedAt, Expr::value(now))
@@ -625,14 +644,37 @@ impl<'a> Outbox<'a> {
         Ok(messages)
     }
 
-    /// Records the outcome of a claimed message.
+    /// Extends the lease of message `id` to `lease` from now, if `owner` still holds it.
+    /// Returns the new expiry, or `None` when the lease was lost (it ran out and another
+    /// agent claimed the message, or the message is no longer being sent).
+    pub(crate) async fn renew(
+        &self,
+        id: i64,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let now = self.clock.now_utc();
+        let until = now + chrono_duration(lease);
+        let renewed = Entity::update_many()
+            .col_expr(Column::LeaseUntil, Expr::value(until))
+            .filter(Column::Id.eq(id))
+            .filter(Column::LeaseOwner.eq(owner))
+            .filter(Column::Status.eq("sending"))
+            .exec(self.db)
+            .await?;
+        Ok((renewed.rows_affected == 1).then_some(until))
+    }
+
+    /// Records the outcome of a claimed message. A delivery is recorded whoever holds the
+    /// lease now (it happened); any other outcome only while `owner` still holds it.
+    /// Returns whether anything was recorded (false: the lease was lost).
     pub(crate) async fn finish(
         &self,
         id: i64,
         owner: &str,
         outcome: Finish,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut update = Entity::update_many()
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
@@ -678,14 +720,17 @@ impl<'a> Outbox<'a> {
                     .filter(Column::Status.eq("sending"));
             }
             Finish::Failed(error) => {
+                // Only while this agent holds the lease: an agent that lost it (another
+                // claimed the message after it ran out) must not overwrite that agent's
+                // send with its own failure.
                 update = update
                     .col_expr(Column::Status, Expr::value("failed"))
                     .col_expr(Column::LastError, Expr::value(error))
-                    .filter(Column::Status.ne("sent"));
+                    .filter(Column::LeaseOwner.eq(owner))
+                    .filter(Column::Status.eq("sending"));
             }
         }
-        update.exec(self.db).await?;
-        Ok(())
+        Ok(update.exec(self.db).await?.rows_affected > 0)
     }
 }
 

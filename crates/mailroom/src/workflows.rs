@@ -227,7 +227,7 @@ impl Mailroom {
         signed_in: &SignedIn,
     ) -> Result<String> {
         let key = &self.options().key;
-        let transaction = self.database().begin().await?;
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
         let accounts = Accounts::new(&transaction, key);
         let current = accounts.account(account).await?;
         let user = current.server().smtp_user.clone();
@@ -273,7 +273,7 @@ impl Mailroom {
         let key = &self.options().key;
         let mut change = change.clone();
         change.smtp_user = Some(signed_in.identity.address.clone());
-        let transaction = self.database().begin().await?;
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
         let accounts = Accounts::new(&transaction, key);
         accounts.verify_key().await?;
         let saved = accounts.add_user_account(&change, binding).await?;
@@ -338,7 +338,7 @@ impl Mailroom {
     /// the caller saves `next` where every host finds it (beside the current key, in each
     /// host's key ring) before [`Mailroom::commit_key_rotation`].
     pub async fn prepare_key_rotation(&self, next: &EncryptionKey) -> Result<KeyState> {
-        let transaction = self.database().begin().await?;
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
         let state = store::prepare(&transaction, &self.options().key, next).await?;
         transaction.commit().await?;
         Ok(state)
@@ -352,7 +352,7 @@ impl Mailroom {
     /// are refused with the same error, naming it, and write nothing.
     pub async fn commit_key_rotation(&self) -> Result<Resealed> {
         let ring = &self.options().key;
-        let transaction = self.database().begin().await?;
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
         let next = store::commit_with(&transaction, ring).await?;
         let passwords = Accounts::new(&transaction, ring).reseal(next).await?;
         let client_secrets = Apps::new(&transaction, ring).reseal(next).await?;
@@ -447,7 +447,7 @@ pub async fn forget_secrets(
     new_key: &EncryptionKey,
 ) -> Result<Forgotten> {
     let ring = KeyRing::from(new_key.clone());
-    let transaction = db.begin().await?;
+    let transaction = mailroom_migrations::begin_write(db).await?;
     let passwords = Accounts::new(&transaction, &ring)
         .forget_passwords(new_key)
         .await?;
@@ -474,7 +474,7 @@ pub(crate) async fn seal_settings_once(
     if store::settings_sealed(db, ring).await? {
         return Ok(());
     }
-    let transaction = db.begin().await?;
+    let transaction = mailroom_migrations::begin_write(db).await?;
     let sealing = store::sealing_key(&transaction, ring).await?;
     // Asked again under the lock: another process may have sealed them meanwhile.
     if !store::settings_sealed(&transaction, ring).await? {

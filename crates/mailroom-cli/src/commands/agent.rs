@@ -24,9 +24,11 @@ pub(crate) struct AgentArgs {
     /// How many messages to send at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
-    /// How long a claimed message stays leased to this agent, in seconds; after that
-    /// (the agent died) another agent sends it.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    /// How long a claimed message stays leased to this agent without a renewal, in seconds
+    /// (at least 3). The lease is renewed every third of it while a send is in flight, so
+    /// a slow server needs no long lease; after an agent dies, another sends its messages
+    /// once their lease ran out.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = lease_seconds)]
     pub(crate) lease_secs: u64,
     /// How often an idle agent looks for new messages, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
@@ -34,6 +36,23 @@ pub(crate) struct AgentArgs {
     /// How long a message held for a sign-in waits before it is tried again, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub(crate) hold_secs: u64,
+}
+
+/// `--lease-secs`: from [`mailroom::MIN_LEASE`] to a day.
+fn lease_seconds(text: &str) -> std::result::Result<u64, String> {
+    let minimum = mailroom::MIN_LEASE.as_secs();
+    let seconds: u64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if seconds < minimum {
+        return Err(format!(
+            "a lease under {minimum} seconds is too short; give at least {minimum} (the lease is renewed while a send is in flight, so a slow server needs no longer lease)"
+        ));
+    }
+    if seconds > 86_400 {
+        return Err("a lease over a day (86400 seconds) is refused; give at most 86400".to_owned());
+    }
+    Ok(seconds)
 }
 
 /// Completes on the first SIGTERM or SIGINT.
@@ -60,7 +79,8 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
         ..AgentOptions::default()
     };
     let progress = if args.once && std::io::stderr().is_terminal() {
-        let due = mailroom.outbox().due(chrono::Utc::now()).await?;
+        let outbox = mailroom.outbox();
+        let due = outbox.due(outbox.now().await?).await?;
         let bar = ProgressBar::new(due);
         bar.set_style(
             ProgressStyle::with_template(
@@ -77,12 +97,18 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
     }
     if let Some(bar) = progress.clone() {
         options.events = Some(Arc::new(move |event: &AgentEvent| {
+            if !event.is_finished() {
+                return;
+            }
             bar.inc(1);
             match event {
                 AgentEvent::Sent { .. } => {}
                 AgentEvent::Retrying { id, .. } => bar.set_message(format!("{id} will be retried")),
                 AgentEvent::Held { id, .. } => bar.set_message(format!("{id} held for a sign-in")),
                 AgentEvent::Failed { id, .. } => bar.set_message(format!("{id} failed")),
+                AgentEvent::LeaseLost { id, .. } => {
+                    bar.set_message(format!("{id} taken over by another agent"))
+                }
                 _ => {}
             }
         }));
@@ -97,6 +123,11 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
         "sent {}, to retry {}, held for a sign-in {}, failed {}",
         summary.sent, summary.retrying, summary.held, summary.failed
     );
+    let text = if summary.lease_lost > 0 {
+        format!("{text}, taken over by another agent {}", summary.lease_lost)
+    } else {
+        text
+    };
     let text = if summary.purged > 0 {
         format!("{text}, old messages deleted {}", summary.purged)
     } else {

@@ -14,7 +14,6 @@ pub(crate) mod send;
 
 use anyhow::Result;
 use mailroom_accounts::Accounts;
-use sea_orm::TransactionTrait;
 use serde_json::Value;
 
 use crate::cli::{AccountCommand, AppCommand, Cli, Command, KeyCommand, TokenCommand};
@@ -135,7 +134,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
 }
 
 async fn run_in_transaction(context: &Context, command: Command) -> Result<Output> {
-    let transaction = context.db.begin().await?;
+    let transaction = mailroom_migrations::begin_write(&context.db).await?;
     let output = {
         let accounts = Accounts::new(&transaction, &context.key);
         accounts.verify_key().await?;

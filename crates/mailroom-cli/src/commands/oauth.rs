@@ -9,7 +9,6 @@ use mailroom_model::{Binding, Provider, Secret};
 use mailroom_tokens::registration::{
     AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url,
 };
-use sea_orm::TransactionTrait;
 use serde_json::json;
 
 use super::Output;
@@ -64,7 +63,7 @@ pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Outpu
         },
         reset_endpoints: args.default_endpoints,
     };
-    let transaction = context.db.begin().await?;
+    let transaction = mailroom_migrations::begin_write(&context.db).await?;
     Accounts::new(&transaction, &context.key)
         .verify_key()
         .await?;

@@ -183,8 +183,8 @@ fn crash_test(backend: Backend) {
     };
     let message_ids = runtime.block_on(queue_messages(&mailroom));
 
-    // A short lease, so a killed agent's messages are claimed again soon.
-    let args = ["--concurrency", "4", "--lease-secs", "1", "--poll-ms", "20"];
+    // The shortest lease, so a killed agent's messages are claimed again soon.
+    let args = ["--concurrency", "4", "--lease-secs", "3", "--poll-ms", "20"];
     let start = || {
         agent_command(
             &database_url,

@@ -314,4 +314,42 @@ fn usage_errors_exit_with_2_and_other_failures_with_1() {
     let run = cli.run(&["--help"]);
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("company"));
+    // A lease under the minimum is a usage error that says what to give instead.
+    let run = cli.run(&["agent", "--once", "--lease-secs", "2"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("a lease under 3 seconds is too short; give at least 3"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Configuration commands run at once on one SQLite file (each reads the key check, then
+/// writes) all succeed: each waits for the write lock instead of failing with "database
+/// is locked".
+#[test]
+fn settings_set_from_several_processes_at_once_all_succeed() {
+    let cli = Cli::new();
+    cli.run(&["settings", "get"]).ok();
+    let children: Vec<_> = (1..=8)
+        .map(|days| {
+            let days = days.to_string();
+            let mut command = cli.command(&["settings", "set", "outbox-retention-days", &days]);
+            command.stdin(std::process::Stdio::null());
+            command.spawn().expect("start mailroom")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let days = cli.run(&["settings", "get", "--json"]).ok().json()["outbox_retention_days"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=8).contains(&days), "{days}");
 }

@@ -371,3 +371,395 @@ async fn a_message_too_large_for_the_provider_is_neither_queued_nor_sent() {
     mailroom.send(message(3)).await.unwrap();
     world.finish().await;
 }
+
+/// A transport whose sends wait until the test lets them finish: it reports each send's
+/// start, and each permit given lets one waiting send complete (a delivery, or a permanent
+/// refusal after [`GatedTransport::refuse_next`]).
+#[derive(Debug)]
+struct GatedTransport {
+    started: tokio::sync::mpsc::UnboundedSender<String>,
+    gate: tokio::sync::Semaphore,
+    refuse: std::sync::atomic::AtomicBool,
+    delivered: Mutex<Vec<String>>,
+}
+
+impl GatedTransport {
+    fn new() -> (Arc<Self>, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let (started, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let transport = Arc::new(Self {
+            started,
+            gate: tokio::sync::Semaphore::new(0),
+            refuse: std::sync::atomic::AtomicBool::new(false),
+            delivered: Mutex::new(Vec::new()),
+        });
+        (transport, receiver)
+    }
+
+    /// Lets one waiting (or the next) send finish.
+    fn let_one_finish(&self) {
+        self.gate.add_permits(1);
+    }
+
+    fn refuse_next(&self) {
+        self.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn delivered(&self) -> Vec<String> {
+        self.delivered.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl mailroom_model::MessageTransport for GatedTransport {
+    fn kind(&self) -> mailroom::TransportKind {
+        mailroom::TransportKind::Smtp
+    }
+
+    async fn send(
+        &self,
+        message: &mailroom_model::OutgoingMessage,
+        _credentials: &mailroom_model::Credentials,
+    ) -> Result<mailroom_model::Delivery, mailroom::TransportError> {
+        let message_id = message.message_id.clone().unwrap_or_default();
+        let _ = self.started.send(message_id.clone());
+        self.gate.acquire().await.unwrap().forget();
+        if self.refuse.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(mailroom::TransportError::new(
+                mailroom::TransportErrorKind::MessageRejected,
+                "550 5.7.1 refused by the test",
+            ));
+        }
+        self.delivered.lock().unwrap().push(message_id);
+        Ok(mailroom_model::Delivery {
+            reply: "250 2.0.0 OK".to_owned(),
+            provider_message_id: None,
+            thread_id: None,
+        })
+    }
+}
+
+/// Two facades on one database, as two agent processes would be, sharing a manual clock
+/// (the database's clock in production) and the gated transport.
+struct LeaseWorld {
+    world: World,
+    clock: Arc<mailroom::ManualClock>,
+    transport: Arc<GatedTransport>,
+    started: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+const SHORT_LEASE: Duration = Duration::from_secs(3);
+
+impl LeaseWorld {
+    async fn new(backend: Backend) -> Self {
+        let world = World::new(backend, password_server()).await;
+        company_relay(&world).await;
+        let (transport, started) = GatedTransport::new();
+        Self {
+            world,
+            clock: Arc::new(mailroom::ManualClock::new(std::time::SystemTime::now())),
+            transport,
+            started,
+        }
+    }
+
+    async fn mailroom(&self) -> Arc<Mailroom> {
+        let mut options = self.world.options();
+        options.clock = self.clock.clone();
+        options.outbox_clock = mailroom::OutboxClock::given(self.clock.clone());
+        options.transport_override = Some(self.transport.clone());
+        Arc::new(
+            Mailroom::with_connection(self.world.db.db.clone(), options)
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// An agent leasing for [`SHORT_LEASE`], renewing every 10 ms of real time (the
+    /// lease itself runs on the manual clock), reporting each renewal's expiry.
+    fn agent_options(
+        owner: &str,
+    ) -> (
+        AgentOptions,
+        tokio::sync::mpsc::UnboundedReceiver<chrono::DateTime<chrono::Utc>>,
+    ) {
+        let (renewed, renewals) = tokio::sync::mpsc::unbounded_channel();
+        let options = AgentOptions {
+            owner: owner.to_owned(),
+            lease: SHORT_LEASE,
+            heartbeat: Some(Duration::from_millis(10)),
+            events: Some(Arc::new(move |event: &AgentEvent| {
+                if let AgentEvent::LeaseRenewed { until, .. } = event {
+                    let _ = renewed.send(*until);
+                }
+            })),
+            ..agent_options(1)
+        };
+        (options, renewals)
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from(mailroom::Clock::now(&*self.clock))
+    }
+}
+
+/// Agent B's run: claims what is due (or whose lease ran out) now, sends it, stops.
+async fn agent_b_runs(mailroom: &Arc<Mailroom>) -> mailroom::AgentSummary {
+    let options = AgentOptions {
+        owner: "agent-b".to_owned(),
+        lease: SHORT_LEASE,
+        ..agent_options(1)
+    };
+    Agent::new(mailroom.clone(), options)
+        .run(std::future::pending())
+        .await
+        .unwrap()
+}
+
+/// Waits for a renewal made after the clock showed `after` (a renewal made earlier
+/// expires before `after`, since the clock moved by more than the lease).
+async fn renewal_after(
+    renewals: &mut tokio::sync::mpsc::UnboundedReceiver<chrono::DateTime<chrono::Utc>>,
+    after: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    // A bound, not a synchronisation: a heartbeat that never comes fails the test
+    // instead of hanging it.
+    let renewal = async {
+        loop {
+            let until = renewals.recv().await.expect("agent A renews its lease");
+            if until > after {
+                return until;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), renewal)
+        .await
+        .expect("agent A renewed its lease within 30 s")
+}
+
+async fn a_slow_send_keeps_its_lease_and_is_delivered_once(backend: Backend) {
+    let mut lease = LeaseWorld::new(backend).await;
+    let (a, b) = (lease.mailroom().await, lease.mailroom().await);
+    let id = a.queue(message(1)).await.unwrap();
+    let message_id = a.outbox().get(id).await.unwrap().message_id;
+    let (options, mut renewals) = LeaseWorld::agent_options("agent-a");
+    let agent_a = tokio::spawn({
+        let a = a.clone();
+        async move { Agent::new(a, options).run(std::future::pending()).await }
+    });
+    assert_eq!(
+        lease.started.recv().await.unwrap(),
+        message_id,
+        "A is sending"
+    );
+
+    // The send takes far longer than the lease: each time the clock moves past the
+    // lease, A's heartbeat renews it, and B, claiming then, gets nothing.
+    for _ in 0..4 {
+        lease.clock.advance(SHORT_LEASE + Duration::from_secs(2));
+        let now = lease.now();
+        let until = renewal_after(&mut renewals, now).await;
+        assert_eq!(
+            until,
+            now + chrono::Duration::seconds(3),
+            "renewed from now"
+        );
+        // B's send would wait at the gate forever: a send it begins fails the test at once.
+        let summary = tokio::select! {
+            summary = agent_b_runs(&b) => summary,
+            started = lease.started.recv() => panic!("B began sending {started:?} while A holds the lease"),
+        };
+        assert_eq!(summary, mailroom::AgentSummary::default(), "B claimed it");
+        let row = b.outbox().get(id).await.unwrap();
+        assert_eq!(row.status, OutboxStatus::Sending);
+        assert_eq!(row.lease_owner.as_deref(), Some("agent-a"));
+        assert!(row.lease_until.unwrap() > now, "{row:?}");
+    }
+    assert!(lease.started.try_recv().is_err(), "B began a send");
+
+    lease.transport.let_one_finish();
+    let summary = agent_a.await.unwrap().unwrap();
+    assert_eq!(summary.sent, 1, "{summary:?}");
+    assert_eq!(
+        lease.transport.delivered(),
+        std::slice::from_ref(&message_id)
+    );
+    let row = a.outbox().get(id).await.unwrap();
+    assert_eq!(row.status, OutboxStatus::Sent);
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.lease_owner, None);
+    // Nothing is left for B.
+    assert_eq!(agent_b_runs(&b).await.sent, 0);
+    assert_eq!(lease.transport.delivered(), [message_id]);
+    lease.world.finish().await;
+}
+
+#[tokio::test]
+async fn a_slow_send_keeps_its_lease_and_is_delivered_once_on_sqlite() {
+    a_slow_send_keeps_its_lease_and_is_delivered_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_slow_send_keeps_its_lease_and_is_delivered_once_on_postgres() {
+    a_slow_send_keeps_its_lease_and_is_delivered_once(Backend::Postgres).await;
+}
+
+async fn when_its_agent_dies_another_claims_the_message_once_the_lease_ran_out(backend: Backend) {
+    let mut lease = LeaseWorld::new(backend).await;
+    let (a, b) = (lease.mailroom().await, lease.mailroom().await);
+    let id = a.queue(message(1)).await.unwrap();
+    let message_id = a.outbox().get(id).await.unwrap().message_id;
+    let claimed_at = lease.now();
+    let (options, mut renewals) = LeaseWorld::agent_options("agent-a");
+    let agent_a = tokio::spawn({
+        let a = a.clone();
+        async move { Agent::new(a, options).run(std::future::pending()).await }
+    });
+    assert_eq!(lease.started.recv().await.unwrap(), message_id);
+    renewal_after(&mut renewals, claimed_at - chrono::Duration::seconds(1)).await;
+    // A dies mid-send (on this single-threaded runtime its tasks never run again): its
+    // heartbeat stops and the lease it last renewed (at `claimed_at`) runs out.
+    agent_a.abort();
+    assert!(agent_a.await.unwrap_err().is_cancelled());
+
+    lease.clock.advance(SHORT_LEASE - Duration::from_secs(1));
+    assert_eq!(
+        agent_b_runs(&b).await,
+        mailroom::AgentSummary::default(),
+        "B claimed it before the lease ran out"
+    );
+    lease.clock.advance(Duration::from_secs(2));
+    lease.transport.let_one_finish();
+    let summary = agent_b_runs(&b).await;
+    assert_eq!(summary.sent, 1, "{summary:?}");
+    assert_eq!(lease.started.recv().await.unwrap(), message_id, "B sent it");
+    assert_eq!(lease.transport.delivered(), [message_id]);
+    let row = b.outbox().get(id).await.unwrap();
+    assert_eq!(row.status, OutboxStatus::Sent);
+    assert_eq!(row.attempts, 2, "A's attempt and B's");
+    assert_eq!(row.lease_owner, None);
+    lease.world.finish().await;
+}
+
+#[tokio::test]
+async fn when_its_agent_dies_another_claims_the_message_once_the_lease_ran_out_on_sqlite() {
+    when_its_agent_dies_another_claims_the_message_once_the_lease_ran_out(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn when_its_agent_dies_another_claims_the_message_once_the_lease_ran_out_on_postgres() {
+    when_its_agent_dies_another_claims_the_message_once_the_lease_ran_out(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn an_agent_that_lost_the_lease_does_not_overwrite_the_new_owner() {
+    let mut lease = LeaseWorld::new(Backend::Sqlite).await;
+    let a = lease.mailroom().await;
+    let id = a.queue(message(1)).await.unwrap();
+    let (options, _renewals) = LeaseWorld::agent_options("agent-a");
+    let agent_a = tokio::spawn({
+        let a = a.clone();
+        async move { Agent::new(a, options).run(std::future::pending()).await }
+    });
+    lease.started.recv().await.unwrap();
+    // What another agent's claim after an expired lease leaves.
+    let backend = lease.world.db.db.get_database_backend();
+    lease
+        .world
+        .db
+        .db
+        .execute(Statement::from_sql_and_values(
+            backend,
+            "UPDATE outbox_message SET lease_owner = 'agent-b', attempts = 2 WHERE id = ?",
+            [id.into()],
+        ))
+        .await
+        .unwrap();
+    lease.transport.refuse_next();
+    lease.transport.let_one_finish();
+    let summary = agent_a.await.unwrap().unwrap();
+    assert_eq!(summary.lease_lost, 1, "{summary:?}");
+    assert_eq!(summary.failed, 0, "{summary:?}");
+    let row = a.outbox().get(id).await.unwrap();
+    assert_eq!(row.status, OutboxStatus::Sending, "{row:?}");
+    assert_eq!(row.lease_owner.as_deref(), Some("agent-b"));
+    assert_eq!(row.last_error, None);
+    lease.world.finish().await;
+}
+
+#[tokio::test]
+async fn a_lease_under_the_minimum_is_refused() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    let mailroom = Arc::new(world.mailroom().await);
+    let options = AgentOptions {
+        lease: Duration::from_secs(2),
+        ..agent_options(1)
+    };
+    let error = Agent::new(mailroom, options)
+        .run(std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("a lease of 2s is too short; give a lease of at least 3s"),
+        "{error}"
+    );
+    world.finish().await;
+}
+
+#[tokio::test]
+async fn a_message_whose_secret_this_agent_cannot_open_is_held_not_failed() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    company_relay(&world).await;
+    // The agent starts with the database's key; then an administrator rotates it.
+    let agent_side = Arc::new(world.mailroom().await);
+    let id = agent_side.queue(message(1)).await.unwrap();
+    let new_key = mailroom::EncryptionKey::generate();
+    let mut both = world.options();
+    both.key = world.key.clone().with(new_key.clone());
+    let administrator = Mailroom::with_connection(world.db.db.clone(), both)
+        .await
+        .unwrap();
+    administrator.prepare_key_rotation(&new_key).await.unwrap();
+    administrator.commit_key_rotation().await.unwrap();
+
+    // Held, and held again each time it is made due (more times than the retry policy's
+    // attempts): never failed.
+    for _ in 0..8 {
+        let summary = Agent::new(agent_side.clone(), agent_options(1))
+            .run(std::future::pending())
+            .await
+            .unwrap();
+        assert_eq!((summary.held, summary.failed), (1, 0), "{summary:?}");
+        assert_eq!(agent_side.outbox().release_held().await.unwrap(), 1);
+    }
+    let held = agent_side.outbox().get(id).await.unwrap();
+    assert_eq!(held.status, OutboxStatus::Held);
+    assert_eq!(held.attempts, 0, "holds use up no attempts");
+    let error = held.last_error.unwrap();
+    assert!(
+        error.contains(&format!("this host lacks key {}", new_key.id())),
+        "{error}"
+    );
+    assert!(!error.contains(RELAY_PASSWORD));
+    assert!(world.smtp.events().is_empty());
+
+    // An agent with the new key sends it.
+    let mut options = world.options();
+    options.key = new_key.into();
+    let restarted = Arc::new(
+        Mailroom::with_connection(world.db.db.clone(), options)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(restarted.outbox().release_held().await.unwrap(), 1);
+    let summary = Agent::new(restarted.clone(), agent_options(1))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, 1, "{summary:?}");
+    let sent = restarted.outbox().get(id).await.unwrap();
+    assert_eq!(sent.attempts, 1);
+    assert_eq!(world.delivered_message_ids(), [sent.message_id]);
+    world.finish().await;
+}
