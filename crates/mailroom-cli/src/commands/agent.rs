@@ -104,7 +104,7 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
             match event {
                 AgentEvent::Sent { .. } => {}
                 AgentEvent::Retrying { id, .. } => bar.set_message(format!("{id} will be retried")),
-                AgentEvent::Held { id, .. } => bar.set_message(format!("{id} held for a sign-in")),
+                AgentEvent::Held { id, .. } => bar.set_message(format!("{id} held")),
                 AgentEvent::Failed { id, .. } => bar.set_message(format!("{id} failed")),
                 AgentEvent::LeaseLost { id, .. } => {
                     bar.set_message(format!("{id} taken over by another agent"))
@@ -120,7 +120,7 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
         bar.finish_and_clear();
     }
     let text = format!(
-        "sent {}, to retry {}, held for a sign-in {}, failed {}",
+        "sent {}, to retry {}, held {}, failed {}",
         summary.sent, summary.retrying, summary.held, summary.failed
     );
     let text = if summary.lease_lost > 0 {
@@ -136,7 +136,7 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
     let mut output = Output::new(text, json!(summary));
     if summary.held > 0 {
         output.notes.push(
-            "held messages need an administrator to sign in (`mailroom sign-in --company` or `--account ID`); they are retried afterwards".to_owned(),
+            "held messages wait for an administrator: a sign-in (`mailroom sign-in --company` or `--account ID`), or, when their error names a key this host lacks, that key; `mailroom queue list` shows each one's reason, and they are retried afterwards".to_owned(),
         );
     }
     if summary.failed > 0 {
