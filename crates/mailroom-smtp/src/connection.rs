@@ -364,6 +364,12 @@ async fn port_speaks_tls(settings: &ConnectionSettings, wait: Duration) -> bool 
     matches!(tokio::time::timeout(wait, attempt).await, Ok(Some(true)))
 }
 
+/// A password goes in plaintext only to this machine: a loopback host name that connected
+/// to a loopback address.
+pub(crate) fn password_may_go_in_plaintext(host: &str, peer: SocketAddr) -> bool {
+    is_loopback_host(host) && peer.ip().is_loopback()
+}
+
 /// One command and its reply, within the timeout.
 async fn exchange(
     settings: &ConnectionSettings,
@@ -435,9 +441,7 @@ impl SmtpConnection {
                         remedy: Some(Remedy::EditAccount { account: None }),
                     });
                 }
-                // A password goes in plaintext only to this machine.
-                let loopback = is_loopback_host(&server.host) && peer.ip().is_loopback();
-                if !encrypted && !loopback {
+                if !encrypted && !password_may_go_in_plaintext(&server.host, peer) {
                     return Err(Failure::Insecure {
                         reason: format!(
                             "refusing to send the password of {} to {}:{} without tls: the connection is not encrypted (the server offers no STARTTLS, or TLS is off for the account)",
@@ -801,4 +805,25 @@ pub(crate) async fn quit(mut wire: Wire, timeout: Duration) {
         wire.read_reply().await
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_goes_in_plaintext_only_to_loopback() {
+        let loopback: SocketAddr = "127.0.0.1:25".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:25".parse().unwrap();
+        assert!(password_may_go_in_plaintext("127.0.0.1", loopback));
+        assert!(password_may_go_in_plaintext("localhost", loopback));
+        assert!(password_may_go_in_plaintext(
+            "[::1]",
+            "[::1]:25".parse().unwrap()
+        ));
+        assert!(!password_may_go_in_plaintext("smtp.example.com", remote));
+        assert!(!password_may_go_in_plaintext("smtp.example.com", loopback));
+        // A name that claims loopback but reached another address.
+        assert!(!password_may_go_in_plaintext("localhost", remote));
+    }
 }
