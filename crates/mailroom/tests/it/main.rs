@@ -3,6 +3,7 @@
 //! PostgreSQL.
 
 mod commands;
+mod delivery;
 mod doctor;
 mod outbox;
 mod send;
