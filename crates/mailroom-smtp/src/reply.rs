@@ -519,6 +519,22 @@ mod tests {
     }
 
     #[test]
+    fn basic_auth_retirement_asks_for_oauth() {
+        for stage in [Stage::Authenticate, Stage::MailFrom] {
+            let error = map_reply(
+                &stage,
+                &reply("550 5.7.30 Basic authentication is not supported for Client Submission."),
+                "box@example.com",
+            );
+            assert_eq!(error.kind(), TransportErrorKind::AccountConfiguration);
+            assert_eq!(
+                error.remedy(),
+                Some(&Remedy::SwitchToOAuth { account: None })
+            );
+        }
+    }
+
+    #[test]
     fn enhanced_codes() {
         assert_eq!(
             reply("535 5.7.3 Authentication unsuccessful").enhanced_code(),
