@@ -48,6 +48,7 @@ mod m20261201_000001_accounts;
 mod m20261201_000002_tokens;
 mod m20261201_000003_outbox;
 mod m20261202_000004_from_and_subject;
+mod m20261202_000005_plaintext_password;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_tokens::Migration),
             Box::new(m20261201_000003_outbox::Migration),
             Box::new(m20261202_000004_from_and_subject::Migration),
+            Box::new(m20261202_000005_plaintext_password::Migration),
         ]
     }
 }

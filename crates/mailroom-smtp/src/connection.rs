@@ -364,10 +364,10 @@ async fn port_speaks_tls(settings: &ConnectionSettings, wait: Duration) -> bool 
     matches!(tokio::time::timeout(wait, attempt).await, Ok(Some(true)))
 }
 
-/// A password goes in plaintext only to this machine: a loopback host name that connected
-/// to a loopback address.
-pub(crate) fn password_may_go_in_plaintext(host: &str, peer: SocketAddr) -> bool {
-    is_loopback_host(host) && peer.ip().is_loopback()
+/// A password goes in plaintext only to this machine (a loopback host name that connected
+/// to a loopback address), or where the account explicitly allows it.
+pub(crate) fn password_may_go_in_plaintext(server: &ServerSettings, peer: SocketAddr) -> bool {
+    server.allow_plaintext_password || (is_loopback_host(&server.host) && peer.ip().is_loopback())
 }
 
 /// One command and its reply, within the timeout.
@@ -441,13 +441,13 @@ impl SmtpConnection {
                         remedy: Some(Remedy::EditAccount { account: None }),
                     });
                 }
-                if !encrypted && !password_may_go_in_plaintext(&server.host, peer) {
+                if !encrypted && !password_may_go_in_plaintext(server, peer) {
                     return Err(Failure::Insecure {
                         reason: format!(
                             "refusing to send the password of {} to {}:{} without tls: the connection is not encrypted (the server offers no STARTTLS, or TLS is off for the account)",
                             credentials.user, server.host, server.port
                         ),
-                        remediation: "enable TLS for the account (STARTTLS on 587, implicit TLS on 465) or use a server that offers it; mailroom sends a password in plaintext only to a loopback host".to_owned(),
+                        remediation: "enable TLS for the account (STARTTLS on 587, implicit TLS on 465) or use a server that offers it; mailroom sends a password in plaintext only to a loopback host, or where the account explicitly allows it (--allow-plaintext-password, which anyone on the network path can then read)".to_owned(),
                     });
                 }
                 let stage = Stage::Authenticate;
@@ -811,19 +811,28 @@ pub(crate) async fn quit(mut wire: Wire, timeout: Duration) {
 mod tests {
     use super::*;
 
+    fn server(host: &str, opt_in: bool) -> ServerSettings {
+        let mut settings = ServerSettings::preset(Provider::None);
+        settings.host = host.to_owned();
+        settings.allow_plaintext_password = opt_in;
+        settings
+    }
+
     #[test]
-    fn a_password_goes_in_plaintext_only_to_loopback() {
+    fn a_password_goes_in_plaintext_only_to_loopback_or_with_the_opt_in() {
         let loopback: SocketAddr = "127.0.0.1:25".parse().unwrap();
         let remote: SocketAddr = "192.0.2.7:25".parse().unwrap();
-        assert!(password_may_go_in_plaintext("127.0.0.1", loopback));
-        assert!(password_may_go_in_plaintext("localhost", loopback));
-        assert!(password_may_go_in_plaintext(
-            "[::1]",
-            "[::1]:25".parse().unwrap()
-        ));
-        assert!(!password_may_go_in_plaintext("smtp.example.com", remote));
-        assert!(!password_may_go_in_plaintext("smtp.example.com", loopback));
+        let allowed = |host: &str, opt_in: bool, peer: SocketAddr| {
+            password_may_go_in_plaintext(&server(host, opt_in), peer)
+        };
+        assert!(allowed("127.0.0.1", false, loopback));
+        assert!(allowed("localhost", false, loopback));
+        assert!(allowed("[::1]", false, "[::1]:25".parse().unwrap()));
+        assert!(!allowed("smtp.example.com", false, remote));
+        assert!(!allowed("smtp.example.com", false, loopback));
         // A name that claims loopback but reached another address.
-        assert!(!password_may_go_in_plaintext("localhost", remote));
+        assert!(!allowed("localhost", false, remote));
+        // The account's explicit opt-in.
+        assert!(allowed("smtp.example.com", true, remote));
     }
 }

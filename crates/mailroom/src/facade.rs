@@ -277,6 +277,7 @@ fn settings_fingerprint(server: &ServerSettings) -> u64 {
         &server.smtp_user,
         server.password.as_ref().map_or("", |p| p.expose()),
         &server.allow_plaintext_loopback.to_string(),
+        &server.allow_plaintext_password.to_string(),
     ] {
         hash.update(part.as_bytes());
         hash.update([0u8]);

@@ -315,3 +315,49 @@ fn usage_errors_exit_with_2_and_other_failures_with_1() {
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("company"));
 }
+
+#[test]
+fn allowing_a_plaintext_password_is_explicit_shown_and_warned_about() {
+    let cli = Cli::new();
+    let set = |extra: &[&str]| {
+        let args = [
+            &[
+                "company",
+                "set",
+                "--provider",
+                "none",
+                "--host",
+                "relay.internal.example",
+                "--port",
+                "25",
+                "--no-tls",
+                "--user",
+                "relay@example.com",
+                "--password-stdin",
+            ][..],
+            extra,
+        ]
+        .concat();
+        cli.run_with(&args, "a-password\n", &[]).ok()
+    };
+    let without = set(&["--json"]);
+    assert_eq!(without.json()["allow_plaintext_password"], false);
+    assert!(!without.stderr.contains("without TLS"), "{without:?}");
+
+    let with = set(&["--allow-plaintext-password"]);
+    assert!(
+        with.stderr
+            .contains("the password may be sent without TLS to relay.internal.example"),
+        "{with:?}"
+    );
+    let shown = cli.run(&["company", "show"]).ok();
+    assert!(shown.stdout.contains("Plaintext password"), "{shown:?}");
+    let json = cli.run(&["company", "show", "--json"]).ok().json();
+    assert_eq!(json["allow_plaintext_password"], true);
+
+    // And off again.
+    cli.run(&["company", "set", "--allow-plaintext-password=false"])
+        .ok();
+    let json = cli.run(&["company", "show", "--json"]).ok().json();
+    assert_eq!(json["allow_plaintext_password"], false);
+}
