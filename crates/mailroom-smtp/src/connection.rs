@@ -811,6 +811,66 @@ pub(crate) async fn quit(mut wire: Wire, timeout: Duration) {
 mod tests {
     use super::*;
 
+    fn capabilities(raw: &str) -> Capabilities {
+        let mut reader = crate::wire::ReplyReader::new();
+        let spare = reader.spare();
+        spare[..raw.len()].copy_from_slice(raw.as_bytes());
+        reader.filled(raw.len());
+        let crate::wire::Fed::Reply(reply) = reader.feed().expect("a reply") else {
+            panic!("incomplete");
+        };
+        Capabilities::parse(&reply, Stage::Greeting, "test:25").expect("capabilities")
+    }
+
+    #[test]
+    fn real_ehlo_replies_are_understood() {
+        // Exchange Online after STARTTLS.
+        let exchange = capabilities(concat!(
+            "250-SN4PR0201CA0068.outlook.office365.com Hello [192.0.2.1]\r\n",
+            "250-SIZE 157286400\r\n",
+            "250-PIPELINING\r\n",
+            "250-DSN\r\n",
+            "250-ENHANCEDSTATUSCODES\r\n",
+            "250-AUTH LOGIN XOAUTH2\r\n",
+            "250-8BITMIME\r\n",
+            "250-BINARYMIME\r\n",
+            "250-CHUNKING\r\n",
+            "250 SMTPUTF8\r\n",
+        ));
+        assert_eq!(exchange.name, "SN4PR0201CA0068.outlook.office365.com");
+        assert!(exchange.pipelining());
+        assert!(exchange.has(EXT_8BIT_MIME) && exchange.has(EXT_SMTP_UTF8));
+        assert!(!exchange.has(EXT_START_TLS));
+        assert_eq!(exchange.auth_mechanisms(), ["LOGIN", "XOAUTH2"]);
+        // Exchange before STARTTLS, with an unknown extension.
+        let plain = capabilities(concat!(
+            "250-SN4PR0201CA0068.outlook.office365.com Hello [192.0.2.1]\r\n",
+            "250-SIZE 157286400\r\n",
+            "250-PIPELINING\r\n",
+            "250-X-ANONYMOUSTLS\r\n",
+            "250-STARTTLS\r\n",
+            "250 SMTPUTF8\r\n",
+        ));
+        assert!(plain.has(EXT_START_TLS) && plain.pipelining());
+        assert!(plain.auth_mechanisms().is_empty());
+        // Gmail's submission server, and a server with nothing to offer.
+        let gmail = capabilities(concat!(
+            "250-smtp.gmail.com at your service, [192.0.2.1]\r\n",
+            "250-SIZE 35882577\r\n",
+            "250-8BITMIME\r\n",
+            "250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER XOAUTH\r\n",
+            "250-ENHANCEDSTATUSCODES\r\n",
+            "250-PIPELINING\r\n",
+            "250-CHUNKING\r\n",
+            "250 SMTPUTF8\r\n",
+        ));
+        assert!(gmail.pipelining());
+        assert!(gmail.auth_mechanisms().contains(&"OAUTHBEARER".to_owned()));
+        let bare = capabilities("250 relay.example\r\n");
+        assert_eq!(bare.name, "relay.example");
+        assert!(!bare.pipelining() && !bare.has(EXT_START_TLS));
+    }
+
     fn server(host: &str, opt_in: bool) -> ServerSettings {
         let mut settings = ServerSettings::preset(Provider::None);
         settings.host = host.to_owned();
