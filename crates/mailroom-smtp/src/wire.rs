@@ -481,6 +481,87 @@ mod tests {
         );
     }
 
+    /// Feeds `bytes` in pieces of the given sizes; returns what came out, and checks the
+    /// reader's own buffers stay within their bounds after every step.
+    fn feed_in_pieces(bytes: &[u8], pieces: &[usize]) -> Vec<Result<RawReply, String>> {
+        let mut reader = ReplyReader::new();
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        let mut sizes = pieces.iter().cycle();
+        loop {
+            loop {
+                match reader.feed() {
+                    Ok(Fed::Reply(reply)) => {
+                        assert!(reply.raw.len() <= MAX_REPLY);
+                        assert!(reply.reply.text.len() <= MAX_REPLY);
+                        out.push(Ok(*reply));
+                    }
+                    Ok(Fed::NeedMore) => break,
+                    Err(error) => {
+                        out.push(Err(error.to_string()));
+                        return out;
+                    }
+                }
+            }
+            assert!(reader.raw.len() <= MAX_REPLY);
+            assert!(reader.raw.capacity() <= 2 * MAX_REPLY);
+            assert_eq!(reader.buf.len(), READ_BUFFER);
+            if rest.is_empty() {
+                return out;
+            }
+            let spare = reader.spare();
+            let count = spare
+                .len()
+                .min(rest.len())
+                .min(*sizes.next().unwrap_or(&1))
+                .max(1);
+            spare[..count].copy_from_slice(&rest[..count]);
+            reader.filled(count);
+            rest = &rest[count..];
+        }
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes in arbitrary pieces never panic, never yield a reply past the
+        /// bounds, and keep the reader's buffers bounded.
+        #[test]
+        fn arbitrary_bytes_stay_within_the_bounds(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40_000),
+            pieces in proptest::collection::vec(1usize..9000, 1..8),
+        ) {
+            feed_in_pieces(&bytes, &pieces);
+        }
+
+        /// Reply-shaped input (digits, separators, line breaks, text) exercises the parser's
+        /// paths, in any chunking, with the same guarantees; the same bytes give the same
+        /// replies however they are cut.
+        #[test]
+        fn reply_shaped_bytes_parse_the_same_in_any_pieces(
+            lines in proptest::collection::vec(
+                (200u16..600, proptest::bool::ANY, "[ -~]{0,300}"),
+                0..60,
+            ),
+            pieces in proptest::collection::vec(1usize..600, 1..8),
+        ) {
+            let mut bytes = Vec::new();
+            for (code, last, text) in &lines {
+                let separator = if *last { ' ' } else { '-' };
+                bytes.extend_from_slice(format!("{code}{separator}{text}\r\n").as_bytes());
+            }
+            let whole = feed_in_pieces(&bytes, &[usize::MAX]);
+            let cut = feed_in_pieces(&bytes, &pieces);
+            let summary = |out: &[Result<RawReply, String>]| {
+                out.iter()
+                    .map(|item| match item {
+                        Ok(reply) => Ok(reply.reply.clone()),
+                        Err(error) => Err(error.clone()),
+                    })
+                    .collect::<Vec<_>>()
+            };
+            proptest::prop_assert_eq!(summary(&whole), summary(&cut));
+        }
+    }
+
     #[test]
     fn garbage_is_a_protocol_error() {
         let replies = feed_all(b"hello there\r\n");
