@@ -353,17 +353,23 @@ impl Wire {
         body: &[u8],
         write_timeout: std::time::Duration,
     ) -> Result<(), DataError> {
-        let mut chunk: Vec<u8> = Vec::with_capacity(DATA_CHUNK + 2);
-        let mut at_line_start = true;
-        for &byte in body {
-            if at_line_start && byte == b'.' {
+        let mut chunk: Vec<u8> = Vec::with_capacity(DATA_CHUNK + 1);
+        // Line by line (a line ends at LF, so a bare LF starts a line too); a long line is
+        // copied in pieces so the chunk stays near its size.
+        for line in body.split_inclusive(|byte| *byte == b'\n') {
+            if line.first() == Some(&b'.') {
                 chunk.push(b'.');
             }
-            chunk.push(byte);
-            at_line_start = byte == b'\n';
-            if chunk.len() >= DATA_CHUNK {
-                self.write_bounded(&chunk, write_timeout).await?;
-                chunk.clear();
+            let mut rest = line;
+            while !rest.is_empty() {
+                let room = DATA_CHUNK.saturating_sub(chunk.len()).max(1);
+                let (piece, tail) = rest.split_at(rest.len().min(room));
+                chunk.extend_from_slice(piece);
+                rest = tail;
+                if chunk.len() >= DATA_CHUNK {
+                    self.write_bounded(&chunk, write_timeout).await?;
+                    chunk.clear();
+                }
             }
         }
         if body.is_empty() || body.ends_with(b"\r\n") {
