@@ -130,6 +130,12 @@ pub fn account_warnings(server: &ServerSettings, from_address: Option<&str>) -> 
                 "the account has no password: it can only send through a server that needs no login".to_owned(),
             );
         }
+        if server.allow_plaintext_password {
+            warnings.push(format!(
+                "the password may be sent without TLS to {}: anyone on the network path can read it; use TLS when the server offers it and turn --allow-plaintext-password off",
+                server.host
+            ));
+        }
     }
     warnings
 }
@@ -154,6 +160,7 @@ struct ServerRow {
     smtp_user: String,
     password_sealed: Option<Vec<u8>>,
     allow_plaintext_loopback: bool,
+    allow_plaintext_password: bool,
     /// The seal over the columns that decide where the secret goes ([`settings_aad`]).
     settings_seal: Option<Vec<u8>>,
 }
@@ -171,6 +178,7 @@ macro_rules! server_row {
             smtp_user: $model.smtp_user,
             password_sealed: $model.password_sealed,
             allow_plaintext_loopback: $model.allow_plaintext_loopback,
+            allow_plaintext_password: $model.allow_plaintext_password,
             settings_seal: $model.settings_seal,
         }
     };
@@ -189,6 +197,7 @@ macro_rules! set_server_columns {
         $active.smtp_user = Set(row.smtp_user);
         $active.password_sealed = Set(row.password_sealed);
         $active.allow_plaintext_loopback = Set(row.allow_plaintext_loopback);
+        $active.allow_plaintext_password = Set(row.allow_plaintext_password);
         $active.settings_seal = Set(row.settings_seal);
         $active.updated_at = Set(Utc::now());
     }};
@@ -211,13 +220,14 @@ fn settings_aad(account: AccountRef, row: &ServerRow) -> Vec<u8> {
         AccountRef::User(id) => format!("user_account:{id}"),
     };
     format!(
-        "{table}:settings\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        "{table}:settings\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         row.provider,
         row.host,
         row.port,
         row.tls,
         row.tls_startup,
         row.allow_plaintext_loopback,
+        row.allow_plaintext_password,
         row.smtp_user
     )
     .into_bytes()
@@ -260,6 +270,7 @@ fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -
             .as_ref()
             .map(|password| key.seal(password.expose().as_bytes(), &password_aad(account))),
         allow_plaintext_loopback: settings.allow_plaintext_loopback,
+        allow_plaintext_password: settings.allow_plaintext_password,
         settings_seal: None,
     };
     row.settings_seal = Some(key.seal(b"", &settings_aad(account, &row)));
@@ -308,6 +319,7 @@ fn from_row(
         smtp_user: row.smtp_user,
         password,
         allow_plaintext_loopback: row.allow_plaintext_loopback,
+        allow_plaintext_password: row.allow_plaintext_password,
     })
 }
 

@@ -468,6 +468,11 @@ pub(crate) struct ServerOptions {
     /// Let an OAuth account send its token without TLS to a loopback test server.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub(crate) allow_plaintext_loopback: Option<bool>,
+    /// Let a password account send its password without TLS to a server that is not on
+    /// this machine (old internal relays; anyone on the path can read it). Off by default:
+    /// a password goes in plaintext only to a loopback host.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) allow_plaintext_password: Option<bool>,
 }
 
 /// Every name `--provider` accepts, the canonical ones first.

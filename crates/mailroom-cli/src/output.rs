@@ -22,6 +22,7 @@ pub(crate) struct AccountView {
     pub(crate) signed_in: Option<mailroom::SignInState>,
     pub(crate) password_set: bool,
     pub(crate) allow_plaintext_loopback: bool,
+    pub(crate) allow_plaintext_password: bool,
     pub(crate) fax_format: Option<String>,
     pub(crate) binding: Option<Binding>,
     /// Settings stored but ignored by this provider.
@@ -43,6 +44,7 @@ fn view(server: &ServerSettings, kind: &'static str) -> AccountView {
         signed_in: None,
         password_set: server.password.is_some(),
         allow_plaintext_loopback: server.allow_plaintext_loopback,
+        allow_plaintext_password: server.allow_plaintext_password,
         fax_format: None,
         binding: None,
         ignored: ServerSettings::ignored_settings(server.provider)
@@ -128,6 +130,12 @@ impl AccountView {
             lines.push((
                 "Plaintext to loopback",
                 "allowed (test servers only)".to_owned(),
+            ));
+        }
+        if self.allow_plaintext_password {
+            lines.push((
+                "Plaintext password",
+                "allowed to any server (no TLS needed)".to_owned(),
             ));
         }
         if self.kind == "company" {

@@ -49,6 +49,7 @@ mod m20261201_000002_tokens;
 mod m20261201_000003_outbox;
 mod m20261202_000004_from_and_subject;
 mod m20261203_000005_key_ring;
+mod m20261204_000006_plaintext_password;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_outbox::Migration),
             Box::new(m20261202_000004_from_and_subject::Migration),
             Box::new(m20261203_000005_key_ring::Migration),
+            Box::new(m20261204_000006_plaintext_password::Migration),
         ]
     }
 }

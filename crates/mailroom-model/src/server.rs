@@ -39,6 +39,10 @@ pub struct ServerSettings {
     /// Lets an OAuth account send its bearer token without TLS to a loopback address.
     /// For test servers only; never allowed for other addresses.
     pub allow_plaintext_loopback: bool,
+    /// Lets a password account (provider `None`) send its password without TLS to a
+    /// server that is not on this machine: an explicit, per-account opt-in for old
+    /// internal relays. Without it a password goes in plaintext only to a loopback host.
+    pub allow_plaintext_password: bool,
 }
 
 /// A setting a provider ignores, with the reason; reported, never silently dropped.
@@ -73,6 +77,7 @@ impl ServerSettings {
             smtp_user: String::new(),
             password: None,
             allow_plaintext_loopback: false,
+            allow_plaintext_password: false,
         }
     }
 
@@ -176,6 +181,8 @@ pub struct ServerSettingsChange {
     pub password: Option<Secret>,
     /// Allow or forbid plaintext bearer tokens to a loopback server.
     pub allow_plaintext_loopback: Option<bool>,
+    /// Allow or forbid sending the password without TLS to any server.
+    pub allow_plaintext_password: Option<bool>,
 }
 
 /// The settings after a change, with what the change could not take effect on.
@@ -250,6 +257,9 @@ impl ServerSettingsChange {
         }
         if let Some(allow) = self.allow_plaintext_loopback {
             settings.allow_plaintext_loopback = allow;
+        }
+        if let Some(allow) = self.allow_plaintext_password {
+            settings.allow_plaintext_password = allow;
         }
         settings.validate()?;
 

@@ -155,6 +155,11 @@ pub enum TransportErrorKind {
     Transient,
     /// Any other failure that retrying will not fix.
     Permanent,
+    /// The whole message was handed over but the server's final answer never came (the
+    /// final-reply timeout passed or the connection dropped): the server may or may not
+    /// have accepted it. Not retried at once; a queued message is retried at most once
+    /// more, after a delay, and a duplicate with the same Message-ID is then possible.
+    DeliveryUnknown,
 }
 
 /// The longest wait a server's `Retry-After` (or a reply's equivalent) is honoured for: one
@@ -268,6 +273,12 @@ impl TransportError {
     /// True when a refreshed token may succeed.
     pub fn is_auth_rejected(&self) -> bool {
         self.kind == TransportErrorKind::AuthenticationRejected
+    }
+
+    /// True when the message may have been delivered: the server took the whole message
+    /// but its final answer never came.
+    pub fn is_delivery_unknown(&self) -> bool {
+        self.kind == TransportErrorKind::DeliveryUnknown
     }
 
     /// True when only a new sign-in can fix it.

@@ -1,8 +1,12 @@
 //! The SMTP submission server, written for the sandbox: no SMTP server library offers
 //! XOAUTH2 and OAUTHBEARER with the `334` error challenge, so this is a small tokio server
 //! with a protocol state machine ([`Session`], no I/O) and a connection loop that reads
-//! lines, runs STARTTLS and reads DATA. The parsers and DATA reading are unit-tested here;
-//! the line protocol is pinned as raw transcripts in `tests/it/smtp.rs`.
+//! lines, runs STARTTLS and reads DATA. Commands are parsed by `smtp-proto`'s request
+//! parser (the grammar is not written here); a whole line is read first (up to
+//! [`MAX_COMMAND_LINE`], so AUTH lines with long Microsoft tokens fit) and handed to
+//! `Request::parse` complete, so the parser's own line cap for lines that span reads does
+//! not apply. The SASL payloads and DATA reading are unit-tested here; the line protocol is
+//! pinned as raw transcripts in `tests/it/smtp.rs`.
 //!
 //! Commands: EHLO/HELO, STARTTLS, AUTH XOAUTH2 / OAUTHBEARER / PLAIN / LOGIN (only after
 //! TLS), MAIL (with `SIZE=`), RCPT, DATA (dot-unstuffing, the end only at `CRLF.CRLF`,
@@ -21,6 +25,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use smtp_proto::Request;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -28,8 +33,9 @@ use crate::Authority;
 use crate::authority::{MICROSOFT_APP_SCOPE, MICROSOFT_SMTP_SCOPE, TokenCheck};
 use crate::mailbox::{Arrival, Mailbox, ReceivedBy};
 
-/// The longest command line (RFC 4954 allows AUTH lines of 12288 octets).
-const MAX_COMMAND_LINE: usize = 16 * 1024;
+/// The longest command line: RFC 4954 allows AUTH lines of 12288 octets, Microsoft access
+/// tokens make XOAUTH2 lines of several KiB, and this takes 128 KiB.
+const MAX_COMMAND_LINE: usize = 128 * 1024;
 /// The most recipients of one message (Exchange Online's limit).
 const MAX_RECIPIENTS: usize = 500;
 /// How long the server waits for the client's next line.
@@ -155,16 +161,26 @@ fn reply(text: &str) -> Step {
     Step::Reply(format!("{text}\r\n"))
 }
 
-/// The address inside `<...>` after `FROM:` / `TO:`, and the parameters after it.
-fn path_argument<'a>(argument: &'a str, prefix: &str) -> Option<(String, &'a str)> {
-    let rest = argument.get(..prefix.len())?;
-    if !rest.eq_ignore_ascii_case(prefix) {
-        return None;
+/// The reply to a line `smtp-proto`'s request parser refused.
+fn refusal(error: smtp_proto::Error) -> Step {
+    use smtp_proto::Error;
+    match error {
+        Error::UnknownCommand => reply("500 5.3.3 Unrecognized command"),
+        Error::InvalidSenderAddress => reply("501 5.1.7 Invalid sender address"),
+        Error::InvalidRecipientAddress => reply("501 5.1.3 Invalid address"),
+        Error::SyntaxError { syntax } if syntax.starts_with("AUTH") => {
+            reply("504 5.7.4 Unrecognized authentication type")
+        }
+        Error::SyntaxError { syntax } => reply(&format!("501 5.5.4 Syntax: {syntax}")),
+        Error::InvalidParameter { param } => reply(&format!("501 5.5.4 Invalid parameter {param}")),
+        Error::UnsupportedParameter { param } => reply(&format!(
+            "555 5.5.4 Unsupported parameter {}",
+            param.escape_debug()
+        )),
+        Error::NeedsMoreData { .. } | Error::ResponseTooLong | Error::InvalidResponse { .. } => {
+            reply("500 5.5.2 Syntax error")
+        }
     }
-    let rest = argument[prefix.len()..].trim_start();
-    let rest = rest.strip_prefix('<')?;
-    let end = rest.find('>')?;
-    Some((rest[..end].trim().to_owned(), rest[end + 1..].trim()))
 }
 
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
@@ -274,33 +290,34 @@ impl Session {
         if self.sasl != Sasl::None {
             return self.sasl_response(line);
         }
-        let (verb, argument) = match line.split_once(' ') {
-            Some((verb, argument)) => (verb, argument.trim()),
-            None => (line.trim(), ""),
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        let request = match Request::parse(&mut bytes.iter()) {
+            Ok(request) => request,
+            Err(error) => return refusal(error),
         };
-        match verb.to_ascii_uppercase().as_str() {
-            "EHLO" => self.ehlo(argument),
-            "HELO" => {
-                if argument.is_empty() {
-                    return reply("501 5.5.4 Invalid domain name");
-                }
+        match request {
+            Request::Ehlo { host } => self.ehlo(&host),
+            Request::Helo { host } => {
                 self.greeted = true;
                 self.reset_transaction();
-                reply(&format!("250 {HOSTNAME} Hello [{}]", self.peer))
+                reply(&format!("250 {HOSTNAME} Hello [{}] ({host})", self.peer))
             }
-            "STARTTLS" => {
+            Request::StartTls => {
                 if self.tls {
                     reply("503 5.5.1 TLS is already active")
-                } else if !argument.is_empty() {
-                    reply("501 5.5.4 STARTTLS takes no argument")
                 } else {
                     Step::StartTls
                 }
             }
-            "AUTH" => self.auth(argument),
-            "MAIL" => self.mail(argument),
-            "RCPT" => self.rcpt(argument),
-            "DATA" => {
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, &initial_response),
+            Request::Mail { from } => self.mail(&from.address, from.size),
+            Request::Rcpt { to } => self.rcpt(&to.address),
+            Request::Data => {
                 if self.mail_from.is_none() {
                     reply("503 5.5.1 Bad sequence of commands: MAIL first")
                 } else if self.recipients.is_empty() {
@@ -309,22 +326,28 @@ impl Session {
                     Step::Data
                 }
             }
-            "RSET" => {
+            Request::Rset => {
                 self.reset_transaction();
                 reply("250 2.0.0 Resetting")
             }
-            "NOOP" => reply("250 2.0.0 OK"),
-            "QUIT" => Step::Close("221 2.0.0 Service closing transmission channel\r\n".to_owned()),
-            "VRFY" => reply("252 2.1.5 Cannot VRFY user"),
-            "BDAT" => reply("502 5.5.1 BDAT is not implemented by the sandbox; use DATA"),
-            _ => reply("500 5.3.3 Unrecognized command"),
+            Request::Noop { .. } => reply("250 2.0.0 OK"),
+            Request::Quit => {
+                Step::Close("221 2.0.0 Service closing transmission channel\r\n".to_owned())
+            }
+            Request::Vrfy { .. } => reply("252 2.1.5 Cannot VRFY user"),
+            Request::Bdat { .. } => {
+                reply("502 5.5.1 BDAT is not implemented by the sandbox; use DATA")
+            }
+            Request::Lhlo { .. }
+            | Request::Expn { .. }
+            | Request::Help { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => reply("502 5.5.1 Command not implemented by the sandbox"),
         }
     }
 
-    fn ehlo(&mut self, argument: &str) -> Step {
-        if argument.is_empty() {
-            return reply("501 5.5.4 Invalid domain name");
-        }
+    fn ehlo(&mut self, _host: &str) -> Step {
         self.greeted = true;
         self.reset_transaction();
         let mut lines = vec![
@@ -349,7 +372,7 @@ impl Session {
         Step::Reply(text)
     }
 
-    fn auth(&mut self, argument: &str) -> Step {
+    fn auth(&mut self, mechanism: u64, initial: &str) -> Step {
         if !self.greeted {
             return reply("503 5.5.1 Send EHLO first");
         }
@@ -362,18 +385,14 @@ impl Session {
         if self.mail_from.is_some() {
             return reply("503 5.5.1 AUTH is not allowed during a mail transaction");
         }
-        let (mechanism, initial) = match argument.split_once(' ') {
-            Some((mechanism, initial)) => (mechanism, Some(initial.trim())),
-            None => (argument, None),
-        };
-        let sasl = match mechanism.to_ascii_uppercase().as_str() {
-            "XOAUTH2" => Sasl::Xoauth2,
-            "OAUTHBEARER" => Sasl::OAuthBearer,
-            "PLAIN" => Sasl::Plain,
-            "LOGIN" => Sasl::LoginUser,
+        let sasl = match mechanism {
+            smtp_proto::AUTH_XOAUTH2 => Sasl::Xoauth2,
+            smtp_proto::AUTH_OAUTHBEARER => Sasl::OAuthBearer,
+            smtp_proto::AUTH_PLAIN => Sasl::Plain,
+            smtp_proto::AUTH_LOGIN => Sasl::LoginUser,
             _ => return reply("504 5.7.4 Unrecognized authentication type"),
         };
-        match initial {
+        match Some(initial.trim()).filter(|initial| !initial.is_empty()) {
             Some(initial) => {
                 self.sasl = sasl;
                 self.sasl_response(initial)
@@ -471,7 +490,7 @@ impl Session {
         reply(&format!("334 {}", STANDARD.encode(challenge.to_string())))
     }
 
-    fn mail(&mut self, argument: &str) -> Step {
+    fn mail(&mut self, address: &str, size: usize) -> Step {
         if !self.greeted {
             return reply("503 5.5.1 Send EHLO first");
         }
@@ -483,19 +502,9 @@ impl Session {
         if self.mail_from.is_some() {
             return reply("503 5.5.1 Sender already specified");
         }
-        let Some((address, parameters)) = path_argument(argument, "FROM:") else {
-            return reply("501 5.5.4 Syntax: MAIL FROM:<address>");
-        };
-        for parameter in parameters.split_whitespace() {
-            if let Some(size) = parameter
-                .get(..5)
-                .filter(|name| name.eq_ignore_ascii_case("SIZE="))
-                .and_then(|_| parameter[5..].parse::<usize>().ok())
-            {
-                if size > self.shared.max_message_size {
-                    return reply("552 5.3.4 Message size exceeds fixed maximum message size");
-                }
-            }
+        // `SIZE=` (0 when not given).
+        if size > self.shared.max_message_size {
+            return reply("552 5.3.4 Message size exceeds fixed maximum message size");
         }
         if let Authenticated::Mailbox(mailbox) = authenticated {
             if !address.eq_ignore_ascii_case(mailbox) {
@@ -504,24 +513,21 @@ impl Session {
                 );
             }
         }
-        self.mail_from = Some(address);
+        self.mail_from = Some(address.to_owned());
         reply("250 2.1.0 Sender OK")
     }
 
-    fn rcpt(&mut self, argument: &str) -> Step {
+    fn rcpt(&mut self, address: &str) -> Step {
         if self.mail_from.is_none() {
             return reply("503 5.5.1 Bad sequence of commands: MAIL first");
         }
-        let Some((address, _)) = path_argument(argument, "TO:") else {
-            return reply("501 5.5.4 Syntax: RCPT TO:<address>");
-        };
         if !address.contains('@') {
             return reply("501 5.1.3 Invalid address");
         }
         if self.recipients.len() >= MAX_RECIPIENTS {
             return reply("452 4.5.3 Too many recipients");
         }
-        self.recipients.push(address);
+        self.recipients.push(address.to_owned());
         reply("250 2.1.5 Recipient OK")
     }
 
@@ -792,18 +798,34 @@ mod tests {
     }
 
     #[test]
-    fn mail_and_rcpt_paths() {
+    fn parser_refusals_get_smtp_replies() {
+        let refused =
+            |line: &str| match Request::parse(&mut format!("{line}\r\n").as_bytes().iter()) {
+                Ok(request) => panic!("{line}: parsed as {request:?}"),
+                Err(error) => refusal(error),
+            };
+        assert_eq!(refused("FOO"), reply("500 5.3.3 Unrecognized command"));
         assert_eq!(
-            path_argument("FROM:<a@b> SIZE=10", "FROM:"),
-            Some(("a@b".to_owned(), "SIZE=10"))
+            refused("RCPT TO:<nobody>"),
+            reply("501 5.1.3 Invalid address")
         );
-        assert_eq!(
-            path_argument("from: <a@b>", "FROM:"),
-            Some(("a@b".to_owned(), ""))
-        );
-        assert_eq!(path_argument("FROM:<>", "FROM:"), Some((String::new(), "")));
-        assert_eq!(path_argument("FROM:a@b", "FROM:"), None);
-        assert_eq!(path_argument("TO:<a@b>", "FROM:"), None);
+        assert_eq!(refused("EHLO"), reply("501 5.5.4 Syntax: EHLO domain"));
+    }
+
+    #[test]
+    fn a_64_kib_auth_line_parses_whole() {
+        let initial = "A".repeat(64 * 1024);
+        let line = format!("AUTH XOAUTH2 {initial}\r\n");
+        match Request::parse(&mut line.as_bytes().iter()) {
+            Ok(Request::Auth {
+                mechanism,
+                initial_response,
+            }) => {
+                assert_eq!(mechanism, smtp_proto::AUTH_XOAUTH2);
+                assert_eq!(initial_response.len(), initial.len());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     async fn data(input: &[u8], max: usize) -> io::Result<DataBody> {

@@ -3,6 +3,15 @@
 //! on `TCP_NODELAY` sockets (the floor of this stack), all with STARTTLS + XOAUTH2 to the
 //! aiosmtpd test server on 127.0.0.1. Not a test: it prints figures and asserts nothing.
 //!
+//! Then the wide-area run: a delay proxy written here (each direction delayed by RTT/2)
+//! between the client and the sandbox's SMTP server (which offers PIPELINING), one
+//! connection, STARTTLS + PLAIN: mailroom (pipelined MAIL/RCPT/DATA) against a bare lettre
+//! connection (no pipelining), with messages per second, the ratio, round trips per
+//! message as the proxy saw them (client turns: bytes from the client after bytes from the
+//! server), client CPU per message (this process, the proxy included) and peak RSS.
+//! `MAILROOM_BENCH_WAN_MESSAGES` (default 500, 0 skips it), `MAILROOM_BENCH_WAN_RTT_MS`
+//! (default 20).
+//!
 //! Environment: `MAILROOM_BENCH_MESSAGES` (default 5000), `MAILROOM_BENCH_SERVER_WORKERS`
 //! (aiosmtpd worker processes, default 2), `MAILROOM_BENCH_CLIENTS` (default
 //! `mailroom,lettre-pool,bare`), `MAILROOM_BENCH_ROUNDS` (runs of the fast clients, default 5;
@@ -12,7 +21,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -319,6 +328,270 @@ fn print_row(figures: &Figures) {
     );
 }
 
+/// A TCP proxy on 127.0.0.1 that delays each direction by `one_way`, keeping order, and
+/// counts the client's turns (bytes from the client after bytes from the server).
+struct DelayProxy {
+    port: u16,
+    turns: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayProxy {
+    async fn start(upstream: u16, one_way: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let turns = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&turns);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                // 0: nothing yet, 1: the client spoke last, 2: the server spoke last.
+                let last = Arc::new(AtomicU8::new(0));
+                tokio::spawn(delay_pipe(
+                    client_read,
+                    server_write,
+                    one_way,
+                    true,
+                    Arc::clone(&last),
+                    Arc::clone(&counted),
+                ));
+                tokio::spawn(delay_pipe(
+                    server_read,
+                    client_write,
+                    one_way,
+                    false,
+                    last,
+                    Arc::clone(&counted),
+                ));
+            }
+        });
+        Self { port, turns, task }
+    }
+}
+
+async fn delay_pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    one_way: Duration,
+    from_client: bool,
+    last: Arc<AtomicU8>,
+    turns: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (sender, mut receiver) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((due, bytes)) = receiver.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let count = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(count) => count,
+        };
+        if from_client {
+            if last.swap(1, Ordering::AcqRel) != 1 {
+                turns.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            last.store(2, Ordering::Release);
+        }
+        let due = tokio::time::Instant::now() + one_way;
+        if sender.send((due, buffer[..count].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(sender);
+    let _ = writer.await;
+}
+
+/// This process's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const WAN_LOGIN: &str = "bench@example.com";
+const WAN_PASSWORD: &str = "bench-password";
+
+struct WanFigures {
+    messages_per_second: f64,
+    turns_per_message: f64,
+    cpu_per_message_ms: f64,
+    peak_rss_kib: u64,
+}
+
+/// One client through the delay proxy to the sandbox: `mailroom` or `lettre`.
+async fn wide_area_run(
+    client: &str,
+    sandbox: &mailroom_sandbox::Sandbox,
+    workload: &Workload,
+    one_way: Duration,
+) -> WanFigures {
+    let endpoints = sandbox.endpoints();
+    let proxy = DelayProxy::start(endpoints.smtp_starttls_port, one_way).await;
+    let cpu_before = client_cpu_seconds();
+    let started = Instant::now();
+    let turns_before;
+    match client {
+        "mailroom" => {
+            let mut settings = ServerSettings::preset(Provider::None);
+            settings.host = "127.0.0.1".to_owned();
+            settings.port = proxy.port;
+            settings.tls_startup = TlsStartup::StartTls;
+            settings.timeout_ms = 60_000;
+            settings.smtp_user = WAN_LOGIN.to_owned();
+            let transport = SmtpTransport::new(
+                SmtpTransportConfig::new(settings)
+                    .with_extra_root_pem(sandbox.ca_pem().as_bytes())
+                    .with_pool_size(1),
+            )
+            .expect("mailroom transport");
+            let message = OutgoingMessage {
+                envelope: Envelope::new(workload.from.clone(), vec![workload.to.clone()])
+                    .expect("envelope"),
+                bytes: workload.bytes.clone(),
+                message_id: None,
+            };
+            let credentials = Credentials {
+                user: WAN_LOGIN.to_owned(),
+                secret: CredentialSecret::Password(Secret::new(WAN_PASSWORD)),
+                version: 1,
+            };
+            transport
+                .send(&message, &credentials)
+                .await
+                .expect("mailroom send");
+            // The connection is open: count from here.
+            turns_before = proxy.turns.load(Ordering::Relaxed);
+            for _ in 1..workload.messages {
+                transport
+                    .send(&message, &credentials)
+                    .await
+                    .expect("mailroom send");
+            }
+        }
+        _ => {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
+                .await
+                .expect("connect");
+            tcp.set_nodelay(true).expect("nodelay");
+            let hello = ClientId::default();
+            let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+                .await
+                .expect("greeting");
+            let parameters = TlsParameters::builder("127.0.0.1".to_owned())
+                .add_root_certificate(
+                    Certificate::from_pem(sandbox.ca_pem().as_bytes()).expect("ca"),
+                )
+                .build_rustls()
+                .expect("tls parameters");
+            connection
+                .starttls(parameters, &hello)
+                .await
+                .expect("starttls");
+            connection
+                .auth(
+                    &[Mechanism::Plain],
+                    &LettreCredentials::new(WAN_LOGIN.to_owned(), WAN_PASSWORD.to_owned()),
+                )
+                .await
+                .expect("auth");
+            let envelope = workload.lettre_envelope();
+            connection
+                .send(&envelope, &workload.bytes)
+                .await
+                .expect("lettre send");
+            turns_before = proxy.turns.load(Ordering::Relaxed);
+            for _ in 1..workload.messages {
+                connection
+                    .send(&envelope, &workload.bytes)
+                    .await
+                    .expect("lettre send");
+            }
+            let _ = connection.quit().await;
+        }
+    }
+    let wall = started.elapsed();
+    let turns = proxy.turns.load(Ordering::Relaxed) - turns_before;
+    proxy.task.abort();
+    WanFigures {
+        messages_per_second: workload.messages as f64 / wall.as_secs_f64(),
+        turns_per_message: turns as f64 / (workload.messages.saturating_sub(1).max(1)) as f64,
+        cpu_per_message_ms: (client_cpu_seconds() - cpu_before) * 1000.0 / workload.messages as f64,
+        peak_rss_kib: peak_rss_kib(),
+    }
+}
+
+/// The wide-area comparison: mailroom with PIPELINING against lettre's connection.
+fn wide_area(runtime: &tokio::runtime::Runtime) {
+    let messages = env_number("MAILROOM_BENCH_WAN_MESSAGES", 500);
+    if messages == 0 {
+        return;
+    }
+    let rtt = Duration::from_millis(env_number("MAILROOM_BENCH_WAN_RTT_MS", 20) as u64);
+    let workload = Workload::new(messages);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    runtime.block_on(async {
+        let sandbox = mailroom_sandbox::Sandbox::start(mailroom_sandbox::SandboxConfig::new(
+            dir.path(),
+        ))
+        .await
+        .expect("start the sandbox");
+        sandbox.add_password_account(WAN_LOGIN, WAN_PASSWORD);
+        println!(
+            "wide area: {messages} messages of {} bytes, 1 connection, {} ms RTT through a delay proxy, STARTTLS + PLAIN to the sandbox (PIPELINING offered)",
+            workload.bytes.len(),
+            rtt.as_millis()
+        );
+        println!(
+            "{:<34} {:>10} {:>18} {:>18} {:>14}",
+            "client", "msgs/s", "round trips/msg", "client CPU ms/msg", "peak RSS KiB"
+        );
+        let mut rates = Vec::new();
+        for client in ["mailroom", "lettre"] {
+            let figures = wide_area_run(client, &sandbox, &workload, rtt / 2).await;
+            println!(
+                "{:<34} {:>10.1} {:>18.2} {:>18.3} {:>14}",
+                if client == "mailroom" {
+                    "mailroom SmtpTransport (pipelined)"
+                } else {
+                    "bare lettre AsyncSmtpConnection"
+                },
+                figures.messages_per_second,
+                figures.turns_per_message,
+                figures.cpu_per_message_ms,
+                figures.peak_rss_kib
+            );
+            rates.push(figures.messages_per_second);
+        }
+        println!(
+            "wide-area ratio mailroom/lettre = {:.2} (goal >= 1.8; peak RSS is this process's high-water mark so far)",
+            rates[0] / rates[1]
+        );
+        sandbox.stop();
+    });
+}
+
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -444,4 +717,5 @@ fn main() {
         "ratio mailroom/bare-connection = {:.2}",
         rate("mailroom", 4) / rate("bare", 4)
     );
+    wide_area(&runtime);
 }

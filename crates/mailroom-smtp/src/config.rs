@@ -17,6 +17,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A pooled connection that sat idle longer than this is checked with `NOOP` before reuse.
 pub const DEFAULT_HEALTH_CHECK_AFTER: Duration = Duration::from_secs(5);
 
+/// How long the client waits for the server's reply to the message data's final `.`
+/// unless told otherwise: ten minutes, RFC 5321 4.5.3.2.6.
+pub const DEFAULT_FINAL_REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Everything an [`crate::SmtpTransport`] needs: one account's server settings and the
 /// pool's bounds.
 #[derive(Clone)]
@@ -37,6 +41,11 @@ pub struct SmtpTransportConfig {
     pub extra_root_pem: Option<Vec<u8>>,
     /// The name sent in `EHLO`; `None` sends this machine's host name.
     pub hello_name: Option<String>,
+    /// How long to wait for the reply to the message data's final `.`, independent of the
+    /// account's per-command timeout. When it passes (or the connection drops) after the
+    /// whole message was written, the send fails as `DeliveryUnknown`: the server may
+    /// have accepted the message.
+    pub final_reply_timeout: Duration,
 }
 
 impl SmtpTransportConfig {
@@ -49,12 +58,19 @@ impl SmtpTransportConfig {
             health_check_after: DEFAULT_HEALTH_CHECK_AFTER,
             extra_root_pem: None,
             hello_name: None,
+            final_reply_timeout: DEFAULT_FINAL_REPLY_TIMEOUT,
         }
     }
 
     /// The same configuration trusting the given PEM root certificates as well.
     pub fn with_extra_root_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.extra_root_pem = Some(pem.into());
+        self
+    }
+
+    /// The same configuration with another wait for the final reply after the data.
+    pub fn with_final_reply_timeout(mut self, timeout: Duration) -> Self {
+        self.final_reply_timeout = timeout;
         self
     }
 
@@ -92,6 +108,7 @@ impl fmt::Debug for SmtpTransportConfig {
                 &self.extra_root_pem.as_ref().map(|pem| pem.len()),
             )
             .field("hello_name", &self.hello_name)
+            .field("final_reply_timeout", &self.final_reply_timeout)
             .finish()
     }
 }

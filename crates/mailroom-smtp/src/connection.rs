@@ -1,73 +1,118 @@
-//! One SMTP connection: connect with `TCP_NODELAY`, start TLS as the account's settings
-//! say, authenticate once, then send messages. Every step is bounded by the account's
-//! timeout.
+//! One SMTP session, driven here on our own socket (see `wire.rs` for the bytes and their
+//! bounds): connect with `TCP_NODELAY`, start TLS as the account's settings say,
+//! authenticate once, then send messages (pipelined when the server offers PIPELINING).
+//! Every step is bounded by the account's timeout, except the final reply after the
+//! message data, which has its own (RFC 5321 4.5.3.2.6: ten minutes by default).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lettre::transport::smtp::authentication::{Credentials as LettreCredentials, Mechanism};
-use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use mailroom_model::validate::is_loopback_host;
 use mailroom_model::{
     CredentialSecret, Credentials, OutgoingMessage, Provider, Remedy, ServerSettings,
     TransportErrorKind,
 };
+use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse};
 use tokio::net::TcpStream;
 
 use crate::reply::{Failure, Reply, Stage};
-use crate::sasl::{OAuthMechanism, choose_oauth_mechanism, decode_challenge};
+use crate::sasl::{
+    AuthLine, OAuthMechanism, choose_oauth_mechanism, decode_challenge, offered_mechanisms,
+};
 use crate::tls::{TlsMaterial, TlsPlan, is_tls_record_start};
+use crate::wire::{DataError, RawReply, Stream, Wire, WireError};
 
 /// What every connection of a transport shares.
 #[derive(Debug)]
 pub(crate) struct ConnectionSettings {
     pub(crate) server: ServerSettings,
     pub(crate) tls: TlsMaterial,
-    pub(crate) hello: ClientId,
+    /// The name sent in `EHLO`.
+    pub(crate) hello: String,
+    /// Bounds every step but the final reply.
     pub(crate) timeout: Duration,
+    /// Bounds the wait for the reply to the message data's final `.`.
+    pub(crate) final_reply_timeout: Duration,
 }
 
 impl ConnectionSettings {
-    async fn bounded<T, E>(
-        &self,
-        stage: Stage,
-        future: impl Future<Output = Result<T, E>>,
-        on_error: impl FnOnce(Stage, E) -> Failure,
-    ) -> Result<T, Failure> {
-        self.bounded_lazy(|| stage, future, on_error).await
+    /// `host:port`, for messages.
+    pub(crate) fn label(&self) -> String {
+        format!("{}:{}", self.server.host, self.server.port)
     }
 
-    /// [`Self::bounded`] with a stage that is built only on failure (a recipient's
-    /// address would otherwise be copied for every message).
-    async fn bounded_lazy<T, E>(
+    async fn bounded<T>(
         &self,
-        stage: impl FnOnce() -> Stage,
-        future: impl Future<Output = Result<T, E>>,
-        on_error: impl FnOnce(Stage, E) -> Failure,
+        stage: Stage,
+        future: impl Future<Output = Result<T, WireError>>,
     ) -> Result<T, Failure> {
         match tokio::time::timeout(self.timeout, future).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(on_error(stage(), error)),
+            Ok(Err(error)) => Err(Failure::from_wire(stage, &self.label(), error)),
             Err(_) => Err(Failure::Timeout {
-                stage: stage(),
+                stage,
                 timeout_ms: self.server.timeout_ms,
             }),
         }
     }
 }
 
+/// What the server said to `EHLO`.
+#[derive(Debug, Clone)]
+pub(crate) struct Capabilities {
+    /// The name the server gave.
+    pub(crate) name: String,
+    /// The extension lines (the first, the greeting, included).
+    pub(crate) lines: Vec<String>,
+    /// `smtp_proto`'s `EXT_*` bits.
+    extensions: u32,
+}
+
+impl Capabilities {
+    fn parse(reply: &RawReply, stage: Stage, server: &str) -> Result<Self, Failure> {
+        let parsed =
+            EhloResponse::parse(&mut reply.raw.iter()).map_err(|error| Failure::Protocol {
+                stage,
+                server: server.to_owned(),
+                problem: format!("its EHLO reply cannot be read ({error})"),
+            })?;
+        Ok(Self {
+            name: parsed.hostname,
+            lines: reply.lines.clone(),
+            extensions: parsed.capabilities,
+        })
+    }
+
+    fn has(&self, extension: u32) -> bool {
+        self.extensions & extension != 0
+    }
+
+    /// The `AUTH` mechanisms, upper-cased, in the server's order.
+    pub(crate) fn auth_mechanisms(&self) -> Vec<String> {
+        offered_mechanisms(self.lines.iter().map(String::as_str))
+    }
+
+    pub(crate) fn pipelining(&self) -> bool {
+        self.has(EXT_PIPELINING)
+    }
+}
+
 /// An open, authenticated connection.
 pub(crate) struct SmtpConnection {
-    inner: AsyncSmtpConnection,
+    wire: Wire,
+    capabilities: Capabilities,
+    /// A step failed half-way: the connection must not be reused.
+    broken: bool,
 }
 
 impl std::fmt::Debug for SmtpConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpConnection")
-            .field("server", &self.inner.server_info().name())
+            .field("server", &self.capabilities.name)
+            .field("tls", &self.wire.is_tls())
             .finish_non_exhaustive()
     }
 }
@@ -141,9 +186,39 @@ fn tls_at_once(server: &ServerSettings) -> Failure {
 
 /// A connection after TLS and EHLO, before authentication.
 pub(crate) struct Greeted {
-    pub(crate) inner: AsyncSmtpConnection,
+    pub(crate) wire: Wire,
+    pub(crate) capabilities: Capabilities,
     pub(crate) encrypted: bool,
     pub(crate) peer: SocketAddr,
+}
+
+/// Reads the greeting and says EHLO.
+async fn greet(settings: &ConnectionSettings, wire: &mut Wire) -> Result<Capabilities, Failure> {
+    let greeting = settings.bounded(Stage::Greeting, wire.read_reply()).await?;
+    if greeting.reply.code != 220 {
+        return Err(Failure::Reply {
+            stage: Stage::Greeting,
+            reply: greeting.reply,
+        });
+    }
+    ehlo(settings, wire).await
+}
+
+async fn ehlo(settings: &ConnectionSettings, wire: &mut Wire) -> Result<Capabilities, Failure> {
+    let command = format!("EHLO {}\r\n", settings.hello);
+    let reply = settings
+        .bounded(Stage::Greeting, async {
+            wire.send(command.as_bytes()).await?;
+            wire.read_reply().await
+        })
+        .await?;
+    if reply.reply.code != 250 {
+        return Err(Failure::Reply {
+            stage: Stage::Greeting,
+            reply: reply.reply,
+        });
+    }
+    Capabilities::parse(&reply, Stage::Greeting, &settings.label())
 }
 
 /// Connects, starts TLS as the settings say and says EHLO; authenticates nothing.
@@ -172,38 +247,39 @@ pub(crate) async fn connect(settings: &ConnectionSettings) -> Result<Greeted, Fa
                 });
             }
         };
-        let inner = settings
-            .bounded(
-                Stage::Greeting,
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &settings.hello),
-                Failure::from_lettre,
-            )
-            .await?;
+        let mut wire = Wire::new(Stream::Tls(Box::new(stream)));
+        let capabilities = greet(settings, &mut wire).await?;
         return Ok(Greeted {
-            inner,
+            wire,
+            capabilities,
             encrypted: true,
             peer,
         });
     }
 
     wait_for_plain_greeting(settings, &tcp).await?;
-    let mut inner = settings
-        .bounded(
-            Stage::Greeting,
-            AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &settings.hello),
-            Failure::from_lettre,
-        )
-        .await?;
-    if inner.can_starttls() {
-        settings
-            .bounded(
-                Stage::StartTls,
-                inner.starttls(settings.tls.starttls_parameters(), &settings.hello),
-                Failure::from_lettre,
-            )
+    let mut wire = Wire::new(Stream::Plain(tcp));
+    let capabilities = greet(settings, &mut wire).await?;
+    if capabilities.has(EXT_START_TLS) {
+        let reply = settings
+            .bounded(Stage::StartTls, async {
+                wire.send(b"STARTTLS\r\n").await?;
+                wire.read_reply().await
+            })
             .await?;
+        if reply.reply.code != 220 {
+            return Err(Failure::Reply {
+                stage: Stage::StartTls,
+                reply: reply.reply,
+            });
+        }
+        settings
+            .bounded(Stage::StartTls, wire.upgrade(&settings.tls))
+            .await?;
+        let capabilities = ehlo(settings, &mut wire).await?;
         Ok(Greeted {
-            inner,
+            wire,
+            capabilities,
             encrypted: true,
             peer,
         })
@@ -217,7 +293,8 @@ pub(crate) async fn connect(settings: &ConnectionSettings) -> Result<Greeted, Fa
         })
     } else {
         Ok(Greeted {
-            inner,
+            wire,
+            capabilities,
             encrypted: false,
             peer,
         })
@@ -226,20 +303,28 @@ pub(crate) async fn connect(settings: &ConnectionSettings) -> Result<Greeted, Fa
 
 async fn open_socket(settings: &ConnectionSettings) -> Result<TcpStream, Failure> {
     let server = &settings.server;
-    let tcp = settings
-        .bounded(
-            Stage::Connect,
-            TcpStream::connect((server.host.as_str(), server.port)),
-            Failure::io,
-        )
-        .await?;
+    let tcp = match tokio::time::timeout(
+        settings.timeout,
+        TcpStream::connect((server.host.as_str(), server.port)),
+    )
+    .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(error)) => return Err(Failure::io(Stage::Connect, error)),
+        Err(_) => {
+            return Err(Failure::Timeout {
+                stage: Stage::Connect,
+                timeout_ms: server.timeout_ms,
+            });
+        }
+    };
     // Without it every message waits for the server's delayed ACK (Nagle).
     tcp.set_nodelay(true)
         .map_err(|error| Failure::io(Stage::Connect, error))?;
     Ok(tcp)
 }
 
-/// Before lettre reads the greeting: a first byte that starts a TLS record means the port
+/// Before the greeting is read: a first byte that starts a TLS record means the port
 /// expects implicit TLS; silence for a while means it may, which a second connection
 /// checks with a TLS hello (bounded by the same short wait). Anything else is left to
 /// the greeting's own read and timeout.
@@ -279,6 +364,28 @@ async fn port_speaks_tls(settings: &ConnectionSettings, wait: Duration) -> bool 
     matches!(tokio::time::timeout(wait, attempt).await, Ok(Some(true)))
 }
 
+/// A password goes in plaintext only to this machine (a loopback host name that connected
+/// to a loopback address), or where the account explicitly allows it.
+pub(crate) fn password_may_go_in_plaintext(server: &ServerSettings, peer: SocketAddr) -> bool {
+    server.allow_plaintext_password || (is_loopback_host(&server.host) && peer.ip().is_loopback())
+}
+
+/// One command and its reply, within the timeout.
+async fn exchange(
+    settings: &ConnectionSettings,
+    wire: &mut Wire,
+    stage: Stage,
+    command: &[u8],
+) -> Result<Reply, Failure> {
+    let reply = settings
+        .bounded(stage, async {
+            wire.send(command).await?;
+            wire.read_reply().await
+        })
+        .await?;
+    Ok(reply.reply)
+}
+
 impl SmtpConnection {
     /// Connects, starts TLS and authenticates with `credentials`.
     pub(crate) async fn open(
@@ -288,12 +395,17 @@ impl SmtpConnection {
         check_credentials(settings.server.provider, credentials)?;
         let server = &settings.server;
         let Greeted {
-            inner,
+            wire,
+            capabilities,
             encrypted,
             peer,
         } = connect(settings).await?;
 
-        let mut connection = Self { inner };
+        let mut connection = Self {
+            wire,
+            capabilities,
+            broken: false,
+        };
         connection
             .authenticate(settings, credentials, encrypted, peer)
             .await?;
@@ -301,6 +413,7 @@ impl SmtpConnection {
             host = %server.host,
             port = server.port,
             tls = encrypted,
+            pipelining = connection.capabilities.pipelining(),
             "smtp connection opened and authenticated"
         );
         Ok(connection)
@@ -313,20 +426,14 @@ impl SmtpConnection {
         encrypted: bool,
         peer: SocketAddr,
     ) -> Result<(), Failure> {
+        let server = &settings.server;
         match &credentials.secret {
             CredentialSecret::None => Ok(()),
             CredentialSecret::Password(password) => {
-                let lettre_credentials =
-                    LettreCredentials::new(credentials.user.clone(), password.expose().to_owned());
-                if !self
-                    .inner
-                    .server_info()
-                    .supports_auth_mechanism(Mechanism::Plain)
-                    && !self
-                        .inner
-                        .server_info()
-                        .supports_auth_mechanism(Mechanism::Login)
-                {
+                let offered = self.capabilities.auth_mechanisms();
+                let plain = offered.iter().any(|mechanism| mechanism == "PLAIN");
+                let login = offered.iter().any(|mechanism| mechanism == "LOGIN");
+                if !plain && !login {
                     return Err(Failure::Unsupported {
                         kind: TransportErrorKind::AccountConfiguration,
                         message: "the smtp server offers neither PLAIN nor LOGIN authentication".to_owned(),
@@ -334,18 +441,55 @@ impl SmtpConnection {
                         remedy: Some(Remedy::EditAccount { account: None }),
                     });
                 }
-                settings
-                    .bounded(
-                        Stage::Authenticate,
-                        self.inner
-                            .auth(&[Mechanism::Plain, Mechanism::Login], &lettre_credentials),
-                        Failure::from_lettre,
-                    )
-                    .await?;
-                Ok(())
+                if !encrypted && !password_may_go_in_plaintext(server, peer) {
+                    return Err(Failure::Insecure {
+                        reason: format!(
+                            "refusing to send the password of {} to {}:{} without tls: the connection is not encrypted (the server offers no STARTTLS, or TLS is off for the account)",
+                            credentials.user, server.host, server.port
+                        ),
+                        remediation: "enable TLS for the account (STARTTLS on 587, implicit TLS on 465) or use a server that offers it; mailroom sends a password in plaintext only to a loopback host, or where the account explicitly allows it (--allow-plaintext-password, which anyone on the network path can then read)".to_owned(),
+                    });
+                }
+                let stage = Stage::Authenticate;
+                let reply = if plain {
+                    let response = format!("\0{}\0{}", credentials.user, password.expose());
+                    let line = AuthLine::new(format!("AUTH PLAIN {}", STANDARD.encode(response)));
+                    self.exchange(settings, stage, line.to_string().as_bytes())
+                        .await?
+                } else {
+                    let first = self
+                        .exchange(settings, stage.clone(), b"AUTH LOGIN\r\n")
+                        .await?;
+                    if first.code != 334 {
+                        return Err(Failure::Reply {
+                            stage,
+                            reply: first,
+                        });
+                    }
+                    let user = AuthLine::new(STANDARD.encode(&credentials.user));
+                    let second = self
+                        .exchange(settings, stage.clone(), user.to_string().as_bytes())
+                        .await?;
+                    if second.code != 334 {
+                        return Err(Failure::Reply {
+                            stage,
+                            reply: second,
+                        });
+                    }
+                    let secret = AuthLine::new(STANDARD.encode(password.expose()));
+                    self.exchange(settings, stage.clone(), secret.to_string().as_bytes())
+                        .await?
+                };
+                if reply.code == 235 {
+                    Ok(())
+                } else {
+                    Err(Failure::Reply {
+                        stage: Stage::Authenticate,
+                        reply,
+                    })
+                }
             }
             CredentialSecret::AccessToken(token) => {
-                let server = &settings.server;
                 let loopback_allowed = server.allow_plaintext_loopback
                     && is_loopback_host(&server.host)
                     && peer.ip().is_loopback();
@@ -358,34 +502,25 @@ impl SmtpConnection {
                         remediation: "enable TLS for the account (STARTTLS on 587, implicit TLS on 465) or use a server that offers it".to_owned(),
                     });
                 }
-                let mechanism = self.oauth_mechanism(settings).await?;
+                let mechanism = self.oauth_mechanism()?;
                 self.oauth_exchange(settings, mechanism, &credentials.user, token.expose())
                     .await
             }
         }
     }
 
-    /// XOAUTH2 when lettre saw it in the EHLO reply; otherwise lettre dropped the keywords
-    /// it does not know, so ask again and read the `AUTH` line for OAUTHBEARER.
-    async fn oauth_mechanism(
+    async fn exchange(
         &mut self,
         settings: &ConnectionSettings,
-    ) -> Result<OAuthMechanism, Failure> {
-        if self
-            .inner
-            .server_info()
-            .supports_auth_mechanism(Mechanism::Xoauth2)
-        {
-            return Ok(OAuthMechanism::Xoauth2);
-        }
-        let ehlo = settings
-            .bounded(
-                Stage::Greeting,
-                self.inner.command(Ehlo::new(settings.hello.clone())),
-                Failure::from_lettre,
-            )
-            .await?;
-        choose_oauth_mechanism(ehlo.message()).ok_or_else(|| Failure::Unsupported {
+        stage: Stage,
+        command: &[u8],
+    ) -> Result<Reply, Failure> {
+        exchange(settings, &mut self.wire, stage, command).await
+    }
+
+    /// XOAUTH2 when the server offers it, else OAUTHBEARER.
+    fn oauth_mechanism(&self) -> Result<OAuthMechanism, Failure> {
+        choose_oauth_mechanism(self.capabilities.lines.iter().map(String::as_str)).ok_or_else(|| Failure::Unsupported {
             kind: TransportErrorKind::AccountConfiguration,
             message: "the smtp server offers neither XOAUTH2 nor OAUTHBEARER, and mailroom never sends an access token with a weaker mechanism".to_owned(),
             remediation: "check the host and port of the account (Microsoft 365: smtp.office365.com, 587), and that SMTP AUTH is enabled for the mailbox".to_owned(),
@@ -393,9 +528,8 @@ impl SmtpConnection {
         })
     }
 
-    /// The OAuth exchange through `command`, because lettre's `auth` cannot answer the
-    /// error challenge: initial response; on `334` decode the challenge, answer it as the
-    /// mechanism requires and report the final reply.
+    /// The OAuth exchange: initial response; on `334` decode the challenge, answer it as
+    /// the mechanism requires and report the final reply.
     async fn oauth_exchange(
         &mut self,
         settings: &ConnectionSettings,
@@ -405,67 +539,69 @@ impl SmtpConnection {
     ) -> Result<(), Failure> {
         let server = &settings.server;
         let command = mechanism.command(user, token, &server.host, server.port);
-        let response = settings
-            .bounded(
+        let response = self
+            .exchange(
+                settings,
                 Stage::Authenticate,
-                self.inner.command(command),
-                Failure::from_lettre,
+                command.to_string().as_bytes(),
             )
             .await?;
-        if !response.has_code(334) {
-            return Ok(());
+        match response.code {
+            235 => return Ok(()),
+            334 => {}
+            _ => {
+                return Err(Failure::Reply {
+                    stage: Stage::Authenticate,
+                    reply: response,
+                });
+            }
         }
-        let challenge = decode_challenge(&response.message().collect::<Vec<_>>().join(" "));
-        let answer = settings
-            .bounded(
+        let challenge = decode_challenge(&response.text);
+        let answer = self
+            .exchange(
+                settings,
                 Stage::Authenticate,
-                self.inner.command(mechanism.challenge_answer()),
-                |stage, error| match Reply::from_lettre_error(&error) {
-                    Some(reply) => Failure::TokenChallenge {
-                        mechanism: mechanism.name(),
-                        challenge: challenge.clone(),
-                        reply,
-                    },
-                    None => Failure::from_lettre(stage, error),
-                },
+                mechanism.challenge_answer().to_string().as_bytes(),
             )
             .await?;
         // A server that accepts after its own error challenge is broken; do not use it.
         Err(Failure::TokenChallenge {
             mechanism: mechanism.name(),
             challenge,
-            reply: Reply::from_response(&answer),
+            reply: answer,
         })
     }
 
     /// Checks a connection that sat idle with `NOOP`.
     pub(crate) async fn is_healthy(&mut self, settings: &ConnectionSettings) -> bool {
-        !self.inner.has_broken()
-            && matches!(
-                tokio::time::timeout(settings.timeout, self.inner.test_connected()).await,
-                Ok(true)
-            )
+        if self.broken {
+            return false;
+        }
+        matches!(
+            self.exchange(settings, Stage::MailFrom, b"NOOP\r\n").await,
+            Ok(reply) if reply.code == 250
+        )
     }
 
     /// Sends one message: `MAIL FROM`, one `RCPT TO` per envelope recipient (Bcc
-    /// included), `DATA`, the bytes unchanged (lettre only dot-stuffs). Returns the
-    /// server's final reply.
+    /// included), `DATA` — in one write when the server offers PIPELINING (RFC 2920) —
+    /// then the bytes unchanged but dot-stuffed. Returns the server's final reply.
+    ///
+    /// A refused recipient refuses the whole message (no partial delivery): the body is
+    /// not sent, and the connection is closed (after a pipelined `DATA` the server waits
+    /// for data that never comes, and discards the transaction when the connection drops).
     pub(crate) async fn send(
         &mut self,
         settings: &ConnectionSettings,
         message: &OutgoingMessage,
     ) -> Result<Reply, Failure> {
         let envelope = &message.envelope;
-        let mut parameters = Vec::new();
+        let mut mail = format!("MAIL FROM:<{}>", envelope.sender());
         let is_ascii = |address: &mailroom_model::Address| AsRef::<str>::as_ref(address).is_ascii();
         let non_ascii_address =
             !is_ascii(envelope.sender()) || !envelope.recipients().iter().all(is_ascii);
         if non_ascii_address {
-            if !self
-                .inner
-                .server_info()
-                .supports_feature(Extension::SmtpUtfEight)
-            {
+            if !self.capabilities.has(EXT_SMTP_UTF8) {
                 return Err(Failure::Unsupported {
                     kind: TransportErrorKind::MessageRejected,
                     message: "an address of the message is not ASCII and the smtp server does not support SMTPUTF8".to_owned(),
@@ -473,14 +609,10 @@ impl SmtpConnection {
                     remedy: None,
                 });
             }
-            parameters.push(MailParameter::SmtpUtfEight);
+            mail.push_str(" SMTPUTF8");
         }
         if !message.bytes.is_ascii() {
-            if !self
-                .inner
-                .server_info()
-                .supports_feature(Extension::EightBitMime)
-            {
+            if !self.capabilities.has(EXT_8BIT_MIME) {
                 return Err(Failure::Unsupported {
                     kind: TransportErrorKind::MessageRejected,
                     message: "the message has 8-bit content and the smtp server does not support 8BITMIME".to_owned(),
@@ -488,47 +620,279 @@ impl SmtpConnection {
                     remedy: None,
                 });
             }
-            parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+            mail.push_str(" BODY=8BITMIME");
+        }
+        mail.push_str("\r\n");
+        let recipients = envelope.recipients();
+
+        // Until the final reply says otherwise, the connection is mid-transaction.
+        self.broken = true;
+        let (mail_reply, rcpt_replies, data_reply) = if self.capabilities.pipelining() {
+            self.pipelined(settings, &mail, recipients).await?
+        } else {
+            self.one_by_one(settings, &mail, recipients).await?
+        };
+        if mail_reply.code / 100 != 2 {
+            return Err(Failure::Reply {
+                stage: Stage::MailFrom,
+                reply: mail_reply,
+            });
+        }
+        let rejected: Vec<(String, Reply)> = recipients
+            .iter()
+            .zip(rcpt_replies)
+            .filter(|(_, reply)| reply.code / 100 != 2)
+            .map(|(recipient, reply)| (recipient.to_string(), reply))
+            .collect();
+        if !rejected.is_empty() {
+            return Err(Failure::Recipients {
+                rejected,
+                total: recipients.len(),
+            });
+        }
+        let data_reply = data_reply
+            .ok_or_else(|| Failure::io(Stage::Data, std::io::Error::other("no reply to DATA")))?;
+        if data_reply.code != 354 {
+            return Err(Failure::Reply {
+                stage: Stage::Data,
+                reply: data_reply,
+            });
         }
 
-        settings
-            .bounded(
-                Stage::MailFrom,
-                self.inner
-                    .command(Mail::new(Some(envelope.sender().clone()), parameters)),
-                Failure::from_lettre,
-            )
+        match self
+            .wire
+            .send_data(message.bytes.as_ref(), settings.timeout)
+            .await
+        {
+            Ok(()) => {}
+            Err(DataError::Timeout) => {
+                return Err(Failure::Timeout {
+                    stage: Stage::Message,
+                    timeout_ms: settings.server.timeout_ms,
+                });
+            }
+            Err(DataError::Wire(error)) => {
+                return Err(Failure::from_wire(Stage::Message, &settings.label(), error));
+            }
+        }
+
+        // The whole message is with the server: from here a failure leaves its fate unknown.
+        let unknown = |reason: String| Failure::DeliveryUnknown {
+            server: settings.label(),
+            reason,
+        };
+        let reply = match tokio::time::timeout(settings.final_reply_timeout, self.wire.read_reply())
+            .await
+        {
+            Ok(Ok(reply)) => reply.reply,
+            Ok(Err(WireError::Closed)) => {
+                return Err(unknown(
+                    "closed the connection before its final reply".to_owned(),
+                ));
+            }
+            Ok(Err(WireError::Io(error))) => {
+                return Err(unknown(format!(
+                    "the connection failed before its final reply ({error})"
+                )));
+            }
+            Ok(Err(WireError::Protocol(problem))) => {
+                return Err(unknown(format!(
+                    "its final reply broke the protocol ({problem})"
+                )));
+            }
+            Err(_) => {
+                return Err(unknown(format!(
+                    "gave no final reply within {} ms",
+                    settings.final_reply_timeout.as_millis()
+                )));
+            }
+        };
+        if reply.code / 100 == 2 {
+            self.broken = false;
+            Ok(reply)
+        } else {
+            Err(Failure::Reply {
+                stage: Stage::Message,
+                reply,
+            })
+        }
+    }
+
+    /// MAIL, every RCPT and DATA in one write; the replies read in order.
+    async fn pipelined(
+        &mut self,
+        settings: &ConnectionSettings,
+        mail: &str,
+        recipients: &[mailroom_model::Address],
+    ) -> Result<(Reply, Vec<Reply>, Option<Reply>), Failure> {
+        let mut batch = Vec::with_capacity(mail.len() + recipients.len() * 64 + 6);
+        batch.extend_from_slice(mail.as_bytes());
+        for recipient in recipients {
+            batch.extend_from_slice(format!("RCPT TO:<{recipient}>\r\n").as_bytes());
+        }
+        batch.extend_from_slice(b"DATA\r\n");
+        let wire = &mut self.wire;
+        settings.bounded(Stage::MailFrom, wire.send(&batch)).await?;
+        let mail_reply = settings
+            .bounded(Stage::MailFrom, wire.read_reply())
+            .await?
+            .reply;
+        let mut rcpt_replies = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            match settings
+                .bounded(Stage::RcptTo(recipient.to_string()), wire.read_reply())
+                .await
+            {
+                Ok(reply) => rcpt_replies.push(reply.reply),
+                // A refused sender explains the rest (the server may have hung up).
+                Err(_) if mail_reply.code / 100 != 2 => {
+                    return Ok((mail_reply, Vec::new(), None));
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        let data_reply = match settings.bounded(Stage::Data, wire.read_reply()).await {
+            Ok(reply) => reply.reply,
+            Err(_) if mail_reply.code / 100 != 2 => return Ok((mail_reply, rcpt_replies, None)),
+            Err(failure) => return Err(failure),
+        };
+        Ok((mail_reply, rcpt_replies, Some(data_reply)))
+    }
+
+    /// MAIL, every RCPT (all of them, so each refusal is reported) and, when all were
+    /// accepted, DATA, each waiting for its reply.
+    async fn one_by_one(
+        &mut self,
+        settings: &ConnectionSettings,
+        mail: &str,
+        recipients: &[mailroom_model::Address],
+    ) -> Result<(Reply, Vec<Reply>, Option<Reply>), Failure> {
+        let mail_reply = self
+            .exchange(settings, Stage::MailFrom, mail.as_bytes())
             .await?;
-        for recipient in envelope.recipients() {
-            settings
-                .bounded_lazy(
-                    || Stage::RcptTo(recipient.to_string()),
-                    self.inner.command(Rcpt::new(recipient.clone(), Vec::new())),
-                    Failure::from_lettre,
+        if mail_reply.code / 100 != 2 {
+            return Ok((mail_reply, Vec::new(), None));
+        }
+        let mut rcpt_replies = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            let command = format!("RCPT TO:<{recipient}>\r\n");
+            let reply = self
+                .exchange(
+                    settings,
+                    Stage::RcptTo(recipient.to_string()),
+                    command.as_bytes(),
                 )
                 .await?;
+            rcpt_replies.push(reply);
         }
-        settings
-            .bounded(Stage::Data, self.inner.command(Data), Failure::from_lettre)
-            .await?;
-        // lettre ends the data with `CRLF . CRLF`; a message that already ends with CRLF
-        // would get an extra empty line, so hand it over without its last CRLF. The server
-        // then stores exactly these bytes (SMTP requires the final CRLF, so a message
-        // without one gets it).
-        let bytes = message.bytes.as_ref();
-        let body = bytes.strip_suffix(b"\r\n").unwrap_or(bytes);
-        let response = settings
-            .bounded(
-                Stage::Message,
-                self.inner.message(body),
-                Failure::from_lettre,
-            )
-            .await?;
-        Ok(Reply::from_response(&response))
+        if rcpt_replies.iter().any(|reply| reply.code / 100 != 2) {
+            return Ok((mail_reply, rcpt_replies, None));
+        }
+        let data_reply = self.exchange(settings, Stage::Data, b"DATA\r\n").await?;
+        Ok((mail_reply, rcpt_replies, Some(data_reply)))
     }
 
     /// Says goodbye politely; used for connections the pool no longer wants.
-    pub(crate) async fn quit(mut self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.inner.quit()).await;
+    pub(crate) async fn quit(self, timeout: Duration) {
+        quit(self.wire, timeout).await;
+    }
+}
+
+/// `QUIT`, bounded by `timeout`; the answer does not matter.
+pub(crate) async fn quit(mut wire: Wire, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, async {
+        wire.send(b"QUIT\r\n").await?;
+        wire.read_reply().await
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capabilities(raw: &str) -> Capabilities {
+        let mut reader = crate::wire::ReplyReader::new();
+        let spare = reader.spare();
+        spare[..raw.len()].copy_from_slice(raw.as_bytes());
+        reader.filled(raw.len());
+        let crate::wire::Fed::Reply(reply) = reader.feed().expect("a reply") else {
+            panic!("incomplete");
+        };
+        Capabilities::parse(&reply, Stage::Greeting, "test:25").expect("capabilities")
+    }
+
+    #[test]
+    fn real_ehlo_replies_are_understood() {
+        // Exchange Online after STARTTLS.
+        let exchange = capabilities(concat!(
+            "250-SN4PR0201CA0068.outlook.office365.com Hello [192.0.2.1]\r\n",
+            "250-SIZE 157286400\r\n",
+            "250-PIPELINING\r\n",
+            "250-DSN\r\n",
+            "250-ENHANCEDSTATUSCODES\r\n",
+            "250-AUTH LOGIN XOAUTH2\r\n",
+            "250-8BITMIME\r\n",
+            "250-BINARYMIME\r\n",
+            "250-CHUNKING\r\n",
+            "250 SMTPUTF8\r\n",
+        ));
+        assert_eq!(exchange.name, "SN4PR0201CA0068.outlook.office365.com");
+        assert!(exchange.pipelining());
+        assert!(exchange.has(EXT_8BIT_MIME) && exchange.has(EXT_SMTP_UTF8));
+        assert!(!exchange.has(EXT_START_TLS));
+        assert_eq!(exchange.auth_mechanisms(), ["LOGIN", "XOAUTH2"]);
+        // Exchange before STARTTLS, with an unknown extension.
+        let plain = capabilities(concat!(
+            "250-SN4PR0201CA0068.outlook.office365.com Hello [192.0.2.1]\r\n",
+            "250-SIZE 157286400\r\n",
+            "250-PIPELINING\r\n",
+            "250-X-ANONYMOUSTLS\r\n",
+            "250-STARTTLS\r\n",
+            "250 SMTPUTF8\r\n",
+        ));
+        assert!(plain.has(EXT_START_TLS) && plain.pipelining());
+        assert!(plain.auth_mechanisms().is_empty());
+        // Gmail's submission server, and a server with nothing to offer.
+        let gmail = capabilities(concat!(
+            "250-smtp.gmail.com at your service, [192.0.2.1]\r\n",
+            "250-SIZE 35882577\r\n",
+            "250-8BITMIME\r\n",
+            "250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER XOAUTH\r\n",
+            "250-ENHANCEDSTATUSCODES\r\n",
+            "250-PIPELINING\r\n",
+            "250-CHUNKING\r\n",
+            "250 SMTPUTF8\r\n",
+        ));
+        assert!(gmail.pipelining());
+        assert!(gmail.auth_mechanisms().contains(&"OAUTHBEARER".to_owned()));
+        let bare = capabilities("250 relay.example\r\n");
+        assert_eq!(bare.name, "relay.example");
+        assert!(!bare.pipelining() && !bare.has(EXT_START_TLS));
+    }
+
+    fn server(host: &str, opt_in: bool) -> ServerSettings {
+        let mut settings = ServerSettings::preset(Provider::None);
+        settings.host = host.to_owned();
+        settings.allow_plaintext_password = opt_in;
+        settings
+    }
+
+    #[test]
+    fn a_password_goes_in_plaintext_only_to_loopback_or_with_the_opt_in() {
+        let loopback: SocketAddr = "127.0.0.1:25".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:25".parse().unwrap();
+        let allowed = |host: &str, opt_in: bool, peer: SocketAddr| {
+            password_may_go_in_plaintext(&server(host, opt_in), peer)
+        };
+        assert!(allowed("127.0.0.1", false, loopback));
+        assert!(allowed("localhost", false, loopback));
+        assert!(allowed("[::1]", false, "[::1]:25".parse().unwrap()));
+        assert!(!allowed("smtp.example.com", false, remote));
+        assert!(!allowed("smtp.example.com", false, loopback));
+        // A name that claims loopback but reached another address.
+        assert!(!allowed("localhost", false, remote));
+        // The account's explicit opt-in.
+        assert!(allowed("smtp.example.com", true, remote));
     }
 }

@@ -1,11 +1,13 @@
 //! mailroom's SMTP transport: Microsoft 365 (XOAUTH2, or OAUTHBEARER where a server offers
-//! only that) and password servers (PLAIN, LOGIN), over lettre's async SMTP connection on
-//! tokio and rustls.
+//! only that) and password servers (PLAIN, LOGIN), on its own SMTP session over tokio and
+//! rustls: replies read with bounds through `smtp-proto`'s parser, PIPELINING when offered.
 //!
-//! [`SmtpTransport`] implements [`mailroom_model::MessageTransport`]. It keeps its own
-//! small connection pool (see `pool.rs`) instead of lettre's `AsyncSmtpTransport`, because
-//! lettre 0.11.23 never sets `TCP_NODELAY` (every message then waits for a delayed ACK)
-//! and NOOPs before every reuse; here sockets are `TCP_NODELAY` and a connection is
+//! [`SmtpTransport`] implements [`mailroom_model::MessageTransport`]. It runs its own SMTP
+//! session and small connection pool (see `connection.rs`, `wire.rs`, `pool.rs`) instead
+//! of lettre's, because lettre 0.11.23 reads a whole reply line before checking its length
+//! (a hostile server grows the process without bound), keeps bytes received before
+//! STARTTLS as if they came through TLS, never sets `TCP_NODELAY` and NOOPs before every
+//! reuse. Here every read is bounded, sockets are `TCP_NODELAY`, and a connection is
 //! checked only after it sat idle.
 //!
 //! The transport sends a message that is already formatted, with the credentials of one
@@ -74,9 +76,11 @@ mod reply;
 mod sasl;
 mod tls;
 mod transport;
+mod wire;
 
 pub use config::{
-    DEFAULT_HEALTH_CHECK_AFTER, DEFAULT_IDLE_TIMEOUT, DEFAULT_POOL_SIZE, SmtpTransportConfig,
+    DEFAULT_FINAL_REPLY_TIMEOUT, DEFAULT_HEALTH_CHECK_AFTER, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_POOL_SIZE, SmtpTransportConfig,
 };
 pub use error::{Error, Result};
 pub use probe::{Probe, ProbeError, ProbeTls, probe};

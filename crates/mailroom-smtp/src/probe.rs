@@ -5,14 +5,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lettre::transport::smtp::commands::Ehlo;
 use mailroom_model::{ServerSettings, TransportError};
 
 use crate::SmtpTransportConfig;
-use crate::connection::{ConnectionSettings, Greeted, connect};
-use crate::reply::{Failure, Stage};
-use crate::sasl::offered_mechanisms;
+use crate::connection::{ConnectionSettings, Greeted, connect, quit};
+use crate::reply::Failure;
 use crate::tls::{TlsMaterial, TlsPlan};
+use crate::transport::hello_name;
 
 /// How TLS started on a probed connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,37 +92,20 @@ pub async fn probe(
     let connection = ConnectionSettings {
         server: settings.clone(),
         tls: TlsMaterial::new(&settings.host, extra_root_pem)?,
-        hello: lettre::transport::smtp::extension::ClientId::default(),
+        hello: hello_name(None),
         timeout: Duration::from_millis(u64::from(settings.timeout_ms)),
+        final_reply_timeout: config.final_reply_timeout,
     };
     let into_error = |failure: Failure| failure.into_transport_error(&settings.smtp_user);
     let Greeted {
-        mut inner,
+        wire,
+        capabilities,
         encrypted,
         peer,
     } = connect(&connection).await.map_err(into_error)?;
-    // lettre keeps only the mechanisms it knows; ask again for the whole `AUTH` line.
-    let ehlo = tokio::time::timeout(
-        connection.timeout,
-        inner.command(Ehlo::new(connection.hello.clone())),
-    )
-    .await;
-    let ehlo = match ehlo {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => {
-            return Err(into_error(Failure::from_lettre(Stage::Greeting, error)).into());
-        }
-        Err(_) => {
-            return Err(into_error(Failure::Timeout {
-                stage: Stage::Greeting,
-                timeout_ms: settings.timeout_ms,
-            })
-            .into());
-        }
-    };
-    let auth_mechanisms = offered_mechanisms(ehlo.message());
-    let server_name = inner.server_info().name().to_owned();
-    let _ = tokio::time::timeout(connection.timeout, inner.quit()).await;
+    let auth_mechanisms = capabilities.auth_mechanisms();
+    let server_name = capabilities.name.clone();
+    quit(wire, connection.timeout).await;
     let tls = match (encrypted, TlsPlan::for_settings(settings)) {
         (false, _) => ProbeTls::None,
         (true, TlsPlan::Implicit) => ProbeTls::Implicit,

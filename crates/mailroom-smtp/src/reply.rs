@@ -57,23 +57,6 @@ impl fmt::Display for Reply {
 }
 
 impl Reply {
-    /// The reply carried by a lettre error, when the error is a negative reply.
-    pub(crate) fn from_lettre_error(error: &lettre::transport::smtp::Error) -> Option<Self> {
-        let code = u16::from(error.status()?);
-        let text = error
-            .source()
-            .map(|source| source.to_string())
-            .unwrap_or_default();
-        Some(Self { code, text })
-    }
-
-    pub(crate) fn from_response(response: &lettre::transport::smtp::response::Response) -> Self {
-        Self {
-            code: u16::from(response.code()),
-            text: response.message().collect::<Vec<_>>().join(" "),
-        }
-    }
-
     /// The RFC 3463 enhanced status code at the start of the text, e.g. `5.7.3`.
     fn enhanced_code(&self) -> Option<&str> {
         let first = self.text.split_whitespace().next()?;
@@ -93,7 +76,7 @@ impl Reply {
 }
 
 /// Everything that can go wrong between connecting and the final reply. Nothing here holds
-/// a credential: replies are the server's words, sources are lettre's or io errors.
+/// a credential: replies are the server's words, sources are io or TLS errors.
 #[derive(Debug)]
 pub(crate) enum Failure {
     /// The server answered a command with a negative reply.
@@ -107,10 +90,25 @@ pub(crate) enum Failure {
     },
     /// The step did not finish within the account's timeout.
     Timeout { stage: Stage, timeout_ms: u32 },
-    /// Connecting, TLS or the network failed, or lettre refused something.
+    /// Connecting, TLS or the network failed, or the server closed the connection.
     Io {
         stage: Stage,
         source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The server broke the protocol (a reply past the bounds, bytes behind the `220` to
+    /// STARTTLS, bytes that are no reply); the connection was dropped.
+    Protocol {
+        stage: Stage,
+        server: String,
+        problem: String,
+    },
+    /// The whole message was written but the final reply never came (timeout, dropped
+    /// connection, or a broken reply): the server may have accepted it.
+    DeliveryUnknown { server: String, reason: String },
+    /// Recipients were refused; the message was not sent to anyone (no partial delivery).
+    Recipients {
+        rejected: Vec<(String, Reply)>,
+        total: usize,
     },
     /// The connection would not protect a bearer token (or a required STARTTLS is missing).
     Insecure { reason: String, remediation: String },
@@ -131,11 +129,23 @@ impl Failure {
         }
     }
 
-    /// A lettre error at `stage`: a negative reply, or a network, TLS or client problem.
-    pub(crate) fn from_lettre(stage: Stage, error: lettre::transport::smtp::Error) -> Self {
-        match Reply::from_lettre_error(&error) {
-            Some(reply) => Failure::Reply { stage, reply },
-            None => Failure::io(stage, error),
+    /// A failed read or write at `stage` with the server `server` (`host:port`).
+    pub(crate) fn from_wire(stage: Stage, server: &str, error: crate::wire::WireError) -> Self {
+        use crate::wire::WireError;
+        match error {
+            WireError::Io(error) => Failure::io(stage, error),
+            WireError::Closed => Failure::io(
+                stage,
+                std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the server closed the connection",
+                ),
+            ),
+            WireError::Protocol(problem) => Failure::Protocol {
+                stage,
+                server: server.to_owned(),
+                problem,
+            },
         }
     }
 
@@ -204,6 +214,65 @@ impl Failure {
                         "check the host, port and network; the send can be retried",
                     )
                     .with_source(BoxedSource(source))
+                }
+            }
+            Failure::Protocol {
+                stage,
+                server,
+                problem,
+            } => TransportError::new(
+                TransportErrorKind::Permanent,
+                format!(
+                    "the smtp server {server} broke the protocol during {stage}: {problem}; mailroom dropped the connection and did not send the message"
+                ),
+            )
+            .with_remediation(
+                "check the host and port of the account; if they are right, the server or something on the network path misbehaves: ask its administrator",
+            )
+            .with_remedy(Remedy::EditAccount { account: None }),
+            Failure::DeliveryUnknown { server, reason } => TransportError::new(
+                TransportErrorKind::DeliveryUnknown,
+                format!(
+                    "the smtp server {server} took the whole message but {reason}: it may or may not have accepted it"
+                ),
+            )
+            .with_remediation(
+                "mailroom does not send it again at once; a queued message is tried once more later, so the recipients may get it twice (with the same Message-ID)",
+            ),
+            Failure::Recipients { mut rejected, total } => {
+                if rejected.len() == 1 && total == 1 {
+                    let (recipient, reply) = rejected.remove(0);
+                    return map_reply(&Stage::RcptTo(recipient), &reply, user);
+                }
+                // The first refusal decides the kind and the advice; the message lists them all.
+                let Some((first_recipient, first_reply)) = rejected.first() else {
+                    return TransportError::new(
+                        TransportErrorKind::Permanent,
+                        "the smtp server refused the recipients",
+                    );
+                };
+                let mapped = map_reply(&Stage::RcptTo(first_recipient.clone()), first_reply, user);
+                let list = rejected
+                    .iter()
+                    .map(|(recipient, reply)| format!("<{recipient}>: {reply}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let mut error = TransportError::new(
+                    mapped.kind(),
+                    format!(
+                        "the smtp server refused {} of the message's {total} recipients ({list}); mailroom does not deliver to only some recipients, so the message was sent to nobody",
+                        rejected.len()
+                    ),
+                )
+                .with_server_reply(first_reply.to_string());
+                if let Some(remediation) = mapped.remediation() {
+                    error = error.with_remediation(format!(
+                        "{remediation}; or send the message without the refused recipients"
+                    ));
+                }
+                match mapped.remedy() {
+                    Some(remedy) => error.with_remedy(remedy.clone()),
+                    None => error,
                 }
             }
             Failure::Insecure {
@@ -447,6 +516,22 @@ mod tests {
             Kind::Insecure,
             "enable TLS",
         );
+    }
+
+    #[test]
+    fn basic_auth_retirement_asks_for_oauth() {
+        for stage in [Stage::Authenticate, Stage::MailFrom] {
+            let error = map_reply(
+                &stage,
+                &reply("550 5.7.30 Basic authentication is not supported for Client Submission."),
+                "box@example.com",
+            );
+            assert_eq!(error.kind(), TransportErrorKind::AccountConfiguration);
+            assert_eq!(
+                error.remedy(),
+                Some(&Remedy::SwitchToOAuth { account: None })
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The OAuth SASL mechanisms lettre lacks or gets wrong on failure: XOAUTH2 and OAUTHBEARER
+//! The OAuth SASL mechanisms: XOAUTH2 and OAUTHBEARER
 //! (RFC 7628) initial responses, the commands that carry them, and the server's `334`
 //! error challenge.
 
@@ -56,9 +56,15 @@ pub fn oauthbearer_initial_response(user: &str, token: &str, host: &str, port: u
     format!("n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01")
 }
 
-/// One line of an SASL exchange sent through lettre's `command`. It may hold a token, so
-/// `Debug` prints nothing of it; `Display` (what goes on the wire) adds the CRLF.
+/// One line of an SASL exchange. It may hold a token or a password, so `Debug` prints
+/// nothing of it; `Display` (what goes on the wire) adds the CRLF.
 pub(crate) struct AuthLine(String);
+
+impl AuthLine {
+    pub(crate) fn new(line: String) -> Self {
+        Self(line)
+    }
+}
 
 impl fmt::Display for AuthLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,17 +1,13 @@
 //! TLS: which way TLS starts for an account, the trusted roots (Mozilla's plus an optional
-//! extra PEM root), and the stream wrapper that lets lettre talk over implicit TLS on a
-//! socket we opened ourselves.
+//! extra PEM root), and the handshake on a socket we opened ourselves (implicit TLS and
+//! STARTTLS).
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use lettre::transport::smtp::client::{
-    AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
-};
 use mailroom_model::{ServerSettings, TlsStartup};
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
@@ -51,11 +47,9 @@ impl TlsPlan {
 /// server's certificate against the same roots; there is no way to turn that off.
 #[derive(Clone)]
 pub(crate) struct TlsMaterial {
-    /// For implicit TLS, where we run the handshake ourselves.
+    /// For implicit TLS and STARTTLS alike.
     implicit: tokio_rustls::TlsConnector,
     server_name: ServerName<'static>,
-    /// For STARTTLS, which lettre's connection runs.
-    starttls: TlsParameters,
 }
 
 impl fmt::Debug for TlsMaterial {
@@ -118,27 +112,20 @@ impl TlsMaterial {
         let server_name = ServerName::try_from(host.to_owned())
             .map_err(|error| tls_setup(format!("`{host}` is not a valid server name: {error}")))?;
 
-        let mut builder = TlsParameters::builder(host.to_owned())
-            .certificate_store(CertificateStore::WebpkiRoots);
-        for root in extra_roots {
-            let certificate = Certificate::from_der(root.to_vec())
-                .map_err(|error| tls_setup(error.to_string()))?;
-            builder = builder.add_root_certificate(certificate);
-        }
-        let starttls = builder
-            .build_rustls()
-            .map_err(|error| tls_setup(error.to_string()))?;
-
         Ok(Self {
             implicit: tokio_rustls::TlsConnector::from(Arc::new(client_config)),
             server_name,
-            starttls,
         })
     }
 
-    /// Parameters for lettre's `starttls`.
-    pub(crate) fn starttls_parameters(&self) -> TlsParameters {
-        self.starttls.clone()
+    /// Runs the TLS handshake after STARTTLS.
+    pub(crate) async fn connect(
+        &self,
+        tcp: TcpStream,
+    ) -> io::Result<TlsStream<FirstBytes<TcpStream>>> {
+        self.implicit
+            .connect(self.server_name.clone(), FirstBytes::new(tcp))
+            .await
     }
 
     /// Runs the TLS handshake of implicit TLS on an open socket. On failure, says whether
@@ -147,18 +134,14 @@ impl TlsMaterial {
     pub(crate) async fn connect_implicit(
         &self,
         tcp: TcpStream,
-    ) -> Result<ImplicitTlsStream, ImplicitTlsError> {
-        let peer = tcp.peer_addr().map_err(|source| ImplicitTlsError {
-            source,
-            first_bytes: Vec::new(),
-        })?;
+    ) -> Result<TlsStream<FirstBytes<TcpStream>>, ImplicitTlsError> {
         match self
             .implicit
             .connect(self.server_name.clone(), FirstBytes::new(tcp))
             .into_fallible()
             .await
         {
-            Ok(stream) => Ok(ImplicitTlsStream { stream, peer }),
+            Ok(stream) => Ok(stream),
             Err((source, io)) => Err(ImplicitTlsError {
                 source,
                 first_bytes: io.first,
@@ -208,7 +191,7 @@ pub(crate) struct FirstBytes<T> {
 }
 
 impl<T> FirstBytes<T> {
-    fn new(inner: T) -> Self {
+    pub(crate) fn new(inner: T) -> Self {
         Self {
             inner,
             first: Vec::with_capacity(FIRST_BYTES),
@@ -262,67 +245,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytes<T> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-/// A TLS stream lettre can use as its transport: `connect_with_transport` reads the
-/// greeting at once, so for implicit TLS the handshake must be done before.
-pub(crate) struct ImplicitTlsStream {
-    stream: TlsStream<FirstBytes<TcpStream>>,
-    peer: SocketAddr,
-}
-
-impl fmt::Debug for ImplicitTlsStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ImplicitTlsStream")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AsyncRead for ImplicitTlsStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ImplicitTlsStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-}
-
-impl AsyncTokioStream for ImplicitTlsStream {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.peer)
     }
 }
 

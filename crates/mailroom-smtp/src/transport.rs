@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lettre::transport::smtp::extension::ClientId;
 use mailroom_model::{
     Credentials, Delivery, MessageTransport, OutgoingMessage, TransportError, TransportKind,
 };
@@ -18,6 +17,24 @@ use crate::connection::{ConnectionSettings, SmtpConnection, check_credentials};
 use crate::pool::Pool;
 use crate::reply::Failure;
 use crate::tls::TlsMaterial;
+
+/// The name sent in `EHLO`: the given one, else this machine's host name (lettre's
+/// `ClientId`, an address literal when there is none). A name that is not one printable
+/// ASCII word (it would change the command) is replaced the same way.
+pub(crate) fn hello_name(name: Option<&str>) -> String {
+    let usable = |name: &str| !name.is_empty() && name.bytes().all(|byte| byte.is_ascii_graphic());
+    match name {
+        Some(name) if usable(name) => name.to_owned(),
+        _ => {
+            let default = lettre::transport::smtp::extension::ClientId::default().to_string();
+            if usable(&default) {
+                default
+            } else {
+                "[127.0.0.1]".to_owned()
+            }
+        }
+    }
+}
 
 /// Sends through one account's SMTP server. Cheap to share (`Arc` inside); build it once
 /// per account and keep it, so connections are reused.
@@ -50,15 +67,12 @@ impl SmtpTransport {
     pub fn new(config: SmtpTransportConfig) -> Result<Self> {
         config.validate()?;
         let tls = TlsMaterial::new(&config.settings.host, config.extra_root_pem.as_deref())?;
-        let hello = match &config.hello_name {
-            Some(name) => ClientId::Domain(name.clone()),
-            None => ClientId::default(),
-        };
         let connection = ConnectionSettings {
             server: config.settings.clone(),
             tls,
-            hello,
+            hello: hello_name(config.hello_name.as_deref()),
             timeout: Duration::from_millis(u64::from(config.settings.timeout_ms)),
+            final_reply_timeout: config.final_reply_timeout,
         };
         Ok(Self {
             shared: Arc::new(Shared {

@@ -12,7 +12,9 @@
 //!   server certificate it issued for `localhost` and `127.0.0.1`.
 //! - `smtp`: [`smtp::TestServer`], a real SMTP server (aiosmtpd, run from this crate's
 //!   `smtp_server.py`) on 127.0.0.1 with STARTTLS, implicit TLS or none, XOAUTH2,
-//!   OAUTHBEARER, PLAIN and LOGIN, scripted replies, and a log of what it received.
+//!   OAUTHBEARER, PLAIN and LOGIN, scripted replies, and a log of what it received; and
+//!   [`scripted::ScriptedServer`], SMTP servers scripted line by line for the hostile cases
+//!   (endless lines, bytes behind STARTTLS, late final replies, dropped connections).
 //! - `sandbox`: [`sandbox::endpoint_overrides`], an app registration's endpoints pointing
 //!   at a running `mailroom-sandbox`.
 //!
@@ -41,6 +43,8 @@ pub mod certificates;
 mod database;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+#[cfg(feature = "smtp")]
+pub mod scripted;
 #[cfg(feature = "smtp")]
 pub mod smtp;
 

@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::facade::Receipt;
 use crate::outbox::{Claimed, Finish, OutboxStatus};
+use crate::retry::DELIVERY_UNKNOWN_MARK;
 use crate::{Mailroom, Result};
 
 /// What the agent reports as it works (the CLI draws its progress bar from these).
@@ -230,6 +231,10 @@ async fn process(
             .and_then(|delta| now.checked_add_signed(delta))
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
     };
+    let unknown_before = message
+        .last_error
+        .as_deref()
+        .is_some_and(|last| last.starts_with(DELIVERY_UNKNOWN_MARK));
     let (outcome, event) = match result {
         Ok(receipt) => (
             Finish::Sent(receipt.clone()),
@@ -248,8 +253,42 @@ async fn process(
                 AgentEvent::Held { id, error: text },
             )
         }
+        Err(error) if error.is_delivery_unknown() => {
+            let text = error.to_string();
+            if unknown_before {
+                let text = format!(
+                    "{DELIVERY_UNKNOWN_MARK} {text}; the outcome was unknown twice, so mailroom does not try again: ask the recipients whether message {} arrived",
+                    message.message_id
+                );
+                (
+                    Finish::Failed(text.clone()),
+                    AgentEvent::Failed { id, error: text },
+                )
+            } else {
+                let wait = mailroom.options.retry.outbox_delivery_unknown_delay;
+                let text = format!(
+                    "{DELIVERY_UNKNOWN_MARK} {text}; tried once more after {} s, so a duplicate with the same Message-ID {} is possible",
+                    wait.as_secs(),
+                    message.message_id
+                );
+                (
+                    Finish::Retry {
+                        error: text.clone(),
+                        at: later(wait),
+                    },
+                    AgentEvent::Retrying { id, error: text },
+                )
+            }
+        }
         Err(error) if error.is_transient() => {
             let text = error.to_string();
+            // Keep the mark: a message whose delivery was unknown once is never tried after
+            // a second unknown outcome.
+            let text = if unknown_before {
+                format!("{DELIVERY_UNKNOWN_MARK} (earlier) {text}")
+            } else {
+                text
+            };
             match mailroom
                 .options
                 .retry

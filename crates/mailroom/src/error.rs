@@ -140,6 +140,12 @@ impl Error {
         }
     }
 
+    /// True when the server may have accepted the message although the send failed
+    /// (`DeliveryUnknown`): it must not be sent again at once.
+    pub fn is_delivery_unknown(&self) -> bool {
+        matches!(self, Error::Transport { error, .. } if error.is_delivery_unknown())
+    }
+
     /// True when only an administrator's sign-in can fix it (the agent holds these).
     pub fn needs_sign_in(&self) -> bool {
         match self {

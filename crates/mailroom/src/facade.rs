@@ -52,6 +52,10 @@ pub struct MailroomOptions {
     pub broker: BrokerConfig,
     /// Connections (and sends in flight) per SMTP account.
     pub smtp_pool_size: usize,
+    /// How long SMTP waits for the server's reply after the whole message was sent
+    /// (independent of an account's timeout; RFC 5321 says ten minutes). Past it the
+    /// outcome is unknown: `DeliveryUnknown`, never retried at once.
+    pub smtp_final_reply_timeout: Duration,
     /// Every send goes through this transport instead of SMTP or the Gmail API (dry runs,
     /// benchmarks). `None` in production.
     pub transport_override: Option<Arc<dyn MessageTransport>>,
@@ -75,6 +79,7 @@ impl MailroomOptions {
             outbox_clock: OutboxClock::database(),
             broker: BrokerConfig::default(),
             smtp_pool_size: mailroom_smtp::DEFAULT_POOL_SIZE,
+            smtp_final_reply_timeout: mailroom_smtp::DEFAULT_FINAL_REPLY_TIMEOUT,
             transport_override: None,
             resolution_cache_ttl: Duration::from_secs(1),
         }
@@ -93,6 +98,7 @@ impl fmt::Debug for MailroomOptions {
             .field("retry", &self.retry)
             .field("outbox_clock", &self.outbox_clock)
             .field("smtp_pool_size", &self.smtp_pool_size)
+            .field("smtp_final_reply_timeout", &self.smtp_final_reply_timeout)
             .field("transport_override", &self.transport_override)
             .field("resolution_cache_ttl", &self.resolution_cache_ttl)
             .finish_non_exhaustive()
@@ -278,6 +284,7 @@ fn settings_fingerprint(server: &ServerSettings) -> u64 {
         &server.smtp_user,
         server.password.as_ref().map_or("", |p| p.expose()),
         &server.allow_plaintext_loopback.to_string(),
+        &server.allow_plaintext_password.to_string(),
     ] {
         hash.update(part.as_bytes());
         hash.update([0u8]);
@@ -527,8 +534,9 @@ impl Mailroom {
                 return Ok(transport.clone());
             }
         }
-        let mut config =
-            SmtpTransportConfig::new(server.clone()).with_pool_size(self.options.smtp_pool_size);
+        let mut config = SmtpTransportConfig::new(server.clone())
+            .with_pool_size(self.options.smtp_pool_size)
+            .with_final_reply_timeout(self.options.smtp_final_reply_timeout);
         if let Some(pem) = &self.options.extra_root_pem {
             config = config.with_extra_root_pem(pem.clone());
         }

@@ -140,7 +140,7 @@ pub use mailroom_model::Remedy;
 pub use message::{Attachment, BuiltMessage, MAX_ATTACHMENT_SIZE, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
 pub use outbox_clock::OutboxClock;
-pub use retry::RetryPolicy;
+pub use retry::{DELIVERY_UNKNOWN_MARK, RetryPolicy};
 pub use status::{OwnedToken, SignInState, owned_tokens, sign_in_state, stored_tokens};
 pub use workflows::{
     Forgotten, Resealed, Revocation, SignInMode, SignInSession, SignInStep, SignOut,

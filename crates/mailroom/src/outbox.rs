@@ -144,6 +144,8 @@ pub(crate) struct Claimed {
     pub(crate) bytes: Bytes,
     pub(crate) message_id: String,
     pub(crate) bcc_header: Option<String>,
+    /// The error of the previous attempt, if any.
+    pub(crate) last_error: Option<String>,
 }
 
 fn account_ref_of(id: i64, kind: &str, account_id: Option<i64>) -> Result<AccountRef> {
@@ -280,6 +282,7 @@ fn claimed(model: outbox_message::Model) -> Result<Claimed> {
         bytes: Bytes::from(model.bytes),
         message_id: model.message_id,
         bcc_header: model.bcc_header,
+        last_error: model.last_error,
     })
 }
 

@@ -31,7 +31,16 @@ pub struct RetryPolicy {
     /// The outbox's first wait before it retries such a message; doubled each time, at
     /// most an hour.
     pub outbox_base_delay: Duration,
+    /// When a send's outcome is unknown (`DeliveryUnknown`: the server took the whole
+    /// message but its final reply never came), the outbox tries the message once more
+    /// after this wait, and never again; a duplicate with the same Message-ID is then
+    /// possible. A send outside the outbox is never retried on that error.
+    pub outbox_delivery_unknown_delay: Duration,
 }
+
+/// The start of an outbox message's `last_error` once its delivery was unknown: the mark
+/// that it was (or is about to be) tried once more, and must not be again.
+pub const DELIVERY_UNKNOWN_MARK: &str = "delivery unknown:";
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -42,6 +51,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             outbox_max_attempts: 10,
             outbox_base_delay: Duration::from_secs(30),
+            outbox_delivery_unknown_delay: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -253,6 +263,14 @@ mod tests {
         };
         let long = capped.delay_after(30, Duration::ZERO, None).unwrap();
         assert!(long <= Duration::from_secs(10), "{long:?}");
+    }
+
+    #[test]
+    fn an_unknown_delivery_waits_a_quarter_of_an_hour_by_default() {
+        assert_eq!(
+            RetryPolicy::default().outbox_delivery_unknown_delay,
+            Duration::from_secs(15 * 60)
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub struct Model {
     pub password_sealed: Option<Vec<u8>>,
     pub allow_plaintext_loopback: bool,
     pub settings_seal: Option<Vec<u8>>,
+    pub allow_plaintext_password: bool,
     pub version: i64,
     pub updated_at: DateTimeUtc,
     pub fax_format: Option<String>,

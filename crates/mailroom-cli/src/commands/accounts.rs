@@ -384,6 +384,7 @@ pub(crate) fn server_change(options: &ServerOptions) -> Result<ServerSettingsCha
         smtp_user: options.user.clone(),
         password,
         allow_plaintext_loopback: options.allow_plaintext_loopback,
+        allow_plaintext_password: options.allow_plaintext_password,
     })
 }
 

@@ -353,3 +353,49 @@ fn settings_set_from_several_processes_at_once_all_succeed() {
         .unwrap();
     assert!((1..=8).contains(&days), "{days}");
 }
+
+#[test]
+fn allowing_a_plaintext_password_is_explicit_shown_and_warned_about() {
+    let cli = Cli::new();
+    let set = |extra: &[&str]| {
+        let args = [
+            &[
+                "company",
+                "set",
+                "--provider",
+                "none",
+                "--host",
+                "relay.internal.example",
+                "--port",
+                "25",
+                "--no-tls",
+                "--user",
+                "relay@example.com",
+                "--password-stdin",
+            ][..],
+            extra,
+        ]
+        .concat();
+        cli.run_with(&args, "a-password\n", &[]).ok()
+    };
+    let without = set(&["--json"]);
+    assert_eq!(without.json()["allow_plaintext_password"], false);
+    assert!(!without.stderr.contains("without TLS"), "{without:?}");
+
+    let with = set(&["--allow-plaintext-password"]);
+    assert!(
+        with.stderr
+            .contains("the password may be sent without TLS to relay.internal.example"),
+        "{with:?}"
+    );
+    let shown = cli.run(&["company", "show"]).ok();
+    assert!(shown.stdout.contains("Plaintext password"), "{shown:?}");
+    let json = cli.run(&["company", "show", "--json"]).ok().json();
+    assert_eq!(json["allow_plaintext_password"], true);
+
+    // And off again.
+    cli.run(&["company", "set", "--allow-plaintext-password=false"])
+        .ok();
+    let json = cli.run(&["company", "show", "--json"]).ok().json();
+    assert_eq!(json["allow_plaintext_password"], false);
+}

@@ -250,3 +250,57 @@ fn queue_then_agent_once_then_queue_list_and_show() {
         cancel.stderr
     );
 }
+
+#[test]
+fn a_server_refusing_basic_authentication_gets_the_command_that_switches_to_microsoft() {
+    // Exchange Online once basic authentication is off for SMTP AUTH.
+    let server = mailroom_testkit::scripted::ScriptedServer::start(|conn| {
+        if !conn.open_plain(&["AUTH PLAIN LOGIN"]) {
+            return;
+        }
+        conn.read_line();
+        conn.send("550 5.7.30 Basic authentication is not supported for Client Submission.\r\n");
+        conn.read_to_end(1024);
+    });
+    let cli = Cli::new();
+    let port = server.port.to_string();
+    cli.run_with(
+        &[
+            "company",
+            "set",
+            "--provider",
+            "none",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--no-tls",
+            "--user",
+            "relay@example.com",
+            "--password-stdin",
+        ],
+        "a-password\n",
+        &[],
+    )
+    .ok();
+    let run = cli.run(&[
+        "send",
+        "--company",
+        "--to",
+        "buyer@example.com",
+        "--subject",
+        "s",
+        "--body",
+        "b",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("5.7.30"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("mailroom company set --provider microsoft"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("a-password"), "{run:?}");
+    // Refused at once: a configuration problem is not retried.
+    assert_eq!(server.connections(), 1);
+}

@@ -516,3 +516,31 @@ async fn login_and_plain_exchanges() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn auth_lines_of_64_kib_and_more_are_read_whole() {
+    // Microsoft access tokens exceed 4,096 characters; the line takes them whole.
+    let sandbox = sandbox().await;
+    let mut raw = Raw::connect_implicit(&sandbox).await;
+    raw.reply().await;
+    raw.command("EHLO client.example").await;
+    let long_token = "t".repeat(64 * 1024);
+    let line = format!(
+        "AUTH XOAUTH2 {}",
+        STANDARD.encode(xoauth2_initial_response(MICROSOFT_USER, &long_token))
+    );
+    assert!(line.len() > 64 * 1024);
+    let reply = raw.command(&line).await;
+    assert_eq!(challenge(&reply)["status"], "401");
+    check(
+        &mut raw,
+        &[
+            (
+                "",
+                "535 5.7.3 Authentication unsuccessful [the access token is not known]\r\n",
+            ),
+            ("NOOP", "250 2.0.0 OK\r\n"),
+        ],
+    )
+    .await;
+}

@@ -3,6 +3,7 @@
 //! PostgreSQL.
 
 mod commands;
+mod delivery;
 mod doctor;
 mod keys;
 mod outbox;
