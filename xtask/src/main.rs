@@ -48,6 +48,8 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("smtp", "mailroom-smtp", "smtp"),
     ("gmail", "mailroom-gmail", "gmail"),
     ("send", "mailroom", "send"),
+    ("line-ends", "mailroom", "line_ends"),
+    ("memory", "mailroom-cli", "memory"),
 ];
 
 fn main() -> ExitCode {
