@@ -1,5 +1,5 @@
 //! `cargo xtask`: every project script in one place (ci, test, dist, package, checks,
-//! deny, bench).
+//! deny, bench, fuzz).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -14,6 +14,7 @@ use crate::workspace::Workspace;
 
 mod checks;
 mod dist;
+mod fuzz;
 mod workspace;
 
 const USAGE: &str = "usage: cargo xtask <task>
@@ -36,13 +37,19 @@ tasks:
   checks        the repository checks alone (no `mailroom ` in library src/, no #[path]
                 outside its crate, one smtp_server.py)
   deny          cargo-deny: licences, bans, sources (advisories are skipped: no network here)
-  bench NAME    run a benchmark and print its figures; NAME is one of: {benches}";
+  bench NAME    run a benchmark and print its figures; NAME is one of: {benches}
+  fuzz NAME [--time SECONDS]
+                run one property target (proptest) for SECONDS (default 60) with fresh seeds,
+                far more cases than CI's 256; prints cases run and any minimal failing input
+  fuzz --list   the property targets";
 
 /// Benchmarks: the name given to `cargo xtask bench` -> (package, bench target).
 const BENCHES: &[(&str, &str, &str)] = &[
     ("smtp", "mailroom-smtp", "smtp"),
     ("gmail", "mailroom-gmail", "gmail"),
     ("send", "mailroom", "send"),
+    ("line-ends", "mailroom", "line_ends"),
+    ("memory", "mailroom-cli", "memory"),
 ];
 
 fn main() -> ExitCode {
@@ -68,6 +75,7 @@ fn run() -> Result<()> {
         Some("check-crates") => check_each_library_crate(&Workspace::load()?),
         Some("deny") => deny(),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => {
             let names: Vec<&str> = BENCHES.iter().map(|(name, _, _)| *name).collect();
             eprintln!("{}", USAGE.replace("{benches}", &names.join(", ")));

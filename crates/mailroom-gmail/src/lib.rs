@@ -82,6 +82,8 @@
 mod config;
 mod error;
 mod reply;
+#[cfg(test)]
+mod reply_props;
 mod transport;
 mod upload;
 

@@ -27,7 +27,9 @@ pub struct Binding {
 }
 
 impl Binding {
-    /// A validated binding; parts are trimmed.
+    /// A validated binding; parts are trimmed. The business object and column may not
+    /// contain `:`, the separator of the `OBJECT:COLUMN:VALUE` form (the value may), so a
+    /// binding's text always parses back to the same binding.
     pub fn new(
         business_object: &str,
         column_name: &str,
@@ -36,6 +38,18 @@ impl Binding {
         validate::check_text("business object", business_object)?;
         validate::check_text("column name", column_name)?;
         validate::check_text("column value", column_value)?;
+        for (field, part) in [
+            ("business object", business_object),
+            ("column name", column_name),
+        ] {
+            if part.contains(':') {
+                return Err(ValidationError::new(
+                    field,
+                    format!("`{}` contains `:`", part.trim()),
+                    "a business object or column name has no `:` (it separates OBJECT:COLUMN:VALUE)",
+                ));
+            }
+        }
         Ok(Self {
             business_object: business_object.trim().to_owned(),
             column_name: column_name.trim().to_owned(),

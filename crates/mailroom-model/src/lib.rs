@@ -85,8 +85,9 @@ pub use signin::{SignInPrompt, SignInRequest};
 #[cfg(any(test, feature = "mock"))]
 pub use transport::MockMessageTransport;
 pub use transport::{
-    CredentialSecret, Credentials, Delivery, Envelope, MAX_RETRY_AFTER, MessageTransport,
-    OutgoingMessage, TransportError, TransportErrorKind, TransportKind,
+    CredentialSecret, Credentials, Delivery, Envelope, MAX_ERROR_MESSAGE, MAX_RETRY_AFTER,
+    MAX_SERVER_REPLY, MessageTransport, OutgoingMessage, TransportError, TransportErrorKind,
+    TransportKind,
 };
 pub use validate::ValidationError;
 

@@ -166,6 +166,30 @@ pub enum TransportErrorKind {
 /// hour, for every provider. Longer asks are clamped to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
+/// The most bytes of a server's reply a [`TransportError`] keeps: a reply is the server's
+/// (or a proxy's) words, and a hostile or broken one must not carry megabytes into an
+/// error, a log line or the outbox's `last_error`. Longer replies are cut, marked `...`.
+pub const MAX_SERVER_REPLY: usize = 1024;
+
+/// The most bytes of a [`TransportError`]'s message (which may quote a server), cut the
+/// same way.
+pub const MAX_ERROR_MESSAGE: usize = 2048;
+
+/// `text` cut to at most `max` bytes on a character boundary, ending in `...` when cut.
+fn bounded(mut text: String, max: usize) -> String {
+    const MARK: &str = "...";
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+    text
+}
+
 /// A failed send: its kind, what happened, what to do, and the server's words.
 ///
 /// The message and reply never contain credentials.
@@ -181,11 +205,12 @@ pub struct TransportError {
 }
 
 impl TransportError {
-    /// An error of `kind` with a message in the user's terms.
+    /// An error of `kind` with a message in the user's terms (at most
+    /// [`MAX_ERROR_MESSAGE`] bytes are kept).
     pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
-            message: message.into(),
+            message: bounded(message.into(), MAX_ERROR_MESSAGE),
             remediation: None,
             remedy: None,
             server_reply: None,
@@ -206,9 +231,9 @@ impl TransportError {
         self
     }
 
-    /// Adds the server's reply text.
+    /// Adds the server's reply text (at most [`MAX_SERVER_REPLY`] bytes are kept).
     pub fn with_server_reply(mut self, reply: impl Into<String>) -> Self {
-        self.server_reply = Some(reply.into());
+        self.server_reply = Some(bounded(reply.into(), MAX_SERVER_REPLY));
         self
     }
 

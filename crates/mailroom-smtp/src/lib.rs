@@ -73,6 +73,8 @@ mod error;
 mod pool;
 mod probe;
 mod reply;
+#[cfg(test)]
+mod reply_props;
 mod sasl;
 mod tls;
 mod transport;

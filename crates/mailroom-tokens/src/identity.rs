@@ -43,6 +43,19 @@ struct Claims {
     sub: Option<String>,
 }
 
+/// The most bytes of a claim quoted in an error: the token is the provider's (or a proxy's)
+/// and its claims may be of any length.
+pub(crate) const MAX_QUOTED_CLAIM: usize = 256;
+
+/// `claim` cut to at most [`MAX_QUOTED_CLAIM`] bytes on a character boundary.
+fn quoted(claim: &str) -> &str {
+    let mut end = claim.len().min(MAX_QUOTED_CLAIM);
+    while !claim.is_char_boundary(end) {
+        end -= 1;
+    }
+    &claim[..end]
+}
+
 /// Reads and checks the identity in `id_token` for `app`, at time `now`.
 pub fn identity_from_id_token(
     app: &AppRegistration,
@@ -85,8 +98,11 @@ pub fn identity_from_id_token(
     match &claims.iss {
         Some(iss) if expected.iter().any(|e| e == iss) => {}
         Some(iss) => {
+            // Both come from the token (the expected one through `tid`): quoted cut short.
+            let expected: Vec<&str> = expected.iter().map(|e| quoted(e)).collect();
             return Err(Error::InvalidIdToken(format!(
-                "its issuer `{iss}` is not the expected `{}`",
+                "its issuer `{}` is not the expected `{}`",
+                quoted(iss),
                 expected.join("` or `")
             )));
         }
@@ -103,6 +119,9 @@ pub fn identity_from_id_token(
         subject: claims.oid.or(claims.sub),
     })
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

@@ -224,16 +224,44 @@ pub(crate) struct ProviderErrorBody {
     pub(crate) error_uri: Option<String>,
 }
 
+/// The most bytes of a provider's `error` code kept in a failure.
+pub(crate) const MAX_ERROR_CODE: usize = 128;
+/// The most bytes of the first line of a provider's `error_description` kept in a failure.
+pub(crate) const MAX_DESCRIPTION: usize = 512;
+
+/// `text` cut to at most `max` bytes on a character boundary: a provider's words go into
+/// errors, logs and the database, and the answer they come from may be 256 KiB.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl ProviderErrorBody {
+    /// The error code, cut to [`MAX_ERROR_CODE`] bytes.
+    fn error_code(&self) -> &str {
+        cut(&self.error, MAX_ERROR_CODE)
+    }
+
+    /// The first line of the description (Microsoft's later lines carry trace ids and
+    /// timestamps), trimmed and cut to [`MAX_DESCRIPTION`] bytes.
+    fn description_line(&self) -> Option<&str> {
+        self.error_description.as_deref().map(|description| {
+            cut(
+                description.lines().next().unwrap_or_default().trim(),
+                MAX_DESCRIPTION,
+            )
+        })
+    }
+}
+
 impl fmt::Display for ProviderErrorBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.error)?;
-        if let Some(description) = &self.error_description {
-            // Microsoft's descriptions carry trace ids and timestamps on later lines.
-            write!(
-                f,
-                ": {}",
-                description.lines().next().unwrap_or_default().trim()
-            )?;
+        f.write_str(self.error_code())?;
+        if let Some(description) = self.description_line() {
+            write!(f, ": {description}")?;
         }
         Ok(())
     }
@@ -353,11 +381,8 @@ pub(crate) fn classify_error_body(body: &ProviderErrorBody) -> OAuthFailure {
         "consent_required" => OAuthFailure::ConsentRequired(detail),
         "temporarily_unavailable" | "server_error" => OAuthFailure::Transient(detail),
         _ => OAuthFailure::Provider {
-            error: body.error.clone(),
-            description: body
-                .error_description
-                .as_deref()
-                .map(|d| d.lines().next().unwrap_or_default().trim().to_owned()),
+            error: body.error_code().to_owned(),
+            description: body.description_line().map(str::to_owned),
         },
     }
 }
@@ -615,6 +640,9 @@ pub(crate) async fn revoke(
         description: Some(detail).filter(|detail| !detail.is_empty()),
     })
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod redact_tests {

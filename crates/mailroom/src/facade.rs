@@ -603,12 +603,14 @@ impl Mailroom {
     /// Stores the message in the outbox for the agent and returns its id. The account is
     /// resolved and the message formatted now (one Message-ID for every delivery); the
     /// agent sends it without ever prompting.
-    pub async fn queue(&self, request: SendRequest<'_>) -> Result<i64> {
+    pub async fn queue(&self, mut request: SendRequest<'_>) -> Result<i64> {
         let prepared = self.prepare(&request).await?;
+        // The attachments are in the formatted bytes now: free them before the row is
+        // written (a 25 MiB attachment would otherwise stay in memory beside its copies).
+        request.message.attachments = Vec::new();
         let outbox = self.outbox();
-        outbox
-            .insert(&prepared, &request, outbox.now().await?)
-            .await
+        let now = outbox.now().await?;
+        outbox.insert(prepared, &request, now).await
     }
 
     /// Removes user account `id`, in one transaction. Queued or held messages that send

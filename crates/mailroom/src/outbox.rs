@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use mailroom_model::{AccountRef, Address, Envelope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::Serialize;
 
@@ -305,7 +305,7 @@ impl<'a> Outbox<'a> {
     /// Stores a prepared message as queued, due at `now`, and returns its id.
     pub(crate) async fn insert(
         &self,
-        prepared: &Prepared,
+        prepared: Prepared,
         request: &SendRequest<'_>,
         now: DateTime<Utc>,
     ) -> Result<i64> {
@@ -328,7 +328,8 @@ impl<'a> Outbox<'a> {
             sender: Set(prepared.envelope.sender().to_string()),
             recipients: Set(serde_json::to_string(&recipients).expect("strings serialize")),
             bcc_header: Set(prepared.bcc_header.clone()),
-            bytes: Set(prepared.bytes.to_vec()),
+            // The formatted bytes move into the row (no copy: they are not shared).
+            bytes: Set(Vec::from(prepared.bytes)),
             subject: Set(Some(request.message.subject.clone())),
             status: Set(OutboxStatus::Queued.as_str().to_owned()),
             attempts: Set(0),
@@ -336,11 +337,12 @@ impl<'a> Outbox<'a> {
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
-        }
-        .insert(self.db)
-        .await?;
-        tracing::info!(id = row.id, message_id = %prepared.message_id, account = %prepared.account.account_ref(), "message queued");
-        Ok(row.id)
+        };
+        // `Entity::insert` returns the id only: `ActiveModel::insert` would read the whole
+        // row back (on SQLite with a second query), bytes and all.
+        let id = Entity::insert(row).exec(self.db).await?.last_insert_id;
+        tracing::info!(id, message_id = %prepared.message_id, account = %prepared.account.account_ref(), "message queued");
+        Ok(id)
     }
 
     /// The outbox over `db`, on the database's clock.

@@ -2,4 +2,5 @@
 
 mod fax;
 mod presets;
+mod props;
 mod validation;

@@ -200,3 +200,16 @@ fn every_refusal_says_what_to_do() {
         "invalid provider: is missing for a new account; give --provider microsoft, google or none"
     );
 }
+
+/// Found by the binding round-trip property: a `:` in the business object or column made a
+/// binding whose `OBJECT:COLUMN:VALUE` text parsed back to another binding (or none).
+#[test]
+fn a_colon_is_refused_in_the_object_and_column_but_not_the_value() {
+    let error = Binding::new("ü", ":", "A").unwrap_err();
+    assert_eq!(error.field, "column name");
+    assert!(error.to_string().contains("contains `:`"), "{error}");
+    let error = Binding::new("Sales:Order", "Region", "EAST").unwrap_err();
+    assert_eq!(error.field, "business object");
+    let binding = Binding::new("Customer", "Territory", "EAST:1").unwrap();
+    assert_eq!(binding.to_string().parse::<Binding>().unwrap(), binding);
+}

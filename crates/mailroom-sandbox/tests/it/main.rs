@@ -4,5 +4,6 @@
 
 mod authority;
 mod gmail;
+mod props;
 mod smtp;
 mod support;

@@ -213,7 +213,7 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// A raw SMTP client for transcripts.
-struct Raw {
+pub(crate) struct Raw {
     reader: BufReader<Box<dyn Stream>>,
 }
 
@@ -240,7 +240,7 @@ impl Raw {
         }
     }
 
-    async fn connect_implicit(sandbox: &Sandbox) -> Self {
+    pub(crate) async fn connect_implicit(sandbox: &Sandbox) -> Self {
         let stream = TcpStream::connect(("127.0.0.1", sandbox.endpoints().smtp_implicit_tls_port))
             .await
             .unwrap();
@@ -254,7 +254,7 @@ impl Raw {
     }
 
     /// One reply, all its lines.
-    async fn reply(&mut self) -> String {
+    pub(crate) async fn reply(&mut self) -> String {
         let mut text = String::new();
         loop {
             let mut line = String::new();
@@ -269,12 +269,12 @@ impl Raw {
         }
     }
 
-    async fn send(&mut self, bytes: &str) {
+    pub(crate) async fn send(&mut self, bytes: &str) {
         self.reader.write_all(bytes.as_bytes()).await.unwrap();
         self.reader.flush().await.unwrap();
     }
 
-    async fn command(&mut self, line: &str) -> String {
+    pub(crate) async fn command(&mut self, line: &str) -> String {
         self.send(&format!("{line}\r\n")).await;
         self.reply().await
     }
