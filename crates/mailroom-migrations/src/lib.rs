@@ -28,7 +28,7 @@
 //! for table in [
 //!     "company_account", "user_account", "setting", "key_check", // mailroom-accounts
 //!     "oauth_app", "oauth_token",                                // mailroom-tokens
-//!     "outbox_message",                                          // mailroom (the outbox)
+//!     "outbox_message", "outbox_chunk",                          // mailroom (the outbox)
 //! ] {
 //!     assert!(tables.iter().any(|name| name == table), "{table}");
 //! }
@@ -50,6 +50,7 @@ mod m20261201_000003_outbox;
 mod m20261202_000004_from_and_subject;
 mod m20261203_000005_key_ring;
 mod m20261204_000006_plaintext_password;
+mod m20261205_000007_outbox_chunks;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_from_and_subject::Migration),
             Box::new(m20261203_000005_key_ring::Migration),
             Box::new(m20261204_000006_plaintext_password::Migration),
+            Box::new(m20261205_000007_outbox_chunks::Migration),
         ]
     }
 }

@@ -1,4 +1,5 @@
-//! The sea-orm entity of the `outbox_message` table (created by `mailroom-migrations`).
+//! The sea-orm entities of the `outbox_message` and `outbox_chunk` tables (created by
+//! `mailroom-migrations`).
 
 // The sea-orm derives generate `pub` items inside this private module.
 #![allow(unreachable_pub)]
@@ -33,6 +34,25 @@ pub(crate) mod outbox_message {
         pub updated_at: DateTimeUtc,
         pub sent_at: Option<DateTimeUtc>,
         pub subject: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub(crate) mod outbox_chunk {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox_chunk")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub message_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i32,
+        pub data: Vec<u8>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -444,6 +444,18 @@ impl Mailroom {
 
     /// Resolves the account and builds the message, without sending.
     pub(crate) async fn prepare(&self, request: &SendRequest<'_>) -> Result<Prepared> {
+        self.prepare_with(request, request.message.attachments.clone())
+            .await
+    }
+
+    /// [`Mailroom::prepare`] with the attachments taken by value (see
+    /// [`MessageDraft::build`]'s `build_with`): the queue's path, so a large file's bytes
+    /// are not held twice while the message is formatted.
+    async fn prepare_with(
+        &self,
+        request: &SendRequest<'_>,
+        attachments: Vec<crate::Attachment>,
+    ) -> Result<Prepared> {
         let accounts = Accounts::new(&self.db, &self.options.key);
         let (account, reason) = self.resolve_cached(request, &accounts).await?;
         let account = self
@@ -458,9 +470,10 @@ impl Mailroom {
             }
         };
         // The account's From address, when it has one, else its SMTP user.
-        let built = request
-            .message
-            .build(account.sender(), fax_format.as_ref())?;
+        let built =
+            request
+                .message
+                .build_with(attachments, account.sender(), fax_format.as_ref())?;
         // Refused here, before a transport is reached or an outbox row is written: a
         // message the provider would refuse anyway is neither sent nor stored.
         let limit = max_message_size(account.server().provider);
@@ -604,10 +617,10 @@ impl Mailroom {
     /// resolved and the message formatted now (one Message-ID for every delivery); the
     /// agent sends it without ever prompting.
     pub async fn queue(&self, mut request: SendRequest<'_>) -> Result<i64> {
-        let prepared = self.prepare(&request).await?;
-        // The attachments are in the formatted bytes now: free them before the row is
-        // written (a 25 MiB attachment would otherwise stay in memory beside its copies).
-        request.message.attachments = Vec::new();
+        // The attachments move into the encoder: their bytes are not held twice while the
+        // message is formatted, and are freed before the row is written.
+        let attachments = std::mem::take(&mut request.message.attachments);
+        let prepared = self.prepare_with(&request, attachments).await?;
         let outbox = self.outbox();
         let now = outbox.now().await?;
         outbox.insert(prepared, &request, now).await

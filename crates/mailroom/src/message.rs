@@ -238,10 +238,22 @@ impl MessageDraft {
         account_user: &str,
         fax_format: Option<&FaxFormat>,
     ) -> Result<BuiltMessage> {
+        self.build_with(self.attachments.clone(), account_user, fax_format)
+    }
+
+    /// [`MessageDraft::build`] with `attachments` in place of the draft's own, taken by
+    /// value: each attachment's bytes move into the encoder without a copy when nothing
+    /// else shares them (the outbox's path for large files).
+    pub(crate) fn build_with(
+        &self,
+        attachments: Vec<Attachment>,
+        account_user: &str,
+        fax_format: Option<&FaxFormat>,
+    ) -> Result<BuiltMessage> {
         // Every header value first, so nothing is half-built from a hostile value.
         refuse_line_breaks("subject", &self.subject)?;
         check_subject(&self.subject)?;
-        for attachment in &self.attachments {
+        for attachment in &attachments {
             refuse_line_breaks("attachment file name", &attachment.file_name)?;
             refuse_line_breaks("attachment content type", &attachment.content_type)?;
         }
@@ -323,7 +335,7 @@ impl MessageDraft {
             (None, Some(html)) => Content::Single(SinglePart::html(crlf(html))),
             (None, None) => Content::Single(SinglePart::plain(String::new())),
         };
-        let message = if self.attachments.is_empty() {
+        let message = if attachments.is_empty() {
             match content {
                 Content::Single(part) => builder.singlepart(part),
                 Content::Multi(part) => builder.multipart(part),
@@ -333,7 +345,7 @@ impl MessageDraft {
                 Content::Single(part) => MultiPart::mixed().singlepart(part),
                 Content::Multi(part) => MultiPart::mixed().multipart(part),
             };
-            for attachment in &self.attachments {
+            for attachment in attachments {
                 let content_type = ContentType::parse(&attachment.content_type).map_err(|_| {
                     ValidationError::new(
                         "attachment content type",
@@ -342,8 +354,8 @@ impl MessageDraft {
                     )
                 })?;
                 mixed = mixed.singlepart(
-                    LettreAttachment::new(attachment.file_name.clone())
-                        .body(attachment.content.to_vec(), content_type),
+                    LettreAttachment::new(attachment.file_name)
+                        .body(Vec::from(attachment.content), content_type),
                 );
             }
             builder.multipart(mixed)
@@ -355,9 +367,12 @@ impl MessageDraft {
             headers.set(header::Bcc::from(Mailboxes::from(bcc)));
             headers.to_string()
         });
+        // Formatted, then the encoded parts are freed before the bytes go anywhere.
+        let bytes = Bytes::from(message.formatted());
+        drop(message);
         Ok(BuiltMessage {
             envelope,
-            bytes: Bytes::from(message.formatted()),
+            bytes,
             message_id,
             bcc_header,
         })

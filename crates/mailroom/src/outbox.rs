@@ -27,6 +27,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
+use crate::entity::outbox_chunk;
 use crate::entity::outbox_message::{self, Column, Entity};
 use crate::facade::{Prepared, Receipt};
 use crate::outbox_clock::OutboxClock;
@@ -228,7 +229,12 @@ fn summary_query() -> sea_orm::Select<Entity> {
             Column::UpdatedAt,
             Column::SentAt,
         ])
-        .column_as(Expr::cust("CAST(LENGTH(\"bytes\") AS BIGINT)"), "size")
+        .column_as(
+            Expr::cust(
+                "CAST(LENGTH(\"bytes\") + COALESCE((SELECT SUM(LENGTH(c.\"data\")) FROM \"outbox_chunk\" c WHERE c.\"message_id\" = \"outbox_message\".\"id\"), 0) AS BIGINT)",
+            ),
+            "size",
+        )
 }
 
 fn view(model: Summary) -> Result<QueuedMessage> {
@@ -260,7 +266,7 @@ fn view(model: Summary) -> Result<QueuedMessage> {
     })
 }
 
-fn claimed(model: outbox_message::Model) -> Result<Claimed> {
+fn claimed(model: outbox_message::Model, bytes: Bytes) -> Result<Claimed> {
     let account = account_ref(&model)?;
     let parse = |text: &str| {
         text.parse::<Address>().map_err(|error| Error::CorruptRow {
@@ -279,11 +285,42 @@ fn claimed(model: outbox_message::Model) -> Result<Claimed> {
         attempts: model.attempts.max(0) as u32,
         account,
         envelope,
-        bytes: Bytes::from(model.bytes),
+        bytes,
         message_id: model.message_id,
         bcc_header: model.bcc_header,
         last_error: model.last_error,
     })
+}
+
+/// The largest piece of a message's bytes in one `outbox_chunk` row. A whole message in
+/// one value would be copied whole by the driver and by the database (binding, then the
+/// record), several times its size in memory; pieces keep those copies small.
+const CHUNK: usize = 1 << 20;
+
+/// Reads the bytes of message `id`: `inline` when the row holds them (rows queued before
+/// chunks), else its chunks in order, into one buffer sized first.
+async fn message_bytes<C: ConnectionTrait>(db: &C, id: i64, inline: Vec<u8>) -> Result<Bytes> {
+    if !inline.is_empty() {
+        return Ok(Bytes::from(inline));
+    }
+    let size: Option<i64> = outbox_chunk::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::cust("CAST(COALESCE(SUM(LENGTH(\"data\")), 0) AS BIGINT)"),
+            "size",
+        )
+        .filter(outbox_chunk::Column::MessageId.eq(id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    let mut bytes = Vec::with_capacity(size.unwrap_or(0).max(0) as usize);
+    for seq in 0.. {
+        let Some(chunk) = outbox_chunk::Entity::find_by_id((id, seq)).one(db).await? else {
+            break;
+        };
+        bytes.extend_from_slice(&chunk.data);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 fn chrono_duration(duration: Duration) -> chrono::Duration {
@@ -328,8 +365,8 @@ impl<'a> Outbox<'a> {
             sender: Set(prepared.envelope.sender().to_string()),
             recipients: Set(serde_json::to_string(&recipients).expect("strings serialize")),
             bcc_header: Set(prepared.bcc_header.clone()),
-            // The formatted bytes move into the row (no copy: they are not shared).
-            bytes: Set(Vec::from(prepared.bytes)),
+            // The bytes go to `outbox_chunk`, in pieces.
+            bytes: Set(Vec::new()),
             subject: Set(Some(request.message.subject.clone())),
             status: Set(OutboxStatus::Queued.as_str().to_owned()),
             attempts: Set(0),
@@ -338,9 +375,19 @@ impl<'a> Outbox<'a> {
             updated_at: Set(now),
             ..Default::default()
         };
-        // `Entity::insert` returns the id only: `ActiveModel::insert` would read the whole
-        // row back (on SQLite with a second query), bytes and all.
-        let id = Entity::insert(row).exec(self.db).await?.last_insert_id;
+        // The row and its chunks in one transaction: the agent never sees a part.
+        let transaction = mailroom_migrations::begin_write(self.db).await?;
+        let id = Entity::insert(row).exec(&transaction).await?.last_insert_id;
+        for (seq, piece) in prepared.bytes.chunks(CHUNK).enumerate() {
+            outbox_chunk::Entity::insert(outbox_chunk::ActiveModel {
+                message_id: Set(id),
+                seq: Set(seq as i32),
+                data: Set(piece.to_vec()),
+            })
+            .exec_without_returning(&transaction)
+            .await?;
+        }
+        transaction.commit().await?;
         tracing::info!(id, message_id = %prepared.message_id, account = %prepared.account.account_ref(), "message queued");
         Ok(id)
     }
@@ -416,7 +463,8 @@ impl<'a> Outbox<'a> {
 
     /// The stored bytes of a message (without a Bcc header).
     pub async fn bytes(&self, id: i64) -> Result<Bytes> {
-        Ok(Bytes::from(self.model(id).await?.bytes))
+        let model = self.model(id).await?;
+        message_bytes(self.db, id, model.bytes).await
     }
 
     /// How many messages are in each status.
@@ -635,9 +683,11 @@ impl<'a> Outbox<'a> {
             .await?;
         models.sort_by_key(|model| (model.next_attempt_at, model.id));
         let mut messages = Vec::with_capacity(models.len());
-        for model in models {
+        for mut model in models {
             let id = model.id;
-            match claimed(model) {
+            let inline = std::mem::take(&mut model.bytes);
+            let bytes = message_bytes(self.db, id, inline).await?;
+            match claimed(model, bytes) {
                 Ok(message) => messages.push(message),
                 Err(error) => {
                     // A row this version cannot send must not block the others.

@@ -763,3 +763,82 @@ async fn a_message_whose_secret_this_agent_cannot_open_is_held_not_failed() {
     assert_eq!(world.delivered_message_ids(), [sent.message_id]);
     world.finish().await;
 }
+
+#[tokio::test]
+async fn a_large_message_is_stored_in_pieces_and_sent_whole_on_sqlite() {
+    large_message_in_pieces(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_large_message_is_stored_in_pieces_and_sent_whole_on_postgres() {
+    large_message_in_pieces(Backend::Postgres).await;
+}
+
+/// A message over the chunk size (1 MiB) is stored as several `outbox_chunk` rows, read
+/// back byte for byte, listed with its whole size, delivered whole, and its pieces go when
+/// the message is purged.
+async fn large_message_in_pieces(backend: Backend) {
+    let world = World::new(backend, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = Arc::new(world.mailroom().await);
+    let mut request = message(1);
+    let content: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    request
+        .message
+        .attachments
+        .push(mailroom::Attachment::new("statement.pdf", content));
+    let id = mailroom.queue(request).await.unwrap();
+    let stored = mailroom.outbox().bytes(id).await.unwrap();
+    assert!(stored.len() > 3_000_000, "{}", stored.len());
+    let count = |sql: &'static str| {
+        let db = world.db.db.clone();
+        async move {
+            db.query_one(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+        }
+    };
+    let pieces = count("SELECT COUNT(*) FROM outbox_chunk").await;
+    assert_eq!(pieces as usize, stored.len().div_ceil(1 << 20));
+    let listed = mailroom.outbox().list(None, 10).await.unwrap();
+    assert_eq!(listed[0].size, stored.len());
+
+    let summary = Agent::new(mailroom.clone(), agent_options(1))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, 1, "{summary:?}");
+    let delivered = world.smtp.messages();
+    assert_eq!(delivered.len(), 1);
+    let sent = mailroom.outbox().get(id).await.unwrap();
+    assert_eq!(world.delivered_message_ids(), [sent.message_id]);
+    // The server got the message as stored (it adds its own trace headers in front).
+    assert!(delivered[0].1.len() >= stored.len());
+    let tail = &stored[stored.len() - 4096..];
+    assert!(
+        delivered[0]
+            .1
+            .windows(tail.len())
+            .any(|window| window == tail),
+        "the end of the stored message did not arrive"
+    );
+
+    world
+        .db
+        .db
+        .execute(Statement::from_string(
+            world.db.db.get_database_backend(),
+            "DELETE FROM outbox_message",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        count("SELECT COUNT(*) FROM outbox_chunk").await,
+        0,
+        "pieces left behind"
+    );
+    world.finish().await;
+}
