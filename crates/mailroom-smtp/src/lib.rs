@@ -89,6 +89,8 @@ pub use probe::{Probe, ProbeError, ProbeTls, probe};
 pub use sasl::{oauthbearer_initial_response, xoauth2_initial_response};
 pub use tls::count_root_certificates;
 pub use transport::SmtpTransport;
+#[doc(hidden)]
+pub use wire::read_replies_in_pieces;
 
 // The README's example runs as a doctest too, so it cannot drift from the API.
 #[cfg(doctest)]

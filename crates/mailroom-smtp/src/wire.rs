@@ -405,6 +405,36 @@ pub(crate) enum DataError {
     Timeout,
 }
 
+/// Feeds `bytes` to a reply reader as the session does, in pieces of the sizes given
+/// (cycled, each at least 1), and returns how many replies it read and the error that
+/// ended it, if any. For the test binary that measures the reader's allocations from
+/// outside the crate (`tests/reply_allocations.rs`); not part of the API.
+#[doc(hidden)]
+pub fn read_replies_in_pieces(bytes: &[u8], pieces: &[usize]) -> (usize, Option<String>) {
+    let mut reader = ReplyReader::new();
+    let mut replies = 0;
+    let mut rest = bytes;
+    let mut sizes = pieces.iter().cycle();
+    loop {
+        loop {
+            match reader.feed() {
+                Ok(Fed::Reply(_)) => replies += 1,
+                Ok(Fed::NeedMore) => break,
+                Err(error) => return (replies, Some(error.to_string())),
+            }
+        }
+        if rest.is_empty() {
+            return (replies, None);
+        }
+        let spare = reader.spare();
+        let size = sizes.next().copied().unwrap_or(1).max(1);
+        let count = spare.len().min(rest.len()).min(size);
+        spare[..count].copy_from_slice(&rest[..count]);
+        reader.filled(count);
+        rest = &rest[count..];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
