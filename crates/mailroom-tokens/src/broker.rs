@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use mailroom_crypto::KeyRing;
 use mailroom_model::{AccountRef, Clock, Provider, Secret, SignInPrompt, SignInRequest};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 
 use crate::app::{AppRegistration, Apps};
 use crate::error::SignInReason;
@@ -391,18 +391,16 @@ impl TokenBroker {
                         expires_at,
                         scopes: (!issued.scopes.is_empty()).then(|| issued.scopes.join(" ")),
                     };
-                    // Each write in a transaction of its own: the key it seals with is the
-                    // database's current one until the commit. A row whose version moved
-                    // but whose refresh token is still the one used here was only
-                    // re-sealed by a key rotation: store the new tokens over it (at most a
-                    // few times). Otherwise another process refreshed: use its tokens.
+                    // The write asks the database's current key, then compares and swaps
+                    // on the version: a rotation committed in between has bumped the
+                    // version, so nothing is written under a key the database left. A row
+                    // whose version moved but whose refresh token is still the one used
+                    // here was only re-sealed by a rotation: store the new tokens over it
+                    // (at most a few times). Otherwise another process refreshed: use its
+                    // tokens.
                     let mut base = stored.clone();
                     for _ in 0..3 {
-                        let transaction = self.db.begin().await?;
-                        let written = TokenStore::new(&transaction, &self.key)
-                            .complete_refresh(&base, &new, now)
-                            .await?;
-                        transaction.commit().await?;
+                        let written = store.complete_refresh(&base, &new, now).await?;
                         let current = store
                             .load(key)
                             .await?

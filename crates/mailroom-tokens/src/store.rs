@@ -284,9 +284,9 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
 
     /// Stores refreshed tokens if the row is still at `version` (compare-and-swap), in one
     /// statement: a rotated refresh token is written together with its access token. They
-    /// are sealed with the database's current key, asked in the caller's transaction; a
-    /// rotation committed since the refresh began changed the row's version, so this
-    /// writes nothing and returns false.
+    /// are sealed with the database's current key, asked just before; a rotation committed
+    /// since (or since the refresh began) changed the row's version, so this writes
+    /// nothing and returns false.
     pub(crate) async fn complete_refresh(
         &self,
         token: &StoredToken,
