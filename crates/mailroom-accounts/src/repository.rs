@@ -161,6 +161,8 @@ struct ServerRow {
     password_sealed: Option<Vec<u8>>,
     allow_plaintext_loopback: bool,
     allow_plaintext_password: bool,
+    shared_mailbox: bool,
+    token_identity: Option<String>,
     /// The seal over the columns that decide where the secret goes ([`settings_aad`]).
     settings_seal: Option<Vec<u8>>,
 }
@@ -179,6 +181,8 @@ macro_rules! server_row {
             password_sealed: $model.password_sealed,
             allow_plaintext_loopback: $model.allow_plaintext_loopback,
             allow_plaintext_password: $model.allow_plaintext_password,
+            shared_mailbox: $model.shared_mailbox,
+            token_identity: $model.token_identity,
             settings_seal: $model.settings_seal,
         }
     };
@@ -198,6 +202,8 @@ macro_rules! set_server_columns {
         $active.password_sealed = Set(row.password_sealed);
         $active.allow_plaintext_loopback = Set(row.allow_plaintext_loopback);
         $active.allow_plaintext_password = Set(row.allow_plaintext_password);
+        $active.shared_mailbox = Set(row.shared_mailbox);
+        $active.token_identity = Set(row.token_identity);
         $active.settings_seal = Set(row.settings_seal);
         $active.updated_at = Set(Utc::now());
     }};
@@ -219,7 +225,7 @@ fn settings_aad(account: AccountRef, row: &ServerRow) -> Vec<u8> {
         AccountRef::Company => format!("company_account:{COMPANY_ID}"),
         AccountRef::User(id) => format!("user_account:{id}"),
     };
-    format!(
+    let mut aad = format!(
         "{table}:settings\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         row.provider,
         row.host,
@@ -229,8 +235,17 @@ fn settings_aad(account: AccountRef, row: &ServerRow) -> Vec<u8> {
         row.allow_plaintext_loopback,
         row.allow_plaintext_password,
         row.smtp_user
-    )
-    .into_bytes()
+    );
+    // Who may sign in for the mailbox, and whose sign-in it sends with. Appended only when
+    // set, so the seals of rows from before these columns still open.
+    if row.shared_mailbox {
+        aad.push_str("\nshared_mailbox");
+    }
+    if let Some(identity) = &row.token_identity {
+        aad.push_str("\ntoken_identity\n");
+        aad.push_str(identity);
+    }
+    aad.into_bytes()
 }
 
 /// Checks `row`'s settings seal: [`Error::SettingsAltered`] when it does not open (or is
@@ -271,6 +286,8 @@ fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -
             .map(|password| key.seal(password.expose().as_bytes(), &password_aad(account))),
         allow_plaintext_loopback: settings.allow_plaintext_loopback,
         allow_plaintext_password: settings.allow_plaintext_password,
+        shared_mailbox: settings.shared_mailbox,
+        token_identity: settings.token_identity.clone(),
         settings_seal: None,
     };
     row.settings_seal = Some(key.seal(b"", &settings_aad(account, &row)));
@@ -320,6 +337,8 @@ fn from_row(
         password,
         allow_plaintext_loopback: row.allow_plaintext_loopback,
         allow_plaintext_password: row.allow_plaintext_password,
+        shared_mailbox: row.shared_mailbox,
+        token_identity: row.token_identity,
     })
 }
 
@@ -571,6 +590,18 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             .collect()
     }
 
+    /// The company account (when there is one) and every user account.
+    pub async fn all_accounts(&self) -> Result<Vec<Account>> {
+        let mut all: Vec<Account> = self
+            .company()
+            .await?
+            .map(Account::Company)
+            .into_iter()
+            .collect();
+        all.extend(self.user_accounts().await?.into_iter().map(Account::User));
+        Ok(all)
+    }
+
     /// The user account with this id.
     pub async fn user_account(&self, id: AccountId) -> Result<UserAccount> {
         let required = Some(self.seals_required().await?);
@@ -717,6 +748,49 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             ignored: applied.ignored,
             notices: applied.notices,
         })
+    }
+
+    /// Records whose stored sign-in `account` sends with (`Some`: the sign-in's identity
+    /// key) or detaches it (`None`), re-sealing the account's settings; its seal is checked
+    /// first, so an altered account is refused, not re-sealed. Returns the account as
+    /// stored.
+    pub async fn set_token_identity(
+        &self,
+        account: AccountRef,
+        identity: Option<&str>,
+    ) -> Result<Account> {
+        let sealing = store::sealing_key(self.db, self.key).await?;
+        let required = Some(self.seals_required().await?);
+        match account {
+            AccountRef::Company => {
+                let model = company_account::Entity::find_by_id(COMPANY_ID)
+                    .one(self.db)
+                    .await?
+                    .ok_or(Error::NoCompanyAccount)?;
+                let mut company = company_from_model(model.clone(), self.key, required)?;
+                company.server.token_identity = identity.map(str::to_owned);
+                let version = model.version + 1;
+                let mut active = model.into_active_model();
+                set_server_columns!(active, to_row(&company.server, sealing, account));
+                active.version = Set(version);
+                active.update(self.db).await?;
+                Ok(Account::Company(company))
+            }
+            AccountRef::User(id) => {
+                let model = user_account::Entity::find_by_id(id)
+                    .one(self.db)
+                    .await?
+                    .ok_or(Error::AccountNotFound { id })?;
+                let mut user = user_from_model(model.clone(), self.key, required)?;
+                user.server.token_identity = identity.map(str::to_owned);
+                let version = model.version + 1;
+                let mut active = model.into_active_model();
+                set_server_columns!(active, to_row(&user.server, sealing, account));
+                active.version = Set(version);
+                active.update(self.db).await?;
+                Ok(Account::User(user))
+            }
+        }
     }
 
     /// Sets (`Some`) or clears (`None`) the account's From address: the From header and

@@ -473,6 +473,11 @@ pub(crate) struct ServerOptions {
     /// a password goes in plaintext only to a loopback host.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub(crate) allow_plaintext_password: Option<bool>,
+    /// The SMTP user is a shared mailbox (or any mailbox another person may send as): a
+    /// person with rights on it signs in, and mail still goes out as the mailbox. Without
+    /// it only the mailbox's own person may sign in for the account.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) shared_mailbox: Option<bool>,
 }
 
 /// Every name `--provider` accepts, the canonical ones first.

@@ -23,6 +23,8 @@ pub(crate) struct AccountView {
     pub(crate) password_set: bool,
     pub(crate) allow_plaintext_loopback: bool,
     pub(crate) allow_plaintext_password: bool,
+    /// A shared mailbox: a person with rights on it signs in for it.
+    pub(crate) shared_mailbox: bool,
     pub(crate) fax_format: Option<String>,
     pub(crate) binding: Option<Binding>,
     /// Settings stored but ignored by this provider.
@@ -45,6 +47,7 @@ fn view(server: &ServerSettings, kind: &'static str) -> AccountView {
         password_set: server.password.is_some(),
         allow_plaintext_loopback: server.allow_plaintext_loopback,
         allow_plaintext_password: server.allow_plaintext_password,
+        shared_mailbox: server.shared_mailbox,
         fax_format: None,
         binding: None,
         ignored: ServerSettings::ignored_settings(server.provider)
@@ -130,6 +133,13 @@ impl AccountView {
             lines.push((
                 "Plaintext to loopback",
                 "allowed (test servers only)".to_owned(),
+            ));
+        }
+        if self.shared_mailbox {
+            lines.push((
+                "Shared mailbox",
+                "yes (a person with rights on it signs in; mail goes out as the SMTP user)"
+                    .to_owned(),
             ));
         }
         if self.allow_plaintext_password {

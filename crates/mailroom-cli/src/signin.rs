@@ -74,11 +74,7 @@ pub(crate) async fn sign_in_account(
 
 /// The token target of an account.
 pub(crate) fn token_target(account: &Account) -> TokenTarget {
-    TokenTarget {
-        account: account.account_ref(),
-        provider: account.server().provider,
-        address: account.server().smtp_user.clone(),
-    }
+    TokenTarget::of_account(account.account_ref(), account.server())
 }
 
 /// A broker for this process.

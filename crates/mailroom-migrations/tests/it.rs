@@ -8,6 +8,7 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
 on_both_backends!(
     every_table_is_made_and_opening_again_changes_nothing,
     the_schema_refuses_a_second_company_account,
+    the_newest_migrations_roll_back_and_apply_again,
 );
 
 const TABLES: [&str; 7] = [
@@ -207,4 +208,19 @@ async fn sqlite_writers_that_read_first_wait_for_each_other_instead_of_failing()
         (WRITERS * ROUNDS) as i64,
         "no update lost"
     );
+}
+
+/// The newest migrations' `down` undo their `up` (columns renamed back, added ones
+/// dropped), so applying them again succeeds and ends at the same version.
+async fn the_newest_migrations_roll_back_and_apply_again(db: &TestDatabase) {
+    use mailroom_migrations::MigratorTrait;
+    let version = schema_version(&db.db).await.unwrap();
+    mailroom_migrations::Migrator::down(&db.db, Some(3))
+        .await
+        .unwrap();
+    assert_ne!(schema_version(&db.db).await.unwrap(), version);
+    mailroom_migrations::Migrator::up(&db.db, None)
+        .await
+        .unwrap();
+    assert_eq!(schema_version(&db.db).await.unwrap(), version);
 }

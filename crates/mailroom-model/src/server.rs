@@ -43,6 +43,17 @@ pub struct ServerSettings {
     /// server that is not on this machine: an explicit, per-account opt-in for old
     /// internal relays. Without it a password goes in plaintext only to a loopback host.
     pub allow_plaintext_password: bool,
+    /// The mailbox is one that a person with rights on it signs in for (an Exchange shared
+    /// mailbox, or any mailbox the signed-in person may send as): the sign-in may be
+    /// anyone's, and the SMTP user stays the mailbox mail is sent as (XOAUTH2 `user=`, MAIL
+    /// FROM, From). Off: only the mailbox's own person may sign in. OAuth accounts only.
+    pub shared_mailbox: bool,
+    /// The key of the stored sign-in this account sends with: the provider's stable
+    /// identity of the person who signed in for it (`oid:{tid}:{oid}`, `sub:{sub}`). Set by
+    /// a completed sign-in, never by a [`ServerSettingsChange`]; a change of provider or
+    /// SMTP user clears it (that sign-in was for another mailbox). `None`: the sign-in
+    /// stored under the SMTP user's address, as before identities were kept.
+    pub token_identity: Option<String>,
 }
 
 /// A setting a provider ignores, with the reason; reported, never silently dropped.
@@ -78,6 +89,8 @@ impl ServerSettings {
             password: None,
             allow_plaintext_loopback: false,
             allow_plaintext_password: false,
+            shared_mailbox: false,
+            token_identity: None,
         }
     }
 
@@ -124,6 +137,27 @@ impl ServerSettings {
                 "allow plaintext loopback",
                 format!("`{}` is not a loopback address", self.host),
                 "plaintext bearer tokens are allowed only to 127.0.0.1, ::1 or localhost; turn the option off",
+            ));
+        }
+        if self.shared_mailbox && !self.provider.uses_oauth() {
+            return Err(ValidationError::new(
+                "shared mailbox",
+                "a password account logs in as its SMTP user and has no sign-in to share",
+                "turn the shared mailbox option off, or use provider microsoft or google",
+            ));
+        }
+        if self.shared_mailbox && self.provider == Provider::Google {
+            return Err(ValidationError::new(
+                "shared mailbox",
+                "the Gmail API sends only from the signed-in person's own mailbox (and that mailbox's send-as addresses), so another person's sign-in cannot send as this one",
+                "sign in as the mailbox itself and turn the shared mailbox option off",
+            ));
+        }
+        if self.shared_mailbox && self.smtp_user.is_empty() {
+            return Err(ValidationError::new(
+                "smtp user",
+                "is empty for a shared mailbox: the person who signs in is not the mailbox, so the sign-in cannot fill it",
+                "give the shared mailbox's address as the SMTP user",
             ));
         }
         if self.provider.uses_oauth() {
@@ -183,6 +217,8 @@ pub struct ServerSettingsChange {
     pub allow_plaintext_loopback: Option<bool>,
     /// Allow or forbid sending the password without TLS to any server.
     pub allow_plaintext_password: Option<bool>,
+    /// Mark or unmark the account as a shared mailbox.
+    pub shared_mailbox: Option<bool>,
 }
 
 /// The settings after a change, with what the change could not take effect on.
@@ -215,6 +251,7 @@ impl ServerSettingsChange {
             (Some(current), Some(provider)) => {
                 let mut preset = ServerSettings::preset(provider);
                 preset.smtp_user = current.smtp_user.clone();
+                preset.shared_mailbox = current.shared_mailbox && provider.uses_oauth();
                 if current.password.is_some() && provider.uses_oauth() {
                     notices.push(format!(
                         "the stored password was removed: {provider} accounts sign in with OAuth"
@@ -250,7 +287,11 @@ impl ServerSettingsChange {
         }
         if let Some(user) = &self.smtp_user {
             validate::reject_control_characters("smtp user", user)?;
-            settings.smtp_user = user.trim().to_owned();
+            let user = user.trim();
+            if !user.eq_ignore_ascii_case(&settings.smtp_user) {
+                settings.token_identity = None;
+            }
+            settings.smtp_user = user.to_owned();
         }
         if let Some(password) = &self.password {
             settings.password = Some(password.clone());
@@ -260,6 +301,9 @@ impl ServerSettingsChange {
         }
         if let Some(allow) = self.allow_plaintext_password {
             settings.allow_plaintext_password = allow;
+        }
+        if let Some(shared) = self.shared_mailbox {
+            settings.shared_mailbox = shared;
         }
         settings.validate()?;
 

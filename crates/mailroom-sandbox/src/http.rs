@@ -155,11 +155,27 @@ fn consent_page(consent: &ConsentPage, action: &str) -> Response {
             )
         })
         .collect();
+    // Google lets the person untick each permission but the sign-in ones.
+    let granular = consent.style == Style::Google;
     let scopes: String = consent
         .scopes
         .iter()
-        .map(|scope| format!("<li><code>{}</code></li>", escape(scope)))
+        .map(|scope| {
+            if granular && !crate::authority::is_sign_in_scope(scope) {
+                format!(
+                    "<li><label><input type=\"checkbox\" name=\"grant:{0}\" checked> <code>{0}</code></label></li>",
+                    escape(scope)
+                )
+            } else {
+                format!("<li><code>{}</code></li>", escape(scope))
+            }
+        })
         .collect();
+    let hidden = if granular {
+        format!("{hidden}<input type=\"hidden\" name=\"granular\" value=\"1\">")
+    } else {
+        hidden
+    };
     let account = consent.address.as_deref().unwrap_or_default();
     let body = format!(
         "<p>The app <code>{client}</code> asks to sign in as</p>\
@@ -209,10 +225,39 @@ async fn microsoft_authorize_post(
     )
 }
 
+/// Google's granular consent: the person may untick any scope but the sign-in ones, and
+/// the app is granted only what stayed ticked (Google's "How to handle granular
+/// permissions"). The consent page's checkboxes (`grant:SCOPE`, present when ticked) say
+/// which, on a form that offered them (`granular`); an automatic approval leaves
+/// unticked what [`crate::authority::Authority::untick_google_scopes`] names.
+fn granted_scopes(
+    params: &mut HashMap<String, String>,
+    form_ticks: Option<&HashMap<String, String>>,
+    unticked: &[String],
+) {
+    let Some(requested) = params.get("scope").cloned() else {
+        return;
+    };
+    let granted: Vec<&str> = requested
+        .split_whitespace()
+        .filter(|scope| {
+            if crate::authority::is_sign_in_scope(scope) {
+                return true;
+            }
+            match form_ticks {
+                Some(form) => form.contains_key(&format!("grant:{scope}")),
+                None => !unticked.iter().any(|u| u == scope),
+            }
+        })
+        .collect();
+    params.insert("scope".to_owned(), granted.join(" "));
+}
+
 async fn google_authorize_get(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    Query(mut params): Query<HashMap<String, String>>,
 ) -> Response {
+    granted_scopes(&mut params, None, &state.authority.google_unticked());
     let outcome = state
         .authority
         .authorize(Style::Google, &params, Decision::Ask);
@@ -221,8 +266,12 @@ async fn google_authorize_get(
 
 async fn google_authorize_post(
     State(state): State<AppState>,
-    Form(form): Form<HashMap<String, String>>,
+    Form(mut form): Form<HashMap<String, String>>,
 ) -> Response {
+    if form.contains_key("granular") {
+        let ticks = form.clone();
+        granted_scopes(&mut form, Some(&ticks), &[]);
+    }
     let decision = decision_of(&form);
     let outcome = state.authority.authorize(Style::Google, &form, decision);
     authorize_response(outcome, "/google/o/oauth2/v2/auth")

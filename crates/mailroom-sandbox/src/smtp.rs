@@ -463,8 +463,13 @@ impl Session {
                     info.has_any_scope(&[MICROSOFT_SMTP_SCOPE, "https://mail.google.com/"]);
                 let app_only = info.address.is_none() && info.has_any_scope(&[MICROSOFT_APP_SCOPE]);
                 match &info.address {
-                    Some(address) if delegated && address.eq_ignore_ascii_case(user) => {
-                        self.authenticated = Some(Authenticated::Mailbox(address.clone()));
+                    // A shared mailbox: the person's token with the mailbox in `user=`
+                    // (Exchange's "Authenticate an IMAP, POP or SMTP connection using
+                    // OAuth"), when the person has rights on it.
+                    Some(address)
+                        if delegated && self.shared.authority.may_send_as(address, user) =>
+                    {
+                        self.authenticated = Some(Authenticated::Mailbox(user.to_owned()));
                         return reply("235 2.7.0 Authentication successful");
                     }
                     None if app_only => {

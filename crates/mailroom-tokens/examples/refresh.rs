@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &SignInOptions {
             expected_address: Some(ADDRESS.to_owned()),
             timeout: Duration::from_secs(60),
+            ..Default::default()
         },
         SystemTime::now,
         |url| {
@@ -100,6 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         account: AccountRef::Company,
         provider: Provider::Microsoft,
         address: ADDRESS.to_owned(),
+        token_identity: None,
     };
     let refreshed = broker.force_refresh(&target).await?;
     if refreshed.version <= stored.version as u64 {

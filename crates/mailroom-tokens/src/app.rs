@@ -99,6 +99,16 @@ impl AppRegistration {
         }
     }
 
+    /// The scope a sign-in must be granted for sending, where the provider lets the person
+    /// refuse one scope and grant the others (Google's granular consent). Microsoft's
+    /// consent is for the request as a whole: `None`.
+    pub fn send_scope(&self) -> Option<&'static str> {
+        match self.provider {
+            Provider::Google => Some(GOOGLE_SCOPES[0]),
+            _ => None,
+        }
+    }
+
     /// The endpoints in effect: the overrides, else the provider's real ones.
     pub fn endpoints(&self) -> Endpoints {
         let o = &self.overrides;

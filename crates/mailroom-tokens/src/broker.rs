@@ -84,6 +84,31 @@ pub struct TokenTarget {
     pub provider: Provider,
     /// The address it sends as (its SMTP user); empty before the first sign-in.
     pub address: String,
+    /// The identity key of the sign-in it sends with (the account's `token_identity`);
+    /// `None`: the sign-in stored under `address` (from before identities were kept).
+    pub token_identity: Option<String>,
+}
+
+impl TokenTarget {
+    /// The target of the account `account` with these server settings.
+    pub fn of_account(account: AccountRef, server: &mailroom_model::ServerSettings) -> Self {
+        Self {
+            account,
+            provider: server.provider,
+            address: server.smtp_user.clone(),
+            token_identity: server.token_identity.clone(),
+        }
+    }
+
+    /// The key of the stored sign-in for this target under `tenant`.
+    pub fn token_key(&self, tenant: &str) -> TokenKey {
+        TokenKey::of_account(
+            self.provider,
+            tenant,
+            &self.address,
+            self.token_identity.as_deref(),
+        )
+    }
 }
 
 /// A valid access token. `Debug` shows no token.
@@ -243,7 +268,7 @@ impl TokenBroker {
     /// Refreshes now, whatever the expiry (an administrator's explicit refresh).
     pub async fn force_refresh(&self, target: &TokenTarget) -> Result<AccessToken> {
         let app = self.app(target.provider).await?;
-        let key = TokenKey::new(target.provider, app.tenant(), &target.address);
+        let key = target.token_key(app.tenant());
         let current = TokenStore::new(&self.db, &self.key).load(&key).await?;
         let version = current.map(|token| token.version as u64).unwrap_or(0);
         self.obtain(target, Some(version)).await
@@ -297,7 +322,7 @@ impl TokenBroker {
             return Err(Self::sign_in_required(target, SignInReason::NoToken));
         }
         let app = self.app(target.provider).await?;
-        let key = TokenKey::new(target.provider, app.tenant(), &target.address);
+        let key = target.token_key(app.tenant());
         let acceptable = |token: &AccessToken| {
             self.fresh(token.expires_at)
                 && newer_than.is_none_or(|rejected| token.version > rejected)
@@ -432,6 +457,11 @@ impl TokenBroker {
                     let now = self.now();
                     let error = match failure {
                         OAuthFailure::Revoked(detail) => {
+                            let detail =
+                                match testing_app_hint(key.provider, stored.signed_in_at, now) {
+                                    Some(hint) => format!("{detail}; {hint}"),
+                                    None => detail,
+                                };
                             store.mark_revoked(stored, &detail, now).await?;
                             self.cache.lock().expect("cache lock").remove(key);
                             return Err(Self::sign_in_required(
@@ -459,6 +489,26 @@ impl TokenBroker {
             }
         }
     }
+}
+
+/// Google expires the refresh tokens of an app whose publishing status is "Testing" (with
+/// an external user type) seven days after the sign-in (Google's "Using OAuth 2.0 to
+/// Access Google APIs", refresh token expiration). A Google refresh refused at least that
+/// long after the sign-in names this likely cause and its cure; sooner, it cannot be it.
+pub(crate) fn testing_app_hint(
+    provider: Provider,
+    signed_in_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let age = now.signed_duration_since(signed_in_at);
+    if provider != Provider::Google || age < chrono::Duration::days(7) - chrono::Duration::hours(1)
+    {
+        return None;
+    }
+    Some(format!(
+        "the sign-in was {} days ago: if the Google app's publishing status is Testing, Google ends its sign-ins after 7 days; in Google Auth Platform > Audience, make the app Internal (Workspace) or publish it, then sign in again",
+        age.num_days().max(7)
+    ))
 }
 
 #[cfg(test)]

@@ -86,13 +86,31 @@ pub enum Error {
     },
     /// The user signed in as someone other than the account's SMTP user.
     #[error(
-        "signed in as {signed_in}, but this account sends as {expected}; sign in again and choose {expected}"
+        "signed in as {signed_in}, but this account sends as {expected}: sign in again as {expected}; or, if {expected} is a shared mailbox that {signed_in} may send as, mark the account as a shared mailbox and sign in again as {signed_in}"
     )]
     IdentityMismatch {
         /// Who signed in.
         signed_in: String,
         /// Whom the account sends as.
         expected: String,
+    },
+    /// Google signed in a person whose address Google has not verified
+    /// (`email_verified` is not true): the address may not be theirs.
+    #[error(
+        "Google has not verified the address {address} of the account that signed in, so it cannot stand for that mailbox; sign in with an account whose address Google has verified"
+    )]
+    AddressNotVerified {
+        /// The unverified address (cut short).
+        address: String,
+    },
+    /// The sign-in did not grant the scope mailroom sends with (Google lets the person
+    /// untick each scope on its consent screen).
+    #[error(
+        "the sign-in did not grant permission to send mail (`{scope}`): the consent screen's box for sending email was left unticked; sign in again and tick it"
+    )]
+    ScopeNotGranted {
+        /// The missing scope.
+        scope: String,
     },
     /// The interactive sign-in did not complete.
     #[error("sign-in failed: {0}")]
@@ -185,7 +203,10 @@ impl Error {
                 provider: *provider,
             }),
             Error::SignInRequired { account, .. } => Some(sign_in(Some(*account), false)),
-            Error::IdentityMismatch { .. } | Error::CorruptRow(_) => Some(sign_in(None, false)),
+            Error::IdentityMismatch { .. }
+            | Error::ScopeNotGranted { .. }
+            | Error::AddressNotVerified { .. }
+            | Error::CorruptRow(_) => Some(sign_in(None, false)),
             Error::DeviceFlowNotSupported => Some(sign_in(None, true)),
             Error::Provider { .. } | Error::InvalidIdToken(_) => {
                 Some(Remedy::ReviewApp { provider: None })

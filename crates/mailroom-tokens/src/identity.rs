@@ -16,12 +16,31 @@ use crate::{Error, Result};
 /// Who signed in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The signed-in address (`preferred_username`, else `email`).
+    /// The signed-in address, for people to read: Microsoft's `preferred_username` when it
+    /// is an address, else `email`; Google's verified `email`. Never what decides who the
+    /// person is: Microsoft documents that `preferred_username` can change and may be a
+    /// phone number (entra-docs, `docs/identity-platform/id-token-claims-reference.md`).
     pub address: String,
     /// Microsoft's tenant id (`tid`), when present.
     pub tenant_id: Option<String>,
     /// The subject (`oid` for Microsoft, `sub` otherwise).
     pub subject: Option<String>,
+}
+
+impl Identity {
+    /// The key a sign-in is stored under: the provider's stable identity of the person —
+    /// `oid:{tid}:{oid}` for Microsoft ("the `oid` and `tid` claims together identify a
+    /// user", id-token-claims-reference), `sub:{sub}` for Google ("an identifier for the
+    /// user, unique among all Google accounts and never reused", Google's OpenID Connect
+    /// page). An identity without a subject (an import) is keyed by its lower-cased
+    /// address, as sign-ins were before identities were kept.
+    pub fn key(&self) -> String {
+        match (&self.tenant_id, &self.subject) {
+            (Some(tenant), Some(subject)) => format!("oid:{tenant}:{subject}"),
+            (None, Some(subject)) => format!("sub:{subject}"),
+            (_, None) => self.address.trim().to_lowercase(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +60,9 @@ struct Claims {
     tid: Option<String>,
     oid: Option<String>,
     sub: Option<String>,
+    /// Google's: whether Google verified `email` (a boolean; some libraries have seen the
+    /// string `"true"`).
+    email_verified: Option<serde_json::Value>,
 }
 
 /// The most bytes of a claim quoted in an error: the token is the provider's (or a proxy's)
@@ -108,15 +130,54 @@ pub fn identity_from_id_token(
         }
         None => return Err(invalid("it has no issuer (`iss`)")),
     }
-    let address = claims
-        .preferred_username
-        .filter(|name| name.contains('@'))
-        .or(claims.email)
-        .ok_or_else(|| invalid("it names no address (`preferred_username` or `email`); the sign-in must include the email and profile scopes"))?;
+    let address = match app.provider {
+        // Google's id_token has no `preferred_username`; its `email` counts only when
+        // `email_verified` is true (Google's OpenID Connect page: "email_verified: True if
+        // the user's e-mail address has been verified; otherwise false").
+        mailroom_model::Provider::Google => {
+            let email = claims.email.ok_or_else(|| {
+                invalid("it names no address (`email`); the sign-in must include the email scope")
+            })?;
+            let verified = matches!(
+                &claims.email_verified,
+                Some(serde_json::Value::Bool(true))
+            ) || matches!(&claims.email_verified, Some(serde_json::Value::String(text)) if text == "true");
+            if !verified {
+                return Err(Error::AddressNotVerified {
+                    address: quoted(&email).to_owned(),
+                });
+            }
+            email
+        }
+        _ => claims
+            .preferred_username
+            .filter(|name| name.contains('@'))
+            .or(claims.email)
+            .ok_or_else(|| invalid("it names no address (`preferred_username` or `email`); the sign-in must include the email and profile scopes"))?,
+    };
+    let (tenant_id, subject) = match app.provider {
+        mailroom_model::Provider::Google => (
+            None,
+            Some(claims.sub.filter(|sub| !sub.is_empty()).ok_or_else(|| {
+                invalid("it names no subject (`sub`), the person's stable identity")
+            })?),
+        ),
+        _ => match (
+            claims.tid.filter(|t| !t.is_empty()),
+            claims.oid.filter(|o| !o.is_empty()),
+        ) {
+            (Some(tid), Some(oid)) => (Some(tid), Some(oid)),
+            _ => {
+                return Err(invalid(
+                    "it lacks `oid` or `tid`, which together identify the person; the sign-in must include the profile scope",
+                ));
+            }
+        },
+    };
     Ok(Identity {
         address,
-        tenant_id: claims.tid,
-        subject: claims.oid.or(claims.sub),
+        tenant_id,
+        subject,
     })
 }
 
@@ -170,55 +231,107 @@ mod tests {
     }
 
     #[test]
+    fn identity_keys_name_the_person_not_the_address() {
+        let microsoft = Identity {
+            address: "Alice@Contoso.example".to_owned(),
+            tenant_id: Some("t1".to_owned()),
+            subject: Some("o1".to_owned()),
+        };
+        assert_eq!(microsoft.key(), "oid:t1:o1");
+        let renamed = Identity {
+            address: "alice.smith@contoso.example".to_owned(),
+            ..microsoft.clone()
+        };
+        assert_eq!(renamed.key(), microsoft.key());
+        let google = Identity {
+            address: "a@example.com".to_owned(),
+            tenant_id: None,
+            subject: Some("1234".to_owned()),
+        };
+        assert_eq!(google.key(), "sub:1234");
+        let imported = Identity {
+            address: " A@Example.com ".to_owned(),
+            tenant_id: None,
+            subject: None,
+        };
+        assert_eq!(imported.key(), "a@example.com");
+    }
+
+    #[test]
     fn id_token_claims_are_checked() {
         use serde_json::json;
+        const OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
         let exp = NOW + 3600;
         let ms_iss = "https://login.microsoftonline.com/72f988bf-0000-0000-0000-000000000000/v2.0";
         let tid = "72f988bf-0000-0000-0000-000000000000";
         check(
             Provider::Microsoft,
-            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": tid, "preferred_username": "sa@contoso.example"}),
+            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": tid, "oid": OID, "preferred_username": "sa@contoso.example"}),
             Ok("sa@contoso.example"),
         );
         check(
             Provider::Microsoft,
-            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": tid, "preferred_username": "+15550100", "email": "sa@contoso.example"}),
+            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": tid, "oid": OID, "preferred_username": "+15550100", "email": "sa@contoso.example"}),
             Ok("sa@contoso.example"),
         );
         check(
             Provider::Microsoft,
-            json!({"aud": "other", "exp": exp, "iss": ms_iss, "tid": tid, "preferred_username": "a@b.example"}),
+            json!({"aud": "other", "exp": exp, "iss": ms_iss, "tid": tid, "oid": OID, "preferred_username": "a@b.example"}),
             Err("audience"),
         );
         check(
             Provider::Microsoft,
-            json!({"aud": "client-123", "exp": NOW - 1, "iss": ms_iss, "tid": tid, "preferred_username": "a@b.example"}),
+            json!({"aud": "client-123", "exp": NOW - 1, "iss": ms_iss, "tid": tid, "oid": OID, "preferred_username": "a@b.example"}),
             Err("expired"),
         );
         check(
             Provider::Microsoft,
-            json!({"aud": "client-123", "exp": exp, "iss": "https://evil.example/v2.0", "tid": tid, "preferred_username": "a@b.example"}),
+            json!({"aud": "client-123", "exp": exp, "iss": "https://evil.example/v2.0", "tid": tid, "oid": OID, "preferred_username": "a@b.example"}),
             Err("issuer"),
         );
         check(
             Provider::Microsoft,
-            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": "other-tenant", "preferred_username": "a@b.example"}),
+            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": "other-tenant", "oid": OID, "preferred_username": "a@b.example"}),
             Err("issuer"),
         );
         check(
             Provider::Google,
-            json!({"aud": ["client-123"], "exp": exp, "iss": "https://accounts.google.com", "email": "ar@example.com"}),
+            json!({"aud": ["client-123"], "exp": exp, "iss": "https://accounts.google.com", "sub": "1234", "email": "ar@example.com", "email_verified": true}),
             Ok("ar@example.com"),
         );
         check(
             Provider::Google,
-            json!({"aud": "client-123", "exp": exp, "iss": "accounts.google.com", "email": "ar@example.com"}),
+            json!({"aud": "client-123", "exp": exp, "iss": "accounts.google.com", "sub": "1234", "email": "ar@example.com", "email_verified": "true"}),
             Ok("ar@example.com"),
         );
         check(
             Provider::Google,
-            json!({"aud": "client-123", "exp": exp, "iss": "https://accounts.google.com"}),
+            json!({"aud": "client-123", "exp": exp, "iss": "https://accounts.google.com", "sub": "1234"}),
             Err("names no address"),
+        );
+        // Google: an address Google has not verified is not the person's (Google's OpenID
+        // Connect page, `email_verified`); a missing claim counts as unverified.
+        check(
+            Provider::Google,
+            json!({"aud": "client-123", "exp": exp, "iss": "https://accounts.google.com", "sub": "1234", "email": "ar@example.com", "email_verified": false}),
+            Err("has not verified the address ar@example.com"),
+        );
+        check(
+            Provider::Google,
+            json!({"aud": "client-123", "exp": exp, "iss": "https://accounts.google.com", "sub": "1234", "email": "ar@example.com"}),
+            Err("has not verified the address ar@example.com"),
+        );
+        check(
+            Provider::Google,
+            json!({"aud": "client-123", "exp": exp, "iss": "https://accounts.google.com", "email": "ar@example.com", "email_verified": true}),
+            Err("names no subject"),
+        );
+        // Microsoft: `oid` + `tid` identify the person (id-token-claims-reference); without
+        // `oid` the sign-in has no stable identity.
+        check(
+            Provider::Microsoft,
+            json!({"aud": "client-123", "exp": exp, "iss": ms_iss, "tid": tid, "preferred_username": "sa@contoso.example"}),
+            Err("lacks `oid` or `tid`"),
         );
         let error =
             identity_from_id_token(&app(Provider::Google), "not-a-jwt", UNIX_EPOCH).unwrap_err();

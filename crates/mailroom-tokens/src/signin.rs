@@ -18,9 +18,18 @@ pub const DEFAULT_SIGN_IN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// What a sign-in expects.
 #[derive(Debug, Clone)]
 pub struct SignInOptions {
-    /// The account's SMTP user; the signed-in address must equal it (ignoring case).
-    /// `None` (or empty) accepts whoever signs in.
+    /// The account's SMTP user (the mailbox). `None` (or empty) accepts whoever signs in.
+    /// Otherwise the person who signs in must be the mailbox's own: the signed-in address
+    /// equals it (ignoring case), or the person is the one who signed in for it before
+    /// (`known_identity`) — unless `shared_mailbox`.
     pub expected_address: Option<String>,
+    /// The account is a shared mailbox: anyone may sign in for it (Exchange decides at
+    /// send time whether that person may send as the mailbox), and the browser is not
+    /// told whom to expect.
+    pub shared_mailbox: bool,
+    /// The identity key of the account's current sign-in ([`Identity::key`]): that person
+    /// may sign in again even when their username changed since.
+    pub known_identity: Option<String>,
     /// How long to wait for the browser's redirect.
     pub timeout: Duration,
 }
@@ -29,8 +38,47 @@ impl Default for SignInOptions {
     fn default() -> Self {
         Self {
             expected_address: None,
+            shared_mailbox: false,
+            known_identity: None,
             timeout: DEFAULT_SIGN_IN_TIMEOUT,
         }
+    }
+}
+
+impl SignInOptions {
+    /// The address to suggest to the provider's sign-in page (`login_hint`): the
+    /// mailbox's own, except for a shared mailbox, where a delegate signs in.
+    pub(crate) fn login_hint(&self) -> Option<&str> {
+        if self.shared_mailbox {
+            return None;
+        }
+        self.expected_address
+            .as_deref()
+            .map(str::trim)
+            .filter(|address| !address.is_empty())
+    }
+
+    /// Whether `identity` may sign in for the mailbox: the rule of
+    /// [`SignInOptions::expected_address`].
+    pub fn check(&self, identity: &Identity) -> Result<()> {
+        let Some(expected) = self
+            .expected_address
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        else {
+            return Ok(());
+        };
+        if self.shared_mailbox
+            || identity.address.trim().eq_ignore_ascii_case(expected)
+            || self.known_identity.as_deref() == Some(identity.key().as_str())
+        {
+            return Ok(());
+        }
+        Err(Error::IdentityMismatch {
+            signed_in: identity.address.clone(),
+            expected: expected.to_owned(),
+        })
     }
 }
 
@@ -47,6 +95,15 @@ pub struct SignedIn {
 }
 
 impl SignedIn {
+    /// The key the sign-in is stored under: the person's stable identity.
+    pub fn token_key(&self) -> crate::store::TokenKey {
+        crate::store::TokenKey {
+            provider: self.provider,
+            tenant: self.tenant.clone(),
+            identity_key: self.identity.key(),
+        }
+    }
+
     /// A sign-in from tokens obtained elsewhere (an import, a test); the caller vouches for
     /// the identity.
     pub fn from_tokens(
@@ -106,16 +163,16 @@ fn finish(
         )
     })?;
     let identity = identity_from_id_token(app, id_token, now)?;
-    if let Some(expected) = options
-        .expected_address
-        .as_deref()
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-    {
-        if !identity.address.trim().eq_ignore_ascii_case(expected) {
-            return Err(Error::IdentityMismatch {
-                signed_in: identity.address,
-                expected: expected.to_owned(),
+    options.check(&identity)?;
+    // Google's consent screen lets the person untick each scope ("granular consent"), and
+    // the token response's `scope` then lists only what was granted (Google's OAuth 2.0
+    // for desktop apps page: "scope: The scopes of access granted by the access_token");
+    // without the send scope the first send would fail with 403. Per RFC 6749 §5.1 a
+    // response without `scope` granted what was asked.
+    if let Some(send_scope) = app.send_scope() {
+        if !tokens.scopes.is_empty() && !tokens.scopes.iter().any(|s| s == send_scope) {
+            return Err(Error::ScopeNotGranted {
+                scope: send_scope.to_owned(),
             });
         }
     }
@@ -143,8 +200,8 @@ pub async fn sign_in_with_browser(
         ))
     })?;
     let redirect_uri = listener.redirect_uri();
-    let start = oauth::authorization_url(app, &redirect_uri, options.expected_address.as_deref())
-        .map_err(failure)?;
+    let start =
+        oauth::authorization_url(app, &redirect_uri, options.login_hint()).map_err(failure)?;
     tracing::info!(provider = %app.provider, redirect_uri = %redirect_uri, "waiting for the sign-in redirect");
     open_url(&start.url);
     let outcome = listener.wait(start.state.secret(), options.timeout).await;

@@ -1,4 +1,4 @@
-//! The token store: one row per (provider, tenant, lower-cased address), access and
+//! The token store: one row per (provider, tenant, identity key), access and
 //! refresh tokens sealed with the row's identity as associated data, a version for
 //! compare-and-swap, and a refresh lease for coordination between processes.
 
@@ -25,24 +25,44 @@ pub struct TokenKey {
     pub provider: Provider,
     /// The app's tenant (`""` for Google).
     pub tenant: String,
-    /// The address, trimmed and lower-cased.
-    pub address_key: String,
+    /// Who signed in: the provider's stable identity of the person
+    /// ([`crate::identity::Identity::key`]: `oid:{tid}:{oid}`, `sub:{sub}`), or for a
+    /// sign-in stored before identities were kept, the address trimmed and lower-cased.
+    pub identity_key: String,
 }
 
 impl TokenKey {
-    /// The key of `address` for `provider` and `tenant`.
+    /// The key of a sign-in stored under `address` (before identities were kept).
     pub fn new(provider: Provider, tenant: &str, address: &str) -> Self {
         Self {
             provider,
             tenant: tenant.to_owned(),
-            address_key: address.trim().to_lowercase(),
+            identity_key: address.trim().to_lowercase(),
+        }
+    }
+
+    /// The key of the sign-in an account sends with: its recorded identity, else its
+    /// address (a sign-in stored before identities were kept).
+    pub fn of_account(
+        provider: Provider,
+        tenant: &str,
+        address: &str,
+        token_identity: Option<&str>,
+    ) -> Self {
+        match token_identity {
+            Some(identity) => Self {
+                provider,
+                tenant: tenant.to_owned(),
+                identity_key: identity.to_owned(),
+            },
+            None => Self::new(provider, tenant, address),
         }
     }
 
     fn aad(&self, column: &str) -> Vec<u8> {
         format!(
             "oauth_token:{}:{}:{}:{column}",
-            self.provider, self.tenant, self.address_key
+            self.provider, self.tenant, self.identity_key
         )
         .into_bytes()
     }
@@ -85,13 +105,19 @@ pub struct StoredToken {
     pub refreshed_at: Option<DateTime<Utc>>,
     /// When the row last changed.
     pub updated_at: DateTime<Utc>,
+    /// When the person last signed in (for rows from before it was kept: when the row was
+    /// created).
+    pub signed_in_at: DateTime<Utc>,
 }
 
 /// What `token list` shows: never a secret.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TokenSummary {
-    /// The address.
+    /// The address that signed in.
     pub address: String,
+    /// The key it is stored under ([`TokenKey::identity_key`]): the person's stable
+    /// identity, or for older rows the lower-cased address.
+    pub identity_key: String,
     /// The provider.
     pub provider: Provider,
     /// The tenant.
@@ -140,7 +166,7 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
                 Error::CorruptRow(format!("provider `{}` of a token", model.provider))
             })?,
             tenant: model.tenant.clone(),
-            address_key: model.address_key.clone(),
+            identity_key: model.identity_key.clone(),
         })
     }
 
@@ -175,6 +201,7 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
             status,
             refreshed_at: model.refreshed_at,
             updated_at: model.updated_at,
+            signed_in_at: model.signed_in_at.unwrap_or(model.created_at),
         })
     }
 
@@ -182,7 +209,7 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
         oauth_token::Entity::find()
             .filter(Column::Provider.eq(key.provider.as_str()))
             .filter(Column::Tenant.eq(key.tenant.as_str()))
-            .filter(Column::AddressKey.eq(key.address_key.as_str()))
+            .filter(Column::IdentityKey.eq(key.identity_key.as_str()))
     }
 
     /// The token stored under `key`.
@@ -200,11 +227,7 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
         signed_in: &SignedIn,
         now: DateTime<Utc>,
     ) -> Result<StoredToken> {
-        let key = TokenKey::new(
-            signed_in.provider,
-            &signed_in.tenant,
-            &signed_in.identity.address,
-        );
+        let key = signed_in.token_key();
         let tokens = &signed_in.tokens;
         // Asked first, in the caller's transaction: a rotation cannot commit between this
         // and the write, so the tokens are never stored under a key the database left.
@@ -227,7 +250,7 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
             None => oauth_token::ActiveModel {
                 provider: Set(key.provider.as_str().to_owned()),
                 tenant: Set(key.tenant.clone()),
-                address_key: Set(key.address_key.clone()),
+                identity_key: Set(key.identity_key.clone()),
                 version: Set(1),
                 created_at: Set(now),
                 ..Default::default()
@@ -248,6 +271,7 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
         active.lease_until = Set(None);
         active.refreshed_at = Set(None);
         active.updated_at = Set(now);
+        active.signed_in_at = Set(Some(now));
         let model = if existing.is_some() {
             active.update(self.db).await?
         } else {
@@ -387,7 +411,7 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
     /// Every stored token, without secrets.
     pub async fn list(&self) -> Result<Vec<TokenSummary>> {
         oauth_token::Entity::find()
-            .order_by_asc(Column::AddressKey)
+            .order_by_asc(Column::Address)
             .order_by_asc(Column::Provider)
             .all(self.db)
             .await?
@@ -396,6 +420,7 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
                 Ok(TokenSummary {
                     provider: Self::key_of(&model)?.provider,
                     address: model.address,
+                    identity_key: model.identity_key,
                     tenant: model.tenant,
                     expires_at: model.expires_at,
                     refreshed_at: model.refreshed_at,

@@ -425,7 +425,12 @@ impl Mailroom {
             }
             Err(error) => return DoctorCheck::problem(name, error_text(&error), error.remedy()),
         };
-        let token_key = TokenKey::new(server.provider, app.tenant(), &server.smtp_user);
+        let token_key = TokenKey::of_account(
+            server.provider,
+            app.tenant(),
+            &server.smtp_user,
+            server.token_identity.as_deref(),
+        );
         let stored = match TokenStore::new(self.database(), key).load(&token_key).await {
             Ok(Some(stored)) => stored,
             Ok(None) => {
@@ -447,11 +452,7 @@ impl Mailroom {
         let now = self.now();
         let has_refresh = stored.refresh_token.is_some();
         if refresh {
-            let target = TokenTarget {
-                account: account_ref,
-                provider: server.provider,
-                address: server.smtp_user.clone(),
-            };
+            let target = TokenTarget::of_account(account_ref, server);
             return match self.broker().force_refresh(&target).await {
                 Ok(token) => DoctorCheck::ok(
                     name,
@@ -468,12 +469,30 @@ impl Mailroom {
                 ),
             };
         }
+        // Who the stored sign-in is: the mailbox's own person, or a delegate of a shared
+        // mailbox (the person's address then differs from the mailbox's).
+        let who = if stored
+            .address
+            .trim()
+            .eq_ignore_ascii_case(server.smtp_user.trim())
+        {
+            format!("stored for {}", server.smtp_user)
+        } else if server.shared_mailbox {
+            format!(
+                "signed in by {} for the shared mailbox {}",
+                stored.address, server.smtp_user
+            )
+        } else {
+            format!(
+                "signed in as {} for {} (the same person who signed in for it, by their stable identity; the provider's username changed)",
+                stored.address, server.smtp_user
+            )
+        };
         if stored.expires_at > now {
             DoctorCheck::ok(
                 name,
                 format!(
-                    "stored for {}, the access token expires {}{}",
-                    server.smtp_user,
+                    "{who}, the access token expires {}{}",
                     when(stored.expires_at, now),
                     if has_refresh {
                         "; a refresh token is stored"
@@ -486,8 +505,7 @@ impl Mailroom {
             DoctorCheck::ok(
                 name,
                 format!(
-                    "stored for {}, the access token expired {}; a refresh token renews it at the next send (check with a refresh)",
-                    server.smtp_user,
+                    "{who}, the access token expired {}; a refresh token renews it at the next send (check with a refresh)",
                     when(stored.expires_at, now)
                 ),
             )

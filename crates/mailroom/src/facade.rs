@@ -509,6 +509,7 @@ impl Mailroom {
             account: account.account_ref(),
             provider: server.provider,
             address: String::new(),
+            token_identity: None,
         };
         let reason = SignInReason::NoToken;
         let Some(prompt) = self.sign_in_policy(prompt).await?.allowed_prompt() else {

@@ -136,11 +136,7 @@ impl Mailroom {
             },
             message_id: Some(prepared.message_id.clone()),
         };
-        let target = TokenTarget {
-            account: account_ref,
-            provider: server.provider,
-            address: server.smtp_user.clone(),
-        };
+        let target = TokenTarget::of_account(account_ref, server);
         let mut credentials = self.credentials(account, &target, prompt).await?;
         let started = Instant::now();
         let mut attempts = 0u32;

@@ -33,15 +33,20 @@ impl SignInState {
     }
 }
 
+/// Whether `account` sends with `token`: the sign-in its `token_identity` names, or for an
+/// account from before identities were kept, the one stored under its SMTP user.
 fn owns(account: &Account, token: &TokenSummary) -> bool {
     let server = account.server();
-    server.provider.uses_oauth()
-        && server.provider == token.provider
-        && !server.smtp_user.trim().is_empty()
-        && server
-            .smtp_user
-            .trim()
-            .eq_ignore_ascii_case(token.address.trim())
+    if !server.provider.uses_oauth() || server.provider != token.provider {
+        return false;
+    }
+    match &server.token_identity {
+        Some(identity) => *identity == token.identity_key,
+        None => {
+            !server.smtp_user.trim().is_empty()
+                && server.smtp_user.trim().to_lowercase() == token.identity_key
+        }
+    }
 }
 
 /// Whether `account` is signed in, given the stored tokens.
@@ -55,8 +60,8 @@ pub fn sign_in_state(account: &Account, tokens: &[TokenSummary]) -> SignInState 
     }
 }
 
-/// A stored token and the accounts that send with it (an OAuth account of its provider
-/// whose SMTP user is its address); none when no account uses it any more.
+/// A stored token and the accounts that send with it (see `owns`); none when no account
+/// uses it any more.
 #[derive(Debug, Clone, Serialize)]
 pub struct OwnedToken {
     /// The token's summary (never a secret).
@@ -69,7 +74,7 @@ pub struct OwnedToken {
 /// Every stored token, with the accounts it belongs to.
 pub async fn owned_tokens<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<Vec<OwnedToken>> {
     let tokens = TokenStore::new(db, key).list().await?;
-    let accounts = all_accounts(db, key).await?;
+    let accounts = Accounts::new(db, key).all_accounts().await?;
     Ok(tokens
         .into_iter()
         .map(|token| OwnedToken {
@@ -86,22 +91,4 @@ pub async fn owned_tokens<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<V
 /// The stored tokens' summaries (for [`sign_in_state`]).
 pub async fn stored_tokens<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<Vec<TokenSummary>> {
     Ok(TokenStore::new(db, key).list().await?)
-}
-
-async fn all_accounts<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<Vec<Account>> {
-    let accounts = Accounts::new(db, key);
-    let mut all: Vec<Account> = accounts
-        .company()
-        .await?
-        .map(Account::Company)
-        .into_iter()
-        .collect();
-    all.extend(
-        accounts
-            .user_accounts()
-            .await?
-            .into_iter()
-            .map(Account::User),
-    );
-    Ok(all)
 }

@@ -21,7 +21,6 @@ use mailroom_tokens::{
     registration::{AppRegistration, Apps},
     storage::{TokenKey, TokenStore},
 };
-use sea_orm::TransactionTrait;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
@@ -121,6 +120,9 @@ pub struct SignOut {
     pub deleted: bool,
     /// What the provider said to the revocation, when one was attempted.
     pub revocation: Revocation,
+    /// Other accounts that send with the same person's sign-in: it was kept for them
+    /// (`deleted` is false), and signing out of each of them ends it.
+    pub still_used_by: Vec<AccountRef>,
 }
 
 /// The provider's side of a sign-out.
@@ -185,8 +187,14 @@ impl Mailroom {
         timeout: Duration,
     ) -> Result<SignInSession> {
         let (loaded, app) = self.oauth_account(account).await?;
-        let expected = loaded.server().smtp_user.clone();
-        begin(app, &expected, mode, timeout)
+        let server = loaded.server();
+        let options = SignInOptions {
+            expected_address: Some(server.smtp_user.clone()).filter(|e| !e.is_empty()),
+            shared_mailbox: server.shared_mailbox,
+            known_identity: server.token_identity.clone(),
+            timeout,
+        };
+        begin(app, options, mode)
             .await
             .map(|(step, task)| SignInSession {
                 account: Some(account),
@@ -208,7 +216,12 @@ impl Mailroom {
         let app = Apps::new(self.database(), &self.options().key)
             .require(provider)
             .await?;
-        begin(app, expected, mode, timeout)
+        let options = SignInOptions {
+            expected_address: Some(expected.to_owned()).filter(|e| !e.is_empty()),
+            timeout,
+            ..SignInOptions::default()
+        };
+        begin(app, options, mode)
             .await
             .map(|(step, task)| SignInSession {
                 account: None,
@@ -230,8 +243,18 @@ impl Mailroom {
         let transaction = mailroom_migrations::begin_write(self.database()).await?;
         let accounts = Accounts::new(&transaction, key);
         let current = accounts.account(account).await?;
-        let user = current.server().smtp_user.clone();
+        let server = current.server();
+        let user = server.smtp_user.clone();
         let address = signed_in.identity.address.clone();
+        // The rule the sign-in checked, checked again here: a sign-in may come from
+        // elsewhere, and the account may have changed while the person signed in.
+        SignInOptions {
+            expected_address: Some(user.clone()),
+            shared_mailbox: server.shared_mailbox,
+            known_identity: server.token_identity.clone(),
+            ..SignInOptions::default()
+        }
+        .check(&signed_in.identity)?;
         if user.is_empty() {
             let change = ServerSettingsChange {
                 smtp_user: Some(address.clone()),
@@ -247,15 +270,12 @@ impl Mailroom {
                         .await?;
                 }
             }
-        } else if !user.eq_ignore_ascii_case(&address) {
-            return Err(mailroom_tokens::Error::IdentityMismatch {
-                signed_in: address,
-                expected: user,
-            }
-            .into());
         }
-        TokenStore::new(&transaction, key)
+        let stored = TokenStore::new(&transaction, key)
             .save_sign_in(signed_in, chrono::Utc::now())
+            .await?;
+        accounts
+            .set_token_identity(account, Some(&stored.key.identity_key))
             .await?;
         transaction.commit().await?;
         self.after_sign_in().await;
@@ -277,12 +297,21 @@ impl Mailroom {
         let accounts = Accounts::new(&transaction, key);
         accounts.verify_key().await?;
         let saved = accounts.add_user_account(&change, binding).await?;
-        TokenStore::new(&transaction, key)
+        let stored = TokenStore::new(&transaction, key)
             .save_sign_in(signed_in, chrono::Utc::now())
+            .await?;
+        let account = accounts
+            .set_token_identity(
+                AccountRef::User(saved.account.id),
+                Some(&stored.key.identity_key),
+            )
             .await?;
         transaction.commit().await?;
         self.after_sign_in().await;
-        Ok(saved.account)
+        match account {
+            Account::User(user) => Ok(user),
+            Account::Company(_) => Ok(saved.account),
+        }
     }
 
     async fn after_sign_in(&self) {
@@ -298,16 +327,47 @@ impl Mailroom {
         }
     }
 
-    /// Deletes `account`'s stored token, then asks the provider to revoke it where the
-    /// provider allows; the deletion stands whatever the provider answers.
+    /// Signs `account` out: deletes its stored token, then asks the provider to revoke it
+    /// where the provider allows; the deletion stands whatever the provider answers. When
+    /// other accounts send with the same person's sign-in (a delegate signed in for a
+    /// shared mailbox and for their own), only this account lets go of it: the token
+    /// stays, unrevoked, for the others ([`SignOut::still_used_by`]).
     pub async fn sign_out(&self, account: AccountRef) -> Result<SignOut> {
         let (loaded, app) = self.oauth_account(account).await?;
-        let address = loaded.server().smtp_user.clone();
-        let key = TokenKey::new(app.provider, app.tenant(), &address);
-        let transaction = self.database().begin().await?;
-        let deleted = TokenStore::new(&transaction, &self.options().key)
-            .delete(&key)
-            .await?;
+        let server = loaded.server().clone();
+        let address = server.smtp_user.clone();
+        let key = TokenKey::of_account(
+            app.provider,
+            app.tenant(),
+            &address,
+            server.token_identity.as_deref(),
+        );
+        let ring = &self.options().key;
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
+        let accounts = Accounts::new(&transaction, ring);
+        let mut still_used_by = Vec::new();
+        for other in accounts.all_accounts().await? {
+            let other_server = other.server();
+            if other.account_ref() != account
+                && other_server.provider == app.provider
+                && TokenKey::of_account(
+                    app.provider,
+                    app.tenant(),
+                    &other_server.smtp_user,
+                    other_server.token_identity.as_deref(),
+                ) == key
+            {
+                still_used_by.push(other.account_ref());
+            }
+        }
+        if server.token_identity.is_some() {
+            accounts.set_token_identity(account, None).await?;
+        }
+        let deleted = if still_used_by.is_empty() {
+            TokenStore::new(&transaction, ring).delete(&key).await?
+        } else {
+            None
+        };
         transaction.commit().await?;
         self.forget_cached();
         let Some(deleted) = deleted else {
@@ -315,6 +375,7 @@ impl Mailroom {
                 address,
                 deleted: false,
                 revocation: Revocation::NotAttempted,
+                still_used_by,
             });
         };
         let token = deleted
@@ -330,6 +391,7 @@ impl Mailroom {
             address,
             deleted: true,
             revocation,
+            still_used_by,
         })
     }
 
@@ -383,11 +445,7 @@ impl Mailroom {
         prompt: Option<&dyn SignInPrompt>,
     ) -> Result<AccessToken> {
         let (loaded, _) = self.oauth_account(account).await?;
-        let target = TokenTarget {
-            account,
-            provider: loaded.server().provider,
-            address: loaded.server().smtp_user.clone(),
-        };
+        let target = TokenTarget::of_account(account, loaded.server());
         let policy = self.sign_in_policy(prompt).await?;
         Ok(self
             .broker()
@@ -498,17 +556,12 @@ pub(crate) async fn seal_settings_once(
 /// Starts the provider's flow in a task and waits until the person has something to do.
 async fn begin(
     app: AppRegistration,
-    expected: &str,
+    options: SignInOptions,
     mode: SignInMode,
-    timeout: Duration,
 ) -> Result<(SignInStep, JoinHandle<mailroom_tokens::Result<SignedIn>>)> {
     if mode == SignInMode::DeviceCode && app.provider == Provider::Google {
         return Err(mailroom_tokens::Error::DeviceFlowNotSupported.into());
     }
-    let options = SignInOptions {
-        expected_address: Some(expected.to_owned()).filter(|e| !e.is_empty()),
-        timeout,
-    };
     let (step_tx, step_rx) = oneshot::channel::<SignInStep>();
     let task = tokio::spawn(async move {
         let http = OAuthHttp::new();

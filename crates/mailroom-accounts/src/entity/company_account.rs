@@ -18,6 +18,8 @@ pub struct Model {
     pub allow_plaintext_loopback: bool,
     pub settings_seal: Option<Vec<u8>>,
     pub allow_plaintext_password: bool,
+    pub shared_mailbox: bool,
+    pub token_identity: Option<String>,
     pub version: i64,
     pub updated_at: DateTimeUtc,
     pub fax_format: Option<String>,

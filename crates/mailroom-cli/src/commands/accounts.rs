@@ -385,6 +385,7 @@ pub(crate) fn server_change(options: &ServerOptions) -> Result<ServerSettingsCha
         password,
         allow_plaintext_loopback: options.allow_plaintext_loopback,
         allow_plaintext_password: options.allow_plaintext_password,
+        shared_mailbox: options.shared_mailbox,
     })
 }
 

@@ -211,6 +211,20 @@ pub(crate) async fn sign_out(context: &Context, selector: &AccountSelector) -> R
     let mailroom = open_mailroom(context).await?;
     let outcome = mailroom.sign_out(selector.account_ref()).await?;
     let address = &outcome.address;
+    if !outcome.still_used_by.is_empty() {
+        let others: Vec<String> = outcome
+            .still_used_by
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        return Ok(Output::new(
+            format!(
+                "signed out {address}: it no longer sends with the stored sign-in, which is kept (not revoked) because the {} still send with it; sign out of those too to end it",
+                others.join(", ")
+            ),
+            json!({ "address": address, "removed": 0, "still_used_by": others }),
+        ));
+    }
     if !outcome.deleted {
         return Ok(Output::new(
             format!("no token is stored for {address}; nothing to sign out"),

@@ -399,3 +399,57 @@ fn allowing_a_plaintext_password_is_explicit_shown_and_warned_about() {
     let json = cli.run(&["company", "show", "--json"]).ok().json();
     assert_eq!(json["allow_plaintext_password"], false);
 }
+
+/// `--shared-mailbox`: a Microsoft account whose SMTP user is a shared mailbox; shown,
+/// in JSON, and refused where it cannot work (Google, password accounts, no mailbox).
+#[test]
+fn a_shared_mailbox_is_marked_shown_and_refused_where_it_cannot_work() {
+    let cli = Cli::new();
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "microsoft",
+        "--user",
+        "orders@contoso.example",
+        "--shared-mailbox",
+    ])
+    .ok();
+    let shown = cli.run(&["company", "show"]).ok();
+    assert!(shown.stdout.contains("Shared mailbox"), "{shown:?}");
+    let json = cli.run(&["company", "show", "--json"]).ok().json();
+    assert_eq!(json["shared_mailbox"], true);
+
+    let google = cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "google",
+        "--user",
+        "team@example.com",
+        "--shared-mailbox",
+    ]);
+    assert_eq!(google.code, 2, "bad input: {google:?}");
+    assert!(
+        google
+            .stderr
+            .contains("the Gmail API sends only from the signed-in person's own mailbox"),
+        "{google:?}"
+    );
+    let no_user = cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "microsoft",
+        "--shared-mailbox",
+    ]);
+    assert_eq!(no_user.code, 2, "bad input: {no_user:?}");
+    assert!(
+        no_user.stderr.contains("is empty for a shared mailbox"),
+        "{no_user:?}"
+    );
+
+    cli.run(&["company", "set", "--shared-mailbox=false"]).ok();
+    let json = cli.run(&["company", "show", "--json"]).ok().json();
+    assert_eq!(json["shared_mailbox"], false);
+}

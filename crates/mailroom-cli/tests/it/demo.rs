@@ -19,6 +19,7 @@ const STEPS: &[&str] = &[
     "token refresh",
     "queue 20, agent drains",
     "sign-in disabled",
+    "shared mailbox, delegate",
 ];
 
 fn fresh_machine_demo(home: &Path, args: &[&str]) -> (i32, String, String) {
@@ -81,7 +82,7 @@ fn the_demo_runs_the_whole_flow_offline_and_verifies_every_step() {
             .unwrap_or_else(|| panic!("no line for step {step}:\n{stdout}"));
         assert!(line.split_whitespace().any(|word| word == "yes"), "{line}");
     }
-    assert!(stdout.ends_with("8 of 8 steps verified\n"), "{stdout}");
+    assert!(stdout.ends_with("9 of 9 steps verified\n"), "{stdout}");
     assert!(
         stdout.contains("Failed to obtain an access token for orders@demo.example (google)"),
         "{stdout}"
@@ -102,8 +103,8 @@ fn the_demo_runs_the_whole_flow_offline_and_verifies_every_step() {
     assert!(kept.join("demo.sqlite").is_file());
     assert!(kept.join("demo.sqlite.key").is_file());
     assert!(kept.join("sandbox/ca.pem").is_file());
-    // 1 SMTP + 1 Gmail + 1 after the refresh + 20 queued.
-    assert_eq!(eml_files(&kept.join("sandbox/mail")), 23);
+    // 1 SMTP + 1 Gmail + 1 after the refresh + 20 queued + 1 from the shared mailbox.
+    assert_eq!(eml_files(&kept.join("sandbox/mail")), 24);
     // The default database was never created.
     assert!(!home.path().join("data/mailroom").exists());
 
@@ -140,7 +141,7 @@ async fn the_demo_runs_on_a_given_empty_postgresql_database() {
         &[("MAILROOM_KEY_FILE", &key_file)],
     );
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.ends_with("8 of 8 steps verified\n"), "{stdout}");
+    assert!(stdout.ends_with("9 of 9 steps verified\n"), "{stdout}");
     assert!(key_file.is_file());
     database.finish().await;
 }

@@ -47,6 +47,9 @@ fn microsoft_tokens(access: &str, refresh: &str, address: Option<&str>, expires_
             "iss": format!("https://login.microsoftonline.com/{TENANT_ID}/v2.0"),
             "exp": now() + 3600,
             "tid": TENANT_ID,
+            // Microsoft's stable identity of the person (id-token-claims-reference): one
+            // per address here, as one person per mailbox.
+            "oid": format!("oid-of-{}", address.to_lowercase()),
             "preferred_username": address,
         })));
     }
@@ -243,7 +246,7 @@ async fn signing_in_as_someone_else_changes_nothing() {
     let run = run_signing_in(&cli, &["sign-in", "--account", "1", "--no-browser"], &[]).await;
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stderr.contains("error: signed in as intruder@contoso.example, but this account sends as sa@contoso.example; sign in again and choose sa@contoso.example"),
+        run.stderr.contains("error: signed in as intruder@contoso.example, but this account sends as sa@contoso.example: sign in again as sa@contoso.example; or, if sa@contoso.example is a shared mailbox that intruder@contoso.example may send as, mark the account as a shared mailbox and sign in again as intruder@contoso.example"),
         "{}",
         run.stderr
     );
@@ -403,7 +406,7 @@ async fn sign_out_deletes_the_token_and_revokes_it_at_google() {
             "refresh_token": "1//0g-cli",
             "scope": "https://www.googleapis.com/auth/gmail.send openid",
             "token_type": "Bearer",
-            "id_token": jwt(json!({"aud": CLIENT_ID, "iss": "https://accounts.google.com", "exp": now() + 3600, "email": "orders@example.com"})),
+            "id_token": jwt(json!({"aud": CLIENT_ID, "iss": "https://accounts.google.com", "exp": now() + 3600, "sub": "110169484474386276334", "email": "orders@example.com", "email_verified": true})),
         })))
         .mount(&server)
         .await;

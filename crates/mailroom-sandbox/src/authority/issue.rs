@@ -97,6 +97,11 @@ fn id_token(
     // An id_token lives an hour, whatever the access token's lifetime.
     let exp = iat + 3600;
     let subject = subject_of(address);
+    let username = state
+        .usernames
+        .get(&address.to_lowercase())
+        .cloned()
+        .unwrap_or_else(|| address.to_owned());
     let mut claims = match style {
         Style::Microsoft => json!({
             "aud": client_id,
@@ -106,7 +111,7 @@ fn id_token(
             "exp": exp,
             "name": address.split('@').next().unwrap_or(address),
             "oid": uuid_text(&subject),
-            "preferred_username": address,
+            "preferred_username": username,
             "email": address,
             "sub": URL_SAFE_NO_PAD.encode(&subject[..16]),
             "tid": state.tenant_id,

@@ -232,6 +232,15 @@ struct State {
     /// (client id, lower-cased address) pairs that consented once (Google style): later
     /// exchanges get a refresh token only with `prompt=consent`.
     google_consents: HashSet<(String, String)>,
+    /// (lower-cased mailbox, lower-cased person): the person may send as the mailbox (an
+    /// Exchange shared mailbox's FullAccess + SendAs).
+    send_as: HashSet<(String, String)>,
+    /// Scopes the person leaves unticked on Google's consent screen when the sign-in is
+    /// approved automatically.
+    google_unticked: Vec<String>,
+    /// Lower-cased address → the `preferred_username` its id_tokens carry, when that is
+    /// not the address (Entra: it may be another address, a phone number or a name).
+    usernames: HashMap<String, String>,
     failures: VecDeque<JsonReply>,
     stats: AuthorityStats,
 }
@@ -265,6 +274,14 @@ pub(crate) const GMAIL_SEND_SCOPES: &[&str] = &[
     "https://www.googleapis.com/auth/gmail.addons.current.action.compose",
 ];
 const OPENID_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// A scope of the sign-in itself (OpenID Connect's, and `offline_access`), which Google's
+/// consent screen does not let the person untick.
+pub(crate) fn is_sign_in_scope(scope: &str) -> bool {
+    OPENID_SCOPES.contains(&scope)
+        || scope == "https://www.googleapis.com/auth/userinfo.email"
+        || scope == "https://www.googleapis.com/auth/userinfo.profile"
+}
 
 fn random_token(bytes: usize) -> String {
     let data: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
@@ -394,6 +411,9 @@ impl Authority {
                 refresh_tokens: HashMap::new(),
                 devices: HashMap::new(),
                 google_consents: HashSet::new(),
+                send_as: HashSet::new(),
+                google_unticked: Vec::new(),
+                usernames: HashMap::new(),
                 failures: VecDeque::new(),
                 stats: AuthorityStats::default(),
             })),
@@ -419,6 +439,44 @@ impl Authority {
     /// Approve authorization requests at once (or show the consent page).
     pub fn set_auto_approve(&self, auto_approve: bool) {
         self.lock().auto_approve = auto_approve;
+    }
+
+    /// Lets `person` send as `mailbox` (an Exchange shared mailbox with FullAccess and
+    /// SendAs granted to `person`): the SMTP server then accepts `person`'s token with
+    /// XOAUTH2 `user=mailbox`, as Exchange documents for shared mailboxes.
+    pub fn grant_send_as(&self, mailbox: &str, person: &str) {
+        self.lock()
+            .send_as
+            .insert((mailbox.to_lowercase(), person.to_lowercase()));
+    }
+
+    /// Whether `person` may send as `mailbox` (their own, or granted).
+    pub fn may_send_as(&self, person: &str, mailbox: &str) -> bool {
+        person.eq_ignore_ascii_case(mailbox)
+            || self
+                .lock()
+                .send_as
+                .contains(&(mailbox.to_lowercase(), person.to_lowercase()))
+    }
+
+    /// The `preferred_username` of `address`'s Microsoft-style id_tokens from now on
+    /// (Entra documents that it can change and need not be an address); the person's
+    /// `oid` stays the same.
+    pub fn set_username(&self, address: &str, username: &str) {
+        self.lock()
+            .usernames
+            .insert(address.to_lowercase(), username.to_owned());
+    }
+
+    /// From now on, automatic Google-style approvals leave `scopes` unticked (Google's
+    /// granular consent): the app is granted the rest, and the token response's `scope`
+    /// says so. The consent page (without auto-approval) has a checkbox per scope instead.
+    pub fn untick_google_scopes(&self, scopes: &[&str]) {
+        self.lock().google_unticked = scopes.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    pub(crate) fn google_unticked(&self) -> Vec<String> {
+        self.lock().google_unticked.clone()
     }
 
     /// Who signs in when a request names no one.

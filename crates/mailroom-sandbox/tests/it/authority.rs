@@ -21,6 +21,7 @@ fn options(expected: &str) -> SignInOptions {
     SignInOptions {
         expected_address: Some(expected.to_owned()),
         timeout: Duration::from_secs(30),
+        ..Default::default()
     }
 }
 
@@ -79,6 +80,7 @@ async fn without_a_login_hint_the_default_address_signs_in() {
         &SignInOptions {
             expected_address: None,
             timeout: Duration::from_secs(30),
+            ..Default::default()
         },
         SystemTime::now,
         play_browser,
@@ -747,6 +749,7 @@ async fn auto_approve_without_a_known_address_explains_the_default_address() {
         &SignInOptions {
             expected_address: None,
             timeout: Duration::from_secs(20),
+            ..Default::default()
         },
         SystemTime::now,
         play_browser,

@@ -4,6 +4,7 @@
 
 mod authority;
 mod gmail;
+mod identity;
 mod props;
 mod smtp;
 mod support;

@@ -1,4 +1,6 @@
-//! The `oauth_token` table: one row per (provider, tenant, lower-cased address).
+//! The `oauth_token` table: one row per (provider, tenant, identity key): the provider's
+//! stable identity of the person who signed in, or, for rows from before, the lower-cased
+//! address.
 
 use sea_orm::entity::prelude::*;
 
@@ -9,7 +11,7 @@ pub struct Model {
     pub id: i64,
     pub provider: String,
     pub tenant: String,
-    pub address_key: String,
+    pub identity_key: String,
     pub address: String,
     pub access_token_sealed: Vec<u8>,
     pub refresh_token_sealed: Option<Vec<u8>>,
@@ -22,6 +24,7 @@ pub struct Model {
     pub lease_until: Option<DateTimeUtc>,
     pub refreshed_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    pub signed_in_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
 }
 

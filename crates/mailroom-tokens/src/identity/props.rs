@@ -54,6 +54,8 @@ struct Claims {
     iss: Option<String>,
     preferred_username: Option<String>,
     email: Option<String>,
+    sub: Option<String>,
+    email_verified: Option<Value>,
 }
 
 fn claims() -> impl Strategy<Value = Claims> {
@@ -84,15 +86,25 @@ fn claims() -> impl Strategy<Value = Claims> {
             "[a-z]{1,8}@[a-z]{1,8}\\.example",
             any::<String>()
         ]),
+        proptest::option::of(prop_oneof!["[0-9]{1,21}", Just(String::new())]),
+        proptest::option::of(prop_oneof![
+            Just(json!(true)),
+            Just(json!("true")),
+            Just(json!(false)),
+            Just(json!("yes")),
+            Just(json!(1)),
+        ]),
     )
         .prop_map(
-            |((aud, aud_ok), exp, iss, preferred_username, email)| Claims {
+            |((aud, aud_ok), exp, iss, preferred_username, email, sub, email_verified)| Claims {
                 aud,
                 aud_ok,
                 exp,
                 iss,
                 preferred_username,
                 email,
+                sub,
+                email_verified,
             },
         )
 }
@@ -126,8 +138,9 @@ proptest! {
     }
 
     /// Near-valid claims: the token is accepted exactly when the audience names this app,
-    /// `exp` is after now and `iss` is Google's; the address is `preferred_username` when
-    /// it holds an `@`, else `email`. Refusals stay short.
+    /// `exp` is after now, `iss` is Google's, `sub` names the person and `email` is
+    /// verified; the address is `email` (a `preferred_username` Google never sends is not
+    /// believed). Refusals stay short.
     #[test]
     fn claims_decide(claims in claims(), padded in any::<bool>()) {
         let mut payload = serde_json::Map::new();
@@ -137,6 +150,8 @@ proptest! {
             ("iss", claims.iss.clone().map(Value::from)),
             ("preferred_username", claims.preferred_username.clone().map(Value::from)),
             ("email", claims.email.clone().map(Value::from)),
+            ("sub", claims.sub.clone().map(Value::from)),
+            ("email_verified", claims.email_verified.clone()),
         ] {
             if let Some(value) = value {
                 payload.insert(name.to_owned(), value);
@@ -145,19 +160,24 @@ proptest! {
         let token = jwt(Value::Object(payload).to_string().as_bytes(), padded);
         let now = UNIX_EPOCH + Duration::from_secs(NOW);
         let result = identity_from_id_token(&app(Provider::Google), &token, now);
-        let address = claims
-            .preferred_username
-            .clone()
-            .filter(|name| name.contains('@'))
-            .or(claims.email.clone());
+        // Google: the address is `email`, and only when `email_verified` is true (a
+        // boolean, or the string "true"); the person is `sub`.
+        let address = claims.email.clone();
+        let verified = matches!(
+            claims.email_verified.as_ref(),
+            Some(Value::Bool(true))
+        ) || claims.email_verified.as_ref() == Some(&json!("true"));
         let accepted = claims.aud_ok
             && claims.exp.is_some_and(|exp| exp > NOW as i64)
             && claims.iss.as_deref().is_some_and(|iss| iss == GOOGLE_ISSUER || iss == "accounts.google.com")
-            && address.is_some();
+            && address.is_some()
+            && verified
+            && claims.sub.as_deref().is_some_and(|sub| !sub.is_empty());
         match result {
             Ok(identity) => {
                 prop_assert!(accepted);
-                prop_assert_eq!(Some(identity.address), address);
+                prop_assert_eq!(Some(identity.address.clone()), address);
+                prop_assert_eq!(identity.key(), format!("sub:{}", claims.sub.clone().unwrap_or_default()));
             }
             Err(error) => {
                 prop_assert!(!accepted, "refused: {}", error);

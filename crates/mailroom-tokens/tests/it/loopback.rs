@@ -24,6 +24,7 @@ fn options(expected: &str) -> SignInOptions {
     SignInOptions {
         expected_address: Some(expected.to_owned()),
         timeout: Duration::from_secs(20),
+        ..Default::default()
     }
 }
 
@@ -286,7 +287,7 @@ async fn signing_in_as_someone_else_is_refused_and_nothing_is_stored() {
     assert!(matches!(error, Error::IdentityMismatch { .. }));
     assert_eq!(
         error.to_string(),
-        "signed in as someone.else@contoso.example, but this account sends as sa@contoso.example; sign in again and choose sa@contoso.example"
+        "signed in as someone.else@contoso.example, but this account sends as sa@contoso.example: sign in again as sa@contoso.example; or, if sa@contoso.example is a shared mailbox that someone.else@contoso.example may send as, mark the account as a shared mailbox and sign in again as someone.else@contoso.example"
     );
     assert!(
         TokenStore::new(&db.db, &key)
@@ -308,6 +309,7 @@ async fn other_paths_do_not_end_the_wait_and_a_timeout_does() {
     let options = SignInOptions {
         expected_address: None,
         timeout: Duration::from_secs(1),
+        ..Default::default()
     };
     let error = sign_in_with_browser(
         &OAuthHttp::new(),

@@ -8,9 +8,9 @@ use mailroom_crypto::KeyRing;
 use mailroom_model::Provider;
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::{
-    OAuthHttp,
+    OAuthHttp, TokenTarget,
     interactive::{SignInOptions, sign_in_with_browser},
-    storage::{TokenKey, TokenStore},
+    storage::TokenStore,
 };
 use serde_json::json;
 use wiremock::matchers::{body_string_contains, method, path};
@@ -99,6 +99,7 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
     let options = SignInOptions {
         expected_address: Some(ADDRESS.to_owned()),
         timeout: Duration::from_secs(20),
+        ..Default::default()
     };
     let signed_in = sign_in_with_browser(
         &OAuthHttp::new(),
@@ -119,7 +120,10 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
 
     let broker = support::broker(&db, &key);
     let refreshed = broker
-        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .access_token(&TokenTarget {
+            token_identity: Some(stored.key.identity_key.clone()),
+            ..target(Provider::Microsoft, ADDRESS)
+        })
         .await
         .unwrap();
     assert_eq!(refreshed.secret.expose(), SECRETS[2]);
@@ -137,7 +141,10 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
         .mount(&server)
         .await;
     let error = broker
-        .force_refresh(&target(Provider::Microsoft, ADDRESS))
+        .force_refresh(&TokenTarget {
+            token_identity: Some(stored.key.identity_key.clone()),
+            ..target(Provider::Microsoft, ADDRESS)
+        })
         .await
         .unwrap_err();
     let errors = format!("{error} {error:?}");
@@ -151,15 +158,7 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
     assert_clean("Debug output", &debug);
     assert_clean("the errors", &errors);
 
-    let row = store
-        .load(&TokenKey::new(
-            Provider::Microsoft,
-            "organizations",
-            ADDRESS,
-        ))
-        .await
-        .unwrap()
-        .unwrap();
+    let row = store.load(&stored.key).await.unwrap().unwrap();
     assert_eq!(
         row.refresh_token.unwrap().expose(),
         SECRETS[3],

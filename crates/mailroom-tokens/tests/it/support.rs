@@ -161,6 +161,7 @@ pub(crate) fn target(provider: Provider, address: &str) -> TokenTarget {
         account: AccountRef::User(4),
         provider,
         address: address.to_owned(),
+        token_identity: None,
     }
 }
 

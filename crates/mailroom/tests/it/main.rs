@@ -8,4 +8,5 @@ mod doctor;
 mod keys;
 mod outbox;
 mod send;
+mod shared;
 mod support;

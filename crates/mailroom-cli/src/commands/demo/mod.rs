@@ -26,7 +26,8 @@ use crate::context::Context;
 mod steps;
 
 use steps::{
-    configure, queue_and_drain, refresh, send_gmail, send_smtp, sign_in, sign_in_disabled,
+    configure, queue_and_drain, refresh, send_gmail, send_smtp, shared_mailbox, sign_in,
+    sign_in_disabled,
 };
 
 #[derive(Debug, Args)]
@@ -244,6 +245,9 @@ async fn run_steps(demo: &mut Demo, steps: &mut Vec<Step>) {
     if company_signed_in {
         eprintln!("demo: (a warning below that gmail rejected the access token is expected)");
         step!("sign-in disabled", sign_in_disabled(demo));
+    }
+    if user_signed_in {
+        step!("shared mailbox, delegate", shared_mailbox(demo));
     }
 }
 

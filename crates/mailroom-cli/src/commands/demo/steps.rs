@@ -154,18 +154,10 @@ fn browser() -> Result<reqwest::Client> {
         .build()?)
 }
 
-/// Signs an account in through mailroom's real loopback PKCE flow, the demo playing the
-/// browser (the sandbox approves at once), and stores it as `mailroom sign-in` does.
-pub(super) async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done> {
-    let (account, address) = match provider {
-        Provider::Google => (AccountRef::Company, COMPANY_ADDRESS),
-        _ => (
-            AccountRef::User(demo.user_account.context("no user account")?),
-            USER_ADDRESS,
-        ),
-    };
-    let before = demo.sandbox.authority().stats();
-    // The facade's workflow, as a host application's screen would drive it.
+/// Runs the facade's browser sign-in for `account` (as a host application's screen would
+/// drive it), the demo playing the browser; returns the stored address, the page the
+/// browser was shown, and the address it opened.
+async fn browser_sign_in(demo: &Demo, account: AccountRef) -> Result<(String, String, url::Url)> {
     let mailroom = crate::commands::send::open_mailroom(&demo.context).await?;
     let session = mailroom
         .begin_sign_in(
@@ -178,6 +170,7 @@ pub(super) async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done>
         anyhow::bail!("the browser sign-in did not ask to open an address");
     };
     let client = browser()?;
+    let opened = url.clone();
     let visit: JoinHandle<Result<String>> = tokio::spawn(async move {
         let response = client.get(url).send().await?;
         let status = response.status();
@@ -187,6 +180,21 @@ pub(super) async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done>
     });
     let stored_address = session.finish(&mailroom).await?;
     let page = visit.await??;
+    Ok((stored_address, page, opened))
+}
+
+/// Signs an account in through mailroom's real loopback PKCE flow, the demo playing the
+/// browser (the sandbox approves at once), and stores it as `mailroom sign-in` does.
+pub(super) async fn sign_in(demo: &mut Demo, provider: Provider) -> Result<Done> {
+    let (account, address) = match provider {
+        Provider::Google => (AccountRef::Company, COMPANY_ADDRESS),
+        _ => (
+            AccountRef::User(demo.user_account.context("no user account")?),
+            USER_ADDRESS,
+        ),
+    };
+    let before = demo.sandbox.authority().stats();
+    let (stored_address, page, _) = browser_sign_in(demo, account).await?;
     ensure!(
         page.contains(&format!("Signed in as {address}")),
         "the loopback listener did not confirm the sign-in: {page}"
@@ -591,4 +599,99 @@ pub(super) async fn sign_in_disabled(demo: &mut Demo) -> Result<Done> {
         "can-sign-in-when-sending=false, grant revoked at the provider: \"{}\"; no prompt, nothing sent",
         error.split(';').next().unwrap_or(&error)
     )))
+}
+
+/// The company mailbox every user sends from in Microsoft 365.
+const SHARED_MAILBOX: &str = "orders@contoso.example";
+
+/// The company account becomes an Exchange shared mailbox (orders@): no one signs in as
+/// it; a person with rights on it (sa, whose id_token's `preferred_username` is not even
+/// an address) signs in for it, and mail goes out as the mailbox — XOAUTH2 `user=` and
+/// From are orders@, the token is sa's. The sign-in is sa's one stored token, shared with
+/// sa's own account, because tokens are keyed by the person's `oid` + `tid`.
+pub(super) async fn shared_mailbox(demo: &mut Demo) -> Result<Done> {
+    let endpoints = demo.sandbox.endpoints().clone();
+    let authority = demo.sandbox.authority();
+    authority.grant_send_as(SHARED_MAILBOX, USER_ADDRESS);
+    authority.set_username(USER_ADDRESS, "+1 555 0100");
+    // A shared mailbox's sign-in names no one to the provider: the delegate chooses.
+    authority.set_default_address(Some(USER_ADDRESS.to_owned()));
+    let tokens_before = TokenStore::new(&demo.context.db, &demo.context.key)
+        .list()
+        .await?
+        .len();
+    Accounts::new(&demo.context.db, &demo.context.key)
+        .set_company(
+            &ServerSettingsChange {
+                provider: Some(Provider::Microsoft),
+                host: Some(endpoints.smtp_host.clone()),
+                port: Some(endpoints.smtp_starttls_port),
+                tls: Some(true),
+                tls_startup: Some(TlsStartup::StartTls),
+                smtp_user: Some(SHARED_MAILBOX.to_owned()),
+                shared_mailbox: Some(true),
+                ..Default::default()
+            },
+            None,
+        )
+        .await?;
+    let (signed_in_as, _, url) = browser_sign_in(demo, AccountRef::Company).await?;
+    ensure!(
+        !url.query_pairs().any(|(name, _)| name == "login_hint"),
+        "a shared mailbox's sign-in suggested whom to sign in as: {url}"
+    );
+    ensure!(
+        signed_in_as.eq_ignore_ascii_case(USER_ADDRESS),
+        "the delegate signed in as {signed_in_as}, expected {USER_ADDRESS}"
+    );
+    let accounts = Accounts::new(&demo.context.db, &demo.context.key);
+    let company = accounts.account(AccountRef::Company).await?;
+    let user = accounts
+        .account(AccountRef::User(
+            demo.user_account.context("no user account")?,
+        ))
+        .await?;
+    ensure!(
+        company.server().smtp_user == SHARED_MAILBOX,
+        "the sign-in changed the mailbox to {}",
+        company.server().smtp_user
+    );
+    ensure!(
+        company.server().token_identity.is_some()
+            && company.server().token_identity == user.server().token_identity,
+        "the shared mailbox does not send with sa's sign-in ({:?} vs {:?})",
+        company.server().token_identity,
+        user.server().token_identity
+    );
+    let tokens_after = TokenStore::new(&demo.context.db, &demo.context.key)
+        .list()
+        .await?
+        .len();
+    ensure!(
+        tokens_after == tokens_before,
+        "the delegate's sign-in stored a second token ({tokens_before} -> {tokens_after})"
+    );
+    let mailroom = open_mailroom(demo).await?;
+    let subject = "Statement of account, November";
+    let text = "Your statement is attached.";
+    let request = SendRequest::new(AUTOMATION_AGENT, draft(subject, text, None));
+    let receipt = mailroom.send(request).await?;
+    ensure!(
+        receipt.transport == TransportKind::Smtp && receipt.account_user == SHARED_MAILBOX,
+        "it went by {} as {}",
+        receipt.transport,
+        receipt.account_user
+    );
+    let stored = verify_stored(
+        &demo.sandbox,
+        &receipt,
+        &[ReceivedBy::SmtpStartTls],
+        subject,
+        text,
+        None,
+    )?;
+    Ok(Done::new(format!(
+        "company account {SHARED_MAILBOX} marked a shared mailbox; {USER_ADDRESS} (preferred_username \"+1 555 0100\") signed in for it; XOAUTH2 user={SHARED_MAILBOX} with {USER_ADDRESS}'s token, the same stored token as {USER_ADDRESS}'s own account ({tokens_after} tokens); From {SHARED_MAILBOX}; .eml matches"
+    ))
+    .with_files([stored.path]))
 }
