@@ -9,3 +9,4 @@ mod keys;
 mod outbox;
 mod send;
 mod support;
+mod throttling;
