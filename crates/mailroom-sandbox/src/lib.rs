@@ -310,6 +310,7 @@ impl Sandbox {
             passwords: passwords.clone(),
             acceptor: tokio_rustls::TlsAcceptor::from(certificates.server_config.clone()),
             max_message_size: config.max_message_size,
+            sessions: smtp::MailboxSessions::default(),
         });
         let router = http::router(http::AppState::new(
             authority.clone(),
