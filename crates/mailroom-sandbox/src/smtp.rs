@@ -24,7 +24,10 @@
 //! smtp.gmail.com:465 look-alike); and at most three sessions per mailbox are
 //! authenticated at once: a fourth gets `432 4.3.2 Concurrent connections limit exceeded`
 //! ("Changes in message store and throttling for concurrent connections",
-//! learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements).
+//! learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements);
+//! and a mailbox's recipients in any 24 hours are limited (10,000 unless configured),
+//! past which a message gets `554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException`
+//! after its data (same page).
 
 use std::collections::HashMap;
 use std::io;
@@ -149,6 +152,46 @@ impl Drop for SessionSlot {
     }
 }
 
+/// Exchange Online's recipient rate limit: recipients per mailbox in a rolling 24 hours.
+#[derive(Debug, Clone)]
+pub(crate) struct RecipientLedger {
+    limit: usize,
+    sent: Arc<Mutex<HashMap<String, std::collections::VecDeque<(std::time::Instant, usize)>>>>,
+}
+
+impl RecipientLedger {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            sent: Arc::default(),
+        }
+    }
+
+    /// Counts `recipients` more for `mailbox`, or refuses them all when that would pass
+    /// the limit within the last 24 hours.
+    fn take(&self, mailbox: &str, recipients: usize) -> bool {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        let now = std::time::Instant::now();
+        let mut sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = sent.entry(mailbox.to_ascii_lowercase()).or_default();
+        while entries
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= DAY)
+        {
+            entries.pop_front();
+        }
+        let used: usize = entries.iter().map(|(_, count)| count).sum();
+        if used.saturating_add(recipients) > self.limit {
+            return false;
+        }
+        entries.push_back((now, recipients));
+        true
+    }
+}
+
 /// What every connection shares.
 pub(crate) struct Shared {
     pub(crate) authority: Authority,
@@ -158,6 +201,8 @@ pub(crate) struct Shared {
     pub(crate) max_message_size: usize,
     /// Microsoft-style sessions per mailbox.
     pub(crate) sessions: MailboxSessions,
+    /// Microsoft-style recipients per mailbox and day.
+    pub(crate) recipients: RecipientLedger,
 }
 
 /// How TLS starts on a port.
@@ -648,6 +693,19 @@ impl Session {
             }
             DataBody::Complete(bytes) => bytes,
         };
+        // Exchange counts the recipients of a Microsoft-style session's mailbox; past the
+        // day's limit the message is refused after its data.
+        let microsoft_session = self.slot.is_some();
+        if let Some(authenticated) = self.authenticated.as_ref().filter(|_| microsoft_session) {
+            if !self
+                .shared
+                .recipients
+                .take(authenticated.name(), recipients.len())
+            {
+                return "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException\r\n"
+                    .to_owned();
+            }
+        }
         let arrival = Arrival {
             received_by: match self.mode {
                 TlsMode::StartTls => ReceivedBy::SmtpStartTls,

@@ -734,3 +734,52 @@ async fn auth_lines_of_64_kib_and_more_are_read_whole() {
     )
     .await;
 }
+
+/// Exchange Online's recipient rate limit (10,000 recipients in any 24 hours; here 3): past
+/// it a message gets `554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException`
+/// ("Changes in message store and throttling for concurrent connections",
+/// MicrosoftDocs/SupportArticles-docs
+/// `Exchange/ExchangeOnline/send-emails/smtp-submission-improvements.md`), which mailroom
+/// takes as a paused mailbox, not as a refused message.
+#[tokio::test]
+async fn past_the_daily_recipient_limit_the_mailbox_is_paused() {
+    let sandbox = sandbox_with(|config| config.smtp_daily_recipient_limit = 3).await;
+    let tokens = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+    let credentials = bearer(MICROSOFT_USER, tokens["access_token"].as_str().unwrap());
+    let transport = transport(
+        &sandbox,
+        settings(
+            &sandbox,
+            Provider::Microsoft,
+            TlsStartup::StartTls,
+            MICROSOFT_USER,
+        ),
+    );
+    for number in 0..3 {
+        let message = message(
+            MICROSOFT_USER,
+            &format!("buyer{number}@example.com"),
+            Vec::new(),
+        );
+        transport
+            .send(&message, &credentials)
+            .await
+            .expect("within the quota");
+    }
+
+    let error = transport
+        .send(
+            &message(MICROSOFT_USER, "buyer3@example.com", Vec::new()),
+            &credentials,
+        )
+        .await
+        .expect_err("past the quota");
+
+    assert!(error.is_mailbox_paused(), "{error}");
+    assert_eq!(
+        error.server_reply(),
+        Some("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException")
+    );
+    assert_eq!(error.retry_after(), Some(mailroom_smtp::MAILBOX_PAUSE));
+    assert_eq!(sandbox.mailbox().messages().len(), 3);
+}
