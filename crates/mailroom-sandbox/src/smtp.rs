@@ -152,11 +152,14 @@ impl Drop for SessionSlot {
     }
 }
 
+/// One mailbox's sends of the last 24 hours: when, and to how many recipients.
+type RecentSends = std::collections::VecDeque<(std::time::Instant, usize)>;
+
 /// Exchange Online's recipient rate limit: recipients per mailbox in a rolling 24 hours.
 #[derive(Debug, Clone)]
 pub(crate) struct RecipientLedger {
     limit: usize,
-    sent: Arc<Mutex<HashMap<String, std::collections::VecDeque<(std::time::Instant, usize)>>>>,
+    sent: Arc<Mutex<HashMap<String, RecentSends>>>,
 }
 
 impl RecipientLedger {
