@@ -107,8 +107,8 @@ impl GmailTransport {
         }
     }
 
-    /// Starts a session and returns its URI, which must be on the base URL's origin: the
-    /// bearer token goes with every chunk, and must not go anywhere else.
+    /// Starts a session and returns its URI, which must be one [`session_uri_allowed`]
+    /// allows: the bearer token goes with every chunk, and must not go anywhere else.
     async fn start_session(
         &self,
         total: u64,
@@ -140,12 +140,12 @@ impl GmailTransport {
             .base_url
             .join(location)
             .map_err(|_| protocol_error("gmail's upload session URI is not a URL"))?;
-        if session.origin() != self.config.base_url.origin() {
+        if !session_uri_allowed(&session, &self.config.base_url) {
             return Err(crate::reply::check_api_url(
                 TransportError::new(
                     TransportErrorKind::Permanent,
                     format!(
-                        "the upload session is on another server ({}) than the gmail API URL; the access token is not sent there",
+                        "gmail answered with an upload session on {}, which is neither the gmail API URL's server nor a googleapis.com host over https; the access token is not sent there and nothing of the message was",
                         session.origin().ascii_serialization()
                     ),
                 ),
@@ -280,6 +280,40 @@ fn to_index(offset: u64) -> usize {
     usize::try_from(offset).expect("upload offsets are bounded by the message size")
 }
 
+/// Where an upload session may be, so the bearer token that goes with each chunk goes
+/// nowhere else:
+/// - the base URL's own origin (scheme, host and port: Google's, a proxy's, or a loopback
+///   test server's `http://`);
+/// - `https` on the base URL's host (another port; TLS proves the name);
+/// - `https` on a `googleapis.com` host. Google's resumable upload guide for the Gmail API
+///   (developers.google.com/gmail/api/guides/uploads, "Resumable upload") shows the session
+///   URI in `Location` as `https://www.googleapis.com/upload/gmail/v1/users/userId/messages/send?uploadType=resumable&upload_id=...`,
+///   a host other than `gmail.googleapis.com`, the API's documented service endpoint; the
+///   guide does not promise which host a session is on, only that it is Google's.
+///
+/// Anything else (plain `http` off the base origin, another domain, a look-alike such as
+/// `googleapis.com.example`, user info in the URI) is refused.
+pub(crate) fn session_uri_allowed(session: &Url, base: &Url) -> bool {
+    if !session.username().is_empty() || session.password().is_some() {
+        return false;
+    }
+    if session.origin() == base.origin() {
+        return true;
+    }
+    if session.scheme() != "https" {
+        return false;
+    }
+    let Some(url::Host::Domain(host)) = session.host() else {
+        // An IP address is allowed only as the base URL's own host.
+        return session.host_str().is_some() && session.host_str() == base.host_str();
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let same_host = base
+        .host_str()
+        .is_some_and(|base_host| base_host.trim_end_matches('.').eq_ignore_ascii_case(&host));
+    same_host || host == "googleapis.com" || host.ends_with(".googleapis.com")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +339,78 @@ mod tests {
         check(Some("bytes=0-10"), 10, Err("reports 11 bytes of a 10-byte"));
         check(Some("bytes=5-9"), 10, Err("does not explain"));
         check(Some("items=0-9"), 10, Err("does not explain"));
+    }
+}
+
+#[cfg(test)]
+mod session_uri_tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(session: &str, base: &str, allowed: bool) {
+        let session = Url::parse(session).expect("session URL");
+        let base = Url::parse(base).expect("base URL");
+        assert_eq!(
+            session_uri_allowed(&session, &base),
+            allowed,
+            "{session} for {base}"
+        );
+    }
+
+    #[test]
+    fn session_uris_on_the_request_host_or_googleapis_over_https_are_allowed() {
+        const GMAIL: &str = "https://gmail.googleapis.com/";
+        // The documented example (developers.google.com/gmail/api/guides/uploads).
+        check(
+            "https://www.googleapis.com/upload/gmail/v1/users/userId/messages/send?uploadType=resumable&upload_id=xa298sd_sdlkj2",
+            GMAIL,
+            true,
+        );
+        check(
+            "https://gmail.googleapis.com/upload/x?upload_id=1",
+            GMAIL,
+            true,
+        );
+        check("https://googleapis.com/upload/x", GMAIL, true);
+        check("https://WWW.GoogleApis.com./upload/x", GMAIL, true);
+        // A proxy's own host, on its port or another over https.
+        check(
+            "https://proxy.example:8443/up?id=1",
+            "https://proxy.example:8443/",
+            true,
+        );
+        check(
+            "https://proxy.example/up?id=1",
+            "https://proxy.example:8443/",
+            true,
+        );
+        check("https://10.0.0.5:9000/up", "https://10.0.0.5:8443/", true);
+        // The loopback test base: its own origin, as before.
+        check(
+            "http://127.0.0.1:4000/up?id=1",
+            "http://127.0.0.1:4000/",
+            true,
+        );
+        // Google's host, even behind a proxy: the token is Google's.
+        check(
+            "https://www.googleapis.com/upload/x",
+            "https://proxy.example/",
+            true,
+        );
+    }
+
+    #[test]
+    fn any_other_session_uri_is_refused() {
+        const GMAIL: &str = "https://gmail.googleapis.com/";
+        check("http://www.googleapis.com/upload/x", GMAIL, false);
+        check("https://googleapis.com.evil.example/upload/x", GMAIL, false);
+        check("https://evilgoogleapis.com/upload/x", GMAIL, false);
+        check("https://example.com/upload/x", GMAIL, false);
+        check("https://user:pw@www.googleapis.com/upload/x", GMAIL, false);
+        check("https://203.0.113.7/upload/x", GMAIL, false);
+        check("ftp://www.googleapis.com/upload/x", GMAIL, false);
+        // Another port on the loopback test base in plain http is another server.
+        check("http://127.0.0.1:4001/up", "http://127.0.0.1:4000/", false);
+        check("https://other.example/up", "https://proxy.example/", false);
     }
 }

@@ -153,6 +153,17 @@ pub enum TransportErrorKind {
     Insecure,
     /// Worth retrying later: 4xx replies, HTTP 429/5xx, dropped connections, timeouts.
     Transient,
+    /// The server refused another connection for this mailbox (Exchange Online's
+    /// `432 4.3.2 Concurrent connections limit exceeded`: three per mailbox). Not a pause:
+    /// retry soon on fewer connections. Transient ([`TransportError::is_transient`]).
+    TooManyConnections,
+    /// The provider paused sending from this mailbox for a while: a quota is used up
+    /// (Exchange Online's 10,000 recipients per rolling 24 hours, `554 5.2.0 ...
+    /// SubmissionQuotaExceededException`) or the mailbox is throttled after continuous
+    /// errors (`550 5.2.251`-`5.2.255`). Nothing is wrong with the message: hold it (and
+    /// the mailbox's other messages) until [`TransportError::retry_after`] has passed,
+    /// never mark it failed and never retry it at once.
+    MailboxThrottled,
     /// Any other failure that retrying will not fix.
     Permanent,
     /// The whole message was handed over but the server's final answer never came (the
@@ -290,9 +301,25 @@ impl TransportError {
         self.retry_after
     }
 
-    /// True when retrying later may succeed.
+    /// True when retrying later may succeed: a transient failure, or too many connections
+    /// (retried on fewer). A paused mailbox is not transient in this sense (it is not
+    /// retried within a send): see [`TransportError::is_mailbox_paused`].
     pub fn is_transient(&self) -> bool {
-        self.kind == TransportErrorKind::Transient
+        matches!(
+            self.kind,
+            TransportErrorKind::Transient | TransportErrorKind::TooManyConnections
+        )
+    }
+
+    /// True when the server refused one more connection for the mailbox: use fewer.
+    pub fn is_too_many_connections(&self) -> bool {
+        self.kind == TransportErrorKind::TooManyConnections
+    }
+
+    /// True when the provider paused sending from the mailbox (a quota or throttling):
+    /// the message is fine and is held until [`TransportError::retry_after`] has passed.
+    pub fn is_mailbox_paused(&self) -> bool {
+        self.kind == TransportErrorKind::MailboxThrottled
     }
 
     /// True when a refreshed token may succeed.

@@ -123,6 +123,10 @@ pub struct SandboxConfig {
     pub password_accounts: Vec<(String, String)>,
     /// The largest message accepted, in bytes.
     pub max_message_size: usize,
+    /// Exchange Online's recipient rate limit for Microsoft-style SMTP sessions: recipients
+    /// per mailbox in any 24 hours (10,000); past it a message gets `554 5.2.0
+    /// STOREDRV.Submission.Exception:SubmissionQuotaExceededException`.
+    pub smtp_daily_recipient_limit: usize,
 }
 
 impl SandboxConfig {
@@ -140,6 +144,7 @@ impl SandboxConfig {
             tenant_id: DEFAULT_TENANT_ID.to_owned(),
             password_accounts: Vec::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            smtp_daily_recipient_limit: 10_000,
         }
     }
 }
@@ -165,6 +170,10 @@ impl fmt::Debug for SandboxConfig {
                     .collect::<Vec<_>>(),
             )
             .field("max_message_size", &self.max_message_size)
+            .field(
+                "smtp_daily_recipient_limit",
+                &self.smtp_daily_recipient_limit,
+            )
             .finish()
     }
 }
@@ -310,6 +319,8 @@ impl Sandbox {
             passwords: passwords.clone(),
             acceptor: tokio_rustls::TlsAcceptor::from(certificates.server_config.clone()),
             max_message_size: config.max_message_size,
+            sessions: smtp::MailboxSessions::default(),
+            recipients: smtp::RecipientLedger::new(config.smtp_daily_recipient_limit),
         });
         let router = http::router(http::AppState::new(
             authority.clone(),

@@ -16,6 +16,18 @@
 //! mailbox) and may send only as it (`MAIL FROM`, else `550 5.7.60`); shared mailboxes
 //! and Send As rights are not modelled. App-only (client credentials) tokens and password
 //! logins may send as anyone.
+//!
+//! Exchange Online's rules for Microsoft-style tokens: a refused XOAUTH2 token gets a
+//! direct `535 5.7.3 Authentication unsuccessful [...]`, no `334` challenge (Google's SMTP
+//! sends the base64 JSON challenge first, and so does this server for Google-style tokens,
+//! for OAUTHBEARER, and for a token it never issued on the implicit-TLS port, the
+//! smtp.gmail.com:465 look-alike); and at most three sessions per mailbox are
+//! authenticated at once: a fourth gets `432 4.3.2 Concurrent connections limit exceeded`
+//! ("Changes in message store and throttling for concurrent connections",
+//! learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements);
+//! and a mailbox's recipients in any 24 hours are limited (10,000 unless configured),
+//! past which a message gets `554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException`
+//! after its data (same page).
 
 use std::collections::HashMap;
 use std::io;
@@ -30,7 +42,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Authority;
-use crate::authority::{MICROSOFT_APP_SCOPE, MICROSOFT_SMTP_SCOPE, TokenCheck};
+use crate::authority::{MICROSOFT_APP_SCOPE, MICROSOFT_SMTP_SCOPE, Style, TokenCheck};
 use crate::mailbox::{Arrival, Mailbox, ReceivedBy};
 
 /// The longest command line: RFC 4954 allows AUTH lines of 12288 octets, Microsoft access
@@ -79,6 +91,110 @@ impl PasswordAccounts {
     }
 }
 
+/// Exchange Online's limit of sessions sending at once for one mailbox.
+const CONNECTIONS_PER_MAILBOX: usize = 3;
+
+/// Exchange Online's reply to one connection too many (the aka.ms link and the host are in
+/// the replies Exchange sends today).
+fn too_many_connections() -> String {
+    format!(
+        "432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname={HOSTNAME}]"
+    )
+}
+
+/// The sessions authenticated now, per mailbox (lowercased), for Exchange's limit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MailboxSessions {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl MailboxSessions {
+    /// A place for one more session of `mailbox`, or `None` when it has its three.
+    fn enter(&self, mailbox: &str) -> Option<SessionSlot> {
+        let key = mailbox.to_ascii_lowercase();
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = counts.entry(key.clone()).or_default();
+        if *count >= CONNECTIONS_PER_MAILBOX {
+            return None;
+        }
+        *count += 1;
+        Some(SessionSlot {
+            sessions: self.clone(),
+            key,
+        })
+    }
+}
+
+/// One authenticated session of a mailbox; its place is given back when the connection
+/// ends (the session is dropped).
+#[derive(Debug)]
+struct SessionSlot {
+    sessions: MailboxSessions,
+    key: String,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .sessions
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// One mailbox's sends of the last 24 hours: when, and to how many recipients.
+type RecentSends = std::collections::VecDeque<(std::time::Instant, usize)>;
+
+/// Exchange Online's recipient rate limit: recipients per mailbox in a rolling 24 hours.
+#[derive(Debug, Clone)]
+pub(crate) struct RecipientLedger {
+    limit: usize,
+    sent: Arc<Mutex<HashMap<String, RecentSends>>>,
+}
+
+impl RecipientLedger {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            sent: Arc::default(),
+        }
+    }
+
+    /// Counts `recipients` more for `mailbox`, or refuses them all when that would pass
+    /// the limit within the last 24 hours.
+    fn take(&self, mailbox: &str, recipients: usize) -> bool {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        let now = std::time::Instant::now();
+        let mut sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = sent.entry(mailbox.to_ascii_lowercase()).or_default();
+        while entries
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= DAY)
+        {
+            entries.pop_front();
+        }
+        let used: usize = entries.iter().map(|(_, count)| count).sum();
+        if used.saturating_add(recipients) > self.limit {
+            return false;
+        }
+        entries.push_back((now, recipients));
+        true
+    }
+}
+
 /// What every connection shares.
 pub(crate) struct Shared {
     pub(crate) authority: Authority,
@@ -86,6 +202,10 @@ pub(crate) struct Shared {
     pub(crate) passwords: PasswordAccounts,
     pub(crate) acceptor: tokio_rustls::TlsAcceptor,
     pub(crate) max_message_size: usize,
+    /// Microsoft-style sessions per mailbox.
+    pub(crate) sessions: MailboxSessions,
+    /// Microsoft-style recipients per mailbox and day.
+    pub(crate) recipients: RecipientLedger,
 }
 
 /// How TLS starts on a port.
@@ -153,6 +273,8 @@ pub(crate) struct Session {
     greeted: bool,
     sasl: Sasl,
     authenticated: Option<Authenticated>,
+    /// The mailbox's place among its three sessions (Microsoft style).
+    slot: Option<SessionSlot>,
     mail_from: Option<String>,
     recipients: Vec<String>,
 }
@@ -264,6 +386,7 @@ impl Session {
             greeted: false,
             sasl: Sasl::None,
             authenticated: None,
+            slot: None,
             mail_from: None,
             recipients: Vec::new(),
         }
@@ -332,6 +455,8 @@ impl Session {
             }
             Request::Noop { .. } => reply("250 2.0.0 OK"),
             Request::Quit => {
+                // The mailbox's place is free once QUIT is read, before the reply.
+                self.slot = None;
                 Step::Close("221 2.0.0 Service closing transmission channel\r\n".to_owned())
             }
             Request::Vrfy { .. } => reply("252 2.1.5 Cannot VRFY user"),
@@ -454,36 +579,53 @@ impl Session {
         }
     }
 
-    /// Checks a bearer token; on failure sends the base64 JSON challenge (the client
-    /// answers with an empty line or `\x01`, then gets `535 5.7.3`).
+    /// Checks a bearer token. On failure Microsoft style (XOAUTH2 with a Microsoft token,
+    /// or an unknown one on the STARTTLS port) answers `535 5.7.3` at once; otherwise the
+    /// base64 JSON challenge goes first (the client answers with an empty line or `\x01`,
+    /// then gets `535 5.7.3`).
     fn bearer(&mut self, user: &str, token: &str, oauthbearer: bool) -> Step {
-        let failure = match self.shared.authority.check_access_token(token) {
+        let check = self.shared.authority.check_access_token(token);
+        let style = match &check {
+            TokenCheck::Valid(info) | TokenCheck::Expired(info) | TokenCheck::Revoked(info) => {
+                info.style
+            }
+            TokenCheck::Unknown => match self.mode {
+                TlsMode::StartTls => Style::Microsoft,
+                TlsMode::Implicit => Style::Google,
+            },
+        };
+        let failure = match check {
             TokenCheck::Valid(info) => {
                 let delegated =
                     info.has_any_scope(&[MICROSOFT_SMTP_SCOPE, "https://mail.google.com/"]);
                 let app_only = info.address.is_none() && info.has_any_scope(&[MICROSOFT_APP_SCOPE]);
-                match &info.address {
+                let authenticated = match &info.address {
                     // A shared mailbox: the person's token with the mailbox in `user=`
                     // (Exchange's "Authenticate an IMAP, POP or SMTP connection using
                     // OAuth"), when the person has rights on it.
                     Some(address)
                         if delegated && self.shared.authority.may_send_as(address, user) =>
                     {
-                        self.authenticated = Some(Authenticated::Mailbox(user.to_owned()));
-                        return reply("235 2.7.0 Authentication successful");
+                        Ok(Authenticated::Mailbox(user.to_owned()))
                     }
-                    None if app_only => {
-                        self.authenticated = Some(Authenticated::Any(user.to_owned()));
-                        return reply("235 2.7.0 Authentication successful");
-                    }
-                    Some(_) if delegated => "the token was issued for another mailbox",
-                    _ => "the token lacks the SMTP.Send scope",
+                    None if app_only => Ok(Authenticated::Any(user.to_owned())),
+                    Some(_) if delegated => Err("the token was issued for another mailbox"),
+                    _ => Err("the token lacks the SMTP.Send scope"),
+                };
+                match authenticated {
+                    Ok(authenticated) => return self.authenticate(authenticated, info.style),
+                    Err(failure) => failure,
                 }
             }
             TokenCheck::Expired(_) => "the access token has expired",
             TokenCheck::Revoked(_) => "the access token was revoked",
             TokenCheck::Unknown => "the access token is not known",
         };
+        if style == Style::Microsoft && !oauthbearer {
+            return reply(&format!(
+                "535 5.7.3 Authentication unsuccessful [{failure}]"
+            ));
+        }
         let challenge = if oauthbearer {
             serde_json::json!({"status": "invalid_token", "schemes": "bearer", "scope": MICROSOFT_SMTP_SCOPE})
         } else {
@@ -493,6 +635,19 @@ impl Session {
             reason: failure.to_owned(),
         };
         reply(&format!("334 {}", STANDARD.encode(challenge.to_string())))
+    }
+
+    /// Takes an accepted token's session, within Exchange's three per mailbox for the
+    /// Microsoft style.
+    fn authenticate(&mut self, authenticated: Authenticated, style: Style) -> Step {
+        if style == Style::Microsoft {
+            match self.shared.sessions.enter(authenticated.name()) {
+                Some(slot) => self.slot = Some(slot),
+                None => return reply(&too_many_connections()),
+            }
+        }
+        self.authenticated = Some(authenticated);
+        reply("235 2.7.0 Authentication successful")
     }
 
     fn mail(&mut self, address: &str, size: usize) -> Step {
@@ -546,6 +701,19 @@ impl Session {
             }
             DataBody::Complete(bytes) => bytes,
         };
+        // Exchange counts the recipients of a Microsoft-style session's mailbox; past the
+        // day's limit the message is refused after its data.
+        let microsoft_session = self.slot.is_some();
+        if let Some(authenticated) = self.authenticated.as_ref().filter(|_| microsoft_session) {
+            if !self
+                .shared
+                .recipients
+                .take(authenticated.name(), recipients.len())
+            {
+                return "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException\r\n"
+                    .to_owned();
+            }
+        }
         let arrival = Arrival {
             received_by: match self.mode {
                 TlsMode::StartTls => ReceivedBy::SmtpStartTls,

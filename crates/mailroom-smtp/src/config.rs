@@ -8,8 +8,22 @@ use mailroom_model::{Provider, ServerSettings};
 
 use crate::{Error, Result};
 
-/// How many connections (and sends in flight) a transport allows unless told otherwise.
+/// How many connections (and sends in flight) a transport allows unless told otherwise
+/// (password SMTP servers; Microsoft 365 has [`MICROSOFT_POOL_SIZE`]).
 pub const DEFAULT_POOL_SIZE: usize = 4;
+
+/// Exchange Online's limit: "up to three concurrent connections are allowed to send email
+/// messages at the same time" per mailbox; a fourth gets `432 4.3.2 Concurrent connections
+/// limit exceeded` (learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements).
+pub const MICROSOFT_POOL_SIZE: usize = 3;
+
+/// The pool size a transport for `provider` gets unless told otherwise.
+pub fn default_pool_size(provider: Provider) -> usize {
+    match provider {
+        Provider::Microsoft => MICROSOFT_POOL_SIZE,
+        _ => DEFAULT_POOL_SIZE,
+    }
+}
 
 /// How long an unused connection stays open unless told otherwise.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,11 +63,12 @@ pub struct SmtpTransportConfig {
 }
 
 impl SmtpTransportConfig {
-    /// A configuration with the default pool bounds and no extra root.
+    /// A configuration with the provider's default pool bounds ([`default_pool_size`]) and
+    /// no extra root.
     pub fn new(settings: ServerSettings) -> Self {
         Self {
+            pool_size: default_pool_size(settings.provider),
             settings,
-            pool_size: DEFAULT_POOL_SIZE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             health_check_after: DEFAULT_HEALTH_CHECK_AFTER,
             extra_root_pem: None,

@@ -82,10 +82,11 @@ mod wire;
 
 pub use config::{
     DEFAULT_FINAL_REPLY_TIMEOUT, DEFAULT_HEALTH_CHECK_AFTER, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_POOL_SIZE, SmtpTransportConfig,
+    DEFAULT_POOL_SIZE, MICROSOFT_POOL_SIZE, SmtpTransportConfig, default_pool_size,
 };
 pub use error::{Error, Result};
 pub use probe::{Probe, ProbeError, ProbeTls, probe};
+pub use reply::MAILBOX_PAUSE;
 pub use sasl::{oauthbearer_initial_response, xoauth2_initial_response};
 pub use tls::count_root_certificates;
 pub use transport::SmtpTransport;

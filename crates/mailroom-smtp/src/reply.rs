@@ -159,6 +159,18 @@ impl Failure {
         }
     }
 
+    /// True when the server refused one more connection for the mailbox (Exchange's
+    /// `432 4.3.2`): the connection is useless, fewer connections will do.
+    pub(crate) fn is_too_many_connections(&self) -> bool {
+        match self {
+            Failure::Reply { stage, reply } => {
+                reply.code == 432
+                    && map_reply(stage, reply, "").kind() == TransportErrorKind::TooManyConnections
+            }
+            _ => false,
+        }
+    }
+
     /// The error the facade and the CLI see.
     pub(crate) fn into_transport_error(self, user: &str) -> TransportError {
         match self {
@@ -265,6 +277,9 @@ impl Failure {
                     ),
                 )
                 .with_server_reply(first_reply.to_string());
+                if let Some(wait) = mapped.retry_after() {
+                    error = error.with_retry_after(wait);
+                }
                 if let Some(remediation) = mapped.remediation() {
                     error = error.with_remediation(format!(
                         "{remediation}; or send the message without the refused recipients"
@@ -315,11 +330,69 @@ impl StdError for BoxedSource {
 
 const SMTP_AUTH_ENABLE: &str = "an administrator must enable SMTP AUTH for the mailbox: `Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false` (or for the whole tenant: `Set-TransportConfig -SmtpClientAuthenticationDisabled $false`); see https://aka.ms/smtp_auth_disabled";
 
+/// How long a mailbox Exchange Online paused (a quota, continuous-error throttling) is
+/// left alone before mailroom tries again. Microsoft names no time: the recipient quota
+/// counts a rolling 24 hours, so some of it frees up every hour, and the throttling period
+/// "will be decided by Microsoft"; an hour is also [`mailroom_model::MAX_RETRY_AFTER`].
+pub const MAILBOX_PAUSE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What each continuous-error throttling reply (`550 5.2.251`-`5.2.255`) says went wrong
+/// before, and what fixes it; `None` for other codes.
+fn continuous_error(enhanced: &str, user: &str) -> Option<(&'static str, String)> {
+    Some(match enhanced {
+        "5.2.251" => (
+            "the mailbox was full",
+            format!(
+                "empty {user}'s mailbox (sent messages are kept in Sent Items: give that folder a retention policy)"
+            ),
+        ),
+        "5.2.252" => (
+            "the From address was not one it may send as",
+            format!(
+                "send from {user}'s own address, or ask an administrator to grant {user} Send As on the From address"
+            ),
+        ),
+        "5.2.253" => (
+            "the mailbox has no valid license",
+            format!("ask an administrator to assign {user} an Exchange Online license"),
+        ),
+        "5.2.254" => (
+            "messages had too many recipients",
+            "send to fewer recipients per message (Exchange Online takes at most 500)".to_owned(),
+        ),
+        "5.2.255" => (
+            "messages had recipients that do not exist",
+            "check the recipients' addresses".to_owned(),
+        ),
+        _ => return None,
+    })
+}
+
 /// The table: a negative reply at a stage -> kind, message and remediation.
 ///
 /// `535 5.7.3` maps to `AuthenticationRejected`, not `SignInRequired`: Exchange Online
 /// sends it for an expired token too, which one refresh fixes, and the facade refreshes
 /// only once; the remediation names the other causes for when the retry fails as well.
+///
+/// Exchange Online's limits on SMTP AUTH submission, per mailbox:
+/// - `432 4.3.2 Concurrent connections limit exceeded` (or the older `432 4.3.2
+///   STOREDRV.ClientSubmit; sender thread limit exceeded`): more than three connections
+///   send at once -> `TooManyConnections`, retried soon on fewer connections. ("Changes in
+///   message store and throttling for concurrent connections",
+///   MicrosoftDocs/SupportArticles-docs `Exchange/ExchangeOnline/send-emails/smtp-submission-improvements.md`,
+///   learn.microsoft.com/exchange/troubleshoot/send-emails/smtp-submission-improvements.)
+/// - `554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException`: the
+///   recipient rate limit (10,000 recipients a day) is used up -> `MailboxThrottled`,
+///   held for [`MAILBOX_PAUSE`] (same page; the 30 messages a minute only delay delivery).
+/// - `550 5.2.251`-`5.2.255 Sender throttled due to continuous ... errors`: Exchange stops
+///   the mailbox's SMTP AUTH sends "for a period of time" after repeated mailbox-full,
+///   Send As, license, too-many-recipients or invalid-recipient errors ->
+///   `MailboxThrottled`, with the cause's fix. ("Continuous Error Throttling for SMTP AUTH
+///   Submissions", MicrosoftDocs/OfficeDocs-Exchange
+///   `Exchange/ExchangeOnline/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions.md`.)
+///   `554 5.2.252 SendAsDenied` (one refused message, not the throttle) stays `SendAsDenied`.
+/// - `554 5.2.2 mailbox full` (the sending mailbox; sent messages count, Sent Items keeps
+///   them) -> `AccountConfiguration` (smtp-submission-improvements.md).
 pub(crate) fn map_reply(stage: &Stage, reply: &Reply, user: &str) -> TransportError {
     use TransportErrorKind as Kind;
     let enhanced = reply.enhanced_code().unwrap_or("");
@@ -374,6 +447,35 @@ pub(crate) fn map_reply(stage: &Stage, reply: &Reply, user: &str) -> TransportEr
             "the server requires authentication before it accepts mail".to_owned(),
             "give the account credentials: sign in (OAuth) or set the SMTP user and password".to_owned(),
             sign_in.clone(),
+        ),
+        (432, "4.3.2")
+            if reply.contains("concurrent connection") || reply.contains("sender thread limit") =>
+        (
+            Kind::TooManyConnections,
+            format!("the smtp server refused another connection for {user}: Exchange Online allows three at once per mailbox"),
+            "mailroom retries on fewer connections; if it keeps happening, other programs send from the same mailbox at the same time: give them their own mailboxes".to_owned(),
+            None,
+        ),
+        (554, "5.2.0") if reply.contains("SubmissionQuotaExceeded") => (
+            Kind::MailboxThrottled,
+            format!("{user} has used up its sending quota (Exchange Online: 10,000 recipients in any 24 hours)"),
+            format!("mailroom holds the message and tries again in {} minutes; the quota frees up as the day's sends age past 24 hours. To send more, spread the mail over several mailboxes or use a bulk email service", MAILBOX_PAUSE.as_secs() / 60),
+            None,
+        ),
+        (550, code) if continuous_error(code, user).is_some() => {
+            let (cause, fix) = continuous_error(code, user).unwrap_or_default();
+            (
+                Kind::MailboxThrottled,
+                format!("Exchange Online paused sending from {user} because earlier sends kept failing: {cause}"),
+                format!("{fix}; the pause ends when Microsoft's throttling period is over (Microsoft decides how long, support cannot lift it), and mailroom holds the message and tries again in {} minutes", MAILBOX_PAUSE.as_secs() / 60),
+                None,
+            )
+        }
+        (554, "5.2.2") => (
+            Kind::AccountConfiguration,
+            format!("the mailbox of {user} is full, so it cannot send (sent messages are kept in its Sent Items)"),
+            format!("empty {user}'s mailbox, or give its Sent Items folder a retention policy that empties it"),
+            None,
         ),
         (554, "5.2.252") | (550, "5.7.60") => (
             Kind::SendAsDenied,
@@ -444,9 +546,12 @@ pub(crate) fn map_reply(stage: &Stage, reply: &Reply, user: &str) -> TransportEr
             edit_account,
         ),
     };
-    let error = TransportError::new(kind, message)
+    let mut error = TransportError::new(kind, message)
         .with_server_reply(reply.to_string())
         .with_remediation(remediation);
+    if kind == Kind::MailboxThrottled {
+        error = error.with_retry_after(MAILBOX_PAUSE);
+    }
     match remedy {
         Some(remedy) => error.with_remedy(remedy),
         None => error,
@@ -516,6 +621,117 @@ mod tests {
             Kind::Insecure,
             "enable TLS",
         );
+    }
+
+    /// Exchange Online's per-mailbox limits, in the documented words: the concurrent
+    /// connection limit (MicrosoftDocs/SupportArticles-docs
+    /// `Exchange/ExchangeOnline/send-emails/smtp-submission-improvements.md`; the live page
+    /// and Exchange's own replies add the aka.ms link and the host), the recipient rate
+    /// limit (same page) and continuous-error throttling (MicrosoftDocs/OfficeDocs-Exchange
+    /// `Exchange/ExchangeOnline/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions.md`).
+    #[test]
+    fn exchange_limits_have_their_own_kinds() {
+        use TransportErrorKind as Kind;
+        for (stage, line) in [
+            (
+                Stage::Authenticate,
+                "432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=DM4PR18MB4126.namprd18.prod.outlook.com]",
+            ),
+            (
+                Stage::Message,
+                "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded",
+            ),
+            (
+                Stage::MailFrom,
+                "432 4.3.2 Concurrent connections limit exceeded.",
+            ),
+        ] {
+            check(stage, line, Kind::TooManyConnections, "fewer connections");
+            let error = map_reply(&Stage::MailFrom, &reply(line), "box@example.com");
+            assert!(error.is_transient() && !error.is_mailbox_paused(), "{line}");
+            assert_eq!(error.retry_after(), None, "{line}: not a pause");
+        }
+        // The recipient-side thread limit is another 4.3.2: only transient.
+        check(
+            Stage::Message,
+            "432 4.3.2 STOREDRV.Deliver; recipient thread limit exceeded",
+            Kind::Transient,
+            "retries later",
+        );
+        let throttled = [
+            (
+                "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+                "24 hours",
+            ),
+            (
+                "550 5.2.251 Sender throttled due to continuous mailbox full errors.",
+                "Sent Items",
+            ),
+            (
+                "550 5.2.252 Sender throttled due to continuous send as denied errors.",
+                "Send As",
+            ),
+            (
+                "550 5.2.253 Sender throttled due to continuous invalid license errors.",
+                "license",
+            ),
+            (
+                "550 5.2.254 Sender throttled due to continuous too many recipients errors.",
+                "fewer recipients",
+            ),
+            (
+                "550 5.2.255 Sender throttled due to continuous invalid recipients errors.",
+                "recipients' addresses",
+            ),
+        ];
+        for (line, fix) in throttled {
+            for stage in [
+                Stage::MailFrom,
+                Stage::RcptTo("to@example.com".into()),
+                Stage::Message,
+            ] {
+                check(stage.clone(), line, Kind::MailboxThrottled, fix);
+                let error = map_reply(&stage, &reply(line), "box@example.com");
+                assert!(error.is_mailbox_paused() && !error.is_transient(), "{line}");
+                assert_eq!(error.retry_after(), Some(MAILBOX_PAUSE), "{line}");
+                assert!(
+                    error
+                        .remediation()
+                        .unwrap_or_default()
+                        .contains("holds the message"),
+                    "{line}: {error}"
+                );
+            }
+        }
+        // One refused Send As stays what it was; the throttle is the 550.
+        check(
+            Stage::Message,
+            "554 5.2.252 SendAsDenied; box@example.com not allowed to send as other@example.com; STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied",
+            Kind::SendAsDenied,
+            "Send As",
+        );
+        check(
+            Stage::Message,
+            "554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded",
+            Kind::AccountConfiguration,
+            "retention policy",
+        );
+    }
+
+    #[test]
+    fn a_quota_refusing_every_recipient_keeps_its_pause() {
+        let quota =
+            reply("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException");
+        let failure = Failure::Recipients {
+            rejected: vec![
+                ("a@example.com".to_owned(), quota.clone()),
+                ("b@example.com".to_owned(), quota),
+            ],
+            total: 2,
+        };
+        let error = failure.into_transport_error("box@example.com");
+        assert_eq!(error.kind(), TransportErrorKind::MailboxThrottled);
+        assert_eq!(error.retry_after(), Some(MAILBOX_PAUSE));
     }
 
     #[test]

@@ -98,7 +98,8 @@ proptest! {
         }
         let too_large = text.split_whitespace().next() == Some("5.3.4");
         match code {
-            400..=499 if !too_large => prop_assert_eq!(error.kind(), TransportErrorKind::Transient),
+            // 4xx replies are worth retrying (`432 4.3.2` on fewer connections).
+            400..=499 if !too_large => prop_assert!(error.is_transient(), "{:?}", error.kind()),
             400..=599 => {}
             _ if !too_large => prop_assert_eq!(error.kind(), TransportErrorKind::Permanent),
             _ => prop_assert_eq!(error.kind(), TransportErrorKind::MessageTooLarge),

@@ -3,13 +3,13 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mailroom_model::{
     Credentials, Delivery, MessageTransport, OutgoingMessage, TransportError, TransportKind,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::Result;
 use crate::config::SmtpTransportConfig;
@@ -52,6 +52,56 @@ struct Shared {
     /// so it bounds connections and sends in flight at once; other sends wait in FIFO order.
     permits: Semaphore,
     current: Mutex<Option<Arc<Pool>>>,
+    /// How many permits there are now: fewer than `config.pool_size` after the server
+    /// refused a connection as one too many (`432 4.3.2`).
+    capacity: Mutex<Capacity>,
+}
+
+/// The pool's current size after `432 4.3.2` refusals shrank it.
+#[derive(Debug)]
+struct Capacity {
+    permits: usize,
+    /// The last change (a shrink, or a step back up).
+    changed_at: Option<Instant>,
+}
+
+impl Shared {
+    /// After a `432 4.3.2`: gives up `permit` for good, so one connection fewer is used
+    /// from now on. False (the permit is released as usual) when only one is left.
+    fn shrink(&self, permit: SemaphorePermit<'_>) -> bool {
+        let mut capacity = self
+            .capacity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if capacity.permits <= 1 {
+            return false;
+        }
+        capacity.permits -= 1;
+        capacity.changed_at = Some(Instant::now());
+        permit.forget();
+        tracing::info!(
+            connections = capacity.permits,
+            "the smtp server refused a connection as one too many for the mailbox; using fewer"
+        );
+        true
+    }
+
+    /// After a send that succeeded: a shrunk pool grows back by one connection once the
+    /// idle timeout has passed without a refusal (the other sender may be gone).
+    fn maybe_grow(&self) {
+        let mut capacity = self
+            .capacity
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let quiet = capacity
+            .changed_at
+            .is_none_or(|at| at.elapsed() >= self.config.idle_timeout);
+        if capacity.permits < self.config.pool_size && quiet {
+            capacity.permits += 1;
+            capacity.changed_at = Some(Instant::now());
+            self.permits.add_permits(1);
+        }
+    }
 }
 
 impl fmt::Debug for SmtpTransport {
@@ -79,6 +129,10 @@ impl SmtpTransport {
                 connection,
                 permits: Semaphore::new(config.pool_size),
                 current: Mutex::new(None),
+                capacity: Mutex::new(Capacity {
+                    permits: config.pool_size,
+                    changed_at: None,
+                }),
                 config,
             }),
         })
@@ -133,16 +187,45 @@ impl SmtpTransport {
         credentials: &Credentials,
     ) -> Result<Delivery, Failure> {
         check_credentials(self.shared.connection.server.provider, credentials)?;
-        let settings = &self.shared.connection;
         let pool = self.pool_for(credentials);
-        // The semaphore is never closed.
-        let _permit = self
-            .shared
-            .permits
-            .acquire()
-            .await
-            .map_err(|error| Failure::io(crate::reply::Stage::Connect, error))?;
+        // Each refusal as one connection too many shrinks the pool by one, so this ends
+        // after at most `pool_size` tries; none of them counts as the message's failure.
+        loop {
+            // The semaphore is never closed.
+            let permit = self
+                .shared
+                .permits
+                .acquire()
+                .await
+                .map_err(|error| Failure::io(crate::reply::Stage::Connect, error))?;
+            match self.send_on_pool(&pool, message, credentials).await {
+                Ok(delivery) => {
+                    drop(permit);
+                    self.shared.maybe_grow();
+                    return Ok(delivery);
+                }
+                // The server has enough connections of this mailbox (Exchange: three).
+                // The refused connection was dropped with the failure; the message goes
+                // on one of the others (a pooled one, once a send in flight returns it).
+                Err(failure) if failure.is_too_many_connections() => {
+                    if !self.shared.shrink(permit) {
+                        return Err(failure);
+                    }
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+    }
 
+    /// One try on a pooled connection (or a new one); a pooled connection the server
+    /// closed meanwhile is replaced once.
+    async fn send_on_pool(
+        &self,
+        pool: &Pool,
+        message: &OutgoingMessage,
+        credentials: &Credentials,
+    ) -> Result<Delivery, Failure> {
+        let settings = &self.shared.connection;
         let (mut connection, mut reused) = match pool.checkout(settings).await {
             Some(connection) => (connection, true),
             None => (SmtpConnection::open(settings, credentials).await?, false),
@@ -243,6 +326,19 @@ mod tests {
         for text in [format!("{config:?}"), format!("{transport:?}")] {
             assert!(!text.contains("hunter2"), "{text}");
         }
+    }
+
+    #[test]
+    fn microsoft_pools_hold_three_connections_and_password_pools_four() {
+        let mut settings = ServerSettings::preset(Provider::Microsoft);
+        settings.smtp_user = "box@example.com".to_owned();
+        assert_eq!(SmtpTransportConfig::new(settings).pool_size, 3);
+        let mut settings = ServerSettings::preset(Provider::None);
+        settings.host = "smtp.example.com".to_owned();
+        assert_eq!(
+            SmtpTransportConfig::new(settings).pool_size,
+            crate::DEFAULT_POOL_SIZE
+        );
     }
 
     #[test]

@@ -227,7 +227,7 @@ async fn agent_drain(messages: usize, workers: usize, concurrency: usize) {
     configure(&db, &key, server.port, true).await;
     let mut options = MailroomOptions::new(key);
     options.extra_root_pem = Some(server.trusted_ca_pem.clone().into_bytes());
-    options.smtp_pool_size = concurrency;
+    options.smtp_pool_size = Some(concurrency);
     let mailroom = Arc::new(
         Mailroom::with_connection(db.db.clone(), options)
             .await

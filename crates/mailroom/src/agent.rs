@@ -43,7 +43,8 @@ pub enum AgentEvent {
         error: String,
     },
     /// A message's account needs a sign-in, or its stored secret cannot be opened with
-    /// this agent's key (the key was rotated or replaced); it is held until then.
+    /// this agent's key (the key was rotated or replaced), or the provider paused sending
+    /// from its mailbox (a quota, throttling); it is held until then.
     Held {
         /// Its outbox id.
         id: i64,
@@ -173,7 +174,7 @@ pub struct AgentSummary {
     pub sent: u64,
     /// Messages rescheduled after a transient failure.
     pub retrying: u64,
-    /// Messages held for a sign-in.
+    /// Messages held (for a sign-in, the database's key, or a mailbox the provider paused).
     pub held: u64,
     /// Messages given up on.
     pub failed: u64,
@@ -249,6 +250,25 @@ async fn process(
                 Finish::Held {
                     error: text.clone(),
                     at: later(options.hold_retry),
+                },
+                AgentEvent::Held { id, error: text },
+            )
+        }
+        // The provider paused the mailbox (a quota, "sender throttled"): hold the message
+        // until the pause is over, like a sign-in; a hold uses up no attempt, so a long
+        // pause never fails a message that is fine.
+        Err(error) if error.is_mailbox_paused() => {
+            let at = later(error.retry_after().unwrap_or(options.hold_retry));
+            let text = format!("{error}; held until {}", at.format("%Y-%m-%d %H:%M:%S UTC"));
+            let text = if unknown_before {
+                format!("{DELIVERY_UNKNOWN_MARK} (earlier) {text}")
+            } else {
+                text
+            };
+            (
+                Finish::Held {
+                    error: text.clone(),
+                    at,
                 },
                 AgentEvent::Held { id, error: text },
             )
@@ -334,7 +354,7 @@ async fn process(
             tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message will be retried")
         }
         AgentEvent::Held { error, .. } => {
-            tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message held until an administrator signs in or gives this agent the database's key")
+            tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message held until an administrator signs in, gives this agent the database's key, or the provider's pause on the mailbox is over")
         }
         AgentEvent::Failed { error, .. } => {
             tracing::error!(id, message_id = %message.message_id, error = %error, "queued message failed")

@@ -140,6 +140,13 @@ impl Error {
         }
     }
 
+    /// True when the provider paused sending from the account's mailbox (Exchange's
+    /// recipient quota, "sender throttled"): nothing is wrong with the message; the agent
+    /// holds it until [`Error::retry_after`] has passed, without using up its attempts.
+    pub fn is_mailbox_paused(&self) -> bool {
+        matches!(self, Error::Transport { error, .. } if error.is_mailbox_paused())
+    }
+
     /// True when the server may have accepted the message although the send failed
     /// (`DeliveryUnknown`): it must not be sent again at once.
     pub fn is_delivery_unknown(&self) -> bool {

@@ -50,8 +50,10 @@ pub struct MailroomOptions {
     pub outbox_clock: OutboxClock,
     /// Tuning of the token broker.
     pub broker: BrokerConfig,
-    /// Connections (and sends in flight) per SMTP account.
-    pub smtp_pool_size: usize,
+    /// Connections (and sends in flight) per SMTP account; `None` (the default) takes the
+    /// provider's: 3 for Microsoft 365, Exchange Online's limit per mailbox (a fourth
+    /// connection is refused with `432 4.3.2`), 4 for password servers.
+    pub smtp_pool_size: Option<usize>,
     /// How long SMTP waits for the server's reply after the whole message was sent
     /// (independent of an account's timeout; RFC 5321 says ten minutes). Past it the
     /// outcome is unknown: `DeliveryUnknown`, never retried at once.
@@ -78,7 +80,7 @@ impl MailroomOptions {
             clock: Arc::new(SystemClock),
             outbox_clock: OutboxClock::database(),
             broker: BrokerConfig::default(),
-            smtp_pool_size: mailroom_smtp::DEFAULT_POOL_SIZE,
+            smtp_pool_size: None,
             smtp_final_reply_timeout: mailroom_smtp::DEFAULT_FINAL_REPLY_TIMEOUT,
             transport_override: None,
             resolution_cache_ttl: Duration::from_secs(1),
@@ -549,8 +551,10 @@ impl Mailroom {
             }
         }
         let mut config = SmtpTransportConfig::new(server.clone())
-            .with_pool_size(self.options.smtp_pool_size)
             .with_final_reply_timeout(self.options.smtp_final_reply_timeout);
+        if let Some(pool_size) = self.options.smtp_pool_size {
+            config = config.with_pool_size(pool_size);
+        }
         if let Some(pem) = &self.options.extra_root_pem {
             config = config.with_extra_root_pem(pem.clone());
         }

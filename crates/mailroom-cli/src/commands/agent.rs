@@ -136,7 +136,7 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
     let mut output = Output::new(text, json!(summary));
     if summary.held > 0 {
         output.notes.push(
-            "held messages wait for an administrator: a sign-in (`mailroom sign-in --company` or `--account ID`), or, when their error names a key this host lacks, that key; `mailroom queue list` shows each one's reason, and they are retried afterwards".to_owned(),
+            "held messages wait for an administrator: a sign-in (`mailroom sign-in --company` or `--account ID`), or, when their error names a key this host lacks, that key; or, when their error says the provider paused the mailbox (a sending quota, throttling), for the time it names; `mailroom queue list` shows each one's reason, and they are retried afterwards".to_owned(),
         );
     }
     if summary.failed > 0 {

@@ -476,3 +476,39 @@ async fn a_dropped_connection_is_resumed_from_the_range_the_session_reports() {
         );
     }
 }
+
+/// Google's resumable upload guide (developers.google.com/gmail/api/guides/uploads) puts
+/// the session on `https://www.googleapis.com`; a session anywhere but the request's host
+/// or a googleapis.com host over https is refused before a byte or the token goes there.
+#[tokio::test]
+async fn a_session_off_the_request_host_and_googleapis_is_refused_before_any_byte() {
+    let server = MockServer::start().await;
+    let session = FakeSession::new(SessionState::default());
+    mount_session(
+        &server,
+        "https://googleapis.com.upload.example/upload/gmail/v1/users/me/messages/send?uploadType=resumable&upload_id=session-1",
+        session.clone(),
+    )
+    .await;
+
+    let error = transport(small_chunks(&server.uri()))
+        .send(&message_of_size(MESSAGE_SIZE), &credentials())
+        .await
+        .expect_err("refused");
+
+    assert_eq!(error.kind(), TransportErrorKind::Permanent, "{error}");
+    assert!(
+        error
+            .message()
+            .contains("https://googleapis.com.upload.example"),
+        "{error}"
+    );
+    assert!(error.message().contains("googleapis.com host"), "{error}");
+    assert_no_token(&error);
+    assert!(
+        session.state().content_ranges.is_empty(),
+        "no chunk was sent"
+    );
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 1, "only the session start");
+}

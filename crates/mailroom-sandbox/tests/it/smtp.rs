@@ -405,8 +405,10 @@ fn challenge(reply: &str) -> serde_json::Value {
     serde_json::from_slice(&STANDARD.decode(encoded).unwrap()).unwrap()
 }
 
+/// Exchange answers a token it refuses over XOAUTH2 with `535 5.7.3 Authentication
+/// unsuccessful [...]` at once, without Google's `334` JSON challenge.
 #[tokio::test]
-async fn a_rejected_token_gets_the_json_challenge_then_535() {
+async fn a_rejected_microsoft_token_gets_535_at_once_like_exchange() {
     let sandbox = sandbox().await;
     sandbox
         .authority()
@@ -417,10 +419,87 @@ async fn a_rejected_token_gets_the_json_challenge_then_535() {
     raw.reply().await;
     raw.command("EHLO client.example").await;
 
+    let line = format!(
+        "AUTH XOAUTH2 {}",
+        STANDARD.encode(xoauth2_initial_response(MICROSOFT_USER, expired))
+    );
+    check(
+        &mut raw,
+        &[
+            (
+                line.as_str(),
+                "535 5.7.3 Authentication unsuccessful [the access token has expired]\r\n",
+            ),
+            // The exchange is over: the next line is a command again.
+            ("NOOP", "250 2.0.0 OK\r\n"),
+            (
+                "AUTH XOAUTH2 bm90IHhvYXV0aDI=",
+                "501 5.5.124 Invalid XOAUTH2 auth data\r\n",
+            ),
+        ],
+    )
+    .await;
+
+    // After a prompt without an initial response, the same.
+    sandbox
+        .authority()
+        .set_access_token_lifetime(Duration::from_secs(3600));
+    let other =
+        crate::support::tokens(&sandbox, Provider::Microsoft, "other@contoso.example").await;
+    let answer = STANDARD.encode(xoauth2_initial_response(
+        MICROSOFT_USER,
+        other["access_token"].as_str().unwrap(),
+    ));
+    check(
+        &mut raw,
+        &[
+            ("AUTH XOAUTH2", "334 \r\n"),
+            (
+                answer.as_str(),
+                "535 5.7.3 Authentication unsuccessful [the token was issued for another mailbox]\r\n",
+            ),
+        ],
+    )
+    .await;
+
+    // A token it never issued, on the smtp.office365.com:587 look-alike (STARTTLS).
+    let mut raw = Raw::connect(sandbox.endpoints().smtp_starttls_port).await;
+    raw.reply().await;
+    raw.command("EHLO client.example").await;
+    let mut raw = raw.starttls(&sandbox, "").await;
+    raw.command("EHLO client.example").await;
+    let line = format!(
+        "AUTH XOAUTH2 {}",
+        STANDARD.encode(xoauth2_initial_response(MICROSOFT_USER, "never-issued"))
+    );
+    check(
+        &mut raw,
+        &[(
+            line.as_str(),
+            "535 5.7.3 Authentication unsuccessful [the access token is not known]\r\n",
+        )],
+    )
+    .await;
+}
+
+/// Google's SMTP (and RFC 7628's OAUTHBEARER) send the base64 JSON challenge first; the
+/// client's answer gets the `535`.
+#[tokio::test]
+async fn a_rejected_google_token_gets_the_json_challenge_then_535() {
+    let sandbox = sandbox().await;
+    sandbox
+        .authority()
+        .set_access_token_lifetime(Duration::ZERO);
+    let tokens = tokens(&sandbox, Provider::Google, GOOGLE_USER).await;
+    let expired = tokens["access_token"].as_str().unwrap();
+    let mut raw = Raw::connect_implicit(&sandbox).await;
+    raw.reply().await;
+    raw.command("EHLO client.example").await;
+
     let reply = raw
         .command(&format!(
             "AUTH XOAUTH2 {}",
-            STANDARD.encode(xoauth2_initial_response(MICROSOFT_USER, expired))
+            STANDARD.encode(xoauth2_initial_response(GOOGLE_USER, expired))
         ))
         .await;
     assert_eq!(
@@ -444,41 +523,152 @@ async fn a_rejected_token_gets_the_json_challenge_then_535() {
     assert_eq!(challenge(&reply)["status"], "invalid_token");
     check(
         &mut raw,
-        &[
-            (
-                "AQ==",
-                "535 5.7.3 Authentication unsuccessful [the access token is not known]\r\n",
-            ),
-            (
-                "AUTH XOAUTH2 bm90IHhvYXV0aDI=",
-                "501 5.5.124 Invalid XOAUTH2 auth data\r\n",
-            ),
-        ],
+        &[(
+            "AQ==",
+            "535 5.7.3 Authentication unsuccessful [the access token is not known]\r\n",
+        )],
     )
     .await;
 
-    // The challenge also comes after a prompt without an initial response.
-    sandbox
-        .authority()
-        .set_access_token_lifetime(Duration::from_secs(3600));
-    let other =
-        crate::support::tokens(&sandbox, Provider::Microsoft, "other@contoso.example").await;
+    // A token it never issued, on the smtp.gmail.com:465 look-alike, after a prompt.
     check(&mut raw, &[("AUTH XOAUTH2", "334 \r\n")]).await;
     let reply = raw
-        .command(&STANDARD.encode(xoauth2_initial_response(
-            MICROSOFT_USER,
-            other["access_token"].as_str().unwrap(),
-        )))
+        .command(&STANDARD.encode(xoauth2_initial_response(GOOGLE_USER, "never-issued")))
         .await;
     assert_eq!(challenge(&reply)["status"], "401");
     check(
         &mut raw,
         &[(
             "",
-            "535 5.7.3 Authentication unsuccessful [the token was issued for another mailbox]\r\n",
+            "535 5.7.3 Authentication unsuccessful [the access token is not known]\r\n",
         )],
     )
     .await;
+}
+
+/// Exchange Online lets three connections of one mailbox send at once; a fourth gets `432
+/// 4.3.2` ("Changes in message store and throttling for concurrent connections",
+/// MicrosoftDocs/SupportArticles-docs
+/// `Exchange/ExchangeOnline/send-emails/smtp-submission-improvements.md`; the reply as
+/// Exchange sends it, with the aka.ms link and its host).
+#[tokio::test]
+async fn a_fourth_session_of_a_microsoft_mailbox_gets_432_4_3_2() {
+    let sandbox = sandbox().await;
+    let tokens = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let auth = format!(
+        "AUTH XOAUTH2 {}",
+        STANDARD.encode(xoauth2_initial_response(MICROSOFT_USER, token))
+    );
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut raw = Raw::connect_implicit(&sandbox).await;
+        raw.reply().await;
+        raw.command("EHLO client.example").await;
+        check(
+            &mut raw,
+            &[(auth.as_str(), "235 2.7.0 Authentication successful\r\n")],
+        )
+        .await;
+        sessions.push(raw);
+    }
+    let mut fourth = Raw::connect_implicit(&sandbox).await;
+    fourth.reply().await;
+    fourth.command("EHLO client.example").await;
+    check(
+        &mut fourth,
+        &[
+            (
+                auth.as_str(),
+                "432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=smtp.sandbox.mailroom.localhost]\r\n",
+            ),
+            // Not authenticated.
+            (
+                &format!("MAIL FROM:<{MICROSOFT_USER}>"),
+                "530 5.7.57 Client was not authenticated to send anonymous mail during MAIL FROM\r\n",
+            ),
+        ],
+    )
+    .await;
+    // Another mailbox has its own three.
+    let other =
+        crate::support::tokens(&sandbox, Provider::Microsoft, "other@contoso.example").await;
+    let other_auth = format!(
+        "AUTH XOAUTH2 {}",
+        STANDARD.encode(xoauth2_initial_response(
+            "other@contoso.example",
+            other["access_token"].as_str().unwrap()
+        ))
+    );
+    let mut raw = Raw::connect_implicit(&sandbox).await;
+    raw.reply().await;
+    raw.command("EHLO client.example").await;
+    check(
+        &mut raw,
+        &[(
+            other_auth.as_str(),
+            "235 2.7.0 Authentication successful\r\n",
+        )],
+    )
+    .await;
+
+    // A session that ends gives its place back (once QUIT is read).
+    let mut first = sessions.remove(0);
+    check(
+        &mut first,
+        &[("QUIT", "221 2.0.0 Service closing transmission channel\r\n")],
+    )
+    .await;
+    let mut again = Raw::connect_implicit(&sandbox).await;
+    again.reply().await;
+    again.command("EHLO client.example").await;
+    let reply = again.command(&auth).await;
+    assert_eq!(reply, "235 2.7.0 Authentication successful\r\n");
+}
+
+/// mailroom's SMTP transport against the limit: a pool of four (one more than Exchange
+/// allows) loses its fourth connection to `432 4.3.2` and sends every message on the
+/// other three, none failed; the default Microsoft pool (three) never meets the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailroom_sends_everything_within_three_connections_per_mailbox() {
+    let sandbox = sandbox().await;
+    let tokens = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+    let credentials = bearer(MICROSOFT_USER, tokens["access_token"].as_str().unwrap());
+    let settings = settings(
+        &sandbox,
+        Provider::Microsoft,
+        TlsStartup::StartTls,
+        MICROSOFT_USER,
+    );
+    assert_eq!(
+        SmtpTransportConfig::new(settings.clone()).pool_size,
+        3,
+        "Microsoft's default pool"
+    );
+    let four = SmtpTransport::new(
+        SmtpTransportConfig::new(settings)
+            .with_extra_root_pem(sandbox.ca_pem().as_bytes().to_vec())
+            .with_pool_size(4),
+    )
+    .unwrap();
+    let mut sends = tokio::task::JoinSet::new();
+    for number in 0..8 {
+        let transport = four.clone();
+        let credentials = credentials.clone();
+        sends.spawn(async move {
+            let message = message(
+                MICROSOFT_USER,
+                &format!("buyer{number}@example.com"),
+                Vec::new(),
+            );
+            transport.send(&message, &credentials).await
+        });
+    }
+    while let Some(result) = sends.join_next().await {
+        let delivery = result.unwrap().expect("sent, not failed on 432 4.3.2");
+        assert!(delivery.reply.starts_with("250"), "{}", delivery.reply);
+    }
+    assert_eq!(sandbox.mailbox().messages().len(), 8);
 }
 
 #[tokio::test]
@@ -543,4 +733,53 @@ async fn auth_lines_of_64_kib_and_more_are_read_whole() {
         ],
     )
     .await;
+}
+
+/// Exchange Online's recipient rate limit (10,000 recipients in any 24 hours; here 3): past
+/// it a message gets `554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException`
+/// ("Changes in message store and throttling for concurrent connections",
+/// MicrosoftDocs/SupportArticles-docs
+/// `Exchange/ExchangeOnline/send-emails/smtp-submission-improvements.md`), which mailroom
+/// takes as a paused mailbox, not as a refused message.
+#[tokio::test]
+async fn past_the_daily_recipient_limit_the_mailbox_is_paused() {
+    let sandbox = sandbox_with(|config| config.smtp_daily_recipient_limit = 3).await;
+    let tokens = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+    let credentials = bearer(MICROSOFT_USER, tokens["access_token"].as_str().unwrap());
+    let transport = transport(
+        &sandbox,
+        settings(
+            &sandbox,
+            Provider::Microsoft,
+            TlsStartup::StartTls,
+            MICROSOFT_USER,
+        ),
+    );
+    for number in 0..3 {
+        let message = message(
+            MICROSOFT_USER,
+            &format!("buyer{number}@example.com"),
+            Vec::new(),
+        );
+        transport
+            .send(&message, &credentials)
+            .await
+            .expect("within the quota");
+    }
+
+    let error = transport
+        .send(
+            &message(MICROSOFT_USER, "buyer3@example.com", Vec::new()),
+            &credentials,
+        )
+        .await
+        .expect_err("past the quota");
+
+    assert!(error.is_mailbox_paused(), "{error}");
+    assert_eq!(
+        error.server_reply(),
+        Some("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException")
+    );
+    assert_eq!(error.retry_after(), Some(mailroom_smtp::MAILBOX_PAUSE));
+    assert_eq!(sandbox.mailbox().messages().len(), 3);
 }

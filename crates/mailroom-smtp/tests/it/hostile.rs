@@ -465,3 +465,87 @@ async fn a_message_without_a_final_crlf_gets_one() {
     let body = data.lock().unwrap().clone().expect("the body");
     assert!(body.ends_with(b"a small test message\r\n"), "{body:?}");
 }
+
+/// Exchange Online's reply to a fourth connection of one mailbox ("Changes in message store
+/// and throttling for concurrent connections", MicrosoftDocs/SupportArticles-docs
+/// `Exchange/ExchangeOnline/send-emails/smtp-submission-improvements.md`, as Exchange words
+/// it today with the aka.ms link and its host).
+const TOO_MANY_CONNECTIONS: &str = "432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=DM4PR18MB4126.namprd18.prod.outlook.com]\r\n";
+
+/// A relay that answers `MAIL FROM` on the connections `refuse` picks with Exchange's
+/// `432 4.3.2`, and delivers on the others.
+fn refusing_connections(refuse: impl Fn(usize) -> bool + Send + Sync + 'static) -> ScriptedServer {
+    ScriptedServer::start(move |conn| {
+        if !conn.open_plain(&[]) {
+            return;
+        }
+        let Some(_mail) = conn.read_line() else {
+            return;
+        };
+        if refuse(conn.number) {
+            conn.send(TOO_MANY_CONNECTIONS);
+            conn.read_to_end(1024);
+            return;
+        }
+        conn.send("250 ok\r\n");
+        conn.read_line();
+        conn.send("250 ok\r\n");
+        conn.read_line();
+        conn.send("354 go ahead\r\n");
+        if conn.read_data().is_some() {
+            conn.delivered();
+            conn.send("250 2.0.0 queued\r\n");
+        }
+        conn.read_to_end(1024);
+    })
+}
+
+#[tokio::test]
+async fn a_connection_refused_as_one_too_many_is_dropped_and_the_message_goes_on_another() {
+    let server = refusing_connections(|number| number == 1);
+    let transport =
+        SmtpTransport::new(SmtpTransportConfig::new(plain_settings(server.port)).with_pool_size(3))
+            .expect("a transport");
+
+    let delivery = send(&transport, &message_to(&["to@example.com"]), &anonymous())
+        .await
+        .expect("sent on a second connection, not failed");
+
+    assert!(delivery.reply.starts_with("250"), "{}", delivery.reply);
+    assert_eq!(server.deliveries(), 1);
+    assert_eq!(
+        server.connections(),
+        2,
+        "the refused connection is not reused"
+    );
+}
+
+#[tokio::test]
+async fn refusals_as_too_many_connections_shrink_the_pool_and_end() {
+    let server = refusing_connections(|_| true);
+    let transport =
+        SmtpTransport::new(SmtpTransportConfig::new(plain_settings(server.port)).with_pool_size(3))
+            .expect("a transport");
+
+    let error = send(&transport, &message_to(&["to@example.com"]), &anonymous())
+        .await
+        .expect_err("every connection is refused");
+
+    assert_eq!(error.kind(), Kind::TooManyConnections, "{error}");
+    assert!(error.is_transient(), "worth retrying later: {error}");
+    assert!(
+        error
+            .remediation()
+            .unwrap_or_default()
+            .contains("fewer connections"),
+        "{error}"
+    );
+    // Three connections, then the pool was down to one and the refusal ended the send.
+    assert_eq!(server.connections(), 3);
+    // The pool stays shrunk: the next send tries once.
+    send(&transport, &message_to(&["to@example.com"]), &anonymous())
+        .await
+        .expect_err("refused again");
+    assert_eq!(server.connections(), 4);
+    assert_eq!(server.deliveries(), 0);
+}

@@ -111,6 +111,66 @@ const ROWS: &[(At, &str, Kind, &str)] = &[
         Kind::SendAsDenied,
         "Send As",
     ),
+    // Exchange Online's per-mailbox limits on SMTP AUTH submission, in the documented
+    // words: MicrosoftDocs/SupportArticles-docs
+    // `Exchange/ExchangeOnline/send-emails/smtp-submission-improvements.md` (three
+    // connections, 10,000 recipients a day; Exchange adds the aka.ms link and its host) and
+    // MicrosoftDocs/OfficeDocs-Exchange
+    // `Exchange/ExchangeOnline/mail-flow-best-practices/continuous-error-throttling-smtp-auth-submissions.md`.
+    (
+        At::Auth,
+        "432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending for more information. [Hostname=DM4PR18MB4126.namprd18.prod.outlook.com]",
+        Kind::TooManyConnections,
+        "fewer connections",
+    ),
+    (
+        At::Data,
+        "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded",
+        Kind::TooManyConnections,
+        "fewer connections",
+    ),
+    (
+        At::Data,
+        "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+        Kind::MailboxThrottled,
+        "holds the message",
+    ),
+    (
+        At::MailFrom,
+        "550 5.2.251 Sender throttled due to continuous mailbox full errors.",
+        Kind::MailboxThrottled,
+        "Sent Items",
+    ),
+    (
+        At::MailFrom,
+        "550 5.2.252 Sender throttled due to continuous send as denied errors.",
+        Kind::MailboxThrottled,
+        "Send As",
+    ),
+    (
+        At::MailFrom,
+        "550 5.2.253 Sender throttled due to continuous invalid license errors.",
+        Kind::MailboxThrottled,
+        "license",
+    ),
+    (
+        At::MailFrom,
+        "550 5.2.254 Sender throttled due to continuous too many recipients errors.",
+        Kind::MailboxThrottled,
+        "fewer recipients",
+    ),
+    (
+        At::MailFrom,
+        "550 5.2.255 Sender throttled due to continuous invalid recipients errors.",
+        Kind::MailboxThrottled,
+        "recipients' addresses",
+    ),
+    (
+        At::Data,
+        "554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded",
+        Kind::AccountConfiguration,
+        "retention policy",
+    ),
     (
         At::Data,
         "552 5.3.4 Message size exceeds fixed maximum message size",
@@ -178,6 +238,13 @@ fn check(error: &TransportError, reply: &str, kind: Kind, remediation_part: &str
     assert!(
         !error.to_string().contains("good-token") && !error.to_string().contains("scripted-token")
     );
+    if kind == Kind::MailboxThrottled {
+        assert_eq!(
+            error.retry_after(),
+            Some(mailroom_smtp::MAILBOX_PAUSE),
+            "{reply}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -10,3 +10,4 @@ mod outbox;
 mod send;
 mod shared;
 mod support;
+mod throttling;
