@@ -187,9 +187,10 @@ async fn microsoft_authorize_get(
     axum::extract::Path(tenant): axum::extract::Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let outcome = state
-        .authority
-        .authorize(Style::Microsoft, &params, Decision::Ask);
+    let outcome =
+        state
+            .authority
+            .authorize(Style::Microsoft, Some(&tenant), &params, Decision::Ask);
     authorize_response(
         outcome,
         &format!("/microsoft/{tenant}/oauth2/v2.0/authorize"),
@@ -202,7 +203,9 @@ async fn microsoft_authorize_post(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let decision = decision_of(&form);
-    let outcome = state.authority.authorize(Style::Microsoft, &form, decision);
+    let outcome = state
+        .authority
+        .authorize(Style::Microsoft, Some(&tenant), &form, decision);
     authorize_response(
         outcome,
         &format!("/microsoft/{tenant}/oauth2/v2.0/authorize"),
@@ -215,7 +218,7 @@ async fn google_authorize_get(
 ) -> Response {
     let outcome = state
         .authority
-        .authorize(Style::Google, &params, Decision::Ask);
+        .authorize(Style::Google, None, &params, Decision::Ask);
     authorize_response(outcome, "/google/o/oauth2/v2/auth")
 }
 
@@ -224,7 +227,9 @@ async fn google_authorize_post(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let decision = decision_of(&form);
-    let outcome = state.authority.authorize(Style::Google, &form, decision);
+    let outcome = state
+        .authority
+        .authorize(Style::Google, None, &form, decision);
     authorize_response(outcome, "/google/o/oauth2/v2/auth")
 }
 
@@ -250,6 +255,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 async fn microsoft_token(
     State(state): State<AppState>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -257,7 +263,7 @@ async fn microsoft_token(
     json_response(
         state
             .authority
-            .token(Style::Microsoft, &form, basic.as_ref()),
+            .token(Style::Microsoft, Some(&tenant), &form, basic.as_ref()),
     )
 }
 
@@ -267,17 +273,22 @@ async fn google_token(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let basic = basic_credentials(&headers);
-    json_response(state.authority.token(Style::Google, &form, basic.as_ref()))
+    json_response(
+        state
+            .authority
+            .token(Style::Google, None, &form, basic.as_ref()),
+    )
 }
 
 async fn microsoft_device(
     State(state): State<AppState>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     json_response(
         state
             .authority
-            .device_authorization(Style::Microsoft, &form),
+            .device_authorization(Style::Microsoft, Some(&tenant), &form),
     )
 }
 
@@ -285,7 +296,11 @@ async fn google_device(
     State(state): State<AppState>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    json_response(state.authority.device_authorization(Style::Google, &form))
+    json_response(
+        state
+            .authority
+            .device_authorization(Style::Google, None, &form),
+    )
 }
 
 fn device_page(action: &str) -> Response {

@@ -5,5 +5,6 @@
 mod authority;
 mod gmail;
 mod props;
+mod registration;
 mod smtp;
 mod support;
