@@ -186,7 +186,7 @@ pub(crate) enum AppCommand {
         after_help = "Examples:\n  mailroom app set microsoft --client-id 00000000-0000-0000-0000-000000000000 --tenant contoso.onmicrosoft.com\n  mailroom app set microsoft --redirect-uri http://localhost/mailroom\n  printf '%s' \"$SECRET\" | mailroom app set google --client-id 1234.apps.googleusercontent.com --client-secret-stdin"
     )]
     /// Register or change the OAuth app of a provider.
-    Set(AppSetArgs),
+    Set(Box<AppSetArgs>),
     #[command(after_help = "Examples:\n  mailroom app show")]
     /// Show the registered apps and the endpoints in effect (never the secret).
     Show,

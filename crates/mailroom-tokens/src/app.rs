@@ -23,6 +23,7 @@ pub const DEFAULT_MICROSOFT_TENANT: &str = "organizations";
 pub const DEFAULT_MICROSOFT_REDIRECT_URI: &str = "http://localhost";
 
 /// The Google redirect URI unless one is set: Google's "OAuth 2.0 for iOS & Desktop Apps"
+/// (https://developers.google.com/identity/protocols/oauth2/native-app#redirect-uri_loopback)
 /// recommends the loopback IP address `http://127.0.0.1:PORT`, which a Desktop app client
 /// accepts on any port without registration.
 pub const DEFAULT_GOOGLE_REDIRECT_URI: &str = "http://127.0.0.1";

@@ -659,3 +659,44 @@ fn app_registration_detail(app: &mailroom_tokens::registration::AppRegistration)
 fn provider_is_microsoft(app: &mailroom_tokens::registration::AppRegistration) -> bool {
     app.provider == Provider::Microsoft
 }
+
+#[cfg(test)]
+mod registration_tests {
+    use mailroom_model::Secret;
+    use mailroom_tokens::registration::{AppRegistration, EndpointOverrides};
+
+    use super::*;
+
+    #[test]
+    fn the_doctor_names_the_redirect_uri_and_what_is_ignored() {
+        let mut app = AppRegistration {
+            provider: Provider::Microsoft,
+            client_id: "client".to_owned(),
+            client_secret: Some(Secret::new("from-an-old-version")),
+            tenant: None,
+            overrides: EndpointOverrides::default(),
+        };
+        let detail = app_registration_detail(&app);
+        assert!(
+            detail.starts_with(
+                "registered (client id client, tenant organizations, redirect URI http://localhost with any port)"
+            ),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("works only for an app registered as multi-tenant"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("stored client secret is ignored"),
+            "{detail}"
+        );
+        assert!(!detail.contains("from-an-old-version"), "{detail}");
+        app.provider = Provider::Google;
+        let detail = app_registration_detail(&app);
+        assert_eq!(
+            detail,
+            "registered (client id client, redirect URI http://127.0.0.1 with any port)"
+        );
+    }
+}

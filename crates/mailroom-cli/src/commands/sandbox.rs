@@ -129,6 +129,13 @@ fn describe(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> Stri
         "Microsoft issuer",
         format!("{} (tid {})", ms.issuer, endpoints.tenant_id),
     );
+    line(
+        "Microsoft app",
+        format!(
+            "{MICROSOFT_CLIENT_ID}: single tenant {}, public client (no secret), redirect URI http://localhost",
+            endpoints.tenant_id
+        ),
+    );
     line("Google authorize", google.authorize.to_string());
     line("Google token", google.token.to_string());
     line(
@@ -194,6 +201,9 @@ fn describe_json(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) ->
             "issuer": ms.issuer,
             "tenant_id": endpoints.tenant_id,
             "client_id": MICROSOFT_CLIENT_ID,
+            "redirect_uris": ["http://localhost"],
+            "single_tenant": true,
+            "public_client": true,
         },
         "google": {
             "authorize_url": google.authorize,

@@ -251,6 +251,15 @@ async fn signing_in_as_someone_else_changes_nothing() {
         run.stderr
     );
     assert_eq!(before, dump(cli.path()).await, "nothing was stored");
+    // The terminal names the redirect URI the app registration must hold (a provider that
+    // lacks it says so only in the browser).
+    assert!(
+        run.stderr.contains(
+            "the app registration must list the redirect URI http://localhost (any port)"
+        ),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,10 @@
 //! the port of a loopback URI is ignored, host and path match exactly, a URI without a
 //! path is `/`, `[::1]` is not supported), single-tenant apps at their tenant's endpoints
 //! only (`AADSTS50194`), no secret from a public client (`AADSTS700025`); Google's Desktop
-//! app clients, which accept a loopback IP redirect on any port without registration
-//! ("OAuth 2.0 for iOS & Desktop Apps") and need their client secret.
+//! app clients, which accept a loopback IP redirect (or `localhost`) on any port without
+//! registration ("OAuth 2.0 for iOS & Desktop Apps",
+//! https://developers.google.com/identity/protocols/oauth2/native-app#redirect-uri_loopback)
+//! and need their client secret.
 //!
 //! A client id nobody registered is served as before (any redirect to a loopback
 //! address, any tenant, any secret), so tests that do not care about registrations need
