@@ -339,5 +339,39 @@ mod tests {
             serde_json::to_value(Remedy::CancelQueued { id: 12 }).unwrap(),
             serde_json::json!({"action": "cancel_queued", "id": 12})
         );
+        assert_eq!(
+            serde_json::to_value(Remedy::RegisterRedirectUri {
+                provider: Provider::Microsoft,
+                redirect_uri: "http://localhost".into()
+            })
+            .unwrap(),
+            serde_json::json!({"action": "register_redirect_uri", "provider": "microsoft", "redirect_uri": "http://localhost"})
+        );
+        assert_eq!(
+            serde_json::to_value(Remedy::SetMicrosoftTenant).unwrap(),
+            serde_json::json!({"action": "set_microsoft_tenant"})
+        );
+    }
+
+    #[test]
+    fn the_redirect_uri_remedy_names_the_uri_and_where_it_goes() {
+        let text = Remedy::RegisterRedirectUri {
+            provider: Provider::Microsoft,
+            redirect_uri: "http://localhost".into(),
+        }
+        .to_string();
+        assert!(
+            text.starts_with(
+                "add the redirect URI http://localhost to the Microsoft app registration"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Mobile and desktop applications"), "{text}");
+        let text = Remedy::RegisterRedirectUri {
+            provider: Provider::Google,
+            redirect_uri: "http://127.0.0.1".into(),
+        }
+        .to_string();
+        assert!(text.contains("Desktop app"), "{text}");
     }
 }
