@@ -292,3 +292,57 @@ async fn a_redirect_uri_changed_behind_mailrooms_back_breaks_the_seal() {
     assert!(matches!(error, Error::SettingsAltered { .. }), "{error:?}");
     db.finish().await;
 }
+
+/// A Microsoft registration stored before the tenant was required (tenant null) keeps
+/// working as `organizations` and can still be changed without naming a tenant.
+#[tokio::test]
+async fn a_registration_stored_without_a_tenant_keeps_working() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    let apps = Apps::new(&db.db, &key);
+    apps.set(
+        Provider::Microsoft,
+        AppChange {
+            client_id: Some("client".to_owned()),
+            tenant: Some("contoso.onmicrosoft.com".to_owned()),
+            ..AppChange::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The row as an older version left it: no tenant, sealed as it stands.
+    db.db
+        .execute(Statement::from_string(
+            db.db.get_database_backend(),
+            "UPDATE oauth_app SET tenant = NULL".to_owned(),
+        ))
+        .await
+        .unwrap();
+    let sealing = mailroom_crypto::store::sealing_key(&db.db, &key)
+        .await
+        .unwrap();
+    apps.seal_all_settings(sealing).await.unwrap();
+
+    let app = apps.require(Provider::Microsoft).await.unwrap();
+    assert_eq!(app.tenant(), "organizations");
+    let app = apps
+        .set(
+            Provider::Microsoft,
+            AppChange {
+                overrides: mailroom_tokens::registration::EndpointOverrides {
+                    redirect_uri: Some(
+                        parse_redirect_uri(Provider::Microsoft, "http://localhost/mailroom")
+                            .unwrap(),
+                    ),
+                    ..Default::default()
+                },
+                ..AppChange::default()
+            },
+        )
+        .await
+        .expect("an existing registration changes without a tenant");
+    assert_eq!(app.tenant(), "organizations");
+    assert_eq!(app.redirect_uri_to_register(), "http://localhost/mailroom");
+    db.finish().await;
+}
