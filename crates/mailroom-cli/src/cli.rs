@@ -183,10 +183,10 @@ pub(crate) struct SignInArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AppCommand {
     #[command(
-        after_help = "Examples:\n  mailroom app set microsoft --client-id 00000000-0000-0000-0000-000000000000 --tenant contoso.onmicrosoft.com\n  printf '%s' \"$SECRET\" | mailroom app set google --client-id 1234.apps.googleusercontent.com --client-secret-stdin"
+        after_help = "Examples:\n  mailroom app set microsoft --client-id 00000000-0000-0000-0000-000000000000 --tenant contoso.onmicrosoft.com\n  mailroom app set microsoft --redirect-uri http://localhost/mailroom\n  printf '%s' \"$SECRET\" | mailroom app set google --client-id 1234.apps.googleusercontent.com --client-secret-stdin"
     )]
     /// Register or change the OAuth app of a provider.
-    Set(AppSetArgs),
+    Set(Box<AppSetArgs>),
     #[command(after_help = "Examples:\n  mailroom app show")]
     /// Show the registered apps and the endpoints in effect (never the secret).
     Show,
@@ -217,10 +217,23 @@ pub(crate) struct AppSetArgs {
     /// The application (client) id.
     #[arg(long, value_name = "ID")]
     pub(crate) client_id: Option<String>,
-    /// Microsoft tenant: organizations (default), common, consumers, or a tenant id.
+    /// Microsoft tenant, required for a new registration: the Directory (tenant) ID or a
+    /// verified domain of a single-tenant app (the portal's default); organizations or
+    /// common only for an app registered as multi-tenant ("Accounts in any organizational
+    /// directory").
     #[arg(long, value_name = "TENANT")]
     pub(crate) tenant: Option<String>,
-    /// Read the client secret from standard input.
+    /// The loopback redirect URI registered with the app (http://localhost,
+    /// http://127.0.0.1 or, for Google, http://[::1], with a path if registered with
+    /// one). The port is always the sign-in's own. Default: http://localhost for
+    /// Microsoft, http://127.0.0.1 for Google.
+    #[arg(long, value_name = "URI", conflicts_with = "default_redirect_uri")]
+    pub(crate) redirect_uri: Option<String>,
+    /// Back to the provider's default redirect URI.
+    #[arg(long)]
+    pub(crate) default_redirect_uri: bool,
+    /// Read the client secret from standard input (Google only: a Microsoft delegated
+    /// sign-in is a public client and sends no secret).
     #[arg(long, conflicts_with = "no_client_secret")]
     pub(crate) client_secret_stdin: bool,
     /// Remove the stored client secret (a public client).
@@ -353,7 +366,7 @@ pub(crate) enum AccountCommand {
         id: i64,
     },
     #[command(
-        after_help = "Examples:\n  mailroom account edit 4 --host smtp-eu.office365.com\n  mailroom account edit 4 --bind SystemUser:User_Name:jo\n  mailroom account edit 4 --unbind"
+        after_help = "Examples:\n  mailroom account edit 4 --port 587\n  mailroom account edit 4 --bind SystemUser:User_Name:jo\n  mailroom account edit 4 --unbind"
     )]
     /// Change a user account.
     Edit {

@@ -95,5 +95,9 @@ fn is_usage_error(error: &anyhow::Error) -> bool {
                 cause.downcast_ref::<mailroom::Error>(),
                 Some(mailroom::Error::Invalid(_))
             )
+            || matches!(
+                cause.downcast_ref::<mailroom_tokens::Error>(),
+                Some(mailroom_tokens::Error::Invalid(_))
+            )
     })
 }

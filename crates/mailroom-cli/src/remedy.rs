@@ -30,7 +30,25 @@ pub(crate) fn command(remedy: &Remedy) -> String {
             }
             command
         }
-        Remedy::RegisterApp { provider } => format!("mailroom app set {provider} --client-id ID"),
+        Remedy::RegisterApp { provider } => match provider {
+            mailroom_model::Provider::Microsoft => {
+                "mailroom app set microsoft --client-id ID --tenant TENANT-ID".to_owned()
+            }
+            _ => format!("mailroom app set {provider} --client-id ID"),
+        },
+        Remedy::RegisterRedirectUri {
+            provider: mailroom_model::Provider::Microsoft,
+            redirect_uri,
+        } => format!(
+            "add the redirect URI {redirect_uri} in the Entra admin center (App registrations -> the app -> Authentication -> Add a platform -> Mobile and desktop applications -> custom redirect URI); if the app has another loopback URI registered: mailroom app set microsoft --redirect-uri THAT-URI"
+        ),
+        Remedy::RegisterRedirectUri {
+            provider,
+            redirect_uri,
+        } => format!(
+            "use an OAuth client of type Desktop app (Google Auth Platform -> Clients; it accepts {redirect_uri} on any port), or register {redirect_uri} with the client; for another URI: mailroom app set {provider} --redirect-uri URI"
+        ),
+        Remedy::SetMicrosoftTenant => "mailroom app set microsoft --tenant TENANT-ID (the Directory (tenant) ID on the app registration's Overview page, or a verified domain)".to_owned(),
         Remedy::ReviewApp { .. } => "mailroom app show".to_owned(),
         Remedy::SetGmailApiUrl => "mailroom app set google --gmail-api-url URL".to_owned(),
         Remedy::ConfigureCompany => {

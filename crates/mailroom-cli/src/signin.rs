@@ -27,6 +27,9 @@ pub(crate) fn show_step(session: &SignInSession, mode: &SignInMode) {
                     "A browser window was opened to sign in. If it did not open, visit:\n\n  {url}\n"
                 );
             }
+            if let Some(note) = redirect_note(url) {
+                eprintln!("{note}");
+            }
         }
         SignInStep::EnterCode {
             verification_uri,
@@ -47,6 +50,26 @@ pub(crate) fn show_step(session: &SignInSession, mode: &SignInMode) {
         _ => {}
     }
     eprintln!("Waiting for the sign-in...");
+}
+
+/// Where the provider sends the browser back, and what the app registration must list for
+/// it (the provider shows a redirect URI it does not know in the browser and mailroom
+/// never hears of it, so the terminal says it up front).
+fn redirect_note(url: &url::Url) -> Option<String> {
+    let sent = url
+        .query_pairs()
+        .find(|(name, _)| name == "redirect_uri")?
+        .1
+        .into_owned();
+    let mut parsed = url::Url::parse(&sent).ok()?;
+    parsed.set_port(None).ok()?;
+    let mut registered = parsed.to_string();
+    if parsed.path() == "/" && parsed.query().is_none() {
+        registered.pop();
+    }
+    Some(format!(
+        "The sign-in returns to {sent}; the app registration must list the redirect URI {registered} (any port).\n"
+    ))
 }
 
 /// The facade's mode and timeout for the CLI's flags.

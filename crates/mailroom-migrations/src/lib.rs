@@ -51,6 +51,7 @@ mod m20261202_000004_from_and_subject;
 mod m20261203_000005_key_ring;
 mod m20261204_000006_plaintext_password;
 mod m20261205_000007_outbox_chunks;
+mod m20261206_000008_redirect_uri;
 mod m20261207_000009_signed_in_identity;
 
 /// Every migration, oldest first.
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000005_key_ring::Migration),
             Box::new(m20261204_000006_plaintext_password::Migration),
             Box::new(m20261205_000007_outbox_chunks::Migration),
+            Box::new(m20261206_000008_redirect_uri::Migration),
             Box::new(m20261207_000009_signed_in_identity::Migration),
         ]
     }

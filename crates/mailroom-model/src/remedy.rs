@@ -36,6 +36,19 @@ pub enum Remedy {
         /// The provider, when known.
         provider: Option<Provider>,
     },
+    /// Register this exact redirect URI with the provider's app (Entra: a "Mobile and
+    /// desktop applications" platform; Google: a Desktop app client accepts loopback IP
+    /// URIs without registration), or set the app's redirect URI to the one registered.
+    RegisterRedirectUri {
+        /// The provider.
+        provider: Provider,
+        /// The URI to register, as the provider's console takes it (no port).
+        redirect_uri: String,
+    },
+    /// Set the Microsoft app's tenant to the directory (tenant) id or a verified domain
+    /// of its single-tenant registration (`organizations` and `common` need a
+    /// multi-tenant one).
+    SetMicrosoftTenant,
     /// Point the Google app at another Gmail API URL (a proxy or test endpoint), or fix
     /// the one configured.
     SetGmailApiUrl,
@@ -178,6 +191,23 @@ impl fmt::Display for Remedy {
             Remedy::ReviewApp { provider: None } => {
                 f.write_str("review the OAuth app registration (client id, tenant, issuer)")
             }
+            Remedy::RegisterRedirectUri {
+                provider: Provider::Microsoft,
+                redirect_uri,
+            } => write!(
+                f,
+                "add the redirect URI {redirect_uri} to the Microsoft app registration (Authentication, platform \"Mobile and desktop applications\"), or set the app's redirect URI to one that is registered there"
+            ),
+            Remedy::RegisterRedirectUri {
+                provider,
+                redirect_uri,
+            } => write!(
+                f,
+                "use an OAuth client of type Desktop app for the {provider} app (it accepts {redirect_uri} on any port), or register {redirect_uri} with the client"
+            ),
+            Remedy::SetMicrosoftTenant => f.write_str(
+                "set the Microsoft app's tenant to the directory (tenant) id or a verified domain of its single-tenant registration (organizations or common only with a multi-tenant registration)",
+            ),
             Remedy::SetGmailApiUrl => f.write_str("check the Google app's Gmail API URL"),
             Remedy::ConfigureCompany => f.write_str("configure the company account"),
             Remedy::AddBoundAccount { binding } => {
@@ -309,5 +339,39 @@ mod tests {
             serde_json::to_value(Remedy::CancelQueued { id: 12 }).unwrap(),
             serde_json::json!({"action": "cancel_queued", "id": 12})
         );
+        assert_eq!(
+            serde_json::to_value(Remedy::RegisterRedirectUri {
+                provider: Provider::Microsoft,
+                redirect_uri: "http://localhost".into()
+            })
+            .unwrap(),
+            serde_json::json!({"action": "register_redirect_uri", "provider": "microsoft", "redirect_uri": "http://localhost"})
+        );
+        assert_eq!(
+            serde_json::to_value(Remedy::SetMicrosoftTenant).unwrap(),
+            serde_json::json!({"action": "set_microsoft_tenant"})
+        );
+    }
+
+    #[test]
+    fn the_redirect_uri_remedy_names_the_uri_and_where_it_goes() {
+        let text = Remedy::RegisterRedirectUri {
+            provider: Provider::Microsoft,
+            redirect_uri: "http://localhost".into(),
+        }
+        .to_string();
+        assert!(
+            text.starts_with(
+                "add the redirect URI http://localhost to the Microsoft app registration"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Mobile and desktop applications"), "{text}");
+        let text = Remedy::RegisterRedirectUri {
+            provider: Provider::Google,
+            redirect_uri: "http://127.0.0.1".into(),
+        }
+        .to_string();
+        assert!(text.contains("Desktop app"), "{text}");
     }
 }

@@ -203,9 +203,10 @@ async fn microsoft_authorize_get(
     axum::extract::Path(tenant): axum::extract::Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let outcome = state
-        .authority
-        .authorize(Style::Microsoft, &params, Decision::Ask);
+    let outcome =
+        state
+            .authority
+            .authorize(Style::Microsoft, Some(&tenant), &params, Decision::Ask);
     authorize_response(
         outcome,
         &format!("/microsoft/{tenant}/oauth2/v2.0/authorize"),
@@ -218,7 +219,9 @@ async fn microsoft_authorize_post(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let decision = decision_of(&form);
-    let outcome = state.authority.authorize(Style::Microsoft, &form, decision);
+    let outcome = state
+        .authority
+        .authorize(Style::Microsoft, Some(&tenant), &form, decision);
     authorize_response(
         outcome,
         &format!("/microsoft/{tenant}/oauth2/v2.0/authorize"),
@@ -260,7 +263,7 @@ async fn google_authorize_get(
     granted_scopes(&mut params, None, &state.authority.google_unticked());
     let outcome = state
         .authority
-        .authorize(Style::Google, &params, Decision::Ask);
+        .authorize(Style::Google, None, &params, Decision::Ask);
     authorize_response(outcome, "/google/o/oauth2/v2/auth")
 }
 
@@ -273,7 +276,9 @@ async fn google_authorize_post(
         granted_scopes(&mut form, Some(&ticks), &[]);
     }
     let decision = decision_of(&form);
-    let outcome = state.authority.authorize(Style::Google, &form, decision);
+    let outcome = state
+        .authority
+        .authorize(Style::Google, None, &form, decision);
     authorize_response(outcome, "/google/o/oauth2/v2/auth")
 }
 
@@ -299,6 +304,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 async fn microsoft_token(
     State(state): State<AppState>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -306,7 +312,7 @@ async fn microsoft_token(
     json_response(
         state
             .authority
-            .token(Style::Microsoft, &form, basic.as_ref()),
+            .token(Style::Microsoft, Some(&tenant), &form, basic.as_ref()),
     )
 }
 
@@ -316,17 +322,22 @@ async fn google_token(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let basic = basic_credentials(&headers);
-    json_response(state.authority.token(Style::Google, &form, basic.as_ref()))
+    json_response(
+        state
+            .authority
+            .token(Style::Google, None, &form, basic.as_ref()),
+    )
 }
 
 async fn microsoft_device(
     State(state): State<AppState>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     json_response(
         state
             .authority
-            .device_authorization(Style::Microsoft, &form),
+            .device_authorization(Style::Microsoft, Some(&tenant), &form),
     )
 }
 
@@ -334,7 +345,11 @@ async fn google_device(
     State(state): State<AppState>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    json_response(state.authority.device_authorization(Style::Google, &form))
+    json_response(
+        state
+            .authority
+            .device_authorization(Style::Google, None, &form),
+    )
 }
 
 fn device_page(action: &str) -> Response {

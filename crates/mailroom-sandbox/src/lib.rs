@@ -82,8 +82,8 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 pub use authority::{
-    Authority, AuthorityStats, Style, TokenCheck, TokenInfo, google_error_body,
-    microsoft_error_body,
+    Audience, Authority, AuthorityStats, ClientRegistration, Style, TokenCheck, TokenInfo,
+    google_error_body, microsoft_error_body,
 };
 pub use error::{Error, Result};
 pub use mailbox::{Mailbox, ReceivedBy, StoredMessage};
@@ -119,6 +119,10 @@ pub struct SandboxConfig {
     pub device_poll_interval_secs: u64,
     /// The Microsoft-style tenant id.
     pub tenant_id: String,
+    /// App registrations held to the provider's rules (redirect URIs, tenant, secret);
+    /// other client ids are served without them. More with
+    /// [`Authority::register_client`].
+    pub clients: Vec<ClientRegistration>,
     /// Password SMTP accounts (login, password) accepted with PLAIN and LOGIN.
     pub password_accounts: Vec<(String, String)>,
     /// The largest message accepted, in bytes.
@@ -142,6 +146,7 @@ impl SandboxConfig {
             device_code_lifetime: Duration::from_secs(900),
             device_poll_interval_secs: 5,
             tenant_id: DEFAULT_TENANT_ID.to_owned(),
+            clients: Vec::new(),
             password_accounts: Vec::new(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             smtp_daily_recipient_limit: 10_000,
@@ -161,6 +166,7 @@ impl fmt::Debug for SandboxConfig {
             .field("device_code_lifetime", &self.device_code_lifetime)
             .field("device_poll_interval_secs", &self.device_poll_interval_secs)
             .field("tenant_id", &self.tenant_id)
+            .field("clients", &self.clients)
             .field(
                 "password_accounts",
                 &self
@@ -201,7 +207,8 @@ pub struct OAuthEndpoints {
 pub struct Endpoints {
     /// The HTTP server (authority, Gmail API, admin API under `/_sandbox/`).
     pub http: Url,
-    /// Microsoft-style endpoints (tenant `organizations` in the paths).
+    /// Microsoft-style endpoints (the sandbox's tenant id in the paths, as a
+    /// single-tenant app uses them).
     pub microsoft: OAuthEndpoints,
     /// Google-style endpoints.
     pub google: OAuthEndpoints,
@@ -283,13 +290,16 @@ impl Sandbox {
             http: url(&format!("{http_base}/")),
             microsoft: OAuthEndpoints {
                 authorize: url(&format!(
-                    "{http_base}/microsoft/organizations/oauth2/v2.0/authorize"
+                    "{http_base}/microsoft/{}/oauth2/v2.0/authorize",
+                    config.tenant_id
                 )),
                 token: url(&format!(
-                    "{http_base}/microsoft/organizations/oauth2/v2.0/token"
+                    "{http_base}/microsoft/{}/oauth2/v2.0/token",
+                    config.tenant_id
                 )),
                 device: url(&format!(
-                    "{http_base}/microsoft/organizations/oauth2/v2.0/devicecode"
+                    "{http_base}/microsoft/{}/oauth2/v2.0/devicecode",
+                    config.tenant_id
                 )),
                 device_verification: url(&format!("{http_base}/microsoft/devicelogin")),
                 revoke: None,

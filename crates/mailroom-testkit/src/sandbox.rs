@@ -20,5 +20,6 @@ pub fn endpoint_overrides(sandbox: &Sandbox, provider: Provider) -> EndpointOver
         revoke_url: oauth.revoke.clone(),
         issuer: Some(oauth.issuer.clone()),
         gmail_api_url: (provider == Provider::Google).then(|| endpoints.gmail_api.clone()),
+        redirect_uri: None,
     }
 }

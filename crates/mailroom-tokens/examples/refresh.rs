@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             AppChange {
                 client_id: Some("refresh-example".to_owned()),
                 client_secret: None,
-                tenant: None,
+                tenant: Some(sandbox.endpoints().tenant_id.clone()),
                 overrides: EndpointOverrides {
                     authorize_url: Some(microsoft.authorize.clone()),
                     token_url: Some(microsoft.token.clone()),
@@ -51,8 +51,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     revoke_url: None,
                     issuer: Some(microsoft.issuer.clone()),
                     gmail_api_url: None,
+                    redirect_uri: None,
                 },
                 reset_endpoints: true,
+                reset_redirect_uri: false,
             },
         )
         .await?;

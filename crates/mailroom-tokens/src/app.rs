@@ -10,8 +10,23 @@ use url::Url;
 use crate::entity::oauth_app;
 use crate::{Error, Result};
 
-/// Microsoft's default tenant: work and school accounts of any organization.
+/// The tenant of a Microsoft registration stored before a tenant was required: work and
+/// school accounts of any organization (which needs a multi-tenant app registration).
 pub const DEFAULT_MICROSOFT_TENANT: &str = "organizations";
+
+/// The Microsoft redirect URI unless one is set: what the Entra portal accepts under
+/// "Mobile and desktop applications" (`http://127.0.0.1` needs a manifest edit, `[::1]`
+/// is not supported). Entra ignores the port of a loopback redirect URI and matches the
+/// host and path exactly; a URI without a path is used as `/`
+/// (MicrosoftDocs/entra-docs `docs/identity-platform/reply-url.md`), so a sign-in
+/// sends `http://localhost:PORT/`.
+pub const DEFAULT_MICROSOFT_REDIRECT_URI: &str = "http://localhost";
+
+/// The Google redirect URI unless one is set: Google's "OAuth 2.0 for iOS & Desktop Apps"
+/// (https://developers.google.com/identity/protocols/oauth2/native-app#redirect-uri_loopback)
+/// recommends the loopback IP address `http://127.0.0.1:PORT`, which a Desktop app client
+/// accepts on any port without registration.
+pub const DEFAULT_GOOGLE_REDIRECT_URI: &str = "http://127.0.0.1";
 
 /// Delegated scopes for Microsoft 365 SMTP, plus OpenID scopes for the signed-in address.
 pub const MICROSOFT_SCOPES: &[&str] = &[
@@ -63,6 +78,11 @@ pub struct EndpointOverrides {
     pub issuer: Option<String>,
     /// The Gmail API base URL (Google only).
     pub gmail_api_url: Option<Url>,
+    /// The loopback redirect URI registered with the provider, without a port (the
+    /// listener's port is always used); `None`: the provider's default
+    /// ([`DEFAULT_MICROSOFT_REDIRECT_URI`], [`DEFAULT_GOOGLE_REDIRECT_URI`]). Parse it with
+    /// [`parse_redirect_uri`].
+    pub redirect_uri: Option<Url>,
 }
 
 /// The endpoints in effect.
@@ -174,6 +194,41 @@ impl AppRegistration {
         }
     }
 
+    /// The loopback redirect URI in effect, without a port.
+    pub fn redirect_uri(&self) -> Url {
+        self.overrides.redirect_uri.clone().unwrap_or_else(|| {
+            fixed_url(match self.provider {
+                Provider::Google => DEFAULT_GOOGLE_REDIRECT_URI,
+                _ => DEFAULT_MICROSOFT_REDIRECT_URI,
+            })
+        })
+    }
+
+    /// The redirect URI a sign-in sends when its listener has `port`.
+    pub fn redirect_uri_with_port(&self, port: u16) -> String {
+        let mut url = self.redirect_uri();
+        // A loopback http URL always takes a port.
+        let _ = url.set_port(Some(port));
+        url.to_string()
+    }
+
+    /// The redirect URI as it is registered with the provider (no port; no `/` when it
+    /// has no path), e.g. `http://localhost`.
+    pub fn redirect_uri_to_register(&self) -> String {
+        registration_form(&self.redirect_uri())
+    }
+
+    /// The client secret sent to the token endpoint. Never Microsoft's: a delegated
+    /// sign-in is a public client, and Entra refuses a secret from one (`AADSTS700025`);
+    /// a secret stored by an older version is ignored. Google's desktop clients need
+    /// theirs.
+    pub fn client_secret_to_send(&self) -> Option<&Secret> {
+        match self.provider {
+            Provider::Microsoft => None,
+            _ => self.client_secret.as_ref(),
+        }
+    }
+
     /// The Gmail API base URL in effect.
     pub fn gmail_api_url(&self) -> Url {
         self.overrides
@@ -209,6 +264,96 @@ pub fn parse_endpoint_url(field: &'static str, text: &str) -> Result<Url, Valida
     }
 }
 
+/// `url` as a person registers it: no port, and no `/` when there is no path.
+fn registration_form(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_port(None);
+    let text = url.to_string();
+    match text.strip_suffix('/') {
+        Some(bare) if url.path() == "/" && url.query().is_none() => bare.to_owned(),
+        _ => text,
+    }
+}
+
+/// Parses a loopback redirect URI for `provider`'s app: `http` to `localhost`,
+/// `127.0.0.1` or `[::1]` (not for Microsoft, which does not support it), with or without
+/// a port, which is dropped: the sign-in always uses its listener's port.
+pub fn parse_redirect_uri(provider: Provider, text: &str) -> Result<Url, ValidationError> {
+    const FIELD: &str = "redirect uri";
+    validate::reject_control_characters(FIELD, text)?;
+    let example = match provider {
+        Provider::Google => DEFAULT_GOOGLE_REDIRECT_URI,
+        _ => DEFAULT_MICROSOFT_REDIRECT_URI,
+    };
+    let mut url = Url::parse(text.trim()).map_err(|error| {
+        ValidationError::new(
+            FIELD,
+            format!("`{text}` is not a URL ({error})"),
+            format!("give a loopback URI such as {example}"),
+        )
+    })?;
+    if url.scheme() != "http" {
+        return Err(ValidationError::new(
+            FIELD,
+            format!("`{text}` is not an http:// URI"),
+            format!(
+                "mailroom receives the sign-in on a plain http listener on this machine; give a loopback URI such as {example}"
+            ),
+        ));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(name)) if name.eq_ignore_ascii_case("localhost") => "localhost",
+        Some(url::Host::Ipv4(ip)) if ip == std::net::Ipv4Addr::LOCALHOST => "127.0.0.1",
+        Some(url::Host::Ipv6(ip)) if ip == std::net::Ipv6Addr::LOCALHOST => "[::1]",
+        _ => {
+            return Err(ValidationError::new(
+                FIELD,
+                format!("`{text}` is not a loopback URI"),
+                format!(
+                    "the sign-in's redirect goes to a listener on this machine: use localhost, 127.0.0.1 or [::1] as the host, e.g. {example}"
+                ),
+            ));
+        }
+    };
+    if host == "[::1]" && provider == Provider::Microsoft {
+        return Err(ValidationError::new(
+            FIELD,
+            format!(
+                "`{text}` uses the IPv6 loopback address, which Entra ID does not support for redirect URIs"
+            ),
+            "use http://localhost (what the portal accepts) or http://127.0.0.1 (added through the app's manifest)",
+        ));
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(ValidationError::new(
+            FIELD,
+            format!("`{text}` carries a user, a query or a fragment"),
+            format!("give the scheme, host and path only, e.g. {example}"),
+        ));
+    }
+    let _ = url.set_port(None);
+    Ok(url)
+}
+
+/// Refuses a client secret for `provider`'s delegated sign-in: Microsoft's runs as a
+/// public client, and Entra refuses a secret from one (`AADSTS700025`, MicrosoftDocs/
+/// entra-docs `docs/identity-platform/reference-error-codes.md`). Google's Desktop app
+/// clients need theirs.
+pub fn check_client_secret_allowed(provider: Provider) -> Result<(), ValidationError> {
+    if provider == Provider::Microsoft {
+        return Err(ValidationError::new(
+            "client secret",
+            "is not used by a Microsoft delegated sign-in: it runs as a public client, and Entra ID refuses a secret from one (AADSTS700025)",
+            "leave the secret out and turn on \"Allow public client flows\" in the app registration (Authentication); app-only credentials (client credentials) are configured separately",
+        ));
+    }
+    Ok(())
+}
+
 /// A change to an app registration; `None` leaves a field alone.
 #[derive(Debug, Clone, Default)]
 pub struct AppChange {
@@ -220,8 +365,11 @@ pub struct AppChange {
     pub tenant: Option<String>,
     /// Endpoint overrides to set.
     pub overrides: EndpointOverrides,
-    /// Drop every endpoint override (back to the real endpoints) before applying others.
+    /// Drop every endpoint override (back to the real endpoints) before applying others;
+    /// the redirect URI stays.
     pub reset_endpoints: bool,
+    /// Back to the provider's default redirect URI (before `overrides.redirect_uri`).
+    pub reset_redirect_uri: bool,
 }
 
 const SECRET_AAD_PREFIX: &str = "oauth_app";
@@ -240,14 +388,16 @@ fn parse_stored_url(field: &str, text: Option<String>) -> Result<Option<Url>> {
 
 /// What a registration's settings seal covers: the provider, and every column that
 /// decides where its secrets (refresh tokens, the client secret, access tokens for the
-/// Gmail API) are sent. Someone who can write the database but lacks the key cannot point
-/// mailroom at another endpoint: the seal no longer opens and nothing is sent.
+/// Gmail API, the authorization code through the redirect URI) are sent. Someone who can
+/// write the database but lacks the key cannot point mailroom at another endpoint: the
+/// seal no longer opens and nothing is sent. The redirect URI joins only when it is set,
+/// so the seals of rows from before it (null) still open.
 fn settings_aad(model: &oauth_app::Model) -> Vec<u8> {
     let field = |value: &Option<String>| match value {
         Some(text) => format!("={text}"),
         None => "~".to_owned(),
     };
-    format!(
+    let mut aad = format!(
         "oauth_app:{}:settings\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
         model.provider,
         model.client_id,
@@ -259,7 +409,11 @@ fn settings_aad(model: &oauth_app::Model) -> Vec<u8> {
         field(&model.issuer),
         field(&model.gmail_api_url),
     )
-    .into_bytes()
+    .into_bytes();
+    if let Some(redirect_uri) = &model.redirect_uri {
+        aad.extend_from_slice(format!("\nredirect_uri={redirect_uri}").as_bytes());
+    }
+    aad
 }
 
 /// Checks the registration's settings seal (`None`: not checked; `Some(required)`: a
@@ -313,6 +467,7 @@ fn from_model(
             revoke_url: parse_stored_url("revoke url", model.revoke_url)?,
             issuer: model.issuer,
             gmail_api_url: parse_stored_url("gmail api url", model.gmail_api_url)?,
+            redirect_uri: parse_stored_url("redirect uri", model.redirect_uri)?,
         },
     })
 }
@@ -408,6 +563,7 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         }
         if let Some(secret) = change.client_secret {
             if let Some(secret) = &secret {
+                check_client_secret_allowed(provider)?;
                 validate::reject_control_characters("client secret", secret.expose())?;
             }
             app.client_secret = secret;
@@ -422,6 +578,7 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
                 .into());
             }
             validate::check_text("tenant", &tenant)?;
+            let tenant = tenant.trim().to_owned();
             if !tenant
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
@@ -429,14 +586,32 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
                 return Err(ValidationError::new(
                     "tenant",
                     format!("`{tenant}` is not a tenant name or id"),
-                    "use organizations, common, consumers, a tenant id or a domain such as contoso.onmicrosoft.com",
+                    "use the directory (tenant) id or a verified domain such as contoso.onmicrosoft.com; organizations or common only for a multi-tenant app registration",
                 )
                 .into());
             }
             app.tenant = Some(tenant);
         }
+        if provider == Provider::Microsoft && app.tenant.is_none() && existing.is_none() {
+            // A registration stored before the tenant was required keeps working (as
+            // `organizations`); a new one names its tenant: a single-tenant app (the
+            // portal's default) must use its tenant's endpoints (AADSTS50194).
+            return Err(ValidationError::new(
+                "tenant",
+                "is missing; a Microsoft app registration needs its tenant",
+                "give the directory (tenant) id or a verified domain of a single-tenant app (the portal's default), or organizations / common for a multi-tenant app",
+            )
+            .with_remedy(Remedy::SetMicrosoftTenant)
+            .into());
+        }
         if change.reset_endpoints {
-            app.overrides = EndpointOverrides::default();
+            app.overrides = EndpointOverrides {
+                redirect_uri: app.overrides.redirect_uri.take(),
+                ..EndpointOverrides::default()
+            };
+        }
+        if change.reset_redirect_uri {
+            app.overrides.redirect_uri = None;
         }
         let o = change.overrides;
         if o.gmail_api_url.is_some() && provider != Provider::Google {
@@ -449,6 +624,10 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         }
         macro_rules! take {
             ($($field:ident),*) => { $( if o.$field.is_some() { app.overrides.$field = o.$field; } )* };
+        }
+        if let Some(redirect_uri) = &o.redirect_uri {
+            // Checked again: a library caller may build the URL without the parser.
+            app.overrides.redirect_uri = Some(parse_redirect_uri(provider, redirect_uri.as_str())?);
         }
         take!(
             authorize_url,
@@ -483,6 +662,7 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         active.revoke_url = Set(url_text(&app.overrides.revoke_url));
         active.issuer = Set(app.overrides.issuer.clone());
         active.gmail_api_url = Set(url_text(&app.overrides.gmail_api_url));
+        active.redirect_uri = Set(url_text(&app.overrides.redirect_uri));
         active.updated_at = Set(Utc::now());
         let columns = oauth_app::Model {
             provider: provider.as_str().to_owned(),
@@ -495,6 +675,7 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             revoke_url: url_text(&app.overrides.revoke_url),
             issuer: app.overrides.issuer.clone(),
             gmail_api_url: url_text(&app.overrides.gmail_api_url),
+            redirect_uri: url_text(&app.overrides.redirect_uri),
             settings_seal: None,
             updated_at: Utc::now(),
         };
@@ -561,5 +742,101 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             active.update(self.db).await?;
         }
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(redirect_uri: Option<&str>) -> oauth_app::Model {
+        oauth_app::Model {
+            provider: "microsoft".to_owned(),
+            client_id: "client".to_owned(),
+            client_secret_sealed: None,
+            tenant: Some("contoso.onmicrosoft.com".to_owned()),
+            authorize_url: None,
+            token_url: Some("https://login.example/token".to_owned()),
+            device_url: None,
+            revoke_url: None,
+            issuer: None,
+            gmail_api_url: None,
+            settings_seal: None,
+            redirect_uri: redirect_uri.map(str::to_owned),
+            updated_at: Utc::now(),
+        }
+    }
+
+    /// A row from before the redirect URI (null) is sealed over exactly what it was
+    /// sealed over then, so its seal still opens; a set URI joins the seal.
+    #[test]
+    fn the_redirect_uri_joins_the_seal_only_when_set() {
+        assert_eq!(
+            String::from_utf8(settings_aad(&model(None))).unwrap(),
+            "oauth_app:microsoft:settings\nclient\n=contoso.onmicrosoft.com\n~\n=https://login.example/token\n~\n~\n~\n~"
+        );
+        assert_eq!(
+            String::from_utf8(settings_aad(&model(Some("http://localhost/a")))).unwrap(),
+            "oauth_app:microsoft:settings\nclient\n=contoso.onmicrosoft.com\n~\n=https://login.example/token\n~\n~\n~\n~\nredirect_uri=http://localhost/a"
+        );
+    }
+
+    #[track_caller]
+    fn check(provider: Provider, text: &str, expected: Result<&str, &str>) {
+        match (parse_redirect_uri(provider, text), expected) {
+            (Ok(url), Ok(expected)) => assert_eq!(url.as_str(), expected, "{text}"),
+            (Err(error), Err(expected)) => {
+                assert!(error.to_string().contains(expected), "{text}: {error}")
+            }
+            (got, expected) => panic!("{text}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    /// Loopback http URIs only; the port is dropped; `[::1]` is not for Microsoft
+    /// (MicrosoftDocs/entra-docs `docs/identity-platform/reply-url.md`: "The IPv6 loopback
+    /// address ([::1]) is not currently supported").
+    #[test]
+    fn redirect_uris_are_loopback_http_without_a_port() {
+        use Provider::{Google, Microsoft};
+        check(Microsoft, "http://localhost", Ok("http://localhost/"));
+        check(Microsoft, "http://LOCALHOST:8080/", Ok("http://localhost/"));
+        check(
+            Microsoft,
+            "http://127.0.0.1:5000/mailroom",
+            Ok("http://127.0.0.1/mailroom"),
+        );
+        check(Google, "http://[::1]:5000", Ok("http://[::1]/"));
+        check(Microsoft, "http://[::1]", Err("IPv6 loopback address"));
+        check(Microsoft, "https://localhost", Err("not an http:// URI"));
+        check(Microsoft, "http://login.example", Err("not a loopback URI"));
+        check(Microsoft, "http://10.0.0.1", Err("not a loopback URI"));
+        check(
+            Microsoft,
+            "http://localhost/?a=b",
+            Err("a query or a fragment"),
+        );
+        check(Microsoft, "localhost", Err("is not a URL"));
+    }
+
+    #[test]
+    fn the_uri_to_register_has_no_port_and_no_bare_slash() {
+        let mut app = AppRegistration {
+            provider: Provider::Microsoft,
+            client_id: "client".to_owned(),
+            client_secret: Some(Secret::new("old")),
+            tenant: None,
+            overrides: EndpointOverrides::default(),
+        };
+        assert_eq!(app.redirect_uri_to_register(), "http://localhost");
+        assert_eq!(app.redirect_uri_with_port(4711), "http://localhost:4711/");
+        assert!(app.client_secret_to_send().is_none());
+        app.overrides.redirect_uri =
+            Some(parse_redirect_uri(Provider::Microsoft, "http://127.0.0.1/cb").unwrap());
+        assert_eq!(app.redirect_uri_to_register(), "http://127.0.0.1/cb");
+        assert_eq!(app.redirect_uri_with_port(4711), "http://127.0.0.1:4711/cb");
+        app.provider = Provider::Google;
+        app.overrides.redirect_uri = None;
+        assert_eq!(app.redirect_uri_to_register(), "http://127.0.0.1");
+        assert!(app.client_secret_to_send().is_some());
     }
 }

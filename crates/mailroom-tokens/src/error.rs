@@ -139,6 +139,30 @@ pub enum Error {
         /// The provider's description (its first line), when it gave one.
         description: Option<String>,
     },
+    /// The provider does not accept the sign-in's redirect URI (`AADSTS50011`,
+    /// `redirect_uri_mismatch`): the app registration lacks it.
+    #[error(
+        "the {provider} app registration does not accept the redirect URI {sent} ({detail}); register {to_register} with the app"
+    )]
+    RedirectUriNotRegistered {
+        /// The provider.
+        provider: Provider,
+        /// The URI the sign-in sent (with its listener's port).
+        sent: String,
+        /// The URI to register (no port, as the provider's console takes it).
+        to_register: String,
+        /// The provider's words.
+        detail: String,
+    },
+    /// A single-tenant Microsoft app was used with `organizations` or `common`
+    /// (`AADSTS50194`).
+    #[error(
+        "the Microsoft app is registered for one tenant, so it must sign in at its tenant's endpoints, not organizations or common ({detail}); set the app's tenant"
+    )]
+    TenantRequired {
+        /// The provider's words.
+        detail: String,
+    },
     /// The identity provider's answer could not be understood.
     #[error(
         "the identity provider sent an answer mailroom cannot use: {0}; the stored sign-in was kept"
@@ -212,6 +236,15 @@ impl Error {
                 Some(Remedy::ReviewApp { provider: None })
             }
             Error::Database(_) => Some(Remedy::CheckDatabase),
+            Error::RedirectUriNotRegistered {
+                provider,
+                to_register,
+                ..
+            } => Some(Remedy::RegisterRedirectUri {
+                provider: *provider,
+                redirect_uri: to_register.clone(),
+            }),
+            Error::TenantRequired { .. } => Some(Remedy::SetMicrosoftTenant),
             Error::SettingsAltered { provider } => Some(Remedy::ReviewApp {
                 provider: Some(*provider),
             }),

@@ -63,8 +63,10 @@ pub use oauth::OAuthHttp;
 /// overridable, the client secret sealed.
 pub mod registration {
     pub use crate::app::{
-        AppChange, AppRegistration, Apps, DEFAULT_MICROSOFT_TENANT, EndpointOverrides, Endpoints,
-        GMAIL_API_URL, GOOGLE_SCOPES, MICROSOFT_SCOPES, parse_endpoint_url,
+        AppChange, AppRegistration, Apps, DEFAULT_GOOGLE_REDIRECT_URI,
+        DEFAULT_MICROSOFT_REDIRECT_URI, DEFAULT_MICROSOFT_TENANT, EndpointOverrides, Endpoints,
+        GMAIL_API_URL, GOOGLE_SCOPES, MICROSOFT_SCOPES, check_client_secret_allowed,
+        parse_endpoint_url, parse_redirect_uri,
     };
 }
 

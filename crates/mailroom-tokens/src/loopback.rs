@@ -1,8 +1,10 @@
-//! The loopback redirect listener of a browser sign-in (RFC 8252): 127.0.0.1 on a random
-//! port, path `/callback`, one redirect accepted, then closed.
+//! The loopback redirect listener of a browser sign-in (RFC 8252): 127.0.0.1 and ::1 on
+//! one random port (RFC 8252 section 7.3 recommends trying both; a browser may resolve
+//! `localhost` to either), the app registration's redirect path, one redirect accepted,
+//! then closed.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,25 +60,73 @@ impl VerdictSender {
 /// A bound listener waiting for the browser's redirect.
 #[derive(Debug)]
 pub(crate) struct LoopbackListener {
-    listener: TcpListener,
-    address: SocketAddr,
+    ipv4: TcpListener,
+    /// `None` where this machine has no IPv6 loopback (or the port is taken there).
+    ipv6: Option<TcpListener>,
+    port: u16,
+    path: Arc<str>,
 }
 
+/// How often a sign-in tries for a port free on both 127.0.0.1 and ::1.
+const BIND_ATTEMPTS: usize = 8;
+
 impl LoopbackListener {
-    /// Binds 127.0.0.1 on a port the system chooses.
-    pub(crate) async fn bind() -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let address = listener.local_addr()?;
-        Ok(Self { listener, address })
+    /// Binds 127.0.0.1 on a port the system chooses and ::1 on the same port (if no
+    /// attempt finds one free on both, 127.0.0.1 alone); redirects are served at `path`.
+    pub(crate) async fn bind(path: &str) -> std::io::Result<Self> {
+        let path: Arc<str> = Arc::from(if path.is_empty() { "/" } else { path });
+        let mut fallback = None;
+        for _ in 0..BIND_ATTEMPTS {
+            let ipv4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+            let port = ipv4.local_addr()?.port();
+            match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).await {
+                Ok(ipv6) => {
+                    return Ok(Self {
+                        ipv4,
+                        ipv6: Some(ipv6),
+                        port,
+                        path,
+                    });
+                }
+                // No IPv6 loopback on this machine: 127.0.0.1 is all there is.
+                Err(error) if error.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    return Ok(Self {
+                        ipv4,
+                        ipv6: None,
+                        port,
+                        path,
+                    });
+                }
+                // The port is taken on ::1: try another.
+                Err(_) => fallback = Some((ipv4, port)),
+            }
+        }
+        let (ipv4, port) = fallback.expect("at least one attempt was made");
+        tracing::debug!(
+            port,
+            "no port was free on both 127.0.0.1 and ::1; listening on 127.0.0.1 only"
+        );
+        Ok(Self {
+            ipv4,
+            ipv6: None,
+            port,
+            path,
+        })
     }
 
-    /// The redirect URI to register with the authorization request.
-    pub(crate) fn redirect_uri(&self) -> String {
-        format!("http://127.0.0.1:{}/callback", self.address.port())
+    /// The port both addresses listen on.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
     }
 
-    /// Serves until one redirect to `/callback` arrives (other paths get 404), or the time
-    /// runs out (`None`). The listener closes when this returns.
+    /// True when ::1 listens too.
+    #[cfg(test)]
+    pub(crate) fn listens_on_ipv6(&self) -> bool {
+        self.ipv6.is_some()
+    }
+
+    /// Serves until one redirect to the path arrives (other paths get 404), or the time
+    /// runs out (`None`). The listeners close when this returns.
     pub(crate) async fn wait(
         self,
         expected_state: &str,
@@ -87,27 +137,43 @@ impl LoopbackListener {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {
-            tokio::select! {
+            let accepted = tokio::select! {
                 outcome = outcomes.recv() => return outcome,
                 () = &mut deadline => return None,
-                accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let sender = sender.clone();
-                    let expected_state = expected_state.clone();
-                    // Each connection is served on its own task, so a browser's idle
-                    // speculative connection cannot hold up the real redirect.
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request| {
-                            handle(request, expected_state.clone(), sender.clone())
-                        });
-                        let _ = http1::Builder::new()
-                            .keep_alive(false)
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            }
+                accepted = self.ipv4.accept() => accepted,
+                accepted = accept_ipv6(&self.ipv6) => accepted,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let sender = sender.clone();
+            let expected_state = expected_state.clone();
+            let path = self.path.clone();
+            // Each connection is served on its own task, so a browser's idle speculative
+            // connection cannot hold up the real redirect.
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    handle(
+                        request,
+                        path.clone(),
+                        expected_state.clone(),
+                        sender.clone(),
+                    )
+                });
+                let _ = http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
         }
+    }
+}
+
+/// Accepts on `listener`, or never when there is none.
+async fn accept_ipv6(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -135,10 +201,11 @@ fn escape(text: &str) -> String {
 
 async fn handle(
     request: Request<Incoming>,
+    path: Arc<str>,
     expected_state: Arc<str>,
     outcomes: mpsc::Sender<CallbackOutcome>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.uri().path() != "/callback" {
+    if request.uri().path() != &*path {
         return Ok(page(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -226,4 +293,71 @@ async fn handle(
     };
     let _ = outcomes.send(outcome).await;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A browser may resolve `localhost` to ::1: the listener answers there too, on the
+    /// same port (RFC 8252 section 7.3), where the machine has an IPv6 loopback.
+    #[tokio::test]
+    async fn the_listener_answers_on_ipv6_loopback_too() {
+        let ipv6_available = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).await.is_ok();
+        let listener = LoopbackListener::bind("/").await.unwrap();
+        assert_eq!(listener.listens_on_ipv6(), ipv6_available);
+        let port = listener.port();
+        let host = if ipv6_available { "[::1]" } else { "127.0.0.1" };
+        let request = tokio::spawn(async move {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(format!(
+                    "http://{host}:{port}/?code=the-code&state=the-state"
+                ))
+                .send()
+                .await
+        });
+        match listener.wait("the-state", Duration::from_secs(20)).await {
+            Some(CallbackOutcome::Code(code, verdict)) => {
+                assert_eq!(code, "the-code");
+                verdict.send(Verdict::SignedIn("sa@contoso.example".to_owned()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+
+    #[tokio::test]
+    async fn only_the_registered_path_ends_the_wait() {
+        let listener = LoopbackListener::bind("/mailroom").await.unwrap();
+        let port = listener.port();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let requests = tokio::spawn(async move {
+            let other = client
+                .get(format!("http://127.0.0.1:{port}/?code=x&state=s"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            let denied = client
+                .get(format!(
+                    "http://127.0.0.1:{port}/mailroom?error=access_denied&state=s"
+                ))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            (other, denied)
+        });
+        let outcome = listener.wait("s", Duration::from_secs(20)).await;
+        assert!(
+            matches!(outcome, Some(CallbackOutcome::Denied { .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(requests.await.unwrap(), (404, 200));
+    }
 }

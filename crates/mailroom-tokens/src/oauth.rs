@@ -416,7 +416,8 @@ fn classify<TE: oauth2::ErrorResponse>(
 fn client(app: &AppRegistration) -> Result<OAuthClient, OAuthFailure> {
     let mut client =
         OAuthClient::new(ClientId::new(app.client_id.clone())).set_auth_type(AuthType::RequestBody);
-    if let Some(secret) = &app.client_secret {
+    // Never Microsoft's (a public client; AADSTS700025): see `client_secret_to_send`.
+    if let Some(secret) = app.client_secret_to_send() {
         client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
     }
     Ok(client)

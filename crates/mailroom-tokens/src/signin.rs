@@ -136,8 +136,62 @@ impl SignedIn {
     }
 }
 
+/// True when the provider's words say the redirect URI is not registered: Entra's
+/// `AADSTS50011` or Google's `redirect_uri_mismatch`.
+fn is_redirect_mismatch(error: &str, description: Option<&str>) -> bool {
+    error == "redirect_uri_mismatch"
+        || error.contains("AADSTS50011:")
+        || description.is_some_and(|d| d.trim_start().starts_with("AADSTS50011:"))
+}
+
+/// The provider's words of a failure, for recognizing an `AADSTS` code.
+fn failure_words(failure: &OAuthFailure) -> (String, Option<String>) {
+    match failure {
+        OAuthFailure::Provider { error, description } => (error.clone(), description.clone()),
+        OAuthFailure::Revoked(detail)
+        | OAuthFailure::InteractionRequired(detail)
+        | OAuthFailure::ConsentRequired(detail)
+        | OAuthFailure::Transient(detail)
+        | OAuthFailure::Malformed(detail) => match detail.split_once(": ") {
+            Some((error, description)) => (error.to_owned(), Some(description.to_owned())),
+            None => (detail.clone(), None),
+        },
+    }
+}
+
+/// A failure of a browser sign-in that sent `sent_redirect_uri`: a redirect URI the
+/// registration lacks becomes [`Error::RedirectUriNotRegistered`] naming the URI to
+/// register; anything else as [`failure`] says.
+fn browser_failure(app: &AppRegistration, sent_redirect_uri: &str, failed: OAuthFailure) -> Error {
+    let (error, description) = failure_words(&failed);
+    if is_redirect_mismatch(&error, description.as_deref()) {
+        return Error::RedirectUriNotRegistered {
+            provider: app.provider,
+            sent: sent_redirect_uri.to_owned(),
+            to_register: app.redirect_uri_to_register(),
+            detail: match description {
+                Some(description) => format!("{error}: {description}"),
+                None => error,
+            },
+        };
+    }
+    failure(failed)
+}
+
 /// An OAuth failure outside a token refresh, in the user's terms.
 pub(crate) fn failure(failure: OAuthFailure) -> Error {
+    let (error, description) = failure_words(&failure);
+    // https://learn.microsoft.com/entra/identity-platform/reference-error-codes
+    // AADSTS50194: a single-tenant app must use its tenant's endpoints.
+    if description
+        .as_deref()
+        .is_some_and(|d| d.trim_start().starts_with("AADSTS50194:"))
+        || error.contains("AADSTS50194:")
+    {
+        return Error::TenantRequired {
+            detail: description.unwrap_or(error),
+        };
+    }
     match failure {
         OAuthFailure::Transient(message) => Error::Transient { message },
         OAuthFailure::Malformed(detail) => Error::MalformedResponse(detail),
@@ -194,19 +248,41 @@ pub async fn sign_in_with_browser(
     now: impl Fn() -> SystemTime,
     open_url: impl FnOnce(&url::Url),
 ) -> Result<SignedIn> {
-    let listener = LoopbackListener::bind().await.map_err(|error| {
-        Error::SignInFailed(format!(
-            "cannot listen on 127.0.0.1 for the redirect: {error}"
-        ))
-    })?;
-    let redirect_uri = listener.redirect_uri();
+    let registered = app.redirect_uri();
+    let listener = LoopbackListener::bind(registered.path())
+        .await
+        .map_err(|error| {
+            Error::SignInFailed(format!(
+                "cannot listen on 127.0.0.1 for the redirect: {error}"
+            ))
+        })?;
+    let redirect_uri = app.redirect_uri_with_port(listener.port());
+    let to_register = app.redirect_uri_to_register();
     let start =
         oauth::authorization_url(app, &redirect_uri, options.login_hint()).map_err(failure)?;
-    tracing::info!(provider = %app.provider, redirect_uri = %redirect_uri, "waiting for the sign-in redirect");
+    tracing::info!(
+        provider = %app.provider,
+        redirect_uri = %redirect_uri,
+        registered_as = %to_register,
+        "waiting for the sign-in redirect"
+    );
     open_url(&start.url);
     let outcome = listener.wait(start.state.secret(), options.timeout).await;
     let (code, verdict) = match outcome {
         Some(CallbackOutcome::Code(code, verdict)) => (code, verdict),
+        Some(CallbackOutcome::Denied { error, description })
+            if is_redirect_mismatch(&error, description.as_deref()) =>
+        {
+            return Err(Error::RedirectUriNotRegistered {
+                provider: app.provider,
+                sent: redirect_uri,
+                to_register,
+                detail: format!(
+                    "{error}{}",
+                    description.map(|d| format!(": {d}")).unwrap_or_default()
+                ),
+            });
+        }
         Some(CallbackOutcome::Denied { error, description }) => {
             // Only a refusal is fixed by approving; other answers explain themselves.
             let what_to_do = if error == "access_denied" {
@@ -226,15 +302,19 @@ pub async fn sign_in_with_browser(
             ));
         }
         None => {
+            // A provider shows a redirect URI it does not know in the browser and never
+            // redirects: the most likely reason nothing arrived, so the message says
+            // which URI the app registration must hold.
             return Err(Error::SignInFailed(format!(
-                "no sign-in arrived within {} s; start the sign-in again",
-                options.timeout.as_secs()
+                "no sign-in arrived within {} s; start the sign-in again. If the browser showed an error about the redirect URI (AADSTS50011, redirect_uri_mismatch), register {to_register} with the {} app (this sign-in sent {redirect_uri}; the port does not matter)",
+                options.timeout.as_secs(),
+                app.provider
             )));
         }
     };
     let result = match oauth::exchange_code(http, app, &code, start.verifier, &redirect_uri).await {
         Ok(tokens) => finish(app, options, tokens, now()),
-        Err(failed) => Err(failure(failed)),
+        Err(failed) => Err(browser_failure(app, &redirect_uri, failed)),
     };
     // The browser's page waited for this: it says what the terminal says.
     verdict.send(match &result {

@@ -119,6 +119,7 @@ async fn configure(db: &TestDatabase, key: &KeyRing, port: u16, as_company: bool
             Provider::Microsoft,
             AppChange {
                 client_id: Some("11111111-2222-3333-4444-555555555555".to_owned()),
+                tenant: Some(mailroom_tokens::registration::DEFAULT_MICROSOFT_TENANT.to_owned()),
                 ..AppChange::default()
             },
         )

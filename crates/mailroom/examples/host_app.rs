@@ -50,7 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             AppChange {
                 client_id: Some("host-app-client-id".to_owned()),
                 client_secret: None,
-                tenant: None,
+                // The sandbox's tenant: its Microsoft endpoints are a single tenant's.
+                tenant: Some(endpoints.tenant_id.clone()),
                 overrides: EndpointOverrides {
                     authorize_url: Some(endpoints.microsoft.authorize.clone()),
                     token_url: Some(endpoints.microsoft.token.clone()),
@@ -58,8 +59,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     revoke_url: None,
                     issuer: Some(endpoints.microsoft.issuer.clone()),
                     gmail_api_url: None,
+                    redirect_uri: None,
                 },
                 reset_endpoints: true,
+                reset_redirect_uri: false,
             },
         )
         .await?;

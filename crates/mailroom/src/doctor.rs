@@ -250,17 +250,7 @@ impl Mailroom {
             }
             let name = format!("app {provider}");
             checks.push(match apps.get(provider).await {
-                Ok(Some(app)) if app.tenant().is_empty() => {
-                    DoctorCheck::ok(name, format!("registered (client id {})", app.client_id))
-                }
-                Ok(Some(app)) => DoctorCheck::ok(
-                    name,
-                    format!(
-                        "registered (client id {}, tenant {})",
-                        app.client_id,
-                        app.tenant()
-                    ),
-                ),
+                Ok(Some(app)) => DoctorCheck::ok(name, app_registration_detail(&app)),
                 Ok(None) => DoctorCheck::problem(
                     name,
                     format!(
@@ -656,5 +646,75 @@ impl Mailroom {
             )
         };
         checks.push(check);
+    }
+}
+
+/// What the doctor says of a stored app registration: its client id, tenant and the
+/// redirect URI it must hold, and what mailroom ignores or assumes.
+fn app_registration_detail(app: &mailroom_tokens::registration::AppRegistration) -> String {
+    let mut detail = format!("registered (client id {}", app.client_id);
+    if provider_is_microsoft(app) {
+        detail.push_str(&format!(", tenant {}", app.tenant()));
+    }
+    detail.push_str(&format!(
+        ", redirect URI {} with any port)",
+        app.redirect_uri_to_register()
+    ));
+    if provider_is_microsoft(app) && app.tenant.is_none() {
+        detail.push_str(&format!(
+            "; no tenant is set, so {} is used, which works only for an app registered as multi-tenant",
+            app.tenant()
+        ));
+    }
+    if app.client_secret.is_some() && app.client_secret_to_send().is_none() {
+        detail.push_str(
+            "; the stored client secret is ignored: a Microsoft delegated sign-in is a public client (Entra refuses its secret, AADSTS700025)",
+        );
+    }
+    detail
+}
+
+fn provider_is_microsoft(app: &mailroom_tokens::registration::AppRegistration) -> bool {
+    app.provider == Provider::Microsoft
+}
+
+#[cfg(test)]
+mod registration_tests {
+    use mailroom_model::Secret;
+    use mailroom_tokens::registration::{AppRegistration, EndpointOverrides};
+
+    use super::*;
+
+    #[test]
+    fn the_doctor_names_the_redirect_uri_and_what_is_ignored() {
+        let mut app = AppRegistration {
+            provider: Provider::Microsoft,
+            client_id: "client".to_owned(),
+            client_secret: Some(Secret::new("from-an-old-version")),
+            tenant: None,
+            overrides: EndpointOverrides::default(),
+        };
+        let detail = app_registration_detail(&app);
+        assert!(
+            detail.starts_with(
+                "registered (client id client, tenant organizations, redirect URI http://localhost with any port)"
+            ),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("works only for an app registered as multi-tenant"),
+            "{detail}"
+        );
+        assert!(
+            detail.contains("stored client secret is ignored"),
+            "{detail}"
+        );
+        assert!(!detail.contains("from-an-old-version"), "{detail}");
+        app.provider = Provider::Google;
+        let detail = app_registration_detail(&app);
+        assert_eq!(
+            detail,
+            "registered (client id client, redirect URI http://127.0.0.1 with any port)"
+        );
     }
 }

@@ -88,7 +88,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
     // a sign-in can take minutes and must not hold the database meanwhile.
     match cli.command {
         Command::Info => info::info(&context).await,
-        Command::App(AppCommand::Set(args)) => oauth::app_set(&context, args).await,
+        Command::App(AppCommand::Set(args)) => oauth::app_set(&context, *args).await,
         Command::App(AppCommand::Show) => oauth::app_show(&context).await,
         Command::SignIn(args) => oauth::sign_in(&context, &args.account, &args.mode).await,
         Command::SignOut { account } => oauth::sign_out(&context, &account).await,

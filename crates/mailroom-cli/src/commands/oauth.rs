@@ -7,7 +7,8 @@ use chrono::Utc;
 use mailroom_accounts::Accounts;
 use mailroom_model::{Binding, Provider, Secret};
 use mailroom_tokens::registration::{
-    AppChange, AppRegistration, Apps, EndpointOverrides, parse_endpoint_url,
+    AppChange, AppRegistration, Apps, EndpointOverrides, check_client_secret_allowed,
+    parse_endpoint_url, parse_redirect_uri,
 };
 use serde_json::json;
 
@@ -43,6 +44,10 @@ pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Outpu
             .map(|text| parse_endpoint_url(field, text))
             .transpose()
     };
+    if args.client_secret_stdin {
+        // Refused before standard input is read.
+        check_client_secret_allowed(provider)?;
+    }
     let change = AppChange {
         client_id: args.client_id.clone(),
         client_secret: if args.client_secret_stdin {
@@ -60,8 +65,14 @@ pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Outpu
             revoke_url: url("revoke url", &args.revoke_url)?,
             issuer: args.issuer.clone(),
             gmail_api_url: url("gmail api url", &args.gmail_api_url)?,
+            redirect_uri: args
+                .redirect_uri
+                .as_deref()
+                .map(|text| parse_redirect_uri(provider, text))
+                .transpose()?,
         },
         reset_endpoints: args.default_endpoints,
+        reset_redirect_uri: args.default_redirect_uri,
     };
     let transaction = mailroom_migrations::begin_write(&context.db).await?;
     Accounts::new(&transaction, &context.key)
@@ -83,6 +94,9 @@ fn app_json(app: &AppRegistration) -> serde_json::Value {
         "provider": app.provider,
         "client_id": app.client_id,
         "client_secret_set": app.client_secret.is_some(),
+        "client_secret_sent": app.client_secret_to_send().is_some(),
+        "redirect_uri": app.redirect_uri_to_register(),
+        "redirect_uri_default": app.overrides.redirect_uri.is_none(),
         "tenant": (app.provider == Provider::Microsoft).then(|| app.tenant().to_owned()),
         "scopes": app.scopes(),
         "authorize_url": endpoints.authorize.as_str(),
@@ -100,10 +114,21 @@ fn app_text(app: &AppRegistration) -> String {
         format!("  client id      {}", app.client_id),
         format!(
             "  client secret  {}",
-            if app.client_secret.is_some() {
-                "(set)"
+            match (&app.client_secret, app.client_secret_to_send()) {
+                (Some(_), Some(_)) => "(set)",
+                (Some(_), None) => {
+                    "(stored, ignored: a Microsoft delegated sign-in is a public client; remove it with --no-client-secret)"
+                }
+                (None, _) => "(none: public client)",
+            }
+        ),
+        format!(
+            "  redirect uri   {}{} (register it with the app; the sign-in adds its own port)",
+            app.redirect_uri_to_register(),
+            if app.overrides.redirect_uri.is_none() {
+                " (default)"
             } else {
-                "(none: public client)"
+                ""
             }
         ),
     ];
@@ -138,7 +163,7 @@ pub(crate) async fn app_show(context: &Context) -> Result<Output> {
     let apps = Apps::new(&context.db, &context.key).list().await?;
     if apps.is_empty() {
         return Ok(Output::new(
-            "no OAuth apps registered; register one with `mailroom app set microsoft --client-id ID` or `mailroom app set google --client-id ID --client-secret-stdin`",
+            "no OAuth apps registered; register one with `mailroom app set microsoft --client-id ID --tenant TENANT-ID` or `mailroom app set google --client-id ID --client-secret-stdin`",
             json!([]),
         ));
     }

@@ -7,15 +7,30 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use mailroom_sandbox::{Endpoints, Sandbox, SandboxConfig};
+use mailroom_sandbox::{Audience, ClientRegistration, Endpoints, Sandbox, SandboxConfig};
 
 use crate::commands::Output;
 
-/// The client ids the printed `app set` commands register (the sandbox accepts any).
+/// The client ids the printed `app set` commands register.
 pub(crate) const MICROSOFT_CLIENT_ID: &str = "mailroom-sandbox-microsoft-client";
 pub(crate) const GOOGLE_CLIENT_ID: &str = "mailroom-sandbox.apps.googleusercontent.com";
-/// Google-style clients need a secret; the sandbox accepts any non-empty one.
+/// The Google-style Desktop app client's secret.
 pub(crate) const GOOGLE_CLIENT_SECRET: &str = "GOCSPX-sandbox-secret";
+
+/// The apps the sandbox knows, registered as the README tells a person to register them:
+/// a single-tenant Microsoft app, a public client ("Allow public client flows") with the
+/// redirect URI `http://localhost` under "Mobile and desktop applications"; a Google
+/// Desktop app client with its secret. The sandbox holds them to the providers' rules.
+pub(crate) fn registered_clients() -> Vec<ClientRegistration> {
+    vec![
+        ClientRegistration::microsoft_public(
+            MICROSOFT_CLIENT_ID,
+            &["http://localhost"],
+            Audience::SingleTenant,
+        ),
+        ClientRegistration::google_desktop(GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET),
+    ]
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SandboxCommand {
@@ -66,8 +81,8 @@ pub(crate) fn setup_commands(endpoints: &Endpoints, relay_password: &str) -> Vec
     vec![
         format!("export MAILROOM_CA_FILE={}", endpoints.ca_file.display()),
         format!(
-            "mailroom app set microsoft --client-id {MICROSOFT_CLIENT_ID} --authorize-url {} --token-url {} --device-url {} --issuer '{}'",
-            ms.authorize, ms.token, ms.device, ms.issuer
+            "mailroom app set microsoft --client-id {MICROSOFT_CLIENT_ID} --tenant {} --authorize-url {} --token-url {} --device-url {} --issuer '{}'",
+            endpoints.tenant_id, ms.authorize, ms.token, ms.device, ms.issuer
         ),
         format!(
             "printf '%s' {GOOGLE_CLIENT_SECRET} | mailroom app set google --client-id {GOOGLE_CLIENT_ID} --client-secret-stdin --authorize-url {} --token-url {} --device-url {}{revoke} --issuer '{}' --gmail-api-url {}",
@@ -113,6 +128,13 @@ fn describe(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> Stri
     line(
         "Microsoft issuer",
         format!("{} (tid {})", ms.issuer, endpoints.tenant_id),
+    );
+    line(
+        "Microsoft app",
+        format!(
+            "{MICROSOFT_CLIENT_ID}: single tenant {}, public client (no secret), redirect URI http://localhost",
+            endpoints.tenant_id
+        ),
     );
     line("Google authorize", google.authorize.to_string());
     line("Google token", google.token.to_string());
@@ -179,6 +201,9 @@ fn describe_json(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) ->
             "issuer": ms.issuer,
             "tenant_id": endpoints.tenant_id,
             "client_id": MICROSOFT_CLIENT_ID,
+            "redirect_uris": ["http://localhost"],
+            "single_tenant": true,
+            "public_client": true,
         },
         "google": {
             "authorize_url": google.authorize,
@@ -218,6 +243,7 @@ pub(crate) async fn run(command: SandboxCommand, json: bool) -> Result<Output> {
     config.default_address = args.default_address;
     config.access_token_lifetime = Duration::from_secs(args.access_token_lifetime);
     config.password_accounts = vec![("relay".to_owned(), password.clone())];
+    config.clients = registered_clients();
     let sandbox = Sandbox::start(config)
         .await
         .context("cannot start the sandbox")?;

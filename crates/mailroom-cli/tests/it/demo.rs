@@ -224,7 +224,9 @@ async fn sign_in(line: &str, env: &[(&str, &std::ffi::OsStr)]) {
     let browser = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.url().host_str() == Some("127.0.0.1") && attempt.previous().len() < 5 {
+            if matches!(attempt.url().host_str(), Some("127.0.0.1" | "localhost"))
+                && attempt.previous().len() < 5
+            {
                 attempt.follow()
             } else {
                 attempt.stop()

@@ -346,8 +346,16 @@ fn every_json_output_uses_one_snake_case_name_per_concept() {
         "SystemUser:User_Name:sa",
     ])
     .ok();
-    cli.run(&["app", "set", "microsoft", "--client-id", "client"])
-        .ok();
+    cli.run(&[
+        "app",
+        "set",
+        "microsoft",
+        "--client-id",
+        "client",
+        "--tenant",
+        "contoso.onmicrosoft.com",
+    ])
+    .ok();
     let commands: &[&[&str]] = &[
         &["info"],
         &["company", "show"],

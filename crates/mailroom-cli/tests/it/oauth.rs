@@ -84,6 +84,9 @@ fn register_microsoft(cli: &Cli, server: &MockServer, env: &[(&str, &str)]) {
             "microsoft",
             "--client-id",
             CLIENT_ID,
+            // A multi-tenant registration's tenant; the mock serves any.
+            "--tenant",
+            "organizations",
             "--authorize-url",
             &format!("{uri}/authorize"),
             "--token-url",
@@ -251,6 +254,15 @@ async fn signing_in_as_someone_else_changes_nothing() {
         run.stderr
     );
     assert_eq!(before, dump(cli.path()).await, "nothing was stored");
+    // The terminal names the redirect URI the app registration must hold (a provider that
+    // lacks it says so only in the browser).
+    assert!(
+        run.stderr.contains(
+            "the app registration must list the redirect URI http://localhost (any port)"
+        ),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,6 +405,99 @@ async fn app_settings_are_checked_and_the_secret_never_shown() {
         !dump(cli.path()).await.contains("GOCSPX-secret-value"),
         "the client secret is sealed"
     );
+}
+
+/// The registration the providers document: `app set microsoft` needs the tenant (a
+/// single-tenant app cannot use organizations, AADSTS50194), takes no client secret (a
+/// public client, AADSTS700025) and a loopback redirect URI (no `[::1]` for Entra).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_set_microsoft_follows_the_app_registration_rules() {
+    let cli = Cli::new();
+    let run = cli.run(&["app", "set", "microsoft", "--client-id", CLIENT_ID]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("invalid tenant: is missing"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("to fix: mailroom app set microsoft --tenant TENANT-ID"),
+        "{}",
+        run.stderr
+    );
+    // Refused before standard input is read (nothing is piped here).
+    let run = cli.run(&[
+        "app",
+        "set",
+        "microsoft",
+        "--client-id",
+        CLIENT_ID,
+        "--tenant",
+        "contoso.onmicrosoft.com",
+        "--client-secret-stdin",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("AADSTS700025"), "{}", run.stderr);
+    for (uri, expected) in [
+        ("http://[::1]", "IPv6 loopback address"),
+        ("https://localhost", "not an http:// URI"),
+        ("http://app.example/callback", "not a loopback URI"),
+    ] {
+        let run = cli.run(&[
+            "app",
+            "set",
+            "microsoft",
+            "--client-id",
+            CLIENT_ID,
+            "--tenant",
+            "contoso.onmicrosoft.com",
+            "--redirect-uri",
+            uri,
+        ]);
+        assert_eq!(run.code, 2, "{uri}: {run:?}");
+        assert!(run.stderr.contains(expected), "{uri}: {}", run.stderr);
+    }
+    cli.run(&[
+        "app",
+        "set",
+        "microsoft",
+        "--client-id",
+        CLIENT_ID,
+        "--tenant",
+        "contoso.onmicrosoft.com",
+    ])
+    .ok();
+    let shown = cli.run(&["app", "show", "--json"]).ok().json();
+    assert_eq!(shown[0]["redirect_uri"], "http://localhost");
+    assert_eq!(shown[0]["redirect_uri_default"], true);
+    assert_eq!(shown[0]["client_secret_set"], false);
+    cli.run(&[
+        "app",
+        "set",
+        "microsoft",
+        "--redirect-uri",
+        "http://127.0.0.1:8400/mailroom",
+    ])
+    .ok();
+    let shown = cli.run(&["app", "show"]).ok();
+    assert!(
+        shown
+            .stdout
+            .contains("redirect uri   http://127.0.0.1/mailroom (register it"),
+        "{}",
+        shown.stdout
+    );
+    let google = cli.run(&[
+        "app",
+        "set",
+        "google",
+        "--client-id",
+        "g.apps.googleusercontent.com",
+        "--tenant",
+        "x",
+    ]);
+    assert_eq!(google.code, 2, "{google:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

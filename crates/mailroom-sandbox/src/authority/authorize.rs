@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::{
-    Authority, AuthorizeOutcome, CODE_LIFETIME, CodeGrant, ConsentPage, Decision, Style,
+    Authority, AuthorizeOutcome, CODE_LIFETIME, CodeGrant, ConsentPage, Decision, Presented, Style,
     random_token, split_scopes,
 };
 
@@ -35,9 +35,11 @@ fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 impl Authority {
+    /// `tenant`: the tenant in a Microsoft-style endpoint's path.
     pub(crate) fn authorize(
         &self,
         style: Style,
+        tenant: Option<&str>,
         params: &HashMap<String, String>,
         decision: Decision,
     ) -> AuthorizeOutcome {
@@ -63,6 +65,20 @@ impl Authority {
                     ),
                 },
             };
+        }
+        // The app registration's rules (Entra shows these in the browser and does not
+        // redirect: the redirect URI itself may be the problem).
+        if let Err(refusal) = self.check_registration(
+            style,
+            client_id,
+            &Presented {
+                tenant,
+                redirect_uri: Some(&redirect_uri),
+                client_secret: None,
+                authorize: true,
+            },
+        ) {
+            return refusal.page();
         }
         let state_param = params.get("state").cloned();
         let fail = |error: &str, description: &str| {

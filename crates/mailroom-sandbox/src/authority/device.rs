@@ -8,15 +8,17 @@ use serde_json::json;
 
 use super::issue::issue;
 use super::{
-    Authority, DeviceGrant, DeviceStatus, JsonReply, RefreshGrant, Style, error_reply,
+    Authority, DeviceGrant, DeviceStatus, JsonReply, Presented, RefreshGrant, Style, error_reply,
     google_error_body, random_token, split_scopes,
 };
 
 impl Authority {
     /// Answers a device authorization request.
+    /// `tenant`: the tenant in a Microsoft-style endpoint's path.
     pub(crate) fn device_authorization(
         &self,
         style: Style,
+        tenant: Option<&str>,
         form: &HashMap<String, String>,
     ) -> JsonReply {
         let Some(client_id) = form.get("client_id").filter(|id| !id.is_empty()).cloned() else {
@@ -30,6 +32,11 @@ impl Authority {
                 (400, "invalid_client", "The OAuth client was not found."),
             );
         };
+        if let Err(refusal) =
+            self.check_registration(style, &client_id, &Presented::token(tenant, form, None))
+        {
+            return refusal.json();
+        }
         let scopes = split_scopes(form.get("scope"));
         if style == Style::Google {
             if let Some(bad) = scopes.iter().find(|scope| {

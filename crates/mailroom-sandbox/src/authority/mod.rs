@@ -8,9 +8,13 @@
 //! `code_challenge`), the redirect URI (a loopback URI at authorization, the same one at
 //! redemption), one redemption per code, the client id of codes and refresh tokens, a
 //! client secret where Google requires one, scopes of one resource for Microsoft
-//! (`SMTP.SendAsApp` is not delegated), no Gmail scopes in Google's device flow. What it
-//! does not: registered clients and secrets (any client id and any non-empty secret
-//! pass), `slow_down` for fast polling, signatures.
+//! (`SMTP.SendAsApp` is not delegated), no Gmail scopes in Google's device flow. For a
+//! registered client ([`ClientRegistration`], `registration.rs`), the provider's app
+//! registration rules as well: Entra's redirect URI matching (`AADSTS50011`), tenant
+//! endpoints for single-tenant apps (`AADSTS50194`), no secret from a public client
+//! (`AADSTS700025`), Google's Desktop app clients and their secret. What it does not: an
+//! unregistered client id passes with any loopback redirect, tenant and non-empty secret;
+//! no `slow_down` for fast polling, no signatures.
 //!
 //! The state, the test hooks and the shared helpers are here; each endpoint is a module:
 //! `authorize.rs`, `token.rs` (codes, refresh tokens, client credentials), `device.rs`,
@@ -31,8 +35,12 @@ use crate::{Endpoints, SandboxConfig};
 mod authorize;
 mod device;
 mod issue;
+mod registration;
 mod revoke;
 mod token;
+
+pub(crate) use registration::Presented;
+pub use registration::{Audience, ClientRegistration};
 
 use device::normalize_user_code;
 
@@ -243,6 +251,8 @@ struct State {
     usernames: HashMap<String, String>,
     failures: VecDeque<JsonReply>,
     stats: AuthorityStats,
+    /// Registered clients by (style, client id).
+    clients: HashMap<(Style, String), ClientRegistration>,
 }
 
 impl State {
@@ -416,6 +426,11 @@ impl Authority {
                 usernames: HashMap::new(),
                 failures: VecDeque::new(),
                 stats: AuthorityStats::default(),
+                clients: config
+                    .clients
+                    .iter()
+                    .map(|client| ((client.style, client.client_id.clone()), client.clone()))
+                    .collect(),
             })),
         }
     }

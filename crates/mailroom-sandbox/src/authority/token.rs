@@ -8,16 +8,18 @@ use serde_json::json;
 
 use super::issue::issue;
 use super::{
-    AccessGrant, Authority, JsonReply, RefreshGrant, State, Style, TokenInfo, client_id,
+    AccessGrant, Authority, JsonReply, Presented, RefreshGrant, State, Style, TokenInfo, client_id,
     client_secret, error_reply, google_error_body, random_token, s256, split_scopes,
     valid_verifier,
 };
 
 impl Authority {
     /// Answers a token endpoint call (`basic`: HTTP Basic client credentials, if sent).
+    /// `tenant`: the tenant in a Microsoft-style endpoint's path.
     pub(crate) fn token(
         &self,
         style: Style,
+        tenant: Option<&str>,
         form: &HashMap<String, String>,
         basic: Option<&(String, String)>,
     ) -> JsonReply {
@@ -43,6 +45,11 @@ impl Authority {
                 ),
             );
         };
+        if let Err(refusal) =
+            self.check_registration(style, &client_id, &Presented::token(tenant, form, basic))
+        {
+            return refusal.json();
+        }
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => self.redeem_code(style, &client_id, form, basic),
             Some("refresh_token") => self.redeem_refresh_token(style, &client_id, form, basic),

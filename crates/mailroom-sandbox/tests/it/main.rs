@@ -6,5 +6,6 @@ mod authority;
 mod gmail;
 mod identity;
 mod props;
+mod registration;
 mod smtp;
 mod support;

@@ -62,7 +62,9 @@ pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.url().host_str() == Some("127.0.0.1") && attempt.previous().len() < 5 {
+            if matches!(attempt.url().host_str(), Some("127.0.0.1" | "localhost"))
+                && attempt.previous().len() < 5
+            {
                 attempt.follow()
             } else {
                 attempt.stop()

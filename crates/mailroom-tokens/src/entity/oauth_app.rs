@@ -17,6 +17,7 @@ pub struct Model {
     pub issuer: Option<String>,
     pub gmail_api_url: Option<String>,
     pub settings_seal: Option<Vec<u8>>,
+    pub redirect_uri: Option<String>,
     pub updated_at: DateTimeUtc,
 }
 

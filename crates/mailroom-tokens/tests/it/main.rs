@@ -5,5 +5,6 @@ mod broker;
 mod google;
 mod loopback;
 mod microsoft;
+mod registration;
 mod secrets;
 mod support;

@@ -95,7 +95,7 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
 
     let db = TestDatabase::new(Backend::Sqlite).await;
     let key = KeyRing::generate();
-    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, true)).await;
+    let app = support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     let options = SignInOptions {
         expected_address: Some(ADDRESS.to_owned()),
         timeout: Duration::from_secs(20),
@@ -229,7 +229,7 @@ async fn echoing_refresh(status: u16, json: bool) -> String {
         })
         .mount(&server)
         .await;
-    let (db, key) = expired_sign_in(&server, true).await;
+    let (db, key) = expired_sign_in(&server, false).await;
     let error = refresh_error(&db, &key).await;
     let rows = TokenStore::new(&db.db, &key).list().await.unwrap();
     let reasons: Vec<String> = rows
@@ -278,7 +278,7 @@ async fn a_token_endpoint_changed_behind_mailrooms_back_to_plain_http_gets_no_se
         .expect(0)
         .mount(&server)
         .await;
-    let (db, key) = expired_sign_in(&server, true).await;
+    let (db, key) = expired_sign_in(&server, false).await;
     // Someone with write access to the database (not the key) points the token endpoint
     // at plain http on an address the CLI refuses (an IPv4-mapped IPv6 address).
     let port = server.address().port();

@@ -124,8 +124,10 @@ pub(crate) fn app(server: &MockServer, secret: bool) -> AppChange {
             // The real issuers; the tokens above carry them.
             issuer: None,
             gmail_api_url: None,
+            redirect_uri: None,
         },
         reset_endpoints: false,
+        reset_redirect_uri: false,
     }
 }
 
@@ -134,8 +136,12 @@ pub(crate) async fn register(
     db: &TestDatabase,
     key: &KeyRing,
     provider: Provider,
-    change: AppChange,
+    mut change: AppChange,
 ) -> AppRegistration {
+    if provider == Provider::Microsoft && change.tenant.is_none() {
+        // The wiremock endpoints serve any tenant; the token keys of these tests use it.
+        change.tenant = Some("organizations".to_owned());
+    }
     Apps::new(&db.db, key).set(provider, change).await.unwrap()
 }
 

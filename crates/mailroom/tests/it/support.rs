@@ -128,7 +128,7 @@ impl World {
         let change = AppChange {
             client_id: Some(CLIENT_ID.to_owned()),
             client_secret: None,
-            tenant: None,
+            tenant: (provider == Provider::Microsoft).then(|| "organizations".to_owned()),
             overrides: EndpointOverrides {
                 authorize_url: self.url("/authorize"),
                 token_url: self.url("/token"),
@@ -140,8 +140,10 @@ impl World {
                 } else {
                     None
                 },
+                redirect_uri: None,
             },
             reset_endpoints: false,
+            reset_redirect_uri: false,
         };
         Apps::new(&self.db.db, &self.key)
             .set(provider, change)

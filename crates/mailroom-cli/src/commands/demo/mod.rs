@@ -175,6 +175,7 @@ fn locations_of(demo: &Demo) -> Vec<(&'static str, String)> {
 async fn setup(workdir: &Path, database_url: Option<&str>) -> Result<Demo> {
     let mut config = SandboxConfig::new(workdir.join("sandbox"));
     config.auto_approve = true;
+    config.clients = crate::commands::sandbox::registered_clients();
     let sandbox = Sandbox::start(config)
         .await
         .context("cannot start the sandbox")?;

@@ -34,13 +34,19 @@ const SYSTEM_USER: &str = "sa";
 const CUSTOMER: &str = "Buyer <buyer@customer.example>";
 const QUEUED_PER_ACCOUNT: usize = 10;
 
-fn app_change(client_id: &str, secret: Option<&str>, overrides: EndpointOverrides) -> AppChange {
+fn app_change(
+    client_id: &str,
+    secret: Option<&str>,
+    tenant: Option<&str>,
+    overrides: EndpointOverrides,
+) -> AppChange {
     AppChange {
         client_id: Some(client_id.to_owned()),
         client_secret: Some(secret.map(Secret::new)),
-        tenant: None,
+        tenant: tenant.map(str::to_owned),
         overrides,
         reset_endpoints: true,
+        reset_redirect_uri: true,
     }
 }
 
@@ -55,6 +61,9 @@ pub(super) async fn configure(demo: &mut Demo) -> Result<Done> {
         app_change(
             MICROSOFT_CLIENT_ID,
             None,
+            // The sandbox registers its Microsoft app as the README says: single-tenant,
+            // a public client with the redirect URI http://localhost.
+            Some(&endpoints.tenant_id),
             EndpointOverrides {
                 authorize_url: Some(endpoints.microsoft.authorize.clone()),
                 token_url: Some(endpoints.microsoft.token.clone()),
@@ -62,6 +71,7 @@ pub(super) async fn configure(demo: &mut Demo) -> Result<Done> {
                 revoke_url: None,
                 issuer: Some(endpoints.microsoft.issuer.clone()),
                 gmail_api_url: None,
+                redirect_uri: None,
             },
         ),
     )
@@ -71,6 +81,7 @@ pub(super) async fn configure(demo: &mut Demo) -> Result<Done> {
         app_change(
             GOOGLE_CLIENT_ID,
             Some(GOOGLE_CLIENT_SECRET),
+            None,
             EndpointOverrides {
                 authorize_url: Some(endpoints.google.authorize.clone()),
                 token_url: Some(endpoints.google.token.clone()),
@@ -78,6 +89,7 @@ pub(super) async fn configure(demo: &mut Demo) -> Result<Done> {
                 revoke_url: endpoints.google.revoke.clone(),
                 issuer: Some(endpoints.google.issuer.clone()),
                 gmail_api_url: Some(endpoints.gmail_api.clone()),
+                redirect_uri: None,
             },
         ),
     )
@@ -144,7 +156,9 @@ fn browser() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.url().host_str() == Some("127.0.0.1") && attempt.previous().len() < 5 {
+            if matches!(attempt.url().host_str(), Some("127.0.0.1" | "localhost"))
+                && attempt.previous().len() < 5
+            {
                 attempt.follow()
             } else {
                 attempt.stop()
