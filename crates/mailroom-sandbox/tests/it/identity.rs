@@ -216,3 +216,82 @@ async fn googles_consent_page_has_a_box_per_scope_and_grants_only_the_ticked_one
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["scope"], "openid email");
 }
+
+/// Google ends the sign-ins of a "Testing" app after 7 days ("Using OAuth 2.0 to Access
+/// Google APIs", refresh token expiration). The sandbox refuses the refresh as Google does
+/// (`invalid_grant`, "Token has been expired or revoked."), here on the eighth day of the
+/// broker's clock; the error names the Testing status and what to do.
+#[tokio::test]
+async fn a_google_refresh_refused_on_the_eighth_day_names_the_testing_status() {
+    use std::sync::Arc;
+
+    use mailroom_crypto::KeyRing;
+    use mailroom_model::{AccountRef, ManualClock};
+    use mailroom_testkit::{Backend, TestDatabase};
+    use mailroom_tokens::registration::{AppChange, Apps};
+    use mailroom_tokens::storage::TokenStore;
+    use mailroom_tokens::{BrokerConfig, TokenBroker, TokenTarget};
+
+    let sandbox = sandbox().await;
+    // The refresh token the sign-in gets has run out by its first use: the eighth day.
+    sandbox
+        .authority()
+        .set_refresh_token_lifetime(Some(Duration::ZERO));
+    let app = app(&sandbox, Provider::Google);
+    let signed_in = sign_in_with_browser(
+        &OAuthHttp::new(),
+        &app,
+        &options(GOOGLE_USER, false, None),
+        SystemTime::now,
+        play_browser,
+    )
+    .await
+    .unwrap();
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    Apps::new(&db.db, &key)
+        .set(
+            Provider::Google,
+            AppChange {
+                client_id: Some(app.client_id.clone()),
+                client_secret: Some(app.client_secret.clone()),
+                tenant: None,
+                overrides: app.overrides.clone(),
+                reset_endpoints: false,
+                reset_redirect_uri: false,
+            },
+        )
+        .await
+        .unwrap();
+    let stored = TokenStore::new(&db.db, &key)
+        .save_sign_in(&signed_in, chrono::Utc::now())
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    clock.advance(Duration::from_secs(8 * 24 * 3600));
+    let broker = TokenBroker::new(
+        db.db.clone(),
+        key.clone(),
+        OAuthHttp::new(),
+        clock,
+        BrokerConfig::default(),
+    );
+    let error = broker
+        .access_token(&TokenTarget {
+            account: AccountRef::Company,
+            provider: Provider::Google,
+            address: GOOGLE_USER.to_owned(),
+            token_identity: Some(stored.key.identity_key.clone()),
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("Token has been expired or revoked.")
+            && error.contains(
+                "the sign-in was 8 days ago: if the Google app's publishing status is Testing"
+            ),
+        "{error}"
+    );
+    db.finish().await;
+}

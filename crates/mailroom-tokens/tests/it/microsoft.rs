@@ -296,6 +296,25 @@ async fn device_case(
     Vec<mailroom_tokens::interactive::DevicePrompt>,
     MockServer,
 ) {
+    device_case_with(
+        polls,
+        SignInOptions {
+            expected_address: Some(ADDRESS.to_owned()),
+            ..SignInOptions::default()
+        },
+    )
+    .await
+}
+
+async fn device_case_with(
+    polls: Vec<ResponseTemplate>,
+    options: SignInOptions,
+) -> (
+    Result<mailroom_tokens::interactive::SignedIn, Error>,
+    Vec<Duration>,
+    Vec<mailroom_tokens::interactive::DevicePrompt>,
+    MockServer,
+) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/devicecode"))
@@ -331,10 +350,7 @@ async fn device_case(
     let result = sign_in_with_device_code(
         &OAuthHttp::new(),
         &app,
-        &SignInOptions {
-            expected_address: Some(ADDRESS.to_owned()),
-            ..SignInOptions::default()
-        },
+        &options,
         SystemTime::now,
         move |prompt| shown.lock().unwrap().push(prompt.clone()),
         move |duration| {
@@ -439,4 +455,61 @@ async fn a_declined_device_sign_in_ends_the_sign_in() {
             "{kind}"
         );
     }
+}
+
+/// Entra's id token reference (MicrosoftDocs/entra-docs,
+/// `docs/identity-platform/id-token-claims-reference.md`): `preferred_username` "is
+/// mutable and might change over time" and may be a phone number, so it is never who
+/// signed in; "the `oid` and `tid` claims together identify a user". Exchange's OAuth page
+/// for SMTP: a shared mailbox is signed in by a user with rights on it. Here a delegate
+/// whose `preferred_username` is a phone number signs in (device flow) for the shared
+/// mailbox orders@: accepted, stored under oid + tid, with the address from `email`; for
+/// an account not marked shared, refused.
+#[tokio::test]
+async fn a_delegate_with_a_phone_number_as_username_signs_in_for_a_shared_mailbox() {
+    let delegate_token = || {
+        let id_token = crate::support::jwt(json!({
+            "aud": CLIENT_ID,
+            "iss": format!("https://login.microsoftonline.com/{}/v2.0", crate::support::TENANT_ID),
+            "iat": 1_700_000_000u64,
+            "exp": 4_000_000_000u64,
+            "name": "Alice",
+            "oid": "11111111-aaaa-bbbb-cccc-222222222222",
+            "preferred_username": "+1 555 0100",
+            "email": "alice@contoso.example",
+            "tid": crate::support::TENANT_ID,
+            "ver": "2.0"
+        }));
+        ResponseTemplate::new(200).set_body_json(microsoft_token_body(
+            "at-alice",
+            "rt-alice",
+            Some(&id_token),
+        ))
+    };
+    let shared = SignInOptions {
+        expected_address: Some("orders@contoso.example".to_owned()),
+        shared_mailbox: true,
+        ..SignInOptions::default()
+    };
+    let (result, _, _, _) = device_case_with(vec![delegate_token()], shared).await;
+    let signed_in = result.expect("a delegate's sign-in for a shared mailbox");
+    assert_eq!(signed_in.identity.address, "alice@contoso.example");
+    assert_eq!(
+        signed_in.token_key().identity_key,
+        format!(
+            "oid:{}:11111111-aaaa-bbbb-cccc-222222222222",
+            crate::support::TENANT_ID
+        )
+    );
+    let not_shared = SignInOptions {
+        expected_address: Some("orders@contoso.example".to_owned()),
+        ..SignInOptions::default()
+    };
+    let (result, _, _, _) = device_case_with(vec![delegate_token()], not_shared).await;
+    assert!(
+        matches!(&result, Err(Error::IdentityMismatch { signed_in, expected })
+            if signed_in == "alice@contoso.example" && expected == "orders@contoso.example"),
+        "{:?}",
+        result.map(|s| s.identity)
+    );
 }
