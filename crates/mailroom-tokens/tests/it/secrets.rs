@@ -184,14 +184,16 @@ async fn secrets_stay_out_of_logs_errors_debug_and_the_database() {
     db.finish().await;
 }
 
-/// A database with an app registered against `server` (with a client secret when
-/// `secret`) and a sign-in whose access token has expired, so the next use refreshes.
-async fn expired_sign_in(server: &MockServer, secret: bool) -> (TestDatabase, KeyRing) {
+/// A database with `provider`'s app registered against `server` (Google's with its client
+/// secret, which its token requests carry; Microsoft's, a public client, without) and a
+/// sign-in whose access token has expired, so the next use refreshes.
+async fn expired_sign_in(server: &MockServer, provider: Provider) -> (TestDatabase, KeyRing) {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let key = KeyRing::generate();
-    support::register(&db, &key, Provider::Microsoft, support::app(server, secret)).await;
+    let secret = provider == Provider::Google;
+    support::register(&db, &key, provider, support::app(server, secret)).await;
     let stored = support::signed_in(
-        Provider::Microsoft,
+        provider,
         ADDRESS,
         "access-token-SIGNIN-0001",
         Some("refresh-token-SIGNIN-0002"),
@@ -201,16 +203,20 @@ async fn expired_sign_in(server: &MockServer, secret: bool) -> (TestDatabase, Ke
 }
 
 /// The error of a token request that must refresh and cannot.
-async fn refresh_error(db: &TestDatabase, key: &KeyRing) -> mailroom_tokens::Error {
+async fn refresh_error(
+    db: &TestDatabase,
+    key: &KeyRing,
+    provider: Provider,
+) -> mailroom_tokens::Error {
     support::broker(db, key)
-        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .access_token(&target(provider, ADDRESS))
         .await
         .unwrap_err()
 }
 
 /// A token endpoint that fails and echoes the request body back, as HTML or inside an
 /// OAuth error's description.
-async fn echoing_refresh(status: u16, json: bool) -> String {
+async fn echoing_refresh(status: u16, json: bool, provider: Provider) -> String {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/token"))
@@ -229,8 +235,8 @@ async fn echoing_refresh(status: u16, json: bool) -> String {
         })
         .mount(&server)
         .await;
-    let (db, key) = expired_sign_in(&server, false).await;
-    let error = refresh_error(&db, &key).await;
+    let (db, key) = expired_sign_in(&server, provider).await;
+    let error = refresh_error(&db, &key, provider).await;
     let rows = TokenStore::new(&db.db, &key).list().await.unwrap();
     let reasons: Vec<String> = rows
         .iter()
@@ -242,10 +248,16 @@ async fn echoing_refresh(status: u16, json: bool) -> String {
 
 #[tokio::test]
 async fn a_failure_that_echoes_the_request_never_shows_its_secrets() {
-    for (status, json) in [(400, false), (400, true), (401, true)] {
-        let text = echoing_refresh(status, json).await;
-        assert_clean(&format!("HTTP {status} (json {json})"), &text);
-        assert!(text.contains("[redacted]"), "HTTP {status}: {text}");
+    // Google's requests carry the client secret as well as the refresh token.
+    for provider in [Provider::Microsoft, Provider::Google] {
+        for (status, json) in [(400, false), (400, true), (401, true)] {
+            let text = echoing_refresh(status, json, provider).await;
+            assert_clean(&format!("{provider}: HTTP {status} (json {json})"), &text);
+            assert!(
+                text.contains("[redacted]"),
+                "{provider}: HTTP {status}: {text}"
+            );
+        }
     }
 }
 
@@ -257,8 +269,8 @@ async fn an_endless_answer_from_the_token_endpoint_is_cut_off() {
         .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(4 * 1024 * 1024)))
         .mount(&server)
         .await;
-    let (db, key) = expired_sign_in(&server, false).await;
-    let error = refresh_error(&db, &key).await;
+    let (db, key) = expired_sign_in(&server, Provider::Microsoft).await;
+    let error = refresh_error(&db, &key, Provider::Microsoft).await;
     assert!(error.to_string().contains("larger than"), "{error}");
     db.finish().await;
 }
@@ -278,7 +290,7 @@ async fn a_token_endpoint_changed_behind_mailrooms_back_to_plain_http_gets_no_se
         .expect(0)
         .mount(&server)
         .await;
-    let (db, key) = expired_sign_in(&server, false).await;
+    let (db, key) = expired_sign_in(&server, Provider::Microsoft).await;
     // Someone with write access to the database (not the key) points the token endpoint
     // at plain http on an address the CLI refuses (an IPv4-mapped IPv6 address).
     let port = server.address().port();
@@ -292,7 +304,7 @@ async fn a_token_endpoint_changed_behind_mailrooms_back_to_plain_http_gets_no_se
     // The registration's seal no longer opens: nothing is sent (the use-time rule for
     // plain http, `OAuthHttp`'s destination check, stands behind it; its tests are in
     // `src/oauth.rs`).
-    let error = refresh_error(&db, &key).await;
+    let error = refresh_error(&db, &key, Provider::Microsoft).await;
     let text = error.to_string();
     assert!(
         matches!(
