@@ -103,7 +103,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         account: AccountRef::Company,
         provider: Provider::Microsoft,
         address: ADDRESS.to_owned(),
-        token_identity: None,
+        // The sign-in is stored under the person (oid + tid), and an account records it:
+        // the facade keeps this in the account's settings.
+        token_identity: Some(stored.key.identity_key.clone()),
     };
     let refreshed = broker.force_refresh(&target).await?;
     if refreshed.version <= stored.version as u64 {
