@@ -196,8 +196,16 @@ mod tests {
         check("http://[::1]:8080", true, Ok(()));
         check("http://localhost:8080", true, Ok(()));
         check("http://127.0.0.1:8080", false, Err("does not use https"));
-        check("http://graph.microsoft.com", true, Err("does not use https"));
-        check("ftp://graph.microsoft.com", false, Err("neither https nor http"));
+        check(
+            "http://graph.microsoft.com",
+            true,
+            Err("does not use https"),
+        );
+        check(
+            "ftp://graph.microsoft.com",
+            false,
+            Err("neither https nor http"),
+        );
         check("https://graph.microsoft.com/?x=1", false, Err("query"));
         check(
             "https://user:hunter2@graph.microsoft.com",
@@ -222,12 +230,18 @@ mod tests {
             upload_chunk_size: MAX_UPLOAD_CHUNK + 1,
             ..GraphConfig::default()
         };
-        assert!(matches!(big.validate(), Err(Error::InvalidChunkSize { .. })));
+        assert!(matches!(
+            big.validate(),
+            Err(Error::InvalidChunkSize { .. })
+        ));
         let zero = GraphConfig {
             upload_chunk_size: 0,
             ..GraphConfig::default()
         };
-        assert!(matches!(zero.validate(), Err(Error::InvalidChunkSize { .. })));
+        assert!(matches!(
+            zero.validate(),
+            Err(Error::InvalidChunkSize { .. })
+        ));
         let no_copy = GraphConfig {
             save_to_sent_items: false,
             ..GraphConfig::default()

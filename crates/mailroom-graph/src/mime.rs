@@ -100,7 +100,12 @@ fn collect(
     if part.subparts.is_empty() {
         return Ok(());
     }
-    let boundary = part.ctype.params.get("boundary").cloned().unwrap_or_default();
+    let boundary = part
+        .ctype
+        .params
+        .get("boundary")
+        .cloned()
+        .unwrap_or_default();
     for sub in &part.subparts {
         if !sub.subparts.is_empty() {
             collect(sub, message, out)?;
@@ -124,7 +129,12 @@ fn collect(
         let content_id = sub
             .headers
             .get_first_value("Content-ID")
-            .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+            .map(|id| {
+                id.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
             .filter(|id| !id.is_empty());
         out.push(Attachment {
             name,
@@ -287,7 +297,9 @@ mod tests {
 
     #[test]
     fn large_attachments_are_cut_and_decode_to_their_bytes() {
-        let big: Vec<u8> = (0..(LARGE_ATTACHMENT as usize + 10)).map(|i| (i * 7) as u8).collect();
+        let big: Vec<u8> = (0..(LARGE_ATTACHMENT as usize + 10))
+            .map(|i| (i * 7) as u8)
+            .collect();
         let small = b"small attachment".to_vec();
         let bytes = message(&[("big.bin", &big), ("small.txt", &small)]);
         let split = split(&bytes, 4 * 1024 * 1024).expect("splits");

@@ -266,7 +266,11 @@ fn server_reply(
             let text = redact(&text, token);
             const LIMIT: usize = 300;
             let shown: String = text.chars().take(LIMIT).collect();
-            let ellipsis = if text.chars().count() > LIMIT { "..." } else { "" };
+            let ellipsis = if text.chars().count() > LIMIT {
+                "..."
+            } else {
+                ""
+            };
             reply.push_str(&format!(" (not a Graph error body): {shown}{ellipsis}"));
         }
     }
@@ -320,7 +324,10 @@ pub(crate) fn from_request_error(
     } else if error.is_timeout() {
         TransportError::new(
             Kind::Transient,
-            format!("Microsoft Graph did not answer within {} s", timeout.as_secs_f64()),
+            format!(
+                "Microsoft Graph did not answer within {} s",
+                timeout.as_secs_f64()
+            ),
         )
         .with_remediation("send again later; check the network if this persists")
     } else {
@@ -365,7 +372,10 @@ mod tests {
         let now = httpdate::parse_http_date("Tue, 01 Dec 2026 08:00:00 GMT").expect("date");
         for (value, expected) in [
             ("120", Some(Duration::from_secs(120))),
-            ("Tue, 01 Dec 2026 08:01:30 GMT", Some(Duration::from_secs(90))),
+            (
+                "Tue, 01 Dec 2026 08:01:30 GMT",
+                Some(Duration::from_secs(90)),
+            ),
             ("Tue, 01 Dec 2026 07:59:00 GMT", Some(Duration::ZERO)),
             ("soon", None),
         ] {

@@ -317,7 +317,10 @@ impl GraphTransport {
         match result {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => {
-                tracing::warn!(status = response.status().as_u16(), "the unsent graph draft could not be deleted; it stays in Drafts")
+                tracing::warn!(
+                    status = response.status().as_u16(),
+                    "the unsent graph draft could not be deleted; it stays in Drafts"
+                )
             }
             Err(error) => {
                 tracing::warn!(error = %error.without_url(), "the unsent graph draft could not be deleted; it stays in Drafts")
@@ -355,7 +358,10 @@ impl MessageTransport for GraphTransport {
             tracing::debug!(size, "sending through microsoft graph, sendMail (MIME)");
             self.send_mail(&message.bytes, &auth).await
         } else {
-            tracing::debug!(size, "sending through microsoft graph, draft and upload sessions");
+            tracing::debug!(
+                size,
+                "sending through microsoft graph, draft and upload sessions"
+            );
             self.send_draft(&message.bytes, &auth).await
         }
     }
@@ -484,7 +490,9 @@ mod tests {
         ))
         .expect("builds");
         assert_eq!(
-            transport.user_url("a.b@contoso.com", &["sendMail"]).as_str(),
+            transport
+                .user_url("a.b@contoso.com", &["sendMail"])
+                .as_str(),
             "https://proxy.example/graph/v1.0/users/a.b@contoso.com/sendMail"
         );
         assert_eq!(

@@ -22,10 +22,10 @@ use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE};
 use serde::Deserialize;
 use url::Url;
 
+use crate::GraphTransport;
 use crate::mime::Attachment;
 use crate::reply::Step;
 use crate::transport::{Authorization, BODY_LIMIT, error_from, read_limited};
-use crate::GraphTransport;
 
 /// The longest wait before a resume; a server asking for longer fails the send as
 /// transient with its `Retry-After`, so the caller's retry policy decides.
@@ -66,19 +66,26 @@ impl GraphTransport {
         auth: &Authorization<'_>,
     ) -> Result<(), TransportError> {
         let total = data.len() as u64;
-        let (upload_url, mut offset) = self.create_session(draft_id, attachment, total, auth).await?;
+        let (upload_url, mut offset) = self
+            .create_session(draft_id, attachment, total, auth)
+            .await?;
         // The upload URL's query is its credential: quoted nowhere.
         let secret = upload_url.query().unwrap_or("").to_owned();
         let mut setbacks = 0u32;
         loop {
-            let end = offset.saturating_add(self.config.upload_chunk_size).min(total);
-            let outcome = match self.put_chunk(&upload_url, &data, offset, end, &secret).await {
-                Ok(Progress::Next(next)) if next <= offset => Err(Setback::Interrupted(
-                    protocol_error(format!(
+            let end = offset
+                .saturating_add(self.config.upload_chunk_size)
+                .min(total);
+            let outcome = match self
+                .put_chunk(&upload_url, &data, offset, end, &secret)
+                .await
+            {
+                Ok(Progress::Next(next)) if next <= offset => {
+                    Err(Setback::Interrupted(protocol_error(format!(
                         "the upload session made no progress (it expects byte {next} after bytes {offset}-{})",
                         end.saturating_sub(1)
-                    )),
-                )),
+                    ))))
+                }
                 Ok(Progress::Next(next)) if next > total => Err(Setback::Fatal(protocol_error(
                     format!("the upload session expects byte {next} of a {total}-byte attachment"),
                 ))),
@@ -153,13 +160,17 @@ impl GraphTransport {
         }
         let body = read_limited(response, BODY_LIMIT).await.unwrap_or_default();
         let session: UploadSession = serde_json::from_slice(&body).map_err(|_| {
-            protocol_error("Microsoft Graph's answer to createUploadSession is not an upload session")
+            protocol_error(
+                "Microsoft Graph's answer to createUploadSession is not an upload session",
+            )
         })?;
         let upload_url = session
             .upload_url
             .as_deref()
             .and_then(|url| Url::parse(url).ok())
-            .ok_or_else(|| protocol_error("Microsoft Graph's upload session has no usable uploadUrl"))?;
+            .ok_or_else(|| {
+                protocol_error("Microsoft Graph's upload session has no usable uploadUrl")
+            })?;
         // The upload URL is on another host (outlook.office.com) by design, so no
         // same-origin rule; it gets no bearer token, only what its own URL carries. It must
         // still be https (or the allowed loopback test server).
@@ -304,7 +315,10 @@ mod tests {
         assert_eq!(parse(&["2097152"]).ok(), Some(Some(2_097_152)));
         assert_eq!(parse(&["1998457-2097094"]).ok(), Some(Some(1_998_457)));
         assert_eq!(parse(&[]).ok(), Some(None));
-        assert!(parse(&["soon"]).expect_err("refused").contains("does not explain"));
+        assert!(
+            parse(&["soon"])
+                .expect_err("refused")
+                .contains("does not explain")
+        );
     }
 }
-
