@@ -10,8 +10,10 @@
 //!    `Content-Range: bytes {start}-{end}/{total}`, in order, each at most 4 MiB, **without**
 //!    an `Authorization` header; `200` with `nextExpectedRanges` while bytes are missing,
 //!    `201` after the last byte.
-//! 3. After a dropped connection, a 5xx or a 429, `GET uploadUrl` tells the session's
-//!    `nextExpectedRanges`, and the upload resumes from its first start.
+//! 3. After a dropped connection, a 5xx or a 429, `GET uploadUrl` asks the session for its
+//!    `nextExpectedRanges`, and the upload resumes from its first start; when the session
+//!    does not answer that `GET` with them, the range after the last confirmed one is sent
+//!    again.
 
 use std::time::Duration;
 
@@ -114,6 +116,16 @@ impl GraphTransport {
                         Ok(Progress::Done) => return Ok(()),
                         Ok(Progress::Next(next)) => {
                             offset = next;
+                            break;
+                        }
+                        Err(Setback::Fatal(refused))
+                            if refused.kind() != TransportErrorKind::Tls =>
+                        {
+                            // The session would not say (the documentation shows
+                            // `nextExpectedRanges` on `PUT` answers only): send again from
+                            // the last confirmed offset; the session's answer to that `PUT`
+                            // says where it stands.
+                            tracing::debug!(%refused, "the upload session did not say where to resume; resending from the last confirmed byte");
                             break;
                         }
                         Err(Setback::Fatal(fatal)) => return Err(fatal),

@@ -20,21 +20,29 @@ use crate::{
 const DRAFT_ID: &str = "AAMkADI5MAAIT3drCAAA=";
 const MESSAGES: &str = "/v1.0/users/sales@contoso.com/messages";
 
+/// One recorded `PUT`: its `Content-Range`, its body, and whether it had an `Authorization`.
+type Put = (String, Vec<u8>, bool);
+
 /// The upload URL's host: another server (another origin), as `outlook.office.com` is.
 /// Answers each `PUT` from its `Content-Range` as the documentation shows, and records it.
 #[derive(Clone, Default)]
 struct UploadHost {
-    puts: Arc<Mutex<Vec<(String, Vec<u8>, bool)>>>,
+    puts: Arc<Mutex<Vec<Put>>>,
     /// The start offset of a `PUT` whose answer is held back once (a dropped answer).
     stall_at: Option<u64>,
     stalled: Arc<Mutex<bool>>,
     /// The bytes the session holds, for `GET` (resume).
     held: Arc<Mutex<u64>>,
+    /// `GET` of the upload URL is not supported (405).
+    no_get: bool,
 }
 
 impl Respond for UploadHost {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         if request.method.as_str() == "GET" {
+            if self.no_get {
+                return ResponseTemplate::new(405);
+            }
             let held = *self.held.lock().expect("lock");
             return ResponseTemplate::new(200).set_body_json(json!({
                 "expirationDateTime": "2026-12-02T01:09:30.7671707Z",
@@ -431,4 +439,36 @@ async fn an_upload_url_in_plain_http_off_loopback_is_refused() {
         .expect_err("refused");
     assert!(error.to_string().contains("not https"), "{error}");
     assert!(!format!("{error} {error:?}").contains("SECRET-UPLOAD-TOKEN"));
+}
+
+#[tokio::test]
+async fn without_an_answer_to_get_the_upload_resends_from_the_last_confirmed_range() {
+    let graph = MockServer::start().await;
+    let upload = MockServer::start().await;
+    let host = UploadHost {
+        stall_at: Some(MAX_UPLOAD_CHUNK),
+        no_get: true,
+        ..UploadHost::default()
+    };
+    mount(&graph, &upload, host.clone()).await;
+    let big = attachment_bytes(5 * 1024 * 1024, 9);
+    let bytes = message_with_attachments(&[("report.pdf", &big)]);
+    let config = GraphConfig {
+        timeout: Duration::from_secs(1),
+        ..test_config(&graph.uri())
+    };
+    transport(config)
+        .send(&outgoing(bytes), &credentials())
+        .await
+        .expect("sent after resending");
+    let total = big.len() as u64;
+    let chunk = MAX_UPLOAD_CHUNK;
+    assert_eq!(
+        ranges(&host),
+        [
+            format!("bytes 0-{}/{total}", chunk - 1),
+            format!("bytes {chunk}-{}/{total}", total - 1),
+            format!("bytes {chunk}-{}/{total}", total - 1),
+        ]
+    );
 }
