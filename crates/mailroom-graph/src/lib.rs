@@ -77,9 +77,10 @@ pub const DEFAULT_BASE_URL: &str = "https://graph.microsoft.com";
 /// 150 MB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 36_700_160;
 
-/// Graph's limit on one request's body, 4 MB: a message whose base64 form is larger goes
-/// through a draft and upload sessions.
-pub const REQUEST_LIMIT: u64 = 4 * 1024 * 1024;
+/// Graph's limit on one request's body, "4 MB", taken as 4,000,000 bytes (the smaller
+/// reading, so no request near the limit is refused): a message whose base64 form is
+/// larger goes through a draft and upload sessions.
+pub const REQUEST_LIMIT: u64 = 4_000_000;
 
 /// Attachments of this size (decoded) or more go through an upload session (3 MB).
 pub const LARGE_ATTACHMENT: u64 = 3 * 1024 * 1024;

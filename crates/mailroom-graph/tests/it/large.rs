@@ -472,3 +472,51 @@ async fn without_an_answer_to_get_the_upload_resends_from_the_last_confirmed_ran
         ]
     );
 }
+
+#[tokio::test]
+async fn a_message_built_with_lettre_keeps_its_attachment_name_and_bytes() {
+    use lettre::message::header::ContentType;
+    use lettre::message::{Attachment, MultiPart, SinglePart};
+
+    let graph = MockServer::start().await;
+    let upload = MockServer::start().await;
+    let host = UploadHost::default();
+    mount(&graph, &upload, host.clone()).await;
+    let big = attachment_bytes(3 * 1024 * 1024 + 1, 10);
+    let name = "Bericht Q3 – Übersicht.pdf";
+    let message = lettre::Message::builder()
+        .from("sales@contoso.com".parse().expect("mailbox"))
+        .to("customer@fabrikam.com".parse().expect("mailbox"))
+        .subject("Bericht")
+        .multipart(
+            MultiPart::mixed()
+                .singlepart(SinglePart::plain("Anbei der Bericht.".to_owned()))
+                .singlepart(Attachment::new(name.to_owned()).body(
+                    big.clone(),
+                    ContentType::parse("application/pdf").expect("type"),
+                )),
+        )
+        .expect("builds");
+    let bytes = message.formatted();
+    // Over the request limit once base64-encoded for sendMail.
+    assert!(bytes.len() as u64 * 4 / 3 > 4 * 1024 * 1024);
+    transport(test_config(&graph.uri()))
+        .send(&outgoing(bytes), &credentials())
+        .await
+        .expect("sent");
+    let requests = graph.received_requests().await.expect("recorded");
+    let session: Value = serde_json::from_slice(&requests[1].body).expect("JSON");
+    assert_eq!(session["AttachmentItem"]["name"], name);
+    assert_eq!(session["AttachmentItem"]["size"], big.len());
+    let uploaded: Vec<u8> = host
+        .puts
+        .lock()
+        .expect("lock")
+        .iter()
+        .flat_map(|(_, body, _)| body.clone())
+        .collect();
+    assert!(uploaded == big, "the uploaded bytes are the attachment's");
+    let draft = String::from_utf8(decode_base64(&requests[0].body)).expect("ASCII MIME");
+    assert!(draft.contains("Anbei der Bericht."), "{draft}");
+    assert!(!draft.contains("application/pdf"), "{draft}");
+}

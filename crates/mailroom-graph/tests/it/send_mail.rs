@@ -159,3 +159,31 @@ async fn no_answer_after_the_send_went_out_is_delivery_unknown() {
     assert!(error.to_string().contains("Sent Items"), "{error}");
     assert_no_token(&error);
 }
+
+#[tokio::test]
+async fn the_4_mb_request_limit_decides_the_route() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let transport = transport(test_config(&server.uri()));
+    // 2,990,000 bytes are 3,986,668 in base64: one sendMail.
+    transport
+        .send(&outgoing(plain_message(2_990_000)), &credentials())
+        .await
+        .expect("sent with sendMail");
+    // 3,010,000 bytes are over 4,000,000 in base64, and a single-part message has no
+    // attachment to upload separately: refused before any further request.
+    let error = transport
+        .send(&outgoing(plain_message(3_010_000)), &credentials())
+        .await
+        .expect_err("refused");
+    assert_eq!(error.kind(), TransportErrorKind::MessageTooLarge);
+    assert!(
+        error.to_string().contains("4000000 bytes (4 MB)"),
+        "{error}"
+    );
+}
