@@ -71,8 +71,13 @@ impl GraphTransport {
         let (upload_url, mut offset) = self
             .create_session(draft_id, attachment, total, auth)
             .await?;
-        // The upload URL's query is its credential: quoted nowhere.
-        let secret = upload_url.query().unwrap_or("").to_owned();
+        // The upload URL's query carries its credential (`authtoken`): the longest value is
+        // removed from anything quoted, and the URL itself is never shown.
+        let secret = upload_url
+            .query_pairs()
+            .map(|(_, value)| value.into_owned())
+            .max_by_key(String::len)
+            .unwrap_or_default();
         let mut setbacks = 0u32;
         loop {
             let end = offset

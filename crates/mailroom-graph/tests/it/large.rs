@@ -520,3 +520,53 @@ async fn a_message_built_with_lettre_keeps_its_attachment_name_and_bytes() {
     assert!(draft.contains("Anbei der Bericht."), "{draft}");
     assert!(!draft.contains("application/pdf"), "{draft}");
 }
+
+#[tokio::test]
+async fn an_upload_url_credential_echoed_in_an_error_is_not_shown() {
+    let graph = MockServer::start().await;
+    let upload = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": DRAFT_ID})))
+        .mount(&graph)
+        .await;
+    let upload_url = format!(
+        "{}/api/v2.0/AttachmentSessions('x')?authtoken=UPLOAD-SECRET-42",
+        upload.uri()
+    );
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "{MESSAGES}/{DRAFT_ID}/attachments/createUploadSession"
+        )))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "uploadUrl": upload_url,
+            "nextExpectedRanges": ["0-"],
+        })))
+        .mount(&graph)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&graph)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"code": "invalidRequest", "message": "bad session UPLOAD-SECRET-42"}
+        })))
+        .expect(1)
+        .mount(&upload)
+        .await;
+    let big = attachment_bytes(4 * 1024 * 1024, 11);
+    let error = transport(test_config(&graph.uri()))
+        .send(
+            &outgoing(message_with_attachments(&[("big.pdf", &big)])),
+            &credentials(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(error.kind(), TransportErrorKind::Permanent);
+    let shown = format!("{error} {error:?}");
+    assert!(!shown.contains("UPLOAD-SECRET-42"), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+    assert_no_token(&error);
+}
