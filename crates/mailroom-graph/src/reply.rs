@@ -48,7 +48,7 @@ pub(crate) fn grant_permission(error: TransportError, step: Step) -> TransportEr
     };
     error
         .with_remediation(format!(
-            "sign in again for this account and grant the Microsoft Graph permission {name}{why}; for an application token, an administrator must grant the application permission {name}"
+            "sign in again for this account and grant the Microsoft Graph permission {name}{why} ({name}.Shared as well to send from a mailbox other than the signed-in user's); for an application token, an administrator must grant the application permission {name}"
         ))
         .with_remedy(Remedy::GrantScope {
             account: None,
@@ -172,7 +172,21 @@ fn classify(status: StatusCode, graph: &GraphError, quoted: &str, step: Step) ->
             "an administrator must give the user an Exchange Online licence, or send this account over SMTP",
         );
     }
+    let throttled = graph.is("MailboxConcurrency") || graph.is("ApplicationThrottled");
     match status.as_u16() {
+        // Outlook's throttling codes come with 429, and MailboxConcurrency also with 503.
+        // Outlook's throttling codes come with 429, and MailboxConcurrency also with 503.
+        429 | 503 if throttled || status == StatusCode::TOO_MANY_REQUESTS => {
+            let what = if graph.is("MailboxConcurrency") {
+                "too many requests are running at once for this mailbox (MailboxConcurrency)"
+            } else if graph.is("ApplicationThrottled") {
+                "the application is throttled for this mailbox (ApplicationThrottled)"
+            } else {
+                "Microsoft Graph is throttling requests (HTTP 429)"
+            };
+            TransportError::new(Kind::Transient, what.to_owned())
+                .with_remediation("send again after the wait Graph asked for")
+        }
         401 => TransportError::new(
             Kind::AuthenticationRejected,
             format!("Microsoft Graph rejected the access token ({})", if code.is_empty() { "HTTP 401" } else { code }),
@@ -192,17 +206,6 @@ fn classify(status: StatusCode, graph: &GraphError, quoted: &str, step: Step) ->
                 ),
                 step,
             )
-        }
-        429 => {
-            let what = if graph.is("MailboxConcurrency") {
-                "too many requests are running at once for this mailbox (MailboxConcurrency)"
-            } else if graph.is("ApplicationThrottled") {
-                "the application is throttled for this mailbox (ApplicationThrottled)"
-            } else {
-                "Microsoft Graph is throttling requests (HTTP 429)"
-            };
-            TransportError::new(Kind::Transient, what.to_owned())
-                .with_remediation("send again after the wait Graph asked for")
         }
         408 => TransportError::new(Kind::Transient, "Microsoft Graph timed out waiting for the request")
             .with_remediation("send again later"),

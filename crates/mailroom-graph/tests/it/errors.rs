@@ -130,6 +130,16 @@ async fn each_documented_error_maps_to_its_kind_with_a_remedy() {
             says: "throttling",
             waits: Some(MAX_RETRY_AFTER),
         },
+        // Outlook answers MailboxConcurrency with 503 too.
+        Case {
+            status: 503,
+            code: "MailboxConcurrency",
+            message: "Application is over its MailboxConcurrency limit.",
+            retry_after: Some("5"),
+            kind: Kind::Transient,
+            says: "MailboxConcurrency",
+            waits: Some(Duration::from_secs(5)),
+        },
         Case {
             status: 503,
             code: "ServiceNotAvailable",
