@@ -47,6 +47,7 @@ tasks:
 const BENCHES: &[(&str, &str, &str)] = &[
     ("smtp", "mailroom-smtp", "smtp"),
     ("gmail", "mailroom-gmail", "gmail"),
+    ("graph", "mailroom-graph", "graph"),
     ("send", "mailroom", "send"),
     ("line-ends", "mailroom", "line_ends"),
     ("memory", "mailroom-cli", "memory"),

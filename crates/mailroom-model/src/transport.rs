@@ -93,6 +93,8 @@ pub enum TransportKind {
     Smtp,
     /// The Gmail REST API.
     GmailApi,
+    /// The Microsoft Graph REST API (`sendMail`, drafts and upload sessions).
+    GraphApi,
 }
 
 impl fmt::Display for TransportKind {
@@ -100,6 +102,7 @@ impl fmt::Display for TransportKind {
         f.write_str(match self {
             TransportKind::Smtp => "smtp",
             TransportKind::GmailApi => "gmail-api",
+            TransportKind::GraphApi => "graph",
         })
     }
 }

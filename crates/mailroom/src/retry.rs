@@ -128,8 +128,8 @@ impl Mailroom {
         let message = OutgoingMessage {
             envelope: prepared.envelope.clone(),
             bytes: match kind {
-                // The Gmail API takes its recipients from the headers.
-                TransportKind::GmailApi => {
+                // The Gmail and Graph APIs take their recipients from the headers.
+                TransportKind::GmailApi | TransportKind::GraphApi => {
                     with_bcc(&prepared.bytes, prepared.bcc_header.as_deref())
                 }
                 TransportKind::Smtp => prepared.bytes.clone(),
