@@ -181,6 +181,7 @@ async fn accept(
         envelope_from: None,
         recipients: Vec::new(),
         gmail_id: Some(id.clone()),
+        graph_request_id: None,
     };
     state.mailbox.store(arrival, bytes).await.map_err(|error| {
         google_api_error(

@@ -1,8 +1,13 @@
 //! The HTTP server (axum): the authority's endpoints in both styles, the consent and device
-//! pages, the Gmail API (`gmail.rs`) and the admin API (`admin.rs`).
+//! pages, the Gmail API (`gmail.rs`), Microsoft Graph (`graph.rs`) and the admin API
+//! (`admin.rs`); and the listener whose connections a handler can cut.
 
 use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Form, Query, State};
@@ -24,6 +29,7 @@ pub(crate) struct AppState {
     pub(crate) base: Arc<str>,
     pub(crate) max_message_size: usize,
     pub(crate) uploads: Arc<Mutex<HashMap<String, crate::gmail::UploadSession>>>,
+    pub(crate) graph: crate::graph::GraphControl,
 }
 
 impl AppState {
@@ -39,7 +45,106 @@ impl AppState {
             base: Arc::from(base),
             max_message_size,
             uploads: Arc::default(),
+            graph: crate::graph::GraphControl::default(),
         }
+    }
+}
+
+/// Cuts the connection a request came on: its reads and writes fail from then on, so the
+/// server closes it without an answer (the Graph look-alike's "dropped upload"). Every
+/// request carries its connection's switch as `ConnectInfo`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionSwitch(Arc<AtomicBool>);
+
+impl ConnectionSwitch {
+    pub(crate) fn cut(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn is_cut(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The HTTP listener: a TCP listener whose connections carry a [`ConnectionSwitch`].
+pub(crate) struct SandboxListener(pub(crate) tokio::net::TcpListener);
+
+impl axum::serve::Listener for SandboxListener {
+    type Io = SwitchedStream;
+    type Addr = ConnectionSwitch;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, _) = axum::serve::Listener::accept(&mut self.0).await;
+        let switch = ConnectionSwitch::default();
+        (
+            SwitchedStream {
+                inner: stream,
+                switch: switch.clone(),
+            },
+            switch,
+        )
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr().map(|_| ConnectionSwitch::default())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, SandboxListener>>
+    for ConnectionSwitch
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, SandboxListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// A TCP stream that fails once its switch is cut.
+pub(crate) struct SwitchedStream {
+    inner: tokio::net::TcpStream,
+    switch: ConnectionSwitch,
+}
+
+fn cut_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the sandbox dropped the connection",
+    )
+}
+
+impl tokio::io::AsyncRead for SwitchedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.switch.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SwitchedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.switch.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.switch.is_cut() {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -76,6 +181,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/google/revoke", post(google_revoke))
         .merge(crate::gmail::routes())
+        .merge(crate::graph::routes())
         .merge(crate::admin::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -116,7 +222,7 @@ async fn index() -> Response {
     page(
         StatusCode::OK,
         "mailroom sandbox",
-        "<p>OAuth endpoints under /microsoft/ and /google/, the Gmail API under /gmail/v1/ and /upload/gmail/v1/, the admin API under /_sandbox/.</p>",
+        "<p>OAuth endpoints under /microsoft/ and /google/, the Gmail API under /gmail/v1/ and /upload/gmail/v1/, Microsoft Graph under /v1.0/ (upload sessions under /outlook-upload/), the admin API under /_sandbox/.</p>",
     )
 }
 

@@ -66,6 +66,7 @@ mod admin;
 mod authority;
 mod error;
 mod gmail;
+mod graph;
 mod http;
 mod mailbox;
 mod smtp;
@@ -86,6 +87,10 @@ pub use authority::{
     google_error_body, microsoft_error_body,
 };
 pub use error::{Error, Result};
+pub use graph::{
+    GRAPH_MAX_ATTACHMENT_SIZE, GRAPH_MAX_CHUNK, GRAPH_MIN_UPLOAD_SIZE, GRAPH_REQUEST_LIMIT,
+    GraphControl,
+};
 pub use mailbox::{Mailbox, ReceivedBy, StoredMessage};
 
 /// The sandbox's Microsoft-style tenant id (`tid` in id_tokens) unless configured.
@@ -214,6 +219,9 @@ pub struct Endpoints {
     pub google: OAuthEndpoints,
     /// The Gmail API base URL (mailroom's `--gmail-api-url`).
     pub gmail_api: Url,
+    /// The Microsoft Graph base URL (`mailroom_graph::GraphConfig::base_url`; requests go
+    /// to `{graph_api}v1.0/...`).
+    pub graph_api: Url,
     /// The SMTP host (always `127.0.0.1`).
     pub smtp_host: String,
     /// SMTP with STARTTLS (like smtp.office365.com:587).
@@ -231,6 +239,7 @@ pub struct Sandbox {
     endpoints: Endpoints,
     authority: Authority,
     mailbox: Mailbox,
+    graph: GraphControl,
     passwords: smtp::PasswordAccounts,
     ca_pem: String,
     tasks: Vec<JoinHandle<()>>,
@@ -314,6 +323,7 @@ impl Sandbox {
                 issuer: format!("{http_base}/google"),
             },
             gmail_api: url(&format!("{http_base}/")),
+            graph_api: url(&format!("{http_base}/")),
             smtp_host: "127.0.0.1".to_owned(),
             smtp_starttls_port: port_of(&starttls_listener)?,
             smtp_implicit_tls_port: port_of(&implicit_listener)?,
@@ -332,15 +342,19 @@ impl Sandbox {
             sessions: smtp::MailboxSessions::default(),
             recipients: smtp::RecipientLedger::new(config.smtp_daily_recipient_limit),
         });
-        let router = http::router(http::AppState::new(
+        let state = http::AppState::new(
             authority.clone(),
             mailbox.clone(),
             http_base.clone(),
             config.max_message_size,
-        ));
+        );
+        let graph = state.graph.clone();
+        let router =
+            http::router(state).into_make_service_with_connect_info::<http::ConnectionSwitch>();
         let tasks = vec![
             tokio::spawn(async move {
-                if let Err(error) = axum::serve(http_listener, router).await {
+                if let Err(error) = axum::serve(http::SandboxListener(http_listener), router).await
+                {
                     tracing::error!(%error, "the sandbox's HTTP server stopped");
                 }
             }),
@@ -360,6 +374,7 @@ impl Sandbox {
             endpoints,
             authority,
             mailbox,
+            graph,
             passwords,
             ca_pem: certificates.ca_pem,
             tasks,
@@ -379,6 +394,12 @@ impl Sandbox {
     /// The messages received so far.
     pub fn mailbox(&self) -> &Mailbox {
         &self.mailbox
+    }
+
+    /// The Microsoft Graph look-alike's test hooks (throttling, unavailability, dropped
+    /// upload chunks).
+    pub fn graph(&self) -> &GraphControl {
+        &self.graph
     }
 
     /// The CA certificate (PEM) to trust for the SMTP server.

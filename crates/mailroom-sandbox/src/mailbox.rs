@@ -23,6 +23,12 @@ pub enum ReceivedBy {
     GmailResumable,
     /// Gmail JSON `{"raw": ...}`.
     GmailRaw,
+    /// Microsoft Graph `sendMail` with a base64 MIME body.
+    GraphMime,
+    /// Microsoft Graph `sendMail` with a JSON message.
+    GraphJson,
+    /// Microsoft Graph `send` of a draft (with its attachments and upload sessions).
+    GraphDraft,
 }
 
 impl ReceivedBy {
@@ -30,12 +36,18 @@ impl ReceivedBy {
         match self {
             ReceivedBy::SmtpStartTls | ReceivedBy::SmtpImplicitTls => "smtp",
             ReceivedBy::GmailMedia | ReceivedBy::GmailResumable | ReceivedBy::GmailRaw => "gmail",
+            ReceivedBy::GraphMime | ReceivedBy::GraphJson | ReceivedBy::GraphDraft => "graph",
         }
     }
 
     /// True for the Gmail API.
     pub fn is_gmail(self) -> bool {
         self.file_tag() == "gmail"
+    }
+
+    /// True for Microsoft Graph.
+    pub fn is_graph(self) -> bool {
+        self.file_tag() == "graph"
     }
 }
 
@@ -50,12 +62,15 @@ pub struct StoredMessage {
     pub authenticated_as: String,
     /// SMTP `MAIL FROM` (none for Gmail).
     pub envelope_from: Option<String>,
-    /// SMTP `RCPT TO` addresses (none for Gmail, which reads the headers).
+    /// SMTP `RCPT TO` addresses; for Graph, every To, Cc and Bcc recipient (none for
+    /// Gmail, which reads the headers).
     pub recipients: Vec<String>,
     /// The `Message-ID` header, without angle brackets.
     pub message_id: Option<String>,
     /// The id the Gmail endpoint answered with.
     pub gmail_id: Option<String>,
+    /// The `request-id` header of the Graph answer that accepted the message.
+    pub graph_request_id: Option<String>,
     /// The `.eml` file.
     pub path: PathBuf,
     /// Its size in bytes.
@@ -70,6 +85,7 @@ pub(crate) struct Arrival {
     pub(crate) envelope_from: Option<String>,
     pub(crate) recipients: Vec<String>,
     pub(crate) gmail_id: Option<String>,
+    pub(crate) graph_request_id: Option<String>,
 }
 
 /// The received messages; cheap to clone (shared).
@@ -144,6 +160,7 @@ impl Mailbox {
             recipients: arrival.recipients,
             message_id: message_id_of(bytes),
             gmail_id: arrival.gmail_id,
+            graph_request_id: arrival.graph_request_id,
             path,
             size: bytes.len(),
         };

@@ -727,6 +727,7 @@ impl Session {
             envelope_from: from,
             recipients,
             gmail_id: None,
+            graph_request_id: None,
         };
         match self.shared.mailbox.store(arrival, &bytes).await {
             Ok(stored) => format!(

@@ -283,6 +283,24 @@ pub(crate) const GMAIL_SEND_SCOPES: &[&str] = &[
     "https://www.googleapis.com/auth/gmail.modify",
     "https://www.googleapis.com/auth/gmail.addons.current.action.compose",
 ];
+/// The Microsoft Graph delegated permission to send as the signed-in user (the full URI,
+/// or the short form Entra ID reads as Graph's).
+pub(crate) const GRAPH_MAIL_SEND_SCOPES: &[&str] =
+    &["https://graph.microsoft.com/Mail.Send", "Mail.Send"];
+/// Graph's delegated permission to send as another mailbox the user has rights on.
+pub(crate) const GRAPH_MAIL_SEND_SHARED_SCOPES: &[&str] = &[
+    "https://graph.microsoft.com/Mail.Send.Shared",
+    "Mail.Send.Shared",
+];
+/// Graph's delegated permission to create drafts and add attachments.
+pub(crate) const GRAPH_MAIL_READ_WRITE_SCOPES: &[&str] = &[
+    "https://graph.microsoft.com/Mail.ReadWrite",
+    "Mail.ReadWrite",
+    "https://graph.microsoft.com/Mail.ReadWrite.Shared",
+    "Mail.ReadWrite.Shared",
+];
+/// Graph's app-only scope (client credentials): application permissions.
+pub(crate) const GRAPH_APP_SCOPE: &str = "https://graph.microsoft.com/.default";
 const OPENID_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
 /// A scope of the sign-in itself (OpenID Connect's, and `offline_access`), which Google's
