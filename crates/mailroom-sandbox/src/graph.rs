@@ -11,8 +11,8 @@
 //! - The upload URL (on another host in reality, here `/outlook-upload/{session}` with its
 //!   own `authtoken` query parameter): `PUT` chunks of at most 4 MiB, in order, with
 //!   `Content-Range`, and no `Authorization` header; `200` with `nextExpectedRanges` until
-//!   the last byte, then `201`; `GET` answers the session's `nextExpectedRanges`
-//!   (`concepts/outlook-large-attachments`).
+//!   the last byte, then `201` with a `Location`; `GET` answers the session's
+//!   `nextExpectedRanges`; `DELETE` cancels the session (`concepts/outlook-large-attachments`).
 //!
 //! Bearer tokens are checked against the authority (Microsoft style; `Mail.Send` to send,
 //! `Mail.ReadWrite` for drafts; `/me` is the token's user, `/users/{id}` must be the user
@@ -98,6 +98,7 @@ struct UploadSession {
     attachment: FileAttachment,
     size: u64,
     done: bool,
+    expires: String,
 }
 
 impl GraphControl {
@@ -154,7 +155,10 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .nest("/v1.0/me", mailbox())
         .nest("/v1.0/users/{user}", mailbox())
-        .route("/outlook-upload/{session}", put(upload_put).get(upload_get))
+        .route(
+            "/outlook-upload/{session}",
+            put(upload_put).get(upload_get).delete(upload_delete),
+        )
         .layer(middleware::from_fn(request_ids))
 }
 
@@ -816,12 +820,35 @@ async fn add_attachment(
     (StatusCode::CREATED, axum::Json(answer)).into_response()
 }
 
-fn session_json(state: &AppState, session_id: &str, session: &UploadSession, next: u64) -> Value {
+fn upload_url(state: &AppState, session_id: &str, session: &UploadSession) -> String {
+    format!(
+        "{}/outlook-upload/{session_id}?authtoken={}",
+        state.base, session.authtoken
+    )
+}
+
+/// The answer to `createUploadSession`.
+fn created_session(state: &AppState, session_id: &str, session: &UploadSession) -> Value {
     json!({
         "@odata.context": format!("{}/v1.0/$metadata#microsoft.graph.uploadSession", state.base),
-        "uploadUrl": format!("{}/outlook-upload/{session_id}?authtoken={}", state.base, session.authtoken),
-        "expirationDateTime": (chrono::Utc::now() + chrono::Duration::hours(6)).format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        "nextExpectedRanges": [format!("{next}-")],
+        "uploadUrl": upload_url(state, session_id, session),
+        "expirationDateTime": session.expires,
+        "nextExpectedRanges": ["0-"],
+    })
+}
+
+/// The upload URL's answer while bytes are missing (Outlook's shape: no `uploadUrl`, the
+/// same expiry as at the start, the next offset).
+fn session_progress(state: &AppState, session: &UploadSession) -> Value {
+    let ranges: Vec<String> = if session.done {
+        Vec::new()
+    } else {
+        vec![session.attachment.bytes.len().to_string()]
+    };
+    json!({
+        "@odata.context": format!("{}/outlook-upload/$metadata#AttachmentSessions/$entity", state.base),
+        "ExpirationDateTime": session.expires,
+        "nextExpectedRanges": ranges,
     })
 }
 
@@ -900,9 +927,18 @@ async fn create_upload_session(
         },
         size,
         done: false,
+        expires: {
+            // Graph writes seven decimals (.NET ticks).
+            let at = chrono::Utc::now() + chrono::Duration::hours(6);
+            format!(
+                "{}.{:07}Z",
+                at.format("%Y-%m-%dT%H:%M:%S"),
+                chrono::Timelike::nanosecond(&at) % 1_000_000_000 / 100
+            )
+        },
     };
     let session_id = uuid();
-    let answer = session_json(&state, &session_id, &session, 0);
+    let answer = created_session(&state, &session_id, &session);
     state.graph.lock().sessions.insert(session_id, session);
     (StatusCode::CREATED, axum::Json(answer)).into_response()
 }
@@ -969,16 +1005,26 @@ async fn upload_get(
     let Some(session) = store.sessions.get(&session_id) else {
         return not_found(&ids);
     };
-    let mut answer = session_json(
-        &state,
-        &session_id,
-        session,
-        session.attachment.bytes.len() as u64,
-    );
-    if session.done {
-        answer["nextExpectedRanges"] = json!([]);
+    (
+        StatusCode::OK,
+        axum::Json(session_progress(&state, session)),
+    )
+        .into_response()
+}
+
+/// Cancels the session (`204`); the draft keeps the attachments it already has.
+async fn upload_delete(
+    State(state): State<AppState>,
+    axum::Extension(ids): axum::Extension<RequestIds>,
+    Path(session_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = upload_session(&state, &ids, &session_id, &query, &headers) {
+        return response;
     }
-    (StatusCode::OK, axum::Json(answer)).into_response()
+    state.graph.lock().sessions.remove(&session_id);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn upload_put(
@@ -1035,7 +1081,7 @@ async fn upload_put(
             ),
         );
     }
-    if last - first + 1 != body.len() as u64 {
+    if (last - first).checked_add(1) != Some(body.len() as u64) {
         return bad_request(
             &ids,
             "InvalidContentRange",
@@ -1060,7 +1106,7 @@ async fn upload_put(
     session.attachment.bytes.extend_from_slice(&body);
     let received = session.attachment.bytes.len() as u64;
     if received < total {
-        let answer = session_json(&state, &session_id, session, received);
+        let answer = session_progress(&state, session);
         return (StatusCode::OK, axum::Json(answer)).into_response();
     }
     session.done = true;

@@ -607,15 +607,13 @@ async fn upload_sessions_enforce_the_chunk_rules() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(
-        answer["nextExpectedRanges"],
-        json!([format!("{}-", 3 * mib)])
-    );
+    assert_eq!(answer["nextExpectedRanges"], json!([(3 * mib).to_string()]));
+    assert_eq!(answer["ExpirationDateTime"], session["expirationDateTime"]);
     let asked = http().get(&url).send().await.unwrap();
     assert_eq!(asked.status(), 200);
     assert_eq!(
         asked.json::<Value>().await.unwrap()["nextExpectedRanges"],
-        json!([format!("{}-", 3 * mib)])
+        json!([(3 * mib).to_string()])
     );
     let (status, _) = upload(
         &url,
@@ -715,4 +713,44 @@ async fn a_draft_can_be_deleted() {
     let response = http().delete(url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 404);
     assert!(sandbox.mailbox().messages().is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_session_can_be_cancelled() {
+    let sandbox = sandbox().await;
+    let token = graph_token(&sandbox).await;
+    let (_, draft, _) = raw(
+        &sandbox,
+        "v1.0/me/messages",
+        Some(&token),
+        "text/plain",
+        base64::engine::general_purpose::STANDARD
+            .encode(SMALL)
+            .into_bytes(),
+    )
+    .await;
+    let (status, session, _) = raw(
+        &sandbox,
+        &format!(
+            "v1.0/me/messages/{}/attachments/createUploadSession",
+            draft["id"].as_str().unwrap()
+        ),
+        Some(&token),
+        "application/json",
+        serde_json::to_vec(&json!({ "AttachmentItem": {
+            "attachmentType": "file", "name": "big.bin", "size": 4_000_000,
+        }}))
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let url = session["uploadUrl"].as_str().unwrap();
+    let response = http().delete(url).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response.headers().contains_key("request-id"));
+    let (status, body) = upload(url, Some("bytes 0-9/4000000"), vec![0; 10], None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("ErrorItemNotFound"))
+    );
 }
