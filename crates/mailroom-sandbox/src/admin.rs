@@ -7,6 +7,11 @@
 //! - `POST /_sandbox/fail-next-token-call` JSON `{"status": 400, "body": {...}}`.
 //! - `POST /_sandbox/access-token-lifetime` form `seconds`.
 //! - `POST /_sandbox/device/approve` form `user_code`, `address`.
+//! - `POST /_sandbox/graph/throttle-next-call` form `retry_after` (seconds): the next
+//!   Graph call answers 429 `ApplicationThrottled`.
+//! - `POST /_sandbox/graph/unavailable-next-call`: the next Graph call answers 503.
+//! - `POST /_sandbox/graph/drop-next-upload-chunk`: the next upload chunk's connection is
+//!   dropped.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +37,42 @@ pub(crate) fn routes() -> Router<AppState> {
             post(access_token_lifetime),
         )
         .route("/_sandbox/device/approve", post(approve_device))
+        .route(
+            "/_sandbox/graph/throttle-next-call",
+            post(graph_throttle_next_call),
+        )
+        .route(
+            "/_sandbox/graph/unavailable-next-call",
+            post(graph_unavailable_next_call),
+        )
+        .route(
+            "/_sandbox/graph/drop-next-upload-chunk",
+            post(graph_drop_next_upload_chunk),
+        )
+}
+
+async fn graph_throttle_next_call(
+    State(state): State<AppState>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let Some(seconds) = form
+        .get("retry_after")
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return bad_request("give the form field retry_after, a whole number of seconds");
+    };
+    state.graph.throttle_next_call(seconds);
+    Json(json!({ "queued": true })).into_response()
+}
+
+async fn graph_unavailable_next_call(State(state): State<AppState>) -> Response {
+    state.graph.fail_next_call_unavailable();
+    Json(json!({ "queued": true })).into_response()
+}
+
+async fn graph_drop_next_upload_chunk(State(state): State<AppState>) -> Response {
+    state.graph.drop_next_upload_chunk();
+    Json(json!({ "queued": true })).into_response()
 }
 
 async fn messages(State(state): State<AppState>) -> Response {

@@ -170,6 +170,25 @@ async fn throttling_and_unavailability_are_transient_and_the_next_send_succeeds(
         .await
         .expect("accepted once the failures are used up");
     assert_eq!(sandbox.mailbox().messages().len(), 1);
+
+    // The same through the admin API of a served sandbox.
+    let admin = sandbox
+        .endpoints()
+        .http
+        .join("_sandbox/graph/throttle-next-call")
+        .unwrap();
+    let response = http()
+        .post(admin)
+        .form(&[("retry_after", "3")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, body, headers) =
+        raw_send_mail(&sandbox, "me", Some(&token), SMALL.as_bytes()).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "ApplicationThrottled");
+    assert_eq!(headers["retry-after"], "3");
 }
 
 #[tokio::test]
@@ -569,6 +588,10 @@ async fn upload_sessions_enforce_the_chunk_rules() {
             data[..10].to_vec(),
         ),
         (Some(format!("bytes 0-19/{total}")), data[..10].to_vec()),
+        (
+            Some(format!("bytes 0-{}/{total}", u64::MAX)),
+            data[..10].to_vec(),
+        ),
     ] {
         let (status, answer) = upload(&url, range.as_deref(), body, None).await;
         assert_eq!(
