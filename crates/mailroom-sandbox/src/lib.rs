@@ -1,6 +1,7 @@
 //! Offline look-alikes of the providers mailroom talks to, on 127.0.0.1: an OAuth
 //! authority with Microsoft-style and Google-style endpoints, an SMTP submission server
-//! (STARTTLS and implicit TLS) and the Gmail API's `users.messages.send`.
+//! (STARTTLS and implicit TLS), the Gmail API's `users.messages.send` and Microsoft Graph's
+//! mail sending.
 //!
 //! Each behaves as the real one does for the requests mailroom makes (the shapes are those
 //! of the project's `provider-facts.md` and Google's discovery document), so the whole flow
@@ -27,6 +28,12 @@
 //!   MAIL / RCPT / DATA with dot-unstuffing and a size limit, RSET, NOOP, QUIT, with
 //!   Microsoft 365's replies (`535 5.7.3`, `530 5.7.57`, `550 5.7.60`, ...).
 //! - Gmail: media, resumable and JSON `raw` sends, tokens validated, Google's error JSON.
+//! - Microsoft Graph (base URL [`Endpoints::graph_api`]): `sendMail` (base64 MIME or
+//!   JSON), drafts, attachments, upload sessions (pre-authenticated URL, chunks of at most
+//!   4 MiB in order), `send`; tokens checked (`Mail.Send`, `Mail.ReadWrite` for drafts,
+//!   `/me` or a mailbox the user may send as), Graph's error JSON, `request-id` headers.
+//!   Test hooks on [`GraphControl`] ([`Sandbox::graph`]): a 429 with `Retry-After`, a 503,
+//!   a dropped upload chunk.
 //!
 //! Every accepted message is written as an `.eml` file under `<dir>/mail/` and listed by
 //! [`Mailbox::messages`]. The TLS certificate comes from a CA generated at start, written
@@ -53,6 +60,7 @@
 //! assert_eq!(endpoints.smtp_host, "127.0.0.1");
 //! assert_eq!(endpoints.microsoft.token.host_str(), Some("127.0.0.1"));
 //! assert_eq!(endpoints.gmail_api.scheme(), "http");
+//! assert_eq!(endpoints.graph_api.host_str(), Some("127.0.0.1"));
 //! assert!(endpoints.ca_file.exists());
 //! assert!(sandbox.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
 //! assert!(sandbox.mailbox().messages().is_empty());
@@ -210,7 +218,7 @@ pub struct OAuthEndpoints {
 /// Where the sandbox listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
-    /// The HTTP server (authority, Gmail API, admin API under `/_sandbox/`).
+    /// The HTTP server (authority, Gmail API, Graph, admin API under `/_sandbox/`).
     pub http: Url,
     /// Microsoft-style endpoints (the sandbox's tenant id in the paths, as a
     /// single-tenant app uses them).
