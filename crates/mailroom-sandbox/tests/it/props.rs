@@ -1,5 +1,5 @@
 //! Property tests (proptest) of the sandbox's request handling, black box over loopback:
-//! arbitrary HTTP requests to its OAuth, Gmail and admin endpoints, and arbitrary SMTP
+//! arbitrary HTTP requests to its OAuth, Gmail, Graph and admin endpoints, and arbitrary SMTP
 //! command sequences. Whatever arrives, the sandbox answers (no handler panics and drops
 //! the connection), never with a server error, and keeps serving. `PROPTEST_CASES` scales
 //! them; `cargo xtask fuzz sandbox-http` / `sandbox-smtp` run them for longer.
@@ -9,18 +9,21 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use crate::smtp::Raw;
-use crate::support::{GOOGLE_USER, TestSandbox, http, sandbox_with, tokens};
+use crate::support::{
+    GOOGLE_USER, MICROSOFT_USER, TestSandbox, http, sandbox_with, tokens, tokens_with_scope,
+};
 
 /// One sandbox for all the cases of a property, on a runtime that outlives them.
 struct Fixture {
     sandbox: TestSandbox,
     google_token: String,
+    graph_token: String,
     runtime: tokio::runtime::Runtime,
 }
 
 fn fixture() -> Fixture {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    let (sandbox, google_token) = runtime.block_on(async {
+    let (sandbox, google_token, graph_token) = runtime.block_on(async {
         let sandbox = sandbox_with(|config| {
             config.password_accounts = vec![("relay".to_owned(), "secret".to_owned())];
             config.max_message_size = 64 * 1024;
@@ -28,12 +31,21 @@ fn fixture() -> Fixture {
         .await;
         let tokens = tokens(&sandbox, Provider::Google, GOOGLE_USER).await;
         let token = tokens["access_token"].as_str().expect("a token").to_owned();
-        (sandbox, token)
+        let graph = tokens_with_scope(
+            &sandbox,
+            Provider::Microsoft,
+            MICROSOFT_USER,
+            "https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/Mail.ReadWrite openid",
+        )
+        .await;
+        let graph = graph["access_token"].as_str().expect("a token").to_owned();
+        (sandbox, token, graph)
     });
     Fixture {
         runtime,
         sandbox,
         google_token,
+        graph_token,
     }
 }
 
@@ -54,6 +66,28 @@ fn path() -> impl Strategy<Value = String> {
         Just("/google/revoke".to_owned()),
         segment.prop_map(|user| format!("/gmail/v1/users/{user}/messages/send")),
         segment.prop_map(|user| format!("/upload/gmail/v1/users/{user}/messages/send")),
+        prop_oneof![
+            Just("me".to_owned()),
+            segment.prop_map(|user| format!("users/{user}"))
+        ]
+        .prop_flat_map(move |who| {
+            prop_oneof![
+                Just(format!("/v1.0/{who}/sendMail")),
+                Just(format!("/v1.0/{who}/messages")),
+                segment.prop_map({
+                    let who = who.clone();
+                    move |id| format!("/v1.0/{who}/messages/{id}/send")
+                }),
+                segment.prop_map({
+                    let who = who.clone();
+                    move |id| format!("/v1.0/{who}/messages/{id}/attachments")
+                }),
+                segment.prop_map(move |id| format!(
+                    "/v1.0/{who}/messages/{id}/attachments/createUploadSession"
+                )),
+            ]
+        }),
+        segment.prop_map(|session| format!("/outlook-upload/{session}")),
         Just("/_sandbox/messages".to_owned()),
         Just("/_sandbox/stats".to_owned()),
         Just("/_sandbox/revoke".to_owned()),
@@ -86,6 +120,7 @@ fn form() -> impl Strategy<Value = Vec<(String, String)>> {
         Just("address"),
         Just("uploadType"),
         Just("upload_id"),
+        Just("authtoken"),
     ]
     .prop_map(str::to_owned);
     let value = prop_oneof![
@@ -107,6 +142,7 @@ enum Body {
     Form(Vec<(String, String)>),
     Json(String),
     Bytes(Vec<u8>),
+    Text(String),
 }
 
 fn body() -> impl Strategy<Value = Body> {
@@ -115,6 +151,17 @@ fn body() -> impl Strategy<Value = Body> {
         prop_oneof![any::<String>(), "\\{\"raw\": \"[A-Za-z0-9_=-]{0,40}\"\\}",]
             .prop_map(Body::Json),
         proptest::collection::vec(any::<u8>(), 0..400).prop_map(Body::Bytes),
+        prop_oneof![
+            "[A-Za-z0-9+/=\r\n]{0,200}",
+            Just("VG86IGFAYi5leGFtcGxlDQoNCmJvZHkNCg==".to_owned()),
+        ]
+        .prop_map(Body::Text),
+        prop_oneof![
+            Just(r#"{"message":{"toRecipients":[{"emailAddress":{"address":"a@b.example"}}],"attachments":[{"name":"x","contentBytes":"QUJD"}]}}"#.to_owned()),
+            Just(r#"{"AttachmentItem":{"attachmentType":"file","name":"x","size":3145728}}"#.to_owned()),
+            Just(r#"{"name":"x","contentBytes":"QUJD"}"#.to_owned()),
+        ]
+        .prop_map(Body::Json),
     ]
 }
 
@@ -127,7 +174,7 @@ proptest! {
         path in path(),
         query in form(),
         body in body(),
-        bearer in prop_oneof![Just(None), Just(Some(true)), Just(Some(false))],
+        bearer in 0..4u8,
         content_range in proptest::option::of("bytes [0-9*]{1,4}-[0-9]{0,4}/[0-9*]{1,6}"),
     ) {
         let fixture = FIXTURE.with(|fixture| fixture.clone());
@@ -138,10 +185,11 @@ proptest! {
             url.query_pairs_mut().extend_pairs(&query);
             let client = http();
             let mut request = if post { client.post(url.clone()) } else { client.get(url.clone()) };
-            match &bearer {
-                Some(true) => request = request.bearer_auth(&fixture.google_token),
-                Some(false) => request = request.bearer_auth("not-a-token"),
-                None => {}
+            match bearer {
+                1 => request = request.bearer_auth(&fixture.google_token),
+                2 => request = request.bearer_auth(&fixture.graph_token),
+                3 => request = request.bearer_auth("not-a-token"),
+                _ => {}
             }
             if let Some(range) = &content_range {
                 request = request.header("content-range", range.as_str());
@@ -150,6 +198,7 @@ proptest! {
                 Body::Form(pairs) => request.form(pairs),
                 Body::Json(text) => request.header("content-type", "application/json").body(text.clone()),
                 Body::Bytes(bytes) => request.header("content-type", "message/rfc822").body(bytes.clone()),
+                Body::Text(text) => request.header("content-type", "text/plain").body(text.clone()),
             };
             let response = request.send().await;
             let response = response.map_err(|e| TestCaseError::fail(format!("no answer to {url}: {e}")))?;
