@@ -352,12 +352,12 @@ fn authenticate(
     }
     let info = match state.authority.check_access_token(token) {
         TokenCheck::Valid(info) if info.style == Style::Microsoft => info,
-        TokenCheck::Expired(_) => {
+        TokenCheck::Expired(info) if info.style == Style::Microsoft => {
             return Err(unauthorized(
                 "Lifetime validation failed, the token is expired.",
             ));
         }
-        TokenCheck::Revoked(_) => {
+        TokenCheck::Revoked(info) if info.style == Style::Microsoft => {
             return Err(unauthorized(
                 "Access token has been revoked or the user's sessions were revoked.",
             ));

@@ -777,3 +777,71 @@ async fn an_upload_session_can_be_cancelled() {
         (404, Some("ErrorItemNotFound"))
     );
 }
+
+#[tokio::test]
+async fn a_message_over_the_mailbox_limit_is_refused_as_too_large() {
+    let sandbox = sandbox_with(|config| config.max_message_size = 100_000).await;
+    let token = graph_token(&sandbox).await;
+    let message = message(MICROSOFT_USER, "buyer@example.com", binary(150_000));
+    let error = transport(&sandbox)
+        .send(&message, &bearer(MICROSOFT_USER, &token))
+        .await
+        .expect_err("over the sandbox's limit");
+    assert_eq!(error.kind(), TransportErrorKind::MessageTooLarge, "{error}");
+    assert!(
+        format!("{error:?}").contains("ErrorMessageSizeExceeded"),
+        "{error:?}"
+    );
+    assert!(sandbox.mailbox().messages().is_empty());
+}
+
+#[tokio::test]
+async fn an_app_only_token_may_use_any_mailbox_but_not_me() {
+    let sandbox = sandbox().await;
+    let (status, body) = token_call(
+        &sandbox,
+        Provider::Microsoft,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", MICROSOFT_CLIENT),
+            ("client_secret", "a-secret"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    let (status, body, _) = raw_send_mail(&sandbox, "me", Some(token), SMALL.as_bytes()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "/me request is only valid with delegated authentication flow."
+    );
+    let (status, _, _) = raw_send_mail(&sandbox, SHARED, Some(token), SMALL.as_bytes()).await;
+    assert_eq!(status, 202);
+    assert_eq!(sandbox.mailbox().messages()[0].authenticated_as, SHARED);
+
+    // An app-only token for Exchange Online (SMTP), not Graph: denied.
+    let (_, body) = token_call(
+        &sandbox,
+        Provider::Microsoft,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", MICROSOFT_CLIENT),
+            ("client_secret", "a-secret"),
+            ("scope", "https://outlook.office365.com/.default"),
+        ],
+    )
+    .await;
+    let (status, body, _) = raw_send_mail(
+        &sandbox,
+        SHARED,
+        body["access_token"].as_str(),
+        SMALL.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("ErrorAccessDenied"))
+    );
+}
