@@ -585,7 +585,7 @@ fn message_of(
     } else {
         &request
     };
-    let built = build_json_message(ids, message, mailbox)?;
+    let built = build_json_message(ids, message, mailbox, !json_root)?;
     Ok((built.0, built.1, false))
 }
 
@@ -1389,12 +1389,14 @@ fn json_recipients(
 }
 
 /// A MIME message from Graph's JSON `message` resource (subject, body, recipients, file
-/// attachments), From the mailbox, and its To, Cc and Bcc addresses. The Bcc recipients
-/// are not written into the message, as Exchange does not show them.
+/// attachments), From the mailbox, and its To, Cc and Bcc addresses. A message sent at
+/// once gets no Bcc header, as Exchange shows none, and needs a recipient; a draft may have
+/// none yet, and keeps its Bcc recipients as a header until it is sent.
 fn build_json_message(
     ids: &RequestIds,
     message: &Value,
     mailbox: &str,
+    draft: bool,
 ) -> Result<(Vec<u8>, Vec<String>), Response> {
     let mut recipients = Vec::new();
     let mut headers = format!(
@@ -1405,7 +1407,7 @@ fn build_json_message(
     for (field, name) in [
         ("toRecipients", "To"),
         ("ccRecipients", "Cc"),
-        ("bccRecipients", ""),
+        ("bccRecipients", if draft { "Bcc" } else { "" }),
     ] {
         let (shown, found) = json_recipients(ids, message, field)?;
         if !name.is_empty() && !shown.is_empty() {
@@ -1413,7 +1415,11 @@ fn build_json_message(
         }
         recipients.extend(found);
     }
-    let recipients = check_recipients(ids, recipients)?;
+    let recipients = if draft {
+        recipients
+    } else {
+        check_recipients(ids, recipients)?
+    };
     if let Some(subject) = text_field(message, "subject") {
         headers.push_str(&format!("Subject: {}\r\n", header_text(subject)));
     }

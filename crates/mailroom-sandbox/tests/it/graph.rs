@@ -845,3 +845,67 @@ async fn an_app_only_token_may_use_any_mailbox_but_not_me() {
         (403, Some("ErrorAccessDenied"))
     );
 }
+
+#[tokio::test]
+async fn a_json_draft_keeps_its_bcc_recipients_until_it_is_sent() {
+    let sandbox = sandbox().await;
+    let token = graph_token(&sandbox).await;
+    let draft = json!({
+        "subject": "Draft",
+        "body": { "contentType": "HTML", "content": "<p>Hi</p>" },
+        "toRecipients": [{ "emailAddress": { "address": "buyer@example.com" } }],
+        "bccRecipients": [{ "emailAddress": { "address": "audit@example.net" } }],
+    });
+    let (status, body, _) = raw(
+        &sandbox,
+        "v1.0/me/messages",
+        Some(&token),
+        "application/json",
+        serde_json::to_vec(&draft).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["isDraft"], true);
+    let (status, _, _) = raw(
+        &sandbox,
+        &format!("v1.0/me/messages/{}/send", body["id"].as_str().unwrap()),
+        Some(&token),
+        "application/json",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let stored = &sandbox.mailbox().messages()[0];
+    assert_eq!(
+        stored.recipients,
+        ["buyer@example.com", "audit@example.net"]
+    );
+    let eml = std::fs::read(&stored.path).unwrap();
+    let parsed = mailparse::parse_mail(&eml).unwrap();
+    assert_eq!(parsed.ctype.mimetype, "text/html");
+    assert_eq!(parsed.get_body().unwrap(), "<p>Hi</p>");
+
+    // A draft without recipients may be created, not sent.
+    let (status, body, _) = raw(
+        &sandbox,
+        "v1.0/me/messages",
+        Some(&token),
+        "application/json",
+        br#"{"subject":"nobody yet"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body, _) = raw(
+        &sandbox,
+        &format!("v1.0/me/messages/{}/send", body["id"].as_str().unwrap()),
+        Some(&token),
+        "application/json",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("ErrorInvalidRecipients"))
+    );
+    assert_eq!(sandbox.graph().draft_count(), 1);
+}
