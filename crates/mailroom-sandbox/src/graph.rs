@@ -16,7 +16,8 @@
 //!
 //! Bearer tokens are checked against the authority (Microsoft style; `Mail.Send` to send,
 //! `Mail.ReadWrite` for drafts; `/me` is the token's user, `/users/{id}` must be the user
-//! or a mailbox they may send as). Every answer carries a `request-id` and echoes the
+//! or a mailbox they may send as, named by its address: the sandbox knows no object ids;
+//! an app-only token with Graph's `.default` scope may use any mailbox, not `/me`). Every answer carries a `request-id` and echoes the
 //! `client-request-id`; failures carry Graph's error JSON (`concepts/errors.md`). A sent
 //! message is stored as one `.eml`: the MIME exactly as received, a JSON message as built
 //! here, a draft with its attachments added as parts.
