@@ -149,6 +149,13 @@ fn describe(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> Stri
     line("Google issuer", google.issuer.clone());
     line("Gmail API", endpoints.gmail_api.to_string());
     line(
+        "Graph API",
+        format!(
+            "{} (mailroom's Graph transport; not yet a route of mailroom's accounts)",
+            endpoints.graph_api
+        ),
+    );
+    line(
         "SMTP",
         format!(
             "{host}:{} (STARTTLS), {host}:{} (implicit TLS)",
@@ -204,6 +211,7 @@ fn describe_json(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) ->
             "redirect_uris": ["http://localhost"],
             "single_tenant": true,
             "public_client": true,
+            "graph_api_url": endpoints.graph_api,
         },
         "google": {
             "authorize_url": google.authorize,

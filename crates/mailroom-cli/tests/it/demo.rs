@@ -335,6 +335,20 @@ async fn sandbox_serve_json_prints_its_endpoints_and_commands_as_one_document() 
     assert!(Path::new(described["ca_file"].as_str().unwrap()).exists());
     assert_eq!(described["auto_approve"], true);
     assert_eq!(described["commands"].as_array().unwrap().len(), 8);
+    // The Graph look-alike's base URL, for mailroom-graph's GraphConfig; it answers
+    // Graph's error body to a call without a token.
+    let graph = described["microsoft"]["graph_api_url"].as_str().unwrap();
+    let answer = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{graph}v1.0/me/sendMail"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
     let port = described["smtp"]["starttls_port"].as_u64().unwrap();
     // The SMTP endpoint it names is listening.
     let mut smtp = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
