@@ -1,5 +1,5 @@
 //! `cargo xtask`: every project script in one place (ci, test, dist, package, checks,
-//! deny, bench, fuzz).
+//! deny, bench, fuzz, mutants).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -41,7 +41,13 @@ tasks:
   fuzz NAME [--time SECONDS]
                 run one property target (proptest) for SECONDS (default 60) with fresh seeds,
                 far more cases than CI's 256; prints cases run and any minimal failing input
-  fuzz --list   the property targets";
+  fuzz --list   the property targets
+  mutants [CRATE...] [--changed]
+                mutation testing (cargo-mutants with nextest, installed when missing) of the
+                named library crates (default: all), each mutant tested by its own crate's
+                tests only; --changed mutates only the lines changed since the merge base
+                with main. Prints caught / missed / timed out / unviable per crate; output
+                in target/mutants/CRATE/mutants.out. Not part of `ci`: a full run is long";
 
 /// Benchmarks: the name given to `cargo xtask bench` -> (package, bench target).
 const BENCHES: &[(&str, &str, &str)] = &[
@@ -77,6 +83,7 @@ fn run() -> Result<()> {
         Some("deny") => deny(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some("mutants") => mutants(&Workspace::load()?, &args[1..]),
         _ => {
             let names: Vec<&str> = BENCHES.iter().map(|(name, _, _)| *name).collect();
             eprintln!("{}", USAGE.replace("{benches}", &names.join(", ")));
@@ -535,4 +542,246 @@ fn cargo_isolated(args: &[&str], vars: &[(&str, &str)], removed: &[&str]) -> Res
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// What cargo-mutants made of one crate's mutants, counted from the lists it writes into
+/// `mutants.out/` (one mutant a line).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct MutantCounts {
+    caught: usize,
+    missed: usize,
+    timeout: usize,
+    unviable: usize,
+}
+
+impl MutantCounts {
+    fn read(out_dir: &Path) -> Result<Self> {
+        let count = |file: &str| -> Result<usize> {
+            let path = out_dir.join(file);
+            if !path.exists() {
+                return Ok(0);
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(text.lines().filter(|line| !line.trim().is_empty()).count())
+        };
+        Ok(Self {
+            caught: count("caught.txt")?,
+            missed: count("missed.txt")?,
+            timeout: count("timeout.txt")?,
+            unviable: count("unviable.txt")?,
+        })
+    }
+
+    /// The mutants that built: caught, missed and timed out.
+    fn viable(&self) -> usize {
+        self.caught + self.missed + self.timeout
+    }
+
+    /// The share of viable mutants caught, in percent; `None` when none was viable.
+    fn percent_caught(&self) -> Option<f64> {
+        let viable = self.viable();
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        (viable > 0).then(|| 100.0 * self.caught as f64 / viable as f64)
+    }
+}
+
+/// The table `cargo xtask mutants` prints: one row per crate.
+fn mutants_table(rows: &[(String, MutantCounts, f64)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(name, _, _)| name.len())
+        .chain(["crate".len()])
+        .max()
+        .unwrap_or(0);
+    let mut table = format!(
+        "{:<width$}  {:>6}  {:>6}  {:>9}  {:>8}  {:>8}  {:>7}\n",
+        "crate", "caught", "missed", "timed out", "unviable", "% caught", "time"
+    );
+    for (name, counts, seconds) in rows {
+        let percent = counts
+            .percent_caught()
+            .map_or_else(|| "-".to_owned(), |percent| format!("{percent:.1}"));
+        table.push_str(&format!(
+            "{name:<width$}  {:>6}  {:>6}  {:>9}  {:>8}  {percent:>8}  {:>6.0}s\n",
+            counts.caught, counts.missed, counts.timeout, counts.unviable, seconds
+        ));
+    }
+    table
+}
+
+/// `cargo xtask mutants [CRATE...] [--changed]`: cargo-mutants on each library crate in
+/// turn, each mutant tested by that crate's own tests (nextest), then a table of outcomes.
+/// Exclusions live in `.cargo/mutants.toml`.
+fn mutants(workspace: &Workspace, args: &[String]) -> Result<()> {
+    let mut changed = false;
+    let mut names = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "--changed" => changed = true,
+            flag if flag.starts_with('-') => {
+                bail!("unknown option `{flag}`; usage: cargo xtask mutants [CRATE...] [--changed]")
+            }
+            name => names.push(name),
+        }
+    }
+    let libraries: Vec<&str> = workspace
+        .library_crates()
+        .iter()
+        .map(|package| package.name.as_str())
+        .collect();
+    if names.is_empty() {
+        names.clone_from(&libraries);
+    }
+    for name in &names {
+        if !libraries.contains(name) {
+            bail!(
+                "`{name}` is not a library crate of this workspace; they are: {}",
+                libraries.join(", ")
+            );
+        }
+    }
+    ensure_cargo_mutants()?;
+    let out_root = workspace.target_dir.join("mutants");
+    std::fs::create_dir_all(&out_root)
+        .with_context(|| format!("cannot make {}", out_root.display()))?;
+    let diff = if changed {
+        Some(write_diff_against_main(&out_root)?)
+    } else {
+        None
+    };
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for name in names {
+        let out_dir = out_root.join(name);
+        let out_text = out_dir.display().to_string();
+        let mut command = vec![
+            "mutants",
+            "--package",
+            name,
+            "--test-package",
+            name,
+            "--test-tool",
+            "nextest",
+            "--output",
+            out_text.as_str(),
+        ];
+        let diff_text = diff.as_ref().map(|path| path.display().to_string());
+        if let Some(diff_text) = &diff_text {
+            command.extend(["--in-diff", diff_text.as_str()]);
+        }
+        let one = Instant::now();
+        run_cargo_mutants(&command)?;
+        let counts = MutantCounts::read(&out_dir.join("mutants.out"))?;
+        rows.push((name.to_owned(), counts, one.elapsed().as_secs_f64()));
+    }
+    print!("{}", mutants_table(&rows));
+    println!(
+        "xtask: mutants done in {:.0} s; the lists are in {}/CRATE/mutants.out/",
+        started.elapsed().as_secs_f64(),
+        workspace.relative(&out_root).display()
+    );
+    Ok(())
+}
+
+/// Installs cargo-mutants when `cargo mutants --version` fails.
+fn ensure_cargo_mutants() -> Result<()> {
+    let cargo_program = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let present = Command::new(&cargo_program)
+        .args(["mutants", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if present {
+        return Ok(());
+    }
+    println!("xtask: cargo-mutants is missing; installing it");
+    cargo(&["install", "cargo-mutants", "--locked"]).context("cannot install cargo-mutants")
+}
+
+/// Writes `git diff` of the work tree against the merge base of `HEAD` and `main` into
+/// `dir/changed.diff`, for `--in-diff`.
+fn write_diff_against_main(dir: &Path) -> Result<PathBuf> {
+    let base = Command::new("git")
+        .args(["merge-base", "HEAD", "main"])
+        .output()
+        .context("cannot run git merge-base")?;
+    if !base.status.success() {
+        bail!(
+            "git merge-base HEAD main failed: {}",
+            String::from_utf8_lossy(&base.stderr).trim()
+        );
+    }
+    let base = String::from_utf8(base.stdout).context("git merge-base printed no text")?;
+    let diff = Command::new("git")
+        .args(["diff", base.trim(), "--"])
+        .output()
+        .context("cannot run git diff")?;
+    if !diff.status.success() {
+        bail!("git diff against {} failed", base.trim());
+    }
+    let path = dir.join("changed.diff");
+    std::fs::write(&path, &diff.stdout)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "xtask: mutating only the lines changed since {} ({} bytes of diff)",
+        &base.trim()[..base.trim().len().min(12)],
+        diff.stdout.len()
+    );
+    Ok(path)
+}
+
+/// Runs `cargo mutants`: its exit codes 2 (mutants missed) and 3 (timeouts) are outcomes
+/// the table reports, not failures of the run.
+fn run_cargo_mutants(args: &[&str]) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    println!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    match status.code() {
+        Some(0 | 2 | 3) => Ok(()),
+        _ => bail!("`cargo {}` failed ({status})", args.join(" ")),
+    }
+}
+
+#[cfg(test)]
+mod mutants_tests {
+    use super::*;
+
+    #[test]
+    fn counts_come_from_the_lists_and_missing_lists_count_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("caught.txt"), "a.rs:1: x\na.rs:2: y\n\n").unwrap();
+        std::fs::write(dir.path().join("missed.txt"), "a.rs:3: z\n").unwrap();
+        let counts = MutantCounts::read(dir.path()).unwrap();
+        assert_eq!(
+            counts,
+            MutantCounts {
+                caught: 2,
+                missed: 1,
+                timeout: 0,
+                unviable: 0
+            }
+        );
+        assert_eq!(counts.viable(), 3);
+        let percent = counts.percent_caught().unwrap();
+        assert!((percent - 200.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn unviable_mutants_do_not_count_towards_the_share() {
+        let counts = MutantCounts {
+            caught: 9,
+            missed: 0,
+            timeout: 1,
+            unviable: 40,
+        };
+        assert_eq!(counts.percent_caught(), Some(90.0));
+        assert_eq!(MutantCounts::default().percent_caught(), None);
+        let table = mutants_table(&[("mailroom-model".to_owned(), counts, 12.0)]);
+        assert!(table.lines().nth(1).unwrap().contains("90.0"), "{table}");
+    }
 }
