@@ -1,0 +1,235 @@
+//! Server settings: what `validate` refuses, and what a change keeps, clears and reports.
+
+use mailroom_model::{Provider, Remedy, Secret, ServerSettings, ServerSettingsChange};
+
+fn password_account() -> ServerSettings {
+    ServerSettingsChange {
+        provider: Some(Provider::None),
+        host: Some("mail.example.net".to_owned()),
+        smtp_user: Some("orders".to_owned()),
+        password: Some(Secret::new("hunter2")),
+        ..Default::default()
+    }
+    .apply(None)
+    .unwrap()
+    .settings
+}
+
+fn microsoft_account() -> ServerSettings {
+    let mut settings = ServerSettings::preset(Provider::Microsoft);
+    settings.smtp_user = "orders@contoso.example".to_owned();
+    settings.token_identity = Some("oid:t:o".to_owned());
+    settings
+}
+
+#[test]
+fn plaintext_bearer_tokens_only_to_loopback() {
+    let mut settings = ServerSettings::preset(Provider::Microsoft);
+    settings.allow_plaintext_loopback = true;
+    let error = settings.validate().unwrap_err();
+    assert_eq!(error.field, "allow plaintext loopback");
+    assert_eq!(
+        error.problem,
+        "`smtp.office365.com` is not a loopback address"
+    );
+    settings.host = "127.0.0.1".to_owned();
+    settings.validate().unwrap();
+}
+
+#[test]
+fn a_shared_mailbox_is_a_microsoft_mailbox_with_an_address() {
+    let mut settings = microsoft_account();
+    settings.shared_mailbox = true;
+    settings.validate().unwrap();
+    settings.smtp_user.clear();
+    assert_eq!(settings.validate().unwrap_err().field, "smtp user");
+
+    let mut google = ServerSettings::preset(Provider::Google);
+    google.smtp_user = "orders@example.com".to_owned();
+    google.validate().unwrap();
+    google.shared_mailbox = true;
+    let error = google.validate().unwrap_err();
+    assert_eq!(error.field, "shared mailbox");
+    assert!(
+        error.problem.starts_with("the Gmail API sends only from"),
+        "{error}"
+    );
+
+    let mut password = password_account();
+    password.shared_mailbox = true;
+    let error = password.validate().unwrap_err();
+    assert_eq!(error.field, "shared mailbox");
+    assert!(error.problem.starts_with("a password account"), "{error}");
+}
+
+#[test]
+fn an_oauth_account_has_an_address_and_no_password() {
+    let mut settings = microsoft_account();
+    settings.smtp_user = "orders".to_owned();
+    assert_eq!(settings.validate().unwrap_err().field, "smtp user");
+    let mut settings = microsoft_account();
+    settings.password = Some(Secret::new("hunter2"));
+    let error = settings.validate().unwrap_err();
+    assert_eq!(error.field, "password");
+    assert_eq!(
+        error.problem,
+        "a microsoft account signs in with OAuth and has no password"
+    );
+    assert_eq!(
+        error.remedy(),
+        Some(&Remedy::SignIn {
+            account: None,
+            browser_only: false
+        })
+    );
+}
+
+#[test]
+fn a_password_accounts_user_has_at_most_254_characters() {
+    let mut settings = password_account();
+    settings.smtp_user = "u".repeat(254);
+    settings.validate().unwrap();
+    settings.smtp_user = "u".repeat(255);
+    let error = settings.validate().unwrap_err();
+    assert_eq!(
+        (error.field, error.problem.as_str()),
+        ("smtp user", "is too long")
+    );
+    let mut settings = password_account();
+    settings.password = Some(Secret::new("hunter\n2"));
+    assert_eq!(settings.validate().unwrap_err().field, "password");
+}
+
+#[test]
+fn an_empty_change_names_nothing() {
+    assert!(ServerSettingsChange::default().is_empty());
+    let change = ServerSettingsChange {
+        port: Some(25),
+        ..Default::default()
+    };
+    assert!(!change.is_empty());
+    let error = ServerSettingsChange::default().apply(None).unwrap_err();
+    assert_eq!(error.field, "provider");
+}
+
+#[test]
+fn naming_the_same_provider_keeps_the_settings() {
+    let mut current = microsoft_account();
+    current.host = "smtp-mail.outlook.com".to_owned();
+    current.port = 25;
+    let applied = ServerSettingsChange {
+        provider: Some(Provider::Microsoft),
+        ..Default::default()
+    }
+    .apply(Some(&current))
+    .unwrap();
+    assert_eq!(applied.settings, current);
+    assert!(applied.notices.is_empty());
+}
+
+#[test]
+fn a_provider_change_keeps_the_user_and_only_what_the_new_provider_takes() {
+    let mut shared = microsoft_account();
+    shared.shared_mailbox = true;
+    // To a password server: no shared mailbox, the user stays, no password to drop.
+    let applied = ServerSettingsChange {
+        provider: Some(Provider::None),
+        host: Some(" relay.example.net ".to_owned()),
+        ..Default::default()
+    }
+    .apply(Some(&shared))
+    .unwrap();
+    assert!(!applied.settings.shared_mailbox);
+    assert_eq!(applied.settings.host, "relay.example.net");
+    assert_eq!(applied.settings.smtp_user, "orders@contoso.example");
+    assert!(applied.settings.password.is_none());
+    assert!(applied.notices.is_empty(), "{:?}", applied.notices);
+    assert_eq!(applied.settings.token_identity, None);
+
+    // A password account moving to OAuth loses its password, with a notice; moving back
+    // to a password server, with no password to drop, gives none.
+    let current = password_account();
+    let applied = ServerSettingsChange {
+        provider: Some(Provider::Microsoft),
+        smtp_user: Some("orders@contoso.example".to_owned()),
+        ..Default::default()
+    }
+    .apply(Some(&current))
+    .unwrap();
+    assert!(applied.settings.password.is_none());
+    assert_eq!(applied.notices.len(), 1);
+    let back = ServerSettingsChange {
+        provider: Some(Provider::None),
+        host: Some("mail.example.net".to_owned()),
+        ..Default::default()
+    }
+    .apply(Some(&applied.settings))
+    .unwrap();
+    assert!(back.notices.is_empty());
+}
+
+#[test]
+fn a_provider_change_to_another_oauth_provider_keeps_a_shared_mailbox() {
+    let mut shared = microsoft_account();
+    shared.shared_mailbox = true;
+    shared.host = "smtp-mail.outlook.com".to_owned();
+    // Same kind of sign-in: the option stays, and the new preset replaces the host.
+    let mut unshared = shared.clone();
+    unshared.shared_mailbox = false;
+    let applied = ServerSettingsChange {
+        provider: Some(Provider::Google),
+        ..Default::default()
+    }
+    .apply(Some(&unshared))
+    .unwrap();
+    assert!(!applied.settings.shared_mailbox);
+    assert_eq!(applied.settings.host, "gmail.googleapis.com");
+    // Google refuses shared mailboxes, so carrying the option over is refused.
+    let error = ServerSettingsChange {
+        provider: Some(Provider::Google),
+        ..Default::default()
+    }
+    .apply(Some(&shared))
+    .unwrap_err();
+    assert_eq!(error.field, "shared mailbox");
+}
+
+#[test]
+fn a_new_smtp_user_forgets_the_sign_in_but_a_change_of_case_does_not() {
+    let current = microsoft_account();
+    let same = ServerSettingsChange {
+        smtp_user: Some(" Orders@Contoso.example ".to_owned()),
+        ..Default::default()
+    }
+    .apply(Some(&current))
+    .unwrap();
+    assert_eq!(same.settings.smtp_user, "Orders@Contoso.example");
+    assert_eq!(same.settings.token_identity.as_deref(), Some("oid:t:o"));
+    let other = ServerSettingsChange {
+        smtp_user: Some("sales@contoso.example".to_owned()),
+        ..Default::default()
+    }
+    .apply(Some(&current))
+    .unwrap();
+    assert_eq!(other.settings.token_identity, None);
+}
+
+#[test]
+fn only_the_settings_given_are_reported_as_ignored() {
+    let applied = ServerSettingsChange {
+        provider: Some(Provider::Google),
+        timeout_ms: Some(5_000),
+        ..Default::default()
+    }
+    .apply(None)
+    .unwrap();
+    let ignored: Vec<&str> = applied.ignored.iter().map(|i| i.setting).collect();
+    assert_eq!(ignored, ["timeout"]);
+    let applied = ServerSettingsChange {
+        provider: Some(Provider::Google),
+        ..Default::default()
+    }
+    .apply(None)
+    .unwrap();
+    assert!(applied.ignored.is_empty());
+}
