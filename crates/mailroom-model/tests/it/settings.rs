@@ -184,6 +184,8 @@ fn a_provider_change_to_another_oauth_provider_keeps_a_shared_mailbox() {
     .unwrap();
     assert!(!applied.settings.shared_mailbox);
     assert_eq!(applied.settings.host, "gmail.googleapis.com");
+    // It had no password, so nothing was removed and nothing is said about one.
+    assert!(applied.notices.is_empty(), "{:?}", applied.notices);
     // Google refuses shared mailboxes, so carrying the option over is refused.
     let error = ServerSettingsChange {
         provider: Some(Provider::Google),
