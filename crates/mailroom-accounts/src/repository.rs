@@ -4,8 +4,8 @@
 use chrono::Utc;
 use mailroom_crypto::{EncryptionKey, KeyRing, store};
 use mailroom_model::{
-    AccountId, AccountRef, Binding, CompanyAccount, FaxFormat, IgnoredSetting, Provider, Secret,
-    ServerSettings, ServerSettingsChange, TlsStartup, UserAccount,
+    AccountId, AccountRef, Binding, CompanyAccount, FaxFormat, IgnoredSetting, Provider, Route,
+    Secret, ServerSettings, ServerSettingsChange, TlsStartup, UserAccount,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -163,6 +163,8 @@ struct ServerRow {
     allow_plaintext_password: bool,
     shared_mailbox: bool,
     token_identity: Option<String>,
+    route: String,
+    large_attachments: bool,
     /// The seal over the columns that decide where the secret goes ([`settings_aad`]).
     settings_seal: Option<Vec<u8>>,
 }
@@ -183,6 +185,8 @@ macro_rules! server_row {
             allow_plaintext_password: $model.allow_plaintext_password,
             shared_mailbox: $model.shared_mailbox,
             token_identity: $model.token_identity,
+            route: $model.route,
+            large_attachments: $model.large_attachments,
             settings_seal: $model.settings_seal,
         }
     };
@@ -204,6 +208,8 @@ macro_rules! set_server_columns {
         $active.allow_plaintext_password = Set(row.allow_plaintext_password);
         $active.shared_mailbox = Set(row.shared_mailbox);
         $active.token_identity = Set(row.token_identity);
+        $active.route = Set(row.route);
+        $active.large_attachments = Set(row.large_attachments);
         $active.settings_seal = Set(row.settings_seal);
         $active.updated_at = Set(Utc::now());
     }};
@@ -244,6 +250,12 @@ fn settings_aad(account: AccountRef, row: &ServerRow) -> Vec<u8> {
     if let Some(identity) = &row.token_identity {
         aad.push_str("\ntoken_identity\n");
         aad.push_str(identity);
+    }
+    // Where the token goes: Microsoft Graph instead of the SMTP host. Only when not the
+    // default, for the same reason.
+    if row.route != Route::Smtp.as_str() {
+        aad.push_str("\nroute\n");
+        aad.push_str(&row.route);
     }
     aad.into_bytes()
 }
@@ -288,6 +300,8 @@ fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -
         allow_plaintext_password: settings.allow_plaintext_password,
         shared_mailbox: settings.shared_mailbox,
         token_identity: settings.token_identity.clone(),
+        route: settings.route.as_str().to_owned(),
+        large_attachments: settings.large_attachments,
         settings_seal: None,
     };
     row.settings_seal = Some(key.seal(b"", &settings_aad(account, &row)));
@@ -316,6 +330,10 @@ fn from_row(
             format!("`{}` is not a TLS startup method", row.tls_startup),
         )
     })?;
+    let route: Route = row
+        .route
+        .parse()
+        .map_err(|_| corrupt("route", format!("`{}` is not a route", row.route)))?;
     let port = u16::try_from(row.port)
         .map_err(|_| corrupt("port", format!("{} is out of range", row.port)))?;
     let timeout_ms = u32::try_from(row.timeout_ms)
@@ -339,6 +357,8 @@ fn from_row(
         allow_plaintext_password: row.allow_plaintext_password,
         shared_mailbox: row.shared_mailbox,
         token_identity: row.token_identity,
+        route,
+        large_attachments: row.large_attachments,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The command line, as clap parses it.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mailroom_model::{Binding, FaxFormat, Provider, TlsStartup, validate};
+use mailroom_model::{Binding, FaxFormat, Provider, Route, TlsStartup, validate};
 
 /// The workspace version, and the git commit when built from a checkout (set by
 /// `build.rs`; `MAILROOM_GIT_COMMIT` overrides the commit, e.g. for a build from
@@ -491,6 +491,17 @@ pub(crate) struct ServerOptions {
     /// it only the mailbox's own person may sign in for the account.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub(crate) shared_mailbox: Option<bool>,
+    /// How a Microsoft account's mail leaves: smtp (SMTP submission, the default) or graph
+    /// (Microsoft Graph's sendMail, for tenants where SMTP AUTH is off). The Graph route
+    /// signs in for Mail.Send (Mail.Send.Shared for a shared mailbox); sign in again after
+    /// switching when the current sign-in has not granted it.
+    #[arg(long, value_name = "ROUTE", value_parser = parse_route)]
+    pub(crate) route: Option<Route>,
+    /// Graph route: send messages over Graph's 4 MB request limit (up to 35 MB, Exchange
+    /// Online's default message size) as a draft with upload sessions. Needs the
+    /// Mail.ReadWrite permission, which the sign-in then asks for.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub(crate) large_attachments: Option<bool>,
 }
 
 /// Every name `--provider` accepts, the canonical ones first.
@@ -555,6 +566,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     d[a.len()][b.len()]
+}
+
+fn parse_route(text: &str) -> Result<Route, String> {
+    text.parse()
+        .map_err(|e: mailroom_model::ValidationError| e.to_string())
 }
 
 fn parse_tls_startup(text: &str) -> Result<TlsStartup, String> {

@@ -1,6 +1,6 @@
 //! What the CLI prints: views of accounts for text and JSON.
 
-use mailroom_model::{Binding, CompanyAccount, ServerSettings, UserAccount};
+use mailroom_model::{Binding, CompanyAccount, Route, ServerSettings, UserAccount};
 use serde::Serialize;
 
 /// An account's settings as shown to the user; never the password itself.
@@ -25,6 +25,10 @@ pub(crate) struct AccountView {
     pub(crate) allow_plaintext_password: bool,
     /// A shared mailbox: a person with rights on it signs in for it.
     pub(crate) shared_mailbox: bool,
+    /// How the mail leaves: smtp or graph.
+    pub(crate) route: &'static str,
+    /// Graph route: large messages through upload sessions (Mail.ReadWrite).
+    pub(crate) large_attachments: bool,
     pub(crate) fax_format: Option<String>,
     pub(crate) binding: Option<Binding>,
     /// Settings stored but ignored by this provider.
@@ -48,6 +52,8 @@ fn view(server: &ServerSettings, kind: &'static str) -> AccountView {
         allow_plaintext_loopback: server.allow_plaintext_loopback,
         allow_plaintext_password: server.allow_plaintext_password,
         shared_mailbox: server.shared_mailbox,
+        route: server.route.as_str(),
+        large_attachments: server.large_attachments,
         fax_format: None,
         binding: None,
         ignored: ServerSettings::ignored_settings(server.provider)
@@ -97,6 +103,20 @@ impl AccountView {
             lines.push(("Email Server ID", id.to_string()));
         }
         lines.push(("Provider", self.provider.to_owned()));
+        if self.route != Route::Smtp.as_str() {
+            lines.push((
+                "Route",
+                format!(
+                    "{} (Microsoft Graph sendMail; host, port and TLS settings are not used){}",
+                    self.route,
+                    if self.large_attachments {
+                        "; large attachments through upload sessions (Mail.ReadWrite)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
         lines.push(("Host", self.host.clone()));
         lines.push(("Port", self.port.to_string()));
         lines.push(("TLS", ignored("tls", self.tls.to_string())));
@@ -183,6 +203,7 @@ pub(crate) fn account_table(
     let header = [
         "ID",
         "Provider",
+        "Route",
         "Host",
         "Port",
         "TLS",
@@ -193,7 +214,7 @@ pub(crate) fn account_table(
         "Column Name",
         "Column Value",
     ];
-    let rows: Vec<[String; 11]> = accounts
+    let rows: Vec<[String; 12]> = accounts
         .iter()
         .map(|account| {
             let s = &account.server;
@@ -208,6 +229,7 @@ pub(crate) fn account_table(
             [
                 account.id.to_string(),
                 s.provider.to_string(),
+                s.route.to_string(),
                 s.host.clone(),
                 s.port.to_string(),
                 if s.tls { "yes" } else { "no" }.to_owned(),

@@ -83,6 +83,20 @@ pub(crate) fn command(remedy: &Remedy) -> String {
             "Set-CASMailbox -Identity {} -SmtpClientAuthenticationDisabled $false (Exchange Online PowerShell)",
             mailbox.as_deref().unwrap_or("<mailbox>")
         ),
+        Remedy::EnableSmtpAuthOrUseGraph { account, mailbox } => {
+            let change = match account {
+                Some(AccountRef::Company) => "mailroom company set --provider microsoft --route graph".to_owned(),
+                Some(AccountRef::User(id)) => {
+                    format!("mailroom account edit {id} --provider microsoft --route graph")
+                }
+                None => "mailroom account edit ID --provider microsoft --route graph".to_owned(),
+            };
+            format!(
+                "Set-CASMailbox -Identity {} -SmtpClientAuthenticationDisabled $false (Exchange Online PowerShell); or send through Microsoft Graph: {change}, then mailroom sign-in {}",
+                mailbox.as_deref().unwrap_or("<mailbox>"),
+                selector(account.as_ref())
+            )
+        }
         Remedy::GrantScope { account, scope } => format!(
             "mailroom sign-in {} (and grant {scope})",
             selector(account.as_ref())

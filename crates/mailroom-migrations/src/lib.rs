@@ -53,6 +53,7 @@ mod m20261204_000006_plaintext_password;
 mod m20261205_000007_outbox_chunks;
 mod m20261206_000008_redirect_uri;
 mod m20261207_000009_signed_in_identity;
+mod m20261208_000011_account_route;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_outbox_chunks::Migration),
             Box::new(m20261206_000008_redirect_uri::Migration),
             Box::new(m20261207_000009_signed_in_identity::Migration),
+            Box::new(m20261208_000011_account_route::Migration),
         ]
     }
 }

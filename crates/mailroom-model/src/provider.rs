@@ -85,6 +85,54 @@ impl TlsStartup {
     }
 }
 
+/// How a Microsoft account's mail leaves: SMTP submission (the setup guide's, the
+/// default) or Microsoft Graph's `sendMail`, for tenants where SMTP AUTH is off
+/// (security defaults, `SmtpClientAuthenticationDisabled`). Google accounts always send
+/// through the Gmail API and password accounts through their SMTP server: both are `Smtp`
+/// here, the one route they have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// The provider's own route: SMTP submission (Microsoft, password servers) or the
+    /// Gmail API (Google).
+    #[default]
+    Smtp,
+    /// Microsoft Graph (`POST /users/{mailbox}/sendMail`); Microsoft accounts only.
+    Graph,
+}
+
+impl Route {
+    /// The stable lowercase name used in the CLI and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Smtp => "smtp",
+            Route::Graph => "graph",
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Route {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "smtp" => Ok(Route::Smtp),
+            "graph" => Ok(Route::Graph),
+            _ => Err(ValidationError::new(
+                "route",
+                format!("`{}` is not a route", text.escape_debug()),
+                "use smtp or graph",
+            )),
+        }
+    }
+}
+
 impl fmt::Display for TlsStartup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -81,6 +81,16 @@ pub enum Remedy {
         /// The mailbox, when known.
         mailbox: Option<String>,
     },
+    /// SMTP AUTH is disabled for the mailbox (or its tenant): an Exchange administrator
+    /// enables it, or the account sends through Microsoft Graph instead (provider
+    /// microsoft, route graph), which needs no SMTP AUTH, after a sign-in that grants
+    /// `Mail.Send`.
+    EnableSmtpAuthOrUseGraph {
+        /// The account, when known.
+        account: Option<AccountRef>,
+        /// The mailbox, when known.
+        mailbox: Option<String>,
+    },
     /// Sign in again and grant the permission (scope) the send needs.
     GrantScope {
         /// The account, when known.
@@ -152,6 +162,13 @@ impl Remedy {
             } => Remedy::GrantScope {
                 account: Some(known),
                 scope,
+            },
+            Remedy::EnableSmtpAuthOrUseGraph {
+                account: None,
+                mailbox,
+            } => Remedy::EnableSmtpAuthOrUseGraph {
+                account: Some(known),
+                mailbox,
             },
             other => other,
         }
@@ -230,6 +247,12 @@ impl fmt::Display for Remedy {
             Remedy::EnableSmtpAuth { mailbox: None } => {
                 f.write_str("an Exchange administrator enables SMTP AUTH for the mailbox")
             }
+            Remedy::EnableSmtpAuthOrUseGraph { account, mailbox } => write!(
+                f,
+                "an Exchange administrator enables SMTP AUTH for the mailbox{}, or {} sends through Microsoft Graph instead (provider microsoft, route graph; no SMTP AUTH needed) after a sign-in that grants Mail.Send",
+                mailbox.as_ref().map(|m| format!(" {m}")).unwrap_or_default(),
+                the_account(account.as_ref())
+            ),
             Remedy::GrantScope { account, scope } => write!(
                 f,
                 "sign in again for {} and grant the permission {scope}",
@@ -321,6 +344,15 @@ mod tests {
             }
             .to_string(),
             "an Exchange administrator enables SMTP AUTH for the mailbox orders@contoso.example"
+        );
+        let graph = Remedy::EnableSmtpAuthOrUseGraph {
+            account: None,
+            mailbox: Some("orders@contoso.example".into()),
+        }
+        .for_account(AccountRef::User(4));
+        assert_eq!(
+            graph.to_string(),
+            "an Exchange administrator enables SMTP AUTH for the mailbox orders@contoso.example, or account 4 sends through Microsoft Graph instead (provider microsoft, route graph; no SMTP AUTH needed) after a sign-in that grants Mail.Send"
         );
     }
 

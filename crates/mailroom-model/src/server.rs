@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::validate::{self, ValidationError};
-use crate::{Provider, Remedy, Secret, TlsStartup};
+use crate::{Provider, Remedy, Route, Secret, TlsStartup};
 
 /// The default SMTP timeout of the setup guide, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u32 = 100_000;
@@ -54,6 +54,13 @@ pub struct ServerSettings {
     /// SMTP user clears it (that sign-in was for another mailbox). `None`: the sign-in
     /// stored under the SMTP user's address, as before identities were kept.
     pub token_identity: Option<String>,
+    /// How the mail leaves: SMTP (the default) or, for Microsoft accounts, Microsoft Graph.
+    pub route: Route,
+    /// The Graph route may send messages too large for one request (Graph's 4 MB request
+    /// limit) as a draft with upload sessions, which needs the `Mail.ReadWrite` permission
+    /// on top of `Mail.Send`; off, such a message is refused before any request and the
+    /// sign-in asks for `Mail.Send` only. Graph route only.
+    pub large_attachments: bool,
 }
 
 /// A setting a provider ignores, with the reason; reported, never silently dropped.
@@ -91,6 +98,8 @@ impl ServerSettings {
             allow_plaintext_password: false,
             shared_mailbox: false,
             token_identity: None,
+            route: Route::Smtp,
+            large_attachments: false,
         }
     }
 
@@ -160,6 +169,27 @@ impl ServerSettings {
                 "give the shared mailbox's address as the SMTP user",
             ));
         }
+        if self.route == Route::Graph && self.provider != Provider::Microsoft {
+            return Err(ValidationError::new(
+                "route",
+                format!(
+                    "graph is a Microsoft route; a {} account sends {}",
+                    self.provider,
+                    match self.provider {
+                        Provider::Google => "through the Gmail API",
+                        _ => "through its SMTP server",
+                    }
+                ),
+                "use --route smtp, or provider microsoft",
+            ));
+        }
+        if self.large_attachments && self.route != Route::Graph {
+            return Err(ValidationError::new(
+                "large attachments",
+                "applies to the Graph route only (SMTP takes a message up to the server's size limit in one piece)",
+                "turn large attachments off, or use --route graph",
+            ));
+        }
         if self.provider.uses_oauth() {
             if !self.smtp_user.is_empty() {
                 validate::parse_address("smtp user", &self.smtp_user)?;
@@ -219,6 +249,10 @@ pub struct ServerSettingsChange {
     pub allow_plaintext_password: Option<bool>,
     /// Mark or unmark the account as a shared mailbox.
     pub shared_mailbox: Option<bool>,
+    /// A new route (Microsoft accounts: SMTP or Graph).
+    pub route: Option<Route>,
+    /// Allow or forbid large messages on the Graph route (needs `Mail.ReadWrite`).
+    pub large_attachments: Option<bool>,
 }
 
 /// The settings after a change, with what the change could not take effect on.
@@ -252,6 +286,15 @@ impl ServerSettingsChange {
                 let mut preset = ServerSettings::preset(provider);
                 preset.smtp_user = current.smtp_user.clone();
                 preset.shared_mailbox = current.shared_mailbox && provider.uses_oauth();
+                if current.route != Route::Smtp && provider != Provider::Microsoft {
+                    notices.push(format!(
+                        "the route is smtp now: {provider} accounts have no {} route",
+                        current.route
+                    ));
+                } else {
+                    preset.route = current.route;
+                    preset.large_attachments = current.large_attachments;
+                }
                 if current.password.is_some() && provider.uses_oauth() {
                     notices.push(format!(
                         "the stored password was removed: {provider} accounts sign in with OAuth"
@@ -304,6 +347,16 @@ impl ServerSettingsChange {
         }
         if let Some(shared) = self.shared_mailbox {
             settings.shared_mailbox = shared;
+        }
+        if let Some(route) = self.route {
+            settings.route = route;
+            if route != Route::Graph && self.large_attachments.is_none() {
+                // Large attachments belong to the Graph route; leaving it turns them off.
+                settings.large_attachments = false;
+            }
+        }
+        if let Some(large) = self.large_attachments {
+            settings.large_attachments = large;
         }
         settings.validate()?;
 

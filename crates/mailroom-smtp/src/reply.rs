@@ -409,8 +409,11 @@ pub(crate) fn map_reply(stage: &Stage, reply: &Reply, user: &str) -> TransportEr
         (535, "5.7.139") if reply.contains("SmtpClientAuthentication") => (
             Kind::AccountConfiguration,
             format!("smtp authentication (SMTP AUTH) is disabled for {user} or its tenant"),
-            SMTP_AUTH_ENABLE.to_owned(),
-            enable_smtp_auth,
+            format!("{SMTP_AUTH_ENABLE}; or send through Microsoft Graph instead (route graph), which needs no SMTP AUTH"),
+            Some(Remedy::EnableSmtpAuthOrUseGraph {
+                account: None,
+                mailbox: Some(user.to_owned()),
+            }),
         ),
         (535, "5.7.139") if reply.contains("basic authentication is disabled") => (
             Kind::AccountConfiguration,
@@ -748,6 +751,44 @@ mod tests {
                 Some(&Remedy::SwitchToOAuth { account: None })
             );
         }
+    }
+
+    /// The two 5.7.139 replies Exchange Online sends (SupportArticles-docs
+    /// `smtp-submission-improvements.md`, OfficeDocs-Exchange `authenticated-client-smtp-submission.md`):
+    /// basic authentication switched off asks for OAuth; SMTP AUTH switched off for the
+    /// mailbox or tenant asks to enable it, or to leave SMTP for Microsoft Graph.
+    #[test]
+    fn smtp_auth_disabled_offers_the_graph_route() {
+        let error = map_reply(
+            &Stage::Authenticate,
+            &reply(
+                "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.",
+            ),
+            "box@example.com",
+        );
+        assert_eq!(error.kind(), TransportErrorKind::AccountConfiguration);
+        assert_eq!(
+            error.remedy(),
+            Some(&Remedy::EnableSmtpAuthOrUseGraph {
+                account: None,
+                mailbox: Some("box@example.com".to_owned()),
+            })
+        );
+        assert!(
+            error
+                .remediation()
+                .unwrap_or_default()
+                .contains("route graph")
+        );
+        let basic = map_reply(
+            &Stage::Authenticate,
+            &reply("535 5.7.139 Authentication unsuccessful, basic authentication is disabled."),
+            "box@example.com",
+        );
+        assert_eq!(
+            basic.remedy(),
+            Some(&Remedy::SwitchToOAuth { account: None })
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct Model {
     pub allow_plaintext_password: bool,
     pub shared_mailbox: bool,
     pub token_identity: Option<String>,
+    pub route: String,
+    pub large_attachments: bool,
     pub version: i64,
     pub updated_at: DateTimeUtc,
     pub business_object: Option<String>,

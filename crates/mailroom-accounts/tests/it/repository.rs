@@ -2,7 +2,7 @@
 
 use mailroom_accounts::{BindingChange, Error};
 use mailroom_crypto::KeyRing;
-use mailroom_model::{Binding, FaxFormat, Provider, ServerSettingsChange, TlsStartup};
+use mailroom_model::{Binding, FaxFormat, Provider, Route, ServerSettingsChange, TlsStartup};
 use mailroom_testkit::{TestDatabase, on_both_backends};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
@@ -19,6 +19,7 @@ on_both_backends!(
     settings_default_to_sign_in_allowed,
     a_rolled_back_transaction_leaves_nothing,
     google_reports_ignored_settings_and_keeps_its_host,
+    the_route_round_trips_and_is_sealed,
 );
 
 async fn column_bytes(db: &TestDatabase, sql: &str) -> Vec<u8> {
@@ -490,5 +491,62 @@ async fn google_reports_ignored_settings_and_keeps_its_host(db: &TestDatabase) {
     assert_eq!(
         repo.user_account(saved.account.id).await.unwrap(),
         saved.account
+    );
+}
+
+/// The Graph route is stored and read back, and it is inside the settings seal (it decides
+/// where the token goes): a row switched back to SMTP in the database, without the key,
+/// is refused once seals are required.
+async fn the_route_round_trips_and_is_sealed(db: &TestDatabase) {
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    let change = ServerSettingsChange {
+        route: Some(Route::Graph),
+        large_attachments: Some(true),
+        ..microsoft("orders@contoso.example")
+    };
+    let id = repo
+        .add_user_account(&change, None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    let stored = repo.user_account(id).await.unwrap();
+    assert_eq!(stored.server.route, Route::Graph);
+    assert!(stored.server.large_attachments);
+    let plain = repo
+        .add_user_account(&microsoft("sa@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    assert_eq!(
+        repo.user_account(plain).await.unwrap().server.route,
+        Route::Smtp
+    );
+
+    mailroom_crypto::store::mark_settings_sealed(&db.db, key.primary())
+        .await
+        .unwrap();
+    repo.user_account(id).await.unwrap();
+    db.db
+        .execute_unprepared(&format!(
+            "UPDATE user_account SET route = 'smtp', large_attachments = false WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    let refused = repo.user_account(id).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::SettingsAltered { .. }),
+        "{refused:?}"
+    );
+    // The schema takes only the two routes.
+    assert!(
+        db.db
+            .execute_unprepared(&format!(
+                "UPDATE user_account SET route = 'rest' WHERE id = {plain}"
+            ))
+            .await
+            .is_err()
     );
 }

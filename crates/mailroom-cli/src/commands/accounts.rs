@@ -386,6 +386,8 @@ pub(crate) fn server_change(options: &ServerOptions) -> Result<ServerSettingsCha
         allow_plaintext_loopback: options.allow_plaintext_loopback,
         allow_plaintext_password: options.allow_plaintext_password,
         shared_mailbox: options.shared_mailbox,
+        route: options.route,
+        large_attachments: options.large_attachments,
     })
 }
 

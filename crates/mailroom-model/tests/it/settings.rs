@@ -1,6 +1,6 @@
 //! Server settings: what `validate` refuses, and what a change keeps, clears and reports.
 
-use mailroom_model::{Provider, Remedy, Secret, ServerSettings, ServerSettingsChange};
+use mailroom_model::{Provider, Remedy, Route, Secret, ServerSettings, ServerSettingsChange};
 
 fn password_account() -> ServerSettings {
     ServerSettingsChange {
@@ -234,4 +234,94 @@ fn only_the_settings_given_are_reported_as_ignored() {
     .apply(None)
     .unwrap();
     assert!(applied.ignored.is_empty());
+}
+
+#[test]
+fn the_graph_route_is_microsofts_and_large_attachments_need_it() {
+    let mut settings = microsoft_account();
+    assert_eq!(
+        settings.route,
+        Route::Smtp,
+        "the guide's route is the default"
+    );
+    settings.large_attachments = true;
+    let error = settings.validate().unwrap_err();
+    assert_eq!(error.field, "large attachments");
+    settings.route = Route::Graph;
+    settings.validate().unwrap();
+
+    for (mut other, says) in [
+        (
+            ServerSettings::preset(Provider::Google),
+            "through the Gmail API",
+        ),
+        (password_account(), "through its SMTP server"),
+    ] {
+        other.smtp_user = "orders@example.com".to_owned();
+        other.route = Route::Graph;
+        let error = other.validate().unwrap_err();
+        assert_eq!(error.field, "route");
+        assert!(error.problem.ends_with(says), "{error}");
+    }
+}
+
+#[test]
+fn a_route_change_keeps_or_clears_large_attachments() {
+    let graph = ServerSettingsChange {
+        route: Some(Route::Graph),
+        large_attachments: Some(true),
+        ..Default::default()
+    }
+    .apply(Some(&microsoft_account()))
+    .unwrap()
+    .settings;
+    assert_eq!((graph.route, graph.large_attachments), (Route::Graph, true));
+    assert_eq!(
+        graph.token_identity.as_deref(),
+        Some("oid:t:o"),
+        "a route change keeps the sign-in: one sign-in serves both routes"
+    );
+    let back = ServerSettingsChange {
+        route: Some(Route::Smtp),
+        ..Default::default()
+    }
+    .apply(Some(&graph))
+    .unwrap();
+    assert_eq!(back.settings.route, Route::Smtp);
+    assert!(
+        !back.settings.large_attachments,
+        "belongs to the Graph route"
+    );
+
+    let refused = ServerSettingsChange {
+        route: Some(Route::Smtp),
+        large_attachments: Some(true),
+        ..Default::default()
+    }
+    .apply(Some(&graph))
+    .unwrap_err();
+    assert_eq!(refused.field, "large attachments");
+
+    let google = ServerSettingsChange {
+        provider: Some(Provider::Google),
+        ..Default::default()
+    }
+    .apply(Some(&graph))
+    .unwrap();
+    assert_eq!(google.settings.route, Route::Smtp);
+    assert!(!google.settings.large_attachments);
+    assert_eq!(
+        google.notices,
+        ["the route is smtp now: google accounts have no graph route"]
+    );
+}
+
+#[test]
+fn routes_parse_from_their_names() {
+    assert_eq!(" Graph ".parse::<Route>().unwrap(), Route::Graph);
+    assert_eq!("smtp".parse::<Route>().unwrap(), Route::Smtp);
+    assert_eq!(Route::Graph.to_string(), "graph");
+    let error = "rest".parse::<Route>().unwrap_err();
+    assert_eq!(error.field, "route");
+    assert_eq!(error.problem, "`rest` is not a route");
 }
