@@ -257,6 +257,16 @@ pub(crate) struct AppSetArgs {
     /// Gmail API base URL override (Google only), for proxies and tests.
     #[arg(long, value_name = "URL")]
     pub(crate) gmail_api_url: Option<String>,
+    /// Microsoft cloud (Microsoft only): global (login.microsoftonline.com,
+    /// graph.microsoft.com), usgov (GCC High: login.microsoftonline.us, graph.microsoft.us),
+    /// usgov-dod (login.microsoftonline.us, dod-graph.microsoft.us) or china
+    /// (login.chinacloudapi.cn, microsoftgraph.chinacloudapi.cn). Sets the default
+    /// endpoints, issuer and Graph URL; overrides still win.
+    #[arg(long, value_name = "CLOUD", value_parser = ["global", "usgov", "usgov-dod", "china"])]
+    pub(crate) cloud: Option<String>,
+    /// Microsoft Graph base URL override (Microsoft only), for proxies and tests.
+    #[arg(long, value_name = "URL")]
+    pub(crate) graph_api_url: Option<String>,
     /// Forget every endpoint override and use the provider's real endpoints.
     #[arg(long)]
     pub(crate) default_endpoints: bool,

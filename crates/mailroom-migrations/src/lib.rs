@@ -27,7 +27,7 @@
 //!     .collect::<Result<_, _>>()?;
 //! for table in [
 //!     "company_account", "user_account", "setting", "key_check", // mailroom-accounts
-//!     "oauth_app", "oauth_token",                                // mailroom-tokens
+//!     "oauth_app", "oauth_token", "oauth_access_token",          // mailroom-tokens
 //!     "outbox_message", "outbox_chunk",                          // mailroom (the outbox)
 //! ] {
 //!     assert!(tables.iter().any(|name| name == table), "{table}");
@@ -53,6 +53,7 @@ mod m20261204_000006_plaintext_password;
 mod m20261205_000007_outbox_chunks;
 mod m20261206_000008_redirect_uri;
 mod m20261207_000009_signed_in_identity;
+mod m20261208_000010_resource_tokens;
 mod m20261208_000011_account_route;
 
 /// Every migration, oldest first.
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_outbox_chunks::Migration),
             Box::new(m20261206_000008_redirect_uri::Migration),
             Box::new(m20261207_000009_signed_in_identity::Migration),
+            Box::new(m20261208_000010_resource_tokens::Migration),
             Box::new(m20261208_000011_account_route::Migration),
         ]
     }

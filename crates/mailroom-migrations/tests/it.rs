@@ -11,13 +11,14 @@ on_both_backends!(
     the_newest_migrations_roll_back_and_apply_again,
 );
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "company_account",
     "user_account",
     "setting",
     "key_check",
     "oauth_app",
     "oauth_token",
+    "oauth_access_token",
     "outbox_message",
 ];
 

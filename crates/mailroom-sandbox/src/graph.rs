@@ -15,8 +15,9 @@
 //!   `nextExpectedRanges`; `DELETE` cancels the session (`concepts/outlook-large-attachments`).
 //!
 //! Bearer tokens are checked against the authority (Microsoft style; `Mail.Send` to send,
-//! `Mail.ReadWrite` for drafts; `/me` is the token's user, `/users/{id}` must be the user
-//! or a mailbox they may send as, named by its address: the sandbox knows no object ids;
+//! `Mail.ReadWrite` for drafts, as the token's user; another mailbox needs
+//! `Mail.Send.Shared` / `Mail.ReadWrite.Shared`; `/me` is the token's user, `/users/{id}`
+//! must be the user or a mailbox they may send as, named by its address: the sandbox knows no object ids;
 //! an app-only token with Graph's `.default` scope may use any mailbox, not `/me`). Every answer carries a `request-id` and echoes the
 //! `client-request-id`; failures carry Graph's error JSON (`concepts/errors.md`). A sent
 //! message is stored as one `.eml`: the MIME exactly as received, a JSON message as built
@@ -40,8 +41,8 @@ use serde_json::{Value, json};
 
 use crate::Style;
 use crate::authority::{
-    GRAPH_APP_SCOPE, GRAPH_MAIL_READ_WRITE_SCOPES, GRAPH_MAIL_SEND_SCOPES,
-    GRAPH_MAIL_SEND_SHARED_SCOPES, TokenCheck,
+    GRAPH_APP_SCOPE, GRAPH_MAIL_READ_WRITE_SCOPES, GRAPH_MAIL_READ_WRITE_SHARED_SCOPES,
+    GRAPH_MAIL_SEND_SCOPES, GRAPH_MAIL_SEND_SHARED_SCOPES, TokenCheck,
 };
 use crate::http::{AppState, ConnectionSwitch};
 use crate::mailbox::{Arrival, ReceivedBy, header_value};
@@ -396,12 +397,23 @@ fn authenticate(
         Some(user) => user.to_owned(),
     };
     let own = mailbox.eq_ignore_ascii_case(&address);
-    let permitted = match need {
-        Need::Send => {
+    // Delegated permissions (microsoft-graph-docs `api-reference/v1.0/api/user-sendmail.md`
+    // and `message-send.md`, "Permissions"; `permissions-reference.md`): `Mail.Send` sends
+    // as the signed-in user only; another mailbox (a shared one) needs `Mail.Send.Shared`,
+    // which covers the user's own too ("send mail as the signed-in user, including on
+    // behalf of others"). Drafts: `Mail.ReadWrite`, or `Mail.ReadWrite.Shared` for another
+    // mailbox.
+    let permitted = match (need, own) {
+        (Need::Send, true) => {
             info.has_any_scope(GRAPH_MAIL_SEND_SCOPES)
-                || (!own && info.has_any_scope(GRAPH_MAIL_SEND_SHARED_SCOPES))
+                || info.has_any_scope(GRAPH_MAIL_SEND_SHARED_SCOPES)
         }
-        Need::ReadWrite => info.has_any_scope(GRAPH_MAIL_READ_WRITE_SCOPES),
+        (Need::Send, false) => info.has_any_scope(GRAPH_MAIL_SEND_SHARED_SCOPES),
+        (Need::ReadWrite, true) => {
+            info.has_any_scope(GRAPH_MAIL_READ_WRITE_SCOPES)
+                || info.has_any_scope(GRAPH_MAIL_READ_WRITE_SHARED_SCOPES)
+        }
+        (Need::ReadWrite, false) => info.has_any_scope(GRAPH_MAIL_READ_WRITE_SHARED_SCOPES),
     };
     if !permitted || !state.authority.may_send_as(&address, &mailbox) {
         return Err(denied());

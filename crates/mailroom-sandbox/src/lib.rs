@@ -31,7 +31,8 @@
 //! - Microsoft Graph (base URL [`Endpoints::graph_api`]): `sendMail` (base64 MIME or
 //!   JSON), drafts, attachments, upload sessions (pre-authenticated URL, chunks of at most
 //!   4 MiB in order), `send`; tokens checked (`Mail.Send`, `Mail.ReadWrite` for drafts,
-//!   `/me` or a mailbox the user may send as), Graph's error JSON, `request-id` headers.
+//!   `.Shared` for a mailbox other than the user's, `/me` or a mailbox the user may send
+//!   as), Graph's error JSON, `request-id` headers.
 //!   Test hooks on [`GraphControl`] ([`Sandbox::graph`]): a 429 with `Retry-After`, a 503,
 //!   a dropped upload chunk.
 //!

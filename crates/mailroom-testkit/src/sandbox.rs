@@ -6,7 +6,8 @@ use mailroom_sandbox::Sandbox;
 use mailroom_tokens::registration::EndpointOverrides;
 
 /// Every endpoint of `provider`'s style of the sandbox: authorize, token, device,
-/// revocation (where the style has one), issuer, and for Google the Gmail API.
+/// revocation (where the style has one), issuer, for Google the Gmail API and for
+/// Microsoft the Graph look-alike.
 pub fn endpoint_overrides(sandbox: &Sandbox, provider: Provider) -> EndpointOverrides {
     let endpoints = sandbox.endpoints();
     let oauth = match provider {
@@ -20,6 +21,7 @@ pub fn endpoint_overrides(sandbox: &Sandbox, provider: Provider) -> EndpointOver
         revoke_url: oauth.revoke.clone(),
         issuer: Some(oauth.issuer.clone()),
         gmail_api_url: (provider == Provider::Google).then(|| endpoints.gmail_api.clone()),
+        graph_api_url: (provider == Provider::Microsoft).then(|| endpoints.graph_api.clone()),
         redirect_uri: None,
     }
 }

@@ -51,10 +51,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     revoke_url: None,
                     issuer: Some(microsoft.issuer.clone()),
                     gmail_api_url: None,
+                    graph_api_url: None,
                     redirect_uri: None,
                 },
                 reset_endpoints: true,
                 reset_redirect_uri: false,
+                cloud: None,
             },
         )
         .await?;
@@ -106,6 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The sign-in is stored under the person (oid + tid), and an account records it:
         // the facade keeps this in the account's settings.
         token_identity: Some(stored.key.identity_key.clone()),
+        resource: Default::default(),
     };
     let refreshed = broker.force_refresh(&target).await?;
     if refreshed.version <= stored.version as u64 {

@@ -47,6 +47,92 @@ pub const GOOGLE_SCOPES: &[&str] = &[
 /// The default Gmail API base URL.
 pub const GMAIL_API_URL: &str = "https://gmail.googleapis.com";
 
+/// A Microsoft cloud: the global service or a national cloud, each with its own login
+/// and Microsoft Graph hosts (MicrosoftDocs/entra-docs
+/// `docs/identity-platform/authentication-national-cloud.md`; microsoft-graph-docs
+/// `concepts/deployments.md`). It sets the default authorize, token and device endpoints,
+/// the id_token issuer and the Graph base URL and scope host; each stays overridable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MicrosoftCloud {
+    /// The global service: `login.microsoftonline.com`, `graph.microsoft.com`.
+    #[default]
+    Global,
+    /// US Government L4 (GCC High): `login.microsoftonline.us`, `graph.microsoft.us`.
+    #[serde(rename = "usgov")]
+    UsGov,
+    /// US Government L5 (DoD): `login.microsoftonline.us`, `dod-graph.microsoft.us`.
+    #[serde(rename = "usgov-dod")]
+    UsGovDod,
+    /// Microsoft Azure operated by 21Vianet: `login.chinacloudapi.cn`,
+    /// `microsoftgraph.chinacloudapi.cn`.
+    China,
+}
+
+impl MicrosoftCloud {
+    /// Every cloud, in the order they are listed to a person.
+    pub const ALL: [MicrosoftCloud; 4] = [
+        MicrosoftCloud::Global,
+        MicrosoftCloud::UsGov,
+        MicrosoftCloud::UsGovDod,
+        MicrosoftCloud::China,
+    ];
+
+    /// Its stable name: `global`, `usgov`, `usgov-dod`, `china`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MicrosoftCloud::Global => "global",
+            MicrosoftCloud::UsGov => "usgov",
+            MicrosoftCloud::UsGovDod => "usgov-dod",
+            MicrosoftCloud::China => "china",
+        }
+    }
+
+    /// The Microsoft Entra login host of the cloud.
+    pub fn login_host(self) -> &'static str {
+        match self {
+            MicrosoftCloud::Global => "login.microsoftonline.com",
+            MicrosoftCloud::UsGov | MicrosoftCloud::UsGovDod => "login.microsoftonline.us",
+            MicrosoftCloud::China => "login.chinacloudapi.cn",
+        }
+    }
+
+    /// The Microsoft Graph base URL of the cloud, which is also the resource URI its Graph
+    /// scopes are written with (`https://graph.microsoft.us/Mail.Send`).
+    pub fn graph_url(self) -> &'static str {
+        match self {
+            MicrosoftCloud::Global => "https://graph.microsoft.com",
+            MicrosoftCloud::UsGov => "https://graph.microsoft.us",
+            MicrosoftCloud::UsGovDod => "https://dod-graph.microsoft.us",
+            MicrosoftCloud::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+}
+
+impl std::fmt::Display for MicrosoftCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for MicrosoftCloud {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> Result<Self, ValidationError> {
+        let text = text.trim();
+        MicrosoftCloud::ALL
+            .into_iter()
+            .find(|cloud| cloud.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "cloud",
+                    format!("`{text}` is not a Microsoft cloud"),
+                    "use global, usgov (GCC High), usgov-dod (DoD) or china",
+                )
+            })
+    }
+}
+
 /// An OAuth app registration. `Debug` never shows the client secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRegistration {
@@ -58,6 +144,9 @@ pub struct AppRegistration {
     pub client_secret: Option<Secret>,
     /// Microsoft's tenant (`organizations`, `common`, `consumers` or a tenant id).
     pub tenant: Option<String>,
+    /// Microsoft's cloud (always [`MicrosoftCloud::Global`] for Google): the hosts of the
+    /// default endpoints, the issuer and Microsoft Graph.
+    pub cloud: MicrosoftCloud,
     /// Overrides of the default endpoints.
     pub overrides: EndpointOverrides,
 }
@@ -78,6 +167,9 @@ pub struct EndpointOverrides {
     pub issuer: Option<String>,
     /// The Gmail API base URL (Google only).
     pub gmail_api_url: Option<Url>,
+    /// The Microsoft Graph base URL (Microsoft only); `None`: the cloud's
+    /// ([`MicrosoftCloud::graph_url`]). The scopes still name the cloud's Graph host.
+    pub graph_api_url: Option<Url>,
     /// The loopback redirect URI registered with the provider, without a port (the
     /// listener's port is always used); `None`: the provider's default
     /// ([`DEFAULT_MICROSOFT_REDIRECT_URI`], [`DEFAULT_GOOGLE_REDIRECT_URI`]). Parse it with
@@ -155,7 +247,8 @@ impl AppRegistration {
             },
             _ => {
                 let base = format!(
-                    "https://login.microsoftonline.com/{}/oauth2/v2.0",
+                    "https://{}/{}/oauth2/v2.0",
+                    self.cloud.login_host(),
                     self.tenant()
                 );
                 Endpoints {
@@ -190,7 +283,7 @@ impl AppRegistration {
                 "https://accounts.google.com".to_owned(),
                 "accounts.google.com".to_owned(),
             ],
-            _ => vec![format!("https://login.microsoftonline.com/{tid}/v2.0")],
+            _ => vec![format!("https://{}/{tid}/v2.0", self.cloud.login_host())],
         }
     }
 
@@ -235,6 +328,14 @@ impl AppRegistration {
             .gmail_api_url
             .clone()
             .unwrap_or_else(|| fixed_url(GMAIL_API_URL))
+    }
+
+    /// The Microsoft Graph base URL in effect: the override, else the cloud's.
+    pub fn graph_api_url(&self) -> Url {
+        self.overrides
+            .graph_api_url
+            .clone()
+            .unwrap_or_else(|| fixed_url(self.cloud.graph_url()))
     }
 }
 
@@ -363,7 +464,11 @@ pub struct AppChange {
     pub client_secret: Option<Option<Secret>>,
     /// A new Microsoft tenant.
     pub tenant: Option<String>,
-    /// Endpoint overrides to set.
+    /// A Microsoft cloud (Microsoft only): the hosts of the default endpoints and of
+    /// Microsoft Graph; endpoint overrides still win.
+    pub cloud: Option<MicrosoftCloud>,
+    /// Endpoint overrides to set (`graph_api_url` is Microsoft's, `gmail_api_url`
+    /// Google's).
     pub overrides: EndpointOverrides,
     /// Drop every endpoint override (back to the real endpoints) before applying others;
     /// the redirect URI stays.
@@ -413,6 +518,13 @@ fn settings_aad(model: &oauth_app::Model) -> Vec<u8> {
     if let Some(redirect_uri) = &model.redirect_uri {
         aad.extend_from_slice(format!("\nredirect_uri={redirect_uri}").as_bytes());
     }
+    // Like the redirect URI: named only when set, so older seals still open.
+    if let Some(cloud) = &model.cloud {
+        aad.extend_from_slice(format!("\ncloud={cloud}").as_bytes());
+    }
+    if let Some(graph_api_url) = &model.graph_api_url {
+        aad.extend_from_slice(format!("\ngraph_api_url={graph_api_url}").as_bytes());
+    }
     aad
 }
 
@@ -455,11 +567,18 @@ fn from_model(
         )),
         None => None,
     };
+    let cloud = match &model.cloud {
+        Some(text) => text
+            .parse()
+            .map_err(|_| Error::CorruptRow(format!("cloud `{text}` of an app registration")))?,
+        None => MicrosoftCloud::Global,
+    };
     Ok(AppRegistration {
         provider,
         client_id: model.client_id,
         client_secret,
         tenant: model.tenant,
+        cloud,
         overrides: EndpointOverrides {
             authorize_url: parse_stored_url("authorize url", model.authorize_url)?,
             token_url: parse_stored_url("token url", model.token_url)?,
@@ -467,6 +586,7 @@ fn from_model(
             revoke_url: parse_stored_url("revoke url", model.revoke_url)?,
             issuer: model.issuer,
             gmail_api_url: parse_stored_url("gmail api url", model.gmail_api_url)?,
+            graph_api_url: parse_stored_url("graph api url", model.graph_api_url)?,
             redirect_uri: parse_stored_url("redirect uri", model.redirect_uri)?,
         },
     })
@@ -554,6 +674,7 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
                 })?,
                 client_secret: None,
                 tenant: None,
+                cloud: MicrosoftCloud::Global,
                 overrides: EndpointOverrides::default(),
             },
         };
@@ -592,6 +713,17 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             }
             app.tenant = Some(tenant);
         }
+        if let Some(cloud) = change.cloud {
+            if provider != Provider::Microsoft {
+                return Err(ValidationError::new(
+                    "cloud",
+                    "applies to Microsoft only (Google has one cloud)",
+                    "leave --cloud out for Google",
+                )
+                .into());
+            }
+            app.cloud = cloud;
+        }
         if provider == Provider::Microsoft && app.tenant.is_none() && existing.is_none() {
             // A registration stored before the tenant was required keeps working (as
             // `organizations`); a new one names its tenant: a single-tenant app (the
@@ -622,6 +754,14 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             )
             .into());
         }
+        if o.graph_api_url.is_some() && provider != Provider::Microsoft {
+            return Err(ValidationError::new(
+                "graph api url",
+                "applies to Microsoft only",
+                "leave --graph-api-url out for Google",
+            )
+            .into());
+        }
         macro_rules! take {
             ($($field:ident),*) => { $( if o.$field.is_some() { app.overrides.$field = o.$field; } )* };
         }
@@ -635,7 +775,8 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             device_url,
             revoke_url,
             issuer,
-            gmail_api_url
+            gmail_api_url,
+            graph_api_url
         );
         if let Some(issuer) = &app.overrides.issuer {
             validate::check_text("issuer", issuer)?;
@@ -663,6 +804,11 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         active.issuer = Set(app.overrides.issuer.clone());
         active.gmail_api_url = Set(url_text(&app.overrides.gmail_api_url));
         active.redirect_uri = Set(url_text(&app.overrides.redirect_uri));
+        // The global cloud is stored as null, as on every row from before clouds.
+        let cloud_text =
+            (app.cloud != MicrosoftCloud::Global).then(|| app.cloud.as_str().to_owned());
+        active.cloud = Set(cloud_text.clone());
+        active.graph_api_url = Set(url_text(&app.overrides.graph_api_url));
         active.updated_at = Set(Utc::now());
         let columns = oauth_app::Model {
             provider: provider.as_str().to_owned(),
@@ -676,6 +822,8 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             issuer: app.overrides.issuer.clone(),
             gmail_api_url: url_text(&app.overrides.gmail_api_url),
             redirect_uri: url_text(&app.overrides.redirect_uri),
+            cloud: cloud_text,
+            graph_api_url: url_text(&app.overrides.graph_api_url),
             settings_seal: None,
             updated_at: Utc::now(),
         };
@@ -763,6 +911,8 @@ mod tests {
             gmail_api_url: None,
             settings_seal: None,
             redirect_uri: redirect_uri.map(str::to_owned),
+            cloud: None,
+            graph_api_url: None,
             updated_at: Utc::now(),
         }
     }
@@ -825,6 +975,7 @@ mod tests {
             client_id: "client".to_owned(),
             client_secret: Some(Secret::new("old")),
             tenant: None,
+            cloud: MicrosoftCloud::Global,
             overrides: EndpointOverrides::default(),
         };
         assert_eq!(app.redirect_uri_to_register(), "http://localhost");

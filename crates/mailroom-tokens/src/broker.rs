@@ -1,7 +1,8 @@
 //! `TokenBroker`: hands out valid access tokens for sends. A valid token comes from memory
 //! without a network call or database read; an expired one is refreshed once per expiry,
 //! by one task in the process (single flight) and one process on the database (a lease
-//! plus compare-and-swap on the row version).
+//! plus compare-and-swap on the row version). One sign-in (one refresh token) serves
+//! several resources (Outlook SMTP, Microsoft Graph), each with its own access token.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,12 +11,15 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use mailroom_crypto::KeyRing;
 use mailroom_model::{AccountRef, Clock, Provider, Secret, SignInPrompt, SignInRequest};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::app::{AppRegistration, Apps};
 use crate::error::SignInReason;
 use crate::oauth::{self, OAuthFailure, OAuthHttp};
-use crate::store::{RefreshedTokens, StoredToken, TokenKey, TokenStatus, TokenStore};
+use crate::resource::Resource;
+use crate::store::{
+    RefreshedTokens, ResourceAccessToken, StoredToken, TokenKey, TokenStatus, TokenStore,
+};
 use crate::{Error, Result};
 
 /// Tuning of the broker; the defaults suit production.
@@ -87,6 +91,8 @@ pub struct TokenTarget {
     /// The identity key of the sign-in it sends with (the account's `token_identity`);
     /// `None`: the sign-in stored under `address` (from before identities were kept).
     pub token_identity: Option<String>,
+    /// The resource the token is for (the account's route).
+    pub resource: Resource,
 }
 
 impl TokenTarget {
@@ -97,7 +103,14 @@ impl TokenTarget {
             provider: server.provider,
             address: server.smtp_user.clone(),
             token_identity: server.token_identity.clone(),
+            resource: Resource::Mail,
         }
+    }
+
+    /// The same target, its token being for `resource`.
+    pub fn with_resource(mut self, resource: Resource) -> Self {
+        self.resource = resource;
+        self
     }
 
     /// The key of the stored sign-in for this target under `tenant`.
@@ -116,8 +129,11 @@ impl TokenTarget {
 pub struct AccessToken {
     /// The token.
     pub secret: Secret,
-    /// The stored row's version: changes with every refresh (transports pool per version).
+    /// The stored row's version when this resource's token was written: changes with every
+    /// refresh of this resource (transports pool per version), not with another's.
     pub version: u64,
+    /// The resource it is for.
+    pub resource: Resource,
     /// When it expires.
     pub expires_at: DateTime<Utc>,
     /// The address it belongs to.
@@ -157,7 +173,7 @@ pub struct TokenBroker {
     config: BrokerConfig,
     owner: String,
     apps: Mutex<HashMap<Provider, AppRegistration>>,
-    cache: Mutex<HashMap<TokenKey, AccessToken>>,
+    cache: Mutex<HashMap<(TokenKey, &'static str), AccessToken>>,
     flights: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -223,21 +239,32 @@ impl TokenBroker {
         expires_at - chrono_duration(self.config.expiry_skew) > self.now()
     }
 
-    fn cached(&self, key: &TokenKey) -> Option<AccessToken> {
-        self.cache.lock().expect("cache lock").get(key).cloned()
+    fn cached(&self, key: &TokenKey, resource: Resource) -> Option<AccessToken> {
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .get(&(key.clone(), resource.storage_key()))
+            .cloned()
     }
 
-    fn remember(&self, key: &TokenKey, token: &StoredToken) -> AccessToken {
+    fn remember(
+        &self,
+        key: &TokenKey,
+        resource: Resource,
+        token: &StoredToken,
+        access: &ResourceAccessToken,
+    ) -> AccessToken {
         let access = AccessToken {
-            secret: token.access_token.clone(),
-            version: token.version as u64,
-            expires_at: token.expires_at,
+            secret: access.access_token.clone(),
+            version: access.version as u64,
+            expires_at: access.expires_at,
             address: token.address.clone(),
+            resource,
         };
         self.cache
             .lock()
             .expect("cache lock")
-            .insert(key.clone(), access.clone());
+            .insert((key.clone(), resource.storage_key()), access.clone());
         access
     }
 
@@ -265,7 +292,8 @@ impl TokenBroker {
         self.obtain(target, Some(rejected_version)).await
     }
 
-    /// Refreshes now, whatever the expiry (an administrator's explicit refresh).
+    /// Refreshes the target's resource now, whatever the expiry (an administrator's
+    /// explicit refresh).
     pub async fn force_refresh(&self, target: &TokenTarget) -> Result<AccessToken> {
         let app = self.app(target.provider).await?;
         let key = target.token_key(app.tenant());
@@ -322,18 +350,22 @@ impl TokenBroker {
             return Err(Self::sign_in_required(target, SignInReason::NoToken));
         }
         let app = self.app(target.provider).await?;
+        crate::signin::check_resource(&app, target.resource)?;
+        let resource = target.resource;
         let key = target.token_key(app.tenant());
         let acceptable = |token: &AccessToken| {
             self.fresh(token.expires_at)
                 && newer_than.is_none_or(|rejected| token.version > rejected)
         };
-        if let Some(token) = self.cached(&key).filter(|t| acceptable(t)) {
+        if let Some(token) = self.cached(&key, resource).filter(|t| acceptable(t)) {
             return Ok(token);
         }
+        // One flight per stored sign-in, whatever the resource: the lease is the row's,
+        // and this process's tasks share one lease owner.
         let flight = self.flight(&key);
         let _in_flight = flight.lock().await;
         // Whoever held the flight before us may have refreshed already.
-        if let Some(token) = self.cached(&key).filter(|t| acceptable(t)) {
+        if let Some(token) = self.cached(&key, resource).filter(|t| acceptable(t)) {
             return Ok(token);
         }
         let store = TokenStore::new(&self.db, &self.key);
@@ -352,9 +384,11 @@ impl TokenBroker {
                     },
                 ));
             }
-            let newer = newer_than.is_none_or(|rejected| stored.version as u64 > rejected);
-            if self.fresh(stored.expires_at) && newer {
-                return Ok(self.remember(&key, &stored));
+            if let Some(access) = stored.access_for(resource) {
+                let newer = newer_than.is_none_or(|rejected| access.version as u64 > rejected);
+                if self.fresh(access.expires_at) && newer {
+                    return Ok(self.remember(&key, resource, &stored, &access));
+                }
             }
             let now = self.now();
             if store
@@ -394,16 +428,33 @@ impl TokenBroker {
         stored: &StoredToken,
     ) -> Result<AccessToken> {
         let store = TokenStore::new(&self.db, &self.key);
+        let resource = target.resource;
         let Some(refresh_token) = stored.refresh_token.clone() else {
             store.release_lease(stored.id, &self.owner).await?;
             return Err(Self::sign_in_required(target, SignInReason::NoRefreshToken));
         };
+        let scopes = resource.scopes(app);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            tracing::debug!(provider = %key.provider, address = %stored.address, attempt, "refreshing access token");
-            match oauth::refresh(&self.http, app, &refresh_token).await {
+            tracing::debug!(provider = %key.provider, address = %stored.address, resource = %resource, attempt, "refreshing access token");
+            match oauth::refresh(&self.http, app, &scopes, &refresh_token).await {
                 Ok(issued) => {
+                    // A Graph token without the permission the route sends with would be
+                    // refused at every send: the grant lacks it, a sign-in must add it.
+                    if let Some(permission) = resource.missing_permission(app, &issued.scopes) {
+                        store.release_lease(stored.id, &self.owner).await?;
+                        return Err(Self::sign_in_required(
+                            target,
+                            SignInReason::PermissionNotGranted {
+                                permission,
+                                detail: format!(
+                                    "the token was granted: {}",
+                                    issued.scopes.join(" ")
+                                ),
+                            },
+                        ));
+                    }
                     let now = self.now();
                     let expires_at = now
                         + chrono_duration(issued.expires_in.unwrap_or(Duration::from_secs(3600)));
@@ -411,10 +462,18 @@ impl TokenBroker {
                     // none, and the old one stays valid.
                     let refresh_token = issued.refresh_token.as_ref().unwrap_or(&refresh_token);
                     let new = RefreshedTokens {
+                        resource,
                         access_token: &issued.access_token,
                         refresh_token: Some(refresh_token),
                         expires_at,
-                        scopes: (!issued.scopes.is_empty()).then(|| issued.scopes.join(" ")),
+                        // Without `scope` the answer granted what was asked (RFC 6749
+                        // §5.1); the row's own Outlook token then keeps its scopes, as
+                        // before resources.
+                        scopes: match (issued.scopes.is_empty(), resource) {
+                            (false, _) => Some(issued.scopes.join(" ")),
+                            (true, Resource::Mail) => None,
+                            (true, _) => Some(scopes.join(" ")),
+                        },
                     };
                     // The write asks the database's current key, then compares and swaps
                     // on the version: a rotation committed in between has bumped the
@@ -425,20 +484,41 @@ impl TokenBroker {
                     // tokens.
                     let mut base = stored.clone();
                     for _ in 0..3 {
-                        let written = store.complete_refresh(&base, &new, now).await?;
-                        let current = store
+                        // The row (rotated refresh token, version) and the resource's
+                        // access token land together or not at all.
+                        let transaction = self.db.begin().await?;
+                        let in_transaction = TokenStore::new(&transaction, &self.key);
+                        let written = in_transaction.complete_refresh(&base, &new, now).await?;
+                        let current = in_transaction
                             .load(key)
                             .await?
                             .ok_or_else(|| Self::sign_in_required(target, SignInReason::NoToken))?;
+                        transaction.commit().await?;
+                        let current_access = current.access_for(resource);
                         if written {
-                            tracing::info!(provider = %key.provider, address = %stored.address, version = current.version, "access token refreshed");
-                            return Ok(self.remember(key, &current));
+                            let access = current_access.ok_or_else(|| {
+                                Error::CorruptRow(
+                                    "a refreshed access token that was not stored".to_owned(),
+                                )
+                            })?;
+                            tracing::info!(provider = %key.provider, address = %stored.address, resource = %resource, version = current.version, "access token refreshed");
+                            return Ok(self.remember(key, resource, &current, &access));
                         }
                         let resealed_only = current.refresh_token.as_ref().map(Secret::expose)
                             == stored.refresh_token.as_ref().map(Secret::expose)
                             && current.status == TokenStatus::Valid;
                         if !resealed_only {
-                            return Ok(self.remember(key, &current));
+                            // Another process refreshed (its lease lapsed): use its token
+                            // of this resource when it has a fresh one; else store ours
+                            // over its row, keeping its refresh token.
+                            if let Some(access) =
+                                current_access.filter(|a| self.fresh(a.expires_at))
+                            {
+                                return Ok(self.remember(key, resource, &current, &access));
+                            }
+                            if current.status != TokenStatus::Valid {
+                                return Err(Self::sign_in_required(target, SignInReason::NoToken));
+                            }
                         }
                         base = current;
                     }
@@ -463,7 +543,10 @@ impl TokenBroker {
                                     None => detail,
                                 };
                             store.mark_revoked(stored, &detail, now).await?;
-                            self.cache.lock().expect("cache lock").remove(key);
+                            self.cache
+                                .lock()
+                                .expect("cache lock")
+                                .retain(|(cached, _), _| cached != key);
                             return Err(Self::sign_in_required(
                                 target,
                                 SignInReason::Revoked { detail },
@@ -473,8 +556,22 @@ impl TokenBroker {
                             target,
                             SignInReason::MultiFactorRequired { detail },
                         ),
+                        // A refresh for Graph scopes the sign-in never consented to
+                        // (AADSTS65001): the person signs in again to grant them.
                         OAuthFailure::ConsentRequired(detail) => {
-                            Self::sign_in_required(target, SignInReason::ConsentMissing { detail })
+                            match resource.required_permissions().first() {
+                                Some(permission) => Self::sign_in_required(
+                                    target,
+                                    SignInReason::PermissionNotGranted {
+                                        permission: (*permission).to_owned(),
+                                        detail,
+                                    },
+                                ),
+                                None => Self::sign_in_required(
+                                    target,
+                                    SignInReason::ConsentMissing { detail },
+                                ),
+                            }
                         }
                         OAuthFailure::Transient(message) => Error::Transient { message },
                         OAuthFailure::Provider { error, description } => {

@@ -23,6 +23,15 @@ pub enum SignInReason {
         /// The provider's explanation.
         detail: String,
     },
+    /// The stored sign-in does not grant a permission the account's route needs (a
+    /// Microsoft Graph refresh answered "consent required", `AADSTS65001`, or a token
+    /// without the permission): sign in again to grant it.
+    PermissionNotGranted {
+        /// The permission's short name, e.g. `Mail.Send`.
+        permission: String,
+        /// The provider's explanation.
+        detail: String,
+    },
     /// The stored sign-in has no refresh token.
     NoRefreshToken,
     /// The provider refused the token for this account or scope.
@@ -46,6 +55,10 @@ impl std::fmt::Display for SignInReason {
             SignInReason::ConsentMissing { detail } => write!(
                 f,
                 "an administrator must first grant the app consent in the identity provider ({detail})"
+            ),
+            SignInReason::PermissionNotGranted { permission, detail } => write!(
+                f,
+                "the sign-in does not grant the permission {permission}; sign in again to grant {permission} ({detail})"
             ),
             SignInReason::NoRefreshToken => {
                 f.write_str("the stored sign-in has no refresh token and its access token expired")
@@ -225,6 +238,14 @@ impl Error {
             Error::Invalid(error) => error.remedy().cloned(),
             Error::AppNotConfigured { provider } => Some(Remedy::RegisterApp {
                 provider: *provider,
+            }),
+            Error::SignInRequired {
+                account,
+                reason: SignInReason::PermissionNotGranted { permission, .. },
+                ..
+            } => Some(Remedy::GrantScope {
+                account: Some(*account),
+                scope: permission.clone(),
             }),
             Error::SignInRequired { account, .. } => Some(sign_in(Some(*account), false)),
             Error::IdentityMismatch { .. }

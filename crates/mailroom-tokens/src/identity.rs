@@ -197,6 +197,7 @@ mod tests {
             client_id: "client-123".to_owned(),
             client_secret: None,
             tenant: None,
+            cloud: Default::default(),
             overrides: EndpointOverrides::default(),
         }
     }

@@ -52,12 +52,14 @@ mod error;
 mod identity;
 mod loopback;
 mod oauth;
+mod resource;
 mod signin;
 mod store;
 
 pub use broker::{AccessToken, BrokerConfig, SignInPolicy, TokenBroker, TokenTarget};
 pub use error::{Error, Result, SignInReason};
 pub use oauth::OAuthHttp;
+pub use resource::Resource;
 
 /// OAuth app registrations: one per provider, the real endpoints by default, each
 /// overridable, the client secret sealed.
@@ -65,8 +67,8 @@ pub mod registration {
     pub use crate::app::{
         AppChange, AppRegistration, Apps, DEFAULT_GOOGLE_REDIRECT_URI,
         DEFAULT_MICROSOFT_REDIRECT_URI, DEFAULT_MICROSOFT_TENANT, EndpointOverrides, Endpoints,
-        GMAIL_API_URL, GOOGLE_SCOPES, MICROSOFT_SCOPES, check_client_secret_allowed,
-        parse_endpoint_url, parse_redirect_uri,
+        GMAIL_API_URL, GOOGLE_SCOPES, MICROSOFT_SCOPES, MicrosoftCloud,
+        check_client_secret_allowed, parse_endpoint_url, parse_redirect_uri,
     };
 }
 
@@ -81,9 +83,12 @@ pub mod interactive {
     };
 }
 
-/// The shared token store: one sealed row per (provider, tenant, address).
+/// The shared token store: one sealed row per (provider, tenant, identity) with its
+/// refresh token, and an access token per resource.
 pub mod storage {
-    pub use crate::store::{StoredToken, TokenKey, TokenStatus, TokenStore, TokenSummary};
+    pub use crate::store::{
+        ResourceAccessToken, StoredToken, TokenKey, TokenStatus, TokenStore, TokenSummary,
+    };
 }
 
 // The README's example runs as a doctest too, so it cannot drift from the API.

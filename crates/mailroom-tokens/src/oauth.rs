@@ -435,6 +435,7 @@ pub(crate) struct AuthorizationStart {
 /// `prompt` (and `access_type=offline` for Google).
 pub(crate) fn authorization_url(
     app: &AppRegistration,
+    scopes: &[String],
     redirect_uri: &str,
     login_hint: Option<&str>,
 ) -> Result<AuthorizationStart, OAuthFailure> {
@@ -448,7 +449,7 @@ pub(crate) fn authorization_url(
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = client
         .authorize_url(CsrfToken::new_random)
-        .add_scopes(app.scopes().iter().map(|s| Scope::new((*s).to_owned())))
+        .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
         .set_pkce_challenge(challenge);
     match app.provider {
         Provider::Google => {
@@ -473,6 +474,7 @@ pub(crate) fn authorization_url(
 pub(crate) async fn exchange_code(
     http: &OAuthHttp,
     app: &AppRegistration,
+    scopes: &[String],
     code: &str,
     verifier: PkceCodeVerifier,
     redirect_uri: &str,
@@ -488,7 +490,7 @@ pub(crate) async fn exchange_code(
         .set_pkce_verifier(verifier);
     if app.provider == Provider::Microsoft {
         // Microsoft's v2.0 code redemption names the scopes again.
-        request = request.add_extra_param("scope", app.scopes().join(" "));
+        request = request.add_extra_param("scope", scopes.join(" "));
     }
     request
         .request_async(http)
@@ -497,17 +499,19 @@ pub(crate) async fn exchange_code(
         .map_err(|error| classify(error, |body| classify_error_body(&body)))
 }
 
-/// Redeems a refresh token.
+/// Redeems a refresh token for an access token of the resource `scopes` name (one
+/// resource: Entra refuses more, `AADSTS28000`).
 pub(crate) async fn refresh(
     http: &OAuthHttp,
     app: &AppRegistration,
+    scopes: &[String],
     refresh_token: &Secret,
 ) -> Result<IssuedTokens, OAuthFailure> {
     let client = client(app)?.set_token_uri(TokenUrl::from_url(app.endpoints().token));
     let token = RefreshToken::new(refresh_token.expose().to_owned());
     client
         .exchange_refresh_token(&token)
-        .add_scopes(app.scopes().iter().map(|s| Scope::new((*s).to_owned())))
+        .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
         .request_async(http)
         .await
         .map(issued)
@@ -540,6 +544,7 @@ pub(crate) enum DeviceFailure {
 pub(crate) async fn device_flow<S, SF>(
     http: &OAuthHttp,
     app: &AppRegistration,
+    scopes: &[String],
     on_prompt: impl FnOnce(&DevicePrompt),
     sleep: S,
 ) -> Result<IssuedTokens, DeviceFailure>
@@ -557,7 +562,7 @@ where
         .set_device_authorization_url(DeviceAuthorizationUrl::from_url(device_url));
     let details: oauth2::DeviceAuthorizationResponse<DeviceMessage> = client
         .exchange_device_code()
-        .add_scopes(app.scopes().iter().map(|s| Scope::new((*s).to_owned())))
+        .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())))
         .request_async(http)
         .await
         .map_err(|error| {

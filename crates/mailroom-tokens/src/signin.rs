@@ -10,6 +10,7 @@ use crate::app::AppRegistration;
 use crate::identity::{Identity, identity_from_id_token};
 use crate::loopback::{CallbackOutcome, LoopbackListener, Verdict};
 use crate::oauth::{self, DeviceFailure, DevicePrompt, IssuedTokens, OAuthFailure, OAuthHttp};
+use crate::resource::Resource;
 use crate::{Error, Result};
 
 /// How long a browser sign-in waits for the redirect by default.
@@ -32,6 +33,10 @@ pub struct SignInOptions {
     pub known_identity: Option<String>,
     /// How long to wait for the browser's redirect.
     pub timeout: Duration,
+    /// The resource the sign-in's access token is for: the authorize request, the code
+    /// exchange and the device grant ask its scopes only (one resource per request).
+    /// [`Resource::Mail`] asks exactly what a sign-in asked before resources.
+    pub resource: Resource,
 }
 
 impl Default for SignInOptions {
@@ -41,6 +46,7 @@ impl Default for SignInOptions {
             shared_mailbox: false,
             known_identity: None,
             timeout: DEFAULT_SIGN_IN_TIMEOUT,
+            resource: Resource::Mail,
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct SignedIn {
     pub provider: Provider,
     /// The app's tenant (`""` for Google), part of the token's key.
     pub tenant: String,
+    /// The resource its access token is for.
+    pub resource: Resource,
     pub(crate) tokens: IssuedTokens,
 }
 
@@ -119,6 +127,7 @@ impl SignedIn {
             identity,
             provider,
             tenant: tenant.to_owned(),
+            resource: Resource::Mail,
             tokens: IssuedTokens {
                 access_token,
                 refresh_token,
@@ -127,6 +136,13 @@ impl SignedIn {
                 id_token: None,
             },
         }
+    }
+
+    /// The same sign-in, its access token being for `resource` (tokens obtained elsewhere
+    /// are for [`Resource::Mail`] unless said otherwise).
+    pub fn with_resource(mut self, resource: Resource) -> Self {
+        self.resource = resource;
+        self
     }
 
     /// True when the provider issued a refresh token (without one, the sign-in lasts only
@@ -204,6 +220,22 @@ pub(crate) fn failure(failure: OAuthFailure) -> Error {
     }
 }
 
+/// Refuses a resource the app's provider does not serve (Microsoft Graph for Google).
+pub(crate) fn check_resource(app: &AppRegistration, resource: Resource) -> Result<()> {
+    if resource.is_graph() && app.provider != Provider::Microsoft {
+        return Err(mailroom_model::ValidationError::new(
+            "route",
+            format!(
+                "Microsoft Graph is a Microsoft route; a {} account sends through its own API",
+                app.provider
+            ),
+            "use the default route for this account",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn finish(
     app: &AppRegistration,
     options: &SignInOptions,
@@ -234,6 +266,7 @@ fn finish(
         identity,
         provider: app.provider,
         tenant: app.tenant().to_owned(),
+        resource: options.resource,
         tokens,
     })
 }
@@ -258,8 +291,10 @@ pub async fn sign_in_with_browser(
         })?;
     let redirect_uri = app.redirect_uri_with_port(listener.port());
     let to_register = app.redirect_uri_to_register();
-    let start =
-        oauth::authorization_url(app, &redirect_uri, options.login_hint()).map_err(failure)?;
+    check_resource(app, options.resource)?;
+    let scopes = options.resource.scopes(app);
+    let start = oauth::authorization_url(app, &scopes, &redirect_uri, options.login_hint())
+        .map_err(failure)?;
     tracing::info!(
         provider = %app.provider,
         redirect_uri = %redirect_uri,
@@ -312,7 +347,16 @@ pub async fn sign_in_with_browser(
             )));
         }
     };
-    let result = match oauth::exchange_code(http, app, &code, start.verifier, &redirect_uri).await {
+    let result = match oauth::exchange_code(
+        http,
+        app,
+        &scopes,
+        &code,
+        start.verifier,
+        &redirect_uri,
+    )
+    .await
+    {
         Ok(tokens) => finish(app, options, tokens, now()),
         Err(failed) => Err(browser_failure(app, &redirect_uri, failed)),
     };
@@ -341,7 +385,9 @@ where
     if app.provider == Provider::Google {
         return Err(Error::DeviceFlowNotSupported);
     }
-    let tokens = oauth::device_flow(http, app, on_prompt, sleep)
+    check_resource(app, options.resource)?;
+    let scopes = options.resource.scopes(app);
+    let tokens = oauth::device_flow(http, app, &scopes, on_prompt, sleep)
         .await
         .map_err(|failure_kind| match failure_kind {
             DeviceFailure::Expired => Error::SignInFailed(

@@ -59,10 +59,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     revoke_url: None,
                     issuer: Some(endpoints.microsoft.issuer.clone()),
                     gmail_api_url: None,
+                    graph_api_url: Some(endpoints.graph_api.clone()),
                     redirect_uri: None,
                 },
                 reset_endpoints: true,
                 reset_redirect_uri: false,
+                cloud: None,
             },
         )
         .await?;

@@ -692,6 +692,7 @@ mod registration_tests {
             client_id: "client".to_owned(),
             client_secret: Some(Secret::new("from-an-old-version")),
             tenant: None,
+            cloud: Default::default(),
             overrides: EndpointOverrides::default(),
         };
         let detail = app_registration_detail(&app);

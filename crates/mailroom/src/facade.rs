@@ -512,6 +512,7 @@ impl Mailroom {
             provider: server.provider,
             address: String::new(),
             token_identity: None,
+            resource: Default::default(),
         };
         let reason = SignInReason::NoToken;
         let Some(prompt) = self.sign_in_policy(prompt).await?.allowed_prompt() else {

@@ -193,6 +193,7 @@ impl Mailroom {
             shared_mailbox: server.shared_mailbox,
             known_identity: server.token_identity.clone(),
             timeout,
+            ..SignInOptions::default()
         };
         begin(app, options, mode)
             .await

@@ -7,8 +7,8 @@ use chrono::Utc;
 use mailroom_accounts::Accounts;
 use mailroom_model::{Binding, Provider, Secret};
 use mailroom_tokens::registration::{
-    AppChange, AppRegistration, Apps, EndpointOverrides, check_client_secret_allowed,
-    parse_endpoint_url, parse_redirect_uri,
+    AppChange, AppRegistration, Apps, EndpointOverrides, MicrosoftCloud,
+    check_client_secret_allowed, parse_endpoint_url, parse_redirect_uri,
 };
 use serde_json::json;
 
@@ -58,6 +58,11 @@ pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Outpu
             None
         },
         tenant: args.tenant.clone(),
+        cloud: args
+            .cloud
+            .as_deref()
+            .map(str::parse::<MicrosoftCloud>)
+            .transpose()?,
         overrides: EndpointOverrides {
             authorize_url: url("authorize url", &args.authorize_url)?,
             token_url: url("token url", &args.token_url)?,
@@ -65,6 +70,7 @@ pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Outpu
             revoke_url: url("revoke url", &args.revoke_url)?,
             issuer: args.issuer.clone(),
             gmail_api_url: url("gmail api url", &args.gmail_api_url)?,
+            graph_api_url: url("graph api url", &args.graph_api_url)?,
             redirect_uri: args
                 .redirect_uri
                 .as_deref()
@@ -105,6 +111,8 @@ fn app_json(app: &AppRegistration) -> serde_json::Value {
         "revoke_url": endpoints.revoke.as_ref().map(|u| u.as_str()),
         "issuer": app.expected_issuers(None),
         "gmail_api_url": (app.provider == Provider::Google).then(|| app.gmail_api_url().to_string()),
+        "cloud": (app.provider == Provider::Microsoft).then_some(app.cloud),
+        "graph_api_url": (app.provider == Provider::Microsoft).then(|| app.graph_api_url().to_string()),
     })
 }
 
@@ -134,6 +142,7 @@ fn app_text(app: &AppRegistration) -> String {
     ];
     if app.provider == Provider::Microsoft {
         lines.push(format!("  tenant         {}", app.tenant()));
+        lines.push(format!("  cloud          {}", app.cloud));
     }
     lines.push(format!("  scopes         {}", app.scopes().join(" ")));
     lines.push(format!("  authorize      {}", endpoints.authorize));
@@ -155,6 +164,9 @@ fn app_text(app: &AppRegistration) -> String {
     ));
     if app.provider == Provider::Google {
         lines.push(format!("  gmail api      {}", app.gmail_api_url()));
+    }
+    if app.provider == Provider::Microsoft {
+        lines.push(format!("  graph api      {}", app.graph_api_url()));
     }
     lines.join("\n")
 }

@@ -500,6 +500,73 @@ async fn app_set_microsoft_follows_the_app_registration_rules() {
     assert_eq!(google.code, 2, "{google:?}");
 }
 
+/// `--cloud` sets the login host of the default endpoints and issuer and the Graph URL
+/// (MicrosoftDocs/entra-docs `docs/identity-platform/authentication-national-cloud.md`,
+/// microsoft-graph-docs `concepts/deployments.md`); `--graph-api-url` overrides the
+/// latter; Google has neither.
+#[tokio::test]
+async fn app_set_microsoft_cloud_sets_the_national_cloud_endpoints() {
+    let cli = Cli::new();
+    cli.run(&[
+        "app",
+        "set",
+        "microsoft",
+        "--client-id",
+        CLIENT_ID,
+        "--tenant",
+        "contoso.onmicrosoft.us",
+        "--cloud",
+        "usgov-dod",
+    ])
+    .ok();
+    let shown = cli.run(&["app", "show", "--json"]).ok().json();
+    assert_eq!(shown[0]["cloud"], "usgov-dod");
+    assert_eq!(
+        shown[0]["token_url"],
+        "https://login.microsoftonline.us/contoso.onmicrosoft.us/oauth2/v2.0/token"
+    );
+    assert_eq!(shown[0]["graph_api_url"], "https://dod-graph.microsoft.us/");
+    assert_eq!(
+        shown[0]["issuer"],
+        json!(["https://login.microsoftonline.us/{tid}/v2.0"])
+    );
+    cli.run(&[
+        "app",
+        "set",
+        "microsoft",
+        "--cloud",
+        "china",
+        "--graph-api-url",
+        "http://127.0.0.1:9/graph/",
+    ])
+    .ok();
+    let shown = cli.run(&["app", "show"]).ok();
+    for line in [
+        "cloud          china",
+        "authorize      https://login.chinacloudapi.cn/contoso.onmicrosoft.us/oauth2/v2.0/authorize",
+        "graph api      http://127.0.0.1:9/graph/",
+    ] {
+        assert!(shown.stdout.contains(line), "{line}: {}", shown.stdout);
+    }
+    let run = cli.run(&["app", "set", "microsoft", "--cloud", "germany"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let google = cli.run(&[
+        "app",
+        "set",
+        "google",
+        "--client-id",
+        "g.apps.googleusercontent.com",
+        "--cloud",
+        "usgov",
+    ]);
+    assert_eq!(google.code, 2, "{google:?}");
+    assert!(
+        google.stderr.contains("applies to Microsoft only"),
+        "{}",
+        google.stderr
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_out_deletes_the_token_and_revokes_it_at_google() {
     let server = provider().await;

@@ -7,8 +7,13 @@
 //! What the sandbox checks, as the providers do: PKCE S256 (`code_verifier` against the
 //! `code_challenge`), the redirect URI (a loopback URI at authorization, the same one at
 //! redemption), one redemption per code, the client id of codes and refresh tokens, a
-//! client secret where Google requires one, scopes of one resource for Microsoft
-//! (`SMTP.SendAsApp` is not delegated), no Gmail scopes in Google's device flow. For a
+//! client secret where Google requires one, no app-only scope in a Microsoft sign-in
+//! (`SMTP.SendAsApp` is not delegated), no Gmail scopes in Google's device flow. Microsoft
+//! style, as Entra: the authorize request's scopes are the consent and may span resources;
+//! a code redemption or refresh names one resource's scopes (`AADSTS28000` otherwise) and
+//! gets an access token for those; a refresh asking scopes outside the consent (the
+//! person's, or an administrator's through [`Authority::consent_scopes`]) is
+//! `invalid_grant` `AADSTS65001` `consent_required`. For a
 //! registered client ([`ClientRegistration`], `registration.rs`), the provider's app
 //! registration rules as well: Entra's redirect URI matching (`AADSTS50011`), tenant
 //! endpoints for single-tenant apps (`AADSTS50194`), no secret from a public client
@@ -77,11 +82,11 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
-    /// True when one of `scopes` was granted.
+    /// True when one of `scopes` was granted (compared without case, as Entra does).
     pub fn has_any_scope(&self, scopes: &[&str]) -> bool {
         self.scopes
             .iter()
-            .any(|granted| scopes.contains(&granted.as_str()))
+            .any(|granted| scopes.iter().any(|s| s.eq_ignore_ascii_case(granted)))
     }
 }
 
@@ -249,6 +254,9 @@ struct State {
     /// Lower-cased address → the `preferred_username` its id_tokens carry, when that is
     /// not the address (Entra: it may be another address, a phone number or a name).
     usernames: HashMap<String, String>,
+    /// Lower-cased address → scopes consented for the person beyond their sign-in's (an
+    /// administrator's consent for the organization, Microsoft style).
+    consented: HashMap<String, Vec<String>>,
     failures: VecDeque<JsonReply>,
     stats: AuthorityStats,
     /// Registered clients by (style, client id).
@@ -292,16 +300,79 @@ pub(crate) const GRAPH_MAIL_SEND_SHARED_SCOPES: &[&str] = &[
     "https://graph.microsoft.com/Mail.Send.Shared",
     "Mail.Send.Shared",
 ];
-/// Graph's delegated permission to create drafts and add attachments.
+/// Graph's delegated permission to create drafts and add attachments in the user's own
+/// mailbox.
 pub(crate) const GRAPH_MAIL_READ_WRITE_SCOPES: &[&str] = &[
     "https://graph.microsoft.com/Mail.ReadWrite",
     "Mail.ReadWrite",
+];
+/// Graph's delegated permission to create drafts and add attachments in another mailbox
+/// the user has rights on (and in their own).
+pub(crate) const GRAPH_MAIL_READ_WRITE_SHARED_SCOPES: &[&str] = &[
     "https://graph.microsoft.com/Mail.ReadWrite.Shared",
     "Mail.ReadWrite.Shared",
 ];
 /// Graph's app-only scope (client credentials): application permissions.
 pub(crate) const GRAPH_APP_SCOPE: &str = "https://graph.microsoft.com/.default";
 const OPENID_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// The resource a Microsoft scope belongs to: the URI before its last path segment
+/// (`https://graph.microsoft.com` of `https://graph.microsoft.com/Mail.Send`), Microsoft
+/// Graph for a bare permission (`Mail.Send`: Entra reads a scope without a resource as
+/// Graph's), none for the OpenID Connect scopes (MicrosoftDocs/entra-docs
+/// `docs/identity-platform/scopes-oidc.md`).
+pub(crate) fn microsoft_resource_of(scope: &str) -> Option<String> {
+    if OPENID_SCOPES.contains(&scope) {
+        return None;
+    }
+    match scope.rsplit_once('/') {
+        Some((resource, _)) if scope.contains("://") => {
+            Some(resource.trim_end_matches('/').to_ascii_lowercase())
+        }
+        _ => Some("https://graph.microsoft.com".to_owned()),
+    }
+}
+
+/// The distinct resources `scopes` name.
+pub(crate) fn microsoft_resources(scopes: &[String]) -> Vec<String> {
+    let mut resources: Vec<String> = scopes
+        .iter()
+        .filter_map(|scope| microsoft_resource_of(scope))
+        .collect();
+    resources.sort();
+    resources.dedup();
+    resources
+}
+
+/// Entra's answer to a token request whose `scope` spans resources
+/// (`AADSTS28000`, MicrosoftDocs/entra-docs `docs/identity-platform/reference-error-codes.md`).
+pub(crate) fn more_than_one_resource(scopes: &[String]) -> JsonReply {
+    JsonReply {
+        status: 400,
+        body: microsoft_error_body(
+            "invalid_scope",
+            28000,
+            &format!(
+                "Provided value for the input parameter scope is not valid because it contains more than one resource. Scope {} is not valid.",
+                scopes.join(" ")
+            ),
+        ),
+    }
+}
+
+/// Entra's answer to a refresh for scopes the user or administrator never consented to:
+/// `invalid_grant`, `AADSTS65001`, suberror `consent_required`.
+pub(crate) fn consent_required(client_id: &str) -> JsonReply {
+    let mut body = microsoft_error_body(
+        "invalid_grant",
+        65001,
+        &format!(
+            "The user or administrator has not consented to use the application with ID '{client_id}' named 'mailroom'. Send an interactive authorization request for this user and resource."
+        ),
+    );
+    body["suberror"] = json!("consent_required");
+    JsonReply { status: 400, body }
+}
 
 /// A scope of the sign-in itself (OpenID Connect's, and `offline_access`), which Google's
 /// consent screen does not let the person untick.
@@ -442,6 +513,7 @@ impl Authority {
                 send_as: HashSet::new(),
                 google_unticked: Vec::new(),
                 usernames: HashMap::new(),
+                consented: HashMap::new(),
                 failures: VecDeque::new(),
                 stats: AuthorityStats::default(),
                 clients: config
@@ -472,6 +544,17 @@ impl Authority {
     /// Approve authorization requests at once (or show the consent page).
     pub fn set_auto_approve(&self, auto_approve: bool) {
         self.lock().auto_approve = auto_approve;
+    }
+
+    /// Records that `scopes` are consented for `address` beyond what its sign-ins asked (an
+    /// administrator's consent for the organization): a Microsoft-style refresh may then
+    /// ask for them.
+    pub fn consent_scopes(&self, address: &str, scopes: &[&str]) {
+        self.lock()
+            .consented
+            .entry(address.trim().to_lowercase())
+            .or_default()
+            .extend(scopes.iter().map(|scope| (*scope).to_owned()));
     }
 
     /// Lets `person` send as `mailbox` (an Exchange shared mailbox with FullAccess and

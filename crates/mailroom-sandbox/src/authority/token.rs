@@ -9,9 +9,54 @@ use serde_json::json;
 use super::issue::issue;
 use super::{
     AccessGrant, Authority, JsonReply, Presented, RefreshGrant, State, Style, TokenInfo, client_id,
-    client_secret, error_reply, google_error_body, random_token, s256, split_scopes,
-    valid_verifier,
+    client_secret, consent_required, error_reply, google_error_body, microsoft_resource_of,
+    microsoft_resources, more_than_one_resource, random_token, s256, split_scopes, valid_verifier,
 };
+
+/// A scope as Entra compares it: its resource and its permission, without case (`Mail.Send`
+/// and `https://graph.microsoft.com/mail.send` are one).
+fn scope_key(scope: &str) -> (Option<String>, String) {
+    let permission = scope
+        .rsplit('/')
+        .next()
+        .unwrap_or(scope)
+        .to_ascii_lowercase();
+    (microsoft_resource_of(scope), permission)
+}
+
+/// The scopes a Microsoft-style token request (a code redemption or a refresh) gets: the
+/// ones it names, when they are one resource's and within the consent (`consent`: the
+/// authorize request's scopes; `extra`: an administrator's); none named, the consent as it
+/// was (the refresh of a client that names no scope).
+fn microsoft_requested_scopes(
+    state: &State,
+    client_id: &str,
+    address: &str,
+    form: &HashMap<String, String>,
+    consent: &[String],
+) -> Result<Vec<String>, JsonReply> {
+    let requested = split_scopes(form.get("scope"));
+    if requested.is_empty() {
+        return Ok(consent.to_vec());
+    }
+    if microsoft_resources(&requested).len() > 1 {
+        return Err(more_than_one_resource(&requested));
+    }
+    let extra = state
+        .consented
+        .get(&address.to_lowercase())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let consented: Vec<_> = consent.iter().chain(extra).map(|s| scope_key(s)).collect();
+    let outside = requested.iter().any(|scope| {
+        let key = scope_key(scope);
+        key.0.is_some() && !consented.contains(&key)
+    });
+    if outside {
+        return Err(consent_required(client_id));
+    }
+    Ok(requested)
+}
 
 impl Authority {
     /// Answers a token endpoint call (`basic`: HTTP Basic client credentials, if sent).
@@ -185,6 +230,15 @@ impl Authority {
             );
         }
         let mut state = self.lock();
+        let scopes = if style == Style::Microsoft {
+            match microsoft_requested_scopes(&state, client_id, &grant.address, form, &grant.scopes)
+            {
+                Ok(scopes) => scopes,
+                Err(reply) => return reply,
+            }
+        } else {
+            grant.scopes.clone()
+        };
         state.stats.codes_redeemed += 1;
         let grant_id = state.next_grant;
         state.next_grant += 1;
@@ -210,7 +264,7 @@ impl Authority {
             style,
             client_id,
             Some(&grant.address),
-            &grant.scopes,
+            &scopes,
             Some(grant_id),
             refresh_token,
             grant.nonce.as_deref(),
@@ -293,6 +347,15 @@ impl Authority {
                 ),
             );
         }
+        let scopes = if style == Style::Microsoft {
+            match microsoft_requested_scopes(&state, client_id, &grant.address, form, &grant.scopes)
+            {
+                Ok(scopes) => scopes,
+                Err(reply) => return refused(&mut state, reply),
+            }
+        } else {
+            grant.scopes.clone()
+        };
         state.stats.refreshes += 1;
         let rotated = match style {
             // Microsoft: a new refresh token every time; the old one is not revoked.
@@ -315,7 +378,7 @@ impl Authority {
             style,
             client_id,
             Some(&grant.address),
-            &grant.scopes,
+            &scopes,
             Some(grant.grant),
             rotated,
             None,

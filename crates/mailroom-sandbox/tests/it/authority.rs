@@ -761,3 +761,162 @@ async fn auto_approve_without_a_known_address_explains_the_default_address() {
     assert!(text.contains("--default-address"), "{text}");
     assert!(!text.contains("approve the request"), "{text}");
 }
+
+/// A refresh token grant of the Microsoft-style authority: (status, body).
+async fn refresh_for(
+    sandbox: &mailroom_sandbox::Sandbox,
+    refresh: &str,
+    scope: &str,
+) -> (u16, serde_json::Value) {
+    token_call(
+        sandbox,
+        Provider::Microsoft,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", MICROSOFT_CLIENT),
+            ("scope", scope),
+        ],
+    )
+    .await
+}
+
+fn granted_scopes(
+    sandbox: &mailroom_sandbox::Sandbox,
+    access_token: &serde_json::Value,
+) -> Vec<String> {
+    match sandbox
+        .authority()
+        .check_access_token(access_token.as_str().unwrap())
+    {
+        TokenCheck::Valid(info) => info.scopes,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// As Entra (MicrosoftDocs/entra-docs `docs/identity-platform/v2-oauth2-auth-code-flow.md`,
+/// `reference-error-codes.md`): the authorize request's scopes are the consent and may span
+/// resources; each code redemption and refresh names one resource (`AADSTS28000`) and gets
+/// a token for those scopes; a refresh may ask another consented resource's scopes.
+#[tokio::test]
+async fn one_consent_for_two_resources_and_a_token_per_resource() {
+    let sandbox = sandbox().await;
+    let consent = "https://outlook.office.com/SMTP.Send https://graph.microsoft.com/Mail.Send offline_access openid profile email";
+    let code = code(&sandbox, Provider::Microsoft, MICROSOFT_USER, consent).await;
+    let redeem = |code: String, scope: &'static str| {
+        let sandbox = &sandbox;
+        async move {
+            token_call(
+                sandbox,
+                Provider::Microsoft,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                    ("client_id", MICROSOFT_CLIENT),
+                    ("scope", scope),
+                ],
+            )
+            .await
+        }
+    };
+    // Both resources in one redemption: AADSTS28000, and the code is spent.
+    let (status, body) = redeem(code, consent).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_scope");
+    assert_eq!(body["error_codes"], json!([28000]));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS28000: Provided value for the input parameter scope is not valid because it contains more than one resource."),
+        "{body}"
+    );
+
+    let code = crate::support::code(&sandbox, Provider::Microsoft, MICROSOFT_USER, consent).await;
+    let (status, outlook) = redeem(
+        code,
+        "https://outlook.office.com/SMTP.Send offline_access openid profile email",
+    )
+    .await;
+    assert_eq!(status, 200, "{outlook}");
+    assert_eq!(outlook["scope"], "https://outlook.office.com/SMTP.Send");
+    assert!(outlook["id_token"].is_string());
+    let refresh = outlook["refresh_token"].as_str().unwrap().to_owned();
+
+    // A refresh for the other consented resource: its token, and a rotated refresh token.
+    let (status, graph) = refresh_for(
+        &sandbox,
+        &refresh,
+        "https://graph.microsoft.com/Mail.Send offline_access openid profile email",
+    )
+    .await;
+    assert_eq!(status, 200, "{graph}");
+    assert_eq!(graph["scope"], "https://graph.microsoft.com/Mail.Send");
+    assert!(
+        granted_scopes(&sandbox, &graph["access_token"])
+            .contains(&"https://graph.microsoft.com/Mail.Send".to_owned())
+    );
+    assert!(
+        !granted_scopes(&sandbox, &graph["access_token"])
+            .contains(&"https://outlook.office.com/SMTP.Send".to_owned())
+    );
+    assert_ne!(graph["refresh_token"].as_str().unwrap(), refresh);
+    // Spanning both in a refresh: AADSTS28000 again.
+    let (status, body) = refresh_for(&sandbox, &refresh, consent).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error_codes"], json!([28000]));
+    // No scope at all: the consent as before.
+    let (status, body) = token_call(
+        &sandbox,
+        Provider::Microsoft,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", MICROSOFT_CLIENT),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A refresh for scopes the person never consented to is Entra's `invalid_grant`
+/// `AADSTS65001` with suberror `consent_required`; an administrator's consent
+/// ([`mailroom_sandbox::Authority::consent_scopes`]) lets it through.
+#[tokio::test]
+async fn a_refresh_outside_the_consent_needs_consent() {
+    let sandbox = sandbox().await;
+    let first = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+    let refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    let graph = "https://graph.microsoft.com/Mail.Send offline_access openid profile email";
+    let (status, body) = refresh_for(&sandbox, &refresh, graph).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(body["error_codes"], json!([65001]));
+    assert_eq!(body["suberror"], "consent_required");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS65001: The user or administrator has not consented"),
+        "{body}"
+    );
+    assert_eq!(sandbox.authority().stats().refreshes_refused, 1);
+
+    // The bare form is Graph's too, and compared without case.
+    sandbox
+        .authority()
+        .consent_scopes(MICROSOFT_USER, &["mail.send"]);
+    let (status, body) = refresh_for(&sandbox, &refresh, graph).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "https://graph.microsoft.com/Mail.Send");
+    // Consent for Mail.Send is not consent for Mail.Send.Shared.
+    let (status, body) = refresh_for(
+        &sandbox,
+        &refresh,
+        "https://graph.microsoft.com/Mail.Send.Shared offline_access",
+    )
+    .await;
+    assert_eq!((status, body["error_codes"].clone()), (400, json!([65001])));
+}

@@ -264,17 +264,62 @@ async fn another_mailbox_needs_send_as_rights() {
     assert_eq!(error.kind(), TransportErrorKind::SignInRequired, "{error}");
 
     sandbox.authority().grant_send_as(SHARED, MICROSOFT_USER);
+    // Mail.Send is for the user's own mailbox only (user-sendmail, "Permissions"): with
+    // the rights, another mailbox still needs Mail.Send.Shared.
+    let (status, body, _) = raw_send_mail(&sandbox, SHARED, Some(&token), SMALL.as_bytes()).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (403, json!("ErrorAccessDenied"))
+    );
+    let shared = token_with(
+        &sandbox,
+        "https://graph.microsoft.com/Mail.Send.Shared offline_access openid profile email",
+    )
+    .await;
     transport(&sandbox)
-        .send(&small_message(), &bearer(SHARED, &token))
+        .send(&small_message(), &bearer(SHARED, &shared))
         .await
-        .expect("accepted once the user may send as the mailbox");
+        .expect("accepted once the user may send as the mailbox, with Mail.Send.Shared");
     let stored = &sandbox.mailbox().messages()[0];
     assert_eq!(stored.authenticated_as, SHARED);
 
-    // `/users/{own address}` is the same as `/me`.
-    let (status, _, _) =
-        raw_send_mail(&sandbox, MICROSOFT_USER, Some(&token), SMALL.as_bytes()).await;
-    assert_eq!(status, 202);
+    // `/users/{own address}` is the same as `/me`; Mail.Send.Shared covers it too.
+    for token in [&token, &shared] {
+        let (status, _, _) =
+            raw_send_mail(&sandbox, MICROSOFT_USER, Some(token), SMALL.as_bytes()).await;
+        assert_eq!(status, 202);
+    }
+}
+
+/// The draft path of another mailbox needs `Mail.ReadWrite.Shared`; `Mail.ReadWrite` is
+/// the user's own mailbox's (permissions-reference: "Mail.ReadWrite.Shared ... mail the
+/// user has permissions to, including their own and shared mail").
+#[tokio::test]
+async fn another_mailboxs_drafts_need_read_write_shared() {
+    let sandbox = sandbox().await;
+    sandbox.authority().grant_send_as(SHARED, MICROSOFT_USER);
+    let large = message(SHARED, "buyer@example.com", binary(5 * 1024 * 1024));
+    let own_permissions = token_with(
+        &sandbox,
+        "https://graph.microsoft.com/Mail.Send.Shared https://graph.microsoft.com/Mail.ReadWrite openid",
+    )
+    .await;
+    let error = transport(&sandbox)
+        .send(&large, &bearer(SHARED, &own_permissions))
+        .await
+        .expect_err("Mail.ReadWrite is the user's own mailbox's");
+    assert_eq!(error.kind(), TransportErrorKind::SignInRequired, "{error}");
+    assert!(sandbox.mailbox().messages().is_empty());
+    let shared_permissions = token_with(
+        &sandbox,
+        "https://graph.microsoft.com/Mail.Send.Shared https://graph.microsoft.com/Mail.ReadWrite.Shared openid",
+    )
+    .await;
+    transport(&sandbox)
+        .send(&large, &bearer(SHARED, &shared_permissions))
+        .await
+        .expect("the draft path with the shared permissions");
+    assert_eq!(sandbox.mailbox().messages()[0].authenticated_as, SHARED);
 }
 
 /// A raw MIME `sendMail` to `/me` (`user == "me"`) or `/users/{user}`: status, JSON body

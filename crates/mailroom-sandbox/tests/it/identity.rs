@@ -31,6 +31,7 @@ fn options(expected: &str, shared_mailbox: bool, known: Option<String>) -> SignI
         shared_mailbox,
         known_identity: known,
         timeout: Duration::from_secs(30),
+        resource: Default::default(),
     }
 }
 
@@ -259,6 +260,7 @@ async fn a_google_refresh_refused_on_the_eighth_day_names_the_testing_status() {
                 overrides: app.overrides.clone(),
                 reset_endpoints: false,
                 reset_redirect_uri: false,
+                cloud: None,
             },
         )
         .await
@@ -282,6 +284,7 @@ async fn a_google_refresh_refused_on_the_eighth_day_names_the_testing_status() {
             provider: Provider::Google,
             address: GOOGLE_USER.to_owned(),
             token_identity: Some(stored.key.identity_key.clone()),
+            resource: Default::default(),
         })
         .await
         .unwrap_err()

@@ -53,6 +53,7 @@ pub(crate) fn app(sandbox: &Sandbox, provider: Provider) -> AppRegistration {
         client_id: client_id.to_owned(),
         client_secret: secret.map(mailroom_model::Secret::new),
         tenant: None,
+        cloud: mailroom_tokens::registration::MicrosoftCloud::Global,
         overrides: endpoint_overrides(sandbox, provider),
     }
 }

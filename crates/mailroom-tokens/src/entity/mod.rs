@@ -3,5 +3,6 @@
 // The sea-orm derives generate `pub` items inside these private modules.
 #![allow(unreachable_pub)]
 
+pub(crate) mod oauth_access_token;
 pub(crate) mod oauth_app;
 pub(crate) mod oauth_token;

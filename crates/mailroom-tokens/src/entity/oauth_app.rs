@@ -18,6 +18,8 @@ pub struct Model {
     pub gmail_api_url: Option<String>,
     pub settings_seal: Option<Vec<u8>>,
     pub redirect_uri: Option<String>,
+    pub cloud: Option<String>,
+    pub graph_api_url: Option<String>,
     pub updated_at: DateTimeUtc,
 }
 

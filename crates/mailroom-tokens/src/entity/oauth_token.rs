@@ -26,6 +26,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub signed_in_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
+    pub access_resource: Option<String>,
+    pub access_version: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,7 @@ fn app(provider: Provider) -> AppRegistration {
         client_id: CLIENT.to_owned(),
         client_secret: None,
         tenant: None,
+        cloud: Default::default(),
         overrides: EndpointOverrides::default(),
     }
 }

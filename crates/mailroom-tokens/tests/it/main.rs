@@ -6,5 +6,6 @@ mod google;
 mod loopback;
 mod microsoft;
 mod registration;
+mod resources;
 mod secrets;
 mod support;

@@ -124,10 +124,12 @@ pub(crate) fn app(server: &MockServer, secret: bool) -> AppChange {
             // The real issuers; the tokens above carry them.
             issuer: None,
             gmail_api_url: None,
+            graph_api_url: None,
             redirect_uri: None,
         },
         reset_endpoints: false,
         reset_redirect_uri: false,
+        cloud: None,
     }
 }
 
@@ -168,6 +170,7 @@ pub(crate) fn target(provider: Provider, address: &str) -> TokenTarget {
         provider,
         address: address.to_owned(),
         token_identity: None,
+        resource: Default::default(),
     }
 }
 

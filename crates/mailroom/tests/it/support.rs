@@ -140,10 +140,12 @@ impl World {
                 } else {
                     None
                 },
+                graph_api_url: None,
                 redirect_uri: None,
             },
             reset_endpoints: false,
             reset_redirect_uri: false,
+            cloud: None,
         };
         Apps::new(&self.db.db, &self.key)
             .set(provider, change)

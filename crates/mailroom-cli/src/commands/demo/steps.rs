@@ -47,6 +47,7 @@ fn app_change(
         overrides,
         reset_endpoints: true,
         reset_redirect_uri: true,
+        cloud: None,
     }
 }
 
@@ -71,6 +72,7 @@ pub(super) async fn configure(demo: &mut Demo) -> Result<Done> {
                 revoke_url: None,
                 issuer: Some(endpoints.microsoft.issuer.clone()),
                 gmail_api_url: None,
+                graph_api_url: Some(endpoints.graph_api.clone()),
                 redirect_uri: None,
             },
         ),
@@ -89,6 +91,7 @@ pub(super) async fn configure(demo: &mut Demo) -> Result<Done> {
                 revoke_url: endpoints.google.revoke.clone(),
                 issuer: Some(endpoints.google.issuer.clone()),
                 gmail_api_url: Some(endpoints.gmail_api.clone()),
+                graph_api_url: None,
                 redirect_uri: None,
             },
         ),
