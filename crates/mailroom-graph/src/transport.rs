@@ -85,6 +85,19 @@ impl GraphTransport {
         Ok(Self { config, client })
     }
 
+    /// Checks that Graph is reachable: a TLS connection (verified as for a send) and one
+    /// unauthenticated `GET` of the base URL, whose status (any) it returns. Sends no token
+    /// and no message.
+    pub async fn probe(&self) -> Result<u16, TransportError> {
+        let response = self
+            .client
+            .get(self.config.base_url.clone())
+            .send()
+            .await
+            .map_err(|error| crate::reply::from_request_error(error, self.config.timeout, false))?;
+        Ok(response.status().as_u16())
+    }
+
     /// The configuration the transport was built with.
     pub fn config(&self) -> &GraphConfig {
         &self.config

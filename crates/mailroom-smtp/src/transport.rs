@@ -256,6 +256,30 @@ impl SmtpTransport {
         }
     }
 
+    /// Connects, starts TLS, authenticates with `credentials` and QUITs, sending no
+    /// message: whether the server takes these credentials (for a doctor's check; Exchange
+    /// says only at AUTH that SMTP AUTH is off for a mailbox, `535 5.7.139`). It holds one
+    /// of the transport's connection permits while it runs, and its connection is not
+    /// pooled.
+    pub async fn verify(&self, credentials: &Credentials) -> Result<(), TransportError> {
+        let verified = async {
+            check_credentials(self.shared.connection.server.provider, credentials)?;
+            let _permit = self
+                .shared
+                .permits
+                .acquire()
+                .await
+                .map_err(|error| Failure::io(crate::reply::Stage::Connect, error))?;
+            let settings = &self.shared.connection;
+            let connection = SmtpConnection::open(settings, credentials).await?;
+            connection.quit(settings.timeout).await;
+            Ok::<(), Failure>(())
+        };
+        verified
+            .await
+            .map_err(|failure| failure.into_transport_error(&credentials.user))
+    }
+
     #[cfg(test)]
     fn current_pool(&self) -> Option<Arc<Pool>> {
         self.shared.current.lock().unwrap().clone()

@@ -103,7 +103,7 @@ impl TokenTarget {
             provider: server.provider,
             address: server.smtp_user.clone(),
             token_identity: server.token_identity.clone(),
-            resource: Resource::Mail,
+            resource: Resource::of_server(server),
         }
     }
 

@@ -51,6 +51,16 @@ impl Resource {
         }
     }
 
+    /// The resource of an account with these settings ([`Resource::for_route`]): Graph
+    /// for a Microsoft account on the Graph route, else `Mail`.
+    pub fn of_server(server: &mailroom_model::ServerSettings) -> Self {
+        Self::for_route(
+            server.provider == Provider::Microsoft && server.route == mailroom_model::Route::Graph,
+            server.shared_mailbox,
+            server.large_attachments,
+        )
+    }
+
     /// The name its access token is stored under: `mail` or `graph`. Graph's permission
     /// variants share one: a new sign-in or refresh replaces the token.
     pub fn storage_key(self) -> &'static str {

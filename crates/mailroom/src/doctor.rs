@@ -1,12 +1,14 @@
 //! [`Mailroom::doctor`]: checks that say whether mailroom can send, each with what it
 //! found and, for a problem, the [`Remedy`]. Every front end shows the same checks (the
-//! CLI's `doctor` command, a console's health page). It never sends mail, never
-//! authenticates to a mail server, and no check's detail holds a secret.
+//! CLI's `doctor` command, a console's health page). It never sends mail, authenticates
+//! to a mail server only when asked (`DoctorOptions::authenticate`, then QUITs), and no
+//! check's detail holds a secret.
 
 use chrono::{DateTime, Utc};
 use mailroom_accounts::{Account, Accounts};
 use mailroom_gmail::{GmailConfig, GmailTransport};
-use mailroom_model::{AccountRef, Provider, Remedy, TransportError};
+use mailroom_graph::{GraphConfig, GraphTransport};
+use mailroom_model::{AccountRef, Provider, Remedy, TransportError, TransportKind};
 use mailroom_tokens::TokenTarget;
 use mailroom_tokens::registration::Apps;
 use mailroom_tokens::storage::{TokenKey, TokenStatus, TokenStore};
@@ -22,6 +24,10 @@ pub struct DoctorOptions {
     pub account: Option<AccountRef>,
     /// Also refresh each OAuth account's token now, to prove the refresh works.
     pub refresh: bool,
+    /// Also authenticate to each SMTP-route account's server with its token or password,
+    /// then QUIT without sending: the only way to see that the server refuses them (e.g.
+    /// Exchange's `535 5.7.139` when SMTP AUTH is off for the mailbox). Never prompts.
+    pub authenticate: bool,
     /// Where the extra root certificate comes from, as the front end names it (e.g. a
     /// file's path), for the check's detail.
     pub root_certificate_source: Option<String>,
@@ -388,11 +394,121 @@ impl Mailroom {
             checks.push(self.token_check(account, options.refresh).await);
         }
 
-        match server.provider {
-            Provider::Google => checks.push(self.gmail_check(account_ref).await),
-            Provider::Microsoft | Provider::None => {
-                self.smtp_checks(account, checks).await;
+        match crate::transport_kind(server) {
+            TransportKind::GmailApi => checks.push(self.gmail_check(account_ref).await),
+            TransportKind::GraphApi => checks.push(self.graph_check(account_ref).await),
+            _ => {
+                let reachable = self.smtp_checks(account, checks).await;
+                if options.authenticate && reachable {
+                    checks.push(self.authentication_check(account).await);
+                }
             }
+        }
+    }
+
+    /// Authenticates with the account's credentials and QUITs, sending nothing.
+    async fn authentication_check(&self, account: &Account) -> DoctorCheck {
+        let account_ref = account.account_ref();
+        let server = account.server();
+        let name = format!("{account_ref} sign-in to the server");
+        let target = TokenTarget::of_account(account_ref, server);
+        let credentials = match self.credentials(account, &target, None).await {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                return DoctorCheck::skipped(
+                    name,
+                    format!("no credentials to try: {}", error_text(&error)),
+                );
+            }
+        };
+        let transport = match self.smtp_transport(account) {
+            Ok(transport) => transport,
+            Err(error) => {
+                return DoctorCheck::problem(
+                    name,
+                    error_text(&error),
+                    Some(Remedy::EditAccount {
+                        account: Some(account_ref),
+                    }),
+                );
+            }
+        };
+        match transport.verify(&credentials).await {
+            Ok(()) => DoctorCheck::ok(
+                name,
+                format!(
+                    "{}:{} accepted the {} of {} (then QUIT; nothing sent)",
+                    server.host,
+                    server.port,
+                    if server.provider.uses_oauth() {
+                        "access token"
+                    } else {
+                        "password"
+                    },
+                    credentials.user
+                ),
+            ),
+            Err(error) => DoctorCheck::problem(
+                name,
+                transport_text(&error),
+                Some(error.remedy().cloned().map_or(
+                    Remedy::EditAccount {
+                        account: Some(account_ref),
+                    },
+                    |remedy| remedy.for_account(account_ref),
+                )),
+            ),
+        }
+    }
+
+    async fn graph_check(&self, account_ref: AccountRef) -> DoctorCheck {
+        let name = format!("{account_ref} server");
+        let key = &self.options().key;
+        let app = match Apps::new(self.database(), key)
+            .get(Provider::Microsoft)
+            .await
+        {
+            Ok(Some(app)) => app,
+            Ok(None) => {
+                return DoctorCheck::skipped(
+                    name,
+                    "no Microsoft app registration, so no Graph URL",
+                );
+            }
+            Err(error) => return DoctorCheck::problem(name, error_text(&error), error.remedy()),
+        };
+        let base_url = app.graph_api_url();
+        let review = Remedy::ReviewApp {
+            provider: Some(Provider::Microsoft),
+        };
+        let config = GraphConfig {
+            allow_plaintext_loopback: base_url.scheme() == "http",
+            extra_root_pem: self.options().extra_root_pem.clone(),
+            ..GraphConfig::with_base_url(base_url.clone())
+        };
+        let transport = match GraphTransport::new(config) {
+            Ok(transport) => transport,
+            Err(error) => return DoctorCheck::problem(name, error_text(&error), Some(review)),
+        };
+        match transport.probe().await {
+            Ok(status) => DoctorCheck::ok(
+                name,
+                format!(
+                    "route graph: Microsoft Graph at {base_url} answers over {} (HTTP {status} without a token)",
+                    base_url.scheme()
+                ),
+            ),
+            Err(error) => DoctorCheck::problem(
+                name,
+                format!("Microsoft Graph at {base_url}: {}", transport_text(&error)),
+                Some(
+                    error
+                        .remedy()
+                        .cloned()
+                        .unwrap_or(review)
+                        .for_account(account_ref),
+                ),
+            ),
         }
     }
 
@@ -563,7 +679,8 @@ impl Mailroom {
         }
     }
 
-    async fn smtp_checks(&self, account: &Account, checks: &mut Vec<DoctorCheck>) {
+    /// The server checks of an SMTP account; true when the server was reached.
+    async fn smtp_checks(&self, account: &Account, checks: &mut Vec<DoctorCheck>) -> bool {
         let account_ref = account.account_ref();
         let server = account.server();
         let name = format!("{account_ref} server");
@@ -587,11 +704,11 @@ impl Mailroom {
                         |remedy| remedy.for_account(account_ref),
                     )),
                 ));
-                return;
+                return false;
             }
             Err(error) => {
                 checks.push(DoctorCheck::problem(name, error_text(&error), edit));
-                return;
+                return false;
             }
         };
         let mechanisms = if found.auth_mechanisms.is_empty() {
@@ -646,6 +763,7 @@ impl Mailroom {
             )
         };
         checks.push(check);
+        true
     }
 }
 

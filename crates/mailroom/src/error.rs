@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mailroom_model::{Remedy, TransportError, ValidationError};
+use mailroom_model::{AccountRef, Remedy, TransportError, ValidationError};
 
 /// A send, queue or agent operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,9 @@ pub enum Error {
     /// The Gmail transport could not be set up.
     #[error(transparent)]
     GmailSetup(#[from] mailroom_gmail::Error),
+    /// The Microsoft Graph transport could not be set up.
+    #[error(transparent)]
+    GraphSetup(#[from] mailroom_graph::Error),
     /// An attachment could not be read.
     #[error("cannot read the attachment {path}; check the path and its permissions")]
     Attachment {
@@ -64,6 +67,19 @@ pub enum Error {
         /// The formatted size (attachments base64-encoded).
         size: u64,
         /// The provider's limit.
+        limit: u64,
+    },
+    /// A message over what one Graph request carries, for an account on the Graph route
+    /// without large attachments.
+    #[error(
+        "the message is {size} bytes once formatted; the {account} sends through Microsoft Graph, whose one request carries at most {limit} bytes, and sends larger messages only with its large attachments option (a draft with upload sessions, which needs the Mail.ReadWrite permission and a sign-in that grants it)"
+    )]
+    NeedsLargeAttachments {
+        /// The account.
+        account: AccountRef,
+        /// The formatted size (attachments base64-encoded).
+        size: u64,
+        /// What one request carries.
         limit: u64,
     },
     /// lettre could not build the message.
@@ -196,9 +212,13 @@ impl Error {
             }),
             Error::SmtpSetup(_)
             | Error::GmailSetup(_)
+            | Error::GraphSetup(_)
             | Error::Attachment { .. }
             | Error::AttachmentRefused { .. }
             | Error::TooLarge { .. } => None,
+            Error::NeedsLargeAttachments { account, .. } => Some(Remedy::EditAccount {
+                account: Some(*account),
+            }),
             Error::Build(_) => None,
             Error::NotQueued { .. } => Some(Remedy::ListQueue),
             Error::WrongState { id, .. } => Some(Remedy::ShowQueued { id: *id }),

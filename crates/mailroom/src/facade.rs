@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use mailroom_accounts::{Account, Accounts};
 use mailroom_crypto::KeyRing;
 use mailroom_gmail::{GmailConfig, GmailTransport};
+use mailroom_graph::{GraphConfig, GraphTransport};
 use mailroom_model::AccountId;
 use mailroom_model::{
     AccountRef, Clock, CredentialSecret, Credentials, Envelope, FaxFormat, FeatureCatalog,
-    MessageTransport, Provider, ServerSettings, SignInPrompt, SystemClock, TransportKind,
+    MessageTransport, Provider, Route, ServerSettings, SignInPrompt, SystemClock, TransportKind,
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_tokens::{
@@ -206,11 +207,13 @@ pub struct Preview {
     pub message_id: String,
 }
 
-/// The transport a provider's messages go through.
-pub(crate) fn transport_kind(provider: Provider) -> TransportKind {
-    match provider {
-        Provider::Google => TransportKind::GmailApi,
-        Provider::Microsoft | Provider::None => TransportKind::Smtp,
+/// The transport an account's messages go through: its provider's, or Microsoft Graph
+/// for a Microsoft account on the Graph route.
+pub fn transport_kind(server: &ServerSettings) -> TransportKind {
+    match (server.provider, server.route) {
+        (Provider::Google, _) => TransportKind::GmailApi,
+        (Provider::Microsoft, Route::Graph) => TransportKind::GraphApi,
+        (Provider::Microsoft | Provider::None, _) => TransportKind::Smtp,
     }
 }
 
@@ -233,6 +236,7 @@ pub struct Mailroom {
     broker: TokenBroker,
     smtp: Mutex<HashMap<AccountRef, (u64, Arc<SmtpTransport>)>>,
     gmail: Mutex<Option<Arc<GmailTransport>>>,
+    graph: Mutex<Option<Arc<GraphTransport>>>,
     resolutions: Mutex<HashMap<ResolutionKey, (Instant, Account, String)>>,
 }
 
@@ -295,15 +299,23 @@ fn settings_fingerprint(server: &ServerSettings) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-/// The largest formatted message a provider takes: the Gmail API's `maxSize`, and for SMTP
-/// Exchange Online's default (35 MiB, the same number); a password server's own `SIZE`
-/// may be lower, and its refusal is then the server's.
-pub fn max_message_size(provider: Provider) -> u64 {
-    match provider {
-        Provider::Google => mailroom_gmail::MAX_MESSAGE_SIZE,
-        Provider::Microsoft | Provider::None => 35 * 1024 * 1024,
+/// The largest formatted message an account's route takes: the Gmail API's `maxSize`; for
+/// SMTP and for Graph with large attachments Exchange Online's default (35 MiB, the same
+/// number; a password server's own `SIZE` may be lower, and its refusal is then the
+/// server's); for Graph without them what one `sendMail` request carries
+/// ([`GRAPH_ONE_REQUEST`]).
+pub fn max_message_size(server: &ServerSettings) -> u64 {
+    match transport_kind(server) {
+        TransportKind::GmailApi => mailroom_gmail::MAX_MESSAGE_SIZE,
+        TransportKind::GraphApi if !server.large_attachments => GRAPH_ONE_REQUEST,
+        _ => 35 * 1024 * 1024,
     }
 }
+
+/// The largest message one Graph `sendMail` request carries: Graph takes requests of at
+/// most 4 MB ([`mailroom_graph::REQUEST_LIMIT`]) and the MIME body is base64, 4 bytes for
+/// every 3. Larger ones need the draft and upload-session path (large attachments).
+pub const GRAPH_ONE_REQUEST: u64 = mailroom_graph::REQUEST_LIMIT / 4 * 3;
 
 pub(crate) fn oauth_credentials(user: &str, token: AccessToken) -> Credentials {
     Credentials {
@@ -339,6 +351,7 @@ impl Mailroom {
             broker,
             smtp: Mutex::new(HashMap::new()),
             gmail: Mutex::new(None),
+            graph: Mutex::new(None),
             resolutions: Mutex::new(HashMap::new()),
         })
     }
@@ -364,6 +377,7 @@ impl Mailroom {
         self.broker.forget_cached();
         self.smtp.lock().expect("smtp cache lock").clear();
         *self.gmail.lock().expect("gmail cache lock") = None;
+        *self.graph.lock().expect("graph cache lock") = None;
         self.resolutions
             .lock()
             .expect("resolution cache lock")
@@ -431,7 +445,7 @@ impl Mailroom {
             account: prepared.account.account_ref(),
             address: prepared.account.sender().to_owned(),
             reason: prepared.reason,
-            transport: transport_kind(prepared.account.server().provider),
+            transport: transport_kind(prepared.account.server()),
             sender: prepared.envelope.sender().to_string(),
             recipients: prepared
                 .envelope
@@ -478,9 +492,16 @@ impl Mailroom {
                 .build_with(attachments, account.sender(), fax_format.as_ref())?;
         // Refused here, before a transport is reached or an outbox row is written: a
         // message the provider would refuse anyway is neither sent nor stored.
-        let limit = max_message_size(account.server().provider);
+        let limit = max_message_size(account.server());
         let size =
             built.bytes.len() as u64 + built.bcc_header.as_ref().map_or(0, |b| b.len() as u64);
+        if size > limit && transport_kind(account.server()) == TransportKind::GraphApi {
+            return Err(crate::Error::NeedsLargeAttachments {
+                account: account.account_ref(),
+                size,
+                limit,
+            });
+        }
         if size > limit {
             return Err(crate::Error::TooLarge { size, limit });
         }
@@ -542,7 +563,28 @@ impl Mailroom {
         Ok(transport)
     }
 
-    fn smtp_transport(&self, account: &Account) -> Result<Arc<SmtpTransport>> {
+    /// The Graph transport on the Microsoft app's Graph base URL (its cloud's, or the one
+    /// set), shared by every Graph-route account; rebuilt after `forget_cached`.
+    async fn graph_transport(&self) -> Result<Arc<GraphTransport>> {
+        if let Some(transport) = self.graph.lock().expect("graph cache lock").as_ref() {
+            return Ok(transport.clone());
+        }
+        let app = Apps::new(&self.db, &self.options.key)
+            .require(Provider::Microsoft)
+            .await?;
+        let base_url = app.graph_api_url();
+        let config = GraphConfig {
+            // The app registration accepts http:// only for a loopback host.
+            allow_plaintext_loopback: base_url.scheme() == "http",
+            extra_root_pem: self.options.extra_root_pem.clone(),
+            ..GraphConfig::with_base_url(base_url)
+        };
+        let transport = Arc::new(GraphTransport::new(config)?);
+        *self.graph.lock().expect("graph cache lock") = Some(transport.clone());
+        Ok(transport)
+    }
+
+    pub(crate) fn smtp_transport(&self, account: &Account) -> Result<Arc<SmtpTransport>> {
         let server = account.server();
         let fingerprint = settings_fingerprint(server);
         let mut cache = self.smtp.lock().expect("smtp cache lock");
@@ -571,9 +613,10 @@ impl Mailroom {
         if let Some(transport) = &self.options.transport_override {
             return Ok(transport.clone());
         }
-        Ok(match account.server().provider {
-            Provider::Google => self.gmail_transport().await?,
-            Provider::Microsoft | Provider::None => self.smtp_transport(account)?,
+        Ok(match transport_kind(account.server()) {
+            TransportKind::GmailApi => self.gmail_transport().await?,
+            TransportKind::GraphApi => self.graph_transport().await?,
+            _ => self.smtp_transport(account)?,
         })
     }
 

@@ -134,7 +134,8 @@ pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary, M
 pub use doctor::{CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
 pub use error::{Error, Result};
 pub use facade::{
-    Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed, SendRequest, max_message_size,
+    GRAPH_ONE_REQUEST, Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed,
+    SendRequest, max_message_size, transport_kind,
 };
 pub use mailroom_model::Remedy;
 pub use message::{Attachment, BuiltMessage, MAX_ATTACHMENT_SIZE, MessageDraft};

@@ -13,7 +13,7 @@ use mailroom_model::{
     ValidationError,
 };
 use mailroom_tokens::{
-    AccessToken, OAuthHttp, SignInPolicy, TokenTarget,
+    AccessToken, OAuthHttp, Resource, SignInPolicy, TokenTarget,
     interactive::{
         DevicePrompt, SignInOptions, SignedIn, revoke_at_provider, sign_in_with_browser,
         sign_in_with_device_code,
@@ -192,8 +192,8 @@ impl Mailroom {
             expected_address: Some(server.smtp_user.clone()).filter(|e| !e.is_empty()),
             shared_mailbox: server.shared_mailbox,
             known_identity: server.token_identity.clone(),
+            resource: Resource::of_server(server),
             timeout,
-            ..SignInOptions::default()
         };
         begin(app, options, mode)
             .await
@@ -204,21 +204,25 @@ impl Mailroom {
             })
     }
 
-    /// Starts a sign-in that will create a user account of `provider` (see
-    /// [`Mailroom::add_account_with_sign_in`]); `expected` is the address that must sign
-    /// in, or empty for whoever does.
+    /// Starts a sign-in that will create the user account `change` describes (see
+    /// [`Mailroom::add_account_with_sign_in`]): its provider's app, its SMTP user as the
+    /// address that must sign in (or whoever does, when it has none; anyone with rights on
+    /// it, for a shared mailbox), and its route's permissions (Graph's `Mail.Send` on the
+    /// Graph route). The change is validated first, before anyone signs in.
     pub async fn begin_sign_in_for_new_account(
         &self,
-        provider: Provider,
-        expected: &str,
+        change: &ServerSettingsChange,
         mode: SignInMode,
         timeout: Duration,
     ) -> Result<SignInSession> {
+        let settings = change.apply(None)?.settings;
         let app = Apps::new(self.database(), &self.options().key)
-            .require(provider)
+            .require(settings.provider)
             .await?;
         let options = SignInOptions {
-            expected_address: Some(expected.to_owned()).filter(|e| !e.is_empty()),
+            expected_address: Some(settings.smtp_user.clone()).filter(|e| !e.is_empty()),
+            shared_mailbox: settings.shared_mailbox,
+            resource: Resource::of_server(&settings),
             timeout,
             ..SignInOptions::default()
         };
@@ -293,7 +297,10 @@ impl Mailroom {
     ) -> Result<UserAccount> {
         let key = &self.options().key;
         let mut change = change.clone();
-        change.smtp_user = Some(signed_in.identity.address.clone());
+        // A shared mailbox keeps its address: the person who signed in is not the mailbox.
+        if change.shared_mailbox != Some(true) {
+            change.smtp_user = Some(signed_in.identity.address.clone());
+        }
         let transaction = mailroom_migrations::begin_write(self.database()).await?;
         let accounts = Accounts::new(&transaction, key);
         accounts.verify_key().await?;

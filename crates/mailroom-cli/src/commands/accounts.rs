@@ -216,12 +216,15 @@ pub(crate) async fn run<C: ConnectionTrait>(
             } else {
                 resolution.account.sender().to_owned()
             };
+            let via = match mailroom::transport_kind(server) {
+                mailroom_model::TransportKind::GraphApi => {
+                    format!("{} (route graph: Microsoft Graph)", server.provider)
+                }
+                _ => format!("{} ({}:{})", server.provider, server.host, server.port),
+            };
             Ok(Output::new(
                 format!(
-                    "{name} sends: {sender} via {} ({}:{})\nrule: {}\nsigned in: {}",
-                    server.provider,
-                    server.host,
-                    server.port,
+                    "{name} sends: {sender} via {via}\nrule: {}\nsigned in: {}",
                     resolution.rule,
                     signed_in.as_str()
                 ),
@@ -229,6 +232,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
                     "feature": feature.name,
                     "account": view,
                     "rule": resolution.rule,
+                    "transport": mailroom::transport_kind(server).to_string(),
                     "signed_in": signed_in,
                     "reason": resolution.rule.to_string(),
                 }),

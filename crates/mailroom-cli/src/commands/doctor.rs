@@ -22,11 +22,16 @@ pub(crate) struct DoctorArgs {
     /// Also refresh each OAuth account's token now, to prove the refresh works.
     #[arg(long)]
     pub(crate) refresh: bool,
+    /// Also authenticate to each SMTP account's server with its token or password and
+    /// QUIT without sending (shows e.g. that SMTP AUTH is off for a Microsoft mailbox).
+    #[arg(long)]
+    pub(crate) authenticate: bool,
 }
 
 pub(crate) const DOCTOR_EXAMPLES: &str = "Examples:
   mailroom doctor
   mailroom doctor --company --refresh
+  mailroom doctor --authenticate
   mailroom doctor --account 4 --json";
 
 pub(crate) async fn doctor(context: &Context, args: DoctorArgs) -> Result<Output> {
@@ -37,6 +42,7 @@ pub(crate) async fn doctor(context: &Context, args: DoctorArgs) -> Result<Output
             (false, None) => None,
         },
         refresh: args.refresh,
+        authenticate: args.authenticate,
         ..DoctorOptions::default()
     };
     let ca_file = std::env::var_os(CA_FILE_VARIABLE).filter(|path| !path.is_empty());

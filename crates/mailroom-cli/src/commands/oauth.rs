@@ -223,10 +223,9 @@ pub(crate) async fn add_with_sign_in(
     // Validate the rest before anyone signs in.
     change.apply(None)?;
     let mailroom = open_mailroom(context).await?;
-    let expected = server.user.clone().unwrap_or_default();
     let (facade_mode, timeout) = crate::signin::facade_mode(mode);
     let session = mailroom
-        .begin_sign_in_for_new_account(provider, &expected, facade_mode, timeout)
+        .begin_sign_in_for_new_account(&change, facade_mode, timeout)
         .await?;
     crate::signin::show_step(&session, mode);
     let signed_in = session.wait().await?;

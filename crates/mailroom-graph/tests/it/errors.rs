@@ -269,3 +269,26 @@ async fn a_redirect_is_not_followed() {
     assert_eq!(error.kind(), Kind::Permanent);
     assert!(error.to_string().contains("not followed"), "{error}");
 }
+
+/// `probe` (for a doctor): one unauthenticated `GET` of the base URL; any HTTP answer
+/// proves Graph is reachable, and no token goes with it.
+#[tokio::test]
+async fn probe_reaches_graph_without_a_token() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(wiremock::ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let status = transport(test_config(&server.uri())).probe().await.unwrap();
+    assert_eq!(status, 401);
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests[0].headers.get("authorization").is_none());
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let error = transport(test_config(&closed)).probe().await.unwrap_err();
+    assert_eq!(error.kind(), mailroom_model::TransportErrorKind::Transient);
+}

@@ -273,3 +273,36 @@ async fn replies_map_to_kinds_and_remediations() {
         check(&error, reply, *kind, remediation);
     }
 }
+
+/// `verify` authenticates and QUITs without a message: Exchange says only at AUTH that
+/// SMTP AUTH is off (`535 5.7.139`), so this is how a doctor sees it before a send does.
+#[tokio::test]
+async fn verify_authenticates_without_sending_and_names_a_disabled_smtp_auth() {
+    let disabled = "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.";
+    let server = TestServer::start(ServerOptions {
+        tokens: vec![(USER.to_owned(), "good-token".to_owned())],
+        scripted: json!({ "AUTH": { "disabled-token": disabled } }),
+        ..ServerOptions::default()
+    });
+    let transport = transport_with(&server, oauth_settings(&server, TlsStartup::StartTls), 1);
+    transport.verify(&token("good-token", 1)).await.unwrap();
+    let error = transport
+        .verify(&token("disabled-token", 2))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), Kind::AccountConfiguration);
+    assert_eq!(error.server_reply(), Some(disabled));
+    assert_eq!(
+        error.remedy(),
+        Some(&mailroom_model::Remedy::EnableSmtpAuthOrUseGraph {
+            account: None,
+            mailbox: Some(USER.to_owned()),
+        })
+    );
+    assert!(server.messages().is_empty(), "verify sent a message");
+    assert_eq!(
+        server.events_of("auth").len(),
+        2,
+        "each verify authenticated once"
+    );
+}

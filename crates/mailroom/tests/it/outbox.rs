@@ -343,7 +343,7 @@ async fn a_message_too_large_for_the_provider_is_neither_queued_nor_sent() {
     let world = World::new(Backend::Sqlite, password_server()).await;
     company_relay(&world).await;
     let mailroom = world.mailroom().await;
-    let limit = mailroom::max_message_size(Provider::None);
+    let limit = mailroom::max_message_size(&mailroom_model::ServerSettings::preset(Provider::None));
     // 30 MB of attachment: within the attachment limit, over 35 MiB once base64-encoded.
     let mut request = message(1);
     request.message.attachments = vec![mailroom::Attachment::new(
