@@ -931,6 +931,22 @@ mod tests {
         );
     }
 
+    /// The cloud and the Graph URL join the seal only when set, as the redirect URI does:
+    /// every row from before them (both null) keeps the seal it has.
+    #[test]
+    fn the_cloud_and_graph_url_join_the_seal_only_when_set() {
+        let before = settings_aad(&model(None));
+        let mut row = model(None);
+        row.cloud = Some("usgov".to_owned());
+        row.graph_api_url = Some("https://graph.example/".to_owned());
+        let mut expected = before.clone();
+        expected.extend_from_slice(b"\ncloud=usgov\ngraph_api_url=https://graph.example/");
+        assert_eq!(settings_aad(&row), expected);
+        row.cloud = None;
+        row.graph_api_url = None;
+        assert_eq!(settings_aad(&row), before);
+    }
+
     #[track_caller]
     fn check(provider: Provider, text: &str, expected: Result<&str, &str>) {
         match (parse_redirect_uri(provider, text), expected) {

@@ -293,12 +293,13 @@ pub(crate) async fn token_list(context: &Context) -> Result<Output> {
         "Account",
         "Address",
         "Provider",
+        "Access tokens",
         "Status",
         "Expires in",
         "Last refreshed",
         "Refresh token",
     ];
-    let rows: Vec<[String; 7]> = tokens
+    let rows: Vec<[String; 8]> = tokens
         .iter()
         .map(|owned| {
             let token = &owned.token;
@@ -320,6 +321,9 @@ pub(crate) async fn token_list(context: &Context) -> Result<Output> {
                 account,
                 token.address.clone(),
                 token.provider.to_string(),
+                // The resources it holds an access token for (`mail`, `graph`); "Expires
+                // in" is the first's.
+                token.access_resources.join(", "),
                 token.status.clone(),
                 if minutes >= 0 {
                     format!("{minutes} min")

@@ -200,10 +200,16 @@ async fn sign_in_stores_the_token_and_fills_an_empty_smtp_user() {
     assert_eq!(tokens[0]["address"], "Invoices@Contoso.example");
     assert_eq!(tokens[0]["status"], "valid");
     assert_eq!(tokens[0]["accounts"], json!([{ "kind": "company" }]));
+    assert_eq!(tokens[0]["access_resources"], json!(["mail"]));
     let listed = cli.run(&["token", "list"]).ok();
     assert!(
         listed.stdout.starts_with("Account") && listed.stdout.contains("\ncompany "),
         "token list names the account: {}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("Access tokens") && listed.stdout.contains(" mail "),
+        "token list names the resources with access tokens: {}",
         listed.stdout
     );
     assert!(

@@ -542,7 +542,107 @@ async fn two_processes_refresh_the_graph_token_once(db: &TestDatabase) {
     drop(server);
 }
 
+/// Against the sandbox's Entra look-alike (which refuses a token request spanning two
+/// resources and a refresh outside the consent, as Entra does): an SMTP-route sign-in
+/// consents to Outlook only, so the Graph route asks to sign in again to grant Mail.Send;
+/// once Mail.Send is consented (an administrator's consent), the same sign-in's refresh
+/// token gets a Graph token beside the Outlook one; a Graph-route sign-in asks Graph only.
+async fn against_the_sandbox_one_sign_in_serves_both_routes(db: &TestDatabase) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = mailroom_sandbox::SandboxConfig::new(dir.path().join("sandbox"));
+    config.auto_approve = true;
+    let sandbox = mailroom_sandbox::Sandbox::start(config).await.unwrap();
+    let endpoints = sandbox.endpoints();
+    let key = KeyRing::generate();
+    let change = AppChange {
+        client_id: Some(support::CLIENT_ID.to_owned()),
+        tenant: Some(endpoints.tenant_id.clone()),
+        overrides: EndpointOverrides {
+            authorize_url: Some(endpoints.microsoft.authorize.clone()),
+            token_url: Some(endpoints.microsoft.token.clone()),
+            device_url: Some(endpoints.microsoft.device.clone()),
+            issuer: Some(endpoints.microsoft.issuer.clone()),
+            graph_api_url: Some(endpoints.graph_api.clone()),
+            ..EndpointOverrides::default()
+        },
+        ..AppChange::default()
+    };
+    let app = Apps::new(&db.db, &key)
+        .set(Provider::Microsoft, change)
+        .await
+        .unwrap();
+    let sign_in = |resource| {
+        let app = app.clone();
+        async move {
+            let options = SignInOptions {
+                expected_address: Some(ADDRESS.to_owned()),
+                timeout: Duration::from_secs(20),
+                resource,
+                ..Default::default()
+            };
+            sign_in_with_browser(
+                &OAuthHttp::new(),
+                &app,
+                &options,
+                SystemTime::now,
+                browser(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let stored = TokenStore::new(&db.db, &key)
+        .save_sign_in(&sign_in(Resource::Mail).await, chrono::Utc::now())
+        .await
+        .unwrap();
+    let identity = Some(stored.key.identity_key.clone());
+    let mail = TokenTarget {
+        token_identity: identity.clone(),
+        ..mail_target()
+    };
+    let graph = mail.clone().with_resource(GRAPH);
+    let broker = support::broker(db, &key);
+    let outlook = broker.access_token(&mail).await.unwrap();
+    let error = broker.access_token(&graph).await.unwrap_err();
+    check_grant_mail_send(&error);
+    assert!(error.to_string().contains("AADSTS65001"), "{error}");
+
+    sandbox
+        .authority()
+        .consent_scopes(ADDRESS, &["https://graph.microsoft.com/Mail.Send"]);
+    let graph_token = broker.access_token(&graph).await.unwrap();
+    let mailroom_sandbox::TokenCheck::Valid(info) = sandbox
+        .authority()
+        .check_access_token(graph_token.secret.expose())
+    else {
+        panic!("the sandbox did not issue the Graph token");
+    };
+    assert!(info.has_any_scope(&["https://graph.microsoft.com/Mail.Send"]));
+    assert!(!info.has_any_scope(&["https://outlook.office.com/SMTP.Send"]));
+    assert!(graph_token.version > outlook.version);
+    // The Outlook token is untouched, and both are stored under the one sign-in.
+    assert_eq!(
+        broker.access_token(&mail).await.unwrap().secret.expose(),
+        outlook.secret.expose()
+    );
+    let summary = &TokenStore::new(&db.db, &key).list().await.unwrap()[0];
+    assert_eq!(summary.access_resources, ["mail", "graph"]);
+    let stats = sandbox.authority().stats();
+    assert_eq!((stats.refreshes, stats.refreshes_refused), (1, 1));
+
+    // A Graph-route sign-in: its own token is Graph's, with the Graph scope only.
+    let signed_in = sign_in(GRAPH).await;
+    let stored = TokenStore::new(&db.db, &key)
+        .save_sign_in(&signed_in, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(stored.access_resource, "graph");
+    assert_eq!(stored.scopes, "https://graph.microsoft.com/Mail.Send");
+    drop(sandbox);
+}
+
 on_both_backends!(
+    against_the_sandbox_one_sign_in_serves_both_routes,
     one_identity_two_resources_and_versions_per_resource,
     a_row_from_before_resources_still_gives_its_outlook_token,
     consent_missing_names_the_permission_to_grant,
