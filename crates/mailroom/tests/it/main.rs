@@ -5,6 +5,7 @@
 mod commands;
 mod delivery;
 mod doctor;
+mod graph;
 mod keys;
 mod outbox;
 mod send;
