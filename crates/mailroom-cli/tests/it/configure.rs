@@ -453,3 +453,84 @@ fn a_shared_mailbox_is_marked_shown_and_refused_where_it_cannot_work() {
     let json = cli.run(&["company", "show", "--json"]).ok().json();
     assert_eq!(json["shared_mailbox"], false);
 }
+
+/// `--route graph` (and `--large-attachments`): a Microsoft account sending through
+/// Microsoft Graph; shown by show, list and resolve (text and JSON), refused for other
+/// providers and for large attachments on the SMTP route.
+#[test]
+fn the_graph_route_is_set_shown_and_refused_where_it_cannot_work() {
+    let cli = Cli::new();
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "microsoft",
+        "--user",
+        "orders@contoso.example",
+        "--route",
+        "graph",
+        "--large-attachments",
+    ])
+    .ok();
+    let shown = cli.run(&["company", "show"]).ok();
+    assert!(
+        shown.stdout.contains("Route")
+            && shown.stdout.contains("graph (Microsoft Graph sendMail")
+            && shown.stdout.contains("Mail.ReadWrite"),
+        "{shown:?}"
+    );
+    let json = cli.run(&["company", "show", "--json"]).ok().json();
+    assert_eq!(json["route"], "graph");
+    assert_eq!(json["large_attachments"], true);
+    let resolved = cli.run(&["resolve"]).ok();
+    assert!(
+        resolved
+            .stdout
+            .contains("via microsoft (route graph: Microsoft Graph)"),
+        "{resolved:?}"
+    );
+    assert_eq!(
+        cli.run(&["resolve", "--json"]).ok().json()["transport"],
+        "graph"
+    );
+
+    let google = cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "google",
+        "--user",
+        "team@example.com",
+        "--route",
+        "graph",
+    ]);
+    assert_eq!(google.code, 2, "bad input: {google:?}");
+    assert!(
+        google.stderr.contains("graph is a Microsoft route"),
+        "{google:?}"
+    );
+    let added = cli
+        .run(&[
+            "account",
+            "add",
+            "--provider",
+            "microsoft",
+            "--user",
+            "sa@contoso.example",
+        ])
+        .ok();
+    let id = added.stdout.trim().to_owned();
+    let list = cli.run(&["account", "list"]).ok();
+    assert!(list.stdout.contains("Route"), "{list:?}");
+    let smtp_large = cli.run(&["account", "edit", &id, "--large-attachments"]);
+    assert_eq!(smtp_large.code, 2, "bad input: {smtp_large:?}");
+    assert!(
+        smtp_large
+            .stderr
+            .contains("applies to the Graph route only"),
+        "{smtp_large:?}"
+    );
+    let bad = cli.run(&["account", "edit", &id, "--route", "rest"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("use smtp or graph"), "{bad:?}");
+}
