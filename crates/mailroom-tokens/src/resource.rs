@@ -38,27 +38,18 @@ pub enum Resource {
 
 impl Resource {
     /// The resource an account's token is for: `Mail` on the SMTP (or Gmail API) route;
-    /// on the Graph route `Graph`, with `.Shared` permissions for a shared mailbox and
-    /// `Mail.ReadWrite` only when the account opts into large attachments.
-    pub fn for_route(graph: bool, shared_mailbox: bool, large_attachments: bool) -> Self {
-        if graph {
+    /// for a Microsoft account on the Graph route `Graph`, with `.Shared` permissions for a
+    /// shared mailbox and `Mail.ReadWrite` only when the account opts into large
+    /// attachments.
+    pub fn of_server(server: &mailroom_model::ServerSettings) -> Self {
+        if server.provider == Provider::Microsoft && server.route == mailroom_model::Route::Graph {
             Resource::Graph {
-                shared: shared_mailbox,
-                read_write: large_attachments,
+                shared: server.shared_mailbox,
+                read_write: server.large_attachments,
             }
         } else {
             Resource::Mail
         }
-    }
-
-    /// The resource of an account with these settings ([`Resource::for_route`]): Graph
-    /// for a Microsoft account on the Graph route, else `Mail`.
-    pub fn of_server(server: &mailroom_model::ServerSettings) -> Self {
-        Self::for_route(
-            server.provider == Provider::Microsoft && server.route == mailroom_model::Route::Graph,
-            server.shared_mailbox,
-            server.large_attachments,
-        )
     }
 
     /// The name its access token is stored under: `mail` or `graph`. Graph's permission
@@ -189,26 +180,50 @@ mod tests {
             "https://outlook.office.com/SMTP.Send offline_access openid profile email",
         );
         check(
-            Resource::for_route(true, false, false),
+            Resource::Graph {
+                shared: false,
+                read_write: false,
+            },
             Global,
             "https://graph.microsoft.com/Mail.Send offline_access openid profile email",
         );
         check(
-            Resource::for_route(true, true, false),
+            Resource::Graph {
+                shared: true,
+                read_write: false,
+            },
             UsGov,
             "https://graph.microsoft.us/Mail.Send.Shared offline_access openid profile email",
         );
         check(
-            Resource::for_route(true, false, true),
+            Resource::Graph {
+                shared: false,
+                read_write: true,
+            },
             UsGovDod,
             "https://dod-graph.microsoft.us/Mail.Send https://dod-graph.microsoft.us/Mail.ReadWrite offline_access openid profile email",
         );
         check(
-            Resource::for_route(true, true, true),
+            Resource::Graph {
+                shared: true,
+                read_write: true,
+            },
             China,
             "https://microsoftgraph.chinacloudapi.cn/Mail.Send.Shared https://microsoftgraph.chinacloudapi.cn/Mail.ReadWrite.Shared offline_access openid profile email",
         );
-        assert_eq!(Resource::for_route(false, true, true), Resource::Mail);
+        // The account's settings choose: Graph only for a Microsoft account on its route.
+        let mut server = mailroom_model::ServerSettings::preset(Provider::Microsoft);
+        server.shared_mailbox = true;
+        assert_eq!(Resource::of_server(&server), Resource::Mail);
+        server.route = mailroom_model::Route::Graph;
+        server.large_attachments = true;
+        assert_eq!(
+            Resource::of_server(&server),
+            Resource::Graph {
+                shared: true,
+                read_write: true
+            }
+        );
         let mut google = microsoft(Global);
         google.provider = Provider::Google;
         assert_eq!(
@@ -221,7 +236,10 @@ mod tests {
     fn a_grant_without_the_send_permission_names_it() {
         let app = microsoft(MicrosoftCloud::Global);
         let granted = |scopes: &[&str]| scopes.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let graph = Resource::for_route(true, false, true);
+        let graph = Resource::Graph {
+            shared: false,
+            read_write: true,
+        };
         assert_eq!(graph.missing_permission(&app, &[]), None);
         assert_eq!(
             graph.missing_permission(&app, &granted(&["https://graph.microsoft.com/User.Read"])),
@@ -237,8 +255,11 @@ mod tests {
         );
         // Mail.Send does not stand in for Mail.Send.Shared.
         assert_eq!(
-            Resource::for_route(true, true, false)
-                .missing_permission(&app, &granted(&["Mail.Send"])),
+            Resource::Graph {
+                shared: true,
+                read_write: false
+            }
+            .missing_permission(&app, &granted(&["Mail.Send"])),
             Some("Mail.Send.Shared".to_owned())
         );
         assert_eq!(
