@@ -69,6 +69,7 @@ struct GraphStore {
     failures: VecDeque<Failure>,
     drop_chunks: u32,
     dropped: u64,
+    chunks_kept: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +134,12 @@ impl GraphControl {
     /// How many upload chunks were dropped so far.
     pub fn dropped_chunk_count(&self) -> u64 {
         self.lock().dropped
+    }
+
+    /// How many upload chunks were kept so far (each `PUT` whose bytes joined an
+    /// attachment; a dropped or refused chunk is not counted).
+    pub fn upload_chunk_count(&self) -> u64 {
+        self.lock().chunks_kept
     }
 
     /// How many drafts are held (created, neither sent nor deleted).
@@ -1067,7 +1074,9 @@ async fn upload_put(
         .get(header::CONTENT_RANGE)
         .and_then(|value| value.to_str().ok())
         .and_then(parse_content_range);
-    let mut store = state.graph.lock();
+    let mut guard = state.graph.lock();
+    // One borrow of the store, so a session and the store's counters are borrowed apart.
+    let store = &mut *guard;
     if store.drop_chunks > 0 {
         store.drop_chunks -= 1;
         store.dropped += 1;
@@ -1118,6 +1127,7 @@ async fn upload_put(
     }
     session.attachment.bytes.extend_from_slice(&body);
     let received = session.attachment.bytes.len() as u64;
+    store.chunks_kept += 1;
     if received < total {
         let answer = session_progress(&state, session);
         return (StatusCode::OK, axum::Json(answer)).into_response();

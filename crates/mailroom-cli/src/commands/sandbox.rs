@@ -81,8 +81,8 @@ pub(crate) fn setup_commands(endpoints: &Endpoints, relay_password: &str) -> Vec
     vec![
         format!("export MAILROOM_CA_FILE={}", endpoints.ca_file.display()),
         format!(
-            "mailroom app set microsoft --client-id {MICROSOFT_CLIENT_ID} --tenant {} --authorize-url {} --token-url {} --device-url {} --issuer '{}'",
-            endpoints.tenant_id, ms.authorize, ms.token, ms.device, ms.issuer
+            "mailroom app set microsoft --client-id {MICROSOFT_CLIENT_ID} --tenant {} --authorize-url {} --token-url {} --device-url {} --issuer '{}' --graph-api-url {}",
+            endpoints.tenant_id, ms.authorize, ms.token, ms.device, ms.issuer, endpoints.graph_api
         ),
         format!(
             "printf '%s' {GOOGLE_CLIENT_SECRET} | mailroom app set google --client-id {GOOGLE_CLIENT_ID} --client-secret-stdin --authorize-url {} --token-url {} --device-url {}{revoke} --issuer '{}' --gmail-api-url {}",
@@ -151,7 +151,7 @@ fn describe(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> Stri
     line(
         "Graph API",
         format!(
-            "{} (mailroom's Graph transport; not yet a route of mailroom's accounts)",
+            "{} (for Microsoft accounts on the Graph route: `mailroom account edit ID --route graph [--large-attachments]`, then sign in again)",
             endpoints.graph_api
         ),
     );

@@ -20,6 +20,7 @@ const STEPS: &[&str] = &[
     "queue 20, agent drains",
     "sign-in disabled",
     "shared mailbox, delegate",
+    "Microsoft Graph route",
 ];
 
 fn fresh_machine_demo(home: &Path, args: &[&str]) -> (i32, String, String) {
@@ -82,9 +83,15 @@ fn the_demo_runs_the_whole_flow_offline_and_verifies_every_step() {
             .unwrap_or_else(|| panic!("no line for step {step}:\n{stdout}"));
         assert!(line.split_whitespace().any(|word| word == "yes"), "{line}");
     }
-    assert!(stdout.ends_with("9 of 9 steps verified\n"), "{stdout}");
+    assert!(stdout.ends_with("10 of 10 steps verified\n"), "{stdout}");
     assert!(
         stdout.contains("Failed to obtain an access token for orders@demo.example (google)"),
+        "{stdout}"
+    );
+    // The Graph step: the SMTP sign-in lacks Mail.Send until sa signs in again.
+    assert!(
+        stdout.contains("sign in again to grant Mail.Send")
+            && stdout.contains("via draft + upload session"),
         "{stdout}"
     );
 
@@ -103,8 +110,10 @@ fn the_demo_runs_the_whole_flow_offline_and_verifies_every_step() {
     assert!(kept.join("demo.sqlite").is_file());
     assert!(kept.join("demo.sqlite.key").is_file());
     assert!(kept.join("sandbox/ca.pem").is_file());
-    // 1 SMTP + 1 Gmail + 1 after the refresh + 20 queued + 1 from the shared mailbox.
-    assert_eq!(eml_files(&kept.join("sandbox/mail")), 24);
+    // 1 SMTP + 1 Gmail + 1 after the refresh + 20 queued + 1 from the shared mailbox, then
+    // on the Graph route 1 sendMail + 1 draft with an upload session (the refused send
+    // stored nothing) + 1 more from the shared mailbox.
+    assert_eq!(eml_files(&kept.join("sandbox/mail")), 27);
     // The default database was never created.
     assert!(!home.path().join("data/mailroom").exists());
 
@@ -141,7 +150,7 @@ async fn the_demo_runs_on_a_given_empty_postgresql_database() {
         &[("MAILROOM_KEY_FILE", &key_file)],
     );
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.ends_with("9 of 9 steps verified\n"), "{stdout}");
+    assert!(stdout.ends_with("10 of 10 steps verified\n"), "{stdout}");
     assert!(key_file.is_file());
     database.finish().await;
 }

@@ -184,6 +184,10 @@ impl Authority {
         };
         let code = random_token(32);
         let mut state = self.lock();
+        if style == Style::Microsoft {
+            // Approving is consenting: Entra keeps it for the person and the client.
+            state.record_microsoft_consent(client_id, &address, &scopes);
+        }
         state.codes.insert(
             code.clone(),
             CodeGrant {

@@ -162,6 +162,10 @@ impl Authority {
                 if let Some(device) = state.devices.get_mut(&device_code) {
                     device.status = DeviceStatus::Redeemed;
                 }
+                if style == Style::Microsoft {
+                    // Approving is consenting: Entra keeps it for the person and the client.
+                    state.record_microsoft_consent(client_id, &address, &device.scopes);
+                }
                 let grant_id = state.next_grant;
                 state.next_grant += 1;
                 let refresh_expiry = state.refresh_expiry();

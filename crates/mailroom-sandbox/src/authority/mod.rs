@@ -12,7 +12,8 @@
 //! style, as Entra: the authorize request's scopes are the consent and may span resources;
 //! a code redemption or refresh names one resource's scopes (`AADSTS28000` otherwise) and
 //! gets an access token for those; a refresh asking scopes outside the consent (the
-//! person's, or an administrator's through [`Authority::consent_scopes`]) is
+//! person's for the client, gathered over all their sign-ins, or an administrator's
+//! through [`Authority::consent_scopes`]) is
 //! `invalid_grant` `AADSTS65001` `consent_required`. For a
 //! registered client ([`ClientRegistration`], `registration.rs`), the provider's app
 //! registration rules as well: Entra's redirect URI matching (`AADSTS50011`), tenant
@@ -257,6 +258,14 @@ struct State {
     /// Lower-cased address → scopes consented for the person beyond their sign-in's (an
     /// administrator's consent for the organization, Microsoft style).
     consented: HashMap<String, Vec<String>>,
+    /// (client id, lower-cased address) → the scopes the person consented to for the
+    /// client in any sign-in (Microsoft style). Entra records a person's consent per
+    /// client, and it only grows: a refresh token, bound to the person and the client, gets
+    /// tokens for every resource consented so far, whichever sign-in issued it
+    /// (MicrosoftDocs/entra-docs `docs/identity-platform/refresh-tokens.md`: "bound to a
+    /// combination of user and client, but aren't tied to a resource"; incremental consent
+    /// in `docs/identity-platform/permissions-consent-overview.md`).
+    microsoft_consents: HashMap<(String, String), Vec<String>>,
     failures: VecDeque<JsonReply>,
     stats: AuthorityStats,
     /// Registered clients by (style, client id).
@@ -267,6 +276,28 @@ impl State {
     fn refresh_expiry(&self) -> Option<SystemTime> {
         self.refresh_token_lifetime
             .map(|lifetime| SystemTime::now() + lifetime)
+    }
+
+    /// Adds the scopes of an approved Microsoft-style sign-in to the person's consent for
+    /// the client (see `microsoft_consents`).
+    fn record_microsoft_consent(&mut self, client_id: &str, address: &str, scopes: &[String]) {
+        let consent = self
+            .microsoft_consents
+            .entry((client_id.to_owned(), address.to_lowercase()))
+            .or_default();
+        for scope in scopes {
+            if !consent.contains(scope) {
+                consent.push(scope.clone());
+            }
+        }
+    }
+
+    /// The scopes the person consented to for the client in earlier sign-ins.
+    fn microsoft_consent_of(&self, client_id: &str, address: &str) -> &[String] {
+        self.microsoft_consents
+            .get(&(client_id.to_owned(), address.to_lowercase()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 }
 
@@ -514,6 +545,7 @@ impl Authority {
                 google_unticked: Vec::new(),
                 usernames: HashMap::new(),
                 consented: HashMap::new(),
+                microsoft_consents: HashMap::new(),
                 failures: VecDeque::new(),
                 stats: AuthorityStats::default(),
                 clients: config

@@ -26,8 +26,9 @@ fn scope_key(scope: &str) -> (Option<String>, String) {
 
 /// The scopes a Microsoft-style token request (a code redemption or a refresh) gets: the
 /// ones it names, when they are one resource's and within the consent (`consent`: the
-/// authorize request's scopes; `extra`: an administrator's); none named, the consent as it
-/// was (the refresh of a client that names no scope).
+/// authorize request's scopes; `extra`: an administrator's; `earlier`: the person's for
+/// this client in other sign-ins); none named, the consent as it was (the refresh of a
+/// client that names no scope).
 fn microsoft_requested_scopes(
     state: &State,
     client_id: &str,
@@ -47,7 +48,13 @@ fn microsoft_requested_scopes(
         .get(&address.to_lowercase())
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let consented: Vec<_> = consent.iter().chain(extra).map(|s| scope_key(s)).collect();
+    let earlier = state.microsoft_consent_of(client_id, address);
+    let consented: Vec<_> = consent
+        .iter()
+        .chain(extra)
+        .chain(earlier)
+        .map(|s| scope_key(s))
+        .collect();
     let outside = requested.iter().any(|scope| {
         let key = scope_key(scope);
         key.0.is_some() && !consented.contains(&key)

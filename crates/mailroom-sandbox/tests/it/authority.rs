@@ -920,3 +920,47 @@ async fn a_refresh_outside_the_consent_needs_consent() {
     .await;
     assert_eq!((status, body["error_codes"].clone()), (400, json!([65001])));
 }
+
+/// Entra keeps a person's consent per client, and it only grows: a refresh token is bound
+/// to the person and the client, not to a resource or a sign-in (MicrosoftDocs/entra-docs
+/// `docs/identity-platform/refresh-tokens.md`). After a second sign-in that asked Graph
+/// only, its refresh token still gets an Outlook token (consented in the first), and the
+/// first sign-in's refresh token now gets a Graph token. Another person's consent is not
+/// theirs.
+#[tokio::test]
+async fn a_persons_consent_grows_over_their_sign_ins() {
+    let sandbox = sandbox().await;
+    let outlook = MICROSOFT_SCOPE;
+    let graph = "https://graph.microsoft.com/Mail.Send offline_access openid profile email";
+    let other = "buyer@contoso.example";
+    let first = tokens(&sandbox, Provider::Microsoft, MICROSOFT_USER).await;
+    let first_refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    let other_refresh = tokens(&sandbox, Provider::Microsoft, other).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Before the Graph sign-in: outside the consent.
+    let (status, body) = refresh_for(&sandbox, &first_refresh, graph).await;
+    assert_eq!((status, body["error_codes"].clone()), (400, json!([65001])));
+
+    let second = tokens_with_scope(&sandbox, Provider::Microsoft, MICROSOFT_USER, graph).await;
+    assert_eq!(second["scope"], "https://graph.microsoft.com/Mail.Send");
+    let second_refresh = second["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) = refresh_for(&sandbox, &second_refresh, outlook).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "https://outlook.office.com/SMTP.Send");
+    let (status, body) = refresh_for(&sandbox, &first_refresh, graph).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "https://graph.microsoft.com/Mail.Send");
+
+    // Not consented by this person, and not Mail.ReadWrite by anyone.
+    let (status, body) = refresh_for(&sandbox, &other_refresh, graph).await;
+    assert_eq!((status, body["error_codes"].clone()), (400, json!([65001])));
+    let (status, body) = refresh_for(
+        &sandbox,
+        &second_refresh,
+        "https://graph.microsoft.com/Mail.ReadWrite offline_access",
+    )
+    .await;
+    assert_eq!((status, body["error_codes"].clone()), (400, json!([65001])));
+}

@@ -119,6 +119,8 @@ async fn a_large_message_goes_through_a_draft_and_an_upload_session_intact() {
     );
     assert!(String::from_utf8_lossy(&eml).contains(".a line with a leading dot"));
     assert_eq!(sandbox.graph().draft_count(), 0, "the sent draft is gone");
+    // 6 MiB in chunks of at most 4 MiB.
+    assert_eq!(sandbox.graph().upload_chunk_count(), 2);
 }
 
 #[tokio::test]
@@ -133,6 +135,8 @@ async fn an_upload_resumes_after_a_dropped_chunk() {
         .await
         .expect("the message is accepted after the resume");
     assert_eq!(sandbox.graph().dropped_chunk_count(), 1);
+    // 9 MiB is three chunks kept; the dropped one is not counted.
+    assert_eq!(sandbox.graph().upload_chunk_count(), 3);
     let stored = &sandbox.mailbox().messages()[0];
     let eml = std::fs::read(&stored.path).unwrap();
     assert_eq!(attachment_of(&eml, "SO-10234.pdf").unwrap(), attachment);

@@ -2,9 +2,12 @@
 //! configure a company account (Google style) and a user account (Microsoft style) bound to
 //! system user `sa`, sign both in through the real loopback PKCE flow (the demo plays the
 //! browser), send through each transport (one with an attachment), refresh a short-lived
-//! token, queue 20 messages and drain them with the agent, and meet `Failed to obtain an
-//! access token` with sign-in disabled. Every step is verified against what the sandbox
-//! stored; the exit code is 0 only if every step verified.
+//! token, queue 20 messages and drain them with the agent, meet `Failed to obtain an
+//! access token` with sign-in disabled, make the company account a shared mailbox that a
+//! delegate signs in for, and move the user account to the Microsoft Graph route (its SMTP
+//! sign-in lacks Mail.Send until it signs in again; then `sendMail`, and a message with a
+//! 5 MiB attachment through a draft and an upload session). Every step is verified against what the
+//! sandbox stored; the exit code is 0 only if every step verified.
 //!
 //! This module is the frame: set up, run the steps in order (a step runs only when the
 //! ones it needs verified), and report them as a table or JSON. The steps are in
@@ -26,8 +29,8 @@ use crate::context::Context;
 mod steps;
 
 use steps::{
-    configure, queue_and_drain, refresh, send_gmail, send_smtp, shared_mailbox, sign_in,
-    sign_in_disabled,
+    configure, graph_route, queue_and_drain, refresh, send_gmail, send_smtp, shared_mailbox,
+    sign_in, sign_in_disabled,
 };
 
 #[derive(Debug, Args)]
@@ -248,7 +251,12 @@ async fn run_steps(demo: &mut Demo, steps: &mut Vec<Step>) {
         step!("sign-in disabled", sign_in_disabled(demo));
     }
     if user_signed_in {
-        step!("shared mailbox, delegate", shared_mailbox(demo));
+        let shared = step!("shared mailbox, delegate", shared_mailbox(demo));
+        // The step checks that the shared mailbox still sends after the user's new
+        // sign-in, so it needs the shared mailbox set up.
+        if shared {
+            step!("Microsoft Graph route", graph_route(demo));
+        }
     }
 }
 

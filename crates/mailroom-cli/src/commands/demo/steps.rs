@@ -9,10 +9,10 @@ use mailroom::{
     AUTOMATION_AGENT, Agent, AgentOptions, Attachment, Mailroom, MessageDraft, OutboxStatus,
     Receipt, SALES_DOCUMENT, SendRequest,
 };
-use mailroom_accounts::Accounts;
+use mailroom_accounts::{Accounts, BindingChange};
 use mailroom_model::{
-    AccountRef, Binding, FeatureCatalog, Provider, Secret, ServerSettingsChange, SignInPrompt,
-    SignInRequest, TlsStartup, TransportKind,
+    AccountRef, Binding, FeatureCatalog, Provider, Remedy, Route, Secret, ServerSettingsChange,
+    SignInPrompt, SignInRequest, TlsStartup, TransportKind,
 };
 use mailroom_sandbox::{ReceivedBy, Sandbox, StoredMessage};
 use mailroom_tokens::{
@@ -711,4 +711,231 @@ pub(super) async fn shared_mailbox(demo: &mut Demo) -> Result<Done> {
         "company account {SHARED_MAILBOX} marked a shared mailbox; {USER_ADDRESS} (preferred_username \"+1 555 0100\") signed in for it; XOAUTH2 user={SHARED_MAILBOX} with {USER_ADDRESS}'s token, the same stored token as {USER_ADDRESS}'s own account ({tokens_after} tokens); From {SHARED_MAILBOX}; .eml matches"
     ))
     .with_files([stored.path]))
+}
+
+/// Bytes that do not compress (a scanned document, say), `size` of them.
+fn incompressible_bytes(size: usize) -> Vec<u8> {
+    let mut bytes = b"%PDF-1.4\n% mailroom demo scanned delivery note\n".to_vec();
+    let header = bytes.len();
+    bytes.extend(
+        (0..size.saturating_sub(header) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).rotate_left(7) >> 11) as u8),
+    );
+    bytes
+}
+
+/// The Graph scope of a permission, as the global cloud writes it.
+fn graph_scope(permission: &str) -> String {
+    format!("https://graph.microsoft.com/{permission}")
+}
+
+/// The user account (sa@, signed in for SMTP earlier) moves to the Microsoft Graph route
+/// with large attachments, keeping its sign-in. Its first send meets the truth: the
+/// sign-in consented to Outlook's SMTP.Send only, so Entra refuses a Graph token
+/// (`AADSTS65001`) and the send asks for a sign-in that grants Mail.Send, sending
+/// nothing. The sign-in again asks Graph's scopes (one resource), then a small message
+/// goes by `sendMail` (MIME) and a 5 MiB one by a draft and an upload session. The company
+/// account, the shared mailbox on SMTP that sends with the same person's sign-in, still
+/// sends afterwards.
+pub(super) async fn graph_route(demo: &mut Demo) -> Result<Done> {
+    let user_id = demo.user_account.context("no user account")?;
+    let account = AccountRef::User(user_id);
+    let accounts = Accounts::new(&demo.context.db, &demo.context.key);
+    let before = accounts.account(account).await?;
+    let saved = accounts
+        .edit_user_account(
+            user_id,
+            &ServerSettingsChange {
+                route: Some(Route::Graph),
+                large_attachments: Some(true),
+                ..Default::default()
+            },
+            BindingChange::Keep,
+        )
+        .await?;
+    ensure!(
+        saved.account.server.route == Route::Graph && saved.account.server.large_attachments,
+        "the account is on route {} (large attachments {})",
+        saved.account.server.route,
+        saved.account.server.large_attachments
+    );
+    ensure!(
+        saved.account.server.token_identity.is_some()
+            && saved.account.server.token_identity == before.server().token_identity,
+        "the route change dropped the account's sign-in"
+    );
+
+    // 1. The sign-in it has did not consent to Graph's Mail.Send: no token, nothing sent.
+    let authority = demo.sandbox.authority();
+    let stats_before = authority.stats();
+    let received_before = demo.sandbox.mailbox().messages().len();
+    let mailroom = open_mailroom(demo).await?;
+    let mut request = SendRequest::new(
+        SALES_DOCUMENT,
+        draft(
+            "Order confirmation SO-10240",
+            "Thank you for your order.",
+            None,
+        ),
+    );
+    request.system_user = Some(SYSTEM_USER.to_owned());
+    let error = match mailroom.send(request).await {
+        Ok(receipt) => {
+            return Err(anyhow!(
+                "the send succeeded with the SMTP sign-in: {}",
+                receipt.message_id
+            ));
+        }
+        Err(error) => error,
+    };
+    let refused = error.to_string();
+    ensure!(
+        error.needs_sign_in(),
+        "the error does not ask for a sign-in: {refused}"
+    );
+    ensure!(
+        matches!(
+            error.remedy(),
+            Some(Remedy::GrantScope { account: Some(named), ref scope })
+                if named == account && scope == "Mail.Send"
+        ),
+        "the remedy is {:?}, not granting Mail.Send to the {account}: {refused}",
+        error.remedy()
+    );
+    ensure!(
+        refused.contains("sign in again to grant Mail.Send"),
+        "the error does not say to sign in again for Mail.Send: {refused}"
+    );
+    ensure!(
+        authority.stats().refreshes_refused == stats_before.refreshes_refused + 1,
+        "the sandbox refused no Graph refresh"
+    );
+    ensure!(
+        demo.sandbox.mailbox().messages().len() == received_before,
+        "a message arrived"
+    );
+
+    // 2. Signing in again asks Graph's permissions, and Graph's only (one resource).
+    let (signed_in_as, page, url) = browser_sign_in(demo, account).await?;
+    ensure!(
+        signed_in_as.eq_ignore_ascii_case(USER_ADDRESS),
+        "signed in as {signed_in_as}, expected {USER_ADDRESS}"
+    );
+    ensure!(
+        page.contains(&format!("Signed in as {USER_ADDRESS}")),
+        "the loopback listener did not confirm the sign-in: {page}"
+    );
+    let scope = url
+        .query_pairs()
+        .find(|(name, _)| name == "scope")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    ensure!(
+        scopes.contains(&graph_scope("Mail.Send").as_str())
+            && scopes.contains(&graph_scope("Mail.ReadWrite").as_str())
+            && !scopes.iter().any(|scope| scope.ends_with("/SMTP.Send")),
+        "the sign-in asked {scope:?}"
+    );
+
+    // 3. A small message: one sendMail request with the MIME bytes.
+    let mailroom = open_mailroom(demo).await?;
+    let subject = "Order confirmation SO-10240";
+    let text = "Thank you for your order.";
+    let mut request = SendRequest::new(SALES_DOCUMENT, draft(subject, text, None));
+    request.system_user = Some(SYSTEM_USER.to_owned());
+    let small = mailroom.send(request).await?;
+    ensure!(
+        small.transport == TransportKind::GraphApi,
+        "it went by {}",
+        small.transport
+    );
+    let small_stored = verify_stored(
+        &demo.sandbox,
+        &small,
+        &[ReceivedBy::GraphMime],
+        subject,
+        text,
+        None,
+    )?;
+    ensure!(
+        small.provider_message_id.is_some()
+            && small.provider_message_id == small_stored.graph_request_id,
+        "the receipt's id {:?} is not Graph's request-id {:?}",
+        small.provider_message_id,
+        small_stored.graph_request_id
+    );
+
+    // 4. Over Graph's 4 MB request once base64'd: a draft, the attachment through an
+    // upload session in chunks of at most 4 MiB, then send.
+    let chunks_before = demo.sandbox.graph().upload_chunk_count();
+    let subject = "Delivery note SO-10240 (scanned)";
+    let text = "The signed delivery note is attached.";
+    let content = incompressible_bytes(5 * 1024 * 1024);
+    let mut request = SendRequest::new(
+        SALES_DOCUMENT,
+        draft(
+            subject,
+            text,
+            Some(Attachment::new("SO-10240-delivery.pdf", content.clone())),
+        ),
+    );
+    request.system_user = Some(SYSTEM_USER.to_owned());
+    let large = mailroom.send(request).await?;
+    ensure!(
+        large.transport == TransportKind::GraphApi,
+        "it went by {}",
+        large.transport
+    );
+    let large_stored = verify_stored(
+        &demo.sandbox,
+        &large,
+        &[ReceivedBy::GraphDraft],
+        subject,
+        text,
+        Some(("SO-10240-delivery.pdf", &content)),
+    )?;
+    let chunks = demo.sandbox.graph().upload_chunk_count() - chunks_before;
+    ensure!(
+        chunks >= 2,
+        "the attachment went in {chunks} upload chunks, expected at least 2 of 4 MiB"
+    );
+    ensure!(
+        demo.sandbox.graph().draft_count() == 0,
+        "a draft was left behind"
+    );
+
+    // 5. The company account (the shared mailbox, SMTP) sends with the same person's
+    // sign-in: the new sign-in did not take its Outlook permission away.
+    let subject = "Statement of account, December";
+    let text = "Your statement is attached.";
+    let request = SendRequest::new(AUTOMATION_AGENT, draft(subject, text, None));
+    let company = mailroom.send(request).await?;
+    ensure!(
+        company.transport == TransportKind::Smtp && company.account_user == SHARED_MAILBOX,
+        "the company account sent by {} as {}",
+        company.transport,
+        company.account_user
+    );
+    let company_stored = verify_stored(
+        &demo.sandbox,
+        &company,
+        &[ReceivedBy::SmtpStartTls],
+        subject,
+        text,
+        None,
+    )?;
+
+    let reason = refused
+        .split_once(": ")
+        .map_or(refused.as_str(), |(_, reason)| reason);
+    let reason = reason.split(" (").next().unwrap_or(reason);
+    Ok(Done::new(format!(
+        "route graph + large attachments, sign-in kept; Mail.Send missing at first, nothing sent: \"{reason}\"; signed in again asking Graph's Mail.Send + Mail.ReadWrite (no SMTP.Send); sendMail (MIME) {} (request-id {}); a {:.1} MB attachment ({:.1} MB message) via draft + upload session ({chunks} chunks), attachment bytes match; the shared mailbox {SHARED_MAILBOX} still sends over SMTP with the same sign-in",
+        small.message_id,
+        small.provider_message_id.as_deref().unwrap_or_default(),
+        content.len() as f64 / 1_000_000.0,
+        large_stored.size as f64 / 1_000_000.0
+    ))
+    .with_files([small_stored.path, large_stored.path, company_stored.path]))
 }
