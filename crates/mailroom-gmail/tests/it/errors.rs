@@ -335,7 +335,7 @@ const INVALID_TO_STATUS_ONLY: &str =
     r#"{"error":{"code":400,"message":"Invalid To header","status":"INVALID_ARGUMENT"}}"#;
 
 #[test]
-fn a_status_without_reasons_and_a_request_timeout_map_to_their_kinds() {
+fn a_status_without_reasons_a_bare_429_and_a_request_timeout_map_to_their_kinds() {
     check(
         400,
         &[],
@@ -356,6 +356,18 @@ fn a_status_without_reasons_and_a_request_timeout_map_to_their_kinds() {
             message: "gmail rejected the message: Invalid To header",
             reply: "HTTP 400 INVALID_ARGUMENT: Invalid To header",
             retry_after: None,
+        },
+    );
+    // A 429 without Google's body (a proxy's, say) is the rate limit all the same.
+    check(
+        429,
+        &[("retry-after", "7")],
+        "",
+        Expected {
+            kind: Kind::Transient,
+            message: "gmail's sending rate limit for this account was reached",
+            reply: "HTTP 429 Too Many Requests with an empty body",
+            retry_after: Some(Duration::from_secs(7)),
         },
     );
     // 408 Request Timeout: the server gave up waiting; sending again may work.
