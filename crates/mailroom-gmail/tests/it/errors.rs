@@ -326,3 +326,60 @@ fn a_server_echoing_the_token_does_not_leak_it() {
         },
     );
 }
+
+/// Google's `status` alone (no `errors[].reason`, as newer error bodies have it) decides as
+/// the reason does.
+const NOT_ENABLED_STATUS_ONLY: &str =
+    r#"{"error":{"code":400,"message":"Mail service not enabled","status":"FAILED_PRECONDITION"}}"#;
+const INVALID_TO_STATUS_ONLY: &str =
+    r#"{"error":{"code":400,"message":"Invalid To header","status":"INVALID_ARGUMENT"}}"#;
+
+#[test]
+fn a_status_without_reasons_a_bare_429_and_a_request_timeout_map_to_their_kinds() {
+    check(
+        400,
+        &[],
+        NOT_ENABLED_STATUS_ONLY,
+        Expected {
+            kind: Kind::AccountConfiguration,
+            message: "gmail is not enabled for this account",
+            reply: "HTTP 400 FAILED_PRECONDITION: Mail service not enabled",
+            retry_after: None,
+        },
+    );
+    check(
+        400,
+        &[],
+        INVALID_TO_STATUS_ONLY,
+        Expected {
+            kind: Kind::MessageRejected,
+            message: "gmail rejected the message: Invalid To header",
+            reply: "HTTP 400 INVALID_ARGUMENT: Invalid To header",
+            retry_after: None,
+        },
+    );
+    // A 429 without Google's body (a proxy's, say) is the rate limit all the same.
+    check(
+        429,
+        &[("retry-after", "7")],
+        "",
+        Expected {
+            kind: Kind::Transient,
+            message: "gmail's sending rate limit for this account was reached",
+            reply: "HTTP 429 Too Many Requests with an empty body",
+            retry_after: Some(Duration::from_secs(7)),
+        },
+    );
+    // 408 Request Timeout: the server gave up waiting; sending again may work.
+    check(
+        408,
+        &[],
+        "",
+        Expected {
+            kind: Kind::Transient,
+            message: "gmail timed out waiting for the request",
+            reply: "HTTP 408 Request Timeout with an empty body",
+            retry_after: None,
+        },
+    );
+}

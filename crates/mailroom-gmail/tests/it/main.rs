@@ -1,8 +1,10 @@
 //! mailroom-gmail's integration tests: wiremock contract tests derived from Google's
 //! discovery document, error mapping, resumable uploads, TLS, and the size limit.
 
+mod config;
 mod contract;
 mod errors;
+mod limits;
 mod raw_http;
 mod resumable;
 mod tls;

@@ -34,8 +34,13 @@ struct SessionState {
     held: Vec<u8>,
     /// Every `Content-Range` it was sent.
     content_ranges: Vec<String>,
-    /// Answer the chunk starting at this offset with a 503, once.
+    /// Answer the chunk starting at this offset with a 503 (or `fail_once_status`), once.
     fail_once_at: Option<usize>,
+    /// The status of the `fail_once_at` answer, when not 503.
+    fail_once_status: Option<u16>,
+    /// Keep no chunk: answer each with a 308 for what is held (a session making no
+    /// progress).
+    keep_nothing: bool,
     /// Answer every chunk and query with this status instead.
     always: Option<u16>,
     /// Every request carried the bearer token.
@@ -84,6 +89,10 @@ impl Respond for FakeSession {
             .unwrap_or_default()
             .to_owned();
         state.content_ranges.push(range.clone());
+        // A transport that never stops asking fails the test instead of hanging it.
+        if state.content_ranges.len() > 50 {
+            return ResponseTemplate::new(400).set_body_string("the client never stops");
+        }
         if let Some(status) = state.always {
             return ResponseTemplate::new(status);
         }
@@ -100,7 +109,10 @@ impl Respond for FakeSession {
         let last: usize = last.parse().expect("numeric");
         if state.fail_once_at == Some(first) {
             state.fail_once_at = None;
-            return ResponseTemplate::new(503);
+            return ResponseTemplate::new(state.fail_once_status.unwrap_or(503));
+        }
+        if state.keep_nothing {
+            return incomplete(state.held.len());
         }
         if first != state.held.len() || last + 1 - first != request.body.len() {
             // Not what a session accepts; makes the test fail with a clear answer.
@@ -511,4 +523,98 @@ async fn a_session_off_the_request_host_and_googleapis_is_refused_before_any_byt
     );
     let requests = server.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 1, "only the session start");
+}
+
+/// 408 and 429 interrupt an upload as a 5xx does: the transport asks the session what it
+/// holds and resumes from there; a wait of exactly `max_resume_wait` is still waited.
+#[tokio::test]
+async fn a_408_or_429_during_a_chunk_is_resumed_even_with_no_wait_allowed() {
+    for status in [408, 429] {
+        let server = MockServer::start().await;
+        let session = FakeSession::new(SessionState {
+            fail_once_at: Some(262_144),
+            fail_once_status: Some(status),
+            ..SessionState::default()
+        });
+        mount_session(&server, &session_uri(&server), session.clone()).await;
+        let message = message_of_size(MESSAGE_SIZE);
+
+        transport(GmailConfig {
+            max_resume_wait: std::time::Duration::ZERO,
+            ..small_chunks(&server.uri())
+        })
+        .send(&message, &credentials())
+        .await
+        .unwrap_or_else(|error| panic!("HTTP {status}: not resumed: {error}"));
+
+        let state = session.state();
+        assert_eq!(
+            state.content_ranges,
+            [
+                "bytes 0-262143/700001",
+                "bytes 262144-524287/700001",
+                "bytes */700001",
+                "bytes 262144-524287/700001",
+                "bytes 524288-700000/700001",
+            ],
+            "HTTP {status}"
+        );
+        assert!(state.held == message.bytes, "the session holds other bytes");
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_makes_no_progress_is_given_up_after_the_configured_attempts() {
+    let server = MockServer::start().await;
+    let session = FakeSession::new(SessionState {
+        keep_nothing: true,
+        ..SessionState::default()
+    });
+    mount_session(&server, &session_uri(&server), session.clone()).await;
+
+    let error = transport(GmailConfig {
+        resume_attempts: 2,
+        ..small_chunks(&server.uri())
+    })
+    .send(&message_of_size(MESSAGE_SIZE), &credentials())
+    .await
+    .expect_err("no progress is ever made");
+
+    assert!(
+        error
+            .message()
+            .contains("the upload session made no progress (it holds 0 of 700001 bytes)"),
+        "{error}"
+    );
+    assert_eq!(
+        session.state().content_ranges,
+        [
+            "bytes 0-262143/700001",
+            "bytes */700001",
+            "bytes 0-262143/700001",
+            "bytes */700001",
+            "bytes 0-262143/700001",
+        ]
+    );
+    assert_no_token(&error);
+}
+
+#[tokio::test]
+async fn a_session_uri_with_a_user_name_is_refused_even_on_the_same_origin() {
+    let server = MockServer::start().await;
+    let session = FakeSession::new(SessionState::default());
+    let with_user = session_uri(&server).replacen("://", "://mailroom@", 1);
+    mount_session(&server, &with_user, session.clone()).await;
+
+    let error = transport(small_chunks(&server.uri()))
+        .send(&message_of_size(MESSAGE_SIZE), &credentials())
+        .await
+        .expect_err("refused");
+
+    assert_eq!(error.kind(), TransportErrorKind::Permanent, "{error}");
+    assert!(
+        session.state().content_ranges.is_empty(),
+        "no chunk (and no token) went to the session"
+    );
+    assert_no_token(&error);
 }
