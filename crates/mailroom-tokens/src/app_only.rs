@@ -278,6 +278,20 @@ pub async fn client_credentials(
     credential: ClientCredential<'_>,
     now: DateTime<Utc>,
 ) -> Result<AppToken> {
+    // Client credentials need the app's own directory: `organizations` and `common` name
+    // none whose application permissions apply (the client credentials page: "the
+    // directory tenant that you plan to operate against").
+    let segments: Vec<&str> = token_url.path_segments().into_iter().flatten().collect();
+    let tenant = segments
+        .iter()
+        .position(|segment| *segment == "oauth2")
+        .and_then(|at| at.checked_sub(1))
+        .map(|at| segments[at]);
+    if let Some(tenant @ ("organizations" | "common" | "consumers")) = tenant {
+        return Err(Error::TenantRequired {
+            detail: format!("app-only tokens cannot be requested at the `{tenant}` endpoint"),
+        });
+    }
     let mut form = vec![
         ("client_id", client_id),
         ("scope", scope),

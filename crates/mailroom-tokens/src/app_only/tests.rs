@@ -376,3 +376,25 @@ fn resources_have_their_scope_and_cache_key() {
     assert_eq!(AppResource::Graph.key(), "graph");
     assert_eq!(AppResource::Outlook.key(), "outlook");
 }
+
+#[tokio::test]
+async fn client_credentials_need_a_tenant_not_organizations_or_common() {
+    let server = MockServer::start().await;
+    let secret = Secret::new("sampleCredentia1s~secret");
+    for tenant in ["organizations", "common"] {
+        let url = url::Url::parse(&format!("{}/{tenant}/oauth2/v2.0/token", server.uri())).unwrap();
+        let error = client_credentials(
+            &OAuthHttp::new(),
+            &url,
+            CLIENT_ID,
+            GRAPH_DEFAULT_SCOPE,
+            ClientCredential::Secret(&secret),
+            now(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(error, Error::TenantRequired { .. }), "{error}");
+        assert_eq!(error.remedy(), Some(Remedy::SetMicrosoftTenant));
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
