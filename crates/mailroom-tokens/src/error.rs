@@ -198,6 +198,17 @@ pub enum Error {
         /// The provider.
         provider: Provider,
     },
+    /// The provider refused the app's own credentials (an app-only token request: a
+    /// client secret, a certificate's assertion, a service account's key).
+    #[error("the {provider} app's credentials were refused: {problem} ({detail})")]
+    AppCredentialRejected {
+        /// The provider.
+        provider: Provider,
+        /// What is wrong, with what to do.
+        problem: crate::app_only::AppCredentialProblem,
+        /// The provider's error code and first line of description.
+        detail: String,
+    },
     /// A stored row holds a value this version cannot read.
     #[error("the database holds an unreadable {0}; sign in again to replace it")]
     CorruptRow(String),
@@ -266,9 +277,11 @@ impl Error {
                 redirect_uri: to_register.clone(),
             }),
             Error::TenantRequired { .. } => Some(Remedy::SetMicrosoftTenant),
-            Error::SettingsAltered { provider } => Some(Remedy::ReviewApp {
-                provider: Some(*provider),
-            }),
+            Error::SettingsAltered { provider } | Error::AppCredentialRejected { provider, .. } => {
+                Some(Remedy::ReviewApp {
+                    provider: Some(*provider),
+                })
+            }
             Error::Key(error) => error.missing_key().map(|id| Remedy::RestoreKey {
                 key_id: id.to_owned(),
             }),

@@ -50,6 +50,7 @@ mod broker;
 mod entity;
 mod error;
 mod identity;
+mod jwt;
 mod loopback;
 mod oauth;
 mod resource;
@@ -71,6 +72,12 @@ pub mod registration {
         check_client_secret_allowed, parse_endpoint_url, parse_redirect_uri,
     };
 }
+
+/// App-only credentials and their tokens: Microsoft's client credentials grant (a client
+/// secret or a certificate's signed assertion) and Google's JWT bearer grant for a
+/// service account with domain-wide delegation. App tokens have no refresh token and no
+/// user.
+pub mod app_only;
 
 /// Interactive sign-in (the browser through a loopback redirect, or a device code), the
 /// checked identity it ends in, and revocation.

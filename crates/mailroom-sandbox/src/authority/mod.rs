@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{Endpoints, SandboxConfig};
 
+mod app_only;
 mod authorize;
 mod device;
 mod issue;
@@ -270,6 +271,11 @@ struct State {
     stats: AuthorityStats,
     /// Registered clients by (style, client id).
     clients: HashMap<(Style, String), ClientRegistration>,
+    /// Microsoft-style app-only credentials by client id (beside its public-client
+    /// registration).
+    app_credentials: HashMap<String, app_only::AppCredentials>,
+    /// Google service accounts' certificates (DER) by lower-cased account address.
+    service_accounts: HashMap<String, Vec<u8>>,
 }
 
 impl State {
@@ -553,6 +559,8 @@ impl Authority {
                     .iter()
                     .map(|client| ((client.style, client.client_id.clone()), client.clone()))
                     .collect(),
+                app_credentials: HashMap::new(),
+                service_accounts: HashMap::new(),
             })),
         }
     }

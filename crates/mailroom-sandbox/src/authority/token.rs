@@ -82,6 +82,11 @@ impl Authority {
                 return failure;
             }
         }
+        // Google's JWT bearer grant names no client: the assertion's issuer is the
+        // service account.
+        if form.get("grant_type").map(String::as_str) == Some(super::app_only::JWT_BEARER_GRANT) {
+            return self.jwt_bearer(style, form);
+        }
         let Some(client_id) = client_id(form, basic) else {
             return error_reply(
                 style,
@@ -97,6 +102,13 @@ impl Authority {
                 ),
             );
         };
+        // App-only credentials sit beside the public-client registration: a client
+        // credentials request is checked against them, not against the public client.
+        if form.get("grant_type").map(String::as_str) == Some("client_credentials") {
+            if let Some(reply) = self.app_client_credentials(style, tenant, &client_id, form) {
+                return reply;
+            }
+        }
         if let Err(refusal) =
             self.check_registration(style, &client_id, &Presented::token(tenant, form, basic))
         {

@@ -3,6 +3,7 @@
 //! mailroom-gmail, mailroom-graph) and by raw protocol exchanges whose transcripts are
 //! pinned. Everything talks to 127.0.0.1 only.
 
+mod app_only;
 mod authority;
 mod gmail;
 mod graph;
