@@ -359,6 +359,8 @@ fn from_row(
         token_identity: row.token_identity,
         route,
         large_attachments: row.large_attachments,
+        // Stored from the app-only migration on (the accounts' `auth` column).
+        auth: mailroom_model::Auth::Delegated,
     })
 }
 

@@ -101,6 +101,34 @@ pub(crate) fn command(remedy: &Remedy) -> String {
             "mailroom sign-in {} (and grant {scope})",
             selector(account.as_ref())
         ),
+        Remedy::SetAppCredential { provider } => match provider {
+            mailroom_model::Provider::Google => {
+                "mailroom app set google --service-account KEYFILE.json".to_owned()
+            }
+            _ => "mailroom app set microsoft --app-only --client-secret-stdin (or --certificate FILE: the certificate uploaded to the app registration and its private key, in PEM)".to_owned(),
+        },
+        Remedy::ConfigureDomainWideDelegation { client } => format!(
+            "in the Google Admin console (Security > Access and data control > API controls > Domain-wide delegation), add the client id of {} with the scope https://www.googleapis.com/auth/gmail.send",
+            client.as_deref().unwrap_or("the service account")
+        ),
+        Remedy::GrantAppMailboxAccess {
+            client_id,
+            mailbox,
+            route: mailroom_model::Route::Graph,
+        } => format!(
+            "Exchange Online PowerShell: New-ServicePrincipal -AppId {app} -ObjectId <enterprise app object id>; New-ManagementScope -Name mailroom-senders -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{mailbox}'\"; New-ManagementRoleAssignment -App {app} -Role \"Application Mail.Send\" -CustomResourceScope mailroom-senders",
+            app = client_id.as_deref().unwrap_or("<client id>"),
+            mailbox = mailbox.as_deref().unwrap_or("<mailbox>")
+        ),
+        Remedy::GrantAppMailboxAccess {
+            client_id,
+            mailbox,
+            route: _,
+        } => format!(
+            "Exchange Online PowerShell: New-ServicePrincipal -AppId {} -ObjectId <enterprise app object id>; Add-MailboxPermission -Identity {} -User <service principal id> -AccessRights FullAccess (and admin consent for SMTP.SendAsApp)",
+            client_id.as_deref().unwrap_or("<client id>"),
+            mailbox.as_deref().unwrap_or("<mailbox>")
+        ),
         Remedy::SetFaxFormat => {
             "mailroom company set --fax-format '{0}@fax.example.com'".to_owned()
         }

@@ -72,7 +72,7 @@ pub use feature::{
     AUTOMATION_AGENT, AccountPolicy, Feature, FeatureCatalog, SALES_DOCUMENT, SMART_PRINTING,
 };
 pub use lettre::Address;
-pub use provider::{Provider, Route, TlsStartup};
+pub use provider::{Auth, Provider, Route, TlsStartup};
 pub use remedy::Remedy;
 pub use secret::Secret;
 pub use server::{

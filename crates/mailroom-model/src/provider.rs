@@ -133,6 +133,51 @@ impl FromStr for Route {
     }
 }
 
+/// How an OAuth account obtains its tokens: a person's delegated sign-in (the default), or
+/// the app's own credentials (Microsoft client credentials with a secret or certificate;
+/// a Google service account with domain-wide delegation), which need no sign-in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Auth {
+    /// An administrator signs in once; the stored refresh token serves every send.
+    #[default]
+    Delegated,
+    /// The app's own credentials: no person, no refresh token, no sign-in.
+    AppOnly,
+}
+
+impl Auth {
+    /// The stable name used in the CLI and the database: `delegated` or `app-only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Auth::Delegated => "delegated",
+            Auth::AppOnly => "app-only",
+        }
+    }
+}
+
+impl fmt::Display for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Auth {
+    type Err = ValidationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "delegated" => Ok(Auth::Delegated),
+            "app-only" | "app_only" | "apponly" => Ok(Auth::AppOnly),
+            _ => Err(ValidationError::new(
+                "auth",
+                format!("`{}` is not a kind of authentication", text.escape_debug()),
+                "use delegated (a person signs in) or app-only (the app's own credentials)",
+            )),
+        }
+    }
+}
+
 impl fmt::Display for TlsStartup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::{AccountId, AccountRef, Binding, Provider};
+use crate::{AccountId, AccountRef, Binding, Provider, Route};
 
 /// An action that fixes a failure. `Display` is its prose, naming no program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,6 +97,29 @@ pub enum Remedy {
         account: Option<AccountRef>,
         /// The scope, e.g. `https://www.googleapis.com/auth/gmail.send`.
         scope: String,
+    },
+    /// Set the app's app-only credential again: a new client secret or certificate
+    /// (Microsoft), or a new service account key (Google).
+    SetAppCredential {
+        /// The provider.
+        provider: Provider,
+    },
+    /// A Google Workspace administrator authorizes the service account's client id for
+    /// `https://www.googleapis.com/auth/gmail.send` under domain-wide delegation.
+    ConfigureDomainWideDelegation {
+        /// The service account's client id or address, when known.
+        client: Option<String>,
+    },
+    /// An Exchange administrator lets the app send as the mailbox: on the Graph route an
+    /// RBAC for Applications assignment of "Application Mail.Send" whose scope includes
+    /// the mailbox; on SMTP the app's Exchange service principal with `FullAccess` on it.
+    GrantAppMailboxAccess {
+        /// The app's client (application) id, when known.
+        client_id: Option<String>,
+        /// The mailbox, when known.
+        mailbox: Option<String>,
+        /// The route the app sends on.
+        route: Route,
     },
     /// Set the company account's fax format string.
     SetFaxFormat,
@@ -257,6 +280,38 @@ impl fmt::Display for Remedy {
                 f,
                 "sign in again for {} and grant the permission {scope}",
                 the_account(account.as_ref())
+            ),
+            Remedy::SetAppCredential { provider: Provider::Google } => f.write_str(
+                "set the Google app's service account key again (a new JSON key of the service account)",
+            ),
+            Remedy::SetAppCredential { provider } => write!(
+                f,
+                "set the {provider} app's app-only credential again (a new client secret, or a certificate uploaded to the app registration, with its private key)"
+            ),
+            Remedy::ConfigureDomainWideDelegation { client } => write!(
+                f,
+                "a Google Workspace super administrator authorizes the service account{} for the scope https://www.googleapis.com/auth/gmail.send (Admin console: Security, Access and data control, API controls, Domain-wide delegation)",
+                client.as_ref().map(|c| format!(" {c}")).unwrap_or_default()
+            ),
+            Remedy::GrantAppMailboxAccess {
+                client_id,
+                mailbox,
+                route: Route::Graph,
+            } => write!(
+                f,
+                "an Exchange administrator lets the app{} send as {} with RBAC for Applications: an assignment of the role \"Application Mail.Send\" to the app's service principal, with a management scope that includes the mailbox",
+                client_id.as_ref().map(|c| format!(" {c}")).unwrap_or_default(),
+                mailbox.as_deref().unwrap_or("the mailbox")
+            ),
+            Remedy::GrantAppMailboxAccess {
+                client_id,
+                mailbox,
+                route: Route::Smtp,
+            } => write!(
+                f,
+                "an Exchange administrator registers the app{}'s service principal in Exchange Online and gives it FullAccess to {} (the application permission SMTP.SendAsApp needs admin consent too)",
+                client_id.as_ref().map(|c| format!(" {c}")).unwrap_or_default(),
+                mailbox.as_deref().unwrap_or("the mailbox")
             ),
             Remedy::SetFaxFormat => f.write_str("set the company account's fax format string"),
             Remedy::ShowFaxFormat => f.write_str("check the company account's fax format string"),

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::validate::{self, ValidationError};
-use crate::{Provider, Remedy, Route, Secret, TlsStartup};
+use crate::{Auth, Provider, Remedy, Route, Secret, TlsStartup};
 
 /// The default SMTP timeout of the setup guide, in milliseconds.
 pub const DEFAULT_TIMEOUT_MS: u32 = 100_000;
@@ -61,6 +61,10 @@ pub struct ServerSettings {
     /// on top of `Mail.Send`; off, such a message is refused before any request and the
     /// sign-in asks for `Mail.Send` only. Graph route only.
     pub large_attachments: bool,
+    /// How the account obtains tokens: a person's sign-in ([`Auth::Delegated`], the
+    /// default) or the app's own credentials ([`Auth::AppOnly`]: the SMTP user is the
+    /// mailbox the app sends as, and no sign-in is ever needed). OAuth accounts only.
+    pub auth: Auth,
 }
 
 /// A setting a provider ignores, with the reason; reported, never silently dropped.
@@ -100,6 +104,7 @@ impl ServerSettings {
             token_identity: None,
             route: Route::Smtp,
             large_attachments: false,
+            auth: Auth::Delegated,
         }
     }
 
