@@ -183,7 +183,7 @@ pub(crate) struct SignInArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AppCommand {
     #[command(
-        after_help = "Examples:\n  mailroom app set microsoft --client-id 00000000-0000-0000-0000-000000000000 --tenant contoso.onmicrosoft.com\n  mailroom app set microsoft --redirect-uri http://localhost/mailroom\n  printf '%s' \"$SECRET\" | mailroom app set google --client-id 1234.apps.googleusercontent.com --client-secret-stdin"
+        after_help = "Examples:\n  mailroom app set microsoft --client-id 00000000-0000-0000-0000-000000000000 --tenant contoso.onmicrosoft.com\n  mailroom app set microsoft --redirect-uri http://localhost/mailroom\n  printf '%s' \"$SECRET\" | mailroom app set google --client-id 1234.apps.googleusercontent.com --client-secret-stdin\n  mailroom app set microsoft --app-only --certificate mailroom-app.pem\n  printf '%s' \"$APP_SECRET\" | mailroom app set microsoft --app-only --client-secret-stdin\n  mailroom app set google --service-account service-account.json"
     )]
     /// Register or change the OAuth app of a provider.
     Set(Box<AppSetArgs>),
@@ -270,6 +270,30 @@ pub(crate) struct AppSetArgs {
     /// Forget every endpoint override and use the provider's real endpoints.
     #[arg(long)]
     pub(crate) default_endpoints: bool,
+    /// Microsoft app-only credentials (client credentials) for accounts with `--auth
+    /// app-only`: with --client-secret-stdin (the secret's value) or --certificate FILE.
+    /// They sit beside the public client used for delegated sign-ins, which never sends
+    /// them.
+    #[arg(long, conflicts_with_all = ["no_app_only", "service_account"])]
+    pub(crate) app_only: bool,
+    /// With --app-only: a PEM file holding the certificate uploaded to the app
+    /// registration (Certificates & secrets) and its unencrypted RSA private key. The key
+    /// is sealed in the database.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "app_only",
+        conflicts_with = "client_secret_stdin"
+    )]
+    pub(crate) certificate: Option<std::path::PathBuf>,
+    /// Google: a service account's JSON key file, for accounts with `--auth app-only`
+    /// (domain-wide delegation of https://www.googleapis.com/auth/gmail.send). The key is
+    /// sealed in the database.
+    #[arg(long, value_name = "KEYFILE.json", conflicts_with = "no_app_only")]
+    pub(crate) service_account: Option<std::path::PathBuf>,
+    /// Remove the app-only credential (client secret, certificate or service account).
+    #[arg(long)]
+    pub(crate) no_app_only: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,6 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 reset_endpoints: true,
                 reset_redirect_uri: false,
                 cloud: None,
+                app_credential: None,
             },
         )
         .await?;
@@ -109,6 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // the facade keeps this in the account's settings.
         token_identity: Some(stored.key.identity_key.clone()),
         resource: Default::default(),
+        auth: Default::default(),
     };
     let refreshed = broker.force_refresh(&target).await?;
     if refreshed.version <= stored.version as u64 {

@@ -1,13 +1,16 @@
 //! OAuth app registrations: one per provider, with the real endpoints by default and
 //! every endpoint overridable (sovereign clouds, identity proxies, tests).
 
-use chrono::Utc;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 use mailroom_crypto::{EncryptionKey, KeyRing, store};
 use mailroom_model::{Provider, Remedy, Secret, ValidationError, validate};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryOrder, Set};
 use url::Url;
 
 use crate::entity::oauth_app;
+use crate::jwt::{AppCertificate, ServiceAccountKey};
 use crate::{Error, Result};
 
 /// The tenant of a Microsoft registration stored before a tenant was required: work and
@@ -133,6 +136,118 @@ impl std::str::FromStr for MicrosoftCloud {
     }
 }
 
+/// An app's own credential, for app-only tokens (no person, no refresh token): a
+/// Microsoft app's client secret or certificate (the client credentials grant), or a
+/// Google service account's key (the JWT bearer grant with domain-wide delegation).
+/// Stored sealed beside the delegated sign-in's registration; `Debug` shows no secret.
+#[derive(Clone)]
+pub enum AppCredential {
+    /// A Microsoft client secret (its value, not its id).
+    ClientSecret(Secret),
+    /// A Microsoft certificate credential: the certificate uploaded to the app
+    /// registration and its private key.
+    Certificate(Arc<AppCertificate>),
+    /// A Google service account key (the JSON key file).
+    ServiceAccount(Arc<ServiceAccountKey>),
+}
+
+impl AppCredential {
+    /// Its kind as stored and shown: `client-secret`, `certificate`, `service-account`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AppCredential::ClientSecret(_) => "client-secret",
+            AppCredential::Certificate(_) => "certificate",
+            AppCredential::ServiceAccount(_) => "service-account",
+        }
+    }
+
+    /// The provider whose grant it serves.
+    pub fn provider(&self) -> Provider {
+        match self {
+            AppCredential::ServiceAccount(_) => Provider::Google,
+            _ => Provider::Microsoft,
+        }
+    }
+
+    /// What a person is shown: the kind and public facts (a certificate's thumbprint and
+    /// expiry, a service account's address), never a secret.
+    pub fn describe(&self) -> String {
+        match self {
+            AppCredential::ClientSecret(_) => "client secret".to_owned(),
+            AppCredential::Certificate(certificate) => format!(
+                "certificate x5t#S256 {}, expires {}",
+                certificate.thumbprint_sha256(),
+                certificate.not_after().format("%Y-%m-%d %H:%M UTC")
+            ),
+            AppCredential::ServiceAccount(key) => format!(
+                "service account {}{}",
+                key.client_email(),
+                key.client_id()
+                    .map(|id| format!(" (client id {id})"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    /// When it stops working, where that is known (a certificate's `notAfter`; Entra does
+    /// not tell a client when its secret expires, and service account keys need not).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            AppCredential::Certificate(certificate) => Some(certificate.not_after()),
+            _ => None,
+        }
+    }
+
+    /// The text sealed into the database, which [`AppCredential::from_stored`] reads back.
+    fn stored_text(&self) -> Secret {
+        match self {
+            AppCredential::ClientSecret(secret) => secret.clone(),
+            AppCredential::Certificate(certificate) => certificate.to_pem(),
+            AppCredential::ServiceAccount(key) => key.key_file().clone(),
+        }
+    }
+
+    fn from_stored(kind: &str, text: &str) -> Result<Self> {
+        let unreadable = |_| Error::CorruptRow(format!("{kind} of an app registration"));
+        Ok(match kind {
+            "client-secret" => AppCredential::ClientSecret(Secret::new(text)),
+            "certificate" => AppCredential::Certificate(Arc::new(
+                AppCertificate::from_pem(text).map_err(unreadable)?,
+            )),
+            "service-account" => AppCredential::ServiceAccount(Arc::new(
+                ServiceAccountKey::from_json(text).map_err(unreadable)?,
+            )),
+            other => {
+                return Err(Error::CorruptRow(format!(
+                    "app credential kind `{other}` of an app registration"
+                )));
+            }
+        })
+    }
+}
+
+impl PartialEq for AppCredential {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind() && self.stored_text().expose() == other.stored_text().expose()
+    }
+}
+
+impl Eq for AppCredential {}
+
+impl std::fmt::Debug for AppCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppCredential::ClientSecret(_) => f.write_str("ClientSecret(<redacted>)"),
+            AppCredential::Certificate(certificate) => {
+                f.debug_tuple("Certificate").field(certificate).finish()
+            }
+            AppCredential::ServiceAccount(key) => {
+                f.debug_tuple("ServiceAccount").field(key).finish()
+            }
+        }
+    }
+}
+
 /// An OAuth app registration. `Debug` never shows the client secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRegistration {
@@ -149,6 +264,9 @@ pub struct AppRegistration {
     pub cloud: MicrosoftCloud,
     /// Overrides of the default endpoints.
     pub overrides: EndpointOverrides,
+    /// The app's own credential for accounts that authenticate app-only; `None`: only
+    /// delegated sign-ins.
+    pub app_credential: Option<AppCredential>,
 }
 
 /// Endpoint overrides; `None` means the provider's default.
@@ -475,12 +593,21 @@ pub struct AppChange {
     pub reset_endpoints: bool,
     /// Back to the provider's default redirect URI (before `overrides.redirect_uri`).
     pub reset_redirect_uri: bool,
+    /// `Some(Some(c))` sets the app-only credential (replacing any other), `Some(None)`
+    /// removes it.
+    pub app_credential: Option<Option<AppCredential>>,
 }
 
 const SECRET_AAD_PREFIX: &str = "oauth_app";
 
 fn secret_aad(provider: Provider) -> Vec<u8> {
     format!("{SECRET_AAD_PREFIX}:{provider}:client_secret").into_bytes()
+}
+
+/// The associated data of an app-only credential: the provider and the kind, so a
+/// credential cannot be moved to another registration or read as another kind.
+fn credential_aad(provider: Provider, kind: &str) -> Vec<u8> {
+    format!("{SECRET_AAD_PREFIX}:{provider}:app_credential:{kind}").into_bytes()
 }
 
 fn parse_stored_url(field: &str, text: Option<String>) -> Result<Option<Url>> {
@@ -525,6 +652,10 @@ fn settings_aad(model: &oauth_app::Model) -> Vec<u8> {
     if let Some(graph_api_url) = &model.graph_api_url {
         aad.extend_from_slice(format!("\ngraph_api_url={graph_api_url}").as_bytes());
     }
+    // Which app-only credential is sent (and so which grant runs) is part of the seal.
+    if let Some(kind) = &model.app_credential_kind {
+        aad.extend_from_slice(format!("\napp_credential={kind}").as_bytes());
+    }
     aad
 }
 
@@ -567,6 +698,20 @@ fn from_model(
         )),
         None => None,
     };
+    let app_credential = match (&model.app_credential_kind, &model.app_credential_sealed) {
+        (Some(kind), Some(sealed)) => Some(AppCredential::from_stored(
+            kind,
+            key.open_string(sealed, &credential_aad(provider, kind))?
+                .as_str(),
+        )?),
+        (None, None) => None,
+        _ => {
+            return Err(Error::CorruptRow(
+                "app credential of an app registration (its kind without its value, or the reverse)"
+                    .to_owned(),
+            ));
+        }
+    };
     let cloud = match &model.cloud {
         Some(text) => text
             .parse()
@@ -589,7 +734,66 @@ fn from_model(
             graph_api_url: parse_stored_url("graph api url", model.graph_api_url)?,
             redirect_uri: parse_stored_url("redirect uri", model.redirect_uri)?,
         },
+        app_credential,
     })
+}
+
+/// Checks an app-only credential against the registration it joins (`now`: for a
+/// certificate's expiry).
+fn check_app_credential(
+    app: &AppRegistration,
+    credential: &AppCredential,
+    now: DateTime<Utc>,
+) -> Result<(), ValidationError> {
+    if credential.provider() != app.provider {
+        let fix = match app.provider {
+            Provider::Google => "give Google a service account's JSON key file",
+            _ => "give Microsoft a client secret or a certificate with its private key",
+        };
+        return Err(ValidationError::new(
+            "app-only credential",
+            format!(
+                "a {} is not an app-only credential of {}",
+                credential.kind(),
+                app.provider
+            ),
+            fix,
+        ));
+    }
+    match credential {
+        AppCredential::ClientSecret(secret) => {
+            validate::check_text("client secret", secret.expose())?;
+        }
+        AppCredential::Certificate(certificate) if certificate.not_after() <= now => {
+            return Err(ValidationError::new(
+                "certificate",
+                format!(
+                    "expired on {}; Entra ID refuses the assertions of an expired certificate (AADSTS700027)",
+                    certificate.not_after().format("%Y-%m-%d %H:%M UTC")
+                ),
+                "create a new certificate, upload it to the app registration (Certificates & secrets), and set it with its private key",
+            ));
+        }
+        _ => {}
+    }
+    // Client credentials need the app's own directory: `organizations` and `common` name
+    // none whose application permissions apply (MicrosoftDocs/entra-docs
+    // `v2-oauth2-client-creds-grant-flow.md`: "the directory tenant that you plan to
+    // operate against").
+    if app.provider == Provider::Microsoft
+        && matches!(app.tenant(), "organizations" | "common" | "consumers")
+    {
+        return Err(ValidationError::new(
+            "tenant",
+            format!(
+                "is `{}`, but app-only tokens are issued only by the app's own tenant",
+                app.tenant()
+            ),
+            "set the app's tenant to the directory (tenant) id or a verified domain of the tenant whose mailboxes it sends from",
+        )
+        .with_remedy(Remedy::SetMicrosoftTenant));
+    }
+    Ok(())
 }
 
 fn check_oauth_provider(provider: Provider) -> Result<(), ValidationError> {
@@ -658,24 +862,37 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         let existing = oauth_app::Entity::find_by_id(provider.as_str().to_owned())
             .one(self.db)
             .await?;
+        // A Google registration made for a service account alone takes the key file's
+        // client id (the one a Workspace administrator authorizes).
+        let service_account_client = match &change.app_credential {
+            Some(Some(AppCredential::ServiceAccount(key))) => {
+                Some(key.client_id().unwrap_or(key.client_email()).to_owned())
+            }
+            _ => None,
+        };
         let mut app = match existing.clone() {
             // Not checked: the change re-seals what it leaves, so an altered registration
             // can be set right.
             Some(model) => from_model(model, self.key, None)?,
             None => AppRegistration {
                 provider,
-                client_id: change.client_id.clone().ok_or_else(|| {
-                    ValidationError::new(
-                        "client id",
-                        format!("is missing; {provider} has no app registration yet"),
-                        "give the client id of the app registered with the provider",
-                    )
-                    .with_remedy(Remedy::RegisterApp { provider })
-                })?,
+                client_id: change
+                    .client_id
+                    .clone()
+                    .or(service_account_client)
+                    .ok_or_else(|| {
+                        ValidationError::new(
+                            "client id",
+                            format!("is missing; {provider} has no app registration yet"),
+                            "give the client id of the app registered with the provider",
+                        )
+                        .with_remedy(Remedy::RegisterApp { provider })
+                    })?,
                 client_secret: None,
                 tenant: None,
                 cloud: MicrosoftCloud::Global,
                 overrides: EndpointOverrides::default(),
+                app_credential: None,
             },
         };
         if let Some(client_id) = change.client_id {
@@ -781,6 +998,14 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         if let Some(issuer) = &app.overrides.issuer {
             validate::check_text("issuer", issuer)?;
         }
+        if let Some(credential) = change.app_credential {
+            app.app_credential = credential;
+        }
+        if let Some(credential) = &app.app_credential {
+            // Checked on every change: a tenant changed to `organizations` later is
+            // refused as much as a credential set under it.
+            check_app_credential(&app, credential, Utc::now())?;
+        }
 
         let is_new = existing.is_none();
         let mut active = match existing {
@@ -809,6 +1034,14 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             (app.cloud != MicrosoftCloud::Global).then(|| app.cloud.as_str().to_owned());
         active.cloud = Set(cloud_text.clone());
         active.graph_api_url = Set(url_text(&app.overrides.graph_api_url));
+        let credential_kind = app.app_credential.as_ref().map(|c| c.kind().to_owned());
+        active.app_credential_kind = Set(credential_kind.clone());
+        active.app_credential_sealed = Set(app.app_credential.as_ref().map(|credential| {
+            sealing.seal(
+                credential.stored_text().expose().as_bytes(),
+                &credential_aad(provider, credential.kind()),
+            )
+        }));
         active.updated_at = Set(Utc::now());
         let columns = oauth_app::Model {
             provider: provider.as_str().to_owned(),
@@ -824,6 +1057,8 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
             redirect_uri: url_text(&app.overrides.redirect_uri),
             cloud: cloud_text,
             graph_api_url: url_text(&app.overrides.graph_api_url),
+            app_credential_kind: credential_kind,
+            app_credential_sealed: None,
             settings_seal: None,
             updated_at: Utc::now(),
         };
@@ -833,19 +1068,28 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
         } else {
             active.update(self.db).await?;
         }
+        // Cached app tokens were issued to the registration as it was (its client id,
+        // tenant, credential): the next send asks for a new one.
+        crate::store::delete_app_tokens(self.db, provider).await?;
         Ok(app)
     }
 
-    /// Forgets every stored client secret (a lost key): the registrations stay and
-    /// need their secrets again. Returns how many were forgotten.
+    /// Forgets every stored client secret and app-only credential (a lost key): the
+    /// registrations stay and need their secrets again. Returns how many were forgotten.
     pub async fn forget_secrets(&self) -> Result<usize> {
         let mut count = 0;
         for model in oauth_app::Entity::find().all(self.db).await? {
-            if model.client_secret_sealed.is_some() {
+            let secrets = usize::from(model.client_secret_sealed.is_some())
+                + usize::from(model.app_credential_sealed.is_some());
+            if secrets > 0 {
+                // Without the credential its kind leaves the seal too: the seal is made
+                // again by the lost key's reset (`seal_all_settings`).
                 let mut active = model.into_active_model();
                 active.client_secret_sealed = Set(None);
+                active.app_credential_kind = Set(None);
+                active.app_credential_sealed = Set(None);
                 active.update(self.db).await?;
-                count += 1;
+                count += secrets;
             }
         }
         Ok(count)
@@ -883,9 +1127,18 @@ impl<'a, C: ConnectionTrait> Apps<'a, C> {
                 }
                 None => None,
             };
+            let credential = match (&model.app_credential_kind, &model.app_credential_sealed) {
+                (Some(kind), Some(sealed)) => {
+                    count += 1;
+                    let aad = credential_aad(provider, kind);
+                    Some(new_key.seal(&self.key.open(sealed, &aad)?, &aad))
+                }
+                _ => None,
+            };
             let seal = new_key.seal(b"", &settings_aad(&model));
             let mut active = model.into_active_model();
             active.client_secret_sealed = Set(secret);
+            active.app_credential_sealed = Set(credential);
             active.settings_seal = Set(Some(seal));
             active.update(self.db).await?;
         }
@@ -913,6 +1166,8 @@ mod tests {
             redirect_uri: redirect_uri.map(str::to_owned),
             cloud: None,
             graph_api_url: None,
+            app_credential_kind: None,
+            app_credential_sealed: None,
             updated_at: Utc::now(),
         }
     }
@@ -993,6 +1248,7 @@ mod tests {
             tenant: None,
             cloud: MicrosoftCloud::Global,
             overrides: EndpointOverrides::default(),
+            app_credential: None,
         };
         assert_eq!(app.redirect_uri_to_register(), "http://localhost");
         assert_eq!(app.redirect_uri_with_port(4711), "http://localhost:4711/");

@@ -192,6 +192,7 @@ const DEFAULT_APP_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
 async fn post_for_token(
     http: &OAuthHttp,
     provider: Provider,
+    client: &str,
     token_url: &url::Url,
     form: &[(&str, &str)],
 ) -> Result<AppToken> {
@@ -247,6 +248,7 @@ async fn post_for_token(
     if let Some(problem) = credential_problem(provider, &body) {
         return Err(Error::AppCredentialRejected {
             provider,
+            client: client.to_owned(),
             problem,
             detail: body.to_string(),
         });
@@ -308,7 +310,7 @@ pub async fn client_credentials(
             form.push(("client_assertion", assertion.expose()));
         }
     }
-    post_for_token(http, Provider::Microsoft, token_url, &form).await
+    post_for_token(http, Provider::Microsoft, client_id, token_url, &form).await
 }
 
 /// Google's JWT bearer grant: a token acting as `mailbox` with `gmail.send`, from
@@ -327,7 +329,7 @@ pub async fn service_account_token(
         ("grant_type", JWT_BEARER_GRANT),
         ("assertion", assertion.expose()),
     ];
-    post_for_token(http, Provider::Google, token_url, &form).await
+    post_for_token(http, Provider::Google, key.client_email(), token_url, &form).await
 }
 
 #[cfg(test)]

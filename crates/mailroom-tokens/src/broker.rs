@@ -10,10 +10,11 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use mailroom_crypto::KeyRing;
-use mailroom_model::{AccountRef, Clock, Provider, Secret, SignInPrompt, SignInRequest};
+use mailroom_model::{AccountRef, Auth, Clock, Provider, Secret, SignInPrompt, SignInRequest};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
-use crate::app::{AppRegistration, Apps};
+use crate::app::{AppCredential, AppRegistration, Apps};
+use crate::app_only::{self, AppResource, AppToken, ClientCredential};
 use crate::error::SignInReason;
 use crate::oauth::{self, OAuthFailure, OAuthHttp};
 use crate::resource::Resource;
@@ -79,6 +80,71 @@ impl BrokerConfig {
 /// Time a lease keeps beyond the longest refresh (a database write, clocks).
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
+/// How an app-only token is obtained for a target: the app's credential, the token it
+/// asks for, and the key its cached token is stored under.
+struct AppOnlyPlan {
+    credential: AppCredential,
+    resource: AppResource,
+    scope: String,
+    key: TokenKey,
+}
+
+impl AppOnlyPlan {
+    /// The plan for `target` (which authenticates app-only) with `app`: Microsoft Graph's
+    /// or Exchange Online's `/.default` for the app itself, or a Google token acting as
+    /// the mailbox.
+    fn new(app: &AppRegistration, target: &TokenTarget) -> Result<Self> {
+        let credential = app
+            .app_credential
+            .clone()
+            .ok_or_else(|| Error::AppCredentialMissing {
+                provider: target.provider,
+                address: target.address.clone(),
+                needed: match target.provider {
+                    Provider::Google => "service account key (domain-wide delegation)",
+                    _ => "client secret or certificate (client credentials)",
+                },
+            })?;
+        let (resource, scope) = match target.provider {
+            Provider::Google => (
+                AppResource::Gmail {
+                    mailbox: target.address.trim().to_owned(),
+                },
+                app_only::GMAIL_SEND_SCOPE.to_owned(),
+            ),
+            // A national cloud's Graph resource is its own host.
+            _ if target.resource.is_graph() => (
+                AppResource::Graph,
+                format!("{}/.default", app.cloud.graph_url()),
+            ),
+            _ => (
+                AppResource::Outlook,
+                app_only::OUTLOOK_DEFAULT_SCOPE.to_owned(),
+            ),
+        };
+        let client = match &credential {
+            AppCredential::ServiceAccount(key) => key.client_email().to_lowercase(),
+            _ => app.client_id.clone(),
+        };
+        let key = TokenKey {
+            provider: target.provider,
+            tenant: app.tenant().to_owned(),
+            identity_key: format!(
+                "{}{}:{client}:{}",
+                crate::store::APP_KEY_PREFIX,
+                credential.kind(),
+                resource.key()
+            ),
+        };
+        Ok(Self {
+            credential,
+            resource,
+            scope,
+            key,
+        })
+    }
+}
+
 /// What a send needs a token for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenTarget {
@@ -93,6 +159,9 @@ pub struct TokenTarget {
     pub token_identity: Option<String>,
     /// The resource the token is for (the account's route).
     pub resource: Resource,
+    /// A person's sign-in, or the app's own credentials (then `address` is the mailbox the
+    /// app sends as, and no sign-in is ever asked for).
+    pub auth: Auth,
 }
 
 impl TokenTarget {
@@ -104,6 +173,7 @@ impl TokenTarget {
             address: server.smtp_user.clone(),
             token_identity: server.token_identity.clone(),
             resource: Resource::of_server(server),
+            auth: server.auth,
         }
     }
 
@@ -296,7 +366,10 @@ impl TokenBroker {
     /// explicit refresh).
     pub async fn force_refresh(&self, target: &TokenTarget) -> Result<AccessToken> {
         let app = self.app(target.provider).await?;
-        let key = target.token_key(app.tenant());
+        let key = match target.auth {
+            Auth::AppOnly => AppOnlyPlan::new(&app, target)?.key,
+            Auth::Delegated => target.token_key(app.tenant()),
+        };
         let current = TokenStore::new(&self.db, &self.key).load(&key).await?;
         let version = current.map(|token| token.version as u64).unwrap_or(0);
         self.obtain(target, Some(version)).await
@@ -352,7 +425,14 @@ impl TokenBroker {
         let app = self.app(target.provider).await?;
         crate::signin::check_resource(&app, target.resource)?;
         let resource = target.resource;
-        let key = target.token_key(app.tenant());
+        let app_only = match target.auth {
+            Auth::AppOnly => Some(AppOnlyPlan::new(&app, target)?),
+            Auth::Delegated => None,
+        };
+        let key = match &app_only {
+            Some(plan) => plan.key.clone(),
+            None => target.token_key(app.tenant()),
+        };
         let acceptable = |token: &AccessToken| {
             self.fresh(token.expires_at)
                 && newer_than.is_none_or(|rejected| token.version > rejected)
@@ -372,10 +452,19 @@ impl TokenBroker {
         let waited_since = self.now();
         let mut poll = Duration::from_millis(20);
         loop {
-            let stored = store
-                .load(&key)
-                .await?
-                .ok_or_else(|| Self::sign_in_required(target, SignInReason::NoToken))?;
+            let stored = match (store.load(&key).await?, &app_only) {
+                (Some(stored), _) => stored,
+                // An app's first token: its row is made (by one process), then leased.
+                (None, Some(_)) => {
+                    store
+                        .ensure_app_row(&key, &target.address, resource, self.now())
+                        .await?;
+                    store.load(&key).await?.ok_or_else(|| {
+                        Error::CorruptRow("an app-only token row that was not stored".to_owned())
+                    })?
+                }
+                (None, None) => return Err(Self::sign_in_required(target, SignInReason::NoToken)),
+            };
             if let TokenStatus::Revoked { reason } = &stored.status {
                 return Err(Self::sign_in_required(
                     target,
@@ -401,9 +490,16 @@ impl TokenBroker {
                 )
                 .await?
             {
-                return self
-                    .refresh_holding_lease(&app, &key, target, &stored)
-                    .await;
+                return match &app_only {
+                    Some(plan) => {
+                        self.issue_app_token_holding_lease(&app, plan, target, &stored)
+                            .await
+                    }
+                    None => {
+                        self.refresh_holding_lease(&app, &key, target, &stored)
+                            .await
+                    }
+                };
             }
             // Another process is refreshing: wait for its new version (or its lease to
             // lapse), then use its token instead of refreshing again.
@@ -418,6 +514,123 @@ impl TokenBroker {
             tokio::time::sleep(poll).await;
             poll = (poll * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// Requests the app's own token for `plan` (no refresh token: a new grant each time),
+    /// retrying transient failures, and stores it on the leased row.
+    async fn request_app_token(
+        &self,
+        app: &AppRegistration,
+        plan: &AppOnlyPlan,
+    ) -> Result<AppToken> {
+        let now = self.now();
+        match &plan.credential {
+            AppCredential::ClientSecret(secret) => {
+                app_only::client_credentials(
+                    &self.http,
+                    &app.endpoints().token,
+                    &app.client_id,
+                    &plan.scope,
+                    ClientCredential::Secret(secret),
+                    now,
+                )
+                .await
+            }
+            AppCredential::Certificate(certificate) => {
+                app_only::client_credentials(
+                    &self.http,
+                    &app.endpoints().token,
+                    &app.client_id,
+                    &plan.scope,
+                    ClientCredential::Certificate(certificate),
+                    now,
+                )
+                .await
+            }
+            AppCredential::ServiceAccount(key) => {
+                let AppResource::Gmail { mailbox } = &plan.resource else {
+                    return Err(Error::AppNotConfigured {
+                        provider: app.provider,
+                    });
+                };
+                // The registration's token endpoint when it is overridden (a proxy, a
+                // test), else the key file's `token_uri`; it is the assertion's `aud` too.
+                let token_url = app
+                    .overrides
+                    .token_url
+                    .clone()
+                    .unwrap_or_else(|| key.token_uri().clone());
+                app_only::service_account_token(&self.http, key, &token_url, mailbox, now).await
+            }
+        }
+    }
+
+    async fn issue_app_token_holding_lease(
+        &self,
+        app: &AppRegistration,
+        plan: &AppOnlyPlan,
+        target: &TokenTarget,
+        stored: &StoredToken,
+    ) -> Result<AccessToken> {
+        let store = TokenStore::new(&self.db, &self.key);
+        let resource = target.resource;
+        let mut attempt = 0;
+        let issued = loop {
+            attempt += 1;
+            tracing::debug!(provider = %plan.key.provider, mailbox = %target.address, resource = %resource, attempt, "requesting an app-only token");
+            match self.request_app_token(app, plan).await {
+                Ok(issued) => break issued,
+                Err(Error::Transient { message }) if attempt < self.config.transient_attempts => {
+                    let wait = self.config.transient_backoff * 2u32.pow(attempt - 1);
+                    tracing::warn!(provider = %plan.key.provider, attempt, error = %message, "app-only token request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => {
+                    tracing::warn!(provider = %plan.key.provider, mailbox = %target.address, error = %error, "app-only token request failed");
+                    store.release_lease(stored.id, &self.owner).await?;
+                    return Err(error);
+                }
+            }
+        };
+        let now = self.now();
+        let expires_at = now + chrono_duration(issued.expires_in);
+        let new = RefreshedTokens {
+            resource,
+            access_token: &issued.access_token,
+            refresh_token: None,
+            expires_at,
+            scopes: Some(plan.scope.clone()),
+        };
+        // Stored with the row's compare-and-swap, as a refresh is. A row re-sealed by a
+        // key rotation meanwhile is written over (the token is still good); a row deleted
+        // meanwhile (the app's registration changed) is not made again: the token is
+        // handed out uncached.
+        let mut base = stored.clone();
+        for _ in 0..3 {
+            let transaction = self.db.begin().await?;
+            let in_transaction = TokenStore::new(&transaction, &self.key);
+            let written = in_transaction.complete_refresh(&base, &new, now).await?;
+            let current = in_transaction.load(&plan.key).await?;
+            transaction.commit().await?;
+            let Some(current) = current else {
+                break;
+            };
+            if written {
+                let access = current.access_for(resource).ok_or_else(|| {
+                    Error::CorruptRow("an app-only token that was not stored".to_owned())
+                })?;
+                tracing::info!(provider = %plan.key.provider, mailbox = %target.address, resource = %resource, version = current.version, "app-only token issued");
+                return Ok(self.remember(&plan.key, resource, &current, &access));
+            }
+            base = current;
+        }
+        Ok(AccessToken {
+            secret: issued.access_token,
+            version: 0,
+            resource,
+            expires_at,
+            address: target.address.clone(),
+        })
     }
 
     async fn refresh_holding_lease(

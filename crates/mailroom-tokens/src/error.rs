@@ -1,5 +1,6 @@
 //! The tokens crate's error: what went wrong with a sign-in or a token, and what to do.
 
+use crate::app_only::AppCredentialProblem;
 use mailroom_model::{AccountRef, Provider, Remedy, ValidationError};
 
 /// Why a sign-in is needed.
@@ -200,14 +201,31 @@ pub enum Error {
     },
     /// The provider refused the app's own credentials (an app-only token request: a
     /// client secret, a certificate's assertion, a service account's key).
-    #[error("the {provider} app's credentials were refused: {problem} ({detail})")]
+    #[error(
+        "Failed to obtain an access token: the {provider} app's own credentials were refused: {problem} ({detail})"
+    )]
     AppCredentialRejected {
         /// The provider.
         provider: Provider,
+        /// The app's client id (Microsoft) or the service account (Google).
+        client: String,
         /// What is wrong, with what to do.
-        problem: crate::app_only::AppCredentialProblem,
+        problem: AppCredentialProblem,
         /// The provider's error code and first line of description.
         detail: String,
+    },
+    /// An account authenticates app-only, but its provider's app has no app-only
+    /// credential.
+    #[error(
+        "Failed to obtain an access token for {address} ({provider}): the account authenticates app-only (with the app's own credentials), but the {provider} app has none; set the app's {needed}"
+    )]
+    AppCredentialMissing {
+        /// The provider.
+        provider: Provider,
+        /// The address the account sends as.
+        address: String,
+        /// What to set, in a person's words.
+        needed: &'static str,
     },
     /// A stored row holds a value this version cannot read.
     #[error("the database holds an unreadable {0}; sign in again to replace it")]
@@ -277,16 +295,44 @@ impl Error {
                 redirect_uri: to_register.clone(),
             }),
             Error::TenantRequired { .. } => Some(Remedy::SetMicrosoftTenant),
-            Error::SettingsAltered { provider } | Error::AppCredentialRejected { provider, .. } => {
-                Some(Remedy::ReviewApp {
+            Error::SettingsAltered { provider } => Some(Remedy::ReviewApp {
+                provider: Some(*provider),
+            }),
+            Error::AppCredentialRejected {
+                provider,
+                client,
+                problem,
+                ..
+            } => Some(match problem {
+                AppCredentialProblem::DelegationNotConfigured => {
+                    Remedy::ConfigureDomainWideDelegation {
+                        client: Some(client.clone()),
+                    }
+                }
+                AppCredentialProblem::AppNotInTenant => Remedy::ReviewApp {
                     provider: Some(*provider),
-                })
-            }
+                },
+                _ => Remedy::SetAppCredential {
+                    provider: *provider,
+                },
+            }),
+            Error::AppCredentialMissing { provider, .. } => Some(Remedy::SetAppCredential {
+                provider: *provider,
+            }),
             Error::Key(error) => error.missing_key().map(|id| Remedy::RestoreKey {
                 key_id: id.to_owned(),
             }),
             Error::SignInFailed(_) | Error::Transient { .. } | Error::MalformedResponse(_) => None,
         }
+    }
+
+    /// True when the app's own credentials (app-only) failed in a way only an
+    /// administrator can fix: refused, or missing.
+    pub fn needs_app_credential(&self) -> bool {
+        matches!(
+            self,
+            Error::AppCredentialRejected { .. } | Error::AppCredentialMissing { .. }
+        )
     }
 
     /// True when only a new sign-in can fix it.

@@ -199,6 +199,7 @@ mod tests {
             tenant: None,
             cloud: Default::default(),
             overrides: EndpointOverrides::default(),
+            app_credential: None,
         }
     }
 

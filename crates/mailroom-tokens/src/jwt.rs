@@ -96,12 +96,15 @@ pub struct AppCertificate {
     private_key_pem: Secret,
     key: RsaKeyPair,
     thumbprint_sha256: String,
+    not_before: DateTime<Utc>,
+    not_after: DateTime<Utc>,
 }
 
 impl fmt::Debug for AppCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppCertificate")
             .field("x5t#S256", &self.thumbprint_sha256)
+            .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
 }
@@ -129,13 +132,44 @@ impl AppCertificate {
                 Some(pem_text(label, der))
             })
             .unwrap_or_default();
+        let (not_before, not_after) =
+            crate::x509::validity(certificate.as_ref()).ok_or_else(|| {
+                invalid(
+                    "certificate",
+                    "the certificate's validity dates cannot be read (not an X.509 certificate)",
+                    "give the certificate uploaded to the app registration, in PEM",
+                )
+            })?;
         let thumbprint = ring::digest::digest(&ring::digest::SHA256, certificate.as_ref());
         Ok(Self {
             certificate_der: certificate.as_ref().to_vec(),
             private_key_pem: Secret::new(private_key_pem),
             key,
             thumbprint_sha256: URL_SAFE_NO_PAD.encode(thumbprint.as_ref()),
+            not_before,
+            not_after,
         })
+    }
+
+    /// When the certificate becomes valid.
+    pub fn not_before(&self) -> DateTime<Utc> {
+        self.not_before
+    }
+
+    /// When the certificate expires: Entra refuses its assertions after that
+    /// (`AADSTS700027`), so a new one must be uploaded and set before.
+    pub fn not_after(&self) -> DateTime<Utc> {
+        self.not_after
+    }
+
+    /// The certificate and its private key in PEM, as [`AppCertificate::from_pem`] reads
+    /// them back (a secret: seal it before storing).
+    pub fn to_pem(&self) -> Secret {
+        Secret::new(format!(
+            "{}{}",
+            self.certificate_pem(),
+            self.private_key_pem.expose()
+        ))
     }
 
     /// The base64url SHA-256 thumbprint of the DER certificate (the `x5t#S256` header).
@@ -196,13 +230,17 @@ struct ServiceAccountFile {
     private_key: String,
     #[serde(default)]
     private_key_id: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
     token_uri: String,
 }
 
 /// A Google service account key (the JSON key file). `Debug` shows the account only.
 pub struct ServiceAccountKey {
     client_email: String,
+    client_id: Option<String>,
     private_key_id: Option<String>,
+    key_file: Secret,
     token_uri: url::Url,
     key: RsaKeyPair,
 }
@@ -253,7 +291,9 @@ impl ServiceAccountKey {
         let key = rsa_key_from_pem(file.private_key.as_bytes(), "service account key")?;
         Ok(Self {
             client_email: file.client_email,
+            client_id: file.client_id,
             private_key_id: file.private_key_id,
+            key_file: Secret::new(json),
             token_uri,
             key,
         })
@@ -262,6 +302,23 @@ impl ServiceAccountKey {
     /// The service account's address (the assertion's `iss`).
     pub fn client_email(&self) -> &str {
         &self.client_email
+    }
+
+    /// The service account's OAuth client id (the key file's `client_id`: the id a
+    /// Workspace administrator authorizes for domain-wide delegation).
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// The key's id (the key file's `private_key_id`, the assertion's `kid`).
+    pub fn private_key_id(&self) -> Option<&str> {
+        self.private_key_id.as_deref()
+    }
+
+    /// The key file as it was read, which [`ServiceAccountKey::from_json`] reads back (a
+    /// secret: seal it before storing).
+    pub fn key_file(&self) -> &Secret {
+        &self.key_file
     }
 
     /// Where tokens are requested (the key file's `token_uri`, the assertion's `aud`).

@@ -56,6 +56,7 @@ mod oauth;
 mod resource;
 mod signin;
 mod store;
+mod x509;
 
 pub use broker::{AccessToken, BrokerConfig, SignInPolicy, TokenBroker, TokenTarget};
 pub use error::{Error, Result, SignInReason};
@@ -66,7 +67,7 @@ pub use resource::Resource;
 /// overridable, the client secret sealed.
 pub mod registration {
     pub use crate::app::{
-        AppChange, AppRegistration, Apps, DEFAULT_GOOGLE_REDIRECT_URI,
+        AppChange, AppCredential, AppRegistration, Apps, DEFAULT_GOOGLE_REDIRECT_URI,
         DEFAULT_MICROSOFT_REDIRECT_URI, DEFAULT_MICROSOFT_TENANT, EndpointOverrides, Endpoints,
         GMAIL_API_URL, GOOGLE_SCOPES, MICROSOFT_SCOPES, MicrosoftCloud,
         check_client_secret_allowed, parse_endpoint_url, parse_redirect_uri,

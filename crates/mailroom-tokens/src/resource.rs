@@ -161,6 +161,7 @@ mod tests {
             tenant: Some("contoso.onmicrosoft.com".to_owned()),
             cloud,
             overrides: EndpointOverrides::default(),
+            app_credential: None,
         }
     }
 

@@ -19,6 +19,11 @@ use crate::resource::Resource;
 use crate::signin::SignedIn;
 use crate::{Error, Result};
 
+/// The prefix of the identity keys under which app-only tokens are cached:
+/// `app:{credential kind}:{client}:{resource}`. No sign-in's key starts with it (those are
+/// `oid:`, `sub:` or an address).
+pub(crate) const APP_KEY_PREFIX: &str = "app:";
+
 const VALID: &str = "valid";
 const REVOKED: &str = "revoked";
 /// The resource of a row's own access token when `access_resource` is null (every row
@@ -191,6 +196,9 @@ pub struct TokenSummary {
     pub version: i64,
     /// The resources it holds an access token for (`mail`, `graph`), the row's own first.
     pub access_resources: Vec<String>,
+    /// For an app-only token, the app's credential kind (`client-secret`, `certificate`,
+    /// `service-account`); `None` for a person's sign-in.
+    pub credential: Option<String>,
 }
 
 impl StoredToken {
@@ -420,6 +428,56 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
         self.open(model, Vec::new())
     }
 
+    /// Makes sure the app-only token row of `key` exists (an expired, empty token at
+    /// version 1 when it did not), so processes can take its lease before the first token
+    /// is requested. Racing processes insert one row: the others' inserts do nothing.
+    pub(crate) async fn ensure_app_row(
+        &self,
+        key: &TokenKey,
+        address: &str,
+        resource: Resource,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        debug_assert!(key.identity_key.starts_with(APP_KEY_PREFIX));
+        let sealing = store::sealing_key(self.db, self.key).await?;
+        let resource = resource.storage_key();
+        let row = oauth_token::ActiveModel {
+            provider: Set(key.provider.as_str().to_owned()),
+            tenant: Set(key.tenant.clone()),
+            identity_key: Set(key.identity_key.clone()),
+            address: Set(address.trim().to_owned()),
+            access_token_sealed: Set(sealing.seal(b"", &key.aad(&access_column(resource)))),
+            refresh_token_sealed: Set(None),
+            expires_at: Set(DateTime::<Utc>::UNIX_EPOCH),
+            scopes: Set(String::new()),
+            version: Set(1),
+            status: Set(VALID.to_owned()),
+            status_reason: Set(None),
+            lease_owner: Set(None),
+            lease_until: Set(None),
+            refreshed_at: Set(None),
+            created_at: Set(now),
+            signed_in_at: Set(None),
+            updated_at: Set(now),
+            access_resource: Set((resource != MAIL).then(|| resource.to_owned())),
+            access_version: Set(Some(1)),
+            ..Default::default()
+        };
+        oauth_token::Entity::insert(row)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::columns([
+                    Column::Provider,
+                    Column::Tenant,
+                    Column::IdentityKey,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Takes the refresh lease of row `id` at `version` unless another live lease holds it.
     pub(crate) async fn try_acquire_lease(
         &self,
@@ -621,7 +679,13 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
                         .into_iter()
                         .filter(|resource| *resource != own),
                 );
+                let credential = model
+                    .identity_key
+                    .strip_prefix(APP_KEY_PREFIX)
+                    .and_then(|rest| rest.split(':').next())
+                    .map(str::to_owned);
                 Ok(TokenSummary {
+                    credential,
                     access_resources,
                     provider: Self::key_of(&model)?.provider,
                     address: model.address,
@@ -639,8 +703,8 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
             .collect()
     }
 
-    /// Deletes every stored token (a lost key): every account signs in again. Returns how
-    /// many were deleted.
+    /// Deletes every stored token (a lost key): every account signs in again (app-only
+    /// tokens are requested again). Returns how many were deleted.
     pub async fn forget_all(&self) -> Result<u64> {
         oauth_access_token::Entity::delete_many()
             .exec(self.db)
@@ -689,4 +753,30 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
         }
         Ok(count)
     }
+}
+
+/// Deletes the cached app-only tokens of `provider`'s app (its registration changed: they
+/// were issued to what it was). Returns how many were deleted.
+pub(crate) async fn delete_app_tokens<C: ConnectionTrait>(
+    db: &C,
+    provider: Provider,
+) -> Result<u64> {
+    let rows = oauth_token::Entity::find()
+        .filter(Column::Provider.eq(provider.as_str()))
+        .filter(Column::IdentityKey.starts_with(APP_KEY_PREFIX))
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    oauth_access_token::Entity::delete_many()
+        .filter(oauth_access_token::Column::TokenId.is_in(ids.clone()))
+        .exec(db)
+        .await?;
+    Ok(oauth_token::Entity::delete_many()
+        .filter(Column::Id.is_in(ids))
+        .exec(db)
+        .await?
+        .rows_affected)
 }

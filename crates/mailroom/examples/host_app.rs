@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 reset_endpoints: true,
                 reset_redirect_uri: false,
                 cloud: None,
+                app_credential: None,
             },
         )
         .await?;

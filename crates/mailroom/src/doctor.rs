@@ -812,6 +812,7 @@ mod registration_tests {
             tenant: None,
             cloud: Default::default(),
             overrides: EndpointOverrides::default(),
+            app_credential: None,
         };
         let detail = app_registration_detail(&app);
         assert!(

@@ -534,6 +534,7 @@ impl Mailroom {
             address: String::new(),
             token_identity: None,
             resource: Default::default(),
+            auth: server.auth,
         };
         let reason = SignInReason::NoToken;
         let Some(prompt) = self.sign_in_policy(prompt).await?.allowed_prompt() else {

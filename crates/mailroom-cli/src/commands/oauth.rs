@@ -6,8 +6,11 @@ use anyhow::{Context as _, Result};
 use chrono::Utc;
 use mailroom_accounts::Accounts;
 use mailroom_model::{Binding, Provider, Secret};
+use std::sync::Arc;
+
+use mailroom_tokens::app_only::{AppCertificate, ServiceAccountKey};
 use mailroom_tokens::registration::{
-    AppChange, AppRegistration, Apps, EndpointOverrides, MicrosoftCloud,
+    AppChange, AppCredential, AppRegistration, Apps, EndpointOverrides, MicrosoftCloud,
     check_client_secret_allowed, parse_endpoint_url, parse_redirect_uri,
 };
 use serde_json::json;
@@ -36,6 +39,75 @@ fn read_secret_from_stdin(what: &str) -> Result<Secret> {
     Ok(Secret::new(secret))
 }
 
+/// The largest certificate or key file read: real ones are a few kilobytes.
+const MAX_CREDENTIAL_FILE: u64 = 64 * 1024;
+
+/// Reads a credential file (a PEM certificate and key, a service account's JSON key),
+/// bounded, saying which file failed and why.
+fn read_credential_file(path: &std::path::Path, what: &str) -> Result<String> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the {what} {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_CREDENTIAL_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the {what} {} as text", path.display()))?;
+    if text.len() as u64 > MAX_CREDENTIAL_FILE {
+        return Err(UsageError(format!(
+            "the {what} {} is larger than {} KiB; give the file with just the certificate and its key",
+            path.display(),
+            MAX_CREDENTIAL_FILE / 1024
+        ))
+        .into());
+    }
+    Ok(text)
+}
+
+/// The app-only credential `app set` was given: `Some(None)` removes it.
+fn app_credential_change(
+    provider: Provider,
+    args: &AppSetArgs,
+) -> Result<Option<Option<AppCredential>>> {
+    if args.no_app_only {
+        return Ok(Some(None));
+    }
+    if let Some(path) = &args.service_account {
+        if provider != Provider::Google {
+            return Err(UsageError(
+                "--service-account is Google's app-only credential; for Microsoft give --app-only with --client-secret-stdin or --certificate FILE".to_owned(),
+            )
+            .into());
+        }
+        let key =
+            ServiceAccountKey::from_json(&read_credential_file(path, "service account key file")?)?;
+        return Ok(Some(Some(AppCredential::ServiceAccount(Arc::new(key)))));
+    }
+    if !args.app_only {
+        return Ok(None);
+    }
+    if provider != Provider::Microsoft {
+        return Err(UsageError(
+            "Google's app-only credential is a service account key: give --service-account KEYFILE.json".to_owned(),
+        )
+        .into());
+    }
+    if let Some(path) = &args.certificate {
+        let certificate =
+            AppCertificate::from_pem(&read_credential_file(path, "certificate file")?)?;
+        return Ok(Some(Some(AppCredential::Certificate(Arc::new(
+            certificate,
+        )))));
+    }
+    if args.client_secret_stdin {
+        return Ok(Some(Some(AppCredential::ClientSecret(
+            read_secret_from_stdin("app-only client secret")?,
+        ))));
+    }
+    Err(UsageError(
+        "--app-only needs its credential: --client-secret-stdin (the secret's value) or --certificate FILE (the certificate and its private key in PEM)".to_owned(),
+    )
+    .into())
+}
+
 pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Output> {
     let provider = args.provider.provider();
     let url = |field: &'static str, value: &Option<String>| {
@@ -44,13 +116,14 @@ pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Outpu
             .map(|text| parse_endpoint_url(field, text))
             .transpose()
     };
-    if args.client_secret_stdin {
+    if args.client_secret_stdin && !args.app_only {
         // Refused before standard input is read.
         check_client_secret_allowed(provider)?;
     }
+    let app_credential = app_credential_change(provider, &args)?;
     let change = AppChange {
         client_id: args.client_id.clone(),
-        client_secret: if args.client_secret_stdin {
+        client_secret: if args.client_secret_stdin && !args.app_only {
             Some(Some(read_secret_from_stdin("client secret")?))
         } else if args.no_client_secret {
             Some(None)
@@ -79,6 +152,7 @@ pub(crate) async fn app_set(context: &Context, args: AppSetArgs) -> Result<Outpu
         },
         reset_endpoints: args.default_endpoints,
         reset_redirect_uri: args.default_redirect_uri,
+        app_credential,
     };
     let transaction = mailroom_migrations::begin_write(&context.db).await?;
     Accounts::new(&transaction, &context.key)
@@ -113,6 +187,11 @@ fn app_json(app: &AppRegistration) -> serde_json::Value {
         "gmail_api_url": (app.provider == Provider::Google).then(|| app.gmail_api_url().to_string()),
         "cloud": (app.provider == Provider::Microsoft).then_some(app.cloud),
         "graph_api_url": (app.provider == Provider::Microsoft).then(|| app.graph_api_url().to_string()),
+        "app_only": app.app_credential.as_ref().map(|credential| json!({
+            "kind": credential.kind(),
+            "description": credential.describe(),
+            "expires_at": credential.expires_at(),
+        })),
     })
 }
 
@@ -168,6 +247,13 @@ fn app_text(app: &AppRegistration) -> String {
     if app.provider == Provider::Microsoft {
         lines.push(format!("  graph api      {}", app.graph_api_url()));
     }
+    lines.push(format!(
+        "  app-only       {}",
+        app.app_credential
+            .as_ref()
+            .map(|credential| credential.describe())
+            .unwrap_or_else(|| "(none: delegated sign-ins only)".to_owned())
+    ));
     lines.join("\n")
 }
 

@@ -261,6 +261,7 @@ async fn a_google_refresh_refused_on_the_eighth_day_names_the_testing_status() {
                 reset_endpoints: false,
                 reset_redirect_uri: false,
                 cloud: None,
+                app_credential: None,
             },
         )
         .await
@@ -285,6 +286,7 @@ async fn a_google_refresh_refused_on_the_eighth_day_names_the_testing_status() {
             address: GOOGLE_USER.to_owned(),
             token_identity: Some(stored.key.identity_key.clone()),
             resource: Default::default(),
+            auth: Default::default(),
         })
         .await
         .unwrap_err()

@@ -55,6 +55,7 @@ pub(crate) fn app(sandbox: &Sandbox, provider: Provider) -> AppRegistration {
         tenant: None,
         cloud: mailroom_tokens::registration::MicrosoftCloud::Global,
         overrides: endpoint_overrides(sandbox, provider),
+        app_credential: None,
     }
 }
 

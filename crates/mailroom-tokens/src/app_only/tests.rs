@@ -218,7 +218,24 @@ fn check_problem(result: Result<AppToken>, expected: AppCredentialProblem, secre
     assert!(!text.contains(secret), "{text}");
     assert!(!format!("{error:?}").contains(secret));
     assert!(!text.contains("Trace ID"), "{text}");
-    assert!(matches!(error.remedy(), Some(Remedy::ReviewApp { .. })));
+    // Each problem's remedy: the tenant's app is reviewed, delegation is configured for
+    // the service account, a refused credential is set again.
+    let remedy = error.remedy().unwrap();
+    match expected {
+        AppCredentialProblem::AppNotInTenant => {
+            assert!(matches!(remedy, Remedy::ReviewApp { .. }), "{remedy:?}")
+        }
+        AppCredentialProblem::DelegationNotConfigured => assert_eq!(
+            remedy,
+            Remedy::ConfigureDomainWideDelegation {
+                client: Some("sender@mailroom-test.iam.gserviceaccount.com".to_owned())
+            }
+        ),
+        _ => assert!(
+            matches!(remedy, Remedy::SetAppCredential { .. }),
+            "{remedy:?}"
+        ),
+    }
 }
 
 use mailroom_model::Remedy;

@@ -20,6 +20,8 @@ pub struct Model {
     pub redirect_uri: Option<String>,
     pub cloud: Option<String>,
     pub graph_api_url: Option<String>,
+    pub app_credential_kind: Option<String>,
+    pub app_credential_sealed: Option<Vec<u8>>,
     pub updated_at: DateTimeUtc,
 }
 

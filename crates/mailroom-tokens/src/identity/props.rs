@@ -25,6 +25,7 @@ fn app(provider: Provider) -> AppRegistration {
         tenant: None,
         cloud: Default::default(),
         overrides: EndpointOverrides::default(),
+        app_credential: None,
     }
 }
 

@@ -130,6 +130,7 @@ pub(crate) fn app(server: &MockServer, secret: bool) -> AppChange {
         reset_endpoints: false,
         reset_redirect_uri: false,
         cloud: None,
+        app_credential: None,
     }
 }
 
@@ -171,6 +172,7 @@ pub(crate) fn target(provider: Provider, address: &str) -> TokenTarget {
         address: address.to_owned(),
         token_identity: None,
         resource: Default::default(),
+        auth: Default::default(),
     }
 }
 

@@ -146,6 +146,7 @@ impl World {
             reset_endpoints: false,
             reset_redirect_uri: false,
             cloud: None,
+            app_credential: None,
         };
         Apps::new(&self.db.db, &self.key)
             .set(provider, change)

@@ -48,6 +48,7 @@ fn app_change(
         reset_endpoints: true,
         reset_redirect_uri: true,
         cloud: None,
+        app_credential: None,
     }
 }
 
