@@ -87,6 +87,10 @@ struct AppOnlyPlan {
     resource: AppResource,
     scope: String,
     key: TokenKey,
+    /// What its row shows as the address: the Google mailbox the token acts as, or
+    /// `app {client id}` for a Microsoft app's token, which serves every mailbox the app
+    /// may send as.
+    label: String,
 }
 
 impl AppOnlyPlan {
@@ -136,11 +140,16 @@ impl AppOnlyPlan {
                 resource.key()
             ),
         };
+        let label = match &resource {
+            AppResource::Gmail { mailbox } => mailbox.clone(),
+            _ => format!("app {}", app.client_id),
+        };
         Ok(Self {
             credential,
             resource,
             scope,
             key,
+            label,
         })
     }
 }
@@ -455,9 +464,9 @@ impl TokenBroker {
             let stored = match (store.load(&key).await?, &app_only) {
                 (Some(stored), _) => stored,
                 // An app's first token: its row is made (by one process), then leased.
-                (None, Some(_)) => {
+                (None, Some(plan)) => {
                     store
-                        .ensure_app_row(&key, &target.address, resource, self.now())
+                        .ensure_app_row(&key, &plan.label, resource, self.now())
                         .await?;
                     store.load(&key).await?.ok_or_else(|| {
                         Error::CorruptRow("an app-only token row that was not stored".to_owned())
@@ -629,7 +638,7 @@ impl TokenBroker {
             version: 0,
             resource,
             expires_at,
-            address: target.address.clone(),
+            address: plan.label.clone(),
         })
     }
 

@@ -242,9 +242,12 @@ async fn process(
             AgentEvent::Sent { id, receipt },
         ),
         // A secret this agent's key cannot open (the key was rotated after the agent
-        // started, or this host has another key) is fixed by an administrator like a
-        // sign-in is: hold the message, do not fail it.
-        Err(error) if error.needs_sign_in() || error.is_key_problem() => {
+        // started, or this host has another key), or an app-only credential the provider
+        // refused, is fixed by an administrator like a sign-in is: hold the message, do
+        // not fail it.
+        Err(error)
+            if error.needs_sign_in() || error.is_key_problem() || error.needs_app_credential() =>
+        {
             let text = error.to_string();
             (
                 Finish::Held {

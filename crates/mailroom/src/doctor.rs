@@ -41,6 +41,9 @@ pub struct DoctorOptions {
 pub enum CheckStatus {
     /// As it should be.
     Ok,
+    /// Works now, but will stop unless an administrator acts (an app certificate that
+    /// expires within 30 days); the check's remedy says what to do.
+    Warning,
     /// Something stops mail from being sent; the check's remedy says what to do.
     Problem,
     /// Not checked (nothing to check, or an earlier problem prevents it).
@@ -51,6 +54,7 @@ impl std::fmt::Display for CheckStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             CheckStatus::Ok => "ok",
+            CheckStatus::Warning => "warning",
             CheckStatus::Problem => "problem",
             CheckStatus::Skipped => "skipped",
         })
@@ -86,6 +90,20 @@ impl DoctorCheck {
             status: CheckStatus::Skipped,
             detail: detail.into(),
             remedy: None,
+        }
+    }
+
+    /// A warning, with what to do before it becomes a problem.
+    pub fn warning(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        remedy: Option<Remedy>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            status: CheckStatus::Warning,
+            detail: detail.into(),
+            remedy,
         }
     }
 
@@ -256,7 +274,7 @@ impl Mailroom {
             }
             let name = format!("app {provider}");
             checks.push(match apps.get(provider).await {
-                Ok(Some(app)) => DoctorCheck::ok(name, app_registration_detail(&app)),
+                Ok(Some(app)) => app_check(name, &app, self.now()),
                 Ok(None) => DoctorCheck::problem(
                     name,
                     format!(
@@ -520,6 +538,11 @@ impl Mailroom {
             account: Some(account_ref),
             browser_only: false,
         });
+        if server.auth == mailroom_model::Auth::AppOnly {
+            return self
+                .app_token_check(account_ref, server, name, refresh)
+                .await;
+        }
         if server.smtp_user.trim().is_empty() {
             return DoctorCheck::problem(name, "never signed in", sign_in);
         }
@@ -625,6 +648,42 @@ impl Mailroom {
                 ),
                 sign_in,
             )
+        }
+    }
+
+    /// An app-only account's token: no sign-in to look at; with `refresh`, a new token is
+    /// requested with the app's own credential (the check that it is accepted).
+    async fn app_token_check(
+        &self,
+        account_ref: AccountRef,
+        server: &mailroom_model::ServerSettings,
+        name: String,
+        refresh: bool,
+    ) -> DoctorCheck {
+        let target = TokenTarget::of_account(account_ref, server);
+        if !refresh {
+            return DoctorCheck::ok(
+                name,
+                format!(
+                    "app-only: the app's own credential gets tokens for {} when a message needs one (no sign-in; check it with a refresh)",
+                    server.smtp_user
+                ),
+            );
+        }
+        match self.broker().force_refresh(&target).await {
+            Ok(token) => DoctorCheck::ok(
+                name,
+                format!(
+                    "app-only: the provider issued a token for {} with the app's own credential; it expires {}",
+                    server.smtp_user,
+                    when(token.expires_at, self.now())
+                ),
+            ),
+            Err(error) => DoctorCheck::problem(
+                name,
+                format!("the app-only token request failed: {}", error_text(&error)),
+                error.remedy(),
+            ),
         }
     }
 
@@ -790,6 +849,45 @@ fn app_registration_detail(app: &mailroom_tokens::registration::AppRegistration)
         );
     }
     detail
+}
+
+/// How long before an app certificate expires the doctor warns.
+pub const CERTIFICATE_WARNING: chrono::Duration = chrono::Duration::days(30);
+
+/// The app registration's check: its detail, and its app-only credential's expiry — a
+/// problem once the certificate has expired (Entra refuses its assertions, AADSTS700027),
+/// a warning within [`CERTIFICATE_WARNING`] of it.
+fn app_check(
+    name: String,
+    app: &mailroom_tokens::registration::AppRegistration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> DoctorCheck {
+    let mut detail = app_registration_detail(app);
+    let Some(credential) = &app.app_credential else {
+        return DoctorCheck::ok(name, detail);
+    };
+    detail.push_str(&format!("; app-only: {}", credential.describe()));
+    let renew = Some(Remedy::SetAppCredential {
+        provider: app.provider,
+    });
+    match credential.expires_at() {
+        Some(expires) if expires <= now => DoctorCheck::problem(
+            name,
+            format!(
+                "{detail}: the certificate has expired, so app-only accounts cannot get a token"
+            ),
+            renew,
+        ),
+        Some(expires) if expires - now <= CERTIFICATE_WARNING => DoctorCheck::warning(
+            name,
+            format!(
+                "{detail}: the certificate expires in {} day(s); upload a new one to the app registration and set it before then",
+                (expires - now).num_days()
+            ),
+            renew,
+        ),
+        _ => DoctorCheck::ok(name, detail),
+    }
 }
 
 fn provider_is_microsoft(app: &mailroom_tokens::registration::AppRegistration) -> bool {

@@ -178,6 +178,13 @@ impl Error {
         }
     }
 
+    /// True when the app's own credentials (an app-only account's) were refused or are
+    /// missing: an administrator sets them right; no sign-in or retry can. The agent holds
+    /// these messages, as it holds those waiting for a sign-in.
+    pub fn needs_app_credential(&self) -> bool {
+        matches!(self, Error::Tokens(error) if error.needs_app_credential())
+    }
+
     /// True when a stored secret cannot be used with the key this process holds: the
     /// key is wrong, missing or was rotated after the process started, or a sealed value
     /// cannot be opened. Matched on the crypto error the account and token crates wrap

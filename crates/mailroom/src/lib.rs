@@ -131,7 +131,7 @@ mod status;
 mod workflows;
 
 pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary, MIN_LEASE};
-pub use doctor::{CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
+pub use doctor::{CERTIFICATE_WARNING, CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
 pub use error::{Error, Result};
 pub use facade::{
     GRAPH_ONE_REQUEST, Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed,

@@ -4,8 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use mailroom_model::{OutgoingMessage, SignInPrompt, TransportKind};
+use mailroom_model::{
+    Auth, OutgoingMessage, Provider, Remedy, Route, SignInPrompt, TransportError,
+    TransportErrorKind, TransportKind,
+};
 use mailroom_tokens::TokenTarget;
+use mailroom_tokens::registration::Apps;
 
 use crate::facade::{Prepared, oauth_credentials};
 use crate::message::with_bcc;
@@ -201,11 +205,65 @@ impl Mailroom {
                     continue;
                 }
             }
-            return Err(Error::Transport {
-                attempts,
-                error: error.for_account(account_ref),
-            });
+            let error = error.for_account(account_ref);
+            let error = if server.auth == Auth::AppOnly {
+                self.app_only_refusal(error, server).await
+            } else {
+                error
+            };
+            return Err(Error::Transport { attempts, error });
         }
+    }
+
+    /// An app-only account's token was fine but the mailbox refused it: Graph's `403
+    /// ErrorAccessDenied` (the app's RBAC for Applications scope leaves the mailbox out),
+    /// or SMTP's `535 5.7.3` after a fresh token (no `FullAccess` for the app's Exchange
+    /// service principal, or no `SMTP.SendAsApp` consent). No sign-in can fix either: the
+    /// remedy is the Exchange administrator's, naming the app and the mailbox, and the
+    /// error is one an administrator fixes (the agent holds the message until then).
+    async fn app_only_refusal(
+        &self,
+        error: mailroom_model::TransportError,
+        server: &mailroom_model::ServerSettings,
+    ) -> mailroom_model::TransportError {
+        if server.provider != Provider::Microsoft
+            || !matches!(
+                error.kind(),
+                TransportErrorKind::SignInRequired | TransportErrorKind::AuthenticationRejected
+            )
+        {
+            return error;
+        }
+        let client_id = Apps::new(&self.db, &self.options.key)
+            .get(Provider::Microsoft)
+            .await
+            .ok()
+            .flatten()
+            .map(|app| app.client_id);
+        let remediation = match server.route {
+            Route::Graph => format!(
+                "the app's own token was accepted, but the app may not send as {}: an Exchange administrator adds the mailbox to the management scope of the app's \"Application Mail.Send\" role assignment (RBAC for Applications)",
+                server.smtp_user
+            ),
+            Route::Smtp => format!(
+                "the app's own token was refused for {}: the app needs the SMTP.SendAsApp application permission with admin consent, its service principal registered in Exchange Online, and FullAccess on the mailbox",
+                server.smtp_user
+            ),
+        };
+        let mut refusal = TransportError::new(
+            TransportErrorKind::SignInRequired,
+            error.message().to_owned(),
+        )
+        .with_remediation(remediation)
+        .with_remedy(Remedy::GrantAppMailboxAccess {
+            client_id,
+            mailbox: Some(server.smtp_user.clone()),
+            route: server.route,
+        });
+        if let Some(reply) = error.server_reply() {
+            refusal = refusal.with_server_reply(reply.to_owned());
+        }
+        refusal.with_source(error)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use mailroom_accounts::{Account, Accounts};
 use mailroom_crypto::KeyRing;
-use mailroom_model::AccountRef;
+use mailroom_model::{AccountRef, Auth, Provider, Route};
 use mailroom_tokens::storage::{TokenStore, TokenSummary};
 use sea_orm::ConnectionTrait;
 use serde::Serialize;
@@ -18,7 +18,7 @@ pub enum SignInState {
     SignedIn,
     /// An OAuth account without a stored token: an administrator signs in.
     NotSignedIn,
-    /// A password account: there is no sign-in.
+    /// A password account, or an app-only one: there is no sign-in.
     NotApplicable,
 }
 
@@ -40,6 +40,20 @@ fn owns(account: &Account, token: &TokenSummary) -> bool {
     if !server.provider.uses_oauth() || server.provider != token.provider {
         return false;
     }
+    // An app-only account sends with the app's token for its route (Microsoft: one per
+    // resource, shared by every mailbox of the app) or for its mailbox (Google); a
+    // delegated one never with an app's.
+    if (server.auth == Auth::AppOnly) != token.credential.is_some() {
+        return false;
+    }
+    if server.auth == Auth::AppOnly {
+        let resource = match (server.provider, server.route) {
+            (Provider::Google, _) => format!(":gmail:{}", server.smtp_user.trim().to_lowercase()),
+            (_, Route::Graph) => ":graph".to_owned(),
+            _ => ":outlook".to_owned(),
+        };
+        return token.identity_key.ends_with(&resource);
+    }
     match &server.token_identity {
         Some(identity) => *identity == token.identity_key,
         None => {
@@ -51,7 +65,7 @@ fn owns(account: &Account, token: &TokenSummary) -> bool {
 
 /// Whether `account` is signed in, given the stored tokens.
 pub fn sign_in_state(account: &Account, tokens: &[TokenSummary]) -> SignInState {
-    if !account.server().provider.uses_oauth() {
+    if !account.server().provider.uses_oauth() || account.server().auth == Auth::AppOnly {
         SignInState::NotApplicable
     } else if tokens.iter().any(|token| owns(account, token)) {
         SignInState::SignedIn

@@ -379,13 +379,14 @@ pub(crate) async fn token_list(context: &Context) -> Result<Output> {
         "Account",
         "Address",
         "Provider",
+        "Credential",
         "Access tokens",
         "Status",
         "Expires in",
         "Last refreshed",
         "Refresh token",
     ];
-    let rows: Vec<[String; 8]> = tokens
+    let rows: Vec<[String; 9]> = tokens
         .iter()
         .map(|owned| {
             let token = &owned.token;
@@ -407,6 +408,11 @@ pub(crate) async fn token_list(context: &Context) -> Result<Output> {
                 account,
                 token.address.clone(),
                 token.provider.to_string(),
+                // A person's sign-in, or the app's own credential (app-only).
+                match &token.credential {
+                    Some(kind) => format!("app-only ({kind})"),
+                    None => "sign-in".to_owned(),
+                },
                 // The resources it holds an access token for (`mail`, `graph`); "Expires
                 // in" is the first's.
                 token.access_resources.join(", "),
