@@ -18,7 +18,9 @@
 //! `Mail.ReadWrite` for drafts, as the token's user; another mailbox needs
 //! `Mail.Send.Shared` / `Mail.ReadWrite.Shared`; `/me` is the token's user, `/users/{id}`
 //! must be the user or a mailbox they may send as, named by its address: the sandbox knows no object ids;
-//! an app-only token with Graph's `.default` scope may use any mailbox, not `/me`). Every answer carries a `request-id` and echoes the
+//! an app-only token with Graph's `.default` scope and its application permissions
+//! (`Mail.Send`, `Mail.ReadWrite`) may use any mailbox, or only those of the app's
+//! management scope ([`crate::Authority::restrict_app_graph_mailboxes`]), not `/me`). Every answer carries a `request-id` and echoes the
 //! `client-request-id`; failures carry Graph's error JSON (`concepts/errors.md`). A sent
 //! message is stored as one `.eml`: the MIME exactly as received, a JSON message as built
 //! here, a draft with its attachments added as parts.
@@ -41,8 +43,9 @@ use serde_json::{Value, json};
 
 use crate::Style;
 use crate::authority::{
-    GRAPH_APP_SCOPE, GRAPH_MAIL_READ_WRITE_SCOPES, GRAPH_MAIL_READ_WRITE_SHARED_SCOPES,
-    GRAPH_MAIL_SEND_SCOPES, GRAPH_MAIL_SEND_SHARED_SCOPES, TokenCheck,
+    GRAPH_APP_SCOPE, GRAPH_MAIL_READ_WRITE_ROLE, GRAPH_MAIL_READ_WRITE_SCOPES,
+    GRAPH_MAIL_READ_WRITE_SHARED_SCOPES, GRAPH_MAIL_SEND_ROLE, GRAPH_MAIL_SEND_SCOPES,
+    GRAPH_MAIL_SEND_SHARED_SCOPES, TokenCheck,
 };
 use crate::http::{AppState, ConnectionSwitch};
 use crate::mailbox::{Arrival, ReceivedBy, header_value};
@@ -386,7 +389,12 @@ fn authenticate(
         )
     };
     let Some(address) = info.address.clone() else {
-        // An app-only token: application permissions on any mailbox, and no `/me`.
+        // An app-only token: no `/me`; its application permissions (`roles`: `Mail.Send`
+        // to send, `Mail.ReadWrite` for drafts; microsoft-graph-docs `user-sendmail.md`,
+        // "Permissions", Application) on any mailbox, unless RBAC for Applications limits
+        // the app to its management scope (learn.microsoft.com/exchange/permissions-exo/
+        // application-rbac): then another mailbox is `ErrorAccessDenied`. A token for
+        // another resource (Exchange Online's `.default`) carries no Graph permission.
         let Some(user) = user else {
             return Err(bad_request(
                 ids,
@@ -394,7 +402,16 @@ fn authenticate(
                 "/me request is only valid with delegated authentication flow.",
             ));
         };
-        if !info.has_any_scope(&[GRAPH_APP_SCOPE]) {
+        let role = match need {
+            Need::Send => GRAPH_MAIL_SEND_ROLE,
+            Need::ReadWrite => GRAPH_MAIL_READ_WRITE_ROLE,
+        };
+        if !info.has_any_scope(&[GRAPH_APP_SCOPE])
+            || !info.has_role(role)
+            || !state
+                .authority
+                .app_may_use_graph_mailbox(&info.client_id, user)
+        {
             return Err(denied());
         }
         return Ok(user.to_owned());

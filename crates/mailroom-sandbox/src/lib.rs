@@ -11,7 +11,9 @@
 //! - [`Authority`]: authorize (a consent page naming the account with an Approve button,
 //!   or [`SandboxConfig::auto_approve`] for scripts), token (authorization code with PKCE
 //!   S256 and the redirect URI checked; refresh with rotation for the Microsoft style and
-//!   without for the Google style; client credentials for the Microsoft style), device
+//!   without for the Google style; client credentials for the Microsoft style, with a
+//!   registered secret or a certificate's client assertion; Google's JWT bearer grant for a
+//!   service account), device
 //!   code with polling, and revocation (Google style; Microsoft has no revocation
 //!   endpoint). Access and refresh tokens are opaque random strings kept in memory.
 //!   id_tokens are JWT-shaped with `aud`, `iss`, `exp`, `tid` (Microsoft style) and
@@ -22,9 +24,19 @@
 //!   [`Authority::fail_next_token_call`], [`Authority::set_access_token_lifetime`],
 //!   [`Authority::set_refresh_token_lifetime`],
 //!   [`Authority::approve_device_code`].
+//! - App-only credentials ready for tests: [`Sandbox::app_only_credentials`] registers a
+//!   client secret and a test-only certificate for a Microsoft-style app and a service
+//!   account, and returns them with its key file. Which mailboxes an app may use is
+//!   Exchange's decision: Graph's application permissions reach any mailbox unless
+//!   [`Authority::restrict_app_graph_mailboxes`] gives the app a management scope (RBAC for
+//!   Applications; `403 ErrorAccessDenied` outside it); SMTP takes an app's token only for
+//!   mailboxes its service principal has FullAccess on
+//!   ([`Authority::grant_app_smtp_mailbox`]; `535 5.7.3` otherwise). App tokens carry their
+//!   application permissions as [`TokenInfo::roles`].
 //! - SMTP: a small tokio server written for the sandbox (no SMTP server library offers
 //!   XOAUTH2 with the `334` error challenge): EHLO, STARTTLS, AUTH XOAUTH2 / OAUTHBEARER
-//!   validated against the authority's tokens, PLAIN / LOGIN for password accounts,
+//!   validated against the authority's tokens (an app's token for a mailbox with
+//!   FullAccess, sending as it), PLAIN / LOGIN for password accounts,
 //!   MAIL / RCPT / DATA with dot-unstuffing and a size limit, RSET, NOOP, QUIT, with
 //!   Microsoft 365's replies (`535 5.7.3`, `530 5.7.57`, `550 5.7.60`, ...).
 //! - Gmail: media, resumable and JSON `raw` sends, tokens validated, Google's error JSON.
@@ -72,6 +84,7 @@
 //! ```
 
 mod admin;
+mod app_credentials;
 mod authority;
 mod error;
 mod gmail;
@@ -91,6 +104,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use url::Url;
 
+pub use app_credentials::{
+    AppOnlyCredentials, SANDBOX_SERVICE_ACCOUNT, SANDBOX_SERVICE_ACCOUNT_CLIENT_ID,
+};
 pub use authority::{
     Audience, Authority, AuthorityStats, ClientRegistration, Style, TokenCheck, TokenInfo,
     google_error_body, microsoft_error_body,

@@ -13,8 +13,12 @@
 //! a size limit), RSET, NOOP, QUIT, VRFY. The replies are Microsoft 365's where it has one.
 //!
 //! A delegated token authenticates only its own address (`user=` must be the signed-in
-//! mailbox) and may send only as it (`MAIL FROM`, else `550 5.7.60`); shared mailboxes
-//! and Send As rights are not modelled. App-only (client credentials) tokens and password
+//! mailbox, or a mailbox the person may send as: [`crate::Authority::grant_send_as`]) and
+//! may send only as it (`MAIL FROM`, else `550 5.7.60`). An app-only (client credentials)
+//! token needs Exchange Online's audience and `SMTP.SendAsApp`, and authenticates `user=` a
+//! mailbox only when the app's service principal has FullAccess on it
+//! ([`crate::Authority::grant_app_smtp_mailbox`]); otherwise, and for a Graph token,
+//! `535 5.7.3`. It then sends as that mailbox only, as a delegated token does. Password
 //! logins may send as anyone.
 //!
 //! Exchange Online's rules for Microsoft-style tokens: a refused XOAUTH2 token gets a
@@ -42,7 +46,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Authority;
-use crate::authority::{MICROSOFT_APP_SCOPE, MICROSOFT_SMTP_SCOPE, Style, TokenCheck};
+use crate::authority::{
+    MICROSOFT_APP_SCOPE, MICROSOFT_SMTP_SCOPE, SMTP_SEND_AS_APP_ROLE, Style, TokenCheck,
+};
 use crate::mailbox::{Arrival, Mailbox, ReceivedBy};
 
 /// The longest command line: RFC 4954 allows AUTH lines of 12288 octets, Microsoft access
@@ -220,9 +226,10 @@ pub(crate) enum TlsMode {
 /// Who authenticated, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Authenticated {
-    /// A delegated token of this address: it may send only as itself.
+    /// A delegated token of this address (or of a person with rights on it), or an app's
+    /// token for a mailbox it has FullAccess on: it may send only as the mailbox.
     Mailbox(String),
-    /// An app-only token or a password login: it may send as anyone.
+    /// A password login: it may send as anyone.
     Any(String),
 }
 
@@ -598,7 +605,11 @@ impl Session {
             TokenCheck::Valid(info) => {
                 let delegated =
                     info.has_any_scope(&[MICROSOFT_SMTP_SCOPE, "https://mail.google.com/"]);
-                let app_only = info.address.is_none() && info.has_any_scope(&[MICROSOFT_APP_SCOPE]);
+                // An app's token for Exchange Online: `SMTP.SendAsApp`, Exchange Online's
+                // `.default` audience (a Graph token is another resource's).
+                let app_only = info.address.is_none()
+                    && info.has_any_scope(&[MICROSOFT_APP_SCOPE])
+                    && info.has_role(SMTP_SEND_AS_APP_ROLE);
                 let authenticated = match &info.address {
                     // A shared mailbox: the person's token with the mailbox in `user=`
                     // (Exchange's "Authenticate an IMAP, POP or SMTP connection using
@@ -608,7 +619,21 @@ impl Session {
                     {
                         Ok(Authenticated::Mailbox(user.to_owned()))
                     }
-                    None if app_only => Ok(Authenticated::Any(user.to_owned())),
+                    // An app's token authenticates as the mailbox in `user=` when its
+                    // service principal has FullAccess on it (same page, "SMTP AUTH" for
+                    // client credentials); it then sends as that mailbox only.
+                    None if app_only
+                        && self
+                            .shared
+                            .authority
+                            .app_may_use_smtp_mailbox(&info.client_id, user) =>
+                    {
+                        Ok(Authenticated::Mailbox(user.to_owned()))
+                    }
+                    None if app_only => {
+                        Err("the app's service principal has no FullAccess on the mailbox")
+                    }
+                    None => Err("the app-only token is not for Exchange Online (SMTP.SendAsApp)"),
                     Some(_) if delegated => Err("the token was issued for another mailbox"),
                     _ => Err("the token lacks the SMTP.Send scope"),
                 };

@@ -1,13 +1,17 @@
 //! `mailroom sandbox serve`: runs the offline sandbox (look-alike Microsoft and Google OAuth,
 //! SMTP and the Gmail API on 127.0.0.1) until interrupted, and prints its endpoints and
-//! the exact commands that point a mailroom database at it.
+//! the exact commands that point a mailroom database at it — with delegated sign-ins, and
+//! with the sandbox's app-only credentials (a client secret, a certificate and a service
+//! account key file, written into its directory).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use mailroom_sandbox::{Audience, ClientRegistration, Endpoints, Sandbox, SandboxConfig};
+use mailroom_sandbox::{
+    AppOnlyCredentials, Audience, ClientRegistration, Endpoints, Sandbox, SandboxConfig,
+};
 
 use crate::commands::Output;
 
@@ -16,6 +20,16 @@ pub(crate) const MICROSOFT_CLIENT_ID: &str = "mailroom-sandbox-microsoft-client"
 pub(crate) const GOOGLE_CLIENT_ID: &str = "mailroom-sandbox.apps.googleusercontent.com";
 /// The Google-style Desktop app client's secret.
 pub(crate) const GOOGLE_CLIENT_SECRET: &str = "GOCSPX-sandbox-secret";
+
+/// The mailbox the Microsoft app's app-only credentials may send as over SMTP (its service
+/// principal has FullAccess on it); over Graph the app is unscoped and may send as any.
+pub(crate) const APP_ONLY_MAILBOX: &str = "noreply@contoso.example";
+/// The mailbox the printed Google app-only account sends as (the service account has
+/// domain-wide delegation for every mailbox).
+const SERVICE_ACCOUNT_MAILBOX: &str = "orders@example.com";
+/// The files `sandbox serve` writes the app-only credentials to, in its directory.
+pub(crate) const APP_ONLY_CERTIFICATE_FILE: &str = "app-only-certificate.pem";
+pub(crate) const SERVICE_ACCOUNT_FILE: &str = "service-account.json";
 
 /// The apps the sandbox knows, registered as the README tells a person to register them:
 /// a single-tenant Microsoft app, a public client ("Allow public client flows") with the
@@ -38,7 +52,10 @@ pub(crate) enum SandboxCommand {
         after_help = "Examples:\n  mailroom sandbox serve --auto-approve\n  mailroom sandbox serve --dir /tmp/sandbox --port-base 8400 --default-address sa@contoso.example\n  mailroom --json sandbox serve --auto-approve"
     )]
     /// Run the sandbox until Ctrl-C: print its endpoints, the CA file to trust, and the
-    /// `mailroom app set ...` / `account add ...` commands that point a database at it.
+    /// `mailroom app set ...` / `account add ...` commands that point a database at it;
+    /// also its test-only app-only credentials (a client secret, and
+    /// `app-only-certificate.pem` and `service-account.json` written into its directory)
+    /// with the commands that use them.
     Serve(ServeArgs),
 }
 
@@ -102,7 +119,90 @@ pub(crate) fn setup_commands(endpoints: &Endpoints, relay_password: &str) -> Vec
     ]
 }
 
-fn describe(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> String {
+/// The sandbox's app-only credentials, registered for [`MICROSOFT_CLIENT_ID`] and written
+/// into its directory.
+pub(crate) struct AppOnly {
+    credentials: AppOnlyCredentials,
+    certificate_file: PathBuf,
+    service_account_file: PathBuf,
+}
+
+/// Registers the app-only credentials (the app may send as any mailbox over Graph, and as
+/// [`APP_ONLY_MAILBOX`] over SMTP) and writes the certificate and the service account key
+/// file into `dir`, readable by the owner only.
+pub(crate) fn app_only(sandbox: &Sandbox, dir: &Path) -> Result<AppOnly> {
+    let credentials = sandbox.app_only_credentials(MICROSOFT_CLIENT_ID);
+    sandbox
+        .authority()
+        .grant_app_smtp_mailbox(MICROSOFT_CLIENT_ID, APP_ONLY_MAILBOX);
+    let certificate_file = dir.join(APP_ONLY_CERTIFICATE_FILE);
+    let service_account_file = dir.join(SERVICE_ACCOUNT_FILE);
+    write_private(&certificate_file, &credentials.certificate_pem)?;
+    write_private(&service_account_file, &credentials.service_account_json)?;
+    Ok(AppOnly {
+        credentials,
+        certificate_file,
+        service_account_file,
+    })
+}
+
+/// Writes `text` to a new or replaced file that only its owner may read (on Unix), as a
+/// private key deserves even when, as here, it is a public test key.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "cannot write {}; check the sandbox directory",
+            path.display()
+        )
+    })?;
+    file.write_all(text.as_bytes()).with_context(|| {
+        format!(
+            "cannot write {}; check the sandbox directory",
+            path.display()
+        )
+    })
+}
+
+/// The commands that give a database the sandbox's app-only credentials and accounts that
+/// use them, one per line (after [`setup_commands`]' `app set` commands).
+pub(crate) fn app_only_commands(endpoints: &Endpoints, app_only: &AppOnly) -> Vec<String> {
+    vec![
+        format!(
+            "printf '%s' '{}' | mailroom app set microsoft --app-only --client-secret-stdin",
+            app_only.credentials.client_secret
+        ),
+        format!(
+            "mailroom app set microsoft --app-only --certificate {}     # instead of the secret",
+            app_only.certificate_file.display()
+        ),
+        format!(
+            "mailroom app set google --service-account {}",
+            app_only.service_account_file.display()
+        ),
+        format!(
+            "mailroom account add --provider microsoft --route graph --auth app-only --user {APP_ONLY_MAILBOX} --bind SystemUser:User_Name:noreply"
+        ),
+        format!(
+            "mailroom account add --provider microsoft --auth app-only --user {APP_ONLY_MAILBOX} --host {} --port {} --tls-startup starttls --bind SystemUser:User_Name:noreply-smtp",
+            endpoints.smtp_host, endpoints.smtp_starttls_port
+        ),
+        format!(
+            "mailroom account add --provider google --auth app-only --user {SERVICE_ACCOUNT_MAILBOX} --bind SystemUser:User_Name:orders"
+        ),
+    ]
+}
+
+fn describe(
+    sandbox: &Sandbox,
+    relay_password: &str,
+    auto_approve: bool,
+    app_only: &AppOnly,
+) -> String {
     let endpoints = sandbox.endpoints();
     let ms = &endpoints.microsoft;
     let google = &endpoints.google;
@@ -184,14 +284,61 @@ fn describe(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> Stri
         .iter()
         .map(|command| format!("  {command}\n"))
         .collect();
+    let mut app_text = String::new();
+    let mut app_line = |label: &str, value: String| {
+        app_text.push_str(&format!("  {label:<22}{value}\n"));
+    };
+    app_line(
+        "client secret",
+        format!(
+            "{} (of {MICROSOFT_CLIENT_ID}; paste it at --client-secret-stdin)",
+            app_only.credentials.client_secret
+        ),
+    );
+    app_line(
+        "certificate",
+        format!(
+            "{} (certificate and private key, PEM)",
+            app_only.certificate_file.display()
+        ),
+    );
+    app_line(
+        "service account",
+        format!(
+            "{} ({}, domain-wide delegation of gmail.send)",
+            app_only.service_account_file.display(),
+            app_only.credentials.service_account
+        ),
+    );
+    app_line(
+        "Graph mailboxes",
+        "any (application permission Mail.Send, no management scope)".to_owned(),
+    );
+    app_line(
+        "SMTP mailboxes",
+        format!("{APP_ONLY_MAILBOX} (the app's service principal has FullAccess on it)"),
+    );
+    app_line(
+        "Gmail mailboxes",
+        "any, named as the token's sub (domain-wide delegation)".to_owned(),
+    );
+    let app_commands: String = app_only_commands(endpoints, app_only)
+        .iter()
+        .map(|command| format!("  {command}\n"))
+        .collect();
     format!(
-        "mailroom sandbox is running (Ctrl-C to stop)\n\n{text}\nPoint a database at it (trust the CA for SMTP):\n\n{commands}"
+        "mailroom sandbox is running (Ctrl-C to stop)\n\n{text}\nPoint a database at it (trust the CA for SMTP):\n\n{commands}\nOr send app-only, without a sign-in (test-only credentials, public: never use them elsewhere):\n\n{app_text}\n{app_commands}"
     )
 }
 
 /// The same as [`describe`], as one JSON document (one line, so a script can read the
 /// first line of stdout while the sandbox runs).
-fn describe_json(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) -> serde_json::Value {
+fn describe_json(
+    sandbox: &Sandbox,
+    relay_password: &str,
+    auto_approve: bool,
+    app_only: &AppOnly,
+) -> serde_json::Value {
     let endpoints = sandbox.endpoints();
     let ms = &endpoints.microsoft;
     let google = &endpoints.google;
@@ -231,6 +378,16 @@ fn describe_json(sandbox: &Sandbox, relay_password: &str, auto_approve: bool) ->
         "admin_url": format!("{}_sandbox/", endpoints.http),
         "auto_approve": auto_approve,
         "commands": setup_commands(endpoints, relay_password),
+        "app_only": {
+            "client_id": MICROSOFT_CLIENT_ID,
+            "client_secret": app_only.credentials.client_secret,
+            "certificate_file": app_only.certificate_file,
+            "service_account_file": app_only.service_account_file,
+            "service_account": app_only.credentials.service_account,
+            "graph_any_mailbox": true,
+            "smtp_mailboxes": [APP_ONLY_MAILBOX],
+            "commands": app_only_commands(endpoints, app_only),
+        },
     })
 }
 
@@ -255,11 +412,12 @@ pub(crate) async fn run(command: SandboxCommand, json: bool) -> Result<Output> {
     let sandbox = Sandbox::start(config)
         .await
         .context("cannot start the sandbox")?;
+    let app_only = app_only(&sandbox, sandbox.dir())?;
     // A long-running command: the description is printed now, not after it returns.
     crate::logging::print_stdout(&if json {
-        describe_json(&sandbox, &password, args.auto_approve).to_string()
+        describe_json(&sandbox, &password, args.auto_approve, &app_only).to_string()
     } else {
-        describe(&sandbox, &password, args.auto_approve)
+        describe(&sandbox, &password, args.auto_approve, &app_only)
     })?;
     tokio::signal::ctrl_c()
         .await

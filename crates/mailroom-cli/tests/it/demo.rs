@@ -370,3 +370,171 @@ async fn sandbox_serve_json_prints_its_endpoints_and_commands_as_one_document() 
     assert_eq!(&greeting, b"220");
     serve.kill().await.unwrap();
 }
+
+/// Runs `mailroom [--json] sandbox serve --dir DIR` and returns the child and its stdout.
+fn serve_sandbox(
+    home: &Path,
+    dir: &Path,
+    json: bool,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
+    if json {
+        command.arg("--json");
+    }
+    let mut serve = command
+        .args(["sandbox", "serve", "--auto-approve", "--dir"])
+        .arg(dir)
+        .env("HOME", home)
+        .env_remove("MAILROOM_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = tokio::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    (serve, stdout)
+}
+
+#[tokio::test]
+async fn sandbox_serve_writes_its_app_only_credentials_and_they_get_tokens() {
+    use mailroom_tokens::OAuthHttp;
+    use mailroom_tokens::app_only::{
+        AppCertificate, ClientCredential, GRAPH_DEFAULT_SCOPE, OUTLOOK_DEFAULT_SCOPE,
+        ServiceAccountKey, client_credentials, service_account_token,
+    };
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("sandbox");
+    let (mut serve, mut stdout) = serve_sandbox(home.path(), &dir, true);
+    let first = stdout.next_line().await.unwrap().expect("a first line");
+    let described: serde_json::Value = serde_json::from_str(&first).expect("one JSON line");
+    let app_only = &described["app_only"];
+    assert_eq!(app_only["client_id"], described["microsoft"]["client_id"]);
+    assert_eq!(app_only["graph_any_mailbox"], true);
+    assert_eq!(
+        app_only["smtp_mailboxes"],
+        serde_json::json!(["noreply@contoso.example"])
+    );
+
+    // The files are in the sandbox's directory, owner-only, and parse as mailroom reads
+    // them: the PEM holds a certificate and its key, the JSON is a service account key
+    // whose token URI is the sandbox's.
+    let certificate_file = dir.join("app-only-certificate.pem");
+    let key_file = dir.join("service-account.json");
+    assert_eq!(
+        Path::new(app_only["certificate_file"].as_str().unwrap()),
+        certificate_file
+    );
+    assert_eq!(
+        Path::new(app_only["service_account_file"].as_str().unwrap()),
+        key_file
+    );
+    #[cfg(unix)]
+    for file in [&certificate_file, &key_file] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is readable by others", file.display());
+    }
+    let pem = std::fs::read_to_string(&certificate_file).unwrap();
+    assert!(pem.contains("-----BEGIN CERTIFICATE-----"));
+    assert!(pem.contains("-----BEGIN PRIVATE KEY-----"));
+    let certificate = AppCertificate::from_pem(&pem).expect("a certificate and its key");
+    let json = std::fs::read_to_string(&key_file).unwrap();
+    let raw: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(raw["type"], "service_account");
+    for field in ["client_email", "client_id", "private_key_id", "private_key"] {
+        assert!(raw[field].is_string(), "{field} missing in {raw}");
+    }
+    let key = ServiceAccountKey::from_json(&json).expect("a service account key");
+    assert_eq!(
+        key.token_uri().as_str(),
+        described["google"]["token_url"].as_str().unwrap()
+    );
+    assert_eq!(key.client_email(), app_only["service_account"]);
+
+    // The running sandbox accepts them: the secret and the certificate get app tokens,
+    // the key file a token acting for a mailbox.
+    let http = OAuthHttp::new();
+    let token_url: url::Url = described["microsoft"]["token_url"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client_id = app_only["client_id"].as_str().unwrap();
+    let secret = mailroom_model::Secret::new(app_only["client_secret"].as_str().unwrap());
+    client_credentials(
+        &http,
+        &token_url,
+        client_id,
+        GRAPH_DEFAULT_SCOPE,
+        ClientCredential::Secret(&secret),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("the printed secret gets a token");
+    client_credentials(
+        &http,
+        &token_url,
+        client_id,
+        OUTLOOK_DEFAULT_SCOPE,
+        ClientCredential::Certificate(&certificate),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("the written certificate gets a token");
+    service_account_token(
+        &http,
+        &key,
+        key.token_uri(),
+        "orders@example.com",
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("the written key file gets a token");
+    serve.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn sandbox_serve_prints_the_app_only_credentials_and_the_commands_that_use_them() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("sandbox");
+    let (mut serve, mut stdout) = serve_sandbox(home.path(), &dir, false);
+    let mut text = String::new();
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        text.push_str(&line);
+        text.push('\n');
+        if line.contains("account add --provider google --auth app-only") {
+            break;
+        }
+    }
+    let secret = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("client secret"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the client secret is printed")
+        .to_owned();
+    let certificate = dir.join("app-only-certificate.pem");
+    let key_file = dir.join("service-account.json");
+    for expected in [
+        format!(
+            "printf '%s' '{secret}' | mailroom app set microsoft --app-only --client-secret-stdin"
+        ),
+        format!(
+            "mailroom app set microsoft --app-only --certificate {}",
+            certificate.display()
+        ),
+        format!("mailroom app set google --service-account {}", key_file.display()),
+        "mailroom account add --provider microsoft --route graph --auth app-only --user noreply@contoso.example".to_owned(),
+        "mailroom account add --provider microsoft --auth app-only --user noreply@contoso.example --host 127.0.0.1".to_owned(),
+        "Graph mailboxes       any".to_owned(),
+        "SMTP mailboxes        noreply@contoso.example".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
+    }
+    assert!(certificate.is_file() && key_file.is_file());
+    serve.kill().await.unwrap();
+}

@@ -15,13 +15,37 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{
-    AccessGrant, Authority, JsonReply, Style, TokenInfo, error_reply, google_error_body,
-    random_token, unix_seconds,
+    AccessGrant, Authority, GRAPH_APP_SCOPE, JsonReply, MICROSOFT_APP_SCOPE, Style, TokenInfo,
+    error_reply, google_error_body, random_token, unix_seconds,
 };
 
 /// The `grant_type` of Google's JWT bearer grant.
 pub(crate) const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Graph's application permission to send mail as any mailbox (within the app's
+/// management scope, when it has one).
+pub(crate) const GRAPH_MAIL_SEND_ROLE: &str = "Mail.Send";
+/// Graph's application permission to create drafts and add attachments in any mailbox.
+pub(crate) const GRAPH_MAIL_READ_WRITE_ROLE: &str = "Mail.ReadWrite";
+/// Exchange Online's application permission for SMTP AUTH with an app's token.
+pub(crate) const SMTP_SEND_AS_APP_ROLE: &str = "SMTP.SendAsApp";
+
+/// The application permissions an app-only token for `scopes` (one resource's
+/// `/.default`) carries: what the administrator consented to for the app, which the
+/// sandbox takes to be mail sending for each resource — Graph's `Mail.Send` and
+/// `Mail.ReadWrite` (drafts and large attachments), Exchange Online's `SMTP.SendAsApp`.
+pub(crate) fn application_roles(scopes: &[String]) -> Vec<String> {
+    let mut roles = Vec::new();
+    for scope in scopes {
+        if scope.eq_ignore_ascii_case(GRAPH_APP_SCOPE) {
+            roles.extend([GRAPH_MAIL_SEND_ROLE, GRAPH_MAIL_READ_WRITE_ROLE].map(str::to_owned));
+        } else if scope.eq_ignore_ascii_case(MICROSOFT_APP_SCOPE) {
+            roles.push(SMTP_SEND_AS_APP_ROLE.to_owned());
+        }
+    }
+    roles
+}
 
 /// A Microsoft-style app's own credentials.
 #[derive(Debug, Clone, Default)]
@@ -120,6 +144,50 @@ impl Authority {
         self.lock()
             .service_accounts
             .insert(client_email.to_lowercase(), certificate_der.to_vec());
+    }
+
+    /// Puts the app `client_id` under RBAC for Applications with a management scope of
+    /// `mailboxes`: Graph's application permissions then reach only these mailboxes, and
+    /// any other is `403 ErrorAccessDenied` (Exchange Online's "Role Based Access Control
+    /// for Applications", learn.microsoft.com/exchange/permissions-exo/application-rbac).
+    /// Called again, the scope grows. An app never restricted is unscoped: its `Mail.Send`
+    /// reaches every mailbox of the tenant, as an application permission does without RBAC.
+    pub fn restrict_app_graph_mailboxes(&self, client_id: &str, mailboxes: &[&str]) {
+        self.lock()
+            .app_graph_mailboxes
+            .entry(client_id.to_owned())
+            .or_default()
+            .extend(
+                mailboxes
+                    .iter()
+                    .map(|mailbox| mailbox.trim().to_lowercase()),
+            );
+    }
+
+    /// Whether Graph lets the app `client_id` use `mailbox` with its application
+    /// permissions: unscoped, or the mailbox is in its management scope.
+    pub fn app_may_use_graph_mailbox(&self, client_id: &str, mailbox: &str) -> bool {
+        self.lock()
+            .app_graph_mailboxes
+            .get(client_id)
+            .is_none_or(|scope| scope.contains(&mailbox.trim().to_lowercase()))
+    }
+
+    /// Gives the app `client_id`'s Exchange service principal FullAccess on `mailbox`
+    /// (`New-ServicePrincipal`, then `Add-MailboxPermission -AccessRights FullAccess`):
+    /// its `SMTP.SendAsApp` token then authenticates with XOAUTH2 `user=` the mailbox
+    /// (Exchange's "Authenticate an IMAP, POP or SMTP connection using OAuth").
+    pub fn grant_app_smtp_mailbox(&self, client_id: &str, mailbox: &str) {
+        self.lock()
+            .app_smtp_mailboxes
+            .insert((client_id.to_owned(), mailbox.trim().to_lowercase()));
+    }
+
+    /// Whether the app `client_id` has FullAccess on `mailbox` for SMTP.
+    pub fn app_may_use_smtp_mailbox(&self, client_id: &str, mailbox: &str) -> bool {
+        self.lock()
+            .app_smtp_mailboxes
+            .contains(&(client_id.to_owned(), mailbox.trim().to_lowercase()))
     }
 
     /// Microsoft's client credentials for an app with app-only credentials registered;
@@ -330,6 +398,10 @@ fn app_token(
                 style,
                 client_id: client_id.to_owned(),
                 address: address.map(str::to_owned),
+                roles: match style {
+                    Style::Microsoft => application_roles(&scopes),
+                    Style::Google => Vec::new(),
+                },
                 scopes,
             },
             grant: None,

@@ -40,6 +40,7 @@ pub(super) fn issue(
                 client_id: client_id.to_owned(),
                 address: address.map(str::to_owned),
                 scopes: scopes.to_vec(),
+                roles: Vec::new(),
             },
             grant,
             expires_at: now + lifetime,

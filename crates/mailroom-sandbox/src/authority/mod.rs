@@ -46,6 +46,9 @@ mod registration;
 mod revoke;
 mod token;
 
+pub(crate) use app_only::{
+    GRAPH_MAIL_READ_WRITE_ROLE, GRAPH_MAIL_SEND_ROLE, SMTP_SEND_AS_APP_ROLE,
+};
 pub(crate) use registration::Presented;
 pub use registration::{Audience, ClientRegistration};
 
@@ -79,8 +82,13 @@ pub struct TokenInfo {
     pub client_id: String,
     /// The signed-in address; `None` for an app-only (client credentials) token.
     pub address: Option<String>,
-    /// The scopes granted.
+    /// The scopes granted: a delegated token's permissions, or an app-only token's one
+    /// `/.default` scope.
     pub scopes: Vec<String>,
+    /// An app-only token's application permissions (its `roles` claim: `Mail.Send` and
+    /// `Mail.ReadWrite` for Graph, `SMTP.SendAsApp` for Exchange Online); empty for a
+    /// delegated token and a Google service account's.
+    pub roles: Vec<String>,
 }
 
 impl TokenInfo {
@@ -89,6 +97,11 @@ impl TokenInfo {
         self.scopes
             .iter()
             .any(|granted| scopes.iter().any(|s| s.eq_ignore_ascii_case(granted)))
+    }
+
+    /// True when the application permission `role` was granted (an app-only token).
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|granted| granted == role)
     }
 }
 
@@ -276,6 +289,13 @@ struct State {
     app_credentials: HashMap<String, app_only::AppCredentials>,
     /// Google service accounts' certificates (DER) by lower-cased account address.
     service_accounts: HashMap<String, Vec<u8>>,
+    /// Client id → the lower-cased mailboxes of the app's Exchange management scope (RBAC
+    /// for Applications) for Graph's application permissions; an app not here is
+    /// unscoped and may use any mailbox.
+    app_graph_mailboxes: HashMap<String, HashSet<String>>,
+    /// (client id, lower-cased mailbox): the app's Exchange service principal has
+    /// FullAccess on the mailbox, so its `SMTP.SendAsApp` token authenticates as it.
+    app_smtp_mailboxes: HashSet<(String, String)>,
 }
 
 impl State {
@@ -561,6 +581,8 @@ impl Authority {
                     .collect(),
                 app_credentials: HashMap::new(),
                 service_accounts: HashMap::new(),
+                app_graph_mailboxes: HashMap::new(),
+                app_smtp_mailboxes: HashSet::new(),
             })),
         }
     }

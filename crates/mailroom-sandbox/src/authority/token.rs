@@ -454,6 +454,7 @@ impl Authority {
                     style,
                     client_id: client_id.to_owned(),
                     address: None,
+                    roles: super::app_only::application_roles(&scopes),
                     scopes: scopes.clone(),
                 },
                 grant: None,

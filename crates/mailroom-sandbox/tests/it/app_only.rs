@@ -18,10 +18,9 @@ use serde_json::json;
 
 use crate::support::sandbox;
 
-/// mailroom-tokens' test-only key and certificate (registered nowhere).
-const TEST_CERTIFICATE: &str =
-    include_str!("../../../mailroom-tokens/tests/data/app-only-test-cert.pem");
-const TEST_KEY: &str = include_str!("../../../mailroom-tokens/tests/data/app-only-test-key.pem");
+/// The sandbox's test-only key and certificate (`src/data/`, copies of mailroom-tokens').
+const TEST_CERTIFICATE: &str = include_str!("../../src/data/app-only-test-cert.pem");
+const TEST_KEY: &str = include_str!("../../src/data/app-only-test-key.pem");
 const APP: &str = "9f1c2a44-0b7e-4c35-8f0e-6d0c1f4b2a11";
 
 fn certificate_der() -> Vec<u8> {

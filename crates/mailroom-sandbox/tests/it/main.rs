@@ -4,6 +4,7 @@
 //! pinned. Everything talks to 127.0.0.1 only.
 
 mod app_only;
+mod app_only_mailboxes;
 mod authority;
 mod gmail;
 mod graph;

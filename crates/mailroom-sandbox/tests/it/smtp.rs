@@ -150,7 +150,7 @@ async fn an_expired_token_is_an_authentication_rejection_for_mailroom() {
 }
 
 #[tokio::test]
-async fn an_app_only_token_may_send_as_any_mailbox() {
+async fn an_app_only_token_sends_as_a_mailbox_it_has_full_access_on() {
     let sandbox = sandbox().await;
     let (status, body) = token_call(
         &sandbox,
@@ -169,13 +169,19 @@ async fn an_app_only_token_may_send_as_any_mailbox() {
         &sandbox,
         settings(&sandbox, Provider::Microsoft, TlsStartup::StartTls, shared),
     );
+    let credentials = bearer(shared, body["access_token"].as_str().unwrap());
+    let message = message(shared, "buyer@example.com", Vec::new());
+    // Without FullAccess for the app's service principal: refused at AUTH.
+    let error = transport.send(&message, &credentials).await.unwrap_err();
+    assert!(error.is_auth_rejected(), "{error}");
+    sandbox
+        .authority()
+        .grant_app_smtp_mailbox(MICROSOFT_CLIENT, shared);
     transport
-        .send(
-            &message(shared, "buyer@example.com", Vec::new()),
-            &bearer(shared, body["access_token"].as_str().unwrap()),
-        )
+        .send(&message, &credentials)
         .await
-        .expect("an app-only token sends for any mailbox");
+        .expect("an app-only token sends for a mailbox it has FullAccess on");
+    assert_eq!(sandbox.mailbox().messages()[0].authenticated_as, shared);
 }
 
 #[tokio::test]

@@ -232,3 +232,40 @@ pub(crate) fn binary(length: usize) -> Vec<u8> {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect()
 }
+
+/// A JWT signed with the RSA key (PKCS#8 PEM) in `key_pem`: `PS256` when `pss`, else
+/// `RS256` — made by hand, as a provider's client library would.
+pub(crate) fn signed_jwt(key_pem: &str, header: &Value, claims: &Value) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let key = PrivatePkcs8KeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PKCS#8 key");
+    let key = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()).expect("RSA");
+    let algorithm: &'static dyn ring::signature::RsaEncoding = match header["alg"].as_str() {
+        Some("PS256") => &ring::signature::RSA_PSS_SHA256,
+        _ => &ring::signature::RSA_PKCS1_SHA256,
+    };
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        algorithm,
+        &ring::rand::SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut signature,
+    )
+    .expect("the key signs");
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// Seconds since the Unix epoch, now.
+pub(crate) fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
