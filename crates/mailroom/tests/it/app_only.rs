@@ -1,0 +1,332 @@
+//! App-only accounts end to end (issue "Unattended sending without a person's sign-in"):
+//! no one signs in; the facade sends with the app's own credential through the sandbox's
+//! look-alikes, which hold app tokens to Exchange's and Google's rules — Graph's
+//! application `Mail.Send` within the app's management scope (RBAC for Applications),
+//! SMTP's `SMTP.SendAsApp` with `FullAccess` on the mailbox (XOAUTH2 `user=` the mailbox),
+//! Google's service account acting as the mailbox. A mailbox the app may not use fails
+//! with the Exchange administrator's remedy, and the agent holds such messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailroom::{
+    AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, Mailroom, MailroomOptions, MessageDraft,
+    OutboxStatus, Provider, Remedy, SendRequest, TransportKind,
+};
+use mailroom_accounts::Accounts;
+use mailroom_model::{Auth, Route, Secret, ServerSettingsChange, TlsStartup};
+use mailroom_sandbox::{AppOnlyCredentials, ReceivedBy, Sandbox, SandboxConfig};
+use mailroom_testkit::{Backend, TestDatabase};
+use mailroom_tokens::app_only::{AppCertificate, ServiceAccountKey};
+use mailroom_tokens::registration::{AppChange, AppCredential, Apps};
+
+const CLIENT_ID: &str = "mailroom-app-only-client";
+const INVOICES: &str = "invoices@contoso.example";
+const OTHER: &str = "payroll@contoso.example";
+
+struct AppWorld {
+    _dir: tempfile::TempDir,
+    sandbox: Sandbox,
+    db: TestDatabase,
+    key: mailroom_crypto::KeyRing,
+    credentials: AppOnlyCredentials,
+}
+
+impl AppWorld {
+    async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::start(SandboxConfig::new(dir.path().join("sandbox")))
+            .await
+            .unwrap();
+        let credentials = sandbox.app_only_credentials(CLIENT_ID);
+        Self {
+            _dir: dir,
+            db: TestDatabase::new(backend).await,
+            key: mailroom_crypto::KeyRing::generate(),
+            sandbox,
+            credentials,
+        }
+    }
+
+    async fn set_app(&self, provider: Provider, credential: AppCredential) {
+        Apps::new(&self.db.db, &self.key)
+            .set(
+                provider,
+                AppChange {
+                    client_id: Some(match provider {
+                        Provider::Google => "sandbox-service-account".to_owned(),
+                        _ => CLIENT_ID.to_owned(),
+                    }),
+                    tenant: (provider == Provider::Microsoft)
+                        .then(|| self.sandbox.endpoints().tenant_id.clone()),
+                    overrides: mailroom_testkit::sandbox::endpoint_overrides(
+                        &self.sandbox,
+                        provider,
+                    ),
+                    app_credential: Some(Some(credential)),
+                    ..AppChange::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    fn certificate(&self) -> AppCredential {
+        AppCredential::Certificate(Arc::new(
+            AppCertificate::from_pem(&self.credentials.certificate_pem).unwrap(),
+        ))
+    }
+
+    fn secret(&self) -> AppCredential {
+        AppCredential::ClientSecret(Secret::new(self.credentials.client_secret.clone()))
+    }
+
+    fn service_account(&self) -> AppCredential {
+        AppCredential::ServiceAccount(Arc::new(
+            ServiceAccountKey::from_json(&self.credentials.service_account_json).unwrap(),
+        ))
+    }
+
+    async fn mailroom(&self) -> Arc<Mailroom> {
+        let mut options = MailroomOptions::new(self.key.clone());
+        options.extra_root_pem = Some(self.sandbox.ca_pem().as_bytes().to_vec());
+        options.retry = crate::support::quick_retry();
+        Arc::new(
+            Mailroom::with_connection(self.db.db.clone(), options)
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn add_account(&self, change: ServerSettingsChange) -> i64 {
+        Accounts::new(&self.db.db, &self.key)
+            .add_user_account(&change, None)
+            .await
+            .unwrap()
+            .account
+            .id
+    }
+
+    fn smtp_account(&self, mailbox: &str) -> ServerSettingsChange {
+        let endpoints = self.sandbox.endpoints();
+        ServerSettingsChange {
+            provider: Some(Provider::Microsoft),
+            smtp_user: Some(mailbox.to_owned()),
+            host: Some(endpoints.smtp_host.clone()),
+            port: Some(endpoints.smtp_starttls_port),
+            tls_startup: Some(TlsStartup::StartTls),
+            auth: Some(Auth::AppOnly),
+            ..ServerSettingsChange::default()
+        }
+    }
+
+    fn client_credentials(&self) -> u64 {
+        self.sandbox.authority().stats().client_credentials
+    }
+}
+
+fn graph_account(mailbox: &str) -> ServerSettingsChange {
+    ServerSettingsChange {
+        provider: Some(Provider::Microsoft),
+        smtp_user: Some(mailbox.to_owned()),
+        route: Some(Route::Graph),
+        auth: Some(Auth::AppOnly),
+        ..ServerSettingsChange::default()
+    }
+}
+
+fn request(account: i64, subject: &str) -> SendRequest<'static> {
+    let mut request = SendRequest::new(
+        AUTOMATION_AGENT,
+        MessageDraft {
+            to: vec!["buyer@example.com".to_owned()],
+            subject: subject.to_owned(),
+            text: Some("Your invoice is attached.".to_owned()),
+            ..MessageDraft::default()
+        },
+    );
+    request.account = Some(AccountRef::User(account));
+    request
+}
+
+/// The Graph route with a certificate: sent as the mailbox with one token request for
+/// every send (the token is the app's, cached); after the app's scope is narrowed to
+/// another mailbox, Graph's 403 fails the send with the RBAC remedy naming the app and
+/// the mailbox — no sign-in is offered — and the agent holds the queued message.
+async fn graph_app_only_sends_and_names_the_scope_remedy(backend: Backend) {
+    let world = AppWorld::new(backend).await;
+    world.set_app(Provider::Microsoft, world.certificate()).await;
+    let id = world.add_account(graph_account(INVOICES)).await;
+    let mailroom = world.mailroom().await;
+    for subject in ["Invoice 1", "Invoice 2"] {
+        let receipt = mailroom.send(request(id, subject)).await.unwrap();
+        assert_eq!(receipt.transport, TransportKind::GraphApi);
+        assert_eq!(receipt.account_user, INVOICES);
+    }
+    let stored = world.sandbox.mailbox().messages();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].received_by, ReceivedBy::GraphMime);
+    assert_eq!(stored[0].authenticated_as, INVOICES);
+    assert_eq!(world.client_credentials(), 1, "one app token for both sends");
+    assert_eq!(world.sandbox.authority().stats().codes_issued, 0, "no sign-in");
+
+    world
+        .sandbox
+        .authority()
+        .restrict_app_graph_mailboxes(CLIENT_ID, &[OTHER]);
+    let error = mailroom.send(request(id, "Invoice 3")).await.unwrap_err();
+    assert_eq!(
+        error.remedy(),
+        Some(Remedy::GrantAppMailboxAccess {
+            client_id: Some(CLIENT_ID.to_owned()),
+            mailbox: Some(INVOICES.to_owned()),
+            route: Route::Graph,
+        }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("Application Mail.Send"),
+        "{error}"
+    );
+    assert_eq!(world.sandbox.mailbox().messages().len(), 2);
+
+    let queued = mailroom.queue(request(id, "Invoice 4")).await.unwrap();
+    Agent::new(
+        mailroom.clone(),
+        AgentOptions {
+            concurrency: 1,
+            once: true,
+            poll_interval: Duration::from_millis(20),
+            ..AgentOptions::default()
+        },
+    )
+    .run(std::future::pending())
+    .await
+    .unwrap();
+    let held = mailroom.outbox().get(queued).await.unwrap();
+    assert_eq!(held.status, OutboxStatus::Held, "{held:?}");
+    world.db.finish().await;
+}
+
+#[tokio::test]
+async fn graph_app_only_on_sqlite() {
+    graph_app_only_sends_and_names_the_scope_remedy(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn graph_app_only_on_postgres() {
+    graph_app_only_sends_and_names_the_scope_remedy(Backend::Postgres).await;
+}
+
+/// The SMTP route with a client secret: XOAUTH2 `user=` the mailbox with the app's
+/// Exchange Online token, accepted where the app has FullAccess; another mailbox gets
+/// `535 5.7.3` even after a fresh token, and the remedy is the service principal's
+/// FullAccess.
+#[tokio::test]
+async fn smtp_app_only_sends_as_a_mailbox_with_full_access() {
+    let world = AppWorld::new(Backend::Sqlite).await;
+    world.set_app(Provider::Microsoft, world.secret()).await;
+    world
+        .sandbox
+        .authority()
+        .grant_app_smtp_mailbox(CLIENT_ID, INVOICES);
+    let invoices = world.add_account(world.smtp_account(INVOICES)).await;
+    let payroll = world.add_account(world.smtp_account(OTHER)).await;
+    let mailroom = world.mailroom().await;
+
+    let receipt = mailroom.send(request(invoices, "Invoice 1")).await.unwrap();
+    assert_eq!(receipt.transport, TransportKind::Smtp);
+    let stored = world.sandbox.mailbox().messages();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].received_by, ReceivedBy::SmtpStartTls);
+    assert_eq!(stored[0].authenticated_as, INVOICES);
+
+    let error = mailroom.send(request(payroll, "Payslip")).await.unwrap_err();
+    assert_eq!(
+        error.remedy(),
+        Some(Remedy::GrantAppMailboxAccess {
+            client_id: Some(CLIENT_ID.to_owned()),
+            mailbox: Some(OTHER.to_owned()),
+            route: Route::Smtp,
+        }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("5.7.3"), "{error}");
+    assert!(error.to_string().contains("FullAccess"), "{error}");
+    // The first token, then one fresh token for the refused mailbox's retry.
+    assert_eq!(world.client_credentials(), 2);
+    assert_eq!(world.sandbox.mailbox().messages().len(), 1);
+    world.db.finish().await;
+}
+
+/// A Google service account with domain-wide delegation: a token acting as each mailbox,
+/// sent through the Gmail API as that mailbox.
+#[tokio::test]
+async fn a_service_account_sends_through_gmail_as_the_mailbox() {
+    let world = AppWorld::new(Backend::Sqlite).await;
+    world.set_app(Provider::Google, world.service_account()).await;
+    let id = world
+        .add_account(ServerSettingsChange {
+            provider: Some(Provider::Google),
+            smtp_user: Some("ann@example.com".to_owned()),
+            auth: Some(Auth::AppOnly),
+            ..ServerSettingsChange::default()
+        })
+        .await;
+    let mailroom = world.mailroom().await;
+    let receipt = mailroom.send(request(id, "Statement")).await.unwrap();
+    assert_eq!(receipt.transport, TransportKind::GmailApi);
+    let stored = world.sandbox.mailbox().messages();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].authenticated_as, "ann@example.com");
+    world.db.finish().await;
+}
+
+/// A refused app credential (a secret the app does not have) holds the agent's message
+/// with the provider's reason and the remedy to set the credential again; it is not
+/// failed, and no sign-in is asked.
+#[tokio::test]
+async fn a_refused_credential_holds_the_message() {
+    let world = AppWorld::new(Backend::Sqlite).await;
+    world
+        .set_app(
+            Provider::Microsoft,
+            AppCredential::ClientSecret(Secret::new("not-the-apps-secret")),
+        )
+        .await;
+    let id = world.add_account(graph_account(INVOICES)).await;
+    let mailroom = world.mailroom().await;
+    let error = mailroom.send(request(id, "Invoice 1")).await.unwrap_err();
+    assert!(error.needs_app_credential(), "{error:?}");
+    assert!(!error.needs_sign_in());
+    assert_eq!(
+        error.remedy(),
+        Some(Remedy::SetAppCredential {
+            provider: Provider::Microsoft
+        })
+    );
+    let queued = mailroom.queue(request(id, "Invoice 2")).await.unwrap();
+    Agent::new(
+        mailroom.clone(),
+        AgentOptions {
+            concurrency: 1,
+            once: true,
+            poll_interval: Duration::from_millis(20),
+            ..AgentOptions::default()
+        },
+    )
+    .run(std::future::pending())
+    .await
+    .unwrap();
+    let held = mailroom.outbox().get(queued).await.unwrap();
+    assert_eq!(held.status, OutboxStatus::Held, "{held:?}");
+    assert!(
+        held.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("own credentials were refused"),
+        "{held:?}"
+    );
+    assert!(world.sandbox.mailbox().messages().is_empty());
+    world.db.finish().await;
+}
