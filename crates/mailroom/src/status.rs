@@ -3,7 +3,7 @@
 
 use mailroom_accounts::{Account, Accounts};
 use mailroom_crypto::KeyRing;
-use mailroom_model::AccountRef;
+use mailroom_model::{AccountRef, Auth};
 use mailroom_tokens::storage::{TokenStore, TokenSummary};
 use sea_orm::ConnectionTrait;
 use serde::Serialize;
@@ -18,7 +18,8 @@ pub enum SignInState {
     SignedIn,
     /// An OAuth account without a stored token: an administrator signs in.
     NotSignedIn,
-    /// A password account: there is no sign-in.
+    /// A password account, or an app-only account (it sends with the app's own
+    /// credentials): there is no sign-in.
     NotApplicable,
 }
 
@@ -37,7 +38,10 @@ impl SignInState {
 /// account from before identities were kept, the one stored under its SMTP user.
 fn owns(account: &Account, token: &TokenSummary) -> bool {
     let server = account.server();
-    if !server.provider.uses_oauth() || server.provider != token.provider {
+    if !server.provider.uses_oauth()
+        || server.auth == Auth::AppOnly
+        || server.provider != token.provider
+    {
         return false;
     }
     match &server.token_identity {
@@ -51,7 +55,8 @@ fn owns(account: &Account, token: &TokenSummary) -> bool {
 
 /// Whether `account` is signed in, given the stored tokens.
 pub fn sign_in_state(account: &Account, tokens: &[TokenSummary]) -> SignInState {
-    if !account.server().provider.uses_oauth() {
+    let server = account.server();
+    if !server.provider.uses_oauth() || server.auth == Auth::AppOnly {
         SignInState::NotApplicable
     } else if tokens.iter().any(|token| owns(account, token)) {
         SignInState::SignedIn

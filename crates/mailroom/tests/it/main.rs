@@ -2,6 +2,7 @@
 //! Gmail API) and the aiosmtpd test server, the outbox and the agent on SQLite and
 //! PostgreSQL.
 
+mod app_only;
 mod commands;
 mod delivery;
 mod doctor;
