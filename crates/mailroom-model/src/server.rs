@@ -51,7 +51,8 @@ pub struct ServerSettings {
     /// The key of the stored sign-in this account sends with: the provider's stable
     /// identity of the person who signed in for it (`oid:{tid}:{oid}`, `sub:{sub}`). Set by
     /// a completed sign-in, never by a [`ServerSettingsChange`]; a change of provider or
-    /// SMTP user clears it (that sign-in was for another mailbox). `None`: the sign-in
+    /// SMTP user clears it (that sign-in was for another mailbox), and so does a switch to
+    /// [`Auth::AppOnly`] (there is no sign-in). `None`: the sign-in
     /// stored under the SMTP user's address, as before identities were kept.
     pub token_identity: Option<String>,
     /// How the mail leaves: SMTP (the default) or, for Microsoft accounts, Microsoft Graph.
