@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mailroom_accounts::{Account, Accounts};
 use mailroom_gmail::{GmailConfig, GmailTransport};
 use mailroom_graph::{GraphConfig, GraphTransport};
-use mailroom_model::{AccountRef, Provider, Remedy, TransportError, TransportKind};
+use mailroom_model::{AccountRef, Auth, Provider, Remedy, TransportError, TransportKind};
 use mailroom_tokens::TokenTarget;
 use mailroom_tokens::registration::Apps;
 use mailroom_tokens::storage::{TokenKey, TokenStatus, TokenStore};
@@ -516,6 +516,17 @@ impl Mailroom {
         let account_ref = account.account_ref();
         let server = account.server();
         let name = format!("{account_ref} token");
+        if server.auth == Auth::AppOnly {
+            // No person signs in for it, so there is no stored sign-in to look at; asking
+            // for one would send the administrator to a sign-in that is refused.
+            return DoctorCheck::skipped(
+                name,
+                format!(
+                    "app-only: the account sends with the {} app's own credentials, so there is no sign-in to check",
+                    server.provider
+                ),
+            );
+        }
         let sign_in = Some(Remedy::SignIn {
             account: Some(account_ref),
             browser_only: false,
