@@ -4,8 +4,8 @@
 use chrono::Utc;
 use mailroom_crypto::{EncryptionKey, KeyRing, store};
 use mailroom_model::{
-    AccountId, AccountRef, Binding, CompanyAccount, FaxFormat, IgnoredSetting, Provider, Route,
-    Secret, ServerSettings, ServerSettingsChange, TlsStartup, UserAccount,
+    AccountId, AccountRef, Auth, Binding, CompanyAccount, FaxFormat, IgnoredSetting, Provider,
+    Route, Secret, ServerSettings, ServerSettingsChange, TlsStartup, UserAccount,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -165,6 +165,9 @@ struct ServerRow {
     token_identity: Option<String>,
     route: String,
     large_attachments: bool,
+    /// `app-only`, or null for delegated (rows from before the column, and every account
+    /// a person signs in for).
+    auth: Option<String>,
     /// The seal over the columns that decide where the secret goes ([`settings_aad`]).
     settings_seal: Option<Vec<u8>>,
 }
@@ -187,6 +190,7 @@ macro_rules! server_row {
             token_identity: $model.token_identity,
             route: $model.route,
             large_attachments: $model.large_attachments,
+            auth: $model.auth,
             settings_seal: $model.settings_seal,
         }
     };
@@ -210,6 +214,7 @@ macro_rules! set_server_columns {
         $active.token_identity = Set(row.token_identity);
         $active.route = Set(row.route);
         $active.large_attachments = Set(row.large_attachments);
+        $active.auth = Set(row.auth);
         $active.settings_seal = Set(row.settings_seal);
         $active.updated_at = Set(Utc::now());
     }};
@@ -257,6 +262,16 @@ fn settings_aad(account: AccountRef, row: &ServerRow) -> Vec<u8> {
         aad.push_str("\nroute\n");
         aad.push_str(&row.route);
     }
+    // Whose credentials the token is issued on: the app's own, for any mailbox the app may
+    // send as, instead of a person's sign-in. Only when app-only, for the same reason.
+    if let Some(auth) = row
+        .auth
+        .as_deref()
+        .filter(|auth| *auth != Auth::Delegated.as_str())
+    {
+        aad.push_str("\nauth\n");
+        aad.push_str(auth);
+    }
     aad.into_bytes()
 }
 
@@ -302,6 +317,10 @@ fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -
         token_identity: settings.token_identity.clone(),
         route: settings.route.as_str().to_owned(),
         large_attachments: settings.large_attachments,
+        auth: match settings.auth {
+            Auth::Delegated => None,
+            auth => Some(auth.as_str().to_owned()),
+        },
         settings_seal: None,
     };
     row.settings_seal = Some(key.seal(b"", &settings_aad(account, &row)));
@@ -334,6 +353,15 @@ fn from_row(
         .route
         .parse()
         .map_err(|_| corrupt("route", format!("`{}` is not a route", row.route)))?;
+    let auth: Auth = match &row.auth {
+        None => Auth::Delegated,
+        Some(text) => text.parse().map_err(|_| {
+            corrupt(
+                "auth",
+                format!("`{}` is not a kind of authentication", text.escape_debug()),
+            )
+        })?,
+    };
     let port = u16::try_from(row.port)
         .map_err(|_| corrupt("port", format!("{} is out of range", row.port)))?;
     let timeout_ms = u32::try_from(row.timeout_ms)
@@ -359,8 +387,7 @@ fn from_row(
         token_identity: row.token_identity,
         route,
         large_attachments: row.large_attachments,
-        // Stored from the app-only migration on (the accounts' `auth` column).
-        auth: mailroom_model::Auth::Delegated,
+        auth,
     })
 }
 
@@ -949,4 +976,64 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
 /// checked against it. Needs no key: it says which key a host lacks.
 pub async fn sealed_with<C: ConnectionTrait>(db: &C) -> Result<Option<String>> {
     Ok(store::state(db).await?.map(|state| state.current))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(auth: Option<&str>) -> ServerRow {
+        ServerRow {
+            provider: "microsoft".to_owned(),
+            host: "smtp.office365.com".to_owned(),
+            port: 587,
+            tls: true,
+            tls_startup: "auto".to_owned(),
+            timeout_ms: 100_000,
+            smtp_user: "orders@contoso.example".to_owned(),
+            password_sealed: None,
+            allow_plaintext_loopback: false,
+            allow_plaintext_password: false,
+            shared_mailbox: false,
+            token_identity: None,
+            route: "smtp".to_owned(),
+            large_attachments: false,
+            auth: auth.map(str::to_owned),
+            settings_seal: None,
+        }
+    }
+
+    /// A row from before the `auth` column (null), or one that says `delegated`, is sealed
+    /// over exactly what rows were sealed over before it, so their seals still open;
+    /// app-only joins the seal.
+    #[test]
+    fn app_only_joins_the_settings_seal_only_when_set() {
+        let before = "user_account:4:settings\nmicrosoft\nsmtp.office365.com\n587\ntrue\nauto\nfalse\nfalse\norders@contoso.example";
+        let account = AccountRef::User(4);
+        for delegated in [None, Some("delegated")] {
+            assert_eq!(
+                String::from_utf8(settings_aad(account, &row(delegated))).unwrap(),
+                before,
+                "{delegated:?}"
+            );
+        }
+        assert_eq!(
+            String::from_utf8(settings_aad(account, &row(Some("app-only")))).unwrap(),
+            format!("{before}\nauth\napp-only")
+        );
+    }
+
+    /// Delegated is written as null, the value of every row from before the column.
+    #[test]
+    fn delegated_is_written_as_null() {
+        let key = EncryptionKey::generate();
+        let mut settings = ServerSettings::preset(Provider::Google);
+        settings.smtp_user = "orders@example.com".to_owned();
+        assert_eq!(to_row(&settings, &key, AccountRef::Company).auth, None);
+        settings.auth = Auth::AppOnly;
+        assert_eq!(
+            to_row(&settings, &key, AccountRef::Company).auth.as_deref(),
+            Some("app-only")
+        );
+    }
 }

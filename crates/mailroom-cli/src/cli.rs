@@ -1,7 +1,7 @@
 //! The command line, as clap parses it.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mailroom_model::{Binding, FaxFormat, Provider, Route, TlsStartup, validate};
+use mailroom_model::{Auth, Binding, FaxFormat, Provider, Route, TlsStartup, validate};
 
 /// The workspace version, and the git commit when built from a checkout (set by
 /// `build.rs`; `MAILROOM_GIT_COMMIT` overrides the commit, e.g. for a build from
@@ -536,6 +536,12 @@ pub(crate) struct ServerOptions {
     /// Mail.ReadWrite permission, which the sign-in then asks for.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub(crate) large_attachments: Option<bool>,
+    /// How a Microsoft or Google account gets its tokens: delegated (a person signs in,
+    /// the default) or app-only (the app's own credentials: Microsoft client credentials
+    /// with a secret or certificate, a Google service account with domain-wide
+    /// delegation; no sign-in). App-only sends as the SMTP user, which it needs.
+    #[arg(long, value_name = "AUTH", value_parser = parse_auth)]
+    pub(crate) auth: Option<Auth>,
 }
 
 /// Every name `--provider` accepts, the canonical ones first.
@@ -600,6 +606,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     d[a.len()][b.len()]
+}
+
+fn parse_auth(text: &str) -> Result<Auth, String> {
+    text.parse()
+        .map_err(|e: mailroom_model::ValidationError| e.to_string())
 }
 
 fn parse_route(text: &str) -> Result<Route, String> {

@@ -1,6 +1,6 @@
 //! What the CLI prints: views of accounts for text and JSON.
 
-use mailroom_model::{Binding, CompanyAccount, Route, ServerSettings, UserAccount};
+use mailroom_model::{Auth, Binding, CompanyAccount, Route, ServerSettings, UserAccount};
 use serde::Serialize;
 
 /// An account's settings as shown to the user; never the password itself.
@@ -29,6 +29,12 @@ pub(crate) struct AccountView {
     pub(crate) route: &'static str,
     /// Graph route: large messages through upload sessions (Mail.ReadWrite).
     pub(crate) large_attachments: bool,
+    /// How the account gets its tokens: delegated (a person signs in) or app-only (the
+    /// app's own credentials).
+    pub(crate) auth: &'static str,
+    /// Whether the provider signs in with OAuth (only those have an authentication kind).
+    #[serde(skip)]
+    pub(crate) uses_oauth: bool,
     pub(crate) fax_format: Option<String>,
     pub(crate) binding: Option<Binding>,
     /// Settings stored but ignored by this provider.
@@ -54,6 +60,8 @@ fn view(server: &ServerSettings, kind: &'static str) -> AccountView {
         shared_mailbox: server.shared_mailbox,
         route: server.route.as_str(),
         large_attachments: server.large_attachments,
+        auth: server.auth.as_str(),
+        uses_oauth: server.provider.uses_oauth(),
         fax_format: None,
         binding: None,
         ignored: ServerSettings::ignored_settings(server.provider)
@@ -116,6 +124,9 @@ impl AccountView {
                     }
                 ),
             ));
+        }
+        if self.uses_oauth {
+            lines.push(("Authentication", auth_text(self.auth).to_owned()));
         }
         lines.push(("Host", self.host.clone()));
         lines.push(("Port", self.port.to_string()));
@@ -195,6 +206,15 @@ impl AccountView {
     }
 }
 
+/// How an authentication kind reads in `account show` and `resolve`.
+pub(crate) fn auth_text(auth: &str) -> &'static str {
+    if auth == Auth::AppOnly.as_str() {
+        "app-only (the app's own credentials; no sign-in)"
+    } else {
+        "delegated (a person signs in)"
+    }
+}
+
 /// The guide's SMTP Setup grid.
 pub(crate) fn account_table(
     accounts: &[UserAccount],
@@ -204,6 +224,7 @@ pub(crate) fn account_table(
         "ID",
         "Provider",
         "Route",
+        "Auth",
         "Host",
         "Port",
         "TLS",
@@ -214,7 +235,7 @@ pub(crate) fn account_table(
         "Column Name",
         "Column Value",
     ];
-    let rows: Vec<[String; 12]> = accounts
+    let rows: Vec<[String; 13]> = accounts
         .iter()
         .map(|account| {
             let s = &account.server;
@@ -230,6 +251,12 @@ pub(crate) fn account_table(
                 account.id.to_string(),
                 s.provider.to_string(),
                 s.route.to_string(),
+                if s.provider.uses_oauth() {
+                    s.auth.as_str()
+                } else {
+                    "n/a"
+                }
+                .to_owned(),
                 s.host.clone(),
                 s.port.to_string(),
                 if s.tls { "yes" } else { "no" }.to_owned(),

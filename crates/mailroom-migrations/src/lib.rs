@@ -55,6 +55,7 @@ mod m20261206_000008_redirect_uri;
 mod m20261207_000009_signed_in_identity;
 mod m20261208_000010_resource_tokens;
 mod m20261208_000011_account_route;
+mod m20261209_000012_account_auth;
 mod m20261209_000013_app_credentials;
 
 /// Every migration, oldest first.
@@ -76,6 +77,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000009_signed_in_identity::Migration),
             Box::new(m20261208_000010_resource_tokens::Migration),
             Box::new(m20261208_000011_account_route::Migration),
+            Box::new(m20261209_000012_account_auth::Migration),
             Box::new(m20261209_000013_app_credentials::Migration),
         ]
     }

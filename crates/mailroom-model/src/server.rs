@@ -51,7 +51,8 @@ pub struct ServerSettings {
     /// The key of the stored sign-in this account sends with: the provider's stable
     /// identity of the person who signed in for it (`oid:{tid}:{oid}`, `sub:{sub}`). Set by
     /// a completed sign-in, never by a [`ServerSettingsChange`]; a change of provider or
-    /// SMTP user clears it (that sign-in was for another mailbox). `None`: the sign-in
+    /// SMTP user clears it (that sign-in was for another mailbox), and so does a switch to
+    /// [`Auth::AppOnly`] (there is no sign-in). `None`: the sign-in
     /// stored under the SMTP user's address, as before identities were kept.
     pub token_identity: Option<String>,
     /// How the mail leaves: SMTP (the default) or, for Microsoft accounts, Microsoft Graph.
@@ -152,6 +153,29 @@ impl ServerSettings {
                 format!("`{}` is not a loopback address", self.host),
                 "plaintext bearer tokens are allowed only to 127.0.0.1, ::1 or localhost; turn the option off",
             ));
+        }
+        if self.auth == Auth::AppOnly {
+            if !self.provider.uses_oauth() {
+                return Err(ValidationError::new(
+                    "auth",
+                    "app-only is for OAuth accounts (microsoft, google); a password account logs in with its SMTP user and password",
+                    "use --auth delegated, or provider microsoft or google",
+                ));
+            }
+            if self.smtp_user.is_empty() {
+                return Err(ValidationError::new(
+                    "smtp user",
+                    "is empty for an app-only account: it is the mailbox the app sends as (XOAUTH2 user=, Graph's /users/{mailbox}, the Google service account's sub), and no sign-in will fill it",
+                    "give the mailbox's address as the SMTP user",
+                ));
+            }
+            if self.shared_mailbox {
+                return Err(ValidationError::new(
+                    "shared mailbox",
+                    "is for delegated sign-ins (a person signs in for a mailbox they have rights on); an app-only account has no sign-in and sends as its SMTP user directly",
+                    "turn the shared mailbox option off, or use --auth delegated",
+                ));
+            }
         }
         if self.shared_mailbox && !self.provider.uses_oauth() {
             return Err(ValidationError::new(
@@ -258,6 +282,9 @@ pub struct ServerSettingsChange {
     pub route: Option<Route>,
     /// Allow or forbid large messages on the Graph route (needs `Mail.ReadWrite`).
     pub large_attachments: Option<bool>,
+    /// A new kind of authentication (OAuth accounts: a person's sign-in or the app's own
+    /// credentials). Switching to app-only lets go of the account's sign-in.
+    pub auth: Option<Auth>,
 }
 
 /// The settings after a change, with what the change could not take effect on.
@@ -299,6 +326,16 @@ impl ServerSettingsChange {
                 } else {
                     preset.route = current.route;
                     preset.large_attachments = current.large_attachments;
+                }
+                if current.auth == Auth::AppOnly && !provider.uses_oauth() {
+                    if self.auth.is_none() {
+                        notices.push(
+                            "auth is delegated now: a password account (provider none) logs in with its SMTP user and password, not the app's credentials"
+                                .to_owned(),
+                        );
+                    }
+                } else {
+                    preset.auth = current.auth;
                 }
                 if current.password.is_some() && provider.uses_oauth() {
                     notices.push(format!(
@@ -362,6 +399,13 @@ impl ServerSettingsChange {
         }
         if let Some(large) = self.large_attachments {
             settings.large_attachments = large;
+        }
+        if let Some(auth) = self.auth {
+            if auth == Auth::AppOnly {
+                // The app's own credentials need no sign-in, so the account names none.
+                settings.token_identity = None;
+            }
+            settings.auth = auth;
         }
         settings.validate()?;
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use mailroom_accounts::{Account, Accounts};
 use mailroom_gmail::{GmailConfig, GmailTransport};
 use mailroom_graph::{GraphConfig, GraphTransport};
-use mailroom_model::{AccountRef, Provider, Remedy, TransportError, TransportKind};
+use mailroom_model::{AccountRef, Auth, Provider, Remedy, TransportError, TransportKind};
 use mailroom_tokens::TokenTarget;
 use mailroom_tokens::registration::Apps;
 use mailroom_tokens::storage::{TokenKey, TokenStatus, TokenStore};
@@ -538,7 +538,9 @@ impl Mailroom {
             account: Some(account_ref),
             browser_only: false,
         });
-        if server.auth == mailroom_model::Auth::AppOnly {
+        // No person signs in for an app-only account: its check is the app's credential
+        // (asking for a sign-in would send the administrator to one that is refused).
+        if server.auth == Auth::AppOnly {
             return self
                 .app_token_check(account_ref, server, name, refresh)
                 .await;
@@ -661,6 +663,23 @@ impl Mailroom {
         refresh: bool,
     ) -> DoctorCheck {
         let target = TokenTarget::of_account(account_ref, server);
+        let key = &self.options().key;
+        match Apps::new(self.database(), key).get(server.provider).await {
+            Ok(Some(app)) if app.app_credential.is_some() => {}
+            Ok(_) => {
+                return DoctorCheck::problem(
+                    name,
+                    format!(
+                        "app-only: the account sends with the {} app's own credentials, but the app has none",
+                        server.provider
+                    ),
+                    Some(Remedy::SetAppCredential {
+                        provider: server.provider,
+                    }),
+                );
+            }
+            Err(error) => return DoctorCheck::problem(name, error_text(&error), error.remedy()),
+        }
         if !refresh {
             return DoctorCheck::ok(
                 name,

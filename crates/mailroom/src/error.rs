@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mailroom_model::{AccountRef, Remedy, TransportError, ValidationError};
+use mailroom_model::{AccountRef, Provider, Remedy, TransportError, ValidationError};
 
 /// A send, queue or agent operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,20 @@ pub enum Error {
         size: u64,
         /// What one request carries.
         limit: u64,
+    },
+    /// A sign-in workflow (begin, complete, sign out) was asked for an app-only account:
+    /// it sends with the app's own credentials (Microsoft client credentials, a Google
+    /// service account), so no person ever signs in for it. Not a failure to fix: there
+    /// is nothing to do.
+    #[error(
+        "the {} uses the {provider} app's own credentials (app-only) and never needs a sign-in: there is no sign-in to start, store or remove; the app's credentials are changed with its {provider} app registration",
+        account.map_or_else(|| "new account".to_owned(), |account| account.to_string())
+    )]
+    SignInNotNeeded {
+        /// The account (`None`: the account a sign-in would have created).
+        account: Option<AccountRef>,
+        /// Its provider.
+        provider: Provider,
     },
     /// lettre could not build the message.
     #[error("cannot build the message: {0}")]
@@ -226,7 +240,7 @@ impl Error {
             Error::NeedsLargeAttachments { account, .. } => Some(Remedy::EditAccount {
                 account: Some(*account),
             }),
-            Error::Build(_) => None,
+            Error::Build(_) | Error::SignInNotNeeded { .. } => None,
             Error::NotQueued { .. } => Some(Remedy::ListQueue),
             Error::WrongState { id, .. } => Some(Remedy::ShowQueued { id: *id }),
             Error::CorruptRow { id, .. } => Some(Remedy::CancelQueued { id: *id }),

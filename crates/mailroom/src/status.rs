@@ -18,7 +18,8 @@ pub enum SignInState {
     SignedIn,
     /// An OAuth account without a stored token: an administrator signs in.
     NotSignedIn,
-    /// A password account, or an app-only one: there is no sign-in.
+    /// A password account, or an app-only account (it sends with the app's own
+    /// credentials): there is no sign-in.
     NotApplicable,
 }
 
@@ -65,7 +66,8 @@ fn owns(account: &Account, token: &TokenSummary) -> bool {
 
 /// Whether `account` is signed in, given the stored tokens.
 pub fn sign_in_state(account: &Account, tokens: &[TokenSummary]) -> SignInState {
-    if !account.server().provider.uses_oauth() || account.server().auth == Auth::AppOnly {
+    let server = account.server();
+    if !server.provider.uses_oauth() || server.auth == Auth::AppOnly {
         SignInState::NotApplicable
     } else if tokens.iter().any(|token| owns(account, token)) {
         SignInState::SignedIn

@@ -9,8 +9,8 @@ use mailroom_accounts::{Account, Accounts, BindingChange};
 use mailroom_crypto::store::{self, KeyState};
 use mailroom_crypto::{EncryptionKey, KeyRing};
 use mailroom_model::{
-    AccountRef, Binding, Provider, Remedy, ServerSettingsChange, SignInPrompt, UserAccount,
-    ValidationError,
+    AccountRef, Auth, Binding, Provider, Remedy, ServerSettings, ServerSettingsChange,
+    SignInPrompt, UserAccount, ValidationError,
 };
 use mailroom_tokens::{
     AccessToken, OAuthHttp, Resource, SignInPolicy, TokenTarget,
@@ -25,7 +25,18 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::{Mailroom, Outbox, Result};
+use crate::{Error, Mailroom, Outbox, Result};
+
+/// Refuses a sign-in workflow for an app-only account: it never has a sign-in.
+fn refuse_app_only(account: Option<AccountRef>, server: &ServerSettings) -> Result<()> {
+    if server.auth == Auth::AppOnly {
+        return Err(Error::SignInNotNeeded {
+            account,
+            provider: server.provider,
+        });
+    }
+    Ok(())
+}
 
 /// How a person signs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -177,6 +188,16 @@ impl Mailroom {
         Ok((loaded, app))
     }
 
+    /// The account, which must be one a person signs in for: an app-only account is
+    /// refused with [`Error::SignInNotNeeded`] before anything else is read.
+    async fn sign_in_account(&self, account: AccountRef) -> Result<(Account, AppRegistration)> {
+        let loaded = Accounts::new(self.database(), &self.options().key)
+            .account(account)
+            .await?;
+        refuse_app_only(Some(account), loaded.server())?;
+        self.oauth_account(account).await
+    }
+
     /// Starts a sign-in for `account`: returns once the person has something to do (a URL
     /// to open, a code to enter) with a session to finish or cancel. The signed-in
     /// address must be the account's SMTP user when it has one.
@@ -186,7 +207,7 @@ impl Mailroom {
         mode: SignInMode,
         timeout: Duration,
     ) -> Result<SignInSession> {
-        let (loaded, app) = self.oauth_account(account).await?;
+        let (loaded, app) = self.sign_in_account(account).await?;
         let server = loaded.server();
         let options = SignInOptions {
             expected_address: Some(server.smtp_user.clone()).filter(|e| !e.is_empty()),
@@ -216,6 +237,7 @@ impl Mailroom {
         timeout: Duration,
     ) -> Result<SignInSession> {
         let settings = change.apply(None)?.settings;
+        refuse_app_only(None, &settings)?;
         let app = Apps::new(self.database(), &self.options().key)
             .require(settings.provider)
             .await?;
@@ -249,6 +271,7 @@ impl Mailroom {
         let accounts = Accounts::new(&transaction, key);
         let current = accounts.account(account).await?;
         let server = current.server();
+        refuse_app_only(Some(account), server)?;
         let user = server.smtp_user.clone();
         let address = signed_in.identity.address.clone();
         // The rule the sign-in checked, checked again here: a sign-in may come from
@@ -295,6 +318,7 @@ impl Mailroom {
         binding: Option<Binding>,
         signed_in: &SignedIn,
     ) -> Result<UserAccount> {
+        refuse_app_only(None, &change.apply(None)?.settings)?;
         let key = &self.options().key;
         let mut change = change.clone();
         // A shared mailbox keeps its address: the person who signed in is not the mailbox.
@@ -341,7 +365,7 @@ impl Mailroom {
     /// shared mailbox and for their own), only this account lets go of it: the token
     /// stays, unrevoked, for the others ([`SignOut::still_used_by`]).
     pub async fn sign_out(&self, account: AccountRef) -> Result<SignOut> {
-        let (loaded, app) = self.oauth_account(account).await?;
+        let (loaded, app) = self.sign_in_account(account).await?;
         let server = loaded.server().clone();
         let address = server.smtp_user.clone();
         let key = TokenKey::of_account(
@@ -356,8 +380,11 @@ impl Mailroom {
         let mut still_used_by = Vec::new();
         for other in accounts.all_accounts().await? {
             let other_server = other.server();
+            // An app-only account sends with the app's credentials, never a person's
+            // sign-in, whatever its SMTP user.
             if other.account_ref() != account
                 && other_server.provider == app.provider
+                && other_server.auth == Auth::Delegated
                 && TokenKey::of_account(
                     app.provider,
                     app.tenant(),

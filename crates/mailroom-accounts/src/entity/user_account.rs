@@ -22,6 +22,7 @@ pub struct Model {
     pub token_identity: Option<String>,
     pub route: String,
     pub large_attachments: bool,
+    pub auth: Option<String>,
     pub version: i64,
     pub updated_at: DateTimeUtc,
     pub business_object: Option<String>,

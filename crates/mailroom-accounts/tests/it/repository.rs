@@ -2,7 +2,7 @@
 
 use mailroom_accounts::{BindingChange, Error};
 use mailroom_crypto::KeyRing;
-use mailroom_model::{Binding, FaxFormat, Provider, Route, ServerSettingsChange, TlsStartup};
+use mailroom_model::{Auth, Binding, FaxFormat, Provider, Route, ServerSettingsChange, TlsStartup};
 use mailroom_testkit::{TestDatabase, on_both_backends};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
@@ -20,6 +20,8 @@ on_both_backends!(
     a_rolled_back_transaction_leaves_nothing,
     google_reports_ignored_settings_and_keeps_its_host,
     the_route_round_trips_and_is_sealed,
+    app_only_round_trips_and_is_sealed,
+    rows_from_before_the_auth_column_are_delegated,
 );
 
 async fn column_bytes(db: &TestDatabase, sql: &str) -> Vec<u8> {
@@ -549,4 +551,199 @@ async fn the_route_round_trips_and_is_sealed(db: &TestDatabase) {
             .await
             .is_err()
     );
+}
+
+async fn auth_column(db: &TestDatabase, sql: &str) -> Option<String> {
+    db.db
+        .query_one(Statement::from_string(
+            db.db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .expect("a row")
+        .try_get_by_index::<Option<String>>(0)
+        .unwrap()
+}
+
+/// App-only is stored and read back on both kinds of account, and it is inside the
+/// settings seal (it decides whose credentials the token is issued on): a row switched
+/// back to delegated in the database, without the key, is refused once seals are required.
+async fn app_only_round_trips_and_is_sealed(db: &TestDatabase) {
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    let company = repo
+        .set_company(
+            &ServerSettingsChange {
+                auth: Some(Auth::AppOnly),
+                ..google("noreply@example.com")
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(company.account.server.auth, Auth::AppOnly);
+    assert_eq!(
+        repo.company().await.unwrap().unwrap().server.auth,
+        Auth::AppOnly
+    );
+    assert_eq!(
+        auth_column(db, "SELECT auth FROM company_account")
+            .await
+            .as_deref(),
+        Some("app-only")
+    );
+
+    let id = repo
+        .add_user_account(
+            &ServerSettingsChange {
+                auth: Some(Auth::AppOnly),
+                ..microsoft("orders@contoso.example")
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .account
+        .id;
+    assert_eq!(
+        repo.user_account(id).await.unwrap().server.auth,
+        Auth::AppOnly
+    );
+    let plain = repo
+        .add_user_account(&microsoft("sa@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    assert_eq!(
+        repo.user_account(plain).await.unwrap().server.auth,
+        Auth::Delegated
+    );
+    assert_eq!(
+        auth_column(
+            db,
+            &format!("SELECT auth FROM user_account WHERE id = {plain}")
+        )
+        .await,
+        None,
+        "delegated is stored as null, as rows from before have it"
+    );
+
+    // Back to delegated through the repository: stored, and re-sealed.
+    let back = repo
+        .edit_user_account(
+            plain,
+            &ServerSettingsChange {
+                auth: Some(Auth::AppOnly),
+                ..Default::default()
+            },
+            BindingChange::Keep,
+        )
+        .await
+        .unwrap();
+    assert_eq!(back.account.server.auth, Auth::AppOnly);
+    let back = repo
+        .edit_user_account(
+            plain,
+            &ServerSettingsChange {
+                auth: Some(Auth::Delegated),
+                ..Default::default()
+            },
+            BindingChange::Keep,
+        )
+        .await
+        .unwrap();
+    assert_eq!(back.account.server.auth, Auth::Delegated);
+
+    mailroom_crypto::store::mark_settings_sealed(&db.db, key.primary())
+        .await
+        .unwrap();
+    repo.user_account(id).await.unwrap();
+    repo.user_account(plain).await.unwrap();
+    repo.company().await.unwrap();
+    for flipped in ["NULL", "'delegated'"] {
+        db.db
+            .execute_unprepared(&format!(
+                "UPDATE user_account SET auth = {flipped} WHERE id = {id}"
+            ))
+            .await
+            .unwrap();
+        let refused = repo.user_account(id).await.unwrap_err();
+        assert!(
+            matches!(refused, Error::SettingsAltered { .. }),
+            "{flipped}: {refused:?}"
+        );
+    }
+    db.db
+        .execute_unprepared("UPDATE company_account SET auth = NULL")
+        .await
+        .unwrap();
+    let refused = repo.company().await.unwrap_err();
+    assert!(
+        matches!(refused, Error::SettingsAltered { .. }),
+        "{refused:?}"
+    );
+    // The other way too: a delegated row made app-only without the key.
+    db.db
+        .execute_unprepared(&format!(
+            "UPDATE user_account SET auth = 'app-only' WHERE id = {plain}"
+        ))
+        .await
+        .unwrap();
+    let refused = repo.user_account(plain).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::SettingsAltered { .. }),
+        "{refused:?}"
+    );
+    // The schema takes only the two kinds.
+    assert!(
+        db.db
+            .execute_unprepared(&format!(
+                "UPDATE user_account SET auth = 'apponly' WHERE id = {plain}"
+            ))
+            .await
+            .is_err()
+    );
+}
+
+/// Rows written before the `auth` column (null) and rows that say `delegated` are
+/// delegated, and their seals, made without auth, still open.
+async fn rows_from_before_the_auth_column_are_delegated(db: &TestDatabase) {
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    let id = repo
+        .add_user_account(&microsoft("orders@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    repo.set_company(&google("noreply@example.com"), None)
+        .await
+        .unwrap();
+    mailroom_crypto::store::mark_settings_sealed(&db.db, key.primary())
+        .await
+        .unwrap();
+    for value in ["NULL", "'delegated'"] {
+        db.db
+            .execute_unprepared(&format!(
+                "UPDATE user_account SET auth = {value} WHERE id = {id}"
+            ))
+            .await
+            .unwrap();
+        db.db
+            .execute_unprepared(&format!("UPDATE company_account SET auth = {value}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            repo.user_account(id).await.unwrap().server.auth,
+            Auth::Delegated,
+            "{value}"
+        );
+        assert_eq!(
+            repo.company().await.unwrap().unwrap().server.auth,
+            Auth::Delegated,
+            "{value}"
+        );
+    }
 }

@@ -222,15 +222,21 @@ pub(crate) async fn run<C: ConnectionTrait>(
                 }
                 _ => format!("{} ({}:{})", server.provider, server.host, server.port),
             };
+            let auth = if server.provider.uses_oauth() {
+                format!("\nauth: {}", crate::output::auth_text(server.auth.as_str()))
+            } else {
+                String::new()
+            };
             Ok(Output::new(
                 format!(
-                    "{name} sends: {sender} via {via}\nrule: {}\nsigned in: {}",
+                    "{name} sends: {sender} via {via}\nrule: {}{auth}\nsigned in: {}",
                     resolution.rule,
                     signed_in.as_str()
                 ),
                 json!({
                     "feature": feature.name,
                     "account": view,
+                    "auth": server.auth,
                     "rule": resolution.rule,
                     "transport": mailroom::transport_kind(server).to_string(),
                     "signed_in": signed_in,
@@ -290,6 +296,12 @@ pub(crate) fn check_add(server: &ServerOptions, sign_in: bool, mode: &SignInMode
     if server.provider.is_none() {
         return Err(UsageError(
             "--provider is required: give --provider microsoft, google or none, e.g. `mailroom account add --provider microsoft --sign-in`".to_owned(),
+        )
+        .into());
+    }
+    if sign_in && server.auth == Some(mailroom_model::Auth::AppOnly) {
+        return Err(UsageError(
+            "--sign-in is not taken with --auth app-only: the account uses the app's own credentials and never needs a sign-in; leave --sign-in out".to_owned(),
         )
         .into());
     }
@@ -392,6 +404,7 @@ pub(crate) fn server_change(options: &ServerOptions) -> Result<ServerSettingsCha
         shared_mailbox: options.shared_mailbox,
         route: options.route,
         large_attachments: options.large_attachments,
+        auth: options.auth,
     })
 }
 

@@ -283,14 +283,37 @@ pub(crate) async fn sign_in(
 ) -> Result<Output> {
     let account = selector.account_ref();
     let mailroom = open_mailroom(context).await?;
+    let address = match sign_in_account(&mailroom, account, mode).await {
+        Ok(address) => address,
+        Err(error) => return not_needed(error),
+    };
     let (_, app) = mailroom.oauth_account(account).await?;
-    let address = sign_in_account(&mailroom, account, mode).await?;
     Ok(Output::new(
         format!(
             "signed in as {address}; the token is stored in the database for every user and the agent"
         ),
         json!({ "account": account, "address": address, "provider": app.provider }),
     ))
+}
+
+/// An app-only account has no sign-in to start or remove: that is said, and is not a
+/// failure (exit 0); any other error stays one.
+fn not_needed(error: anyhow::Error) -> Result<Output> {
+    match error.downcast_ref::<mailroom::Error>() {
+        Some(mailroom::Error::SignInNotNeeded { account, provider }) => {
+            let reason = error.to_string();
+            Ok(Output::new(
+                reason.clone(),
+                json!({
+                    "account": account,
+                    "provider": provider,
+                    "status": "not_needed",
+                    "reason": reason,
+                }),
+            ))
+        }
+        _ => Err(error),
+    }
 }
 
 pub(crate) async fn add_with_sign_in(
@@ -331,7 +354,10 @@ pub(crate) async fn add_with_sign_in(
 
 pub(crate) async fn sign_out(context: &Context, selector: &AccountSelector) -> Result<Output> {
     let mailroom = open_mailroom(context).await?;
-    let outcome = mailroom.sign_out(selector.account_ref()).await?;
+    let outcome = match mailroom.sign_out(selector.account_ref()).await {
+        Ok(outcome) => outcome,
+        Err(error) => return not_needed(error.into()),
+    };
     let address = &outcome.address;
     if !outcome.still_used_by.is_empty() {
         let others: Vec<String> = outcome

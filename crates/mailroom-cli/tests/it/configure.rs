@@ -228,7 +228,11 @@ fn settings_and_ignored_google_fields_are_reported() {
     );
     let shown = cli.run(&["company", "show"]).ok();
     assert!(
-        shown.stdout.contains("Timeout (ms)  5000 (ignored"),
+        shown
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("Timeout (ms) ")
+                && line.ends_with(" 5000 (ignored: sent through the Gmail API over HTTPS)")),
         "{}",
         shown.stdout
     );
@@ -533,4 +537,218 @@ fn the_graph_route_is_set_shown_and_refused_where_it_cannot_work() {
     let bad = cli.run(&["account", "edit", &id, "--route", "rest"]);
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("use smtp or graph"), "{bad:?}");
+}
+
+/// `--auth app-only`: an account that sends with the app's own credentials; shown by
+/// show, list and resolve (text and JSON), refused where it cannot work, and `sign-in`
+/// and `sign-out` say it needs none and succeed.
+#[test]
+fn app_only_is_set_shown_and_needs_no_sign_in() {
+    let cli = Cli::new();
+    let company = cli
+        .run(&[
+            "company",
+            "set",
+            "--provider",
+            "google",
+            "--user",
+            "noreply@example.com",
+            "--auth",
+            "app-only",
+        ])
+        .ok();
+    assert!(company.stderr.is_empty(), "{company:?}");
+    let shown = cli.run(&["company", "show"]).ok();
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("Authentication")
+                && line.ends_with("  app-only (the app's own credentials; no sign-in)")),
+        "{shown:?}"
+    );
+    assert_eq!(
+        cli.run(&["company", "show", "--json"]).ok().json()["auth"],
+        "app-only"
+    );
+    let resolved = cli.run(&["resolve"]).ok();
+    let lines: Vec<&str> = resolved.stdout.lines().collect();
+    assert_eq!(
+        lines[1..],
+        [
+            "rule: the company account, because no current user was given",
+            "auth: app-only (the app's own credentials; no sign-in)",
+            "signed in: n/a",
+        ],
+        "{resolved:?}"
+    );
+    let json = cli.run(&["resolve", "--json"]).ok().json();
+    assert_eq!(json["auth"], "app-only");
+    assert_eq!(json["account"]["auth"], "app-only");
+    assert_eq!(json["signed_in"], "not_applicable");
+
+    // A delegated Microsoft account, then switched to app-only with `account edit`.
+    let id = cli
+        .run(&[
+            "account",
+            "add",
+            "--provider",
+            "microsoft",
+            "--user",
+            "sa@contoso.example",
+            "--auth",
+            "delegated",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let shown = cli.run(&["account", "show", &id]).ok();
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("Authentication")
+                && line.ends_with("  delegated (a person signs in)")),
+        "{shown:?}"
+    );
+    let list = cli.run(&["account", "list"]).ok().stdout;
+    let header: Vec<&str> = list.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[..4], ["ID", "Provider", "Route", "Auth"], "{list}");
+    let row: Vec<&str> = list.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..4],
+        [id.as_str(), "microsoft", "smtp", "delegated"],
+        "{list}"
+    );
+    let edited = cli
+        .run(&["account", "edit", &id, "--auth", "app-only", "--json"])
+        .ok()
+        .json();
+    assert_eq!(edited["auth"], "app-only");
+    let list = cli.run(&["account", "list"]).ok().stdout;
+    let row: Vec<&str> = list.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..4],
+        [id.as_str(), "microsoft", "smtp", "app-only"],
+        "{list}"
+    );
+    let json = cli.run(&["account", "list", "--json"]).ok().json();
+    assert_eq!(json[0]["auth"], "app-only");
+    assert_eq!(json[0]["signed_in"], "not_applicable");
+    assert_eq!(
+        cli.run(&["account", "show", &id, "--json"]).ok().json()["auth"],
+        "app-only"
+    );
+
+    // sign-in and sign-out explain that there is none, and succeed.
+    let reason = format!(
+        "the account {id} uses the microsoft app's own credentials (app-only) and never needs a sign-in: there is no sign-in to start, store or remove; the app's credentials are changed with its microsoft app registration"
+    );
+    for command in ["sign-in", "sign-out"] {
+        let run = cli.run(&[command, "--account", &id]).ok();
+        assert_eq!(run.stdout.trim(), reason, "{command}: {run:?}");
+        let json = cli.run(&[command, "--account", &id, "--json"]).ok().json();
+        assert_eq!(json["status"], "not_needed", "{command}: {json}");
+        assert_eq!(json["reason"], reason.as_str());
+        assert_eq!(json["provider"], "microsoft");
+        assert_eq!(json["account"]["kind"], "user");
+    }
+    let run = cli.run(&["sign-in", "--company", "--json"]).ok().json();
+    assert_eq!(run["status"], "not_needed");
+    assert_eq!(run["provider"], "google");
+
+    // Refused where it cannot work, each saying what to do.
+    let password = cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "none",
+        "--host",
+        "smtp.example.net",
+        "--user",
+        "bob",
+        "--auth",
+        "app-only",
+    ]);
+    assert_eq!(password.code, 2, "bad input: {password:?}");
+    assert!(
+        password.stderr.contains("app-only is for OAuth accounts")
+            && password.stderr.contains("use --auth delegated"),
+        "{password:?}"
+    );
+    let no_user = cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "google",
+        "--auth",
+        "app-only",
+    ]);
+    assert_eq!(no_user.code, 2, "bad input: {no_user:?}");
+    assert!(
+        no_user
+            .stderr
+            .contains("is empty for an app-only account: it is the mailbox the app sends as"),
+        "{no_user:?}"
+    );
+    let shared = cli.run(&["account", "edit", &id, "--shared-mailbox"]);
+    assert_eq!(shared.code, 2, "bad input: {shared:?}");
+    assert!(
+        shared.stderr.contains("is for delegated sign-ins"),
+        "{shared:?}"
+    );
+    let with_sign_in = cli.run(&[
+        "account",
+        "add",
+        "--provider",
+        "microsoft",
+        "--user",
+        "orders@contoso.example",
+        "--auth",
+        "app-only",
+        "--sign-in",
+    ]);
+    assert_eq!(with_sign_in.code, 2, "{with_sign_in:?}");
+    assert!(
+        with_sign_in
+            .stderr
+            .contains("--sign-in is not taken with --auth app-only"),
+        "{with_sign_in:?}"
+    );
+    let bad = cli.run(&["account", "edit", &id, "--auth", "robot"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(
+        bad.stderr
+            .contains("use delegated (a person signs in) or app-only"),
+        "{bad:?}"
+    );
+
+    // A provider change to none makes it delegated again, with a notice.
+    let password = cli.run_with(
+        &[
+            "account",
+            "edit",
+            &id,
+            "--provider",
+            "none",
+            "--host",
+            "smtp.example.net",
+            "--password-stdin",
+        ],
+        "secret\n",
+        &[],
+    );
+    let password = password.ok();
+    assert!(
+        password
+            .stderr
+            .contains("note: auth is delegated now: a password account (provider none)"),
+        "{password:?}"
+    );
+    let shown = cli.run(&["account", "show", &id]).ok().stdout;
+    assert!(
+        !shown.contains("Authentication"),
+        "password accounts have none: {shown}"
+    );
 }

@@ -1,6 +1,6 @@
 //! Server settings: what `validate` refuses, and what a change keeps, clears and reports.
 
-use mailroom_model::{Provider, Remedy, Route, Secret, ServerSettings, ServerSettingsChange};
+use mailroom_model::{Auth, Provider, Remedy, Route, Secret, ServerSettings, ServerSettingsChange};
 
 fn password_account() -> ServerSettings {
     ServerSettingsChange {
@@ -324,4 +324,180 @@ fn routes_parse_from_their_names() {
     let error = "rest".parse::<Route>().unwrap_err();
     assert_eq!(error.field, "route");
     assert_eq!(error.problem, "`rest` is not a route");
+}
+
+#[test]
+fn app_only_is_for_oauth_accounts_with_a_mailbox_and_no_shared_sign_in() {
+    assert_eq!(
+        ServerSettings::preset(Provider::Microsoft).auth,
+        Auth::Delegated,
+        "a person's sign-in is the default"
+    );
+    for provider in [Provider::Microsoft, Provider::Google] {
+        let mut settings = ServerSettings::preset(provider);
+        settings.smtp_user = "orders@example.com".to_owned();
+        settings.auth = Auth::AppOnly;
+        settings.validate().unwrap();
+
+        settings.smtp_user.clear();
+        let error = settings.validate().unwrap_err();
+        assert_eq!(error.field, "smtp user");
+        assert!(
+            error.problem.starts_with(
+                "is empty for an app-only account: it is the mailbox the app sends as"
+            ),
+            "{error}"
+        );
+        assert_eq!(error.fix, "give the mailbox's address as the SMTP user");
+    }
+
+    let mut shared = microsoft_account();
+    shared.token_identity = None;
+    shared.shared_mailbox = true;
+    shared.validate().unwrap();
+    shared.auth = Auth::AppOnly;
+    let error = shared.validate().unwrap_err();
+    assert_eq!(error.field, "shared mailbox");
+    assert!(
+        error.problem.starts_with("is for delegated sign-ins"),
+        "{error}"
+    );
+    assert_eq!(
+        error.fix,
+        "turn the shared mailbox option off, or use --auth delegated"
+    );
+
+    let mut password = password_account();
+    password.auth = Auth::AppOnly;
+    let error = password.validate().unwrap_err();
+    assert_eq!(error.field, "auth");
+    assert_eq!(
+        error.problem,
+        "app-only is for OAuth accounts (microsoft, google); a password account logs in with its SMTP user and password"
+    );
+    assert_eq!(
+        error.fix,
+        "use --auth delegated, or provider microsoft or google"
+    );
+}
+
+#[test]
+fn an_auth_change_to_app_only_lets_go_of_the_sign_in() {
+    let app_only = ServerSettingsChange {
+        auth: Some(Auth::AppOnly),
+        ..Default::default()
+    }
+    .apply(Some(&microsoft_account()))
+    .unwrap();
+    assert_eq!(app_only.settings.auth, Auth::AppOnly);
+    assert_eq!(
+        app_only.settings.token_identity, None,
+        "there is no sign-in to send with"
+    );
+    assert!(app_only.notices.is_empty());
+    assert_eq!(app_only.settings.smtp_user, "orders@contoso.example");
+
+    let unchanged = ServerSettingsChange {
+        route: Some(Route::Graph),
+        ..Default::default()
+    }
+    .apply(Some(&app_only.settings))
+    .unwrap()
+    .settings;
+    assert_eq!(
+        (unchanged.auth, unchanged.route),
+        (Auth::AppOnly, Route::Graph),
+        "a change that does not name auth keeps it"
+    );
+
+    let delegated = ServerSettingsChange {
+        auth: Some(Auth::Delegated),
+        ..Default::default()
+    }
+    .apply(Some(&microsoft_account()))
+    .unwrap()
+    .settings;
+    assert_eq!(
+        delegated.token_identity.as_deref(),
+        Some("oid:t:o"),
+        "delegated keeps the sign-in it has"
+    );
+
+    let google = ServerSettingsChange {
+        provider: Some(Provider::Google),
+        ..Default::default()
+    }
+    .apply(Some(&app_only.settings))
+    .unwrap();
+    assert_eq!(
+        google.settings.auth,
+        Auth::AppOnly,
+        "Google has app-only credentials too"
+    );
+    assert!(google.notices.is_empty(), "{:?}", google.notices);
+
+    let refused = ServerSettingsChange {
+        auth: Some(Auth::AppOnly),
+        smtp_user: Some(String::new()),
+        ..Default::default()
+    }
+    .apply(Some(&microsoft_account()))
+    .unwrap_err();
+    assert_eq!(refused.field, "smtp user");
+
+    let new_account = ServerSettingsChange {
+        provider: Some(Provider::Google),
+        smtp_user: Some("orders@example.com".to_owned()),
+        auth: Some(Auth::AppOnly),
+        ..Default::default()
+    }
+    .apply(None)
+    .unwrap()
+    .settings;
+    assert_eq!(new_account.auth, Auth::AppOnly);
+}
+
+#[test]
+fn a_provider_change_to_none_makes_auth_delegated_with_a_notice() {
+    let mut app_only = microsoft_account();
+    app_only.token_identity = None;
+    app_only.auth = Auth::AppOnly;
+    let password = ServerSettingsChange {
+        provider: Some(Provider::None),
+        host: Some("mail.example.net".to_owned()),
+        password: Some(Secret::new("hunter2")),
+        ..Default::default()
+    }
+    .apply(Some(&app_only))
+    .unwrap();
+    assert_eq!(password.settings.auth, Auth::Delegated);
+    assert_eq!(
+        password.notices,
+        [
+            "auth is delegated now: a password account (provider none) logs in with its SMTP user and password, not the app's credentials"
+        ]
+    );
+
+    let delegated = ServerSettingsChange {
+        provider: Some(Provider::None),
+        host: Some("mail.example.net".to_owned()),
+        ..Default::default()
+    }
+    .apply(Some(&microsoft_account()))
+    .unwrap();
+    assert!(
+        delegated.notices.is_empty(),
+        "nothing changed about auth: {:?}",
+        delegated.notices
+    );
+
+    let refused = ServerSettingsChange {
+        provider: Some(Provider::None),
+        host: Some("mail.example.net".to_owned()),
+        auth: Some(Auth::AppOnly),
+        ..Default::default()
+    }
+    .apply(Some(&app_only))
+    .unwrap_err();
+    assert_eq!(refused.field, "auth");
 }

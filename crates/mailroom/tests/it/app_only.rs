@@ -155,7 +155,9 @@ fn request(account: i64, subject: &str) -> SendRequest<'static> {
 /// the mailbox — no sign-in is offered — and the agent holds the queued message.
 async fn graph_app_only_sends_and_names_the_scope_remedy(backend: Backend) {
     let world = AppWorld::new(backend).await;
-    world.set_app(Provider::Microsoft, world.certificate()).await;
+    world
+        .set_app(Provider::Microsoft, world.certificate())
+        .await;
     let id = world.add_account(graph_account(INVOICES)).await;
     let mailroom = world.mailroom().await;
     for subject in ["Invoice 1", "Invoice 2"] {
@@ -167,8 +169,16 @@ async fn graph_app_only_sends_and_names_the_scope_remedy(backend: Backend) {
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0].received_by, ReceivedBy::GraphMime);
     assert_eq!(stored[0].authenticated_as, INVOICES);
-    assert_eq!(world.client_credentials(), 1, "one app token for both sends");
-    assert_eq!(world.sandbox.authority().stats().codes_issued, 0, "no sign-in");
+    assert_eq!(
+        world.client_credentials(),
+        1,
+        "one app token for both sends"
+    );
+    assert_eq!(
+        world.sandbox.authority().stats().codes_issued,
+        0,
+        "no sign-in"
+    );
 
     world
         .sandbox
@@ -241,7 +251,10 @@ async fn smtp_app_only_sends_as_a_mailbox_with_full_access() {
     assert_eq!(stored[0].received_by, ReceivedBy::SmtpStartTls);
     assert_eq!(stored[0].authenticated_as, INVOICES);
 
-    let error = mailroom.send(request(payroll, "Payslip")).await.unwrap_err();
+    let error = mailroom
+        .send(request(payroll, "Payslip"))
+        .await
+        .unwrap_err();
     assert_eq!(
         error.remedy(),
         Some(Remedy::GrantAppMailboxAccess {
@@ -264,7 +277,9 @@ async fn smtp_app_only_sends_as_a_mailbox_with_full_access() {
 #[tokio::test]
 async fn a_service_account_sends_through_gmail_as_the_mailbox() {
     let world = AppWorld::new(Backend::Sqlite).await;
-    world.set_app(Provider::Google, world.service_account()).await;
+    world
+        .set_app(Provider::Google, world.service_account())
+        .await;
     let id = world
         .add_account(ServerSettingsChange {
             provider: Some(Provider::Google),

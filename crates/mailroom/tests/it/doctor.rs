@@ -226,3 +226,38 @@ async fn a_google_account_checks_the_gmail_api_host_and_a_missing_token() {
     assert!(!report.all_ok());
     world.finish().await;
 }
+
+#[tokio::test]
+async fn an_app_only_account_has_no_sign_in_to_check() {
+    let world = microsoft_world(ServerOptions::default()).await;
+    Accounts::new(&world.db.db, &world.key)
+        .set_company(
+            &ServerSettingsChange {
+                auth: Some(mailroom_model::Auth::AppOnly),
+                ..ServerSettingsChange::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let mailroom = world.mailroom().await;
+    let report = mailroom.doctor(DoctorOptions::default()).await;
+    // No sign-in is offered: the app's credential is what is missing.
+    let token = check(&report, "company account token");
+    assert_eq!(token.status, CheckStatus::Problem, "{token:?}");
+    assert_eq!(
+        token.detail,
+        "app-only: the account sends with the microsoft app's own credentials, but the app has none"
+    );
+    assert_eq!(
+        token.remedy,
+        Some(Remedy::SetAppCredential {
+            provider: Provider::Microsoft
+        })
+    );
+    assert_eq!(
+        check(&report, "company account server").status,
+        CheckStatus::Ok
+    );
+    world.finish().await;
+}

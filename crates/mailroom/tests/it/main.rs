@@ -3,6 +3,7 @@
 //! PostgreSQL.
 
 mod app_only;
+mod app_only_sign_in;
 mod commands;
 mod delivery;
 mod doctor;

@@ -1,0 +1,221 @@
+//! App-only accounts (issue 17): they send with the app's own credentials, so every
+//! sign-in workflow refuses them with `SignInNotNeeded` (not a failure to fix: no
+//! remedy), and a person's sign-in is never counted as theirs.
+
+use std::time::Duration;
+
+use mailroom::{AccountRef, Error, KeyRing, Mailroom, MailroomOptions, Provider, SignInMode};
+use mailroom_accounts::Accounts;
+use mailroom_model::{Auth, ServerSettingsChange};
+use mailroom_testkit::{TestDatabase, on_both_backends};
+use mailroom_tokens::interactive::{Identity, SignedIn};
+use mailroom_tokens::registration::{AppChange, Apps};
+use mailroom_tokens::storage::TokenStore;
+
+on_both_backends!(
+    every_sign_in_workflow_refuses_an_app_only_account,
+    signing_out_a_person_is_not_held_back_by_an_app_only_account,
+);
+
+const MAILBOX: &str = "orders@contoso.example";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+async fn setup(db: &TestDatabase) -> (Mailroom, KeyRing) {
+    let key = KeyRing::generate();
+    let mailroom = Mailroom::with_connection(db.db.clone(), MailroomOptions::new(key.clone()))
+        .await
+        .unwrap();
+    Apps::new(&db.db, &key)
+        .set(
+            Provider::Microsoft,
+            AppChange {
+                client_id: Some("client".to_owned()),
+                tenant: Some(TENANT.to_owned()),
+                ..AppChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    (mailroom, key)
+}
+
+fn microsoft(auth: Auth) -> ServerSettingsChange {
+    ServerSettingsChange {
+        provider: Some(Provider::Microsoft),
+        smtp_user: Some(MAILBOX.to_owned()),
+        auth: Some(auth),
+        ..Default::default()
+    }
+}
+
+fn sign_in_of(address: &str) -> SignedIn {
+    SignedIn::from_tokens(
+        Identity {
+            address: address.to_owned(),
+            tenant_id: Some(TENANT.to_owned()),
+            subject: Some("00000000-0000-0000-66f3-3332eca7ea81".to_owned()),
+        },
+        Provider::Microsoft,
+        TENANT,
+        "access".into(),
+        Some("refresh".into()),
+        Duration::from_secs(3600),
+        Vec::new(),
+    )
+}
+
+#[track_caller]
+fn check_not_needed(error: Error, account: Option<AccountRef>) {
+    let text = error.to_string();
+    assert!(
+        matches!(
+            error,
+            Error::SignInNotNeeded { account: a, provider: Provider::Microsoft } if a == account
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.remedy(), None, "nothing to fix");
+    let name = account.map_or_else(|| "new account".to_owned(), |a| a.to_string());
+    assert_eq!(
+        text,
+        format!(
+            "the {name} uses the microsoft app's own credentials (app-only) and never needs a sign-in: there is no sign-in to start, store or remove; the app's credentials are changed with its microsoft app registration"
+        )
+    );
+}
+
+async fn every_sign_in_workflow_refuses_an_app_only_account(db: &TestDatabase) {
+    let (mailroom, key) = setup(db).await;
+    let accounts = Accounts::new(&db.db, &key);
+    accounts
+        .set_company(&microsoft(Auth::AppOnly), None)
+        .await
+        .unwrap();
+    let user = accounts
+        .add_user_account(&microsoft(Auth::AppOnly), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    for account in [AccountRef::Company, AccountRef::User(user)] {
+        for mode in [SignInMode::Browser, SignInMode::DeviceCode] {
+            let refused = mailroom
+                .begin_sign_in(account, mode, Duration::from_secs(5))
+                .await
+                .unwrap_err();
+            check_not_needed(refused, Some(account));
+        }
+        let refused = mailroom
+            .complete_sign_in(account, &sign_in_of(MAILBOX))
+            .await
+            .unwrap_err();
+        check_not_needed(refused, Some(account));
+        let refused = mailroom.sign_out(account).await.unwrap_err();
+        check_not_needed(refused, Some(account));
+    }
+    assert!(
+        TokenStore::new(&db.db, &key)
+            .list()
+            .await
+            .unwrap()
+            .is_empty(),
+        "a refused sign-in stores nothing"
+    );
+    let refused = mailroom
+        .begin_sign_in_for_new_account(
+            &microsoft(Auth::AppOnly),
+            SignInMode::Browser,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+    check_not_needed(refused, None);
+    let refused = mailroom
+        .add_account_with_sign_in(&microsoft(Auth::AppOnly), None, &sign_in_of(MAILBOX))
+        .await
+        .unwrap_err();
+    check_not_needed(refused, None);
+    assert_eq!(accounts.user_accounts().await.unwrap().len(), 1);
+
+    // The same account made delegated signs in as before.
+    accounts
+        .edit_user_account(
+            user,
+            &ServerSettingsChange {
+                auth: Some(Auth::Delegated),
+                ..Default::default()
+            },
+            mailroom_accounts::BindingChange::Keep,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        mailroom
+            .complete_sign_in(AccountRef::User(user), &sign_in_of(MAILBOX))
+            .await
+            .unwrap(),
+        MAILBOX
+    );
+    let account = accounts.account(AccountRef::User(user)).await.unwrap();
+    let tokens = mailroom::stored_tokens(&db.db, &key).await.unwrap();
+    assert_eq!(
+        mailroom::sign_in_state(&account, &tokens),
+        mailroom::SignInState::SignedIn
+    );
+    // The app-only company account with the same mailbox does not send with it.
+    let company = accounts.account(AccountRef::Company).await.unwrap();
+    assert_eq!(
+        mailroom::sign_in_state(&company, &tokens),
+        mailroom::SignInState::NotApplicable
+    );
+}
+
+async fn signing_out_a_person_is_not_held_back_by_an_app_only_account(db: &TestDatabase) {
+    let (mailroom, key) = setup(db).await;
+    let accounts = Accounts::new(&db.db, &key);
+    let user = accounts
+        .add_user_account(&microsoft(Auth::Delegated), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    // A sign-in stored under the mailbox's address (as before identities were kept), and
+    // an app-only company account sending as the same mailbox.
+    TokenStore::new(&db.db, &key)
+        .save_sign_in(
+            &SignedIn::from_tokens(
+                Identity {
+                    address: MAILBOX.to_owned(),
+                    tenant_id: None,
+                    subject: None,
+                },
+                Provider::Microsoft,
+                TENANT,
+                "access".into(),
+                Some("refresh".into()),
+                Duration::from_secs(3600),
+                Vec::new(),
+            ),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    accounts
+        .set_company(&microsoft(Auth::AppOnly), None)
+        .await
+        .unwrap();
+    let owned = mailroom::owned_tokens(&db.db, &key).await.unwrap();
+    assert_eq!(owned.len(), 1);
+    assert_eq!(owned[0].accounts, vec![AccountRef::User(user)]);
+
+    let out = mailroom.sign_out(AccountRef::User(user)).await.unwrap();
+    assert!(out.still_used_by.is_empty(), "{out:?}");
+    assert!(out.deleted, "the person's sign-in is gone: {out:?}");
+    assert!(
+        TokenStore::new(&db.db, &key)
+            .list()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
