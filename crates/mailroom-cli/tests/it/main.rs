@@ -1,6 +1,7 @@
 //! End-to-end tests of the `mailroom` binary on a temporary SQLite file.
 
 mod agent;
+mod app_only;
 mod bad_input;
 mod commands;
 mod completions;

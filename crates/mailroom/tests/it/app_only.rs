@@ -135,6 +135,29 @@ fn graph_account(mailbox: &str) -> ServerSettingsChange {
     }
 }
 
+/// One pass of the automation agent (which never prompts) over the outbox.
+async fn agent_once(mailroom: &Arc<Mailroom>) {
+    Agent::new(
+        mailroom.clone(),
+        AgentOptions {
+            concurrency: 1,
+            once: true,
+            poll_interval: Duration::from_millis(20),
+            ..AgentOptions::default()
+        },
+    )
+    .run(std::future::pending())
+    .await
+    .unwrap();
+}
+
+/// Queues a message for `account` and runs the agent once: its final status.
+async fn through_the_agent(mailroom: &Arc<Mailroom>, account: i64, subject: &str) -> OutboxStatus {
+    let queued = mailroom.queue(request(account, subject)).await.unwrap();
+    agent_once(mailroom).await;
+    mailroom.outbox().get(queued).await.unwrap().status
+}
+
 fn request(account: i64, subject: &str) -> SendRequest<'static> {
     let mut request = SendRequest::new(
         AUTOMATION_AGENT,
@@ -179,6 +202,16 @@ async fn graph_app_only_sends_and_names_the_scope_remedy(backend: Backend) {
         0,
         "no sign-in"
     );
+    assert_eq!(
+        through_the_agent(&mailroom, id, "Invoice 2b").await,
+        OutboxStatus::Sent
+    );
+    assert_eq!(world.sandbox.mailbox().messages().len(), 3);
+    assert_eq!(
+        world.client_credentials(),
+        1,
+        "one app token for every send"
+    );
 
     world
         .sandbox
@@ -198,23 +231,11 @@ async fn graph_app_only_sends_and_names_the_scope_remedy(backend: Backend) {
         error.to_string().contains("Application Mail.Send"),
         "{error}"
     );
-    assert_eq!(world.sandbox.mailbox().messages().len(), 2);
-
-    let queued = mailroom.queue(request(id, "Invoice 4")).await.unwrap();
-    Agent::new(
-        mailroom.clone(),
-        AgentOptions {
-            concurrency: 1,
-            once: true,
-            poll_interval: Duration::from_millis(20),
-            ..AgentOptions::default()
-        },
-    )
-    .run(std::future::pending())
-    .await
-    .unwrap();
-    let held = mailroom.outbox().get(queued).await.unwrap();
-    assert_eq!(held.status, OutboxStatus::Held, "{held:?}");
+    assert_eq!(world.sandbox.mailbox().messages().len(), 3);
+    assert_eq!(
+        through_the_agent(&mailroom, id, "Invoice 4").await,
+        OutboxStatus::Held
+    );
     world.db.finish().await;
 }
 
@@ -250,6 +271,10 @@ async fn smtp_app_only_sends_as_a_mailbox_with_full_access() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].received_by, ReceivedBy::SmtpStartTls);
     assert_eq!(stored[0].authenticated_as, INVOICES);
+    assert_eq!(
+        through_the_agent(&mailroom, invoices, "Invoice 2").await,
+        OutboxStatus::Sent
+    );
 
     let error = mailroom
         .send(request(payroll, "Payslip"))
@@ -268,7 +293,7 @@ async fn smtp_app_only_sends_as_a_mailbox_with_full_access() {
     assert!(error.to_string().contains("FullAccess"), "{error}");
     // The first token, then one fresh token for the refused mailbox's retry.
     assert_eq!(world.client_credentials(), 2);
-    assert_eq!(world.sandbox.mailbox().messages().len(), 1);
+    assert_eq!(world.sandbox.mailbox().messages().len(), 2);
     world.db.finish().await;
 }
 
@@ -291,9 +316,17 @@ async fn a_service_account_sends_through_gmail_as_the_mailbox() {
     let mailroom = world.mailroom().await;
     let receipt = mailroom.send(request(id, "Statement")).await.unwrap();
     assert_eq!(receipt.transport, TransportKind::GmailApi);
+    assert_eq!(
+        through_the_agent(&mailroom, id, "Statement 2").await,
+        OutboxStatus::Sent
+    );
     let stored = world.sandbox.mailbox().messages();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].authenticated_as, "ann@example.com");
+    assert_eq!(stored.len(), 2);
+    assert!(
+        stored
+            .iter()
+            .all(|message| message.authenticated_as == "ann@example.com")
+    );
     world.db.finish().await;
 }
 
@@ -321,18 +354,7 @@ async fn a_refused_credential_holds_the_message() {
         })
     );
     let queued = mailroom.queue(request(id, "Invoice 2")).await.unwrap();
-    Agent::new(
-        mailroom.clone(),
-        AgentOptions {
-            concurrency: 1,
-            once: true,
-            poll_interval: Duration::from_millis(20),
-            ..AgentOptions::default()
-        },
-    )
-    .run(std::future::pending())
-    .await
-    .unwrap();
+    agent_once(&mailroom).await;
     let held = mailroom.outbox().get(queued).await.unwrap();
     assert_eq!(held.status, OutboxStatus::Held, "{held:?}");
     assert!(
@@ -343,5 +365,63 @@ async fn a_refused_credential_holds_the_message() {
         "{held:?}"
     );
     assert!(world.sandbox.mailbox().messages().is_empty());
+    world.db.finish().await;
+}
+
+/// The doctor shows the app's certificate with its expiry: ok while more than 30 days
+/// remain, a warning (with the remedy to set a new one) within 30 days, a problem once
+/// expired. The test certificate expires 2126-11-08 04:28:20 UTC; the clock is moved.
+#[tokio::test]
+async fn the_doctor_warns_thirty_days_before_the_certificate_expires() {
+    use chrono::TimeZone;
+    let world = AppWorld::new(Backend::Sqlite).await;
+    world
+        .set_app(Provider::Microsoft, world.certificate())
+        .await;
+    world.add_account(graph_account(INVOICES)).await;
+    let expiry = chrono::Utc
+        .with_ymd_and_hms(2126, 11, 8, 4, 28, 20)
+        .unwrap();
+    for (before_expiry, expected) in [
+        (chrono::Duration::days(31), mailroom::CheckStatus::Ok),
+        (chrono::Duration::days(29), mailroom::CheckStatus::Warning),
+        (
+            chrono::Duration::seconds(-1),
+            mailroom::CheckStatus::Problem,
+        ),
+    ] {
+        let clock = Arc::new(mailroom_model::ManualClock::new(
+            (expiry - before_expiry).into(),
+        ));
+        let mut options = MailroomOptions::new(world.key.clone());
+        options.clock = clock;
+        let mailroom = Mailroom::with_connection(world.db.db.clone(), options)
+            .await
+            .unwrap();
+        let report = mailroom.doctor(mailroom::DoctorOptions::default()).await;
+        let app = report
+            .checks
+            .iter()
+            .find(|check| check.name == "app microsoft")
+            .unwrap();
+        assert_eq!(app.status, expected, "{app:?}");
+        assert!(
+            app.detail.contains("app-only: certificate x5t#S256"),
+            "{app:?}"
+        );
+        match expected {
+            mailroom::CheckStatus::Ok => assert_eq!(app.remedy, None),
+            _ => assert_eq!(
+                app.remedy,
+                Some(Remedy::SetAppCredential {
+                    provider: Provider::Microsoft
+                })
+            ),
+        }
+        if expected == mailroom::CheckStatus::Warning {
+            assert!(app.detail.contains("expires in 29 day(s)"), "{app:?}");
+            assert!(report.all_ok(), "a warning does not fail the doctor");
+        }
+    }
     world.db.finish().await;
 }
