@@ -215,6 +215,103 @@ mod tests {
     }
 
     #[test]
+    fn each_part_of_a_base_url_that_cannot_serve_is_refused_alone() {
+        // A user name alone, and a password alone: credentials never go in the URL.
+        check(
+            "https://user@graph.microsoft.com",
+            false,
+            Err("user name or password"),
+        );
+        check(
+            "https://:hunter2@graph.microsoft.com",
+            false,
+            Err("user name or password"),
+        );
+        // A query alone, and a fragment alone: the request paths are appended to the base.
+        check("https://graph.microsoft.com/?", false, Err("query"));
+        check("https://graph.microsoft.com/#top", false, Err("fragment"));
+        check("https://graph.microsoft.com/v1.0#", false, Err("fragment"));
+        // A URL without a host cannot be reached.
+        check("file:///graph", false, Err("it has no host"));
+        // A loopback host is allowed plaintext only when allowed, and any other host never.
+        check("http://localhost:8080", false, Err("does not use https"));
+        check("http://127.0.0.2:8080", true, Ok(()));
+        check("http://10.0.0.1:8080", true, Err("does not use https"));
+        check("http://[::2]:8080", true, Err("does not use https"));
+        check(
+            "http://localhost.example:8080",
+            true,
+            Err("does not use https"),
+        );
+    }
+
+    #[test]
+    fn a_refused_url_is_shown_in_the_error_without_its_password() {
+        let error = GraphConfig::with_base_url(
+            Url::parse("https://user:hunter2@graph.microsoft.com/graph").expect("parses"),
+        )
+        .validate()
+        .expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("`https://user:redacted@graph.microsoft.com/graph`"),
+            "{error}"
+        );
+        let error = GraphConfig::with_base_url(
+            Url::parse("https://graph.microsoft.com/?tenant=contoso").expect("parses"),
+        )
+        .validate()
+        .expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("`https://graph.microsoft.com/?tenant=contoso`"),
+            "{error}"
+        );
+        let error =
+            GraphConfig::with_base_url(Url::parse("http://graph.microsoft.com/").expect("parses"))
+                .validate()
+                .expect_err("refused");
+        assert!(
+            matches!(&error, Error::InsecureUrl { url } if url == "http://graph.microsoft.com/"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn debug_shows_the_settings_and_the_url_but_no_password_or_certificate() {
+        let config = GraphConfig {
+            extra_root_pem: Some(b"-----BEGIN CERTIFICATE-----\nMIIB\n".to_vec()),
+            ..GraphConfig::with_base_url(
+                Url::parse("https://user:hunter2@graph.microsoft.us/proxy").expect("parses"),
+            )
+        };
+        let shown = format!("{config:?}");
+        assert!(shown.starts_with("GraphConfig {"), "{shown}");
+        assert!(
+            shown.contains(r#"base_url: "https://user:redacted@graph.microsoft.us/proxy""#),
+            "{shown}"
+        );
+        assert!(shown.contains("max_message_size: 36700160"), "{shown}");
+        assert!(shown.contains("save_to_sent_items: true"), "{shown}");
+        assert!(shown.contains("<33 bytes of PEM>"), "{shown}");
+        assert!(!shown.contains("MIIB"), "{shown}");
+        assert!(shown.contains("allow_plaintext_loopback: false"), "{shown}");
+        assert!(shown.contains("timeout: 100s"), "{shown}");
+        assert!(shown.contains("upload_chunk_size: 4194304"), "{shown}");
+        assert!(shown.contains("resume_attempts: 5"), "{shown}");
+        assert!(shown.contains("resume_backoff: 500ms"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let shown = format!("{:?}", GraphConfig::default());
+        assert!(
+            shown.contains(r#"base_url: "https://graph.microsoft.com/""#),
+            "{shown}"
+        );
+        assert!(shown.contains("extra_root_pem: None"), "{shown}");
+    }
+
+    #[test]
     fn a_password_in_the_url_is_never_shown() {
         let config = GraphConfig::with_base_url(
             Url::parse("https://user:hunter2@graph.microsoft.com").expect("parses"),
@@ -252,6 +349,29 @@ mod tests {
     }
 
     #[test]
+    fn chunk_and_message_sizes_at_their_limits() {
+        let with = |upload_chunk_size: u64, max_message_size: u64| GraphConfig {
+            upload_chunk_size,
+            max_message_size,
+            ..GraphConfig::default()
+        };
+        assert!(with(1, 1).validate().is_ok());
+        assert!(with(MAX_UPLOAD_CHUNK, u64::MAX).validate().is_ok());
+        assert!(with(MAX_UPLOAD_CHUNK - 1, 1).validate().is_ok());
+        let error = with(MAX_UPLOAD_CHUNK + 1, 1)
+            .validate()
+            .expect_err("over 4 MiB");
+        assert!(
+            matches!(error, Error::InvalidChunkSize { chunk_size } if chunk_size == MAX_UPLOAD_CHUNK + 1)
+        );
+        assert!(error.to_string().contains("4194305"), "{error}");
+        assert!(matches!(
+            with(1, 0).validate(),
+            Err(Error::InvalidMaxMessageSize)
+        ));
+    }
+
+    #[test]
     fn upload_urls_must_be_https_unless_loopback_plaintext_is_allowed() {
         let config = GraphConfig::default();
         let parse = |url: &str| Url::parse(url).expect("parses");
@@ -267,5 +387,32 @@ mod tests {
         };
         assert!(test.url_allowed(&parse("http://127.0.0.1:9/upload")));
         assert!(!test.url_allowed(&parse("http://10.0.0.1/upload")));
+    }
+
+    #[test]
+    fn upload_urls_with_a_user_or_a_password_alone_or_another_scheme_are_refused() {
+        let parse = |url: &str| Url::parse(url).expect("parses");
+        for config in [
+            GraphConfig::default(),
+            GraphConfig {
+                allow_plaintext_loopback: true,
+                ..GraphConfig::default()
+            },
+        ] {
+            assert!(!config.url_allowed(&parse("https://u@outlook.office.com/upload")));
+            assert!(!config.url_allowed(&parse("https://:p@outlook.office.com/upload")));
+            assert!(!config.url_allowed(&parse("http://u@127.0.0.1:9/upload")));
+            assert!(!config.url_allowed(&parse("http://:p@localhost:9/upload")));
+            assert!(!config.url_allowed(&parse("ftp://127.0.0.1/upload")));
+            assert!(!config.url_allowed(&parse("wss://outlook.office.com/upload")));
+            assert!(config.url_allowed(&parse("https://outlook.office.com/upload#part")));
+        }
+        let test = GraphConfig {
+            allow_plaintext_loopback: true,
+            ..GraphConfig::default()
+        };
+        assert!(test.url_allowed(&parse("http://localhost:9/upload")));
+        assert!(test.url_allowed(&parse("http://[::1]:9/upload")));
+        assert!(!test.url_allowed(&parse("http://[2001:db8::1]:9/upload")));
     }
 }
