@@ -360,6 +360,299 @@ mod tests {
     }
 
     #[test]
+    fn a_part_is_an_attachment_when_its_disposition_says_so_or_it_has_a_name() {
+        #[track_caller]
+        fn attachment(headers: &str) -> bool {
+            let text = format!("{headers}\r\n\r\nbody\r\n");
+            is_attachment(&mailparse::parse_mail(text.as_bytes()).expect("parses"))
+        }
+        // `attachment`, with or without a name.
+        assert!(attachment(
+            "Content-Type: application/pdf\r\nContent-Disposition: attachment"
+        ));
+        assert!(attachment(
+            "Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"r.pdf\""
+        ));
+        // `inline` (or none) with a file name or a content-type name: an inline image.
+        assert!(attachment(
+            "Content-Type: image/png\r\nContent-Disposition: inline; filename=\"logo.png\""
+        ));
+        assert!(attachment(
+            "Content-Type: image/png; name=\"logo.png\"\r\nContent-Disposition: inline"
+        ));
+        assert!(attachment("Content-Type: image/png; name=\"logo.png\""));
+        // `inline` or none without a name: the message's own text.
+        assert!(!attachment(
+            "Content-Type: image/png\r\nContent-Disposition: inline"
+        ));
+        assert!(!attachment("Content-Type: text/plain; charset=utf-8"));
+        assert!(!attachment(
+            "Content-Type: text/html; charset=utf-8\r\nContent-Disposition: inline"
+        ));
+    }
+
+    #[test]
+    fn an_attachment_of_exactly_3_mib_always_moves_and_a_byte_less_only_when_needed() {
+        let exact = vec![5u8; LARGE_ATTACHMENT as usize];
+        let bytes = message(&[("exact.bin", &exact)]);
+        let split = split(&bytes, u64::MAX).expect("splits");
+        assert_eq!(split.moved.len(), 1);
+        assert_eq!(split.moved[0].size, LARGE_ATTACHMENT);
+        assert_eq!(split.draft, message(&[]));
+
+        let under = vec![5u8; LARGE_ATTACHMENT as usize - 1];
+        let bytes = message(&[("under.bin", &under)]);
+        let split = super::split(&bytes, u64::MAX).expect("splits");
+        assert!(split.moved.is_empty());
+        assert_eq!(split.draft, bytes);
+    }
+
+    #[test]
+    fn the_limit_is_inclusive_for_the_whole_message_and_for_the_rest() {
+        let bytes = message(&[("small.txt", b"a small attachment")]);
+        let whole = base64_len(bytes.len() as u64);
+        // Exactly at the limit: nothing moves.
+        let split = split(&bytes, whole).expect("fits");
+        assert!(split.moved.is_empty());
+        assert_eq!(split.draft, bytes);
+        // One below: the attachment moves, and the rest fits exactly.
+        let rest = message(&[]);
+        let split = super::split(&bytes, whole - 1).expect("splits");
+        assert_eq!(split.moved.len(), 1);
+        assert_eq!(split.moved[0].name, "small.txt");
+        assert_eq!(split.draft, rest);
+        let split = super::split(&bytes, base64_len(rest.len() as u64)).expect("splits");
+        assert_eq!(split.draft, rest);
+        // Below what the rest needs: refused, saying how large the rest is.
+        assert_eq!(
+            super::split(&bytes, base64_len(rest.len() as u64) - 1).expect_err("too large"),
+            SplitError::StillTooLarge {
+                rest: rest.len() as u64
+            }
+        );
+    }
+
+    #[test]
+    fn the_message_text_is_never_cut_out() {
+        let bytes = message(&[]);
+        assert_eq!(
+            split(&bytes, 10).expect_err("nothing to move"),
+            SplitError::StillTooLarge {
+                rest: bytes.len() as u64
+            }
+        );
+    }
+
+    /// A message as mail clients send it, with line ends `eol`: text and HTML alternatives
+    /// and an inline image in a multipart/related, a PDF named only by its content type, and
+    /// a nameless quoted-printable attachment with an empty Content-ID.
+    fn nested_message(eol: &str, logo: &[u8], pdf: &[u8]) -> (String, String) {
+        let lines = |data: &[u8]| b64_lines(data).replace("\r\n", eol);
+        let head = [
+            "From: sales@contoso.com",
+            "To: customer@fabrikam.com",
+            "Subject: Report",
+            "MIME-Version: 1.0",
+            "Content-Type: multipart/mixed; boundary=\"mixed\"",
+            "",
+            "This is a multi-part message in MIME format.",
+            "--mixed",
+            "Content-Type: multipart/related; boundary=\"related\"",
+            "",
+            "--related",
+            "Content-Type: multipart/alternative; boundary=\"alt\"",
+            "",
+            "--alt",
+            "Content-Type: text/plain; charset=utf-8",
+            "",
+            "See the logo.",
+            "--alt",
+            "Content-Type: text/html; charset=utf-8",
+            "",
+            "<p>See the logo: <img src=\"cid:logo@contoso.com\"></p>",
+            "--alt--",
+            "",
+        ]
+        .join(eol);
+        let logo_part = [
+            "Content-Type: image/png",
+            "Content-Disposition: inline; filename=\"logo.png\"",
+            "Content-ID: <logo@contoso.com>",
+            "Content-Transfer-Encoding: base64",
+            "",
+            &lines(logo),
+        ]
+        .join(eol);
+        let pdf_part = [
+            "Content-Type: application/pdf; name=\"report.pdf\"",
+            "Content-Transfer-Encoding: base64",
+            "",
+            &lines(pdf),
+        ]
+        .join(eol);
+        let csv_part = [
+            "Content-Type: text/csv",
+            "Content-Disposition: attachment",
+            "Content-ID: <>",
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            "a,b=3Dc",
+        ]
+        .join(eol);
+        let full = format!(
+            "{head}{eol}--related{eol}{logo_part}{eol}--related--{eol}{eol}--mixed{eol}{pdf_part}{eol}--mixed{eol}{csv_part}{eol}--mixed--{eol}"
+        );
+        let draft = format!("{head}{eol}--related--{eol}{eol}--mixed--{eol}");
+        (full, draft)
+    }
+
+    #[track_caller]
+    fn check_nested(eol: &str) {
+        let logo: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let pdf: Vec<u8> = (0..2000u32).map(|i| (i % 241) as u8).collect();
+        let (full, draft) = nested_message(eol, &logo, &pdf);
+        let bytes = full.as_bytes();
+
+        let parsed = mailparse::parse_mail(bytes).expect("parses");
+        let mut found = Vec::new();
+        collect(&parsed, bytes, &mut found).expect("collects");
+        let summary: Vec<_> = found
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    a.content_type.as_str(),
+                    a.content_id.as_deref(),
+                    a.size,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("logo.png", "image/png", Some("logo@contoso.com"), 1000),
+                ("report.pdf", "application/pdf", None, 2000),
+                ("attachment", "text/csv", None, 5),
+            ]
+        );
+        assert!(found[0].is_inline);
+        assert!(!found[2].is_inline);
+        // Each part is its headers and encoded body, without the line break before the
+        // next delimiter; the cut adds the line break before its own delimiter.
+        for (attachment, starts) in found.iter().zip([
+            "Content-Type: image/png",
+            "Content-Type: application/pdf",
+            "Content-Type: text/csv",
+        ]) {
+            let part = &full[attachment.part.clone()];
+            assert!(part.starts_with(starts), "{part}");
+            assert!(!part.ends_with('\n'), "{part:?}");
+            assert_eq!(attachment.cut.end, attachment.part.end);
+            let delimiter = &full[attachment.cut.start..attachment.part.start];
+            assert!(delimiter.starts_with(eol), "{delimiter:?}");
+            assert!(
+                delimiter == format!("{eol}--related{eol}")
+                    || delimiter == format!("{eol}--mixed{eol}"),
+                "{delimiter:?}"
+            );
+        }
+        assert_eq!(found[0].decode(bytes).expect("decodes"), logo);
+        assert_eq!(found[1].decode(bytes).expect("decodes"), pdf);
+        assert_eq!(found[2].decode(bytes).expect("decodes"), b"a,b=c");
+        drop(parsed);
+
+        // Every attachment cut out leaves the text, the HTML and the structure.
+        let split = split(bytes, base64_len(draft.len() as u64)).expect("splits");
+        assert_eq!(split.moved, found);
+        assert_eq!(String::from_utf8(split.draft).expect("ascii"), draft);
+        let parsed = mailparse::parse_mail(draft.as_bytes()).expect("the draft parses");
+        let related = &parsed.subparts[0];
+        assert_eq!(related.ctype.mimetype, "multipart/related");
+        assert_eq!(related.subparts.len(), 1);
+        assert_eq!(related.subparts[0].subparts.len(), 2);
+    }
+
+    #[test]
+    fn nested_parts_inline_images_and_named_parts_are_found_and_cut_exactly() {
+        check_nested("\r\n");
+    }
+
+    #[test]
+    fn a_message_with_bare_line_feeds_is_cut_exactly_too() {
+        check_nested("\n");
+    }
+
+    #[test]
+    fn the_decoded_size_counts_base64_padding_and_unencoded_bodies() {
+        for size in 0..8usize {
+            let data: Vec<u8> = (0..size).map(|i| 0xF0 | i as u8).collect();
+            let bytes = message(&[("data.bin", &data)]);
+            let parsed = mailparse::parse_mail(&bytes).expect("parses");
+            let mut found = Vec::new();
+            collect(&parsed, &bytes, &mut found).expect("collects");
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].size, size as u64, "{size} bytes");
+            assert_eq!(found[0].decode(&bytes).expect("decodes"), data);
+        }
+        let text = "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nbody\r\n--B\r\nContent-Type: text/plain; name=notes.txt\r\n\r\nseven bit notes\r\n--B\r\nContent-Type: application/octet-stream; name=raw.bin\r\nContent-Transfer-Encoding: binary\r\n\r\nraw\x01bytes\r\n--B--\r\n";
+        let parsed = mailparse::parse_mail(text.as_bytes()).expect("parses");
+        let mut found = Vec::new();
+        collect(&parsed, text.as_bytes(), &mut found).expect("collects");
+        let sizes: Vec<_> = found.iter().map(|a| (a.name.as_str(), a.size)).collect();
+        assert_eq!(sizes, [("notes.txt", 15), ("raw.bin", 9)]);
+        assert_eq!(
+            found[0].decode(text.as_bytes()).expect("decodes"),
+            b"seven bit notes"
+        );
+        assert_eq!(
+            found[1].decode(text.as_bytes()).expect("decodes"),
+            b"raw\x01bytes"
+        );
+    }
+
+    #[test]
+    fn base64_over_several_blocks_decodes_with_its_line_breaks() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 256) as u8).collect();
+        let encoded = b64_lines(&data);
+        assert_eq!(
+            decode_base64(encoded.as_bytes(), data.len()).expect("decodes"),
+            data
+        );
+        let error = decode_base64(b"QUJD\r\nR*==", 4).expect_err("invalid");
+        assert!(
+            error.starts_with("an attachment's base64 is invalid"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn cut_ranges_take_the_line_break_before_the_delimiter_or_else_after_the_part() {
+        let cut = |message: &str, part: &str| {
+            let start = message.find(part).expect("the part is in the message");
+            cut_range(message.as_bytes(), start, start + part.len(), "B")
+        };
+        let part = "Content-Type: text/plain\r\n\r\nx";
+        // The CRLF before the delimiter.
+        let message = format!("preamble\r\n--B\r\n{part}\r\n--B--\r\n");
+        assert_eq!(cut(&message, part), Some(8..44));
+        // A bare LF before the delimiter.
+        let message = format!("preamble\n--B\n{part}\n--B--\n");
+        assert_eq!(cut(&message, part), Some(8..42));
+        // A delimiter at the very start: the line break after the part instead.
+        let message = format!("--B\r\n{part}\r\n--B--\r\n");
+        assert_eq!(cut(&message, part), Some(0..36));
+        let message = format!("--B\n{part}\n--B--\n");
+        assert_eq!(cut(&message, part), Some(0..34));
+        let message = format!("--B\r\n{part}");
+        assert_eq!(cut(&message, part), Some(0..34));
+        // Something other than whitespace after the delimiter: not this part's delimiter.
+        let message = format!("\r\n--B\r\nX-Other: 1\r\n{part}\r\n--B--\r\n");
+        assert_eq!(cut(&message, part), None);
+        // No delimiter at all.
+        assert_eq!(cut(part, part), None);
+    }
+
+    #[test]
     fn base64_lengths() {
         assert_eq!(base64_len(0), 0);
         assert_eq!(base64_len(1), 4);
