@@ -413,6 +413,265 @@ mod tests {
         assert!(!shown.contains("eyJ.SE"), "{shown}");
     }
 
+    /// A Graph error body as `concepts/errors.md` documents it.
+    fn graph_body(code: &str, message: &str) -> String {
+        serde_json::json!({
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": "2026-12-01T23:00:00",
+                    "request-id": "7d6a1c2e-0000-4000-8000-000000000001",
+                    "client-request-id": "7d6a1c2e-0000-4000-8000-000000000002"
+                }
+            }
+        })
+        .to_string()
+    }
+
+    fn answer(status: u16, body: &str, step: Step) -> TransportError {
+        from_response(
+            StatusCode::from_u16(status).expect("a status"),
+            &HeaderMap::new(),
+            body.as_bytes(),
+            "t0ken",
+            step,
+        )
+    }
+
+    #[test]
+    fn each_status_maps_to_its_kind_message_and_remediation() {
+        use TransportErrorKind as Kind;
+        let cases: [(u16, String, Kind, &str, &str); 17] = [
+            (
+                404,
+                graph_body(
+                    "ErrorInvalidUser",
+                    "The requested user 'nobody@contoso.com' is invalid.",
+                ),
+                Kind::Permanent,
+                "Microsoft Graph found no such mailbox or resource: The requested user 'nobody@contoso.com' is invalid.",
+                "check the account's mailbox address",
+            ),
+            (
+                404,
+                graph_body("itemNotFound", "The resource could not be found."),
+                Kind::Permanent,
+                "Microsoft Graph found no such mailbox or resource: The resource could not be found.",
+                "a proxy must forward requests",
+            ),
+            (
+                408,
+                String::new(),
+                Kind::Transient,
+                "Microsoft Graph timed out waiting for the request",
+                "send again later",
+            ),
+            (
+                413,
+                "<html><body>413 Request Entity Too Large</body></html>".to_owned(),
+                Kind::MessageTooLarge,
+                "Microsoft Graph refused the message as too large: HTTP 413 Payload Too Large",
+                "make the message smaller",
+            ),
+            (
+                429,
+                graph_body("activityLimitReached", "The app or user has been throttled."),
+                Kind::Transient,
+                "Microsoft Graph is throttling requests (HTTP 429)",
+                "after the wait",
+            ),
+            (
+                500,
+                graph_body("generalException", "An unspecified error has occurred."),
+                Kind::Transient,
+                "Microsoft Graph had a temporary server error (HTTP 500)",
+                "send again later",
+            ),
+            (
+                503,
+                graph_body("serviceNotAvailable", "The service is temporarily unavailable."),
+                Kind::Transient,
+                "Microsoft Graph had a temporary server error (HTTP 503)",
+                "send again later",
+            ),
+            (
+                503,
+                graph_body(
+                    "MailboxConcurrency",
+                    "Application is over its MailboxConcurrency limit.",
+                ),
+                Kind::Transient,
+                "too many requests are running at once for this mailbox (MailboxConcurrency)",
+                "after the wait",
+            ),
+            (
+                504,
+                String::new(),
+                Kind::Transient,
+                "Microsoft Graph had a temporary server error (HTTP 504)",
+                "send again later",
+            ),
+            (
+                401,
+                String::new(),
+                Kind::AuthenticationRejected,
+                "Microsoft Graph rejected the access token (HTTP 401)",
+                "refresh the token",
+            ),
+            (
+                401,
+                graph_body(
+                    "InvalidAuthenticationToken",
+                    "Access token has expired or is not yet valid.",
+                ),
+                Kind::AuthenticationRejected,
+                "Microsoft Graph rejected the access token (InvalidAuthenticationToken)",
+                "sign in again",
+            ),
+            (
+                307,
+                String::new(),
+                Kind::Permanent,
+                "Microsoft Graph answered with a redirect (HTTP 307), which is not followed",
+                "not redirect them",
+            ),
+            (
+                400,
+                graph_body("invalidRequest", "The request is malformed or incorrect."),
+                Kind::Permanent,
+                "Microsoft Graph refused the request: The request is malformed or incorrect.",
+                "sending it again will not help",
+            ),
+            (
+                409,
+                graph_body("nameAlreadyExists", "The specified item name already exists."),
+                Kind::Permanent,
+                "Microsoft Graph refused the request: The specified item name already exists.",
+                "sending it again will not help",
+            ),
+            (
+                404,
+                graph_body(
+                    "MailboxNotSupportedForRESTAPI",
+                    "REST API is not yet supported for this mailbox.",
+                ),
+                Kind::AccountConfiguration,
+                "the mailbox cannot be used through Microsoft Graph",
+                "Exchange Online licence",
+            ),
+            // Codes are matched whatever their case, and in `innerError` too.
+            (
+                403,
+                r#"{"error":{"code":"ErrorAccessDenied","message":"Access is denied.","innerError":{"code":"errorSendAsDenied"}}}"#
+                    .to_owned(),
+                Kind::SendAsDenied,
+                "Microsoft Graph refused to send: the From address is not one this mailbox may send as",
+                "Send As permission",
+            ),
+            (
+                400,
+                graph_body("errorInvalidRecipients", "At least one recipient is not valid."),
+                Kind::MessageRejected,
+                "Microsoft Graph refused the recipients: At least one recipient is not valid.",
+                "correct the recipients",
+            ),
+        ];
+        for (status, body, kind, message, remediation) in cases {
+            let error = answer(status, &body, Step::SendMail);
+            assert_eq!(error.kind(), kind, "{status} {body}: {error}");
+            assert!(
+                error.message().starts_with(message),
+                "{status} {body}: `{}` does not start with `{message}`",
+                error.message()
+            );
+            let shown = error.remediation().expect("a remediation");
+            assert!(
+                shown.contains(remediation),
+                "{status} {body}: `{shown}` lacks `{remediation}`"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_permission_of_the_step_that_was_refused() {
+        let body = graph_body(
+            "ErrorAccessDenied",
+            "Access is denied. Check credentials and try again.",
+        );
+        for (step, name, scope, why) in [
+            (Step::SendMail, "Mail.Send", MAIL_SEND_SCOPE, false),
+            (Step::SendDraft, "Mail.Send", MAIL_SEND_SCOPE, false),
+            (Step::Draft, "Mail.ReadWrite", MAIL_READ_WRITE_SCOPE, true),
+        ] {
+            let error = answer(403, &body, step);
+            assert_eq!(error.kind(), TransportErrorKind::SignInRequired);
+            assert_eq!(
+                error.message(),
+                format!(
+                    "Microsoft Graph denied access: the token lacks the {name} permission for this mailbox (Access is denied. Check credentials and try again.)"
+                )
+            );
+            let remediation = error.remediation().expect("a remediation");
+            assert!(
+                remediation.contains(&format!("grant the Microsoft Graph permission {name}")),
+                "{remediation}"
+            );
+            assert!(
+                remediation.contains(&format!("the application permission {name}")),
+                "{remediation}"
+            );
+            assert_eq!(
+                remediation.contains("Graph's 4 MB request limit"),
+                why,
+                "{step:?}: {remediation}"
+            );
+            assert_eq!(
+                error.remedy(),
+                Some(&Remedy::GrantScope {
+                    account: None,
+                    scope: scope.to_owned()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_graph_json_is_quoted_up_to_300_characters() {
+        let reply = |body: &str| {
+            answer(502, body, Step::SendMail)
+                .server_reply()
+                .expect("a reply")
+                .to_owned()
+        };
+        let exact = "é".repeat(300);
+        assert_eq!(
+            reply(&exact),
+            format!("HTTP 502 (not a Graph error body): {exact}")
+        );
+        let longer = format!("{exact}x");
+        assert_eq!(
+            reply(&longer),
+            format!("HTTP 502 (not a Graph error body): {exact}...")
+        );
+        assert_eq!(reply(" \r\n "), "HTTP 502 with an empty body");
+        assert_eq!(
+            reply("Bad\r\n   Gateway"),
+            "HTTP 502 (not a Graph error body): Bad Gateway"
+        );
+        assert_eq!(
+            answer(
+                404,
+                &graph_body("itemNotFound", " The resource could not be found. "),
+                Step::SendMail
+            )
+            .server_reply(),
+            Some(
+                "HTTP 404 itemNotFound: The resource could not be found. (request-id 7d6a1c2e-0000-4000-8000-000000000001)"
+            )
+        );
+    }
+
     #[test]
     fn a_retry_after_from_the_far_future_is_clamped() {
         let mut headers = HeaderMap::new();
