@@ -523,4 +523,37 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         assert_ne!(id, client_request_id());
     }
+
+    /// RFC 9562 version 4: `xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx`, V one of 8, 9, a, b,
+    /// and every other hex digit random.
+    #[test]
+    fn client_request_ids_are_random_version_4_uuids() {
+        let ids: Vec<String> = (0..2000).map(|_| client_request_id()).collect();
+        let mut seen = [[false; 16]; 36];
+        for id in &ids {
+            let digits: Vec<char> = id.chars().collect();
+            assert_eq!(digits.len(), 36, "{id}");
+            for (at, digit) in digits.iter().enumerate() {
+                if [8, 13, 18, 23].contains(&at) {
+                    assert_eq!(*digit, '-', "{id}");
+                } else {
+                    let value = digit.to_digit(16).expect("a lowercase hex digit");
+                    assert!(!digit.is_ascii_uppercase(), "{id}");
+                    seen[at][value as usize] = true;
+                }
+            }
+            assert_eq!(digits[14], '4', "{id}");
+            assert!(matches!(digits[19], '8' | '9' | 'a' | 'b'), "{id}");
+        }
+        for (at, values) in seen.iter().enumerate() {
+            let count = values.iter().filter(|&&seen| seen).count();
+            let expected = match at {
+                8 | 13 | 18 | 23 => 0,
+                14 => 1,
+                19 => 4,
+                _ => 16,
+            };
+            assert_eq!(count, expected, "hex digit {at} took {count} values");
+        }
+    }
 }

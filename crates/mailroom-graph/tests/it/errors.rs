@@ -10,6 +10,8 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use mailroom_graph::GraphConfig;
+
 use crate::{assert_no_token, credentials, outgoing, plain_message, test_config, transport};
 
 struct Case {
@@ -250,6 +252,82 @@ async fn a_body_that_is_not_graph_json_is_quoted_shortened() {
     let reply = error.server_reply().expect("quoted");
     assert!(reply.contains("not a Graph error body"), "{reply}");
     assert!(reply.len() < 500, "{reply}");
+}
+
+/// Graph names every invalid recipient, so its error body can run to many kilobytes (a
+/// message may have 500 recipients): it is read whole and still understood.
+#[tokio::test]
+async fn a_long_graph_error_body_is_read_whole() {
+    let recipients: Vec<String> = (0..500)
+        .map(|i| format!("customer.{i:03}@fabrikam.invalid"))
+        .collect();
+    let message = format!(
+        "At least one recipient is not valid., Recipients: {}",
+        recipients.join(", ")
+    );
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(body("ErrorInvalidRecipients", &message)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let error = transport(test_config(&server.uri()))
+        .send(&outgoing(plain_message(2_000)), &credentials())
+        .await
+        .expect_err("refused");
+    assert_eq!(error.kind(), Kind::MessageRejected, "{error}");
+    assert!(
+        error
+            .message()
+            .starts_with("Microsoft Graph refused the recipients: At least one recipient is not valid., Recipients: customer.000@fabrikam.invalid"),
+        "{}",
+        error.message()
+    );
+    let reply = error.server_reply().expect("Graph's words are kept");
+    assert!(
+        reply.starts_with("HTTP 400 ErrorInvalidRecipients: At least one recipient"),
+        "{reply}"
+    );
+}
+
+/// A server that answers in plain text where TLS was expected is a TLS failure, not a
+/// network outage: retrying will not help, the URL or a proxy is wrong.
+#[tokio::test]
+async fn a_server_that_does_not_speak_tls_is_a_tls_failure() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let address = listener.local_addr().expect("an address");
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accepts");
+        let mut hello = [0u8; 512];
+        let _ = stream.read(&mut hello).await;
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+    });
+    let config =
+        GraphConfig::with_base_url(url::Url::parse(&format!("https://{address}")).expect("parses"));
+    let error = transport(config).probe().await.expect_err("no TLS");
+    assert_eq!(error.kind(), Kind::Tls, "{error}");
+    assert!(
+        error
+            .message()
+            .starts_with("the TLS connection to Microsoft Graph failed"),
+        "{error}"
+    );
+    assert!(
+        error
+            .remediation()
+            .is_some_and(|remediation| remediation.contains("TLS-inspecting proxy")),
+        "{error}"
+    );
+    server.await.expect("the server ran");
 }
 
 #[tokio::test]

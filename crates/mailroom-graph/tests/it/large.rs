@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailroom_graph::{GraphConfig, MAX_UPLOAD_CHUNK};
+use mailroom_graph::{GraphConfig, MAX_ATTACHMENT_SIZE, MAX_UPLOAD_CHUNK};
 use mailroom_model::{MessageTransport, Remedy, TransportErrorKind};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -406,6 +406,147 @@ async fn a_failed_upload_deletes_the_unsent_draft() {
         .expect_err("refused");
     assert_eq!(error.kind(), TransportErrorKind::Permanent);
     assert!(error.to_string().contains("minimum size"), "{error}");
+}
+
+/// A message with one attachment of `size` zero bytes, written as its base64 text directly
+/// (76-character lines) so a large one is cheap to build.
+fn message_with_zeros(size: u64) -> Vec<u8> {
+    let mut encoded = "A".repeat(usize::try_from(size / 3 * 4).expect("fits"));
+    encoded.push_str(match size % 3 {
+        0 => "",
+        1 => "AA==",
+        _ => "AAA=",
+    });
+    let mut text = String::from(
+        "From: sales@contoso.com\r\nTo: customer@fabrikam.com\r\nSubject: Scans\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe scans.\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"scans.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+    );
+    text.reserve(encoded.len() + encoded.len() / 38 + 16);
+    for line in encoded.as_bytes().chunks(76) {
+        text.push_str(std::str::from_utf8(line).expect("ascii"));
+        text.push_str("\r\n");
+    }
+    text.push_str("--b--\r\n");
+    text.into_bytes()
+}
+
+/// Graph takes attachments of up to 150 MB through an upload session
+/// (`attachment-createuploadsession`): one of exactly 150 MiB goes on to the draft, one a
+/// byte larger is refused before any request.
+#[tokio::test]
+async fn an_attachment_of_exactly_150_mib_is_sent_and_a_byte_more_is_refused() {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "error": {"code": "ErrorAccessDenied", "message": "Access is denied. Check credentials and try again."}
+        })))
+        .expect(1)
+        .mount(&graph)
+        .await;
+    let transport = transport(GraphConfig {
+        max_message_size: 2 * MAX_ATTACHMENT_SIZE,
+        ..test_config(&graph.uri())
+    });
+    let error = transport
+        .send(
+            &outgoing(message_with_zeros(MAX_ATTACHMENT_SIZE)),
+            &credentials(),
+        )
+        .await
+        .expect_err("the draft is refused");
+    assert_eq!(error.kind(), TransportErrorKind::SignInRequired, "{error}");
+    let error = transport
+        .send(
+            &outgoing(message_with_zeros(MAX_ATTACHMENT_SIZE + 1)),
+            &credentials(),
+        )
+        .await
+        .expect_err("over 150 MB");
+    assert_eq!(error.kind(), TransportErrorKind::MessageTooLarge, "{error}");
+    assert!(
+        error.message().starts_with(&format!(
+            "the attachment `scans.bin` is {} bytes, more than Microsoft Graph's limit",
+            MAX_ATTACHMENT_SIZE + 1
+        )),
+        "{error}"
+    );
+}
+
+/// The log lines written while the guard lives (this thread only).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).into_owned()
+    }
+}
+
+/// A draft that cannot be deleted stays in the mailbox's Drafts: the administrator is
+/// warned, with Graph's status; a deleted one is not mentioned.
+#[tokio::test]
+async fn a_draft_that_cannot_be_deleted_is_warned_about() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    for (delete_status, warned) in [(204, false), (500, true)] {
+        let graph = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": DRAFT_ID})))
+            .mount(&graph)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "{MESSAGES}/{DRAFT_ID}/attachments/createUploadSession"
+            )))
+            .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+                "error": {"code": "ErrorAccessDenied", "message": "Access is denied."}
+            })))
+            .mount(&graph)
+            .await;
+        Mock::given(method("DELETE"))
+            .and(path(format!("{MESSAGES}/{DRAFT_ID}")))
+            .respond_with(ResponseTemplate::new(delete_status))
+            .expect(1)
+            .mount(&graph)
+            .await;
+        let big = attachment_bytes(4 * 1024 * 1024, 11);
+        let error = transport(test_config(&graph.uri()))
+            .send(
+                &outgoing(message_with_attachments(&[("big.pdf", &big)])),
+                &credentials(),
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(error.kind(), TransportErrorKind::SignInRequired, "{error}");
+        let text = logs.text();
+        assert_eq!(
+            text.contains("the unsent graph draft could not be deleted; it stays in Drafts"),
+            warned,
+            "DELETE answered {delete_status}: {text}"
+        );
+        assert_eq!(text.contains("status=500"), warned, "{text}");
+        assert!(!text.contains(TOKEN), "{text}");
+    }
 }
 
 #[tokio::test]

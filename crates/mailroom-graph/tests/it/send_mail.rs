@@ -112,6 +112,35 @@ async fn a_message_over_the_configured_limit_is_refused_before_any_request() {
 }
 
 #[tokio::test]
+async fn a_message_of_exactly_the_configured_limit_is_sent_and_a_byte_more_is_not() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let message = plain_message(50_000);
+    let at = |max_message_size: u64| {
+        transport(GraphConfig {
+            max_message_size,
+            ..test_config(&server.uri())
+        })
+    };
+    let exact = at(message.len() as u64);
+    assert_eq!(exact.config().max_message_size, message.len() as u64);
+    exact
+        .send(&outgoing(message.clone()), &credentials())
+        .await
+        .expect("a message of exactly the limit is sent");
+    let error = at(message.len() as u64 - 1)
+        .send(&outgoing(message), &credentials())
+        .await
+        .expect_err("one byte over the limit");
+    assert_eq!(error.kind(), TransportErrorKind::MessageTooLarge);
+}
+
+#[tokio::test]
 async fn a_password_or_an_empty_mailbox_is_refused_without_a_request() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
