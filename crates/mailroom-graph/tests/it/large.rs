@@ -472,6 +472,204 @@ async fn an_attachment_of_exactly_150_mib_is_sent_and_a_byte_more_is_refused() {
     );
 }
 
+/// An upload session that answers each `PUT`, and each `GET`, with the next of its
+/// scripted answers (the last one again once they run out), and records what it was sent.
+#[derive(Clone)]
+struct Scripted {
+    puts: Vec<ResponseTemplate>,
+    gets: Vec<ResponseTemplate>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn new(puts: Vec<ResponseTemplate>, gets: Vec<ResponseTemplate>) -> Self {
+        Self {
+            puts,
+            gets,
+            seen: Arc::default(),
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+impl Respond for Scripted {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut seen = self.seen.lock().expect("lock");
+        let (answers, what) = if request.method.as_str() == "PUT" {
+            let range = request
+                .headers
+                .get("content-range")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            (&self.puts, format!("PUT {range}"))
+        } else {
+            (&self.gets, request.method.to_string())
+        };
+        let method = what.split(' ').next().unwrap_or_default().to_owned();
+        let index = seen.iter().filter(|seen| seen.starts_with(&method)).count();
+        seen.push(what);
+        answers[index.min(answers.len() - 1)].clone()
+    }
+}
+
+/// Sends a message with one 3 MiB + 10 attachment in 1 MiB chunks to `session`; at most 20
+/// seconds, so an upload that never ends fails the test.
+async fn upload_to(
+    session: &Scripted,
+    resume_backoff: Duration,
+) -> Result<mailroom_model::Delivery, mailroom_model::TransportError> {
+    let graph = MockServer::start().await;
+    let upload = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": DRAFT_ID})))
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{MESSAGES}/{DRAFT_ID}/attachments/createUploadSession")))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "uploadUrl": format!("{}/api/v2.0/AttachmentSessions('s')?authtoken=eyJ0eXAi", upload.uri()),
+            "nextExpectedRanges": ["0-"],
+        })))
+        .mount(&graph)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path(format!("{MESSAGES}/{DRAFT_ID}")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{MESSAGES}/{DRAFT_ID}/send")))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&graph)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(session.clone())
+        .mount(&upload)
+        .await;
+    let config = GraphConfig {
+        upload_chunk_size: 1024 * 1024,
+        resume_attempts: 3,
+        resume_backoff,
+        ..test_config(&graph.uri())
+    };
+    let big = attachment_bytes(3 * 1024 * 1024 + 10, 12);
+    let transport = transport(config);
+    let message = outgoing(message_with_attachments(&[("big.pdf", &big)]));
+    let credentials = credentials();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        transport.send(&message, &credentials),
+    )
+    .await
+    .expect("the upload ends")
+}
+
+fn expecting(range: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "expirationDateTime": "2026-12-02T01:09:30.7671707Z",
+        "nextExpectedRanges": [range],
+    }))
+}
+
+/// A session that keeps asking for bytes it was sent is asked where it stands, with waits
+/// that double (0.1, 0.2, 0.4 s), `resume_attempts` times; then the send fails.
+#[tokio::test]
+async fn a_session_that_makes_no_progress_fails_after_the_resume_attempts() {
+    let session = Scripted::new(vec![expecting("0-")], vec![expecting("0-")]);
+    let started = std::time::Instant::now();
+    let error = upload_to(&session, Duration::from_millis(100))
+        .await
+        .expect_err("no progress");
+    let elapsed = started.elapsed();
+    assert_eq!(error.kind(), TransportErrorKind::Permanent, "{error}");
+    assert_eq!(
+        error.message(),
+        "the upload session made no progress (it expects byte 0 after bytes 0-1048575)"
+    );
+    let put = "PUT bytes 0-1048575/3145738";
+    assert_eq!(
+        session.seen(),
+        [put, "GET", put, "GET", put, "GET", put],
+        "three resumes (resume_attempts), each after asking the session"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(700),
+        "the waits double: {elapsed:?}"
+    );
+}
+
+/// A session expecting a byte past the end of the attachment cannot be resumed.
+#[tokio::test]
+async fn a_session_expecting_bytes_past_the_end_fails_at_once() {
+    let session = Scripted::new(vec![expecting("3145739-")], vec![expecting("0-")]);
+    let error = upload_to(&session, Duration::ZERO)
+        .await
+        .expect_err("past the end");
+    assert_eq!(error.kind(), TransportErrorKind::Permanent, "{error}");
+    assert_eq!(
+        error.message(),
+        "the upload session expects byte 3145739 of a 3145738-byte attachment"
+    );
+    assert_eq!(session.seen(), ["PUT bytes 0-1048575/3145738"]);
+}
+
+/// A session asking to wait longer than 30 s before a resume fails the send as transient
+/// with its `Retry-After`, so the caller's retry policy decides when to send again.
+#[tokio::test]
+async fn a_session_asking_for_a_long_wait_fails_the_send_as_transient() {
+    let session = Scripted::new(
+        vec![
+            expecting("1048576-"),
+            ResponseTemplate::new(429).insert_header("Retry-After", "31"),
+        ],
+        vec![expecting("0-")],
+    );
+    let error = upload_to(&session, Duration::ZERO)
+        .await
+        .expect_err("a long wait");
+    assert_eq!(error.kind(), TransportErrorKind::Transient, "{error}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(31)));
+    assert_eq!(
+        session.seen(),
+        [
+            "PUT bytes 0-1048575/3145738",
+            "PUT bytes 1048576-2097151/3145738"
+        ]
+    );
+}
+
+/// A session that answers 503 and then says where it stands is resumed from there; the
+/// chunks already confirmed are not sent again.
+#[tokio::test]
+async fn a_session_that_answers_503_is_resumed_where_it_says() {
+    let session = Scripted::new(
+        vec![
+            expecting("1048576-"),
+            ResponseTemplate::new(503),
+            expecting("3145728-"),
+            ResponseTemplate::new(201),
+        ],
+        vec![expecting("2097152-")],
+    );
+    upload_to(&session, Duration::ZERO)
+        .await
+        .expect("sent after resuming");
+    assert_eq!(
+        session.seen(),
+        [
+            "PUT bytes 0-1048575/3145738",
+            "PUT bytes 1048576-2097151/3145738",
+            "GET",
+            "PUT bytes 2097152-3145727/3145738",
+            "PUT bytes 3145728-3145737/3145738",
+        ]
+    );
+}
+
 /// The log lines written while the guard lives (this thread only).
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
