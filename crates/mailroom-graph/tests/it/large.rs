@@ -478,7 +478,7 @@ async fn an_attachment_of_exactly_150_mib_is_sent_and_a_byte_more_is_refused() {
 struct Scripted {
     puts: Vec<ResponseTemplate>,
     gets: Vec<ResponseTemplate>,
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<(String, std::time::Instant)>>>,
 }
 
 impl Scripted {
@@ -491,7 +491,14 @@ impl Scripted {
     }
 
     fn seen(&self) -> Vec<String> {
-        self.seen.lock().expect("lock").clone()
+        let seen = self.seen.lock().expect("lock");
+        seen.iter().map(|(what, _)| what.clone()).collect()
+    }
+
+    /// How long after the request before it each request arrived.
+    fn gaps(&self) -> Vec<Duration> {
+        let seen = self.seen.lock().expect("lock");
+        seen.windows(2).map(|pair| pair[1].1 - pair[0].1).collect()
     }
 }
 
@@ -509,8 +516,11 @@ impl Respond for Scripted {
             (&self.gets, request.method.to_string())
         };
         let method = what.split(' ').next().unwrap_or_default().to_owned();
-        let index = seen.iter().filter(|seen| seen.starts_with(&method)).count();
-        seen.push(what);
+        let index = seen
+            .iter()
+            .filter(|(seen, _)| seen.starts_with(&method))
+            .count();
+        seen.push((what, std::time::Instant::now()));
         answers[index.min(answers.len() - 1)].clone()
     }
 }
@@ -576,15 +586,13 @@ fn expecting(range: &str) -> ResponseTemplate {
 }
 
 /// A session that keeps asking for bytes it was sent is asked where it stands, with waits
-/// that double (0.1, 0.2, 0.4 s), `resume_attempts` times; then the send fails.
+/// that double (0.25, 0.5, 1 s), `resume_attempts` times; then the send fails.
 #[tokio::test]
 async fn a_session_that_makes_no_progress_fails_after_the_resume_attempts() {
     let session = Scripted::new(vec![expecting("0-")], vec![expecting("0-")]);
-    let started = std::time::Instant::now();
-    let error = upload_to(&session, Duration::from_millis(100))
+    let error = upload_to(&session, Duration::from_millis(250))
         .await
         .expect_err("no progress");
-    let elapsed = started.elapsed();
     assert_eq!(error.kind(), TransportErrorKind::Permanent, "{error}");
     assert_eq!(
         error.message(),
@@ -596,10 +604,14 @@ async fn a_session_that_makes_no_progress_fails_after_the_resume_attempts() {
         [put, "GET", put, "GET", put, "GET", put],
         "three resumes (resume_attempts), each after asking the session"
     );
-    assert!(
-        elapsed >= Duration::from_millis(700),
-        "the waits double: {elapsed:?}"
-    );
+    // Each GET comes at least the wait after the PUT the session did not progress on.
+    let gaps = session.gaps();
+    for (at, wait) in [(0, 250), (2, 500), (4, 1000)] {
+        assert!(
+            gaps[at] >= Duration::from_millis(wait),
+            "the waits double: {gaps:?}"
+        );
+    }
 }
 
 /// A session expecting a byte past the end of the attachment cannot be resumed.
@@ -642,30 +654,68 @@ async fn a_session_asking_for_a_long_wait_fails_the_send_as_transient() {
     );
 }
 
-/// A session that answers 503 and then says where it stands is resumed from there; the
-/// chunks already confirmed are not sent again.
+/// A session that answers a 5xx, a 408 or a 429 (with a short `Retry-After`) and then says
+/// where it stands is resumed from there; the chunks already confirmed are not sent again.
 #[tokio::test]
-async fn a_session_that_answers_503_is_resumed_where_it_says() {
+async fn a_session_that_answers_5xx_408_or_429_is_resumed_where_it_says() {
+    for setback in [
+        ResponseTemplate::new(503),
+        ResponseTemplate::new(500),
+        ResponseTemplate::new(408),
+        ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+    ] {
+        let session = Scripted::new(
+            vec![
+                expecting("1048576-"),
+                setback,
+                expecting("3145728-"),
+                ResponseTemplate::new(201),
+            ],
+            vec![expecting("2097152-")],
+        );
+        upload_to(&session, Duration::ZERO)
+            .await
+            .expect("sent after resuming");
+        assert_eq!(
+            session.seen(),
+            [
+                "PUT bytes 0-1048575/3145738",
+                "PUT bytes 1048576-2097151/3145738",
+                "GET",
+                "PUT bytes 2097152-3145727/3145738",
+                "PUT bytes 3145728-3145737/3145738",
+            ]
+        );
+    }
+}
+
+/// A session that refuses a chunk for good (a 4xx other than 408 and 429) is not resumed.
+#[tokio::test]
+async fn a_session_that_refuses_a_chunk_is_not_resumed() {
     let session = Scripted::new(
         vec![
             expecting("1048576-"),
-            ResponseTemplate::new(503),
-            expecting("3145728-"),
-            ResponseTemplate::new(201),
+            ResponseTemplate::new(400).set_body_json(json!({
+                "error": {"code": "InvalidRequest", "message": "The Content-Range header is invalid."}
+            })),
         ],
         vec![expecting("2097152-")],
     );
-    upload_to(&session, Duration::ZERO)
+    let error = upload_to(&session, Duration::ZERO)
         .await
-        .expect("sent after resuming");
+        .expect_err("refused");
+    assert_eq!(error.kind(), TransportErrorKind::Permanent, "{error}");
+    assert!(
+        error
+            .message()
+            .contains("The Content-Range header is invalid."),
+        "{error}"
+    );
     assert_eq!(
         session.seen(),
         [
             "PUT bytes 0-1048575/3145738",
             "PUT bytes 1048576-2097151/3145738",
-            "GET",
-            "PUT bytes 2097152-3145727/3145738",
-            "PUT bytes 3145728-3145737/3145738",
         ]
     );
 }
