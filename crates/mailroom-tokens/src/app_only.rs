@@ -57,7 +57,30 @@ impl AppResource {
         }
     }
 
-    /// The key of its cached token: `graph`, `outlook` or `gmail:{mailbox}` (lower case).
+    /// What an app-only account with `provider`, token `resource` and `mailbox` (its SMTP
+    /// user) asks for: a Google token acting as the mailbox, Microsoft Graph's on the Graph
+    /// route, else Exchange Online's. The one place the choice is made.
+    pub fn of(provider: Provider, resource: crate::Resource, mailbox: &str) -> Self {
+        match provider {
+            Provider::Google => AppResource::Gmail {
+                mailbox: mailbox.trim().to_owned(),
+            },
+            _ if resource.is_graph() => AppResource::Graph,
+            _ => AppResource::Outlook,
+        }
+    }
+
+    /// [`AppResource::of`] an account's server settings.
+    pub fn of_server(server: &mailroom_model::ServerSettings) -> Self {
+        Self::of(
+            server.provider,
+            crate::Resource::of_server(server),
+            &server.smtp_user,
+        )
+    }
+
+    /// The key of its cached token: `graph`, `outlook` or `gmail:{mailbox}` (lower case);
+    /// the cached row's identity key ends with `:{key}`.
     pub fn key(&self) -> String {
         match self {
             AppResource::Graph => "graph".to_owned(),

@@ -109,22 +109,12 @@ impl AppOnlyPlan {
                     _ => "client secret or certificate (client credentials)",
                 },
             })?;
-        let (resource, scope) = match target.provider {
-            Provider::Google => (
-                AppResource::Gmail {
-                    mailbox: target.address.trim().to_owned(),
-                },
-                app_only::GMAIL_SEND_SCOPE.to_owned(),
-            ),
+        let resource = AppResource::of(target.provider, target.resource, &target.address);
+        let scope = match resource {
+            AppResource::Gmail { .. } => app_only::GMAIL_SEND_SCOPE.to_owned(),
             // A national cloud's Graph resource is its own host.
-            _ if target.resource.is_graph() => (
-                AppResource::Graph,
-                format!("{}/.default", app.cloud.graph_url()),
-            ),
-            _ => (
-                AppResource::Outlook,
-                app_only::OUTLOOK_DEFAULT_SCOPE.to_owned(),
-            ),
+            AppResource::Graph => format!("{}/.default", app.cloud.graph_url()),
+            _ => app_only::OUTLOOK_DEFAULT_SCOPE.to_owned(),
         };
         let client = match &credential {
             AppCredential::ServiceAccount(key) => key.client_email().to_lowercase(),

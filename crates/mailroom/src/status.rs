@@ -3,7 +3,7 @@
 
 use mailroom_accounts::{Account, Accounts};
 use mailroom_crypto::KeyRing;
-use mailroom_model::{AccountRef, Auth, Provider, Route};
+use mailroom_model::{AccountRef, Auth};
 use mailroom_tokens::storage::{TokenStore, TokenSummary};
 use sea_orm::ConnectionTrait;
 use serde::Serialize;
@@ -48,12 +48,10 @@ fn owns(account: &Account, token: &TokenSummary) -> bool {
         return false;
     }
     if server.auth == Auth::AppOnly {
-        let resource = match (server.provider, server.route) {
-            (Provider::Google, _) => format!(":gmail:{}", server.smtp_user.trim().to_lowercase()),
-            (_, Route::Graph) => ":graph".to_owned(),
-            _ => ":outlook".to_owned(),
-        };
-        return token.identity_key.ends_with(&resource);
+        let resource = mailroom_tokens::app_only::AppResource::of_server(server);
+        return token
+            .identity_key
+            .ends_with(&format!(":{}", resource.key()));
     }
     match &server.token_identity {
         Some(identity) => *identity == token.identity_key,
