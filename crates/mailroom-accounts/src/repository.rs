@@ -388,6 +388,7 @@ fn from_row(
         route,
         large_attachments: row.large_attachments,
         auth,
+        pace: Default::default(),
     })
 }
 

@@ -54,6 +54,7 @@ mod clock;
 mod error;
 mod fax;
 mod feature;
+mod pacing;
 mod provider;
 mod remedy;
 mod secret;
@@ -72,6 +73,7 @@ pub use feature::{
     AUTOMATION_AGENT, AccountPolicy, Feature, FeatureCatalog, SALES_DOCUMENT, SMART_PRINTING,
 };
 pub use lettre::Address;
+pub use pacing::{DailyUnit, Limit, MailboxLimits, PaceOverrides, mailbox_key};
 pub use provider::{Auth, Provider, Route, TlsStartup};
 pub use remedy::Remedy;
 pub use secret::Secret;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::pacing::{Limit, MailboxLimits, PaceOverrides};
 use crate::validate::{self, ValidationError};
 use crate::{Auth, Provider, Remedy, Route, Secret, TlsStartup};
 
@@ -66,6 +67,8 @@ pub struct ServerSettings {
     /// default) or the app's own credentials ([`Auth::AppOnly`]: the SMTP user is the
     /// mailbox the app sends as, and no sign-in is ever needed). OAuth accounts only.
     pub auth: Auth,
+    /// The account's own limits on top of its provider's ([`ServerSettings::mailbox_limits`]).
+    pub pace: PaceOverrides,
 }
 
 /// A setting a provider ignores, with the reason; reported, never silently dropped.
@@ -106,6 +109,7 @@ impl ServerSettings {
             route: Route::Smtp,
             large_attachments: false,
             auth: Auth::Delegated,
+            pace: PaceOverrides::default(),
         }
     }
 
@@ -130,8 +134,16 @@ impl ServerSettings {
         }
     }
 
+    /// The limits the mailbox sends under: its provider's and route's documented defaults
+    /// ([`MailboxLimits::defaults`]) with the account's overrides on top.
+    pub fn mailbox_limits(&self) -> MailboxLimits {
+        MailboxLimits::defaults(self.provider, self.route).with_overrides(self.pace)
+    }
+
     /// Checks every field; the first problem found is returned with its fix.
     pub fn validate(&self) -> Result<(), ValidationError> {
+        validate::check_limit("rate", self.pace.per_minute, validate::MAX_RATE_PER_MINUTE)?;
+        validate::check_limit("daily limit", self.pace.daily, validate::MAX_DAILY_LIMIT)?;
         validate::check_host(&self.host)?;
         validate::check_port(u32::from(self.port))?;
         validate::check_timeout_ms(u64::from(self.timeout_ms))?;
@@ -285,6 +297,12 @@ pub struct ServerSettingsChange {
     /// A new kind of authentication (OAuth accounts: a person's sign-in or the app's own
     /// credentials). Switching to app-only lets go of the account's sign-in.
     pub auth: Option<Auth>,
+    /// A new messages-per-minute limit for the mailbox (`Some(None)`: back to the
+    /// provider's default).
+    pub rate_per_minute: Option<Option<Limit>>,
+    /// A new daily limit (recipients for Microsoft, messages for Google; `Some(None)`:
+    /// back to the provider's default).
+    pub daily_limit: Option<Option<Limit>>,
 }
 
 /// The settings after a change, with what the change could not take effect on.
@@ -337,6 +355,7 @@ impl ServerSettingsChange {
                 } else {
                     preset.auth = current.auth;
                 }
+                preset.pace = current.pace;
                 if current.password.is_some() && provider.uses_oauth() {
                     notices.push(format!(
                         "the stored password was removed: {provider} accounts sign in with OAuth"
@@ -406,6 +425,12 @@ impl ServerSettingsChange {
                 settings.token_identity = None;
             }
             settings.auth = auth;
+        }
+        if let Some(rate) = self.rate_per_minute {
+            settings.pace.per_minute = rate;
+        }
+        if let Some(daily) = self.daily_limit {
+            settings.pace.daily = daily;
         }
         settings.validate()?;
 

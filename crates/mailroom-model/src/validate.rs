@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use crate::pacing::Limit;
 use lettre::Address;
 
 pub use crate::error::ValidationError;
@@ -156,6 +157,28 @@ pub fn check_timeout_ms(timeout_ms: u64) -> Result<u32, ValidationError> {
         ));
     }
     Ok(timeout_ms as u32)
+}
+
+/// The highest messages-per-minute limit an account may set.
+pub const MAX_RATE_PER_MINUTE: u32 = 100_000;
+
+/// The highest daily limit an account may set.
+pub const MAX_DAILY_LIMIT: u32 = 10_000_000;
+
+/// Checks an overridden limit: [`Limit::Off`], or 1 to `max`.
+pub fn check_limit(
+    field: &'static str,
+    limit: Option<Limit>,
+    max: u32,
+) -> Result<(), ValidationError> {
+    match limit {
+        Some(Limit::At(value)) if value == 0 || value > max => Err(ValidationError::new(
+            field,
+            format!("{value} is out of range"),
+            format!("use 1 to {max}, `off` for no limit, or `default` for the provider's"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Parses an email address with lettre's RFC 5321 parser (not a regex).

@@ -405,6 +405,7 @@ pub(crate) fn server_change(options: &ServerOptions) -> Result<ServerSettingsCha
         route: options.route,
         large_attachments: options.large_attachments,
         auth: options.auth,
+        ..Default::default()
     })
 }
 
