@@ -73,7 +73,7 @@ pub use feature::{
     AUTOMATION_AGENT, AccountPolicy, Feature, FeatureCatalog, SALES_DOCUMENT, SMART_PRINTING,
 };
 pub use lettre::Address;
-pub use pacing::{DailyUnit, Limit, MailboxLimits, PaceOverrides, mailbox_key};
+pub use pacing::{DailyUnit, Limit, MailboxLimits, PaceOverrides, Priority, mailbox_key};
 pub use provider::{Auth, Provider, Route, TlsStartup};
 pub use remedy::Remedy;
 pub use secret::Secret;

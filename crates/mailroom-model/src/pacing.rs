@@ -161,6 +161,72 @@ pub struct PaceOverrides {
     pub daily: Option<Limit>,
 }
 
+/// Which queued messages an agent takes first, across mailboxes: interactive sends (a
+/// person is waiting) before normal ones, normal before bulk (a month-end run).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// A person is waiting for it.
+    Interactive,
+    /// The default.
+    #[default]
+    Normal,
+    /// Sent after everything else that is due.
+    Bulk,
+}
+
+impl Priority {
+    /// The stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Interactive => "interactive",
+            Priority::Normal => "normal",
+            Priority::Bulk => "bulk",
+        }
+    }
+
+    /// The number stored with a queued message: lower goes first.
+    pub fn rank(self) -> i16 {
+        match self {
+            Priority::Interactive => 0,
+            Priority::Normal => 1,
+            Priority::Bulk => 2,
+        }
+    }
+
+    /// The priority of a stored rank (an unknown rank is normal).
+    pub fn from_rank(rank: i16) -> Self {
+        match rank {
+            0 => Priority::Interactive,
+            2 => Priority::Bulk,
+            _ => Priority::Normal,
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "interactive" => Ok(Priority::Interactive),
+            "normal" => Ok(Priority::Normal),
+            "bulk" => Ok(Priority::Bulk),
+            other => Err(format!(
+                "`{other}` is not a priority; use interactive, normal or bulk"
+            )),
+        }
+    }
+}
+
 /// The key of a mailbox: the sending address, lower-cased.
 pub fn mailbox_key(address: &str) -> String {
     address.trim().to_lowercase()
@@ -234,6 +300,26 @@ mod tests {
         assert_eq!(DailyUnit::Messages.units(7), 1);
         assert_eq!(DailyUnit::Recipients.to_string(), "recipients");
         assert_eq!(DailyUnit::Messages.to_string(), "messages");
+    }
+
+    #[test]
+    fn priorities_order_interactive_first_and_round_trip() {
+        for priority in [Priority::Interactive, Priority::Normal, Priority::Bulk] {
+            assert_eq!(Priority::from_rank(priority.rank()), priority);
+            assert_eq!(priority.as_str().parse::<Priority>(), Ok(priority));
+            assert_eq!(priority.to_string(), priority.as_str());
+        }
+        assert!(Priority::Interactive.rank() < Priority::Normal.rank());
+        assert!(Priority::Normal.rank() < Priority::Bulk.rank());
+        assert_eq!(Priority::from_rank(9), Priority::Normal);
+        assert_eq!(" BULK ".parse::<Priority>(), Ok(Priority::Bulk));
+        assert!(
+            "urgent"
+                .parse::<Priority>()
+                .unwrap_err()
+                .contains("interactive, normal or bulk")
+        );
+        assert_eq!(Priority::default(), Priority::Normal);
     }
 
     #[test]

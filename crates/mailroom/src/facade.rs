@@ -15,7 +15,8 @@ use mailroom_graph::{GraphConfig, GraphTransport};
 use mailroom_model::AccountId;
 use mailroom_model::{
     AccountRef, Clock, CredentialSecret, Credentials, Envelope, FaxFormat, FeatureCatalog,
-    MessageTransport, Provider, Route, ServerSettings, SignInPrompt, SystemClock, TransportKind,
+    MessageTransport, Priority, Provider, Route, ServerSettings, SignInPrompt, SystemClock,
+    TransportKind,
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_tokens::{
@@ -123,6 +124,9 @@ pub struct SendRequest<'a> {
     /// A sign-in prompt when this caller can talk to a person; `None` never prompts (the
     /// `can_sign_in_when_sending` setting applies on top).
     pub sign_in: Option<&'a dyn SignInPrompt>,
+    /// Which queued messages go first ([`Mailroom::queue`] only): interactive before
+    /// normal before bulk, across mailboxes.
+    pub priority: Priority,
 }
 
 impl SendRequest<'_> {
@@ -134,6 +138,7 @@ impl SendRequest<'_> {
             account: None,
             message,
             sign_in: None,
+            priority: Priority::Normal,
         }
     }
 }

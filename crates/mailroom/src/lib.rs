@@ -152,9 +152,9 @@ pub use mailroom_accounts::{Account, Accounts, ResolutionRule, Settings};
 pub use mailroom_crypto::store::KeyState;
 pub use mailroom_crypto::{EncryptionKey, KeyRing};
 pub use mailroom_model::{
-    AUTOMATION_AGENT, AccountPolicy, AccountRef, Clock, Feature, FeatureCatalog, ManualClock,
-    Provider, SALES_DOCUMENT, SMART_PRINTING, SignInPrompt, SignInRequest, SystemClock,
-    TransportError, TransportErrorKind, TransportKind,
+    AUTOMATION_AGENT, AccountPolicy, AccountRef, Clock, Feature, FeatureCatalog, MailboxLimits,
+    ManualClock, Priority, Provider, SALES_DOCUMENT, SMART_PRINTING, SignInPrompt, SignInRequest,
+    SystemClock, TransportError, TransportErrorKind, TransportKind,
 };
 pub use mailroom_tokens::{BrokerConfig, SignInReason};
 

@@ -195,6 +195,7 @@ pub(crate) async fn send(context: &Context, args: SendArgs) -> Result<Output> {
         message,
         sign_in: (!args.no_sign_in && !args.queue && interactive())
             .then_some(&prompt as &dyn mailroom::SignInPrompt),
+        priority: mailroom::Priority::Normal,
     };
     if args.dry_run {
         let preview = mailroom.prepare_preview(&request).await?;
