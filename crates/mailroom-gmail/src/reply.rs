@@ -201,6 +201,7 @@ fn rate_limit() -> TransportError {
     .with_remediation(
         "send again later; gmail allows a limited number of sends per minute and per day",
     )
+    .throttled()
 }
 
 /// Google's own words, for `TransportError::server_reply`: the JSON error's status, message

@@ -186,6 +186,7 @@ fn classify(status: StatusCode, graph: &GraphError, quoted: &str, step: Step) ->
             };
             TransportError::new(Kind::Transient, what.to_owned())
                 .with_remediation("send again after the wait Graph asked for")
+                .throttled()
         }
         401 => TransportError::new(
             Kind::AuthenticationRejected,
@@ -685,5 +686,17 @@ mod tests {
         );
         assert_eq!(error.retry_after(), Some(mailroom_model::MAX_RETRY_AFTER));
         assert!(error.is_transient());
+        assert!(
+            error.is_throttled(),
+            "a 429 pauses the mailbox in the outbox"
+        );
+        let failure = from_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &HeaderMap::new(),
+            br#"{"error":{"code":"generalException","message":"oops"}}"#,
+            "t",
+            Step::SendMail,
+        );
+        assert!(failure.is_transient() && !failure.is_throttled());
     }
 }

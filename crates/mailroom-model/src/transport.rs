@@ -215,6 +215,7 @@ pub struct TransportError {
     remedy: Option<Box<crate::Remedy>>,
     server_reply: Option<String>,
     retry_after: Option<Duration>,
+    throttled: bool,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -229,8 +230,18 @@ impl TransportError {
             remedy: None,
             server_reply: None,
             retry_after: None,
+            throttled: false,
             source: None,
         }
+    }
+
+    /// Marks a transient failure as the provider's rate limiting of the mailbox (Graph's
+    /// `429`, the Gmail API's `rateLimitExceeded` / `userRateLimitExceeded`): one send may
+    /// wait out a short `Retry-After`, and the outbox pauses the whole mailbox for it
+    /// ([`TransportError::is_throttled`]).
+    pub fn throttled(mut self) -> Self {
+        self.throttled = true;
+        self
     }
 
     /// Adds what the user or administrator should do, in prose that names no program.
@@ -312,6 +323,14 @@ impl TransportError {
             self.kind,
             TransportErrorKind::Transient | TransportErrorKind::TooManyConnections
         )
+    }
+
+    /// True when the provider asked the mailbox to slow down: a rate limit (marked with
+    /// [`TransportError::throttled`]) or a pause ([`TransportError::is_mailbox_paused`]).
+    /// The outbox pauses the mailbox, not only the message, for the `Retry-After` or a
+    /// backoff, while other mailboxes keep sending.
+    pub fn is_throttled(&self) -> bool {
+        self.throttled || self.is_mailbox_paused()
     }
 
     /// True when the server refused one more connection for the mailbox: use fewer.

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::facade::Receipt;
-use crate::outbox::{Claimed, Finish, OutboxStatus};
+use crate::outbox::{Claimed, Finish, OutboxStatus, Outcome};
 use crate::retry::DELIVERY_UNKNOWN_MARK;
 use crate::{Mailroom, Result};
 
@@ -192,12 +192,20 @@ pub struct Agent {
     options: AgentOptions,
 }
 
+/// A send that ended, its outcome not recorded yet: the agent records a batch of them in
+/// one transaction.
+struct Done {
+    outcome: Outcome,
+    event: AgentEvent,
+    message_id: String,
+}
+
 async fn process(
     mailroom: Arc<Mailroom>,
     options: Arc<AgentOptions>,
     message: Claimed,
     account: Option<Account>,
-) -> Result<AgentEvent> {
+) -> Done {
     let id = message.id;
     let outbox = mailroom.outbox();
     let span = tracing::info_span!("agent send", id, message_id = %message.message_id, attempt = message.attempts);
@@ -232,6 +240,7 @@ async fn process(
             .and_then(|delta| now.checked_add_signed(delta))
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
     };
+    let mut pause = None;
     let unknown_before = message
         .last_error
         .as_deref()
@@ -257,16 +266,32 @@ async fn process(
                 AgentEvent::Held { id, error: text },
             )
         }
-        // The provider paused the mailbox (a quota, "sender throttled"): hold the message
-        // until the pause is over, like a sign-in; a hold uses up no attempt, so a long
+        // The provider throttled the mailbox (a quota, "sender throttled", Graph's 429,
+        // Gmail's rate limits): the whole mailbox pauses for the wait it asked for (or a
+        // backoff that doubles with each pause in a row) while other mailboxes keep
+        // sending; the message is held until then, which uses up no attempt, so a long
         // pause never fails a message that is fine.
-        Err(error) if error.is_mailbox_paused() => {
-            let at = later(error.retry_after().unwrap_or(options.hold_retry));
-            let text = format!("{error}; held until {}", at.format("%Y-%m-%d %H:%M:%S UTC"));
+        Err(error) if error.is_throttled() => {
+            let wait = match error.retry_after() {
+                Some(wait) => wait,
+                None => {
+                    let pauses = crate::pace::pauses(&mailroom.db, &message.mailbox)
+                        .await
+                        .unwrap_or(0);
+                    crate::pace::backoff(pauses)
+                }
+            };
+            let at = later(wait);
+            let reason = format!(
+                "{error}; sending from {} paused until {}",
+                message.mailbox,
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            pause = Some((at, reason.clone()));
             let text = if unknown_before {
-                format!("{DELIVERY_UNKNOWN_MARK} (earlier) {text}")
+                format!("{DELIVERY_UNKNOWN_MARK} (earlier) {reason}")
             } else {
-                text
+                reason
             };
             (
                 Finish::Held {
@@ -341,7 +366,21 @@ async fn process(
             )
         }
     };
-    let recorded = outbox.finish(id, &options.owner, outcome, now).await?;
+    Done {
+        outcome: Outcome {
+            id,
+            mailbox: message.mailbox.clone(),
+            finish: outcome,
+            pause,
+        },
+        event,
+        message_id: message.message_id.clone(),
+    }
+}
+
+/// The event of a finished send once its outcome was (or was not) recorded: a lost lease
+/// when not.
+fn recorded_event(id: i64, event: AgentEvent, message_id: &str, recorded: bool) -> AgentEvent {
     if !recorded {
         let error = match event {
             AgentEvent::Retrying { error, .. }
@@ -349,22 +388,22 @@ async fn process(
             | AgentEvent::Failed { error, .. } => error,
             _ => String::new(),
         };
-        tracing::warn!(id, message_id = %message.message_id, error = %error, "the lease was lost: this outcome is not recorded, the agent holding the message now records its own");
-        return Ok(AgentEvent::LeaseLost { id, error });
+        tracing::warn!(id, message_id = %message_id, error = %error, "the lease was lost: this outcome is not recorded, the agent holding the message now records its own");
+        return AgentEvent::LeaseLost { id, error };
     }
     match &event {
         AgentEvent::Retrying { error, .. } => {
-            tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message will be retried")
+            tracing::warn!(id, message_id = %message_id, error = %error, "queued message will be retried")
         }
         AgentEvent::Held { error, .. } => {
-            tracing::warn!(id, message_id = %message.message_id, error = %error, "queued message held until an administrator signs in, gives this agent the database's key, or the provider's pause on the mailbox is over")
+            tracing::warn!(id, message_id = %message_id, error = %error, "queued message held until an administrator signs in, gives this agent the database's key, or the provider's pause on the mailbox is over")
         }
         AgentEvent::Failed { error, .. } => {
-            tracing::error!(id, message_id = %message.message_id, error = %error, "queued message failed")
+            tracing::error!(id, message_id = %message_id, error = %error, "queued message failed")
         }
         _ => {}
     }
-    Ok(event)
+    event
 }
 
 /// At most this many finished messages are deleted per retention pass.
@@ -420,6 +459,86 @@ impl Agent {
         }
     }
 
+    /// Records the outcomes of the sends in `done` in one transaction (tried three times
+    /// over about a second: a database that hiccups must not leave delivered messages to
+    /// be claimed again), then reports them.
+    async fn record(
+        &self,
+        options: &AgentOptions,
+        done: &mut Vec<Done>,
+        summary: &mut AgentSummary,
+    ) {
+        if done.is_empty() {
+            return;
+        }
+        let outbox = self.mailroom.outbox();
+        let mut outcomes = Vec::with_capacity(done.len());
+        let mut reports = Vec::with_capacity(done.len());
+        for finished in done.drain(..) {
+            reports.push((finished.outcome.id, finished.event, finished.message_id));
+            outcomes.push(finished.outcome);
+        }
+        let mut recorded = None;
+        for wait in [100u64, 900, 0] {
+            let now = outbox.clock().now_utc();
+            match outbox.finish_batch(&options.owner, &outcomes, now).await {
+                Ok(flags) => {
+                    recorded = Some(flags);
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, sends = outcomes.len(), "cannot record the outcomes of finished sends");
+                    if wait > 0 {
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                }
+            }
+        }
+        let Some(flags) = recorded else {
+            tracing::error!(
+                sends = outcomes.len(),
+                "the outcomes were not recorded: the leases run out and these messages are claimed again"
+            );
+            return;
+        };
+        for ((id, event, message_id), recorded) in reports.into_iter().zip(flags) {
+            let event = recorded_event(id, event, &message_id, recorded);
+            match &event {
+                AgentEvent::Sent { .. } => summary.sent += 1,
+                AgentEvent::Retrying { .. } => summary.retrying += 1,
+                AgentEvent::Held { .. } => summary.held += 1,
+                AgentEvent::Failed { .. } => summary.failed += 1,
+                AgentEvent::LeaseLost { .. } => summary.lease_lost += 1,
+                AgentEvent::LeaseRenewed { .. } => {}
+            }
+            options.emit(&event);
+        }
+    }
+
+    /// Gives a mailbox's pace row its account's limits as configured now, when this agent
+    /// has not already (an `account edit --rate` takes effect from the next claim). A
+    /// failure is logged: the row keeps the limits it had.
+    async fn sync_limits(
+        &self,
+        synced: &mut HashMap<String, mailroom_model::MailboxLimits>,
+        mailbox: &str,
+        account: &Account,
+    ) {
+        let limits = account.server().mailbox_limits();
+        if synced.get(mailbox) == Some(&limits) {
+            return;
+        }
+        let now = self.mailroom.outbox().clock().now_utc();
+        match crate::pace::ensure(&self.mailroom.db, mailbox, &limits, now).await {
+            Ok(()) => {
+                synced.insert(mailbox.to_owned(), limits);
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, mailbox, "cannot update the mailbox's limits");
+            }
+        }
+    }
+
     /// An agent sending through `mailroom`.
     pub fn new(mailroom: Arc<Mailroom>, options: AgentOptions) -> Self {
         Self { mailroom, options }
@@ -441,8 +560,13 @@ impl Agent {
         let outbox = self.mailroom.outbox();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
-        let mut tasks: JoinSet<Result<AgentEvent>> = JoinSet::new();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        // Sends that ended, recorded together: before each claim, when half the slots are
+        // done, and when nothing is in flight.
+        let mut done: Vec<Done> = Vec::new();
         let mut summary = AgentSummary::default();
+        // The limits each mailbox's row was last given by this agent.
+        let mut synced: HashMap<String, mailroom_model::MailboxLimits> = HashMap::new();
         let started = outbox.now().await?;
         let mut last_purge: Option<chrono::DateTime<chrono::Utc>> = None;
         tracing::info!(owner = %options.owner, concurrency, once = options.once, "agent started");
@@ -452,6 +576,7 @@ impl Agent {
                 summary.purged += self.apply_retention(&mut last_purge).await;
             }
             if !stopping && (tasks.is_empty() || tasks.len() < refill_below) {
+                self.record(&options, &mut done, &mut summary).await;
                 let free = concurrency - tasks.len();
                 // One reading of the outbox's clock (the database's) per claim.
                 let claimed = match outbox.now().await {
@@ -482,6 +607,10 @@ impl Agent {
                                     Err(_) => None,
                                 },
                             };
+                            if let Some(account) = &account {
+                                self.sync_limits(&mut synced, &message.mailbox, account)
+                                    .await;
+                            }
                             tasks.spawn(process(
                                 self.mailroom.clone(),
                                 options.clone(),
@@ -497,6 +626,7 @@ impl Agent {
                 }
             }
             if tasks.is_empty() {
+                self.record(&options, &mut done, &mut summary).await;
                 if stopping || (options.once && claimed_now == 0) {
                     break;
                 }
@@ -515,25 +645,18 @@ impl Agent {
                 }
                 Some(joined) = tasks.join_next() => {
                     match joined {
-                        Ok(Ok(event)) => {
-                            match &event {
-                                AgentEvent::Sent { .. } => summary.sent += 1,
-                                AgentEvent::Retrying { .. } => summary.retrying += 1,
-                                AgentEvent::Held { .. } => summary.held += 1,
-                                AgentEvent::Failed { .. } => summary.failed += 1,
-                                AgentEvent::LeaseLost { .. } => summary.lease_lost += 1,
-                                AgentEvent::LeaseRenewed { .. } => {}
-                            }
-                            options.emit(&event);
-                        }
-                        // The outcome could not be recorded: the lease runs out and the
+                        Ok(finished) => done.push(finished),
+                        // The outcome is lost with the task: the lease runs out and the
                         // message is claimed again (at least once).
-                        Ok(Err(error)) => tracing::error!(error = %error, "cannot record a send's outcome"),
                         Err(error) => tracing::error!(error = %error, "a send task failed"),
+                    }
+                    if done.len() >= refill_below {
+                        self.record(&options, &mut done, &mut summary).await;
                     }
                 }
             }
         }
+        self.record(&options, &mut done, &mut summary).await;
         tracing::info!(
             sent = summary.sent,
             retrying = summary.retrying,

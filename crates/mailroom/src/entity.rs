@@ -34,6 +34,9 @@ pub(crate) mod outbox_message {
         pub updated_at: DateTimeUtc,
         pub sent_at: Option<DateTimeUtc>,
         pub subject: Option<String>,
+        pub mailbox: String,
+        pub priority: i16,
+        pub units: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

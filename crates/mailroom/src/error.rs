@@ -148,6 +148,20 @@ pub enum Error {
         /// The shortest lease allowed.
         minimum: Duration,
     },
+    /// A send now would break the mailbox's limits (its messages a minute, its daily
+    /// limit) or its provider's pause on it; a queued message waits for it instead.
+    #[error(
+        "{mailbox} cannot send now: {reason}; send again after {}, or queue the message (the agent sends it then without anyone acting)",
+        until.format("%Y-%m-%d %H:%M:%S UTC")
+    )]
+    MailboxLimit {
+        /// The mailbox (the lower-cased sending address).
+        mailbox: String,
+        /// Which limit, or the provider's pause.
+        reason: String,
+        /// When it may send again.
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// The database failed.
     #[error("the database failed; check that it is reachable and migrated")]
     Database(#[source] Box<sea_orm::DbErr>),
@@ -165,7 +179,7 @@ impl Error {
         match self {
             Error::Transport { error, .. } => error.is_transient(),
             Error::Tokens(error) => error.is_transient(),
-            Error::Database(_) => true,
+            Error::Database(_) | Error::MailboxLimit { .. } => true,
             _ => false,
         }
     }
@@ -175,6 +189,14 @@ impl Error {
     /// holds it until [`Error::retry_after`] has passed, without using up its attempts.
     pub fn is_mailbox_paused(&self) -> bool {
         matches!(self, Error::Transport { error, .. } if error.is_mailbox_paused())
+    }
+
+    /// True when the provider asked the mailbox to slow down: a pause (see
+    /// [`Error::is_mailbox_paused`]) or a rate limit (Graph's 429, Gmail's
+    /// `rateLimitExceeded`). The agent pauses the whole mailbox for the wait asked for, or
+    /// a backoff, and holds the message meanwhile.
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, Error::Transport { error, .. } if error.is_throttled())
     }
 
     /// True when the server may have accepted the message although the send failed
@@ -249,7 +271,9 @@ impl Error {
                 account: *account,
                 messages: messages.iter().map(|(id, _)| *id).collect(),
             }),
-            Error::NotPurgeable { .. } | Error::LeaseTooShort { .. } => None,
+            Error::NotPurgeable { .. }
+            | Error::LeaseTooShort { .. }
+            | Error::MailboxLimit { .. } => None,
         }
     }
 

@@ -68,6 +68,9 @@ pub struct MailroomOptions {
     /// takes effect within this time; `Duration::ZERO` reads the database for every send;
     /// [`Mailroom::forget_cached`] clears it.
     pub resolution_cache_ttl: Duration,
+    /// How long [`Mailroom::send`] waits for room in its mailbox's per-minute limit before
+    /// it refuses with [`Error::MailboxLimit`] (default [`MAX_PACING_WAIT`]).
+    pub pacing_wait: Duration,
 }
 
 impl MailroomOptions {
@@ -86,6 +89,7 @@ impl MailroomOptions {
             smtp_final_reply_timeout: mailroom_smtp::DEFAULT_FINAL_REPLY_TIMEOUT,
             transport_override: None,
             resolution_cache_ttl: Duration::from_secs(1),
+            pacing_wait: MAX_PACING_WAIT,
         }
     }
 }
@@ -105,9 +109,14 @@ impl fmt::Debug for MailroomOptions {
             .field("smtp_final_reply_timeout", &self.smtp_final_reply_timeout)
             .field("transport_override", &self.transport_override)
             .field("resolution_cache_ttl", &self.resolution_cache_ttl)
+            .field("pacing_wait", &self.pacing_wait)
             .finish_non_exhaustive()
     }
 }
+
+/// The longest a send waits for room in its mailbox's per-minute limit before it is
+/// refused ([`Error::MailboxLimit`]).
+pub const MAX_PACING_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One send: which feature sends, for which system user, what, and whether the caller may
 /// run a sign-in.
@@ -434,7 +443,58 @@ impl Mailroom {
     /// with the retry policy.
     pub async fn send(&self, request: SendRequest<'_>) -> Result<Receipt> {
         let prepared = self.prepare(&request).await?;
-        self.deliver(&prepared, request.sign_in).await
+        self.pace_send(&prepared).await?;
+        self.deliver(&prepared, request.sign_in, false).await
+    }
+
+    /// Counts a send now against its mailbox's limits, shared through the database with
+    /// every agent and host (`pace`): waits up to [`MailroomOptions::pacing_wait`] for room
+    /// in the minute, once; refuses with [`Error::MailboxLimit`] past that, at the daily
+    /// limit, or while the provider's pause lasts. Mailboxes without limits (password
+    /// SMTP) cost nothing here.
+    async fn pace_send(&self, prepared: &Prepared) -> Result<()> {
+        let limits = prepared.account.server().mailbox_limits();
+        if limits.is_unlimited() {
+            return Ok(());
+        }
+        let mailbox = mailroom_model::mailbox_key(&prepared.envelope.sender().to_string());
+        let units = limits
+            .daily_unit
+            .units(prepared.envelope.recipients().len());
+        let outbox = self.outbox();
+        let mut waited = false;
+        loop {
+            let now = outbox.now().await?;
+            let (until, reason) =
+                match crate::pace::acquire(&self.db, &mailbox, &limits, units, now).await? {
+                    crate::pace::Permit::Go => return Ok(()),
+                    crate::pace::Permit::Wait(until) => (
+                        until,
+                        format!(
+                            "it sent its limit of {} messages in the last minute",
+                            limits.per_minute.unwrap_or_default()
+                        ),
+                    ),
+                    crate::pace::Permit::Paused { until, reason } => {
+                        return Err(crate::Error::MailboxLimit {
+                            mailbox,
+                            reason,
+                            until,
+                        });
+                    }
+                };
+            let wait = (until - now).to_std().unwrap_or_default();
+            if waited || wait > self.options.pacing_wait {
+                return Err(crate::Error::MailboxLimit {
+                    mailbox,
+                    reason,
+                    until,
+                });
+            }
+            tracing::info!(mailbox = %mailbox, wait_ms = wait.as_millis() as u64, "waiting for room in the mailbox's minute");
+            tokio::time::sleep(wait).await;
+            waited = true;
+        }
     }
 
     /// A dry run: resolves the account and builds the message as [`Mailroom::send`]
@@ -759,7 +819,7 @@ impl Mailroom {
             message_id: message.message_id.clone(),
             bcc_header: message.bcc_header.clone(),
         };
-        self.deliver(&prepared, None).await
+        self.deliver(&prepared, None, true).await
     }
 }
 

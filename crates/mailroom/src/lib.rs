@@ -126,6 +126,7 @@ mod facade;
 mod message;
 mod outbox;
 mod outbox_clock;
+mod pace;
 mod retry;
 mod status;
 mod workflows;
@@ -134,8 +135,8 @@ pub use agent::{Agent, AgentEvent, AgentEventSink, AgentOptions, AgentSummary, M
 pub use doctor::{CERTIFICATE_WARNING, CheckStatus, DoctorCheck, DoctorOptions, DoctorReport};
 pub use error::{Error, Result};
 pub use facade::{
-    GRAPH_ONE_REQUEST, Mailroom, MailroomOptions, Preview, ReResolved, Receipt, Removed,
-    SendRequest, max_message_size, transport_kind,
+    GRAPH_ONE_REQUEST, MAX_PACING_WAIT, Mailroom, MailroomOptions, Preview, ReResolved, Receipt,
+    Removed, SendRequest, max_message_size, transport_kind,
 };
 pub use mailroom_model::Remedy;
 pub use message::{Attachment, BuiltMessage, MAX_ATTACHMENT_SIZE, MessageDraft};

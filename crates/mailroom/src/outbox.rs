@@ -23,7 +23,7 @@ use mailroom_model::{AccountRef, Address, Envelope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement,
+    QueryOrder, QuerySelect, Set,
 };
 use serde::Serialize;
 
@@ -147,6 +147,8 @@ pub(crate) struct Claimed {
     pub(crate) bcc_header: Option<String>,
     /// The error of the previous attempt, if any.
     pub(crate) last_error: Option<String>,
+    /// The mailbox it counts against (the lower-cased envelope sender).
+    pub(crate) mailbox: String,
 }
 
 fn account_ref_of(id: i64, kind: &str, account_id: Option<i64>) -> Result<AccountRef> {
@@ -289,6 +291,7 @@ fn claimed(model: outbox_message::Model, bytes: Bytes) -> Result<Claimed> {
         message_id: model.message_id,
         bcc_header: model.bcc_header,
         last_error: model.last_error,
+        mailbox: model.mailbox,
     })
 }
 
@@ -327,10 +330,6 @@ fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
-fn sqlx_error(error: sea_orm::sqlx::Error) -> sea_orm::DbErr {
-    sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(error))
-}
-
 /// The queued messages of a database.
 #[derive(Debug, Clone)]
 pub struct Outbox<'a> {
@@ -356,6 +355,8 @@ impl<'a> Outbox<'a> {
             .iter()
             .map(ToString::to_string)
             .collect();
+        let mailbox = mailroom_model::mailbox_key(&prepared.envelope.sender().to_string());
+        let limits = prepared.account.server().mailbox_limits();
         let row = outbox_message::ActiveModel {
             message_id: Set(prepared.message_id.clone()),
             feature: Set(request.feature.clone()),
@@ -368,6 +369,9 @@ impl<'a> Outbox<'a> {
             // The bytes go to `outbox_chunk`, in pieces.
             bytes: Set(Vec::new()),
             subject: Set(Some(request.message.subject.clone())),
+            mailbox: Set(mailbox.clone()),
+            priority: Set(request.priority.rank()),
+            units: Set(i32::try_from(recipients.len().max(1)).unwrap_or(i32::MAX)),
             status: Set(OutboxStatus::Queued.as_str().to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(now),
@@ -378,6 +382,7 @@ impl<'a> Outbox<'a> {
         // The row and its chunks in one transaction: the agent never sees a part.
         let transaction = mailroom_migrations::begin_write(self.db).await?;
         let id = Entity::insert(row).exec(&transaction).await?.last_insert_id;
+        crate::pace::ensure(&transaction, &mailbox, &limits, now).await?;
         for (seq, piece) in prepared.bytes.chunks(CHUNK).enumerate() {
             outbox_chunk::Entity::insert(outbox_chunk::ActiveModel {
                 message_id: Set(id),
@@ -596,84 +601,14 @@ impl<'a> Outbox<'a> {
             return Ok(Vec::new());
         }
         let until = now + chrono_duration(lease);
-        let ids: Vec<i64> = match self.db.get_database_backend() {
-            DatabaseBackend::Postgres => {
-                let statement = Statement::from_sql_and_values(
-                    DatabaseBackend::Postgres,
-                    "WITH due AS (
-                        SELECT id FROM outbox_message
-                        WHERE (status IN ('queued', 'held') AND next_attempt_at <= $5)
-                           OR (status = 'sending' AND lease_until < $1)
-                        ORDER BY next_attempt_at, id
-                        LIMIT $2
-                        FOR UPDATE SKIP LOCKED
-                    )
-                    UPDATE outbox_message AS o
-                    SET status = 'sending', lease_owner = $3, lease_until = $4,
-                        attempts = o.attempts + 1, updated_at = $1
-                    FROM due WHERE o.id = due.id
-                    RETURNING o.id",
-                    [
-                        now.into(),
-                        (limit as i64).into(),
-                        owner.into(),
-                        until.into(),
-                        due_by.into(),
-                    ],
-                );
-                self.db
-                    .query_all(statement)
-                    .await?
-                    .iter()
-                    .map(|row| row.try_get_by_index::<i64>(0))
-                    .collect::<std::result::Result<_, _>>()?
-            }
-            DatabaseBackend::Sqlite => {
-                use sea_orm::sqlx;
-                let pool = self.db.get_sqlite_connection_pool();
-                // IMMEDIATE takes the write lock before the read, so two agents cannot
-                // both see a message as due.
-                let mut transaction = pool
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(sqlx_error)?;
-                let ids: Vec<i64> = sqlx::query_scalar(
-                    "SELECT id FROM outbox_message
-                     WHERE (status IN ('queued', 'held') AND next_attempt_at <= ?1)
-                        OR (status = 'sending' AND lease_until < ?2)
-                     ORDER BY next_attempt_at, id
-                     LIMIT ?3",
-                )
-                .bind(due_by)
-                .bind(now)
-                .bind(limit as i64)
-                .fetch_all(&mut *transaction)
-                .await
-                .map_err(sqlx_error)?;
-                for id in &ids {
-                    sqlx::query(
-                        "UPDATE outbox_message
-                         SET status = 'sending', lease_owner = ?1, lease_until = ?2,
-                             attempts = attempts + 1, updated_at = ?3
-                         WHERE id = ?4",
-                    )
-                    .bind(owner)
-                    .bind(until)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(sqlx_error)?;
-                }
-                transaction.commit().await.map_err(sqlx_error)?;
-                ids
-            }
-            DatabaseBackend::MySql => {
-                return Err(Error::Database(Box::new(sea_orm::DbErr::Custom(
-                    "MySQL is not supported; use SQLite or PostgreSQL".to_owned(),
-                ))));
-            }
-        };
+        if self.db.get_database_backend() == DatabaseBackend::MySql {
+            return Err(Error::Database(Box::new(sea_orm::DbErr::Custom(
+                "MySQL is not supported; use SQLite or PostgreSQL".to_owned(),
+            ))));
+        }
+        let transaction = mailroom_migrations::begin_write(self.db).await?;
+        let ids = claim_ids(&transaction, owner, limit, until, due_by, now).await?;
+        transaction.commit().await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -730,67 +665,468 @@ impl<'a> Outbox<'a> {
         outcome: Finish,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let mut update = Entity::update_many()
-            .col_expr(Column::UpdatedAt, Expr::value(now))
-            .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(
-                Column::LeaseUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(Column::Id.eq(id));
-        match outcome {
-            Finish::Sent(receipt) => {
-                // Recorded whoever holds the lease now: the message was delivered.
-                update = update
-                    .col_expr(Column::Status, Expr::value("sent"))
-                    .col_expr(Column::SentAt, Expr::value(now))
-                    .col_expr(Column::LastError, Expr::value(Option::<String>::None))
-                    .col_expr(
-                        Column::Transport,
-                        Expr::value(receipt.transport.to_string()),
-                    )
-                    .col_expr(
-                        Column::ProviderMessageId,
-                        Expr::value(receipt.provider_message_id),
-                    )
-                    .col_expr(Column::Reply, Expr::value(receipt.reply));
-            }
-            Finish::Retry { error, at } => {
-                update = update
-                    .col_expr(Column::Status, Expr::value("queued"))
-                    .col_expr(Column::NextAttemptAt, Expr::value(at))
-                    .col_expr(Column::LastError, Expr::value(error))
-                    .filter(Column::LeaseOwner.eq(owner))
-                    .filter(Column::Status.eq("sending"));
-            }
-            Finish::Held { error, at } => {
-                // A hold is not a delivery attempt (no message reached a transport): the
-                // claim's count is taken back, so time held never uses up the retry budget.
-                update = update
-                    .col_expr(Column::Attempts, Expr::col(Column::Attempts).sub(1))
-                    .col_expr(Column::Status, Expr::value("held"))
-                    .col_expr(Column::NextAttemptAt, Expr::value(at))
-                    .col_expr(Column::LastError, Expr::value(error))
-                    .filter(Column::LeaseOwner.eq(owner))
-                    .filter(Column::Status.eq("sending"));
-            }
-            Finish::Failed(error) => {
-                // Only while this agent holds the lease: an agent that lost it (another
-                // claimed the message after it ran out) must not overwrite that agent's
-                // send with its own failure.
-                update = update
-                    .col_expr(Column::Status, Expr::value("failed"))
-                    .col_expr(Column::LastError, Expr::value(error))
-                    .filter(Column::LeaseOwner.eq(owner))
-                    .filter(Column::Status.eq("sending"));
-            }
+        finish_on(self.db, id, owner, outcome, now).await
+    }
+
+    /// Records the outcomes of several claimed messages in one transaction, with the
+    /// mailboxes' pauses: a provider's throttling pauses the mailbox, a delivery ends its
+    /// run of pauses. Returns, per outcome, whether it was recorded.
+    pub(crate) async fn finish_batch(
+        &self,
+        owner: &str,
+        outcomes: &[Outcome],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(update.exec(self.db).await?.rows_affected > 0)
+        let transaction = mailroom_migrations::begin_write(self.db).await?;
+        let mut recorded = Vec::with_capacity(outcomes.len());
+        let mut delivered: Vec<String> = Vec::new();
+        for outcome in outcomes {
+            if let Some(pause) = &outcome.pause {
+                crate::pace::pause(&transaction, &outcome.mailbox, pause.0, &pause.1, now).await?;
+            }
+            if matches!(outcome.finish, Finish::Sent(_)) && !delivered.contains(&outcome.mailbox) {
+                delivered.push(outcome.mailbox.clone());
+            }
+            recorded.push(
+                finish_on(&transaction, outcome.id, owner, outcome.finish.clone(), now).await?,
+            );
+        }
+        crate::pace::delivered(&transaction, &delivered).await?;
+        transaction.commit().await?;
+        Ok(recorded)
     }
 }
 
-/// How a claimed message ended.
+/// One claimed message's outcome, for [`Outbox::finish_batch`].
 #[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) id: i64,
+    pub(crate) mailbox: String,
+    pub(crate) finish: Finish,
+    /// The provider throttled the mailbox: paused until then, for this reason.
+    pub(crate) pause: Option<(DateTime<Utc>, String)>,
+}
+
+/// [`Outbox::finish`] over any connection or transaction.
+async fn finish_on<C: ConnectionTrait>(
+    db: &C,
+    id: i64,
+    owner: &str,
+    outcome: Finish,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let mut update = Entity::update_many()
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(Column::Id.eq(id));
+    match outcome {
+        Finish::Sent(receipt) => {
+            // Recorded whoever holds the lease now: the message was delivered.
+            update = update
+                .col_expr(Column::Status, Expr::value("sent"))
+                .col_expr(Column::SentAt, Expr::value(now))
+                .col_expr(Column::LastError, Expr::value(Option::<String>::None))
+                .col_expr(
+                    Column::Transport,
+                    Expr::value(receipt.transport.to_string()),
+                )
+                .col_expr(
+                    Column::ProviderMessageId,
+                    Expr::value(receipt.provider_message_id),
+                )
+                .col_expr(Column::Reply, Expr::value(receipt.reply));
+        }
+        Finish::Retry { error, at } => {
+            update = update
+                .col_expr(Column::Status, Expr::value("queued"))
+                .col_expr(Column::NextAttemptAt, Expr::value(at))
+                .col_expr(Column::LastError, Expr::value(error))
+                .filter(Column::LeaseOwner.eq(owner))
+                .filter(Column::Status.eq("sending"));
+        }
+        Finish::Held { error, at } => {
+            // A hold is not a delivery attempt (no message reached a transport): the
+            // claim's count is taken back, so time held never uses up the retry budget.
+            update = update
+                .col_expr(Column::Attempts, Expr::col(Column::Attempts).sub(1))
+                .col_expr(Column::Status, Expr::value("held"))
+                .col_expr(Column::NextAttemptAt, Expr::value(at))
+                .col_expr(Column::LastError, Expr::value(error))
+                .filter(Column::LeaseOwner.eq(owner))
+                .filter(Column::Status.eq("sending"));
+        }
+        Finish::Failed(error) => {
+            // Only while this agent holds the lease: an agent that lost it (another
+            // claimed the message after it ran out) must not overwrite that agent's
+            // send with its own failure.
+            update = update
+                .col_expr(Column::Status, Expr::value("failed"))
+                .col_expr(Column::LastError, Expr::value(error))
+                .filter(Column::LeaseOwner.eq(owner))
+                .filter(Column::Status.eq("sending"));
+        }
+    }
+    Ok(update.exec(db).await?.rows_affected > 0)
+}
+
+/// A message the claim may take: waiting (queued or held, due), or leased by an agent
+/// whose lease ran out.
+#[derive(Debug, Clone)]
+struct Waiting {
+    id: i64,
+    mailbox: String,
+    units: u32,
+    priority: i32,
+    next_attempt_at: DateTime<Utc>,
+}
+
+fn waiting_of(row: &sea_orm::QueryResult) -> Result<Waiting> {
+    Ok(Waiting {
+        id: row.try_get_by_index(0)?,
+        mailbox: row.try_get_by_index(1)?,
+        units: row.try_get_by_index::<i32>(2)?.max(1) as u32,
+        priority: row.try_get_by_index(3)?,
+        next_attempt_at: row.try_get_by_index(4)?,
+    })
+}
+
+const WAITING_COLUMNS: &str =
+    "id, mailbox, units, CAST(priority AS INTEGER) AS priority, next_attempt_at";
+
+/// Picks and leases the messages of one claim, in `transaction` (a write transaction):
+/// mailboxes least recently served first (interactive heads before normal before bulk),
+/// at most what each mailbox's limits allow now, round robin across them; records what
+/// each mailbox used; holds the messages of a mailbox whose daily limit is reached, and
+/// fails a message that could never fit in it. Returns the leased ids.
+async fn claim_ids(
+    transaction: &sea_orm::DatabaseTransaction,
+    owner: &str,
+    limit: u64,
+    until: DateTime<Utc>,
+    due_by: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    use std::collections::{BTreeSet, HashMap};
+
+    use sea_orm::Value;
+
+    use crate::pace::{self, PaceRow, Window, lock_clause, placeholders, statement};
+
+    let backend = transaction.get_database_backend();
+    let limit = limit.min(10_000);
+    // Leases that ran out (their agent died): taken again within their mailbox's limits.
+    let expired: Vec<Waiting> = transaction
+        .query_all(statement(
+            backend,
+            &format!(
+                "SELECT {WAITING_COLUMNS} FROM outbox_message
+                 WHERE status = 'sending' AND lease_until < $1
+                 ORDER BY lease_until, id LIMIT $2 {}",
+                lock_clause(backend, "FOR UPDATE SKIP LOCKED")
+            ),
+            [now.into(), (limit as i64).into()],
+        ))
+        .await?
+        .iter()
+        .map(waiting_of)
+        .collect::<Result<_>>()?;
+    let expired_mailboxes: BTreeSet<&str> = expired
+        .iter()
+        .map(|waiting| waiting.mailbox.as_str())
+        .collect();
+
+    // The mailboxes to serve: free now (not paused, room in the minute), with due
+    // messages; the least recently served first. Rows another claim holds are skipped.
+    let day_start = now.timestamp().div_euclid(60) - 24 * 60;
+    let mut values: Vec<Value> = vec![
+        now.into(),
+        day_start.into(),
+        due_by.into(),
+        ((limit * 2) as i64).into(),
+    ];
+    let or_expired = if expired_mailboxes.is_empty() {
+        String::new()
+    } else {
+        values.extend(
+            expired_mailboxes
+                .iter()
+                .map(|mailbox| Value::from(*mailbox)),
+        );
+        format!(
+            " OR p.mailbox IN ({})",
+            placeholders(5, expired_mailboxes.len())
+        )
+    };
+    let due_of_p =
+        "o.mailbox = p.mailbox AND o.status IN ('queued', 'held') AND o.next_attempt_at <= $3";
+    let rows = transaction
+        .query_all(statement(
+            backend,
+            &format!(
+                "SELECT p.mailbox, p.per_minute, p.daily, p.daily_unit, p.concurrent, p.recent_sends,
+                    (SELECT CAST(COALESCE(SUM(u.units), 0) AS BIGINT) FROM mailbox_usage u
+                     WHERE u.mailbox = p.mailbox AND u.minute > $2),
+                    (SELECT CAST(COUNT(*) AS BIGINT) FROM outbox_message o
+                     WHERE o.mailbox = p.mailbox AND o.status = 'sending' AND o.lease_until >= $1)
+                 FROM mailbox_pace p
+                 WHERE p.next_send_at <= $1 AND (p.paused_until IS NULL OR p.paused_until <= $1)
+                   AND (EXISTS (SELECT 1 FROM outbox_message o WHERE {due_of_p}){or_expired})
+                 ORDER BY COALESCE((SELECT MIN(o.priority) FROM outbox_message o WHERE {due_of_p}), -1),
+                    p.last_claim_at, p.mailbox
+                 LIMIT $4 {}",
+                lock_clause(backend, "FOR UPDATE OF p SKIP LOCKED")
+            ),
+            values,
+        ))
+        .await?;
+    let second = pace::unix_second(now);
+    let mut paces = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let recent: Option<String> = row.try_get_by_index(5)?;
+        let mut window = Window::parse(recent.as_deref());
+        window.prune(second);
+        paces.push(PaceRow {
+            mailbox: row.try_get_by_index(0)?,
+            limits: mailroom_model::MailboxLimits {
+                per_minute: pace::read_limit(row, 1)?,
+                daily: pace::read_limit(row, 2)?,
+                daily_unit: pace::read_unit(&row.try_get_by_index::<String>(3)?),
+                concurrent: pace::read_limit(row, 4)?,
+            },
+            window,
+            used: row.try_get_by_index::<i64>(6)?.max(0) as u64,
+            in_flight: row.try_get_by_index::<i64>(7)?.max(0) as u64,
+        });
+    }
+
+    // Each mailbox's candidates: its run-out leases, then its waiting messages in
+    // claiming order, as many as its allowance (and the claim) can take.
+    let mut candidates: HashMap<String, Vec<Waiting>> = HashMap::new();
+    for waiting in expired {
+        candidates
+            .entry(waiting.mailbox.clone())
+            .or_default()
+            .push(waiting);
+    }
+    let mut wanted: Vec<(&str, u64)> = Vec::new();
+    for row in &paces {
+        let have = candidates.get(&row.mailbox).map_or(0, Vec::len) as u64;
+        let want = row.allowance().min(limit);
+        if want > have {
+            wanted.push((row.mailbox.as_str(), want - have));
+        }
+    }
+    if !wanted.is_empty() {
+        let mut parts = Vec::with_capacity(wanted.len());
+        let mut values: Vec<Value> = vec![due_by.into()];
+        for (mailbox, count) in &wanted {
+            let n = values.len();
+            parts.push(format!(
+                "SELECT * FROM (SELECT {WAITING_COLUMNS} FROM outbox_message
+                 WHERE mailbox = ${} AND status IN ('queued', 'held') AND next_attempt_at <= $1
+                 ORDER BY priority, next_attempt_at, id LIMIT ${}) AS q{n}",
+                n + 1,
+                n + 2
+            ));
+            values.push((*mailbox).into());
+            values.push((*count as i64).into());
+        }
+        let rows = transaction
+            .query_all(statement(backend, &parts.join(" UNION ALL "), values))
+            .await?;
+        let mut waiting: Vec<Waiting> = rows.iter().map(waiting_of).collect::<Result<_>>()?;
+        waiting.sort_by(|a, b| {
+            (a.priority, a.next_attempt_at, a.id).cmp(&(b.priority, b.next_attempt_at, b.id))
+        });
+        for message in waiting {
+            candidates
+                .entry(message.mailbox.clone())
+                .or_default()
+                .push(message);
+        }
+    }
+
+    // What each mailbox may take now: its allowance, then its daily limit.
+    let mut granted: Vec<(usize, Vec<Waiting>)> = Vec::new();
+    let mut held: Vec<(String, DateTime<Utc>, String)> = Vec::new();
+    let mut never: Vec<(i64, String)> = Vec::new();
+    for (index, row) in paces.iter().enumerate() {
+        let Some(list) = candidates.remove(&row.mailbox) else {
+            continue;
+        };
+        let allowance = row.allowance().min(limit);
+        let mut taken = Vec::new();
+        let mut used = row.used;
+        for message in list {
+            if taken.len() as u64 >= allowance {
+                break;
+            }
+            let units = row.limits.daily_unit.units(message.units as usize);
+            if let Some(daily) = row.limits.daily {
+                if units > daily {
+                    never.push((
+                        message.id,
+                        format!(
+                            "the message has {units} {} and {} sends at most {daily} a day: split it into smaller messages, or raise the account's daily limit",
+                            row.limits.daily_unit, row.mailbox
+                        ),
+                    ));
+                    continue;
+                }
+                if used + u64::from(units) > u64::from(daily) {
+                    if taken.is_empty() {
+                        let resumes =
+                            pace::daily_resume(transaction, &row.mailbox, daily, used, units, now)
+                                .await?;
+                        let text = pace::daily_limit_text(
+                            daily,
+                            row.limits.daily_unit,
+                            &row.mailbox,
+                            resumes,
+                        );
+                        held.push((row.mailbox.clone(), resumes, text));
+                    }
+                    break;
+                }
+                used += u64::from(units);
+            }
+            taken.push(message);
+        }
+        if !taken.is_empty() {
+            granted.push((index, taken));
+        }
+    }
+
+    // Round robin across the mailboxes, up to the claim's limit.
+    let mut picked: Vec<i64> = Vec::new();
+    let mut per_mailbox: Vec<(usize, Vec<&Waiting>)> = granted
+        .iter()
+        .map(|(index, _)| (*index, Vec::new()))
+        .collect();
+    let mut round = 0;
+    while (picked.len() as u64) < limit {
+        let mut any = false;
+        for (slot, (_, list)) in granted.iter().enumerate() {
+            if (picked.len() as u64) >= limit {
+                break;
+            }
+            if let Some(message) = list.get(round) {
+                picked.push(message.id);
+                per_mailbox[slot].1.push(message);
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+        round += 1;
+    }
+
+    let mut ids: Vec<i64> = Vec::new();
+    if !picked.is_empty() {
+        let mut values: Vec<Value> = vec![owner.into(), until.into(), now.into()];
+        values.extend(picked.iter().map(|id| Value::from(*id)));
+        ids = transaction
+            .query_all(statement(
+                backend,
+                &format!(
+                    "UPDATE outbox_message
+                     SET status = 'sending', lease_owner = $1, lease_until = $2,
+                         attempts = attempts + 1, updated_at = $3
+                     WHERE id IN ({}) AND (status IN ('queued', 'held')
+                        OR (status = 'sending' AND lease_until < $3))
+                     RETURNING id",
+                    placeholders(4, picked.len())
+                ),
+                values,
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get_by_index::<i64>(0))
+            .collect::<std::result::Result<_, _>>()?;
+    }
+
+    // Each served mailbox: its minute's window, when it is free again, its turn.
+    let mut usage: Vec<(String, u64)> = Vec::new();
+    for (index, messages) in &per_mailbox {
+        if messages.is_empty() {
+            continue;
+        }
+        let row = &paces[*index];
+        let mut window = row.window.clone();
+        window.add(second, messages.len() as u32);
+        let next = match row.limits.per_minute {
+            Some(rate) => {
+                chrono::DateTime::<Utc>::from_timestamp(window.next_room(rate, second), 0)
+                    .unwrap_or(now)
+            }
+            None => now,
+        };
+        let next = next.max(now);
+        transaction
+            .execute(statement(
+                backend,
+                "UPDATE mailbox_pace SET recent_sends = $2, next_send_at = $3, last_claim_at = $4, updated_at = $4
+                 WHERE mailbox = $1",
+                [
+                    row.mailbox.as_str().into(),
+                    row.limits.per_minute.map(|_| window.to_json()).into(),
+                    next.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        if row.limits.daily.is_some() {
+            let units: u64 = messages
+                .iter()
+                .map(|message| u64::from(row.limits.daily_unit.units(message.units as usize)))
+                .sum();
+            usage.push((row.mailbox.clone(), units));
+        }
+    }
+    pace::record_usage(transaction, &usage, now).await?;
+
+    // A mailbox at its daily limit: paused, and its waiting messages held with the reason.
+    for (mailbox, resumes, text) in held {
+        pace::pause(transaction, &mailbox, resumes, &text, now).await?;
+        transaction
+            .execute(statement(
+                backend,
+                "UPDATE outbox_message SET status = 'held', last_error = $2, next_attempt_at = $3, updated_at = $4
+                 WHERE mailbox = $1 AND status IN ('queued', 'held') AND next_attempt_at < $3",
+                [
+                    mailbox.as_str().into(),
+                    text.as_str().into(),
+                    resumes.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        tracing::warn!(mailbox = %mailbox, resumes = %resumes, "{text}");
+    }
+    for (id, text) in never {
+        transaction
+            .execute(statement(
+                backend,
+                "UPDATE outbox_message SET status = 'failed', last_error = $2, updated_at = $3
+                 WHERE id = $1 AND status IN ('queued', 'held', 'sending')",
+                [id.into(), text.as_str().into(), now.into()],
+            ))
+            .await?;
+        tracing::error!(id, "{text}");
+    }
+    Ok(ids)
+}
+
+/// How a claimed message ended.
+#[derive(Debug, Clone)]
 pub(crate) enum Finish {
     Sent(Receipt),
     Retry { error: String, at: DateTime<Utc> },

@@ -118,11 +118,14 @@ impl RetryPolicy {
 
 /// The retry loop that follows [`RetryPolicy`]: the only one in mailroom.
 impl Mailroom {
-    /// Sends a prepared message with the retry policy.
+    /// Sends a prepared message with the retry policy. A `queued` message (the agent's) is
+    /// not retried within the send when the provider throttles its mailbox: the agent
+    /// pauses the whole mailbox instead of waiting here.
     pub(crate) async fn deliver(
         &self,
         prepared: &Prepared,
         prompt: Option<&dyn SignInPrompt>,
+        queued: bool,
     ) -> Result<Receipt> {
         let account = &prepared.account;
         let server = account.server();
@@ -189,7 +192,7 @@ impl Mailroom {
                 credentials = oauth_credentials(&server.smtp_user, token);
                 continue;
             }
-            if error.is_transient() {
+            if error.is_transient() && !(queued && error.is_throttled()) {
                 transient_failures += 1;
                 if let Some(wait) = self.options().retry.delay_after(
                     transient_failures,

@@ -89,6 +89,12 @@ fn check(status: u16, headers: &[(&str, &str)], body: &str, expected: Expected) 
         expected.reply
     );
     assert_eq!(error.retry_after(), expected.retry_after, "HTTP {status}");
+    // Only the rate limits (a 429, or 403 `rateLimitExceeded`) pause the mailbox in the outbox.
+    assert_eq!(
+        error.is_throttled(),
+        expected.message.contains("rate limit"),
+        "HTTP {status}: throttled"
+    );
     assert!(
         error.remediation().is_some_and(|text| !text.is_empty()),
         "HTTP {status}: no remediation"

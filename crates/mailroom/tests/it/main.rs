@@ -10,6 +10,7 @@ mod doctor;
 mod graph;
 mod keys;
 mod outbox;
+mod pacing;
 mod send;
 mod shared;
 mod support;

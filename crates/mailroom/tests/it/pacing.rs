@@ -1,0 +1,545 @@
+//! Pacing per mailbox, on the outbox's clock (a manual clock the tests move instead of
+//! waiting): Exchange Online's 30 messages a minute and 10,000 recipients a day for a
+//! Microsoft mailbox, shared by every agent on the database; a throttled mailbox pauses
+//! while other mailboxes keep sending; fair claiming across mailboxes and by priority.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mailroom::{
+    AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, AgentSummary, Error, ManualClock,
+    Mailroom, MessageDraft, OutboxClock, OutboxStatus, Priority, Provider, SendRequest,
+};
+use mailroom_accounts::Accounts;
+use mailroom_model::{
+    Credentials, Delivery, MessageTransport, OutgoingMessage, Secret, ServerSettingsChange,
+    TransportError, TransportErrorKind, TransportKind,
+};
+use mailroom_testkit::Backend;
+use mailroom_testkit::smtp::ServerOptions;
+
+use crate::support::World;
+
+/// The Microsoft mailbox (company account): 30 a minute, 10,000 recipients a day.
+const SALES: &str = "sales@contoso.example";
+/// The password relay's user account: no limits.
+const RELAY: &str = "relay@example.com";
+
+/// Records every message handed to it; throttles a mailbox's next send when told to.
+#[derive(Debug, Default)]
+struct Recorder {
+    sent: Mutex<Vec<(String, String)>>,
+    throttle: Mutex<HashMap<String, Duration>>,
+}
+
+impl Recorder {
+    fn sent_by(&self, sender: &str) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(from, _)| from == sender)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl MessageTransport for Recorder {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Smtp
+    }
+
+    async fn send(
+        &self,
+        message: &OutgoingMessage,
+        _credentials: &Credentials,
+    ) -> Result<Delivery, TransportError> {
+        let sender = message.envelope.sender().to_string();
+        if let Some(wait) = self.throttle.lock().unwrap().remove(&sender) {
+            return Err(TransportError::new(
+                TransportErrorKind::Transient,
+                "Microsoft Graph is throttling requests (HTTP 429)",
+            )
+            .with_retry_after(wait)
+            .throttled());
+        }
+        self.sent
+            .lock()
+            .unwrap()
+            .push((sender, message.message_id.clone().unwrap_or_default()));
+        Ok(Delivery {
+            reply: "250 2.0.0 OK".to_owned(),
+            provider_message_id: None,
+            thread_id: None,
+        })
+    }
+}
+
+struct Paced {
+    world: World,
+    clock: Arc<ManualClock>,
+    recorder: Arc<Recorder>,
+    relay: i64,
+}
+
+impl Paced {
+    async fn new(backend: Backend) -> Self {
+        let world = World::new(backend, ServerOptions::default()).await;
+        world.register_app(Provider::Microsoft).await;
+        world
+            .store_token(Provider::Microsoft, SALES, "sales-token", false)
+            .await;
+        let accounts = Accounts::new(&world.db.db, &world.key);
+        accounts
+            .set_company(&world.smtp_change(Provider::Microsoft, SALES), None)
+            .await
+            .unwrap();
+        let relay = accounts
+            .add_user_account(
+                &ServerSettingsChange {
+                    password: Some(Secret::new("relay-password")),
+                    ..world.smtp_change(Provider::None, RELAY)
+                },
+                None,
+            )
+            .await
+            .unwrap()
+            .account
+            .id;
+        Self {
+            world,
+            clock: Arc::new(ManualClock::new(std::time::SystemTime::now())),
+            recorder: Arc::new(Recorder::default()),
+            relay,
+        }
+    }
+
+    /// A facade (one agent process) on the shared database and outbox clock. Tokens keep
+    /// the real clock: only the outbox's time is simulated.
+    async fn mailroom(&self) -> Arc<Mailroom> {
+        let mut options = self.world.options();
+        options.outbox_clock = OutboxClock::given(self.clock.clone());
+        options.transport_override = Some(self.recorder.clone());
+        options.pacing_wait = Duration::ZERO;
+        Arc::new(
+            Mailroom::with_connection(self.world.db.db.clone(), options)
+                .await
+                .unwrap(),
+        )
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from(mailroom::Clock::now(&*self.clock))
+    }
+}
+
+fn request(account: AccountRef, number: usize, recipients: usize) -> SendRequest<'static> {
+    let mut request = SendRequest::new(
+        AUTOMATION_AGENT,
+        MessageDraft {
+            to: (0..recipients)
+                .map(|n| format!("customer{number}-{n}@example.com"))
+                .collect(),
+            subject: format!("Statement {number}"),
+            text: Some(format!("Statement {number}\r\n")),
+            ..MessageDraft::default()
+        },
+    );
+    request.account = Some(account);
+    request
+}
+
+async fn run_agent(mailroom: &Arc<Mailroom>, owner: &str) -> AgentSummary {
+    Agent::new(
+        mailroom.clone(),
+        AgentOptions {
+            concurrency: 8,
+            once: true,
+            owner: owner.to_owned(),
+            ..AgentOptions::default()
+        },
+    )
+    .run(std::future::pending())
+    .await
+    .unwrap()
+}
+
+async fn sent_times(mailroom: &Mailroom) -> Vec<DateTime<Utc>> {
+    let mut times: Vec<DateTime<Utc>> = mailroom
+        .outbox()
+        .list(Some(OutboxStatus::Sent), 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|message| message.sender == SALES)
+        .filter_map(|message| message.sent_at)
+        .collect();
+    times.sort();
+    times
+}
+
+/// The most sends in any minute (a window starting at a send).
+fn busiest_minute(times: &[DateTime<Utc>]) -> usize {
+    times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && **t < *start + chrono::Duration::seconds(60))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_month_end_backlog_goes_out_at_thirty_a_minute_and_does_not_delay_another_mailbox() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    let mailroom = paced.mailroom().await;
+    for number in 0..2_000 {
+        mailroom
+            .queue(request(AccountRef::Company, number, 1))
+            .await
+            .unwrap();
+    }
+    let other = mailroom
+        .queue(request(AccountRef::User(paced.relay), 0, 1))
+        .await
+        .unwrap();
+    let start = paced.now();
+
+    // The first run: the other mailbox's message goes out at once, beside the backlog's
+    // first minute.
+    run_agent(&mailroom, "agent").await;
+    let other = mailroom.outbox().get(other).await.unwrap();
+    assert_eq!(other.status, OutboxStatus::Sent);
+    assert_eq!(other.sent_at, Some(start));
+    assert_eq!(sent_times(&mailroom).await.len(), 30, "the first minute's 30");
+
+    let mut steps = 0;
+    while paced.recorder.sent_by(SALES).len() < 2_000 {
+        paced.clock.advance(Duration::from_secs(5));
+        run_agent(&mailroom, "agent").await;
+        steps += 1;
+        assert!(steps <= 67 * 12, "2,000 messages sent within 67 simulated minutes");
+    }
+    let times = sent_times(&mailroom).await;
+    assert_eq!(times.len(), 2_000);
+    assert_eq!(busiest_minute(&times), 30, "never more than 30 in a minute");
+    let last = *times.last().unwrap();
+    assert!(
+        last - start <= chrono::Duration::minutes(67),
+        "all sent within 67 simulated minutes: {}",
+        last - start
+    );
+    // Exactly once each.
+    let mut ids = paced.recorder.sent_by(SALES);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 2_000);
+    paced.world.finish().await;
+}
+
+async fn two_agents_share_one_mailboxs_limit(backend: Backend) {
+    let paced = Paced::new(backend).await;
+    let (a, b) = (paced.mailroom().await, paced.mailroom().await);
+    for number in 0..100 {
+        a.queue(request(AccountRef::Company, number, 1))
+            .await
+            .unwrap();
+    }
+    let mut steps = 0;
+    while paced.recorder.sent_by(SALES).len() < 100 {
+        tokio::join!(run_agent(&a, "agent-a"), run_agent(&b, "agent-b"));
+        paced.clock.advance(Duration::from_secs(5));
+        steps += 1;
+        assert!(steps < 200, "all sent");
+    }
+    let times = sent_times(&a).await;
+    assert_eq!(times.len(), 100);
+    assert!(
+        busiest_minute(&times) <= 30,
+        "two agents together stay under 30 a minute: {}",
+        busiest_minute(&times)
+    );
+    let mut ids = paced.recorder.sent_by(SALES);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "each once");
+    paced.world.finish().await;
+}
+
+#[tokio::test]
+async fn two_agents_share_one_mailboxs_limit_on_sqlite() {
+    two_agents_share_one_mailboxs_limit(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn two_agents_share_one_mailboxs_limit_on_postgres() {
+    two_agents_share_one_mailboxs_limit(Backend::Postgres).await;
+}
+
+async fn the_daily_limit_holds_the_mailbox_until_it_resets(backend: Backend) {
+    let paced = Paced::new(backend).await;
+    let mailroom = paced.mailroom().await;
+    // 21 messages of 500 recipients: 10,000 recipients is Exchange's day.
+    let mut ids = Vec::new();
+    for number in 0..21 {
+        ids.push(
+            mailroom
+                .queue(request(AccountRef::Company, number, 500))
+                .await
+                .unwrap(),
+        );
+    }
+    let start = paced.now();
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(paced.recorder.sent_by(SALES).len(), 20);
+    let held = mailroom.outbox().get(ids[20]).await.unwrap();
+    assert_eq!(held.status, OutboxStatus::Held);
+    let resumes = start + chrono::Duration::hours(24);
+    let reason = held.last_error.unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "daily limit of 10000 recipients for {SALES} reached; resumes at {}",
+            resumes.format("%Y-%m-%d %H:%M")
+        )),
+        "{reason}"
+    );
+    assert_eq!(held.attempts, 0, "a hold is not an attempt");
+    // Another mailbox sends meanwhile; this one does not, even a small message.
+    let small = mailroom
+        .queue(request(AccountRef::Company, 99, 1))
+        .await
+        .unwrap();
+    let other = mailroom
+        .queue(request(AccountRef::User(paced.relay), 0, 1))
+        .await
+        .unwrap();
+    paced.clock.advance(Duration::from_secs(23 * 3600));
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        mailroom.outbox().get(other).await.unwrap().status,
+        OutboxStatus::Sent
+    );
+    assert_eq!(
+        mailroom.outbox().get(small).await.unwrap().status,
+        OutboxStatus::Held
+    );
+    assert_eq!(paced.recorder.sent_by(SALES).len(), 20);
+    // After the reset, without anyone acting.
+    paced.clock.advance(Duration::from_secs(3600));
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        mailroom.outbox().get(ids[20]).await.unwrap().status,
+        OutboxStatus::Sent
+    );
+    assert_eq!(
+        mailroom.outbox().get(small).await.unwrap().status,
+        OutboxStatus::Sent
+    );
+    paced.world.finish().await;
+}
+
+#[tokio::test]
+async fn the_daily_limit_holds_the_mailbox_until_it_resets_on_sqlite() {
+    the_daily_limit_holds_the_mailbox_until_it_resets(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_daily_limit_holds_the_mailbox_until_it_resets_on_postgres() {
+    the_daily_limit_holds_the_mailbox_until_it_resets(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_message_larger_than_the_daily_limit_fails_with_what_to_do() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    let mailroom = paced.mailroom().await;
+    let mut request = request(AccountRef::Company, 0, 1);
+    request.message.to = (0..10_001)
+        .map(|n| format!("c{n}@example.com"))
+        .collect::<Vec<_>>();
+    let Ok(id) = mailroom.queue(request).await else {
+        // Refused at queue time is as good: it never sits in the outbox.
+        return;
+    };
+    run_agent(&mailroom, "agent").await;
+    let failed = mailroom.outbox().get(id).await.unwrap();
+    assert_eq!(failed.status, OutboxStatus::Failed);
+    let reason = failed.last_error.unwrap_or_default();
+    assert!(reason.contains("split it"), "{reason}");
+    paced.world.finish().await;
+}
+
+#[tokio::test]
+async fn a_429_pauses_its_mailbox_for_the_retry_after_and_not_the_others() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    let mailroom = paced.mailroom().await;
+    paced
+        .recorder
+        .throttle
+        .lock()
+        .unwrap()
+        .insert(SALES.to_owned(), Duration::from_secs(30));
+    let first = mailroom
+        .queue(request(AccountRef::Company, 0, 1))
+        .await
+        .unwrap();
+    let other = mailroom
+        .queue(request(AccountRef::User(paced.relay), 0, 1))
+        .await
+        .unwrap();
+    let start = paced.now();
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        mailroom.outbox().get(other).await.unwrap().status,
+        OutboxStatus::Sent
+    );
+    let held = mailroom.outbox().get(first).await.unwrap();
+    assert_eq!(held.status, OutboxStatus::Held);
+    assert_eq!(held.attempts, 0);
+    assert_eq!(held.next_attempt_at, start + chrono::Duration::seconds(30));
+    assert!(
+        held.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("paused until"),
+        "{:?}",
+        held.last_error
+    );
+
+    // The whole mailbox waits: a message queued now stays, another mailbox's goes.
+    let second = mailroom
+        .queue(request(AccountRef::Company, 1, 1))
+        .await
+        .unwrap();
+    let other = mailroom
+        .queue(request(AccountRef::User(paced.relay), 1, 1))
+        .await
+        .unwrap();
+    paced.clock.advance(Duration::from_secs(29));
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        mailroom.outbox().get(other).await.unwrap().status,
+        OutboxStatus::Sent
+    );
+    assert_eq!(
+        mailroom.outbox().get(second).await.unwrap().status,
+        OutboxStatus::Queued
+    );
+    assert!(paced.recorder.sent_by(SALES).is_empty());
+
+    paced.clock.advance(Duration::from_secs(1));
+    run_agent(&mailroom, "agent").await;
+    for id in [first, second] {
+        assert_eq!(
+            mailroom.outbox().get(id).await.unwrap().status,
+            OutboxStatus::Sent
+        );
+    }
+    paced.world.finish().await;
+}
+
+#[tokio::test]
+async fn direct_sends_count_against_the_same_minute_as_the_agent() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    let mailroom = paced.mailroom().await;
+    for number in 0..30 {
+        mailroom
+            .send(request(AccountRef::Company, number, 1))
+            .await
+            .unwrap();
+    }
+    let start = paced.now();
+    let error = mailroom
+        .send(request(AccountRef::Company, 30, 1))
+        .await
+        .unwrap_err();
+    match &error {
+        Error::MailboxLimit { mailbox, until, .. } => {
+            assert_eq!(mailbox, SALES);
+            assert_eq!(*until, start + chrono::Duration::seconds(60));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(error.to_string().contains("queue the message"), "{error}");
+    assert!(error.is_transient());
+    // The agent sees the same minute.
+    let queued = mailroom
+        .queue(request(AccountRef::Company, 31, 1))
+        .await
+        .unwrap();
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        mailroom.outbox().get(queued).await.unwrap().status,
+        OutboxStatus::Queued
+    );
+    paced.clock.advance(Duration::from_secs(60));
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        mailroom.outbox().get(queued).await.unwrap().status,
+        OutboxStatus::Sent
+    );
+    paced.world.finish().await;
+}
+
+async fn claims_are_fair_across_mailboxes_and_by_priority(backend: Backend) {
+    let paced = Paced::new(backend).await;
+    let mailroom = paced.mailroom().await;
+    // A bulk backlog for the relay, then one message for the Microsoft mailbox and one
+    // interactive message for the relay.
+    for number in 0..20 {
+        let mut bulk = request(AccountRef::User(paced.relay), number, 1);
+        bulk.priority = Priority::Bulk;
+        mailroom.queue(bulk).await.unwrap();
+    }
+    let sales = mailroom
+        .queue(request(AccountRef::Company, 0, 1))
+        .await
+        .unwrap();
+    let mut urgent = request(AccountRef::User(paced.relay), 99, 1);
+    urgent.priority = Priority::Interactive;
+    let urgent = mailroom.queue(urgent).await.unwrap();
+    let urgent_id = mailroom.outbox().get(urgent).await.unwrap().message_id;
+    let sales_id = mailroom.outbox().get(sales).await.unwrap().message_id;
+
+    // One agent taking two at a time: the first claim serves both mailboxes, the
+    // relay's interactive message before its bulk.
+    Agent::new(
+        mailroom.clone(),
+        AgentOptions {
+            concurrency: 2,
+            once: true,
+            ..AgentOptions::default()
+        },
+    )
+    .run(std::future::pending())
+    .await
+    .unwrap();
+    let order: Vec<String> = paced
+        .recorder
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(order.len(), 22);
+    let first_two: Vec<&String> = order.iter().take(2).collect();
+    assert!(first_two.contains(&&urgent_id), "{first_two:?}");
+    assert!(first_two.contains(&&sales_id), "{first_two:?}");
+    paced.world.finish().await;
+}
+
+#[tokio::test]
+async fn claims_are_fair_across_mailboxes_and_by_priority_on_sqlite() {
+    claims_are_fair_across_mailboxes_and_by_priority(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claims_are_fair_across_mailboxes_and_by_priority_on_postgres() {
+    claims_are_fair_across_mailboxes_and_by_priority(Backend::Postgres).await;
+}
