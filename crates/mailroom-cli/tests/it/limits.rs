@@ -116,7 +116,7 @@ fn limits_are_set_shown_reset_to_the_default_and_lifted() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|account| account["id"].to_string() == google)
+        .find(|account| account["id"] == google.parse::<i64>().unwrap())
         .expect("the Google account in the list");
     assert_eq!(listed["limits"], json["limits"]);
 }
