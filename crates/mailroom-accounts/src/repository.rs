@@ -4,8 +4,9 @@
 use chrono::Utc;
 use mailroom_crypto::{EncryptionKey, KeyRing, store};
 use mailroom_model::{
-    AccountId, AccountRef, Auth, Binding, CompanyAccount, FaxFormat, IgnoredSetting, Provider,
-    Route, Secret, ServerSettings, ServerSettingsChange, TlsStartup, UserAccount,
+    AccountId, AccountRef, Auth, Binding, CompanyAccount, FaxFormat, IgnoredSetting, Limit,
+    PaceOverrides, Provider, Route, Secret, ServerSettings, ServerSettingsChange, TlsStartup,
+    UserAccount,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -168,6 +169,11 @@ struct ServerRow {
     /// `app-only`, or null for delegated (rows from before the column, and every account
     /// a person signs in for).
     auth: Option<String>,
+    /// Messages a minute: null (the provider's default), `off`, or a number. Outside the
+    /// settings seal (see the `m20261210_000014_account_limits` migration).
+    rate_per_minute: Option<String>,
+    /// The daily limit, in the same form.
+    daily_limit: Option<String>,
     /// The seal over the columns that decide where the secret goes ([`settings_aad`]).
     settings_seal: Option<Vec<u8>>,
 }
@@ -191,6 +197,8 @@ macro_rules! server_row {
             route: $model.route,
             large_attachments: $model.large_attachments,
             auth: $model.auth,
+            rate_per_minute: $model.rate_per_minute,
+            daily_limit: $model.daily_limit,
             settings_seal: $model.settings_seal,
         }
     };
@@ -215,6 +223,8 @@ macro_rules! set_server_columns {
         $active.route = Set(row.route);
         $active.large_attachments = Set(row.large_attachments);
         $active.auth = Set(row.auth);
+        $active.rate_per_minute = Set(row.rate_per_minute);
+        $active.daily_limit = Set(row.daily_limit);
         $active.settings_seal = Set(row.settings_seal);
         $active.updated_at = Set(Utc::now());
     }};
@@ -321,6 +331,8 @@ fn to_row(settings: &ServerSettings, key: &EncryptionKey, account: AccountRef) -
             Auth::Delegated => None,
             auth => Some(auth.as_str().to_owned()),
         },
+        rate_per_minute: settings.pace.per_minute.map(limit_text),
+        daily_limit: settings.pace.daily.map(limit_text),
         settings_seal: None,
     };
     row.settings_seal = Some(key.seal(b"", &settings_aad(account, &row)));
@@ -362,6 +374,10 @@ fn from_row(
             )
         })?,
     };
+    let rate_per_minute = parse_limit(row.rate_per_minute.as_deref())
+        .map_err(|problem| corrupt("rate per minute", problem))?;
+    let daily_limit = parse_limit(row.daily_limit.as_deref())
+        .map_err(|problem| corrupt("daily limit", problem))?;
     let port = u16::try_from(row.port)
         .map_err(|_| corrupt("port", format!("{} is out of range", row.port)))?;
     let timeout_ms = u32::try_from(row.timeout_ms)
@@ -388,8 +404,52 @@ fn from_row(
         route,
         large_attachments: row.large_attachments,
         auth,
-        pace: Default::default(),
+        pace: PaceOverrides {
+            per_minute: rate_per_minute,
+            daily: daily_limit,
+        },
     })
+}
+
+/// Drops the stored limits `change` replaces before the row is read, so a change that
+/// sets a limit also sets right a corrupt one (limits are outside the seal: nothing else
+/// depends on the old value).
+fn forget_replaced_limits(
+    rate_per_minute: &mut Option<String>,
+    daily_limit: &mut Option<String>,
+    change: &ServerSettingsChange,
+) {
+    if change.rate_per_minute.is_some() {
+        *rate_per_minute = None;
+    }
+    if change.daily_limit.is_some() {
+        *daily_limit = None;
+    }
+}
+
+/// How a limit is stored: `off`, or the number in decimal.
+fn limit_text(limit: Limit) -> String {
+    match limit {
+        Limit::Off => "off".to_owned(),
+        Limit::At(value) => value.to_string(),
+    }
+}
+
+/// A stored limit: null is the provider's default; `off` or a number of 1 or more.
+fn parse_limit(text: Option<&str>) -> std::result::Result<Option<Limit>, String> {
+    match text {
+        None => Ok(None),
+        Some("off") => Ok(Some(Limit::Off)),
+        Some(text) => match text.parse::<u32>() {
+            Ok(value) if value > 0 && text.bytes().all(|byte| byte.is_ascii_digit()) => {
+                Ok(Some(Limit::At(value)))
+            }
+            _ => Err(format!(
+                "`{}` is not a limit (`off` or a number of 1 or more)",
+                text.escape_debug()
+            )),
+        },
+    }
 }
 
 fn company_from_model(
@@ -590,7 +650,10 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             .await?;
         let current = existing
             .clone()
-            .map(|model| company_from_model(model, self.key, required))
+            .map(|mut model| {
+                forget_replaced_limits(&mut model.rate_per_minute, &mut model.daily_limit, change);
+                company_from_model(model, self.key, required)
+            })
             .transpose()?;
         let applied = change.apply(current.as_ref().map(|company| &company.server))?;
         let fax_format = match fax_format {
@@ -768,7 +831,9 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             .one(self.db)
             .await?
             .ok_or(Error::AccountNotFound { id })?;
-        let current = user_from_model(model.clone(), self.key, required)?;
+        let mut read = model.clone();
+        forget_replaced_limits(&mut read.rate_per_minute, &mut read.daily_limit, change);
+        let current = user_from_model(read, self.key, required)?;
         let applied = change.apply(Some(&current.server))?;
         let binding = match binding {
             BindingChange::Keep => current.binding,
@@ -1000,7 +1065,38 @@ mod tests {
             route: "smtp".to_owned(),
             large_attachments: false,
             auth: auth.map(str::to_owned),
+            rate_per_minute: None,
+            daily_limit: None,
             settings_seal: None,
+        }
+    }
+
+    /// The limits are outside the seal: a row with limits is sealed over what the same
+    /// row without them is.
+    #[test]
+    fn limits_stay_out_of_the_settings_seal() {
+        let account = AccountRef::User(4);
+        let mut limited = row(None);
+        limited.rate_per_minute = Some("10".to_owned());
+        limited.daily_limit = Some("off".to_owned());
+        assert_eq!(
+            settings_aad(account, &limited),
+            settings_aad(account, &row(None))
+        );
+    }
+
+    /// A limit is written as `off` or its number and read back as the same limit; null is
+    /// the provider's default.
+    #[test]
+    fn limits_are_written_as_off_or_a_number() {
+        for limit in [Limit::Off, Limit::At(1), Limit::At(u32::MAX)] {
+            let text = limit_text(limit);
+            assert_eq!(parse_limit(Some(&text)), Ok(Some(limit)), "{text}");
+        }
+        assert_eq!(limit_text(Limit::At(2_000)), "2000");
+        assert_eq!(parse_limit(None), Ok(None));
+        for corrupt in ["", "0", "00", "-1", "+5", " 5", "Off", "1e3", "4294967296"] {
+            assert!(parse_limit(Some(corrupt)).is_err(), "{corrupt:?}");
         }
     }
 

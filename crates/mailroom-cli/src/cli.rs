@@ -1,7 +1,7 @@
 //! The command line, as clap parses it.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mailroom_model::{Auth, Binding, FaxFormat, Provider, Route, TlsStartup, validate};
+use mailroom_model::{Auth, Binding, FaxFormat, Limit, Provider, Route, TlsStartup, validate};
 
 /// The workspace version, and the git commit when built from a checkout (set by
 /// `build.rs`; `MAILROOM_GIT_COMMIT` overrides the commit, e.g. for a build from
@@ -95,7 +95,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Key(KeyCommand),
     #[command(
-        after_help = "Examples:\n  mailroom send --user sa --to buyer@example.com --subject \"Order 10234\" --body-file order.txt --attach SO-10234.pdf\n  mailroom send --company --fax \"+1 (555) 010-2000\" --subject Invoice --body \"See attachment.\"\n  mailroom send --account 4 --dry-run --to buyer@example.com --subject Test --body Hi\n  mailroom send --queue --feature automation-agent --to buyer@example.com --subject Statement --body-file st.txt"
+        after_help = "Examples:\n  mailroom send --user sa --to buyer@example.com --subject \"Order 10234\" --body-file order.txt --attach SO-10234.pdf\n  mailroom send --company --fax \"+1 (555) 010-2000\" --subject Invoice --body \"See attachment.\"\n  mailroom send --account 4 --dry-run --to buyer@example.com --subject Test --body Hi\n  mailroom send --queue --feature automation-agent --to buyer@example.com --subject Statement --body-file st.txt\n  mailroom send --queue --priority bulk --company --to buyer@example.com --subject Statement --body-file st.txt"
     )]
     /// Send a message now (or queue it for the agent with --queue) and print the receipt.
     Send(crate::commands::send::SendArgs),
@@ -357,7 +357,7 @@ pub(crate) enum CompanyCommand {
     /// Show the company account.
     Show,
     #[command(
-        after_help = "Examples:\n  mailroom company set --provider microsoft --user orders@contoso.example\n  mailroom company set --provider google --user orders@example.com --fax-format '{0}@fax.example.com'\n  printf '%s' \"$PASSWORD\" | mailroom company set --provider none --host smtp.example.net --user relay --from orders@example.net --password-stdin"
+        after_help = "Examples:\n  mailroom company set --provider microsoft --user orders@contoso.example\n  mailroom company set --provider google --user orders@example.com --fax-format '{0}@fax.example.com'\n  mailroom company set --rate 20/min --daily default\n  printf '%s' \"$PASSWORD\" | mailroom company set --provider none --host smtp.example.net --user relay --from orders@example.net --password-stdin"
     )]
     /// Create or change the company account; choosing a provider fills its preset.
     Set {
@@ -400,7 +400,7 @@ pub(crate) enum AccountCommand {
         id: i64,
     },
     #[command(
-        after_help = "Examples:\n  mailroom account edit 4 --port 587\n  mailroom account edit 4 --bind SystemUser:User_Name:jo\n  mailroom account edit 4 --unbind"
+        after_help = "Examples:\n  mailroom account edit 4 --port 587\n  mailroom account edit 4 --bind SystemUser:User_Name:jo\n  mailroom account edit 4 --unbind\n  mailroom account edit 4 --rate 10/min --daily 500\n  mailroom account edit 4 --rate default --daily off"
     )]
     /// Change a user account.
     Edit {
@@ -542,6 +542,71 @@ pub(crate) struct ServerOptions {
     /// delegation; no sign-in). App-only sends as the SMTP user, which it needs.
     #[arg(long, value_name = "AUTH", value_parser = parse_auth)]
     pub(crate) auth: Option<Auth>,
+    /// Messages a minute the mailbox may send, spaced evenly, for every process on the
+    /// database: N (or N/min), off (no limit) or default (the provider's: Microsoft 30,
+    /// Google 60, password SMTP none).
+    #[arg(long, value_name = "N/min|N|off|default", value_parser = parse_rate)]
+    pub(crate) rate: Option<LimitOption>,
+    /// The mailbox's limit per rolling 24 hours, in the provider's unit: N, off (no limit)
+    /// or default (Microsoft 10,000 recipients, Google 2,000 messages, password SMTP none).
+    #[arg(long, value_name = "N|off|default", value_parser = parse_daily)]
+    pub(crate) daily: Option<LimitOption>,
+}
+
+/// `--rate` or `--daily`: a limit of the account's own, or `default` (`None`: back to the
+/// provider's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LimitOption(pub(crate) Option<Limit>);
+
+fn parse_rate(text: &str) -> Result<LimitOption, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let number = lower.strip_suffix("/min").unwrap_or(&lower).trim_end();
+    parse_limit(
+        text,
+        number,
+        "rate",
+        "a number of messages a minute such as 30 or 30/min",
+        validate::MAX_RATE_PER_MINUTE,
+    )
+}
+
+fn parse_daily(text: &str) -> Result<LimitOption, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    parse_limit(
+        text,
+        &lower,
+        "daily limit",
+        "a number such as 2000 (recipients for Microsoft, messages otherwise)",
+        validate::MAX_DAILY_LIMIT,
+    )
+}
+
+/// A limit option: `default`, `off`, or a number from 1 to `max`; anything else is refused
+/// with the forms the option takes.
+fn parse_limit(
+    text: &str,
+    lower: &str,
+    field: &'static str,
+    number: &str,
+    max: u32,
+) -> Result<LimitOption, String> {
+    match lower {
+        "default" => return Ok(LimitOption(None)),
+        "off" => return Ok(LimitOption(Some(Limit::Off))),
+        _ => {}
+    }
+    let value: u32 = match lower.parse() {
+        Ok(value) if lower.bytes().all(|byte| byte.is_ascii_digit()) => value,
+        _ => {
+            return Err(format!(
+                "`{}` is not a {field}; give {number} (1 to {max}), `off` for no limit, or `default` for the provider's",
+                text.escape_debug()
+            ));
+        }
+    };
+    let limit = Some(Limit::At(value));
+    validate::check_limit(field, limit, max).map_err(|error| error.to_string())?;
+    Ok(LimitOption(limit))
 }
 
 /// Every name `--provider` accepts, the canonical ones first.
@@ -664,6 +729,29 @@ mod tests {
         assert_eq!(did_you_mean("gmial", &PROVIDER_NAMES), Some("gmail"));
         assert_eq!(did_you_mean("exchange", &PROVIDER_NAMES), None);
         assert_eq!(did_you_mean("no", &PROVIDER_NAMES), None);
+    }
+
+    #[test]
+    fn limits_take_a_number_off_or_default() {
+        let at = |value| Ok(LimitOption(Some(Limit::At(value))));
+        assert_eq!(parse_rate("30"), at(30));
+        assert_eq!(parse_rate(" 30/min "), at(30));
+        assert_eq!(parse_rate("30 /MIN"), at(30));
+        assert_eq!(parse_rate("OFF"), Ok(LimitOption(Some(Limit::Off))));
+        assert_eq!(parse_rate("default"), Ok(LimitOption(None)));
+        assert_eq!(parse_daily("10000"), at(10_000));
+        assert_eq!(parse_daily("Default"), Ok(LimitOption(None)));
+        for refused in [
+            "0", "0/min", "-5", "+5", "fast", "", "/min", "1.5", "100001",
+        ] {
+            let error = parse_rate(refused).unwrap_err();
+            assert!(
+                error.contains("`off` for no limit, or `default` for the provider's"),
+                "{refused:?}: {error}"
+            );
+        }
+        assert!(parse_daily("30/min").is_err());
+        assert!(parse_daily("10000001").is_err());
     }
 }
 

@@ -1,6 +1,9 @@
 //! What the CLI prints: views of accounts for text and JSON.
 
-use mailroom_model::{Auth, Binding, CompanyAccount, Route, ServerSettings, UserAccount};
+use mailroom_model::{
+    Auth, Binding, CompanyAccount, Limit, MailboxLimits, PaceOverrides, Provider, Route,
+    ServerSettings, UserAccount,
+};
 use serde::Serialize;
 
 /// An account's settings as shown to the user; never the password itself.
@@ -32,6 +35,8 @@ pub(crate) struct AccountView {
     /// How the account gets its tokens: delegated (a person signs in) or app-only (the
     /// app's own credentials).
     pub(crate) auth: &'static str,
+    /// The limits the mailbox sends under, and the account's own overrides.
+    pub(crate) limits: LimitsView,
     /// Whether the provider signs in with OAuth (only those have an authentication kind).
     #[serde(skip)]
     pub(crate) uses_oauth: bool,
@@ -61,6 +66,7 @@ fn view(server: &ServerSettings, kind: &'static str) -> AccountView {
         route: server.route.as_str(),
         large_attachments: server.large_attachments,
         auth: server.auth.as_str(),
+        limits: LimitsView::of(server),
         uses_oauth: server.provider.uses_oauth(),
         fax_format: None,
         binding: None,
@@ -153,6 +159,7 @@ impl AccountView {
                 .clone()
                 .unwrap_or_else(|| "(the SMTP user)".to_owned()),
         ));
+        lines.push(("Limits", self.limits.to_text()));
         if let Some(state) = self.signed_in {
             lines.push(("Signed in", state.as_str().to_owned()));
         }
@@ -204,6 +211,108 @@ impl AccountView {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// An account's effective limits (its provider's defaults with its overrides on top; null
+/// is no limit) and the overrides themselves (null: the provider's default, `"off"`, or a
+/// number).
+#[derive(Debug, Serialize)]
+pub(crate) struct LimitsView {
+    #[serde(flatten)]
+    pub(crate) effective: MailboxLimits,
+    pub(crate) overrides: OverridesView,
+    #[serde(skip)]
+    provider: Provider,
+    #[serde(skip)]
+    pace: PaceOverrides,
+}
+
+/// The overrides as JSON: each null, `"off"` or a number.
+#[derive(Debug, Serialize)]
+pub(crate) struct OverridesView {
+    pub(crate) per_minute: Option<serde_json::Value>,
+    pub(crate) daily: Option<serde_json::Value>,
+}
+
+fn limit_json(limit: Limit) -> serde_json::Value {
+    match limit {
+        Limit::Off => serde_json::Value::from("off"),
+        Limit::At(value) => serde_json::Value::from(value),
+    }
+}
+
+impl LimitsView {
+    pub(crate) fn of(server: &ServerSettings) -> Self {
+        LimitsView {
+            effective: server.mailbox_limits(),
+            overrides: OverridesView {
+                per_minute: server.pace.per_minute.map(limit_json),
+                daily: server.pace.daily.map(limit_json),
+            },
+            provider: server.provider,
+            pace: server.pace,
+        }
+    }
+
+    /// One line: the account's own limits first, marked "(set)", then the provider's
+    /// defaults, named once at the end; "none" when nothing is limited.
+    pub(crate) fn to_text(&self) -> String {
+        let limits = &self.effective;
+        let rate = match limits.per_minute {
+            Some(rate) => format!("{} messages/min", grouped(rate)),
+            None => "no per-minute limit".to_owned(),
+        };
+        let daily = match limits.daily {
+            Some(daily) => format!("{} {} per 24 h", grouped(daily), limits.daily_unit),
+            None => "no daily limit".to_owned(),
+        };
+        let mut set = Vec::new();
+        let mut defaults = Vec::new();
+        for (part, overridden, limited) in [
+            (
+                rate,
+                self.pace.per_minute.is_some(),
+                limits.per_minute.is_some(),
+            ),
+            (daily, self.pace.daily.is_some(), limits.daily.is_some()),
+        ] {
+            if overridden {
+                set.push(format!("{part} (set)"));
+            } else if limited {
+                defaults.push(part);
+            }
+        }
+        if let Some(concurrent) = limits.concurrent {
+            defaults.push(format!("{concurrent} at once"));
+        }
+        if set.is_empty() && defaults.is_empty() {
+            return "none".to_owned();
+        }
+        if !defaults.is_empty() {
+            let provider = match self.provider {
+                Provider::Microsoft => "Microsoft",
+                Provider::Google => "Google",
+                Provider::None => "password SMTP",
+            };
+            let last = defaults.len() - 1;
+            defaults[last].push_str(&format!(" ({provider} default)"));
+        }
+        set.extend(defaults);
+        set.join(", ")
+    }
+}
+
+/// A number with thousands separated by commas (10,000).
+fn grouped(value: u32) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 /// How an authentication kind reads in `account show` and `resolve`.
@@ -298,4 +407,78 @@ pub(crate) fn render_table<const N: usize>(header: &[&str; N], rows: &[[String; 
             .map(|row| line(&mut row.iter().map(String::as_str))),
     );
     out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits_text(provider: Provider, route: Route, pace: PaceOverrides) -> String {
+        let mut server = ServerSettings::preset(provider);
+        server.route = route;
+        server.pace = pace;
+        LimitsView::of(&server).to_text()
+    }
+
+    #[test]
+    fn the_limits_line_marks_what_is_set_and_names_the_defaults() {
+        let default = PaceOverrides::default();
+        assert_eq!(
+            limits_text(Provider::Microsoft, Route::Smtp, default),
+            "30 messages/min, 10,000 recipients per 24 h, 3 at once (Microsoft default)"
+        );
+        assert_eq!(
+            limits_text(Provider::Microsoft, Route::Graph, default),
+            "30 messages/min, 10,000 recipients per 24 h, 4 at once (Microsoft default)"
+        );
+        assert_eq!(
+            limits_text(
+                Provider::Google,
+                Route::Smtp,
+                PaceOverrides {
+                    per_minute: Some(Limit::At(60)),
+                    daily: None,
+                }
+            ),
+            "60 messages/min (set), 2,000 messages per 24 h (Google default)"
+        );
+        assert_eq!(
+            limits_text(
+                Provider::Microsoft,
+                Route::Smtp,
+                PaceOverrides {
+                    per_minute: Some(Limit::Off),
+                    daily: Some(Limit::At(1_500)),
+                }
+            ),
+            "no per-minute limit (set), 1,500 recipients per 24 h (set), 3 at once (Microsoft default)"
+        );
+        assert_eq!(limits_text(Provider::None, Route::Smtp, default), "none");
+        assert_eq!(
+            limits_text(
+                Provider::None,
+                Route::Smtp,
+                PaceOverrides {
+                    per_minute: Some(Limit::At(120)),
+                    daily: None,
+                }
+            ),
+            "120 messages/min (set)"
+        );
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        for (value, text) in [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (10_000, "10,000"),
+            (123_456, "123,456"),
+            (1_234_567, "1,234,567"),
+            (u32::MAX, "4,294,967,295"),
+        ] {
+            assert_eq!(grouped(value), text);
+        }
+    }
 }

@@ -57,6 +57,7 @@ mod m20261208_000010_resource_tokens;
 mod m20261208_000011_account_route;
 mod m20261209_000012_account_auth;
 mod m20261209_000013_app_credentials;
+mod m20261210_000014_account_limits;
 mod m20261210_000015_outbox_pacing;
 
 /// Every migration, oldest first.
@@ -80,6 +81,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000011_account_route::Migration),
             Box::new(m20261209_000012_account_auth::Migration),
             Box::new(m20261209_000013_app_credentials::Migration),
+            Box::new(m20261210_000014_account_limits::Migration),
             Box::new(m20261210_000015_outbox_pacing::Migration),
         ]
     }

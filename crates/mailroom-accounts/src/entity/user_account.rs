@@ -23,6 +23,8 @@ pub struct Model {
     pub route: String,
     pub large_attachments: bool,
     pub auth: Option<String>,
+    pub rate_per_minute: Option<String>,
+    pub daily_limit: Option<String>,
     pub version: i64,
     pub updated_at: DateTimeUtc,
     pub business_object: Option<String>,

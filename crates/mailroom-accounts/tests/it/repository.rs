@@ -2,7 +2,10 @@
 
 use mailroom_accounts::{BindingChange, Error};
 use mailroom_crypto::KeyRing;
-use mailroom_model::{Auth, Binding, FaxFormat, Provider, Route, ServerSettingsChange, TlsStartup};
+use mailroom_model::{
+    Auth, Binding, FaxFormat, Limit, PaceOverrides, Provider, Route, ServerSettingsChange,
+    TlsStartup,
+};
 use mailroom_testkit::{TestDatabase, on_both_backends};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
@@ -22,6 +25,8 @@ on_both_backends!(
     the_route_round_trips_and_is_sealed,
     app_only_round_trips_and_is_sealed,
     rows_from_before_the_auth_column_are_delegated,
+    limits_round_trip_and_go_back_to_the_default,
+    limits_are_outside_the_seal_and_a_corrupt_one_is_refused,
 );
 
 async fn column_bytes(db: &TestDatabase, sql: &str) -> Vec<u8> {
@@ -746,4 +751,285 @@ async fn rows_from_before_the_auth_column_are_delegated(db: &TestDatabase) {
             "{value}"
         );
     }
+}
+
+/// The two limit columns of an account row, as stored.
+async fn limit_columns(
+    db: &TestDatabase,
+    table_and_filter: &str,
+) -> (Option<String>, Option<String>) {
+    let row = db
+        .db
+        .query_one(Statement::from_string(
+            db.db.get_database_backend(),
+            format!("SELECT rate_per_minute, daily_limit FROM {table_and_filter}"),
+        ))
+        .await
+        .unwrap()
+        .expect("a row");
+    (
+        row.try_get_by_index::<Option<String>>(0).unwrap(),
+        row.try_get_by_index::<Option<String>>(1).unwrap(),
+    )
+}
+
+/// An account's limits are stored as a number, `off` or null (the provider's default),
+/// read back as set, kept across a provider change, and go back to the default.
+async fn limits_round_trip_and_go_back_to_the_default(db: &TestDatabase) {
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    let company = repo
+        .set_company(
+            &ServerSettingsChange {
+                rate_per_minute: Some(Some(Limit::At(45))),
+                daily_limit: Some(Some(Limit::Off)),
+                ..google("noreply@example.com")
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let set = PaceOverrides {
+        per_minute: Some(Limit::At(45)),
+        daily: Some(Limit::Off),
+    };
+    assert_eq!(company.account.server.pace, set);
+    assert_eq!(repo.company().await.unwrap().unwrap().server.pace, set);
+    assert_eq!(
+        limit_columns(db, "company_account").await,
+        (Some("45".to_owned()), Some("off".to_owned()))
+    );
+    let limits = repo
+        .company()
+        .await
+        .unwrap()
+        .unwrap()
+        .server
+        .mailbox_limits();
+    assert_eq!((limits.per_minute, limits.daily), (Some(45), None));
+
+    // A password relay takes limits too; an account without any stores nulls.
+    let relay = repo
+        .add_user_account(
+            &ServerSettingsChange {
+                daily_limit: Some(Some(Limit::At(500))),
+                ..password_server("smtp.example.net", "relay", "pw")
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .account
+        .id;
+    assert_eq!(
+        repo.user_account(relay).await.unwrap().server.pace,
+        PaceOverrides {
+            per_minute: None,
+            daily: Some(Limit::At(500)),
+        }
+    );
+    let id = repo
+        .add_user_account(&microsoft("orders@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    let by_id = format!("user_account WHERE id = {id}");
+    assert_eq!(limit_columns(db, &by_id).await, (None, None));
+    assert_eq!(
+        repo.user_account(id).await.unwrap().server.pace,
+        PaceOverrides::default()
+    );
+
+    // Set, then an unrelated change and a change of provider keep it.
+    let edit = |change: ServerSettingsChange| {
+        let repo = &repo;
+        async move {
+            repo.edit_user_account(id, &change, BindingChange::Keep)
+                .await
+                .unwrap()
+                .account
+                .server
+                .pace
+        }
+    };
+    let rate = PaceOverrides {
+        per_minute: Some(Limit::At(10)),
+        daily: None,
+    };
+    assert_eq!(
+        edit(ServerSettingsChange {
+            rate_per_minute: Some(Some(Limit::At(10))),
+            ..Default::default()
+        })
+        .await,
+        rate
+    );
+    assert_eq!(
+        edit(ServerSettingsChange {
+            port: Some(25),
+            ..Default::default()
+        })
+        .await,
+        rate
+    );
+    assert_eq!(
+        edit(ServerSettingsChange {
+            provider: Some(Provider::Google),
+            ..Default::default()
+        })
+        .await,
+        rate
+    );
+    assert_eq!(repo.user_account(id).await.unwrap().server.pace, rate);
+    assert_eq!(
+        limit_columns(db, &by_id).await,
+        (Some("10".to_owned()), None)
+    );
+
+    // Back to the provider's default: null again.
+    assert_eq!(
+        edit(ServerSettingsChange {
+            rate_per_minute: Some(None),
+            ..Default::default()
+        })
+        .await,
+        PaceOverrides::default()
+    );
+    assert_eq!(limit_columns(db, &by_id).await, (None, None));
+
+    // Out of range is refused before anything is written.
+    for refused in [
+        Limit::At(0),
+        Limit::At(mailroom_model::validate::MAX_RATE_PER_MINUTE + 1),
+    ] {
+        let error = repo
+            .edit_user_account(
+                id,
+                &ServerSettingsChange {
+                    rate_per_minute: Some(Some(refused)),
+                    ..Default::default()
+                },
+                BindingChange::Keep,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Invalid(_)), "{refused:?}: {error:?}");
+    }
+    assert_eq!(limit_columns(db, &by_id).await, (None, None));
+}
+
+/// A limit decides neither where a secret goes nor whose credentials a token is issued
+/// on, so it is outside the settings seal: a limit written without the key still opens.
+/// What is not a limit is a corrupt row, named, and the account can be set right.
+async fn limits_are_outside_the_seal_and_a_corrupt_one_is_refused(db: &TestDatabase) {
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    let id = repo
+        .add_user_account(&microsoft("orders@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    mailroom_crypto::store::mark_settings_sealed(&db.db, key.primary())
+        .await
+        .unwrap();
+    db.db
+        .execute_unprepared(&format!(
+            "UPDATE user_account SET rate_per_minute = '5', daily_limit = 'off' WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        repo.user_account(id).await.unwrap().server.pace,
+        PaceOverrides {
+            per_minute: Some(Limit::At(5)),
+            daily: Some(Limit::Off),
+        }
+    );
+
+    for (column, value) in [
+        ("rate_per_minute", "0"),
+        ("rate_per_minute", "fast"),
+        ("daily_limit", "-3"),
+        ("daily_limit", "+7"),
+        ("daily_limit", "OFF"),
+        ("daily_limit", "99999999999"),
+    ] {
+        db.db
+            .execute_unprepared(&format!(
+                "UPDATE user_account SET rate_per_minute = {}, daily_limit = {} WHERE id = {id}",
+                if column == "rate_per_minute" {
+                    format!("'{value}'")
+                } else {
+                    "NULL".to_owned()
+                },
+                if column == "daily_limit" {
+                    format!("'{value}'")
+                } else {
+                    "NULL".to_owned()
+                },
+            ))
+            .await
+            .unwrap();
+        match repo.user_account(id).await.unwrap_err() {
+            Error::CorruptRow { what, problem, .. } => {
+                let name = column.replace('_', " ");
+                assert!(what.contains(&name), "{column}={value}: {what}");
+                assert!(problem.contains(value), "{column}={value}: {problem}");
+            }
+            other => panic!("{column}={value}: {other:?}"),
+        }
+    }
+    // Setting the corrupt limit sets it right (the remedy the error names); another
+    // change cannot be applied to a row that cannot be read.
+    let other = repo
+        .edit_user_account(
+            id,
+            &ServerSettingsChange {
+                rate_per_minute: Some(Some(Limit::At(20))),
+                ..Default::default()
+            },
+            BindingChange::Keep,
+        )
+        .await;
+    assert!(matches!(other, Err(Error::CorruptRow { .. })), "{other:?}");
+    let fixed = repo
+        .edit_user_account(
+            id,
+            &ServerSettingsChange {
+                daily_limit: Some(None),
+                ..Default::default()
+            },
+            BindingChange::Keep,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fixed.account.server.pace, PaceOverrides::default());
+    assert_eq!(
+        repo.user_account(id).await.unwrap().server.pace,
+        PaceOverrides::default()
+    );
+    repo.set_company(&google("noreply@example.com"), None)
+        .await
+        .unwrap();
+    db.db
+        .execute_unprepared("UPDATE company_account SET rate_per_minute = 'lots'")
+        .await
+        .unwrap();
+    assert!(matches!(
+        repo.company().await,
+        Err(Error::CorruptRow { .. })
+    ));
+    let company = repo
+        .set_company(
+            &ServerSettingsChange {
+                rate_per_minute: Some(Some(Limit::Off)),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(company.account.server.pace.per_minute, Some(Limit::Off));
 }

@@ -405,7 +405,8 @@ pub(crate) fn server_change(options: &ServerOptions) -> Result<ServerSettingsCha
         route: options.route,
         large_attachments: options.large_attachments,
         auth: options.auth,
-        ..Default::default()
+        rate_per_minute: options.rate.map(|rate| rate.0),
+        daily_limit: options.daily.map(|daily| daily.0),
     })
 }
 

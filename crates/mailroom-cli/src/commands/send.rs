@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use mailroom::{
-    AccountRef, Attachment, Mailroom, MailroomOptions, MessageDraft, Preview, Receipt, SendRequest,
+    AccountRef, Attachment, Mailroom, MailroomOptions, MessageDraft, Preview, Priority, Receipt,
+    SendRequest,
 };
 use serde_json::json;
 
@@ -75,6 +76,15 @@ pub(crate) struct SendArgs {
     /// Store the message in the outbox for `mailroom agent` and print its id.
     #[arg(long)]
     pub(crate) queue: bool,
+    /// With --queue: which queued messages the agent sends first, across mailboxes:
+    /// interactive (a person is waiting), normal (the default) or bulk (after everything
+    /// else that is due).
+    #[arg(long, value_name = "PRIORITY", value_parser = parse_priority)]
+    pub(crate) priority: Option<Priority>,
+}
+
+fn parse_priority(text: &str) -> Result<Priority, String> {
+    text.parse()
 }
 
 /// The facade options of this process: the database key, and `MAILROOM_CA_FILE` as an
@@ -181,6 +191,12 @@ fn preview_text(preview: &Preview) -> String {
 }
 
 pub(crate) async fn send(context: &Context, args: SendArgs) -> Result<Output> {
+    if args.priority.is_some() && !args.queue {
+        return Err(crate::UsageError(
+            "--priority only applies with --queue: it orders the outbox, and a message sent now waits for nothing; add --queue, or leave --priority out".to_owned(),
+        )
+        .into());
+    }
     let mailroom = open_mailroom(context).await?;
     let message = draft(&args).await?;
     let prompt = TerminalPrompt { context };
@@ -195,7 +211,7 @@ pub(crate) async fn send(context: &Context, args: SendArgs) -> Result<Output> {
         message,
         sign_in: (!args.no_sign_in && !args.queue && interactive())
             .then_some(&prompt as &dyn mailroom::SignInPrompt),
-        priority: mailroom::Priority::Normal,
+        priority: args.priority.unwrap_or_default(),
     };
     if args.dry_run {
         let preview = mailroom.prepare_preview(&request).await?;

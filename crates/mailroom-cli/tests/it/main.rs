@@ -8,6 +8,7 @@ mod completions;
 mod configure;
 mod demo;
 mod doctor;
+mod limits;
 mod newcomer;
 mod oauth;
 mod send;
