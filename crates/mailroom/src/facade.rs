@@ -457,7 +457,7 @@ impl Mailroom {
         if limits.is_unlimited() {
             return Ok(());
         }
-        let mailbox = mailroom_model::mailbox_key(&prepared.envelope.sender().to_string());
+        let mailbox = mailroom_model::mailbox_key(prepared.envelope.sender().as_ref());
         let units = limits
             .daily_unit
             .units(prepared.envelope.recipients().len());

@@ -355,7 +355,7 @@ impl<'a> Outbox<'a> {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let mailbox = mailroom_model::mailbox_key(&prepared.envelope.sender().to_string());
+        let mailbox = mailroom_model::mailbox_key(prepared.envelope.sender().as_ref());
         let limits = prepared.account.server().mailbox_limits();
         let row = outbox_message::ActiveModel {
             message_id: Set(prepared.message_id.clone()),
@@ -381,8 +381,16 @@ impl<'a> Outbox<'a> {
         };
         // The row and its chunks in one transaction: the agent never sees a part.
         let transaction = mailroom_migrations::begin_write(self.db).await?;
-        let id = Entity::insert(row).exec(&transaction).await?.last_insert_id;
         crate::pace::ensure(&transaction, &mailbox, &limits, now).await?;
+        // A mailbox paused now (its daily limit, the provider's throttling): the message
+        // is held with the pause's reason until it ends, like those queued before it.
+        let mut row = row;
+        if let Some((until, reason)) = crate::pace::paused(&transaction, &mailbox, now).await? {
+            row.status = Set(OutboxStatus::Held.as_str().to_owned());
+            row.next_attempt_at = Set(until);
+            row.last_error = Set(Some(reason));
+        }
+        let id = Entity::insert(row).exec(&transaction).await?.last_insert_id;
         for (seq, piece) in prepared.bytes.chunks(CHUNK).enumerate() {
             outbox_chunk::Entity::insert(outbox_chunk::ActiveModel {
                 message_id: Set(id),
@@ -1061,7 +1069,7 @@ async fn claim_ids(
         }
         let row = &paces[*index];
         let mut window = row.window.clone();
-        window.add(second, messages.len() as u32);
+        window.add(pace::counted_second(now), messages.len() as u32);
         let next = match row.limits.per_minute {
             Some(rate) => {
                 chrono::DateTime::<Utc>::from_timestamp(window.next_room(rate, second), 0)

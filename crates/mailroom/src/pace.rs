@@ -78,6 +78,16 @@ pub(crate) fn unix_second(time: DateTime<Utc>) -> i64 {
     time.timestamp()
 }
 
+/// The second a send at `time` is counted at: rounded up, so that it leaves the rolling
+/// minute no sooner than a full minute after it started.
+pub(crate) fn counted_second(time: DateTime<Utc>) -> i64 {
+    if time.timestamp_subsec_nanos() > 0 {
+        time.timestamp() + 1
+    } else {
+        time.timestamp()
+    }
+}
+
 fn at_second(second: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(second, 0)
         .single()
@@ -231,6 +241,31 @@ pub(crate) async fn ensure<C: ConnectionTrait>(
     ))
     .await?;
     Ok(())
+}
+
+/// The pause on `mailbox` at `now`, if any: until when, and why.
+pub(crate) async fn paused<C: ConnectionTrait>(
+    db: &C,
+    mailbox: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(DateTime<Utc>, String)>> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one(statement(
+            backend,
+            "SELECT paused_until, pause_reason FROM mailbox_pace WHERE mailbox = $1 AND paused_until > $2",
+            [mailbox.into(), now.into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let until: DateTime<Utc> = row.try_get_by_index(0)?;
+    let reason: Option<String> = row.try_get_by_index(1)?;
+    Ok(Some((
+        until,
+        reason.unwrap_or_else(|| "the provider throttled the mailbox".to_owned()),
+    )))
 }
 
 /// Pauses `mailbox` until `until` (a later pause already set stands), with `reason`;
@@ -463,7 +498,7 @@ pub(crate) async fn acquire(
         }
         record_usage(&transaction, &[(mailbox.to_owned(), u64::from(units))], now).await?;
     }
-    window.add(second, 1);
+    window.add(counted_second(now), 1);
     let next = match limits.per_minute {
         Some(rate) => at_second(window.next_room(rate, second)),
         None => now,

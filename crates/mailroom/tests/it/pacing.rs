@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mailroom::{
-    AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, AgentSummary, Error, ManualClock,
-    Mailroom, MessageDraft, OutboxClock, OutboxStatus, Priority, Provider, SendRequest,
+    AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, AgentSummary, Error, Mailroom, ManualClock,
+    MessageDraft, OutboxClock, OutboxStatus, Priority, Provider, SendRequest,
 };
 use mailroom_accounts::Accounts;
 use mailroom_model::{
-    Credentials, Delivery, MessageTransport, OutgoingMessage, Secret, ServerSettingsChange,
+    Credentials, Delivery, Limit, MessageTransport, OutgoingMessage, Secret, ServerSettingsChange,
     TransportError, TransportErrorKind, TransportKind,
 };
 use mailroom_testkit::Backend;
@@ -109,9 +109,15 @@ impl Paced {
             .unwrap()
             .account
             .id;
+        // A whole second: the per-minute window counts whole seconds (a send at 10.3 s
+        // leaves the minute at 71 s), and the steps below land on them.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let start = std::time::UNIX_EPOCH + Duration::from_secs(now.as_secs());
         Self {
             world,
-            clock: Arc::new(ManualClock::new(std::time::SystemTime::now())),
+            clock: Arc::new(ManualClock::new(start)),
             recorder: Arc::new(Recorder::default()),
             relay,
         }
@@ -129,6 +135,20 @@ impl Paced {
                 .await
                 .unwrap(),
         )
+    }
+
+    /// The Microsoft mailbox's daily limit, set on its account (`--daily`).
+    async fn daily_limit(&self, recipients: u32) {
+        Accounts::new(&self.world.db.db, &self.world.key)
+            .set_company(
+                &ServerSettingsChange {
+                    daily_limit: Some(Some(Limit::At(recipients))),
+                    ..ServerSettingsChange::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -217,14 +237,21 @@ async fn a_month_end_backlog_goes_out_at_thirty_a_minute_and_does_not_delay_anot
     let other = mailroom.outbox().get(other).await.unwrap();
     assert_eq!(other.status, OutboxStatus::Sent);
     assert_eq!(other.sent_at, Some(start));
-    assert_eq!(sent_times(&mailroom).await.len(), 30, "the first minute's 30");
+    assert_eq!(
+        sent_times(&mailroom).await.len(),
+        30,
+        "the first minute's 30"
+    );
 
     let mut steps = 0;
     while paced.recorder.sent_by(SALES).len() < 2_000 {
         paced.clock.advance(Duration::from_secs(5));
         run_agent(&mailroom, "agent").await;
         steps += 1;
-        assert!(steps <= 67 * 12, "2,000 messages sent within 67 simulated minutes");
+        assert!(
+            steps <= 67 * 12,
+            "2,000 messages sent within 67 simulated minutes"
+        );
     }
     let times = sent_times(&mailroom).await;
     assert_eq!(times.len(), 2_000);
@@ -284,13 +311,15 @@ async fn two_agents_share_one_mailboxs_limit_on_postgres() {
 
 async fn the_daily_limit_holds_the_mailbox_until_it_resets(backend: Backend) {
     let paced = Paced::new(backend).await;
+    // Exchange's day is 10,000 recipients; this account allows 100 (`--daily 100`).
+    paced.daily_limit(100).await;
     let mailroom = paced.mailroom().await;
-    // 21 messages of 500 recipients: 10,000 recipients is Exchange's day.
+    // 21 messages of 5 recipients: the 21st is one too many.
     let mut ids = Vec::new();
     for number in 0..21 {
         ids.push(
             mailroom
-                .queue(request(AccountRef::Company, number, 500))
+                .queue(request(AccountRef::Company, number, 5))
                 .await
                 .unwrap(),
         );
@@ -304,7 +333,7 @@ async fn the_daily_limit_holds_the_mailbox_until_it_resets(backend: Backend) {
     let reason = held.last_error.unwrap_or_default();
     assert!(
         reason.contains(&format!(
-            "daily limit of 10000 recipients for {SALES} reached; resumes at {}",
+            "daily limit of 100 recipients for {SALES} reached; resumes at {}",
             resumes.format("%Y-%m-%d %H:%M")
         )),
         "{reason}"
@@ -357,20 +386,27 @@ async fn the_daily_limit_holds_the_mailbox_until_it_resets_on_postgres() {
 #[tokio::test]
 async fn a_message_larger_than_the_daily_limit_fails_with_what_to_do() {
     let paced = Paced::new(Backend::Sqlite).await;
+    paced.daily_limit(10).await;
     let mailroom = paced.mailroom().await;
-    let mut request = request(AccountRef::Company, 0, 1);
-    request.message.to = (0..10_001)
-        .map(|n| format!("c{n}@example.com"))
-        .collect::<Vec<_>>();
-    let Ok(id) = mailroom.queue(request).await else {
-        // Refused at queue time is as good: it never sits in the outbox.
-        return;
-    };
+    let id = mailroom
+        .queue(request(AccountRef::Company, 0, 11))
+        .await
+        .unwrap();
+    let fits = mailroom
+        .queue(request(AccountRef::Company, 1, 10))
+        .await
+        .unwrap();
     run_agent(&mailroom, "agent").await;
     let failed = mailroom.outbox().get(id).await.unwrap();
     assert_eq!(failed.status, OutboxStatus::Failed);
     let reason = failed.last_error.unwrap_or_default();
+    assert!(reason.contains("11 recipients"), "{reason}");
     assert!(reason.contains("split it"), "{reason}");
+    // It does not block the mailbox: the next message goes.
+    assert_eq!(
+        mailroom.outbox().get(fits).await.unwrap().status,
+        OutboxStatus::Sent
+    );
     paced.world.finish().await;
 }
 
@@ -426,9 +462,12 @@ async fn a_429_pauses_its_mailbox_for_the_retry_after_and_not_the_others() {
         mailroom.outbox().get(other).await.unwrap().status,
         OutboxStatus::Sent
     );
+    // Queued into a paused mailbox: held at once, with the pause's reason.
+    let waiting = mailroom.outbox().get(second).await.unwrap();
+    assert_eq!(waiting.status, OutboxStatus::Held);
     assert_eq!(
-        mailroom.outbox().get(second).await.unwrap().status,
-        OutboxStatus::Queued
+        waiting.next_attempt_at,
+        start + chrono::Duration::seconds(30)
     );
     assert!(paced.recorder.sent_by(SALES).is_empty());
 
@@ -461,6 +500,7 @@ async fn direct_sends_count_against_the_same_minute_as_the_agent() {
     match &error {
         Error::MailboxLimit { mailbox, until, .. } => {
             assert_eq!(mailbox, SALES);
+            // A whole minute after the first send.
             assert_eq!(*until, start + chrono::Duration::seconds(60));
         }
         other => panic!("{other:?}"),
@@ -477,7 +517,14 @@ async fn direct_sends_count_against_the_same_minute_as_the_agent() {
         mailroom.outbox().get(queued).await.unwrap().status,
         OutboxStatus::Queued
     );
-    paced.clock.advance(Duration::from_secs(60));
+    paced.clock.advance(Duration::from_secs(59));
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        mailroom.outbox().get(queued).await.unwrap().status,
+        OutboxStatus::Queued,
+        "a second early"
+    );
+    paced.clock.advance(Duration::from_secs(1));
     run_agent(&mailroom, "agent").await;
     assert_eq!(
         mailroom.outbox().get(queued).await.unwrap().status,

@@ -150,7 +150,11 @@ async fn the_agent_holds_a_message_of_a_paused_mailbox_without_using_its_attempt
             .run(std::future::pending())
             .await
             .unwrap();
-        assert_eq!(summary.sent + summary.held, 0, "nothing claimed while paused");
+        assert_eq!(
+            summary.sent + summary.held,
+            0,
+            "nothing claimed while paused"
+        );
         clock.advance(Duration::from_secs(61 * 60));
     }
 
