@@ -56,6 +56,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("graph", "mailroom-graph", "graph"),
     ("send", "mailroom", "send"),
     ("line-ends", "mailroom", "line_ends"),
+    ("claim", "mailroom", "claim"),
     ("memory", "mailroom-cli", "memory"),
 ];
 

@@ -12,7 +12,7 @@
 //! its send is in flight ([`Outbox::renew`]); every time here comes from the
 //! [`OutboxClock`], the database's clock in production.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use mailroom_model::{AccountRef, Address, Envelope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::Serialize;
 
@@ -621,15 +621,35 @@ impl<'a> Outbox<'a> {
             return Ok(Vec::new());
         }
         let mut models = Entity::find()
-            .filter(Column::Id.is_in(ids))
+            .filter(Column::Id.is_in(ids.clone()))
             .all(self.db)
             .await?;
         models.sort_by_key(|model| (model.next_attempt_at, model.id));
+        // Every claimed message's pieces in one query, in order.
+        let mut pieces: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
+        for chunk in outbox_chunk::Entity::find()
+            .filter(outbox_chunk::Column::MessageId.is_in(ids))
+            .order_by_asc(outbox_chunk::Column::MessageId)
+            .order_by_asc(outbox_chunk::Column::Seq)
+            .all(self.db)
+            .await?
+        {
+            pieces.entry(chunk.message_id).or_default().push(chunk.data);
+        }
         let mut messages = Vec::with_capacity(models.len());
         for mut model in models {
             let id = model.id;
             let inline = std::mem::take(&mut model.bytes);
-            let bytes = message_bytes(self.db, id, inline).await?;
+            let bytes = if inline.is_empty() {
+                let parts = pieces.remove(&id).unwrap_or_default();
+                let mut joined = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+                for part in parts {
+                    joined.extend_from_slice(&part);
+                }
+                Bytes::from(joined)
+            } else {
+                Bytes::from(inline)
+            };
             match claimed(model, bytes) {
                 Ok(message) => messages.push(message),
                 Err(error) => {
@@ -640,6 +660,83 @@ impl<'a> Outbox<'a> {
             }
         }
         Ok(messages)
+    }
+
+    /// For benchmarks (`cargo xtask bench claim`): one claim of up to `limit` messages as
+    /// `owner` at the outbox's clock, bytes loaded as for sending, then every message
+    /// `owner` holds put back as it was (queued, the attempt taken back). Returns how many
+    /// were claimed.
+    #[doc(hidden)]
+    pub async fn claim_and_release(&self, owner: &str, limit: u64) -> Result<usize> {
+        let now = self.now().await?;
+        let claimed = self
+            .claim(owner, limit, Duration::from_secs(300), now, now)
+            .await?
+            .len();
+        Entity::update_many()
+            .col_expr(Column::Status, Expr::value("queued"))
+            .col_expr(Column::Attempts, Expr::col(Column::Attempts).sub(1))
+            .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(
+                Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(Column::LeaseOwner.eq(owner))
+            .filter(Column::Status.eq("sending"))
+            .exec(self.db)
+            .await?;
+        Ok(claimed)
+    }
+
+    /// For benchmarks: PostgreSQL's plans (`EXPLAIN`) of the claim's two reading
+    /// statements, the choice of mailboxes and the waiting messages of one mailbox.
+    #[doc(hidden)]
+    pub async fn explain_claim(&self) -> Result<String> {
+        let backend = self.db.get_database_backend();
+        let now = self.now().await?;
+        let mailbox: Option<String> = self
+            .db
+            .query_one(Statement::from_string(
+                backend,
+                "SELECT mailbox FROM mailbox_pace ORDER BY mailbox LIMIT 1",
+            ))
+            .await?
+            .map(|row| row.try_get_by_index(0))
+            .transpose()?;
+        let explain = |sql: String, values: Vec<sea_orm::Value>| {
+            crate::pace::statement(backend, &format!("EXPLAIN {sql}"), values)
+        };
+        let mut plans = String::new();
+        let statements = [
+            (
+                "mailboxes to serve",
+                explain(
+                    serve_sql(backend, 0),
+                    vec![
+                        now.into(),
+                        (now.timestamp().div_euclid(60) - 24 * 60).into(),
+                        now.into(),
+                        32i64.into(),
+                    ],
+                ),
+            ),
+            (
+                "waiting messages of a mailbox",
+                explain(
+                    waiting_sql(1),
+                    vec![now.into(), mailbox.unwrap_or_default().into(), 16i64.into()],
+                ),
+            ),
+        ];
+        for (what, statement) in statements {
+            plans.push_str(&format!("-- {what}\n"));
+            for row in self.db.query_all(statement).await? {
+                let line: String = row.try_get_by_index(0)?;
+                plans.push_str(&line);
+                plans.push('\n');
+            }
+        }
+        Ok(plans)
     }
 
     /// Extends the lease of message `id` to `lease` from now, if `owner` still holds it.
@@ -808,6 +905,56 @@ fn waiting_of(row: &sea_orm::QueryResult) -> Result<Waiting> {
 const WAITING_COLUMNS: &str =
     "id, mailbox, units, CAST(priority AS INTEGER) AS priority, next_attempt_at";
 
+/// The claim's choice of mailboxes: free now (not paused, room in the minute), with due
+/// messages (`$3`) or with `expired` run-out leases (`$5`...), interactive heads first,
+/// then the least recently served; at most `$4`, locked (rows another claim holds are
+/// skipped). With each: its limits, its per-minute window, its units in the rolling day
+/// (minutes after `$2`) and its messages leased now (`$1`).
+fn serve_sql(backend: DatabaseBackend, expired: usize) -> String {
+    let due_of_p =
+        "o.mailbox = p.mailbox AND o.status IN ('queued', 'held') AND o.next_attempt_at <= $3";
+    let or_expired = if expired == 0 {
+        String::new()
+    } else {
+        format!(
+            " OR p.mailbox IN ({})",
+            crate::pace::placeholders(5, expired)
+        )
+    };
+    format!(
+        "SELECT p.mailbox, p.per_minute, p.daily, p.daily_unit, p.concurrent, p.recent_sends,
+            (SELECT CAST(COALESCE(SUM(u.units), 0) AS BIGINT) FROM mailbox_usage u
+             WHERE u.mailbox = p.mailbox AND u.minute > $2),
+            (SELECT CAST(COUNT(*) AS BIGINT) FROM outbox_message o
+             WHERE o.mailbox = p.mailbox AND o.status = 'sending' AND o.lease_until >= $1)
+         FROM mailbox_pace p
+         WHERE p.next_send_at <= $1 AND (p.paused_until IS NULL OR p.paused_until <= $1)
+           AND (EXISTS (SELECT 1 FROM outbox_message o WHERE {due_of_p}){or_expired})
+         ORDER BY COALESCE((SELECT MIN(o.priority) FROM outbox_message o WHERE {due_of_p}), -1),
+            p.last_claim_at, p.mailbox
+         LIMIT $4 {}",
+        crate::pace::lock_clause(backend, "FOR UPDATE OF p SKIP LOCKED")
+    )
+}
+
+/// The waiting messages of `mailboxes` mailboxes due by `$1`, each (`$2k`) at most
+/// `$2k+1` of them in claiming order: one statement, one index range per mailbox
+/// (`outbox_message_mailbox_due`).
+fn waiting_sql(mailboxes: usize) -> String {
+    (0..mailboxes)
+        .map(|k| {
+            format!(
+                "SELECT * FROM (SELECT {WAITING_COLUMNS} FROM outbox_message
+                 WHERE mailbox = ${} AND status IN ('queued', 'held') AND next_attempt_at <= $1
+                 ORDER BY priority, next_attempt_at, id LIMIT ${}) AS q{k}",
+                2 * k + 2,
+                2 * k + 3
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
 /// Picks and leases the messages of one claim, in `transaction` (a write transaction):
 /// mailboxes least recently served first (interactive heads before normal before bulk),
 /// at most what each mailbox's limits allow now, round robin across them; records what
@@ -859,38 +1006,15 @@ async fn claim_ids(
         due_by.into(),
         ((limit * 2) as i64).into(),
     ];
-    let or_expired = if expired_mailboxes.is_empty() {
-        String::new()
-    } else {
-        values.extend(
-            expired_mailboxes
-                .iter()
-                .map(|mailbox| Value::from(*mailbox)),
-        );
-        format!(
-            " OR p.mailbox IN ({})",
-            placeholders(5, expired_mailboxes.len())
-        )
-    };
-    let due_of_p =
-        "o.mailbox = p.mailbox AND o.status IN ('queued', 'held') AND o.next_attempt_at <= $3";
+    values.extend(
+        expired_mailboxes
+            .iter()
+            .map(|mailbox| Value::from(*mailbox)),
+    );
     let rows = transaction
         .query_all(statement(
             backend,
-            &format!(
-                "SELECT p.mailbox, p.per_minute, p.daily, p.daily_unit, p.concurrent, p.recent_sends,
-                    (SELECT CAST(COALESCE(SUM(u.units), 0) AS BIGINT) FROM mailbox_usage u
-                     WHERE u.mailbox = p.mailbox AND u.minute > $2),
-                    (SELECT CAST(COUNT(*) AS BIGINT) FROM outbox_message o
-                     WHERE o.mailbox = p.mailbox AND o.status = 'sending' AND o.lease_until >= $1)
-                 FROM mailbox_pace p
-                 WHERE p.next_send_at <= $1 AND (p.paused_until IS NULL OR p.paused_until <= $1)
-                   AND (EXISTS (SELECT 1 FROM outbox_message o WHERE {due_of_p}){or_expired})
-                 ORDER BY COALESCE((SELECT MIN(o.priority) FROM outbox_message o WHERE {due_of_p}), -1),
-                    p.last_claim_at, p.mailbox
-                 LIMIT $4 {}",
-                lock_clause(backend, "FOR UPDATE OF p SKIP LOCKED")
-            ),
+            &serve_sql(backend, expired_mailboxes.len()),
             values,
         ))
         .await?;
@@ -932,22 +1056,13 @@ async fn claim_ids(
         }
     }
     if !wanted.is_empty() {
-        let mut parts = Vec::with_capacity(wanted.len());
         let mut values: Vec<Value> = vec![due_by.into()];
         for (mailbox, count) in &wanted {
-            let n = values.len();
-            parts.push(format!(
-                "SELECT * FROM (SELECT {WAITING_COLUMNS} FROM outbox_message
-                 WHERE mailbox = ${} AND status IN ('queued', 'held') AND next_attempt_at <= $1
-                 ORDER BY priority, next_attempt_at, id LIMIT ${}) AS q{n}",
-                n + 1,
-                n + 2
-            ));
             values.push((*mailbox).into());
             values.push((*count as i64).into());
         }
         let rows = transaction
-            .query_all(statement(backend, &parts.join(" UNION ALL "), values))
+            .query_all(statement(backend, &waiting_sql(wanted.len()), values))
             .await?;
         let mut waiting: Vec<Waiting> = rows.iter().map(waiting_of).collect::<Result<_>>()?;
         waiting.sort_by(|a, b| {
