@@ -57,6 +57,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("send", "mailroom", "send"),
     ("line-ends", "mailroom", "line_ends"),
     ("memory", "mailroom-cli", "memory"),
+    ("agent", "mailroom-cli", "agent"),
 ];
 
 fn main() -> ExitCode {

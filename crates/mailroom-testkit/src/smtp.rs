@@ -44,9 +44,8 @@ pub struct ServerOptions {
     /// Store messages and log them (off for the benchmark).
     pub store: bool,
     /// With `store`, also write each message's bytes to a file ([`TestServer::messages`]);
-    /// off, the log still records each message's envelope and Message-ID
-    /// ([`TestServer::delivered_message_ids`]), which is all that counting deliveries
-    /// needs, without a file per message.
+    /// off, each `message` event still records the envelope and the `message_id`, which
+    /// is all that counting deliveries needs, without a file per message.
     pub store_bodies: bool,
     /// Server processes sharing the listening socket.
     pub workers: usize,
@@ -226,16 +225,6 @@ impl TestServer {
         self.events()
             .into_iter()
             .filter(|event| event["event"] == kind)
-            .collect()
-    }
-
-    /// The Message-ID header of each message received so far, in order, one entry per
-    /// delivery (a message delivered twice is there twice); `None` for a message without
-    /// one. Needs `store`, not `store_bodies`.
-    pub fn delivered_message_ids(&self) -> Vec<Option<String>> {
-        self.events_of("message")
-            .into_iter()
-            .map(|event| event["message_id"].as_str().map(str::to_owned))
             .collect()
     }
 
