@@ -4,7 +4,8 @@ repository, started by mailroom-testkit's `smtp::TestServer`.
 Adds what aiosmtpd lacks: XOAUTH2 and OAUTHBEARER handlers that check the bearer token and,
 on a wrong one, send the 334 base64-JSON error challenge, read the client's answer, then
 reply 535. Records every AUTH (the exact decoded initial response), challenge answer and
-stored message as JSON lines in the log file the tests read.
+stored message (with its Message-ID; its bytes in a file unless `store_bodies` is false) as
+JSON lines in the log file the tests read.
 
 Scripted replies (`scripted` in the config): `{"AUTH": {token: reply}, "MAIL": {sender:
 reply}, "RCPT": {recipient: reply}, "DATA": {recipient: reply}}` are given every time;
@@ -69,6 +70,22 @@ def connection_id(server):
 
 def scripted(stage, key):
     return CONFIG.get("scripted", {}).get(stage, {}).get(key)
+
+
+def message_id_of(content):
+    """The Message-ID header's value (unfolded, trimmed), or None: what the agent benchmark
+    and the exactly-once tests count deliveries by."""
+    header, _, _ = content.partition(b"\r\n\r\n")
+    lines = header.split(b"\r\n")
+    for index, line in enumerate(lines):
+        if line[:11].lower() == b"message-id:":
+            value = line[11:]
+            for folded in lines[index + 1:]:
+                if folded[:1] not in (b" ", b"\t"):
+                    break
+                value += folded
+            return value.decode("utf-8", "replace").strip()
+    return None
 
 
 class MailroomAuthenticator:
@@ -192,18 +209,21 @@ class Handler:
                 return reply
         number = next(COUNTER)
         if CONFIG.get("store", True):
-            path = os.path.join(CONFIG["mail_dir"], f"{os.getpid()}-{number}.eml")
-            with open(path, "wb") as file:
-                file.write(envelope.original_content)
-            log({
+            event = {
                 "event": "message",
                 "mail_from": envelope.mail_from,
                 "mail_options": envelope.mail_options,
                 "rcpt_tos": envelope.rcpt_tos,
-                "file": path,
+                "message_id": message_id_of(envelope.original_content),
                 "tls": is_tls(server),
                 "connection": connection_id(server),
-            })
+            }
+            if CONFIG.get("store_bodies", True):
+                path = os.path.join(CONFIG["mail_dir"], f"{os.getpid()}-{number}.eml")
+                with open(path, "wb") as file:
+                    file.write(envelope.original_content)
+                event["file"] = path
+            log(event)
         if any(r in CONFIG.get("close_after", []) for r in envelope.rcpt_tos):
             # Accept, then hang up: the client's pooled connection is dead on its next use.
             asyncio.get_running_loop().call_soon(server.transport.close)

@@ -58,6 +58,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("line-ends", "mailroom", "line_ends"),
     ("claim", "mailroom", "claim"),
     ("memory", "mailroom-cli", "memory"),
+    ("agent", "mailroom-cli", "agent"),
 ];
 
 fn main() -> ExitCode {

@@ -43,6 +43,10 @@ pub struct ServerOptions {
     pub close_after: Vec<String>,
     /// Store messages and log them (off for the benchmark).
     pub store: bool,
+    /// With `store`, also write each message's bytes to a file ([`TestServer::messages`]);
+    /// off, each `message` event still records the envelope and the `message_id`, which
+    /// is all that counting deliveries needs, without a file per message.
+    pub store_bodies: bool,
     /// Server processes sharing the listening socket.
     pub workers: usize,
     /// Serve a certificate from a CA the client does not trust.
@@ -59,6 +63,7 @@ impl Default for ServerOptions {
             scripted: json!({}),
             close_after: Vec::new(),
             store: true,
+            store_bodies: true,
             workers: 1,
             untrusted_certificate: false,
         }
@@ -163,6 +168,7 @@ impl TestServer {
             "scripted": options.scripted,
             "close_after": options.close_after,
             "store": options.store,
+            "store_bodies": options.store_bodies,
             "workers": options.workers,
             "mail_dir": mail_dir,
             "log": if options.store { Value::String(log_path.display().to_string()) } else { Value::Null },
@@ -222,7 +228,8 @@ impl TestServer {
             .collect()
     }
 
-    /// The stored messages: (event, bytes exactly as the server received them).
+    /// The stored messages: (event, bytes exactly as the server received them). Needs
+    /// `store_bodies`.
     pub fn messages(&self) -> Vec<(Value, Vec<u8>)> {
         self.events_of("message")
             .into_iter()

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `mailroom` binary on a temporary SQLite file.
 
 mod agent;
+mod agent_scale;
 mod app_only;
 mod bad_input;
 mod commands;
@@ -11,6 +12,7 @@ mod doctor;
 mod limits;
 mod newcomer;
 mod oauth;
+mod scale;
 mod send;
 
 use std::io::Write;

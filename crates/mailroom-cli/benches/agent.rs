@@ -1,0 +1,264 @@
+//! `cargo xtask bench agent`: the automation agent at scale on PostgreSQL. 20,000 messages
+//! over 50 password mailboxes (provider none: no rate limits) are queued through
+//! `Mailroom::queue`, then sent by 1 and by 4 `mailroom agent --once` processes on one
+//! database (a fresh one each) to the aiosmtpd test server on loopback, which records each
+//! delivery's Message-ID. For each run: messages per second, the exactly-once verdict (every
+//! queued message delivered once, none lost, none twice, each from its own mailbox, all
+//! `sent` in the outbox), and the agent processes' CPU per message (user + system, from
+//! this process's reaped children) against the bare `mailroom_smtp::SmtpTransport` sending
+//! as many of the same messages to the same server from this process (one transport per
+//! mailbox, as the facade keeps them). The goal is agent CPU per message at most 1.5x the
+//! bare transport's. Not a test: it prints figures and asserts nothing about them; it exits
+//! non-zero only when a run did not deliver every message exactly once.
+//!
+//! Environment: `MAILROOM_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), `MAILROOM_BENCH_MESSAGES` (default 20000),
+//! `MAILROOM_BENCH_MAILBOXES` (default 50), `MAILROOM_BENCH_AGENTS` (the runs' agent
+//! counts, default `1,4`), `MAILROOM_BENCH_CONCURRENCY` (each agent's `--concurrency`, and
+//! the bare transport's concurrent sends; default 4), `MAILROOM_BENCH_SERVER_WORKERS`
+//! (aiosmtpd processes, default 2), `MAILROOM_BENCH_QUEUE_TASKS` (concurrent
+//! `Mailroom::queue` callers, default 8).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+// The harness the CI test `agent_scale` uses, so the bench checks what the test checks.
+#[path = "../tests/it/scale.rs"]
+mod scale;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use mailroom_model::{
+    CredentialSecret, Credentials, MessageTransport, OutgoingMessage, Provider, Secret,
+    ServerSettings,
+};
+use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
+use mailroom_testkit::smtp::TestServer;
+
+use crate::scale::{Fleet, Mailbox, counting_server, draft, mailboxes, proc_stat_seconds};
+
+const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// This process's user + system CPU seconds so far (`getrusage(RUSAGE_SELF)`).
+fn own_cpu_seconds() -> f64 {
+    proc_stat_seconds(&[11, 12])
+}
+
+/// User + system CPU seconds of the server's processes so far.
+fn server_cpu_seconds(server: &TestServer) -> f64 {
+    server
+        .pids
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            let fields: Vec<&str> = after_name.split_whitespace().collect();
+            let ticks = |index: usize| {
+                fields
+                    .get(index)
+                    .and_then(|value| value.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            (ticks(11) + ticks(12)) / 100.0
+        })
+        .sum()
+}
+
+/// What one run cost.
+struct Figures {
+    seconds: f64,
+    client_cpu: f64,
+    server_cpu: f64,
+}
+
+impl Figures {
+    fn per_second(&self, messages: usize) -> f64 {
+        messages as f64 / self.seconds
+    }
+
+    fn cpu_micros_per_message(&self, messages: usize) -> f64 {
+        self.client_cpu / messages as f64 * 1e6
+    }
+
+    fn server_micros_per_message(&self, messages: usize) -> f64 {
+        self.server_cpu / messages as f64 * 1e6
+    }
+}
+
+/// The bare transport: the same messages (built beforehand, outside the measurement) sent
+/// from this process, `concurrency` at a time, through one `SmtpTransport` per mailbox.
+async fn bare_transport(
+    server: &TestServer,
+    mailboxes: &[Mailbox],
+    messages: usize,
+    concurrency: usize,
+) -> Figures {
+    let transports: Vec<(Arc<SmtpTransport>, Credentials)> = mailboxes
+        .iter()
+        .map(|mailbox| {
+            let mut settings = ServerSettings::preset(Provider::None);
+            settings.host = "127.0.0.1".to_owned();
+            settings.port = server.port;
+            settings.tls = false;
+            settings.smtp_user = mailbox.address.clone();
+            settings.password = Some(Secret::new(mailbox.password.clone()));
+            let transport = SmtpTransport::new(SmtpTransportConfig::new(settings))
+                .expect("a bare SMTP transport");
+            let credentials = Credentials {
+                user: mailbox.address.clone(),
+                secret: CredentialSecret::Password(Secret::new(mailbox.password.clone())),
+                version: 1,
+            };
+            (Arc::new(transport), credentials)
+        })
+        .collect();
+    let outgoing: Vec<OutgoingMessage> = (0..messages)
+        .map(|number| {
+            let mailbox = &mailboxes[number % mailboxes.len()];
+            let built = draft(number)
+                .build(&mailbox.address, None)
+                .expect("build a message");
+            OutgoingMessage {
+                envelope: built.envelope,
+                bytes: built.bytes,
+                message_id: Some(built.message_id),
+            }
+        })
+        .collect();
+    let transports = Arc::new(transports);
+    let outgoing = Arc::new(outgoing);
+    let next = Arc::new(AtomicUsize::new(0));
+    let first_delivery = server.events_of("message").len();
+    let cpu_before = own_cpu_seconds();
+    let server_before = server_cpu_seconds(server);
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (transports, outgoing, next) = (
+            Arc::clone(&transports),
+            Arc::clone(&outgoing),
+            Arc::clone(&next),
+        );
+        workers.spawn(async move {
+            loop {
+                let number = next.fetch_add(1, Ordering::Relaxed);
+                let Some(message) = outgoing.get(number) else {
+                    break;
+                };
+                let (transport, credentials) = &transports[number % transports.len()];
+                transport
+                    .send(message, credentials)
+                    .await
+                    .expect("a bare send");
+            }
+        });
+    }
+    while let Some(result) = workers.join_next().await {
+        result.expect("a bare sender panicked");
+    }
+    let figures = Figures {
+        seconds: started.elapsed().as_secs_f64(),
+        client_cpu: own_cpu_seconds() - cpu_before,
+        server_cpu: server_cpu_seconds(server) - server_before,
+    };
+    let delivered = server.events_of("message").len() - first_delivery;
+    assert_eq!(delivered, messages, "the server received every bare send");
+    figures
+}
+
+fn main() {
+    let variable = mailroom_testkit::POSTGRES_URL_VARIABLE;
+    if std::env::var_os(variable).is_none() {
+        // The test kit reads the server from the environment; run again with the local
+        // server's default rather than change this process's environment.
+        eprintln!("{variable} is not set; using {LOCAL_POSTGRES}");
+        let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .args(std::env::args_os().skip(1))
+            .env(variable, LOCAL_POSTGRES)
+            .status()
+            .expect("run the benchmark again");
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let messages = env_number("MAILROOM_BENCH_MESSAGES", 20_000);
+    let mailbox_count = env_number("MAILROOM_BENCH_MAILBOXES", 50).max(1);
+    let concurrency = env_number("MAILROOM_BENCH_CONCURRENCY", 4).clamp(1, 256);
+    let workers = env_number("MAILROOM_BENCH_SERVER_WORKERS", 2);
+    let queue_tasks = env_number("MAILROOM_BENCH_QUEUE_TASKS", 8);
+    let agent_counts: Vec<usize> = std::env::var("MAILROOM_BENCH_AGENTS")
+        .unwrap_or_else(|_| "1,4".to_owned())
+        .split(',')
+        .filter_map(|count| count.trim().parse().ok())
+        .filter(|&count| count > 0)
+        .collect();
+    let binary = Path::new(env!("CARGO_BIN_EXE_mailroom"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+
+    let mailboxes = mailboxes(mailbox_count);
+    let server = counting_server(&mailboxes, workers);
+    println!(
+        "agent bench: {messages} messages over {mailbox_count} mailboxes (password SMTP, no rate limits), concurrency {concurrency} per agent, aiosmtpd with {workers} server processes on 127.0.0.1, PostgreSQL"
+    );
+
+    let bare = runtime.block_on(bare_transport(&server, &mailboxes, messages, concurrency));
+    println!(
+        "bare SmtpTransport (in process, {concurrency} concurrent sends): {:.0} messages/s ({:.2} s), client CPU {:.0} µs per message, server CPU {:.0} µs per message",
+        bare.per_second(messages),
+        bare.seconds,
+        bare.cpu_micros_per_message(messages),
+        bare.server_micros_per_message(messages),
+    );
+
+    let mut all_exactly_once = true;
+    for agents in agent_counts {
+        let fleet = runtime.block_on(Fleet::new(&server, mailboxes.clone()));
+        let queued = runtime.block_on(fleet.queue(messages, queue_tasks));
+        let first_delivery = server.events_of("message").len();
+        let server_before = server_cpu_seconds(&server);
+        let run = fleet.run_agents(binary, agents, concurrency as u16);
+        let figures = Figures {
+            seconds: run.seconds,
+            client_cpu: run.cpu_seconds,
+            server_cpu: server_cpu_seconds(&server) - server_before,
+        };
+        let verdict = runtime.block_on(fleet.verify(&server, first_delivery, &queued));
+        all_exactly_once &= verdict.exactly_once();
+        let agent_cpu = figures.cpu_micros_per_message(messages);
+        println!(
+            "{agents} agent process(es) on PostgreSQL: {:.0} messages/s ({:.2} s; queueing took {:.0} messages/s), agent CPU {agent_cpu:.0} µs per message = {:.2}x the bare transport's (goal: at most 1.5x), server CPU {:.0} µs per message; sent per agent {:?}, lease lost {}",
+            figures.per_second(messages),
+            figures.seconds,
+            messages as f64 / queued.seconds,
+            agent_cpu / bare.cpu_micros_per_message(messages),
+            figures.server_micros_per_message(messages),
+            run.summaries
+                .iter()
+                .map(|summary| summary["sent"].as_u64().unwrap_or(0))
+                .collect::<Vec<_>>(),
+            run.total("lease_lost"),
+        );
+        println!("  {verdict}");
+        // The fixed cost inside the agent CPU above: one more agent on the drained outbox.
+        let idle = fleet.run_agents(binary, 1, concurrency as u16);
+        println!(
+            "  of the agent CPU, each process's start and exit with nothing to send: {:.0} ms",
+            idle.cpu_seconds * 1e3
+        );
+        runtime.block_on(fleet.finish());
+    }
+    if !all_exactly_once {
+        eprintln!("agent bench: a run did not deliver every message exactly once (see above)");
+        std::process::exit(1);
+    }
+}
