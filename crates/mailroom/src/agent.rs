@@ -567,6 +567,8 @@ impl Agent {
         let mut summary = AgentSummary::default();
         // The limits each mailbox's row was last given by this agent.
         let mut synced: HashMap<String, mailroom_model::MailboxLimits> = HashMap::new();
+        // The accounts of claimed messages, as read and when.
+        let mut accounts: HashMap<AccountRef, (std::time::Instant, Account)> = HashMap::new();
         let started = outbox.now().await?;
         let mut last_purge: Option<chrono::DateTime<chrono::Utc>> = None;
         tracing::info!(owner = %options.owner, concurrency, once = options.once, "agent started");
@@ -593,15 +595,23 @@ impl Agent {
                 match claimed {
                     Ok(batch) => {
                         claimed_now = batch.len();
-                        // One read per account and batch, not per message; a failed read
-                        // is left to the message's own send, which records the error.
-                        let mut accounts: HashMap<AccountRef, Account> = HashMap::new();
+                        // One read per account for `resolution_cache_ttl` (as sends resolve
+                        // theirs), not per message; a failed read is left to the message's
+                        // own send, which records the error.
+                        let ttl = self.mailroom.options.resolution_cache_ttl;
                         for message in batch {
-                            let account = match accounts.get(&message.account) {
-                                Some(account) => Some(account.clone()),
+                            let cached = accounts
+                                .get(&message.account)
+                                .filter(|(read, _)| read.elapsed() < ttl)
+                                .map(|(_, account)| account.clone());
+                            let account = match cached {
+                                Some(account) => Some(account),
                                 None => match self.mailroom.account(message.account).await {
                                     Ok(account) => {
-                                        accounts.insert(message.account, account.clone());
+                                        accounts.insert(
+                                            message.account,
+                                            (std::time::Instant::now(), account.clone()),
+                                        );
                                         Some(account)
                                     }
                                     Err(_) => None,

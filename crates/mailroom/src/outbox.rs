@@ -1178,34 +1178,34 @@ async fn claim_ids(
 
     // Each served mailbox: its minute's window, when it is free again, its turn.
     let mut usage: Vec<(String, u64)> = Vec::new();
+    // Mailboxes with no rate: only their turn changes, in one statement.
+    let unpaced: Vec<&str> = per_mailbox
+        .iter()
+        .filter(|(index, messages)| {
+            !messages.is_empty() && paces[*index].limits.per_minute.is_none()
+        })
+        .map(|(index, _)| paces[*index].mailbox.as_str())
+        .collect();
+    if !unpaced.is_empty() {
+        let mut values: Vec<Value> = vec![now.into()];
+        values.extend(unpaced.iter().map(|mailbox| Value::from(*mailbox)));
+        transaction
+            .execute(statement(
+                backend,
+                &format!(
+                    "UPDATE mailbox_pace SET recent_sends = NULL, next_send_at = $1, last_claim_at = $1, updated_at = $1
+                     WHERE mailbox IN ({})",
+                    placeholders(2, unpaced.len())
+                ),
+                values,
+            ))
+            .await?;
+    }
     for (index, messages) in &per_mailbox {
         if messages.is_empty() {
             continue;
         }
         let row = &paces[*index];
-        let mut window = row.window.clone();
-        window.add(pace::counted_second(now), messages.len() as u32);
-        let next = match row.limits.per_minute {
-            Some(rate) => {
-                chrono::DateTime::<Utc>::from_timestamp(window.next_room(rate, second), 0)
-                    .unwrap_or(now)
-            }
-            None => now,
-        };
-        let next = next.max(now);
-        transaction
-            .execute(statement(
-                backend,
-                "UPDATE mailbox_pace SET recent_sends = $2, next_send_at = $3, last_claim_at = $4, updated_at = $4
-                 WHERE mailbox = $1",
-                [
-                    row.mailbox.as_str().into(),
-                    row.limits.per_minute.map(|_| window.to_json()).into(),
-                    next.into(),
-                    now.into(),
-                ],
-            ))
-            .await?;
         if row.limits.daily.is_some() {
             let units: u64 = messages
                 .iter()
@@ -1213,6 +1213,27 @@ async fn claim_ids(
                 .sum();
             usage.push((row.mailbox.clone(), units));
         }
+        let Some(rate) = row.limits.per_minute else {
+            continue;
+        };
+        let mut window = row.window.clone();
+        window.add(pace::counted_second(now), messages.len() as u32);
+        let next = chrono::DateTime::<Utc>::from_timestamp(window.next_room(rate, second), 0)
+            .unwrap_or(now)
+            .max(now);
+        transaction
+            .execute(statement(
+                backend,
+                "UPDATE mailbox_pace SET recent_sends = $2, next_send_at = $3, last_claim_at = $4, updated_at = $4
+                 WHERE mailbox = $1",
+                [
+                    row.mailbox.as_str().into(),
+                    window.to_json().into(),
+                    next.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
     }
     pace::record_usage(transaction, &usage, now).await?;
 
