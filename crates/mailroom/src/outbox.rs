@@ -133,6 +133,10 @@ pub struct QueuedMessage {
     pub updated_at: DateTime<Utc>,
     /// When it was delivered.
     pub sent_at: Option<DateTime<Utc>>,
+    /// The mailbox whose limits it counts against (the lower-cased envelope sender).
+    pub mailbox: String,
+    /// Which queued messages go first.
+    pub priority: mailroom_model::Priority,
 }
 
 /// A message an agent claimed: what it needs to send it.
@@ -203,6 +207,8 @@ struct Summary {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     sent_at: Option<DateTime<Utc>>,
+    mailbox: String,
+    priority: i16,
 }
 
 fn summary_query() -> sea_orm::Select<Entity> {
@@ -230,6 +236,8 @@ fn summary_query() -> sea_orm::Select<Entity> {
             Column::CreatedAt,
             Column::UpdatedAt,
             Column::SentAt,
+            Column::Mailbox,
+            Column::Priority,
         ])
         .column_as(
             Expr::cust(
@@ -265,6 +273,8 @@ fn view(model: Summary) -> Result<QueuedMessage> {
         created_at: model.created_at,
         updated_at: model.updated_at,
         sent_at: model.sent_at,
+        mailbox: model.mailbox,
+        priority: mailroom_model::Priority::from_rank(model.priority),
     })
 }
 
