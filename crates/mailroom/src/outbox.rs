@@ -949,14 +949,15 @@ fn serve_sql(backend: DatabaseBackend, expired: usize) -> String {
 
 /// The waiting messages of `mailboxes` mailboxes due by `$1`, each (`$2k`) at most
 /// `$2k+1` of them in claiming order: one statement, one index range per mailbox
-/// (`outbox_message_mailbox_due`).
+/// (`outbox_message_mailbox_due`). The order names the table's `priority`, not the
+/// selected cast of it, so the index gives the order and no row past the limit is read.
 fn waiting_sql(mailboxes: usize) -> String {
     (0..mailboxes)
         .map(|k| {
             format!(
                 "SELECT * FROM (SELECT {WAITING_COLUMNS} FROM outbox_message
                  WHERE mailbox = ${} AND status IN ('queued', 'held') AND next_attempt_at <= $1
-                 ORDER BY priority, next_attempt_at, id LIMIT ${}) AS q{k}",
+                 ORDER BY outbox_message.priority, next_attempt_at, id LIMIT ${}) AS q{k}",
                 2 * k + 2,
                 2 * k + 3
             )
