@@ -176,18 +176,7 @@ async fn bare_transport(
 }
 
 fn main() {
-    let variable = mailroom_testkit::POSTGRES_URL_VARIABLE;
-    if std::env::var_os(variable).is_none() {
-        // The test kit reads the server from the environment; run again with the local
-        // server's default rather than change this process's environment.
-        eprintln!("{variable} is not set; using {LOCAL_POSTGRES}");
-        let status = std::process::Command::new(std::env::current_exe().expect("own path"))
-            .args(std::env::args_os().skip(1))
-            .env(variable, LOCAL_POSTGRES)
-            .status()
-            .expect("run the benchmark again");
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    mailroom_testkit::rerun_with_postgres_default(LOCAL_POSTGRES);
     let messages = env_number("MAILROOM_BENCH_MESSAGES", 20_000);
     let mailbox_count = env_number("MAILROOM_BENCH_MAILBOXES", 50).max(1);
     let concurrency = env_number("MAILROOM_BENCH_CONCURRENCY", 4).clamp(1, 256);

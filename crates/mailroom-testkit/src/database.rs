@@ -9,6 +9,23 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VARIABLE: &str = "MAILROOM_TEST_POSTGRES_URL";
 
+/// For benchmarks' `main`: when [`POSTGRES_URL_VARIABLE`] is not set, runs this program
+/// again with it set to `default_url` (the local server) and exits with its status, rather
+/// than change this process's environment; returns when it is set.
+#[allow(clippy::print_stderr)] // a benchmark says which server it uses
+pub fn rerun_with_postgres_default(default_url: &str) {
+    if std::env::var_os(POSTGRES_URL_VARIABLE).is_some() {
+        return;
+    }
+    eprintln!("{POSTGRES_URL_VARIABLE} is not set; using {default_url}");
+    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .args(std::env::args_os().skip(1))
+        .env(POSTGRES_URL_VARIABLE, default_url)
+        .status()
+        .expect("run the benchmark again");
+    std::process::exit(status.code().unwrap_or(1));
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -50,7 +50,8 @@ pub mod smtp;
 
 #[cfg(feature = "database")]
 pub use database::{
-    Backend, POSTGRES_URL_VARIABLE, TestDatabase, postgres_server_url, sqlite_url, temp_path,
+    Backend, POSTGRES_URL_VARIABLE, TestDatabase, postgres_server_url, rerun_with_postgres_default,
+    sqlite_url, temp_path,
 };
 
 /// Runs each listed `async fn(&TestDatabase)` once on SQLite and once on PostgreSQL, as the

@@ -103,18 +103,7 @@ fn ms(duration: Duration) -> f64 {
 }
 
 fn main() {
-    let variable = mailroom_testkit::POSTGRES_URL_VARIABLE;
-    if std::env::var_os(variable).is_none() {
-        // The test kit reads the server from the environment; run again with the local
-        // server's default rather than change this process's environment.
-        eprintln!("{variable} is not set; using {LOCAL_POSTGRES}");
-        let status = std::process::Command::new(std::env::current_exe().expect("own path"))
-            .args(std::env::args_os().skip(1))
-            .env(variable, LOCAL_POSTGRES)
-            .status()
-            .expect("run the benchmark again");
-        std::process::exit(status.code().unwrap_or(1));
-    }
+    mailroom_testkit::rerun_with_postgres_default(LOCAL_POSTGRES);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

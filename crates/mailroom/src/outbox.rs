@@ -724,7 +724,7 @@ impl<'a> Outbox<'a> {
                     serve_sql(backend, 0),
                     vec![
                         now.into(),
-                        (now.timestamp().div_euclid(60) - 24 * 60).into(),
+                        crate::pace::day_start(now).into(),
                         now.into(),
                         32i64.into(),
                     ],
@@ -1010,10 +1010,9 @@ async fn claim_ids(
 
     // The mailboxes to serve: free now (not paused, room in the minute), with due
     // messages; the least recently served first. Rows another claim holds are skipped.
-    let day_start = now.timestamp().div_euclid(60) - 24 * 60;
     let mut values: Vec<Value> = vec![
         now.into(),
-        day_start.into(),
+        pace::day_start(now).into(),
         due_by.into(),
         ((limit * 2) as i64).into(),
     ];

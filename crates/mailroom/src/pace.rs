@@ -98,6 +98,12 @@ fn minute_of(time: DateTime<Utc>) -> i64 {
     time.timestamp().div_euclid(MINUTE)
 }
 
+/// The last minute before the rolling 24 hours ending at `now`: usage of later minutes
+/// counts against the daily limit.
+pub(crate) fn day_start(now: DateTime<Utc>) -> i64 {
+    minute_of(now) - DAY_MINUTES
+}
+
 /// The sends of the rolling minute, per second, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Window(Vec<(i64, u32)>);
@@ -345,7 +351,7 @@ async fn used<C: ConnectionTrait>(db: &C, mailbox: &str, now: DateTime<Utc>) -> 
         .query_one(statement(
             backend,
             "SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) FROM mailbox_usage WHERE mailbox = $1 AND minute > $2",
-            [mailbox.into(), (minute_of(now) - DAY_MINUTES).into()],
+            [mailbox.into(), day_start(now).into()],
         ))
         .await?;
     Ok(match row {
@@ -369,7 +375,7 @@ pub(crate) async fn daily_resume<C: ConnectionTrait>(
         .query_all(statement(
             backend,
             "SELECT minute, units FROM mailbox_usage WHERE mailbox = $1 AND minute > $2 ORDER BY minute",
-            [mailbox.into(), (minute_of(now) - DAY_MINUTES).into()],
+            [mailbox.into(), day_start(now).into()],
         ))
         .await?;
     let mut left = used;
