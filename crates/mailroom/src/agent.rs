@@ -1,6 +1,11 @@
 //! The automation agent: claims due messages from the outbox, sends them (never
-//! prompting for a sign-in), and records each outcome. On shutdown it claims nothing new
-//! and lets the sends in flight finish.
+//! prompting for a sign-in), and records each outcome. On shutdown it claims nothing new,
+//! puts back what it claimed and did not start, and lets the sends in flight finish.
+//!
+//! One claim takes up to eight messages per send slot (at most 1,024), so that its
+//! statements are shared by many sends; the messages not started yet wait in the agent,
+//! leased to it. Outcomes are recorded together: deliveries in one statement, at most a
+//! quarter of a second after the first of them.
 //!
 //! A claim leases a message for [`AgentOptions::lease`]; while the send is in flight a
 //! heartbeat renews the lease every third of it (or [`AgentOptions::heartbeat`]), so a long
@@ -8,7 +13,7 @@
 //! are claimed again soon after it stopped renewing. Lease times come from the outbox's
 //! clock ([`crate::OutboxClock`]), which every agent on the database shares.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -406,6 +411,42 @@ fn recorded_event(id: i64, event: AgentEvent, message_id: &str, recorded: bool) 
     event
 }
 
+/// How many messages one claim keeps leased per send slot: the claim's statements are
+/// shared by this many rounds of sends.
+const CLAIM_ROUNDS: usize = 8;
+
+/// The most messages one agent keeps claimed (sending and waiting to be sent).
+pub(crate) const MAX_CLAIM_AHEAD: usize = 1024;
+
+/// How many messages an agent with `concurrency` slots keeps claimed.
+fn claim_ahead(concurrency: usize) -> usize {
+    concurrency
+        .saturating_mul(CLAIM_ROUNDS)
+        .clamp(1, MAX_CLAIM_AHEAD)
+}
+
+/// How soon an agent whose claim found every mailbox held by other agents' claims tries
+/// again.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+
+/// The longest a finished send's outcome waits to be recorded with others.
+const RECORD_DELAY: Duration = Duration::from_millis(250);
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A claimed message not started yet.
+struct Ready {
+    message: Claimed,
+    account: Option<Account>,
+    /// When its lease was taken or last renewed.
+    leased_at: tokio::time::Instant,
+}
+
 /// At most this many finished messages are deleted per retention pass.
 pub(crate) const RETENTION_BATCH: u64 = 500;
 
@@ -515,6 +556,88 @@ impl Agent {
         }
     }
 
+    /// Starts claimed messages while slots are free. Messages that waited a heartbeat or
+    /// longer since their lease was taken have it renewed first, all in one statement; one
+    /// whose lease was lost (it ran out and another agent claimed the message) is left to
+    /// that agent.
+    async fn start_ready(
+        &self,
+        options: &Arc<AgentOptions>,
+        ready: &mut VecDeque<Ready>,
+        tasks: &mut JoinSet<Done>,
+        heartbeat: Duration,
+        summary: &mut AgentSummary,
+    ) {
+        let concurrency = options.concurrency.max(1);
+        if tasks.len() >= concurrency || ready.is_empty() {
+            return;
+        }
+        let stale = ready
+            .front()
+            .is_some_and(|first| first.leased_at.elapsed() >= heartbeat);
+        if stale {
+            let ids: Vec<i64> = ready.iter().map(|waiting| waiting.message.id).collect();
+            let renewed_at = tokio::time::Instant::now();
+            match self
+                .mailroom
+                .outbox()
+                .renew_many(&ids, &options.owner, options.lease)
+                .await
+            {
+                Ok(kept) => {
+                    let mut still = VecDeque::with_capacity(kept.len());
+                    for mut waiting in ready.drain(..) {
+                        let id = waiting.message.id;
+                        if kept.contains(&id) {
+                            waiting.leased_at = renewed_at;
+                            still.push_back(waiting);
+                        } else {
+                            let error = "the lease ran out before the send started; the agent holding the message now sends it".to_owned();
+                            tracing::warn!(id, message_id = %waiting.message.message_id, "{error}");
+                            summary.lease_lost += 1;
+                            options.emit(&AgentEvent::LeaseLost { id, error });
+                        }
+                    }
+                    *ready = still;
+                }
+                Err(error) => {
+                    // Not sent with a lease that may run out: left to run out, and claimed
+                    // again (by this agent or another).
+                    tracing::warn!(error = %error, messages = ids.len(), "cannot renew the leases of claimed messages; they are claimed again when their leases run out");
+                    ready.clear();
+                }
+            }
+        }
+        while tasks.len() < concurrency {
+            let Some(waiting) = ready.pop_front() else {
+                break;
+            };
+            tasks.spawn(process(
+                self.mailroom.clone(),
+                options.clone(),
+                waiting.message,
+                waiting.account,
+            ));
+        }
+    }
+
+    /// Puts back what was claimed and not started (the agent stops): queued again, the
+    /// attempt taken back, for any agent to claim at once.
+    async fn release_ready(&self, options: &AgentOptions, ready: &mut VecDeque<Ready>) {
+        if ready.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = ready.drain(..).map(|waiting| waiting.message.id).collect();
+        match self.mailroom.outbox().release(&options.owner, &ids).await {
+            Ok(released) => {
+                tracing::info!(released, "claimed messages not started are queued again");
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, messages = ids.len(), "cannot put back claimed messages; they are claimed again when their leases run out");
+            }
+        }
+    }
+
     /// Gives a mailbox's pace row its account's limits as configured now, when this agent
     /// has not already (an `account edit --rate` takes effect from the next claim). A
     /// failure is logged: the row keeps the limits it had.
@@ -555,15 +678,23 @@ impl Agent {
         }
         let options = Arc::new(self.options.clone());
         let concurrency = options.concurrency.max(1);
-        // Refill when half the slots are free: one claim query per batch, not per message.
-        let refill_below = concurrency.div_ceil(2);
+        // One claim fills the free slots and several rounds ahead of them: its statements
+        // are shared by that many sends. What is claimed and not started yet waits in
+        // `ready`, its leases renewed when it waits longer than a heartbeat, and is put
+        // back when the agent stops.
+        let claim_ahead = claim_ahead(concurrency);
+        let heartbeat = options.heartbeat_interval();
         let outbox = self.mailroom.outbox();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut stopping = false;
         let mut tasks: JoinSet<Done> = JoinSet::new();
-        // Sends that ended, recorded together: before each claim, when half the slots are
-        // done, and when nothing is in flight.
+        let mut ready: VecDeque<Ready> = VecDeque::new();
+        // Sends that ended, recorded together: before each claim, when half a claim's worth
+        // is done, at most `RECORD_DELAY` after the first of them, and when nothing is in
+        // flight.
         let mut done: Vec<Done> = Vec::new();
+        let mut first_done: Option<tokio::time::Instant> = None;
+        let record_at = claim_ahead.div_ceil(2);
         let mut summary = AgentSummary::default();
         // The limits each mailbox's row was last given by this agent.
         let mut synced: HashMap<String, mailroom_model::MailboxLimits> = HashMap::new();
@@ -571,34 +702,33 @@ impl Agent {
         let mut accounts: HashMap<AccountRef, (std::time::Instant, Account)> = HashMap::new();
         let started = outbox.now().await?;
         let mut last_purge: Option<chrono::DateTime<chrono::Utc>> = None;
-        tracing::info!(owner = %options.owner, concurrency, once = options.once, "agent started");
+        tracing::info!(owner = %options.owner, concurrency, claim_ahead, once = options.once, "agent started");
         loop {
             let mut claimed_now = 0;
+            let mut busy = false;
             if !stopping {
                 summary.purged += self.apply_retention(&mut last_purge).await;
             }
-            if !stopping && (tasks.is_empty() || tasks.len() < refill_below) {
+            if !stopping && ready.len() < concurrency {
                 self.record(&options, &mut done, &mut summary).await;
-                let free = concurrency - tasks.len();
-                // One reading of the outbox's clock (the database's) per claim.
-                let claimed = match outbox.now().await {
-                    Ok(now) => {
-                        // A run with `once` drains what was due when it started: a message
-                        // it held or rescheduled is not due again in the same run.
-                        let due_by = if options.once { started } else { now };
-                        outbox
-                            .claim(&options.owner, free as u64, options.lease, due_by, now)
-                            .await
-                    }
-                    Err(error) => Err(error),
-                };
+                first_done = None;
+                let free = claim_ahead.saturating_sub(ready.len() + tasks.len());
+                // A run with `once` drains what was due when it started: a message it held
+                // or rescheduled is not due again in the same run.
+                let due_by = options.once.then_some(started);
+                let claimed = outbox
+                    .claim(&options.owner, free as u64, options.lease, due_by)
+                    .await;
                 match claimed {
-                    Ok(batch) => {
+                    Ok(claim) => {
+                        busy = claim.busy;
+                        let batch = claim.messages;
                         claimed_now = batch.len();
                         // One read per account for `resolution_cache_ttl` (as sends resolve
                         // theirs), not per message; a failed read is left to the message's
                         // own send, which records the error.
                         let ttl = self.mailroom.options.resolution_cache_ttl;
+                        let now = tokio::time::Instant::now();
                         for message in batch {
                             let cached = accounts
                                 .get(&message.account)
@@ -621,47 +751,79 @@ impl Agent {
                                 self.sync_limits(&mut synced, &message.mailbox, account)
                                     .await;
                             }
-                            tasks.spawn(process(
-                                self.mailroom.clone(),
-                                options.clone(),
+                            ready.push_back(Ready {
                                 message,
                                 account,
-                            ));
+                                leased_at: now,
+                            });
                         }
                     }
-                    Err(error) if options.once => return Err(error),
+                    Err(error) if options.once => {
+                        self.release_ready(&options, &mut ready).await;
+                        return Err(error);
+                    }
                     Err(error) => {
                         tracing::error!(error = %error, "cannot claim queued messages; trying again");
                     }
                 }
             }
-            if tasks.is_empty() {
+            if stopping {
+                self.release_ready(&options, &mut ready).await;
+            } else {
+                self.start_ready(&options, &mut ready, &mut tasks, heartbeat, &mut summary)
+                    .await;
+            }
+            if tasks.is_empty() && ready.is_empty() {
                 self.record(&options, &mut done, &mut summary).await;
-                if stopping || (options.once && claimed_now == 0) {
+                first_done = None;
+                if stopping || (options.once && claimed_now == 0 && !busy) {
                     break;
                 }
                 if claimed_now == 0 {
+                    // Other agents' claims held every mailbox with due messages: try again
+                    // as soon as theirs are done, not after a whole poll interval.
+                    let wait = if busy {
+                        BUSY_RETRY.min(options.poll_interval)
+                    } else {
+                        options.poll_interval
+                    };
                     tokio::select! {
                         () = &mut shutdown => stopping = true,
-                        () = tokio::time::sleep(options.poll_interval) => {}
+                        () = tokio::time::sleep(wait) => {}
                     }
                 }
                 continue;
             }
+            if tasks.is_empty() {
+                continue;
+            }
+            let record_by = first_done.map(|first| first + RECORD_DELAY);
+            // The leases of messages waiting for a slot are renewed a heartbeat after they
+            // were taken, as those being sent are.
+            let renew_by = ready.front().map(|first| first.leased_at + heartbeat);
             tokio::select! {
+                () = sleep_until(renew_by), if renew_by.is_some() => {}
                 () = &mut shutdown, if !stopping => {
                     stopping = true;
                     tracing::info!(in_flight = tasks.len(), "stopping: the sends in flight finish, nothing new is claimed");
                 }
+                () = sleep_until(record_by), if record_by.is_some() => {
+                    self.record(&options, &mut done, &mut summary).await;
+                    first_done = None;
+                }
                 Some(joined) = tasks.join_next() => {
                     match joined {
-                        Ok(finished) => done.push(finished),
+                        Ok(finished) => {
+                            first_done.get_or_insert_with(tokio::time::Instant::now);
+                            done.push(finished);
+                        }
                         // The outcome is lost with the task: the lease runs out and the
                         // message is claimed again (at least once).
                         Err(error) => tracing::error!(error = %error, "a send task failed"),
                     }
-                    if done.len() >= refill_below {
+                    if done.len() >= record_at {
                         self.record(&options, &mut done, &mut summary).await;
+                        first_done = None;
                     }
                 }
             }
@@ -675,5 +837,19 @@ impl Agent {
             "agent stopped"
         );
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_takes_eight_rounds_of_the_slots_within_bounds() {
+        assert_eq!(claim_ahead(0), 1);
+        assert_eq!(claim_ahead(1), 8);
+        assert_eq!(claim_ahead(4), 32);
+        assert_eq!(claim_ahead(128), MAX_CLAIM_AHEAD);
+        assert_eq!(claim_ahead(usize::MAX), MAX_CLAIM_AHEAD);
     }
 }

@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use mailroom_model::{AccountRef, Address, Envelope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::Serialize;
 
@@ -605,47 +605,52 @@ impl<'a> Outbox<'a> {
         self.get(id).await
     }
 
-    /// Leases up to `limit` messages due by `due_by` (or whose lease expired before `now`)
-    /// to `owner` until `now + lease`, counting an attempt for each.
+    /// Leases up to `limit` messages due by `due_by` (`None`: now), or whose lease ran
+    /// out, to `owner` for `lease`, counting an attempt for each. Now is read from the
+    /// outbox's clock once, on the claim's own connection, and everything the sends need
+    /// (the rows and their bytes) is read in the claim's transaction: one connection from
+    /// the pool per claim.
     pub(crate) async fn claim(
         &self,
         owner: &str,
         limit: u64,
         lease: Duration,
-        due_by: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Claimed>> {
+        due_by: Option<DateTime<Utc>>,
+    ) -> Result<Claim> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
-        let until = now + chrono_duration(lease);
         if self.db.get_database_backend() == DatabaseBackend::MySql {
             return Err(Error::Database(Box::new(sea_orm::DbErr::Custom(
                 "MySQL is not supported; use SQLite or PostgreSQL".to_owned(),
             ))));
         }
         let transaction = mailroom_migrations::begin_write(self.db).await?;
-        let ids = claim_ids(&transaction, owner, limit, until, due_by, now).await?;
-        transaction.commit().await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let now = self.clock.read(&transaction).await?;
+        let until = now + chrono_duration(lease);
+        let due_by = due_by.unwrap_or(now);
+        let (models, busy) = claim_rows(&transaction, owner, limit, until, due_by, now).await?;
+        if models.is_empty() {
+            transaction.commit().await?;
+            return Ok(Claim {
+                messages: Vec::new(),
+                busy,
+            });
         }
-        let mut models = Entity::find()
-            .filter(Column::Id.is_in(ids.clone()))
-            .all(self.db)
-            .await?;
-        models.sort_by_key(|model| (model.next_attempt_at, model.id));
         // Every claimed message's pieces in one query, in order.
         let mut pieces: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
         for chunk in outbox_chunk::Entity::find()
-            .filter(outbox_chunk::Column::MessageId.is_in(ids))
+            .filter(outbox_chunk::Column::MessageId.is_in(crate::pace::padded(
+                models.iter().map(|model| model.id).collect(),
+            )))
             .order_by_asc(outbox_chunk::Column::MessageId)
             .order_by_asc(outbox_chunk::Column::Seq)
-            .all(self.db)
+            .all(&transaction)
             .await?
         {
             pieces.entry(chunk.message_id).or_default().push(chunk.data);
         }
+        transaction.commit().await?;
         let mut messages = Vec::with_capacity(models.len());
         for mut model in models {
             let id = model.id;
@@ -669,7 +674,10 @@ impl<'a> Outbox<'a> {
                 }
             }
         }
-        Ok(messages)
+        Ok(Claim {
+            messages,
+            busy: false,
+        })
     }
 
     /// For benchmarks (`cargo xtask bench claim`): one claim of up to `limit` messages as
@@ -678,10 +686,10 @@ impl<'a> Outbox<'a> {
     /// were claimed.
     #[doc(hidden)]
     pub async fn claim_and_release(&self, owner: &str, limit: u64) -> Result<usize> {
-        let now = self.now().await?;
         let claimed = self
-            .claim(owner, limit, Duration::from_secs(300), now, now)
+            .claim(owner, limit, Duration::from_secs(300), None)
             .await?
+            .messages
             .len();
         Entity::update_many()
             .col_expr(Column::Status, Expr::value("queued"))
@@ -795,24 +803,181 @@ impl<'a> Outbox<'a> {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
+        // Only deliveries, the common case: each chunk of them is one statement, atomic by
+        // itself, and a delivery ends its mailbox's run of pauses; no transaction needed.
+        if outcomes
+            .iter()
+            .all(|outcome| matches!(outcome.finish, Finish::Sent(_)) && outcome.pause.is_none())
+        {
+            let mut recorded = vec![false; outcomes.len()];
+            let sent: Vec<(usize, &Receipt)> = outcomes
+                .iter()
+                .enumerate()
+                .filter_map(|(index, outcome)| match &outcome.finish {
+                    Finish::Sent(receipt) => Some((index, receipt)),
+                    _ => None,
+                })
+                .collect();
+            for chunk in sent.chunks(SENT_PER_STATEMENT) {
+                let ids = record_sent(self.db, outcomes, chunk, now).await?;
+                for (index, _) in chunk {
+                    recorded[*index] = ids.contains(&outcomes[*index].id);
+                }
+            }
+            let mut delivered: Vec<String> = outcomes
+                .iter()
+                .map(|outcome| outcome.mailbox.clone())
+                .collect();
+            delivered.sort();
+            delivered.dedup();
+            crate::pace::delivered(self.db, &delivered).await?;
+            return Ok(recorded);
+        }
         let transaction = mailroom_migrations::begin_write(self.db).await?;
-        let mut recorded = Vec::with_capacity(outcomes.len());
+        let mut recorded = vec![false; outcomes.len()];
         let mut delivered: Vec<String> = Vec::new();
-        for outcome in outcomes {
+        let mut sent: Vec<(usize, &Receipt)> = Vec::new();
+        for (index, outcome) in outcomes.iter().enumerate() {
             if let Some(pause) = &outcome.pause {
                 crate::pace::pause(&transaction, &outcome.mailbox, pause.0, &pause.1, now).await?;
             }
-            if matches!(outcome.finish, Finish::Sent(_)) && !delivered.contains(&outcome.mailbox) {
-                delivered.push(outcome.mailbox.clone());
+            match &outcome.finish {
+                Finish::Sent(receipt) => {
+                    if !delivered.contains(&outcome.mailbox) {
+                        delivered.push(outcome.mailbox.clone());
+                    }
+                    sent.push((index, receipt));
+                }
+                finish => {
+                    recorded[index] =
+                        finish_on(&transaction, outcome.id, owner, finish.clone(), now).await?;
+                }
             }
-            recorded.push(
-                finish_on(&transaction, outcome.id, owner, outcome.finish.clone(), now).await?,
-            );
+        }
+        // The deliveries, the common case: one statement per chunk of them.
+        for chunk in sent.chunks(SENT_PER_STATEMENT) {
+            let ids = record_sent(&transaction, outcomes, chunk, now).await?;
+            for (index, _) in chunk {
+                recorded[*index] = ids.contains(&outcomes[*index].id);
+            }
         }
         crate::pace::delivered(&transaction, &delivered).await?;
         transaction.commit().await?;
         Ok(recorded)
     }
+
+    /// Puts back messages `owner` claimed and did not start sending (the agent stops, or
+    /// has claimed ahead of what it sends): queued and due now, the claim's attempt taken
+    /// back. Returns how many were put back.
+    pub(crate) async fn release(&self, owner: &str, ids: &[i64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let backend = self.db.get_database_backend();
+        let now = self.clock.now_utc();
+        let ids = crate::pace::padded(ids.to_vec());
+        let mut values: Vec<sea_orm::Value> = vec![owner.into(), now.into()];
+        values.extend(ids.iter().map(|id| sea_orm::Value::from(*id)));
+        let released = self
+            .db
+            .execute(crate::pace::statement(
+                backend,
+                &format!(
+                    "UPDATE outbox_message
+                     SET status = 'queued', attempts = attempts - 1, lease_owner = NULL,
+                         lease_until = NULL, next_attempt_at = $2, updated_at = $2
+                     WHERE lease_owner = $1 AND status = 'sending' AND id IN ({})",
+                    crate::pace::placeholders(3, ids.len())
+                ),
+                values,
+            ))
+            .await?;
+        Ok(released.rows_affected())
+    }
+
+    /// Extends the leases of `ids` to `lease` from now, those `owner` still holds, in one
+    /// statement. Returns the ids whose lease was extended (the others were lost).
+    pub(crate) async fn renew_many(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = self.db.get_database_backend();
+        let until = self.clock.now_utc() + chrono_duration(lease);
+        let ids = crate::pace::padded(ids.to_vec());
+        let mut values: Vec<sea_orm::Value> = vec![owner.into(), until.into()];
+        values.extend(ids.iter().map(|id| sea_orm::Value::from(*id)));
+        let rows = self
+            .db
+            .query_all(crate::pace::statement(
+                backend,
+                &format!(
+                    "UPDATE outbox_message SET lease_until = $2
+                     WHERE lease_owner = $1 AND status = 'sending' AND id IN ({})
+                     RETURNING id",
+                    crate::pace::placeholders(3, ids.len())
+                ),
+                values,
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get_by_index::<i64>(0).map_err(Into::into))
+            .collect()
+    }
+}
+
+/// At most this many deliveries are recorded by one statement (four values each, well
+/// inside SQLite's limit on a statement's values).
+const SENT_PER_STATEMENT: usize = 200;
+
+/// Records the deliveries `sent` (indexes into `outcomes`, with their receipts) in one
+/// statement: each row's transport, provider id and reply picked by its id. A delivery is
+/// recorded whoever holds the lease now (it happened). Returns the ids recorded.
+async fn record_sent<C: ConnectionTrait>(
+    db: &C,
+    outcomes: &[Outcome],
+    sent: &[(usize, &Receipt)],
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    use std::fmt::Write as _;
+
+    let backend = db.get_database_backend();
+    let sent = crate::pace::padded(sent.to_vec());
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(1 + sent.len() * 4);
+    values.push(now.into());
+    let (mut transport, mut provider, mut reply, mut ids) =
+        (String::new(), String::new(), String::new(), Vec::new());
+    for (index, receipt) in &sent {
+        let id = values.len() + 1;
+        values.push(outcomes[*index].id.into());
+        values.push(receipt.transport.to_string().into());
+        values.push(receipt.provider_message_id.clone().into());
+        values.push(receipt.reply.clone().into());
+        let _ = write!(transport, " WHEN ${id} THEN ${}", id + 1);
+        let _ = write!(provider, " WHEN ${id} THEN ${}", id + 2);
+        let _ = write!(reply, " WHEN ${id} THEN ${}", id + 3);
+        ids.push(format!("${id}"));
+    }
+    let text = format!(
+        "UPDATE outbox_message
+         SET status = 'sent', sent_at = $1, updated_at = $1, last_error = NULL,
+             lease_owner = NULL, lease_until = NULL,
+             transport = CASE id{transport} END,
+             provider_message_id = CASE id{provider} END,
+             reply = CASE id{reply} END
+         WHERE id IN ({})
+         RETURNING id",
+        ids.join(", ")
+    );
+    db.query_all(crate::pace::statement(backend, &text, values))
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<i64>(0).map_err(Into::into))
+        .collect()
 }
 
 /// One claimed message's outcome, for [`Outbox::finish_batch`].
@@ -889,6 +1054,16 @@ async fn finish_on<C: ConnectionTrait>(
         }
     }
     Ok(update.exec(db).await?.rows_affected > 0)
+}
+
+/// What a claim leased.
+#[derive(Debug, Default)]
+pub(crate) struct Claim {
+    /// The messages, in sending order.
+    pub(crate) messages: Vec<Claimed>,
+    /// Nothing was leased because other agents' claims held every mailbox with due
+    /// messages (PostgreSQL's skipped row locks): claiming again soon finds work.
+    pub(crate) busy: bool,
 }
 
 /// A message the claim may take: waiting (queued or held, due), or leased by an agent
@@ -971,14 +1146,14 @@ fn waiting_sql(mailboxes: usize) -> String {
 /// at most what each mailbox's limits allow now, round robin across them; records what
 /// each mailbox used; holds the messages of a mailbox whose daily limit is reached, and
 /// fails a message that could never fit in it. Returns the leased ids.
-async fn claim_ids(
+async fn claim_rows(
     transaction: &sea_orm::DatabaseTransaction,
     owner: &str,
     limit: u64,
     until: DateTime<Utc>,
     due_by: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Vec<i64>> {
+) -> Result<(Vec<outbox_message::Model>, bool)> {
     use std::collections::{BTreeSet, HashMap};
 
     use sea_orm::Value;
@@ -1014,7 +1189,7 @@ async fn claim_ids(
         now.into(),
         pace::day_start(now).into(),
         due_by.into(),
-        ((limit * 2) as i64).into(),
+        (mailboxes_per_claim(limit) as i64).into(),
     ];
     values.extend(
         expired_mailboxes
@@ -1025,9 +1200,23 @@ async fn claim_ids(
         .query_all(statement(
             backend,
             &serve_sql(backend, expired_mailboxes.len()),
-            values,
+            values.clone(),
         ))
         .await?;
+    if rows.is_empty() && expired.is_empty() {
+        // Nothing free: either nothing is due, or other claims hold every mailbox that
+        // has due messages (their rows were skipped, not waited for).
+        let busy = backend == DatabaseBackend::Postgres
+            && !transaction
+                .query_all(statement(
+                    backend,
+                    &serve_sql(DatabaseBackend::Sqlite, 0),
+                    values,
+                ))
+                .await?
+                .is_empty();
+        return Ok((Vec::new(), busy));
+    }
     let second = pace::unix_second(now);
     let mut paces = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -1066,6 +1255,10 @@ async fn claim_ids(
         }
     }
     if !wanted.is_empty() {
+        // Padded with a mailbox asked for none, so the statement takes one of a few shapes.
+        if let Some(&(last, _)) = wanted.last() {
+            wanted.resize(wanted.len().next_power_of_two(), (last, 0));
+        }
         let mut values: Vec<Value> = vec![due_by.into()];
         for (mailbox, count) in &wanted {
             values.push((*mailbox).into());
@@ -1162,11 +1355,12 @@ async fn claim_ids(
         round += 1;
     }
 
-    let mut ids: Vec<i64> = Vec::new();
+    let mut leased: Vec<outbox_message::Model> = Vec::new();
     if !picked.is_empty() {
+        let ids = pace::padded(picked.clone());
         let mut values: Vec<Value> = vec![owner.into(), until.into(), now.into()];
-        values.extend(picked.iter().map(|id| Value::from(*id)));
-        ids = transaction
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        leased = transaction
             .query_all(statement(
                 backend,
                 &format!(
@@ -1175,15 +1369,22 @@ async fn claim_ids(
                          attempts = attempts + 1, updated_at = $3
                      WHERE id IN ({}) AND (status IN ('queued', 'held')
                         OR (status = 'sending' AND lease_until < $3))
-                     RETURNING id",
-                    placeholders(4, picked.len())
+                     RETURNING *",
+                    placeholders(4, ids.len())
                 ),
                 values,
             ))
             .await?
             .iter()
-            .map(|row| row.try_get_by_index::<i64>(0))
+            .map(|row| outbox_message::Model::from_query_result(row, ""))
             .collect::<std::result::Result<_, _>>()?;
+        // In the claim's order: priority, then round robin across the mailboxes.
+        let order: HashMap<i64, usize> = picked
+            .iter()
+            .enumerate()
+            .map(|(position, id)| (*id, position))
+            .collect();
+        leased.sort_by_key(|model| order.get(&model.id).copied());
     }
 
     // Each served mailbox: its minute's window, when it is free again, its turn.
@@ -1197,6 +1398,7 @@ async fn claim_ids(
         .map(|(index, _)| paces[*index].mailbox.as_str())
         .collect();
     if !unpaced.is_empty() {
+        let unpaced = pace::padded(unpaced);
         let mut values: Vec<Value> = vec![now.into()];
         values.extend(unpaced.iter().map(|mailbox| Value::from(*mailbox)));
         transaction
@@ -1276,7 +1478,15 @@ async fn claim_ids(
             .await?;
         tracing::error!(id, "{text}");
     }
-    Ok(ids)
+    Ok((leased, false))
+}
+
+/// How many mailboxes a claim of `limit` messages chooses (and locks, on PostgreSQL): twice
+/// the claim for a small one, so that mailboxes at their at-once limit do not starve it;
+/// half of a large one (two of its messages per mailbox at least), so that the other
+/// agents' claims find mailboxes left to serve.
+fn mailboxes_per_claim(limit: u64) -> u64 {
+    limit.div_ceil(2).max(limit.saturating_mul(2).min(8))
 }
 
 /// How a claimed message ended.
@@ -1383,4 +1593,20 @@ pub(crate) async fn reassign<C: ConnectionTrait>(
     }
     update.exec(db).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_chooses_twice_its_size_in_mailboxes_when_small_and_half_when_large() {
+        assert_eq!(mailboxes_per_claim(1), 2);
+        assert_eq!(mailboxes_per_claim(4), 8);
+        assert_eq!(mailboxes_per_claim(8), 8);
+        assert_eq!(mailboxes_per_claim(16), 8);
+        assert_eq!(mailboxes_per_claim(17), 9);
+        assert_eq!(mailboxes_per_claim(32), 16);
+        assert_eq!(mailboxes_per_claim(1024), 512);
+    }
 }

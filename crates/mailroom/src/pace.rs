@@ -66,6 +66,18 @@ pub(crate) fn lock_clause(backend: DatabaseBackend, clause: &str) -> &str {
     }
 }
 
+/// `values` padded to the next power of two by repeating the last one, for an `IN` list:
+/// the statement's text then takes one of a few shapes, which the driver keeps prepared
+/// (PostgreSQL prepares each new text in a round trip of its own, and a text per length
+/// would crowd the other statements out of the cache). A value repeated in an `IN` list
+/// changes nothing.
+pub(crate) fn padded<T: Clone>(mut values: Vec<T>) -> Vec<T> {
+    if let Some(last) = values.last().cloned() {
+        values.resize(values.len().next_power_of_two(), last);
+    }
+    values
+}
+
 /// `$start, $start+1, ...` for `count` values.
 pub(crate) fn placeholders(start: usize, count: usize) -> String {
     (start..start + count)
@@ -329,6 +341,7 @@ pub(crate) async fn delivered<C: ConnectionTrait>(db: &C, mailboxes: &[String]) 
         return Ok(());
     }
     let backend = db.get_database_backend();
+    let mailboxes = padded(mailboxes.iter().map(String::as_str).collect());
     let text = format!(
         "UPDATE mailbox_pace SET pauses = 0 WHERE pauses > 0 AND mailbox IN ({})",
         placeholders(1, mailboxes.len())
@@ -336,9 +349,7 @@ pub(crate) async fn delivered<C: ConnectionTrait>(db: &C, mailboxes: &[String]) 
     db.execute(statement(
         backend,
         &text,
-        mailboxes
-            .iter()
-            .map(|mailbox| Value::from(mailbox.as_str())),
+        mailboxes.iter().map(|mailbox| Value::from(*mailbox)),
     ))
     .await?;
     Ok(())
@@ -415,15 +426,13 @@ pub(crate) async fn record_usage<C: ConnectionTrait>(
         ))
         .await?;
     }
+    let mailboxes = padded(sent.iter().map(|(mailbox, _)| mailbox.as_str()).collect());
     let text = format!(
         "DELETE FROM mailbox_usage WHERE minute <= $1 AND mailbox IN ({})",
-        placeholders(2, sent.len())
+        placeholders(2, mailboxes.len())
     );
     let mut values: Vec<Value> = vec![(minute - DAY_MINUTES).into()];
-    values.extend(
-        sent.iter()
-            .map(|(mailbox, _)| Value::from(mailbox.as_str())),
-    );
+    values.extend(mailboxes.iter().map(|mailbox| Value::from(*mailbox)));
     db.execute(statement(backend, &text, values)).await?;
     Ok(())
 }
@@ -603,5 +612,15 @@ mod tests {
         assert_eq!(placeholders(2, 3), "$2, $3, $4");
         assert_eq!(sql(DatabaseBackend::Sqlite, "a = $1"), "a = ?1");
         assert_eq!(sql(DatabaseBackend::Postgres, "a = $1"), "a = $1");
+    }
+
+    #[test]
+    fn in_lists_are_padded_to_a_power_of_two_with_the_last_value() {
+        assert_eq!(padded(Vec::<i64>::new()), Vec::<i64>::new());
+        assert_eq!(padded(vec![7]), [7]);
+        assert_eq!(padded(vec![1, 2]), [1, 2]);
+        assert_eq!(padded(vec![1, 2, 3]), [1, 2, 3, 3]);
+        assert_eq!(padded(vec![1, 2, 3, 4, 5]), [1, 2, 3, 4, 5, 5, 5, 5]);
+        assert_eq!(padded((0..9).collect::<Vec<i64>>()).len(), 16);
     }
 }

@@ -114,7 +114,12 @@ pub(crate) async fn agent(context: &Context, args: AgentArgs) -> Result<Output> 
         }));
     }
     let shutdown = stop_signal().await?;
-    let summary = Agent::new(mailroom, options).run(shutdown).await?;
+    // On a worker thread of the runtime, beside its sends: run here, on the thread
+    // blocked on the command, each finished send would wake that thread from another.
+    let agent = Agent::new(mailroom, options);
+    let summary = tokio::spawn(async move { agent.run(shutdown).await })
+        .await
+        .context("the agent stopped unexpectedly")??;
     if let Some(bar) = progress {
         crate::logging::clear_bar();
         bar.finish_and_clear();

@@ -260,6 +260,17 @@ async fn on_shutdown_the_sends_in_flight_finish_and_nothing_new_is_claimed() {
     assert_eq!(counts[&OutboxStatus::Sent], summary.sent);
     assert!(summary.sent < 30, "it stopped early: {summary:?}");
     assert_eq!(counts[&OutboxStatus::Queued], 30 - summary.sent);
+    // What the agent had claimed ahead and not started was put back as it was: no lease,
+    // no attempt used.
+    for message in mailroom
+        .outbox()
+        .list(Some(OutboxStatus::Queued), 100)
+        .await
+        .unwrap()
+    {
+        assert_eq!(message.attempts, 0, "{message:?}");
+        assert_eq!(message.lease_owner, None, "{message:?}");
+    }
     assert_eq!(world.smtp.messages().len() as u64, summary.sent);
     world.finish().await;
 }
@@ -840,5 +851,68 @@ async fn large_message_in_pieces(backend: Backend) {
         0,
         "pieces left behind"
     );
+    world.finish().await;
+}
+
+/// The system's clock, reporting each reading: a claim reads the outbox's clock once.
+#[derive(Debug)]
+struct ReportingClock(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl mailroom_model::Clock for ReportingClock {
+    fn now(&self) -> std::time::SystemTime {
+        let _ = self.0.send(());
+        std::time::SystemTime::now()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_whose_claim_finds_every_mailbox_held_by_another_claim_tries_again() {
+    use sea_orm::TransactionTrait;
+
+    let world = World::new(Backend::Postgres, password_server()).await;
+    company_relay(&world).await;
+    let (readings, mut read) = tokio::sync::mpsc::unbounded_channel();
+    let mut options = world.options();
+    options.outbox_clock = mailroom::OutboxClock::given(Arc::new(ReportingClock(readings)));
+    let mailroom = Arc::new(
+        Mailroom::with_connection(world.db.db.clone(), options)
+            .await
+            .unwrap(),
+    );
+    queue(&mailroom, 3).await;
+    // Another agent's claim in progress: it holds the mailbox's pace row.
+    let other_claim = world.db.db.begin().await.unwrap();
+    other_claim
+        .execute(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT mailbox FROM mailbox_pace FOR UPDATE",
+        ))
+        .await
+        .unwrap();
+    while read.try_recv().is_ok() {}
+    let agent = tokio::spawn({
+        let mailroom = mailroom.clone();
+        async move {
+            Agent::new(mailroom, agent_options(2))
+                .run(std::future::pending())
+                .await
+        }
+    });
+    // The agent keeps claiming (each claim reads the clock) while the row is held, instead
+    // of stopping as if nothing were due; a bound, not a synchronisation.
+    let retried = tokio::time::timeout(Duration::from_secs(30), async {
+        for _ in 0..10 {
+            read.recv().await.expect("the clock is read");
+        }
+    })
+    .await;
+    assert!(
+        retried.is_ok() && !agent.is_finished(),
+        "the agent stopped while another claim held the mailbox"
+    );
+    other_claim.commit().await.unwrap();
+    let summary = agent.await.unwrap().unwrap();
+    assert_eq!(summary.sent, 3, "{summary:?}");
+    assert_eq!(world.smtp.messages().len(), 3);
     world.finish().await;
 }
