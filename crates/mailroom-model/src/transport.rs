@@ -20,9 +20,12 @@ pub struct Envelope {
 impl Envelope {
     /// An envelope with at least one recipient; duplicates are removed, order is kept.
     pub fn new(sender: Address, recipients: Vec<Address>) -> Result<Self, ValidationError> {
+        // A set beside the list: a message to thousands of recipients is checked in
+        // linear time, not by comparing each with every earlier one.
+        let mut seen = std::collections::HashSet::with_capacity(recipients.len());
         let mut unique: Vec<Address> = Vec::with_capacity(recipients.len());
         for recipient in recipients {
-            if !unique.contains(&recipient) {
+            if seen.insert(recipient.clone()) {
                 unique.push(recipient);
             }
         }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use lettre::message::header::{self, ContentType, Headers};
+use lettre::message::header::{self, ContentType, HeaderName, HeaderValue, Headers};
 use lettre::message::{Attachment as LettreAttachment, Mailbox, Mailboxes, MultiPart, SinglePart};
 use mailroom_model::{Address, Envelope, FaxFormat, ValidationError};
 
@@ -308,11 +308,14 @@ impl MessageDraft {
             .from(from)
             .subject(self.subject.clone())
             .message_id(Some(message_id.clone()));
-        for mailbox in to {
-            builder = builder.to(mailbox);
+        // Each header set once with all its mailboxes, folded: lettre's `to`/`cc` add one
+        // mailbox by parsing and re-encoding the whole header (quadratic in the
+        // recipients), and write the list on one line however long.
+        if !to.is_empty() {
+            builder = builder.raw_header(folded_mailboxes("To", &to));
         }
-        for mailbox in cc {
-            builder = builder.cc(mailbox);
+        if !cc.is_empty() {
+            builder = builder.raw_header(folded_mailboxes("Cc", &cc));
         }
         if let Some(reply_to) = reply_to {
             builder = builder.reply_to(reply_to);
@@ -364,7 +367,7 @@ impl MessageDraft {
 
         let bcc_header = (!bcc.is_empty()).then(|| {
             let mut headers = Headers::new();
-            headers.set(header::Bcc::from(Mailboxes::from(bcc)));
+            headers.insert_raw(folded_mailboxes("Bcc", &bcc));
             headers.to_string()
         });
         // Formatted, then the encoded parts are freed before the bytes go anywhere.
@@ -377,6 +380,45 @@ impl MessageDraft {
             bcc_header,
         })
     }
+}
+
+/// The header `name` (To, Cc or Bcc) listing `mailboxes`, folded between them so that no
+/// line is longer than 78 characters unless one mailbox is (RFC 5322 2.1.1 and 2.2.3;
+/// lettre writes an address list on one line, and past 998 characters servers refuse
+/// it). Each mailbox is encoded by lettre (RFC 2047 for a display name), one at a time.
+fn folded_mailboxes(name: &'static str, mailboxes: &[Mailbox]) -> HeaderValue {
+    const FOLD_AT: usize = 78;
+    let header_name = HeaderName::new_from_ascii_str(name);
+    let mut encoded = String::new();
+    let mut line = name.len() + ": ".len();
+    for (index, mailbox) in mailboxes.iter().enumerate() {
+        let mut one = Headers::new();
+        one.set(header::Bcc::from(Mailboxes::from(mailbox.clone())));
+        let text = one.to_string();
+        let piece = text
+            .strip_prefix("Bcc: ")
+            .unwrap_or(&text)
+            .trim_end_matches("\r\n");
+        let first_line = piece.split("\r\n").next().unwrap_or("").len();
+        if index > 0 {
+            encoded.push(',');
+            line += 1;
+            if line + 1 + first_line > FOLD_AT {
+                encoded.push_str("\r\n ");
+                line = 1;
+            } else {
+                encoded.push(' ');
+                line += 1;
+            }
+        }
+        encoded.push_str(piece);
+        line = match piece.rsplit_once("\r\n") {
+            Some((_, last)) => last.len(),
+            None => line + piece.len(),
+        };
+    }
+    let raw = Mailboxes::from(mailboxes.to_vec()).to_string();
+    HeaderValue::dangerous_new_pre_encoded(header_name, raw, encoded)
 }
 
 impl BuiltMessage {
@@ -409,6 +451,78 @@ mod tests {
             subject: "Grüße".to_owned(),
             text: Some("hello".to_owned()),
             ..MessageDraft::default()
+        }
+    }
+
+    #[test]
+    fn thousands_of_recipients_are_all_in_their_headers_and_the_envelope_once() {
+        let to: Vec<String> = (0..3_000).map(|n| format!("to{n}@example.com")).collect();
+        let mut cc: Vec<String> = (0..2_000).map(|n| format!("cc{n}@example.com")).collect();
+        // A recipient given twice is sent to once.
+        cc.push("to7@example.com".to_owned());
+        let built = MessageDraft {
+            to: to.clone(),
+            cc,
+            ..draft()
+        }
+        .build("box@example.com", None)
+        .unwrap();
+        assert_eq!(built.envelope.recipients().len(), 5_000);
+        let text = String::from_utf8_lossy(&built.bytes);
+        let (headers, _) = text.split_once("\r\n\r\n").unwrap();
+        for n in [0, 1_234, 2_999] {
+            assert!(headers.contains(&format!("to{n}@example.com")), "to{n}");
+        }
+        assert!(headers.contains("cc1999@example.com"));
+        // Folded into lines of the RFC's recommended length, each header once.
+        let longest = headers.lines().map(str::len).max().unwrap();
+        assert!(longest <= 78, "a header line of {longest} characters");
+        assert_eq!(headers.matches("\r\nTo: ").count(), 1);
+        assert_eq!(headers.matches("\r\nCc: ").count(), 1);
+    }
+
+    #[test]
+    fn folded_address_lists_parse_back_to_the_same_mailboxes() {
+        let mailboxes: Vec<Mailbox> = (0..40)
+            .map(|n| match n % 4 {
+                0 => format!("\"Smith, John {n}\" <john{n}@example.com>"),
+                1 => format!("Jürgen Müller-Lüdenscheidt {n} <j{n}@example.com>"),
+                2 => format!("plain{n}@example.com"),
+                _ => format!("A very long display name that on its own is longer than a line {n} <long{n}@example.com>"),
+            })
+            .map(|text| text.parse().unwrap())
+            .collect();
+        for count in [1, 2, 3, 40] {
+            let list = &mailboxes[..count];
+            let mut ours = Headers::new();
+            ours.insert_raw(folded_mailboxes("To", list));
+            let ours = ours.to_string();
+            // Parsed back by another library (folds joined, encoded words decoded): the
+            // same mailboxes.
+            let (parsed, _) = mailparse::parse_header(ours.as_bytes()).unwrap();
+            let parsed: Vec<(Option<String>, String)> = mailparse::addrparse_header(&parsed)
+                .unwrap()
+                .iter()
+                .map(|address| match address {
+                    mailparse::MailAddr::Single(single) => {
+                        (single.display_name.clone(), single.addr.clone())
+                    }
+                    mailparse::MailAddr::Group(group) => panic!("a group: {group:?}"),
+                })
+                .collect();
+            let expected: Vec<(Option<String>, String)> = list
+                .iter()
+                .map(|mailbox| (mailbox.name.clone(), mailbox.email.to_string()))
+                .collect();
+            assert_eq!(parsed, expected, "{count} mailboxes: {ours}");
+            assert!(ours.is_ascii());
+            // Folded between mailboxes: only a line holding one long mailbox is longer.
+            for line in ours.lines() {
+                assert!(
+                    line.len() <= 78 || !line.trim_end_matches(',').contains(">,"),
+                    "{line}"
+                );
+            }
         }
     }
 

@@ -916,3 +916,66 @@ async fn an_agent_whose_claim_finds_every_mailbox_held_by_another_claim_tries_ag
     assert_eq!(world.smtp.messages().len(), 3);
     world.finish().await;
 }
+
+#[tokio::test]
+async fn a_message_to_a_hundred_recipients_reaches_a_real_server_with_folded_headers() {
+    // Bare addresses: lettre folds only at the spaces inside display names, so a list of
+    // them would be one line of thousands of characters.
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = Arc::new(world.mailroom().await);
+    let to: Vec<String> = (0..70)
+        .map(|n| format!("customer.number.{n}@example.com"))
+        .collect();
+    let cc: Vec<String> = (0..30).map(|n| format!("copy{n}@example.com")).collect();
+    let request = SendRequest::new(
+        AUTOMATION_AGENT,
+        MessageDraft {
+            from: Some("orders@example.com".to_owned()),
+            to: to.clone(),
+            cc: cc.clone(),
+            subject: "Price list".to_owned(),
+            text: Some("Attached.\r\n".to_owned()),
+            ..MessageDraft::default()
+        },
+    );
+    mailroom.queue(request).await.unwrap();
+    let summary = Agent::new(mailroom.clone(), agent_options(1))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, 1, "{summary:?}");
+    let messages = world.smtp.messages();
+    assert_eq!(messages.len(), 1);
+    let (event, bytes) = &messages[0];
+    assert_eq!(
+        event["rcpt_tos"].as_array().map(Vec::len),
+        Some(100),
+        "{event}"
+    );
+    // No line is longer than RFC 5322 allows; the headers parse back to every recipient.
+    let text = String::from_utf8_lossy(bytes);
+    assert!(text.lines().all(|line| line.len() <= 998));
+    let parsed = mailparse::parse_mail(bytes).unwrap();
+    let addresses = |name: &str| -> Vec<String> {
+        let header = parsed
+            .headers
+            .iter()
+            .find(|header| header.get_key_ref().eq_ignore_ascii_case(name))
+            .unwrap_or_else(|| panic!("no {name} header"));
+        mailparse::addrparse_header(header)
+            .unwrap()
+            .iter()
+            .map(|address| match address {
+                mailparse::MailAddr::Single(single) => match &single.display_name {
+                    Some(name) => format!("{name} <{}>", single.addr),
+                    None => single.addr.clone(),
+                },
+                mailparse::MailAddr::Group(group) => panic!("a group: {group:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(addresses("To"), to);
+    assert_eq!(addresses("Cc"), cc);
+    world.finish().await;
+}
