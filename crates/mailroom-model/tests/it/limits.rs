@@ -1,10 +1,11 @@
 //! Every documented limit at its boundary: the last value accepted and the first refused.
 
 use mailroom_model::validate::{
-    MAX_TEXT_LEN, MAX_TIMEOUT_MS, check_host, check_port, check_text, check_timeout_ms,
-    is_loopback_host, parse_address, parse_port, reject_control_characters,
+    MAX_DAILY_LIMIT, MAX_RATE_PER_MINUTE, MAX_TEXT_LEN, MAX_TIMEOUT_MS, check_host, check_limit,
+    check_port, check_text, check_timeout_ms, is_loopback_host, parse_address, parse_port,
+    reject_control_characters,
 };
-use mailroom_model::{AccountPolicy, FaxFormat, Feature};
+use mailroom_model::{AccountPolicy, FaxFormat, Feature, Limit};
 
 #[test]
 fn text_is_one_to_max_text_len_characters() {
@@ -236,5 +237,28 @@ fn a_feature_name_is_1_to_64_lowercase_letters_digits_and_hyphens() {
         let error = Feature::new(bad.to_owned(), "d", AccountPolicy::CompanyOnly).unwrap_err();
         assert_eq!(error.field, "feature name");
         assert_eq!(error.problem, format!("`{bad}` is not a feature name"));
+    }
+}
+
+#[test]
+fn an_overridden_limit_is_off_or_one_to_its_maximum() {
+    for (field, max) in [
+        ("rate", MAX_RATE_PER_MINUTE),
+        ("daily limit", MAX_DAILY_LIMIT),
+    ] {
+        assert!(check_limit(field, None, max).is_ok());
+        assert!(check_limit(field, Some(Limit::Off), max).is_ok());
+        assert!(check_limit(field, Some(Limit::At(1)), max).is_ok());
+        assert!(check_limit(field, Some(Limit::At(max)), max).is_ok());
+        for refused in [0, max + 1] {
+            let error = check_limit(field, Some(Limit::At(refused)), max).unwrap_err();
+            assert_eq!(error.field, field);
+            assert_eq!(error.problem, format!("{refused} is out of range"));
+            assert!(
+                error.fix.starts_with(&format!("use 1 to {max}, ")),
+                "{}",
+                error.fix
+            );
+        }
     }
 }

@@ -3,8 +3,9 @@
 use std::str::FromStr;
 
 use mailroom_model::{
-    AUTOMATION_AGENT, AccountPolicy, Binding, FaxFormat, Feature, FeatureCatalog, Provider,
-    SALES_DOCUMENT, SMART_PRINTING, Secret, TlsStartup,
+    AUTOMATION_AGENT, AccountPolicy, Auth, Binding, FaxFormat, Feature, FeatureCatalog,
+    MailboxLimits, Provider, SALES_DOCUMENT, SMART_PRINTING, Secret, TlsStartup, TransportError,
+    TransportErrorKind,
 };
 
 #[test]
@@ -146,4 +147,58 @@ fn a_fax_format_prints_and_converts_as_its_text() {
         serde_json::json!("{0}@fax.example.com")
     );
     assert_eq!("{0}@fax.example.com".parse::<FaxFormat>().unwrap(), format);
+}
+
+#[test]
+fn authentication_kinds_have_stable_names_and_aliases() {
+    for (auth, name) in [(Auth::Delegated, "delegated"), (Auth::AppOnly, "app-only")] {
+        assert_eq!(auth.as_str(), name);
+        assert_eq!(auth.to_string(), name);
+        assert_eq!(name.parse::<Auth>().unwrap(), auth);
+    }
+    for alias in ["app_only", " AppOnly ", "APP-ONLY"] {
+        assert_eq!(alias.parse::<Auth>().unwrap(), Auth::AppOnly, "{alias}");
+    }
+    assert_eq!(" Delegated ".parse::<Auth>().unwrap(), Auth::Delegated);
+    let error = "certificate".parse::<Auth>().unwrap_err();
+    assert_eq!(error.field, "auth");
+    assert!(error.problem.contains("`certificate`"), "{}", error.problem);
+    assert!(error.fix.contains("app-only"), "{}", error.fix);
+}
+
+#[test]
+fn limits_are_unlimited_only_when_none_of_the_three_is_set() {
+    assert!(MailboxLimits::NONE.is_unlimited());
+    for limits in [
+        MailboxLimits {
+            per_minute: Some(30),
+            ..MailboxLimits::NONE
+        },
+        MailboxLimits {
+            daily: Some(2_000),
+            ..MailboxLimits::NONE
+        },
+        MailboxLimits {
+            concurrent: Some(3),
+            ..MailboxLimits::NONE
+        },
+    ] {
+        assert!(!limits.is_unlimited(), "{limits:?}");
+    }
+}
+
+#[test]
+fn throttling_is_a_rate_limit_mark_or_a_paused_mailbox() {
+    let transient = TransportError::new(TransportErrorKind::Transient, "421 try later");
+    assert!(!transient.is_throttled());
+    assert!(transient.throttled().is_throttled());
+    let paused = TransportError::new(
+        TransportErrorKind::MailboxThrottled,
+        "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+    );
+    assert!(paused.is_throttled());
+    assert!(
+        !TransportError::new(TransportErrorKind::TooManyConnections, "432 4.3.2").is_throttled(),
+        "too many connections: fewer connections, not a pause"
+    );
 }

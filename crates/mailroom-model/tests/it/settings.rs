@@ -281,6 +281,15 @@ fn a_route_change_keeps_or_clears_large_attachments() {
         Some("oid:t:o"),
         "a route change keeps the sign-in: one sign-in serves both routes"
     );
+    // Naming the route it already has changes nothing.
+    let again = ServerSettingsChange {
+        route: Some(Route::Graph),
+        ..Default::default()
+    }
+    .apply(Some(&graph))
+    .unwrap()
+    .settings;
+    assert_eq!((again.route, again.large_attachments), (Route::Graph, true));
     let back = ServerSettingsChange {
         route: Some(Route::Smtp),
         ..Default::default()
