@@ -1,6 +1,6 @@
 //! The repository: round trips, constraints, sealing, the key check.
 
-use mailroom_accounts::{BindingChange, Error};
+use mailroom_accounts::{Account, BindingChange, Error, account_warnings};
 use mailroom_crypto::KeyRing;
 use mailroom_model::{
     Auth, Binding, FaxFormat, Limit, PaceOverrides, Provider, Route, ServerSettingsChange,
@@ -27,6 +27,12 @@ on_both_backends!(
     rows_from_before_the_auth_column_are_delegated,
     limits_round_trip_and_go_back_to_the_default,
     limits_are_outside_the_seal_and_a_corrupt_one_is_refused,
+    the_from_address_is_the_sender_else_the_smtp_user,
+    a_row_without_its_seal_is_refused_once_seals_are_required,
+    a_rotation_reseals_every_password_and_settings_seal_with_the_new_key,
+    a_lost_keys_reset_forgets_the_passwords_and_reseals_the_settings,
+    every_change_counts_a_new_version,
+    settings_round_trip,
 );
 
 async fn column_bytes(db: &TestDatabase, sql: &str) -> Vec<u8> {
@@ -1032,4 +1038,365 @@ async fn limits_are_outside_the_seal_and_a_corrupt_one_is_refused(db: &TestDatab
         .await
         .unwrap();
     assert_eq!(company.account.server.pace.per_minute, Some(Limit::Off));
+}
+
+async fn the_from_address_is_the_sender_else_the_smtp_user(db: &TestDatabase) {
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    repo.set_company(
+        &password_server("smtp.example.net", "relay-login", "secret"),
+        None,
+    )
+    .await
+    .unwrap();
+    let company = repo
+        .account(mailroom_model::AccountRef::Company)
+        .await
+        .unwrap();
+    assert_eq!(company.from_address(), None);
+    assert_eq!(company.sender(), "relay-login");
+    let company = repo
+        .set_from_address(
+            mailroom_model::AccountRef::Company,
+            Some(" Orders@Example.com "),
+        )
+        .await
+        .unwrap();
+    assert_eq!(company.from_address(), Some("Orders@Example.com"));
+    assert_eq!(company.sender(), "Orders@Example.com");
+
+    let id = repo
+        .add_user_account(&microsoft("sa@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    let user = repo
+        .account(mailroom_model::AccountRef::User(id))
+        .await
+        .unwrap();
+    assert!(matches!(user, Account::User(_)));
+    assert_eq!(user.from_address(), None);
+    assert_eq!(user.sender(), "sa@contoso.example");
+    let user = repo
+        .set_from_address(
+            mailroom_model::AccountRef::User(id),
+            Some("shared@contoso.example"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(user.from_address(), Some("shared@contoso.example"));
+    assert_eq!(user.sender(), "shared@contoso.example");
+}
+
+#[test]
+fn password_accounts_are_warned_about_a_missing_sender_or_password() {
+    let applied = |change: ServerSettingsChange| change.apply(None).unwrap().settings;
+    // An address as the user, a password: nothing to say.
+    let fine = applied(password_server(
+        "smtp.example.net",
+        "relay@example.net",
+        "secret",
+    ));
+    assert_eq!(account_warnings(&fine, None), Vec::<String>::new());
+    // A login that is not an address: every send needs a From address, unless the
+    // account has one.
+    let login = applied(password_server("smtp.example.net", "relay-login", "secret"));
+    let warnings = account_warnings(&login, None);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("the SMTP user `relay-login` is not an address"),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        account_warnings(&login, Some("orders@example.net")),
+        Vec::<String>::new()
+    );
+    // No password.
+    let mut open = login.clone();
+    open.password = None;
+    let warnings = account_warnings(&open, Some("orders@example.net"));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("the account has no password"),
+        "{warnings:?}"
+    );
+    // OAuth accounts need neither: no warnings.
+    let mut oauth = applied(microsoft("sa@contoso.example"));
+    oauth.smtp_user = "relay-login".to_owned();
+    assert_eq!(oauth.password, None);
+    assert_eq!(account_warnings(&oauth, None), Vec::<String>::new());
+}
+
+async fn a_row_without_its_seal_is_refused_once_seals_are_required(db: &TestDatabase) {
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    let id = repo
+        .add_user_account(&microsoft("sa@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    db.db
+        .execute_unprepared(&format!(
+            "UPDATE user_account SET settings_seal = NULL WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    // A database made since seals exist requires them: a missing seal means the row was
+    // altered.
+    let refused = repo.user_account(id).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::SettingsAltered { .. }),
+        "{refused:?}"
+    );
+    // As an older version left it (a key check without the marker): rows from before
+    // seals are read until every row is sealed and marked.
+    let old_check = key.primary().seal(b"mailroom key check", b"key_check:1");
+    let backend = db.db.get_database_backend();
+    let placeholder = match backend {
+        sea_orm::DatabaseBackend::Postgres => "$1",
+        _ => "?",
+    };
+    db.db
+        .execute(Statement::from_sql_and_values(
+            backend,
+            format!("UPDATE key_check SET sealed = {placeholder}"),
+            [old_check.into()],
+        ))
+        .await
+        .unwrap();
+    repo.user_account(id).await.unwrap();
+    mailroom_crypto::store::mark_settings_sealed(&db.db, key.primary())
+        .await
+        .unwrap();
+    let refused = repo.user_account(id).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::SettingsAltered { .. }),
+        "{refused:?}"
+    );
+}
+
+/// A company account and a user account with passwords, and a Microsoft account without
+/// one: `(user with password, user without)`.
+async fn three_accounts(
+    repo: &mailroom_accounts::Accounts<'_, sea_orm::DatabaseConnection>,
+) -> (i64, i64) {
+    repo.set_company(
+        &password_server("smtp.example.net", "relay@example.net", "company-secret"),
+        None,
+    )
+    .await
+    .unwrap();
+    let with = repo
+        .add_user_account(
+            &password_server("smtp.example.org", "user@example.org", "user-secret"),
+            None,
+        )
+        .await
+        .unwrap()
+        .account
+        .id;
+    let without = repo
+        .add_user_account(&microsoft("sa@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    (with, without)
+}
+
+fn password_of(account: &mailroom_accounts::Account) -> Option<String> {
+    account
+        .server()
+        .password
+        .as_ref()
+        .map(|password| password.expose().to_owned())
+}
+
+async fn a_rotation_reseals_every_password_and_settings_seal_with_the_new_key(db: &TestDatabase) {
+    let old = KeyRing::generate();
+    let (with, without) = three_accounts(&accounts(db, &old)).await;
+    let versions = || async {
+        let mut versions = Vec::new();
+        for sql in [
+            "SELECT version FROM company_account".to_owned(),
+            format!("SELECT version FROM user_account WHERE id = {with}"),
+            format!("SELECT version FROM user_account WHERE id = {without}"),
+        ] {
+            let row = db
+                .db
+                .query_one(Statement::from_string(db.db.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap();
+            versions.push(row.try_get_by_index::<i64>(0).unwrap());
+        }
+        versions
+    };
+    let before = versions().await;
+    let next = mailroom_crypto::EncryptionKey::generate();
+    let both = old.clone().with(next.clone());
+    let resealed = accounts(db, &both).reseal(&next).await.unwrap();
+    assert_eq!(resealed, 2, "the two passwords");
+    // The database's key is now the new one alone: everything opens with it.
+    mailroom_crypto::store::replace(&db.db, &next)
+        .await
+        .unwrap();
+    let new_only = KeyRing::new([next]).unwrap();
+    let repo = accounts(db, &new_only);
+    let company = repo
+        .account(mailroom_model::AccountRef::Company)
+        .await
+        .unwrap();
+    assert_eq!(password_of(&company).as_deref(), Some("company-secret"));
+    let user = repo
+        .account(mailroom_model::AccountRef::User(with))
+        .await
+        .unwrap();
+    assert_eq!(password_of(&user).as_deref(), Some("user-secret"));
+    let oauth = repo
+        .account(mailroom_model::AccountRef::User(without))
+        .await
+        .unwrap();
+    assert_eq!(password_of(&oauth), None);
+    let after = versions().await;
+    assert_eq!(
+        after,
+        before.iter().map(|version| version + 1).collect::<Vec<_>>(),
+        "a new version each"
+    );
+}
+
+async fn a_lost_keys_reset_forgets_the_passwords_and_reseals_the_settings(db: &TestDatabase) {
+    let lost = KeyRing::generate();
+    let (with, without) = three_accounts(&accounts(db, &lost)).await;
+    let fresh = KeyRing::generate();
+    // Sealing the settings as they stand, with the same key: the two passwords re-sealed.
+    assert_eq!(
+        accounts(db, &lost)
+            .seal_all_settings(lost.primary())
+            .await
+            .unwrap(),
+        2
+    );
+    let forgotten = accounts(db, &fresh)
+        .forget_passwords(fresh.primary())
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 2, "the company's and the user's");
+    let repo = accounts(db, &fresh);
+    let company = repo
+        .account(mailroom_model::AccountRef::Company)
+        .await
+        .unwrap();
+    assert_eq!(password_of(&company), None);
+    assert_eq!(company.server().smtp_user, "relay@example.net");
+    let user = repo
+        .account(mailroom_model::AccountRef::User(with))
+        .await
+        .unwrap();
+    assert_eq!(password_of(&user), None);
+    assert_eq!(user.server().host, "smtp.example.org");
+    repo.account(mailroom_model::AccountRef::User(without))
+        .await
+        .unwrap();
+    // Nothing left to forget.
+    assert_eq!(
+        accounts(db, &fresh)
+            .forget_passwords(fresh.primary())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn version_of(db: &TestDatabase, sql: String) -> i64 {
+    db.db
+        .query_one(Statement::from_string(db.db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+}
+
+async fn every_change_counts_a_new_version(db: &TestDatabase) {
+    use mailroom_model::AccountRef;
+
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    let company = || version_of(db, "SELECT version FROM company_account".to_owned());
+    repo.set_company(&microsoft("sales@contoso.example"), None)
+        .await
+        .unwrap();
+    assert_eq!(company().await, 1);
+    repo.set_company(&microsoft("sales@contoso.example"), None)
+        .await
+        .unwrap();
+    assert_eq!(company().await, 2);
+    repo.set_token_identity(AccountRef::Company, Some("oid:t:o"))
+        .await
+        .unwrap();
+    assert_eq!(company().await, 3);
+    repo.set_from_address(AccountRef::Company, Some("orders@contoso.example"))
+        .await
+        .unwrap();
+    assert_eq!(company().await, 4);
+
+    let id = repo
+        .add_user_account(&microsoft("sa@contoso.example"), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    let user = || {
+        version_of(
+            db,
+            format!("SELECT version FROM user_account WHERE id = {id}"),
+        )
+    };
+    assert_eq!(user().await, 1);
+    repo.edit_user_account(id, &microsoft("sa@contoso.example"), BindingChange::Keep)
+        .await
+        .unwrap();
+    assert_eq!(user().await, 2);
+    repo.set_token_identity(AccountRef::User(id), Some("oid:t:u"))
+        .await
+        .unwrap();
+    assert_eq!(user().await, 3);
+    repo.set_from_address(AccountRef::User(id), None)
+        .await
+        .unwrap();
+    assert_eq!(user().await, 4);
+    // A missing account is an error, not a silent no-op.
+    assert!(matches!(
+        repo.set_from_address(AccountRef::User(id + 100), None)
+            .await,
+        Err(Error::AccountNotFound { .. })
+    ));
+
+    // Every account, the company's first.
+    let all = repo.all_accounts().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(matches!(all[0], Account::Company(_)));
+    assert!(matches!(all[1], Account::User(_)));
+}
+
+async fn settings_round_trip(db: &TestDatabase) {
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    assert_eq!(mailroom_accounts::sealed_with(&db.db).await.unwrap(), None);
+    repo.set_outbox_retention_days(7).await.unwrap();
+    assert_eq!(repo.settings().await.unwrap().outbox_retention_days, 7);
+    repo.set_outbox_retention_days(0).await.unwrap();
+    assert_eq!(repo.settings().await.unwrap().outbox_retention_days, 0);
+    // Once a key was checked against the database, it names that key.
+    repo.set_company(&microsoft("sales@contoso.example"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        mailroom_accounts::sealed_with(&db.db).await.unwrap(),
+        Some(key.primary().id())
+    );
 }
