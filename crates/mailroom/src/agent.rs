@@ -203,6 +203,8 @@ struct Done {
     outcome: Outcome,
     event: AgentEvent,
     message_id: String,
+    /// When the send ended.
+    finished: tokio::time::Instant,
 }
 
 async fn process(
@@ -380,6 +382,7 @@ async fn process(
         },
         event,
         message_id: message.message_id.clone(),
+        finished: tokio::time::Instant::now(),
     }
 }
 
@@ -693,7 +696,6 @@ impl Agent {
         // is done, at most `RECORD_DELAY` after the first of them, and when nothing is in
         // flight.
         let mut done: Vec<Done> = Vec::new();
-        let mut first_done: Option<tokio::time::Instant> = None;
         let record_at = claim_ahead.div_ceil(2);
         let mut summary = AgentSummary::default();
         // The limits each mailbox's row was last given by this agent.
@@ -711,7 +713,6 @@ impl Agent {
             }
             if !stopping && ready.len() < concurrency {
                 self.record(&options, &mut done, &mut summary).await;
-                first_done = None;
                 let free = claim_ahead.saturating_sub(ready.len() + tasks.len());
                 // A run with `once` drains what was due when it started: a message it held
                 // or rescheduled is not due again in the same run.
@@ -775,7 +776,6 @@ impl Agent {
             }
             if tasks.is_empty() && ready.is_empty() {
                 self.record(&options, &mut done, &mut summary).await;
-                first_done = None;
                 if stopping || (options.once && claimed_now == 0 && !busy) {
                     break;
                 }
@@ -797,7 +797,7 @@ impl Agent {
             if tasks.is_empty() {
                 continue;
             }
-            let record_by = first_done.map(|first| first + RECORD_DELAY);
+            let record_by = done.first().map(|first| first.finished + RECORD_DELAY);
             // The leases of messages waiting for a slot are renewed a heartbeat after they
             // were taken, as those being sent are.
             let renew_by = ready.front().map(|first| first.leased_at + heartbeat);
@@ -809,22 +809,17 @@ impl Agent {
                 }
                 () = sleep_until(record_by), if record_by.is_some() => {
                     self.record(&options, &mut done, &mut summary).await;
-                    first_done = None;
-                }
+                    }
                 Some(joined) = tasks.join_next() => {
                     match joined {
-                        Ok(finished) => {
-                            first_done.get_or_insert_with(tokio::time::Instant::now);
-                            done.push(finished);
-                        }
+                        Ok(finished) => done.push(finished),
                         // The outcome is lost with the task: the lease runs out and the
                         // message is claimed again (at least once).
                         Err(error) => tracing::error!(error = %error, "a send task failed"),
                     }
                     if done.len() >= record_at {
                         self.record(&options, &mut done, &mut summary).await;
-                        first_done = None;
-                    }
+                            }
                 }
             }
         }

@@ -818,12 +818,7 @@ impl<'a> Outbox<'a> {
                     _ => None,
                 })
                 .collect();
-            for chunk in sent.chunks(SENT_PER_STATEMENT) {
-                let ids = record_sent(self.db, outcomes, chunk, now).await?;
-                for (index, _) in chunk {
-                    recorded[*index] = ids.contains(&outcomes[*index].id);
-                }
-            }
+            record_sent(self.db, outcomes, &sent, now, &mut recorded).await?;
             let mut delivered: Vec<String> = outcomes
                 .iter()
                 .map(|outcome| outcome.mailbox.clone())
@@ -854,13 +849,7 @@ impl<'a> Outbox<'a> {
                 }
             }
         }
-        // The deliveries, the common case: one statement per chunk of them.
-        for chunk in sent.chunks(SENT_PER_STATEMENT) {
-            let ids = record_sent(&transaction, outcomes, chunk, now).await?;
-            for (index, _) in chunk {
-                recorded[*index] = ids.contains(&outcomes[*index].id);
-            }
-        }
+        record_sent(&transaction, outcomes, &sent, now, &mut recorded).await?;
         crate::pace::delivered(&transaction, &delivered).await?;
         transaction.commit().await?;
         Ok(recorded)
@@ -934,10 +923,28 @@ impl<'a> Outbox<'a> {
 /// inside SQLite's limit on a statement's values).
 const SENT_PER_STATEMENT: usize = 200;
 
-/// Records the deliveries `sent` (indexes into `outcomes`, with their receipts) in one
-/// statement: each row's transport, provider id and reply picked by its id. A delivery is
-/// recorded whoever holds the lease now (it happened). Returns the ids recorded.
+/// Records the deliveries `sent` (indexes into `outcomes`, with their receipts), one
+/// statement per [`SENT_PER_STATEMENT`] of them, and marks in `recorded` those recorded.
+/// A delivery is recorded whoever holds the lease now (it happened).
 async fn record_sent<C: ConnectionTrait>(
+    db: &C,
+    outcomes: &[Outcome],
+    sent: &[(usize, &Receipt)],
+    now: DateTime<Utc>,
+    recorded: &mut [bool],
+) -> Result<()> {
+    for chunk in sent.chunks(SENT_PER_STATEMENT) {
+        let ids = record_sent_chunk(db, outcomes, chunk, now).await?;
+        for (index, _) in chunk {
+            recorded[*index] = ids.contains(&outcomes[*index].id);
+        }
+    }
+    Ok(())
+}
+
+/// One statement of [`record_sent`]: each row's transport, provider id and reply picked by
+/// its id. Returns the ids recorded.
+async fn record_sent_chunk<C: ConnectionTrait>(
     db: &C,
     outcomes: &[Outcome],
     sent: &[(usize, &Receipt)],
