@@ -107,6 +107,12 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:\n  mailroom agent --once\n  mailroom agent --concurrency 8")]
     /// Run the automation agent: send queued messages, never prompting for a sign-in.
     Agent(crate::commands::agent::AgentArgs),
+    #[command(
+        after_help = "Examples:\n  mailroom console --open\n  mailroom console --listen 127.0.0.1:9000\n  mailroom console --listen 10.0.0.5:8470 --tls-cert console.pem --tls-key console-key.pem --host-name mail-admin.example.internal"
+    )]
+    /// Serve the administrator's screens (company account, SMTP Setup, sign-in, outbox) in
+    /// a browser; prints a one-time login link.
+    Console(crate::commands::console::ConsoleArgs),
     /// List, show, retry or cancel queued messages.
     #[command(subcommand)]
     Queue(crate::commands::queue::QueueCommand),

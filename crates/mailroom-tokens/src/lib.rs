@@ -86,8 +86,8 @@ pub mod interactive {
     pub use crate::identity::{Identity, identity_from_id_token};
     pub use crate::oauth::{DevicePrompt, IssuedTokens};
     pub use crate::signin::{
-        DEFAULT_SIGN_IN_TIMEOUT, SignInOptions, SignedIn, revoke_at_provider, sign_in_with_browser,
-        sign_in_with_device_code,
+        DEFAULT_SIGN_IN_TIMEOUT, RedirectSignIn, SignInOptions, SignedIn, revoke_at_provider,
+        sign_in_with_browser, sign_in_with_device_code,
     };
 }
 

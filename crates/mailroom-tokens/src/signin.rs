@@ -305,37 +305,10 @@ pub async fn sign_in_with_browser(
     let outcome = listener.wait(start.state.secret(), options.timeout).await;
     let (code, verdict) = match outcome {
         Some(CallbackOutcome::Code(code, verdict)) => (code, verdict),
-        Some(CallbackOutcome::Denied { error, description })
-            if is_redirect_mismatch(&error, description.as_deref()) =>
-        {
-            return Err(Error::RedirectUriNotRegistered {
-                provider: app.provider,
-                sent: redirect_uri,
-                to_register,
-                detail: format!(
-                    "{error}{}",
-                    description.map(|d| format!(": {d}")).unwrap_or_default()
-                ),
-            });
-        }
         Some(CallbackOutcome::Denied { error, description }) => {
-            // Only a refusal is fixed by approving; other answers explain themselves.
-            let what_to_do = if error == "access_denied" {
-                "sign in again and approve the request"
-            } else {
-                "do what the provider's explanation says, then sign in again"
-            };
-            return Err(Error::SignInFailed(format!(
-                "the provider answered {error}{}; {what_to_do}",
-                description.map(|d| format!(" ({d})")).unwrap_or_default()
-            )));
+            return Err(denied(app, &redirect_uri, error, description));
         }
-        Some(CallbackOutcome::Incomplete) => {
-            return Err(Error::SignInFailed(
-                "the redirect carried neither a code nor an error; start the sign-in again"
-                    .to_owned(),
-            ));
-        }
+        Some(CallbackOutcome::Incomplete) => return Err(incomplete()),
         None => {
             // A provider shows a redirect URI it does not know in the browser and never
             // redirects: the most likely reason nothing arrived, so the message says
@@ -347,25 +320,185 @@ pub async fn sign_in_with_browser(
             )));
         }
     };
-    let result = match oauth::exchange_code(
+    let result = exchange(
         http,
         app,
+        options,
         &scopes,
         &code,
         start.verifier,
         &redirect_uri,
+        now(),
     )
-    .await
-    {
-        Ok(tokens) => finish(app, options, tokens, now()),
-        Err(failed) => Err(browser_failure(app, &redirect_uri, failed)),
-    };
+    .await;
     // The browser's page waited for this: it says what the terminal says.
     verdict.send(match &result {
         Ok(signed_in) => Verdict::SignedIn(signed_in.identity.address.clone()),
         Err(error) => Verdict::Refused(error.to_string()),
     });
     result
+}
+
+/// The provider redirected back with `error=`: a redirect URI it does not know becomes
+/// [`Error::RedirectUriNotRegistered`]; a refusal says to approve; anything else carries
+/// the provider's explanation.
+fn denied(
+    app: &AppRegistration,
+    redirect_uri: &str,
+    error: String,
+    description: Option<String>,
+) -> Error {
+    if is_redirect_mismatch(&error, description.as_deref()) {
+        return Error::RedirectUriNotRegistered {
+            provider: app.provider,
+            sent: redirect_uri.to_owned(),
+            to_register: app.redirect_uri_to_register(),
+            detail: format!(
+                "{error}{}",
+                description.map(|d| format!(": {d}")).unwrap_or_default()
+            ),
+        };
+    }
+    // Only a refusal is fixed by approving; other answers explain themselves.
+    let what_to_do = if error == "access_denied" {
+        "sign in again and approve the request"
+    } else {
+        "do what the provider's explanation says, then sign in again"
+    };
+    Error::SignInFailed(format!(
+        "the provider answered {error}{}; {what_to_do}",
+        description.map(|d| format!(" ({d})")).unwrap_or_default()
+    ))
+}
+
+/// A redirect with neither a code nor an error.
+fn incomplete() -> Error {
+    Error::SignInFailed(
+        "the redirect carried neither a code nor an error; start the sign-in again".to_owned(),
+    )
+}
+
+/// Exchanges the redirect's code and checks who signed in.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    http: &OAuthHttp,
+    app: &AppRegistration,
+    options: &SignInOptions,
+    scopes: &[String],
+    code: &str,
+    verifier: oauth2::PkceCodeVerifier,
+    redirect_uri: &str,
+    now: SystemTime,
+) -> Result<SignedIn> {
+    match oauth::exchange_code(http, app, scopes, code, verifier, redirect_uri).await {
+        Ok(tokens) => finish(app, options, tokens, now),
+        Err(failed) => Err(browser_failure(app, redirect_uri, failed)),
+    }
+}
+
+/// A browser sign-in whose redirect the caller receives itself: a web console that
+/// serves the registered loopback redirect URI on its own port. [`RedirectSignIn::begin`]
+/// makes the authorization URL (PKCE S256, a random `state`); the caller sends the
+/// browser there, keeps this value bound to the person's session under
+/// [`RedirectSignIn::state`], and hands the redirect's query to
+/// [`RedirectSignIn::complete`]. The PKCE verifier never leaves it.
+pub struct RedirectSignIn {
+    app: AppRegistration,
+    options: SignInOptions,
+    scopes: Vec<String>,
+    redirect_uri: String,
+    url: url::Url,
+    state: oauth2::CsrfToken,
+    verifier: oauth2::PkceCodeVerifier,
+}
+
+impl std::fmt::Debug for RedirectSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedirectSignIn")
+            .field("provider", &self.app.provider)
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedirectSignIn {
+    /// Starts a sign-in whose redirect comes back to the app's registered redirect URI on
+    /// `port` (a loopback URI: Entra and Google ignore its port).
+    pub fn begin(app: &AppRegistration, options: SignInOptions, port: u16) -> Result<Self> {
+        check_resource(app, options.resource)?;
+        let redirect_uri = app.redirect_uri_with_port(port);
+        let scopes = options.resource.scopes(app);
+        let start = oauth::authorization_url(app, &scopes, &redirect_uri, options.login_hint())
+            .map_err(failure)?;
+        Ok(Self {
+            app: app.clone(),
+            options,
+            scopes,
+            redirect_uri,
+            url: start.url,
+            state: start.state,
+            verifier: start.verifier,
+        })
+    }
+
+    /// Where to send the browser.
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// The `state` the redirect must carry back.
+    pub fn state(&self) -> &str {
+        self.state.secret()
+    }
+
+    /// The redirect URI this sign-in sent (the registered one, with the port).
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// The path the redirect arrives on (the registered redirect URI's).
+    pub fn redirect_path(&self) -> String {
+        self.app.redirect_uri().path().to_owned()
+    }
+
+    /// Completes the sign-in from the redirect's query parameters: `code` is exchanged
+    /// and who signed in is checked; `error` is the provider's refusal. The caller has
+    /// matched `state` to this sign-in already. Nothing is stored.
+    pub async fn complete<'q>(
+        self,
+        http: &OAuthHttp,
+        query: impl IntoIterator<Item = (&'q str, &'q str)>,
+        now: SystemTime,
+    ) -> Result<SignedIn> {
+        let mut code = None;
+        let mut error = None;
+        let mut description = None;
+        for (name, value) in query {
+            match name {
+                "code" => code = Some(value.to_owned()),
+                "error" => error = Some(value.to_owned()),
+                "error_description" => description = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        if let Some(error) = error {
+            return Err(denied(&self.app, &self.redirect_uri, error, description));
+        }
+        let Some(code) = code.filter(|code| !code.is_empty()) else {
+            return Err(incomplete());
+        };
+        exchange(
+            http,
+            &self.app,
+            &self.options,
+            &self.scopes,
+            &code,
+            self.verifier,
+            &self.redirect_uri,
+            now,
+        )
+        .await
+    }
 }
 
 /// Signs in with a device code (Microsoft only; Google excludes Gmail scopes from the

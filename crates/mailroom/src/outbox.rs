@@ -448,9 +448,24 @@ impl<'a> Outbox<'a> {
         status: Option<OutboxStatus>,
         limit: u64,
     ) -> Result<Vec<QueuedMessage>> {
+        self.page(status, None, limit).await
+    }
+
+    /// A page of at most `limit` messages, optionally of one status, newest first, with
+    /// ids below `before` when given (the last id of the previous page): each page is
+    /// one index range, however deep it is. Bodies are not read.
+    pub async fn page(
+        &self,
+        status: Option<OutboxStatus>,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<QueuedMessage>> {
         let mut query = summary_query().order_by_desc(Column::Id).limit(limit);
         if let Some(status) = status {
             query = query.filter(Column::Status.eq(status.as_str()));
+        }
+        if let Some(before) = before {
+            query = query.filter(Column::Id.lt(before));
         }
         query
             .into_model::<Summary>()

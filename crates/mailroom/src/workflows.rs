@@ -15,8 +15,8 @@ use mailroom_model::{
 use mailroom_tokens::{
     AccessToken, OAuthHttp, Resource, SignInPolicy, TokenTarget,
     interactive::{
-        DevicePrompt, SignInOptions, SignedIn, revoke_at_provider, sign_in_with_browser,
-        sign_in_with_device_code,
+        DEFAULT_SIGN_IN_TIMEOUT, DevicePrompt, RedirectSignIn, SignInOptions, SignedIn,
+        revoke_at_provider, sign_in_with_browser, sign_in_with_device_code,
     },
     registration::{AppRegistration, Apps},
     storage::{TokenKey, TokenStore},
@@ -208,14 +208,7 @@ impl Mailroom {
         timeout: Duration,
     ) -> Result<SignInSession> {
         let (loaded, app) = self.sign_in_account(account).await?;
-        let server = loaded.server();
-        let options = SignInOptions {
-            expected_address: Some(server.smtp_user.clone()).filter(|e| !e.is_empty()),
-            shared_mailbox: server.shared_mailbox,
-            known_identity: server.token_identity.clone(),
-            resource: Resource::of_server(server),
-            timeout,
-        };
+        let options = sign_in_options(loaded.server(), timeout);
         begin(app, options, mode)
             .await
             .map(|(step, task)| SignInSession {
@@ -223,6 +216,36 @@ impl Mailroom {
                 step,
                 task,
             })
+    }
+
+    /// Starts a browser sign-in for `account` whose redirect the caller receives itself,
+    /// on `port` (a web console serving the app's registered loopback redirect URI on its
+    /// own port): send the browser to [`RedirectSignIn::url`], keep the value bound to the
+    /// person's session under [`RedirectSignIn::state`], and pass the redirect's query to
+    /// [`Mailroom::finish_redirect_sign_in`]. The same rules as [`Mailroom::begin_sign_in`].
+    pub async fn begin_redirect_sign_in(
+        &self,
+        account: AccountRef,
+        port: u16,
+    ) -> Result<RedirectSignIn> {
+        let (loaded, app) = self.sign_in_account(account).await?;
+        let options = sign_in_options(loaded.server(), DEFAULT_SIGN_IN_TIMEOUT);
+        Ok(RedirectSignIn::begin(&app, options, port)?)
+    }
+
+    /// Completes a sign-in begun with [`Mailroom::begin_redirect_sign_in`] from its
+    /// redirect's query parameters and stores it with [`Mailroom::complete_sign_in`];
+    /// returns the address that signed in.
+    pub async fn finish_redirect_sign_in<'q>(
+        &self,
+        account: AccountRef,
+        sign_in: RedirectSignIn,
+        query: impl IntoIterator<Item = (&'q str, &'q str)>,
+    ) -> Result<String> {
+        let signed_in = sign_in
+            .complete(&OAuthHttp::new(), query, SystemTime::now())
+            .await?;
+        self.complete_sign_in(account, &signed_in).await
     }
 
     /// Starts a sign-in that will create the user account `change` describes (see
@@ -586,6 +609,18 @@ pub(crate) async fn seal_settings_once(
     }
     transaction.commit().await?;
     Ok(())
+}
+
+/// What a sign-in for an account expects: its SMTP user (or whoever signs in, when it
+/// has none), the person who signed in for it before, and its route's permissions.
+fn sign_in_options(server: &ServerSettings, timeout: Duration) -> SignInOptions {
+    SignInOptions {
+        expected_address: Some(server.smtp_user.clone()).filter(|e| !e.is_empty()),
+        shared_mailbox: server.shared_mailbox,
+        known_identity: server.token_identity.clone(),
+        resource: Resource::of_server(server),
+        timeout,
+    }
 }
 
 /// Starts the provider's flow in a task and waits until the person has something to do.

@@ -273,6 +273,7 @@ pub(crate) async fn run<C: ConnectionTrait>(
         | Command::Send(_)
         | Command::Doctor(_)
         | Command::Agent(_)
+        | Command::Console(_)
         | Command::Queue(_)
         | Command::Sandbox(_)
         | Command::Demo(_)

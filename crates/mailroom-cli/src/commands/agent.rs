@@ -56,7 +56,8 @@ fn lease_seconds(text: &str) -> std::result::Result<u64, String> {
 }
 
 /// Completes on the first SIGTERM or SIGINT.
-async fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
+pub(crate) async fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send + 'static>
+{
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;

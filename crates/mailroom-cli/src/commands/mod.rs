@@ -3,6 +3,7 @@
 mod accounts;
 pub(crate) mod agent;
 mod completions;
+pub(crate) mod console;
 pub(crate) mod demo;
 pub(crate) mod doctor;
 mod info;
@@ -128,6 +129,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Output> {
         Command::Send(args) => send::send(&context, args).await,
         Command::Doctor(args) => doctor::doctor(&context, args).await,
         Command::Agent(args) => agent::agent(&context, args).await,
+        Command::Console(args) => console::console(&context, args).await,
         Command::Queue(command) => queue::queue(&context, command).await,
         command => run_in_transaction(&context, command).await,
     }

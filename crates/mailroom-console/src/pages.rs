@@ -1,0 +1,520 @@
+//! The console's pages (maud: checked at compile time, every value escaped). Labels are
+//! the product guide's, so an administrator who read it finds every field. No page
+//! renders a secret: passwords, tokens and client secrets are never read into a page.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use mailroom::tokens::storage::TokenSummary;
+use mailroom::{
+    Account, AccountRef, OutboxStatus, Provider, QueuedMessage, Remedy, Settings, SignInState,
+    SignInStep,
+};
+
+use crate::signin::Notice;
+use maud::{DOCTYPE, Markup, html};
+
+use crate::routes::STYLESHEET;
+use crate::security::CSRF_FIELD;
+
+/// The console's stylesheet (served from the console itself: the policy allows no other
+/// source).
+pub(crate) const STYLESHEET_TEXT: &str = include_str!("console.css");
+
+/// What every page needs: its title, and the session's CSRF token for its forms (none
+/// on the pages shown before a session).
+#[derive(Debug)]
+pub(crate) struct Page<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) csrf: Option<&'a str>,
+}
+
+/// An account with its sign-in, as the lists show it.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountRow {
+    pub(crate) account: Account,
+    pub(crate) state: SignInState,
+    pub(crate) token: Option<TokenSummary>,
+}
+
+const NAVIGATION: &[(&str, &str)] = &[
+    ("/accounts/company", "Company account"),
+    ("/accounts", "SMTP Setup"),
+    ("/outbox", "Outbox"),
+    ("/settings", "Settings"),
+];
+
+fn layout(page: &Page<'_>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (page.title) " · mailroom" }
+                link rel="stylesheet" href=(STYLESHEET);
+            }
+            body {
+                header {
+                    span.brand { "mailroom" }
+                    @if let Some(csrf) = page.csrf {
+                        nav {
+                            @for (href, label) in NAVIGATION {
+                                a href=(href) { (label) }
+                            }
+                        }
+                        form.logout method="post" action="/logout" {
+                            (csrf_field(csrf))
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (page.title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// The hidden field every form carries.
+pub(crate) fn csrf_field(csrf: &str) -> Markup {
+    html! { input type="hidden" name=(CSRF_FIELD) value=(csrf); }
+}
+
+/// A button that posts to `action` (every change is a POST with the CSRF token).
+fn post_button(csrf: &str, action: &str, label: &str, class: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf_field(csrf))
+            button class=(class) type="submit" { (label) }
+        }
+    }
+}
+
+pub(crate) fn login(problem: Option<&str>) -> Markup {
+    let page = Page {
+        title: "Log in to the console",
+        csrf: None,
+    };
+    layout(
+        &page,
+        html! {
+            @if let Some(problem) = problem {
+                p.error role="alert" { (problem) }
+            }
+            p { "Open the login link printed where the console was started. Each link works once and starts a session in this browser." }
+        },
+    )
+}
+
+pub(crate) fn not_found() -> Markup {
+    let page = Page {
+        title: "Not found",
+        csrf: None,
+    };
+    layout(
+        &page,
+        html! { p { "There is no such page. " a href="/accounts" { "Back to SMTP Setup" } } },
+    )
+}
+
+pub(crate) fn failure(
+    page: &Page<'_>,
+    message: &str,
+    remedy: Option<&Remedy>,
+    hint: Option<&str>,
+) -> Markup {
+    layout(
+        page,
+        html! {
+            p.error role="alert" { (message) }
+            @if let Some(remedy) = remedy {
+                p.remedy { "To fix it: " (remedy.to_string()) "." }
+            }
+            @if let Some(hint) = hint {
+                p.remedy { "To fix it: " (hint) "." }
+            }
+            p { a href="/accounts" { "Back to SMTP Setup" } }
+        },
+    )
+}
+
+/// Notices left for this page (a sign-in's outcome): an error with its remedy, as a
+/// Sign In button when signing in is the remedy.
+fn notices(account: &Account, notices: &[Notice]) -> Markup {
+    html! {
+        @for notice in notices {
+            @if notice.error {
+                div.error role="alert" {
+                    p { (notice.text) }
+                    @if let Some(remedy) = &notice.remedy {
+                        p.remedy { "To fix it: " (remedy.to_string()) "." }
+                        @if matches!(remedy, Remedy::SignIn { .. }) {
+                            (sign_in_link(account))
+                        }
+                    }
+                }
+            } @else {
+                p.notice role="status" { (notice.text) }
+            }
+        }
+    }
+}
+
+fn sign_in_link(account: &Account) -> Markup {
+    html! { a.button.primary href={ (account_path(account)) "/sign-in" } { "Sign In" } }
+}
+
+fn when(time: &DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "Yes" } else { "No" }
+}
+
+fn account_path(account: &Account) -> String {
+    match account {
+        Account::Company(_) => "/accounts/company".to_owned(),
+        Account::User(user) => format!("/accounts/{}", user.id),
+    }
+}
+
+fn account_id(account: &Account) -> String {
+    match account {
+        Account::Company(_) => "company".to_owned(),
+        Account::User(user) => user.id.to_string(),
+    }
+}
+
+/// The token state a list shows: signed in (and until when), not signed in, or none
+/// needed.
+fn token_state(row: &AccountRow) -> String {
+    match (row.state, &row.token) {
+        (SignInState::SignedIn, Some(token)) if token.status != "valid" => {
+            format!(
+                "{} ({})",
+                token.status,
+                token.status_reason.as_deref().unwrap_or("sign in again")
+            )
+        }
+        (SignInState::SignedIn, Some(token)) => format!("valid until {}", when(&token.expires_at)),
+        (SignInState::SignedIn, None) => "signed in".to_owned(),
+        (SignInState::NotSignedIn, _) => "not signed in".to_owned(),
+        (SignInState::NotApplicable, _) => {
+            if row.account.server().provider.uses_oauth() {
+                "app-only (no sign-in)".to_owned()
+            } else {
+                "password".to_owned()
+            }
+        }
+    }
+}
+
+pub(crate) fn accounts(page: &Page<'_>, rows: &[AccountRow]) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    layout(
+        page,
+        html! {
+            p.actions {
+                a.button href="/accounts/new" { "Add" }
+                a.button href="/accounts" { "Refresh" }
+            }
+            table #accounts {
+                thead {
+                    tr {
+                        th { "Email Server ID" }
+                        th { "OAuth Service Provider" }
+                        th { "Email Server hostname or IP address" }
+                        th { "SMTP Port" }
+                        th { "SSL/TLS" }
+                        th { "SSL or TLS Startup Method" }
+                        th { "Business Object" }
+                        th { "Column Name" }
+                        th { "Column Value" }
+                        th { "Signed in as" }
+                        th { "Token state" }
+                        th { }
+                    }
+                }
+                tbody {
+                    @for row in rows {
+                        @let server = row.account.server();
+                        @let binding = match &row.account {
+                            Account::User(user) => user.binding.as_ref(),
+                            Account::Company(_) => None,
+                        };
+                        tr data-account=(account_id(&row.account)) {
+                            td { a href=(account_path(&row.account)) { (account_id(&row.account)) } }
+                            td { (server.provider.to_string()) }
+                            td { (server.host) }
+                            td { (server.port) }
+                            td { (yes_no(server.tls)) }
+                            td { (server.tls_startup.as_str()) }
+                            td { (binding.map(|b| b.business_object.as_str()).unwrap_or("")) }
+                            td { (binding.map(|b| b.column_name.as_str()).unwrap_or("")) }
+                            td { (binding.map(|b| b.column_value.as_str()).unwrap_or("")) }
+                            td.signed-in { (row.token.as_ref().map(|t| t.address.as_str()).unwrap_or("")) }
+                            td.token-state { (token_state(row)) }
+                            td.row-actions {
+                                a.button href=(account_path(&row.account)) { "Edit" }
+                                @if let Account::User(user) = &row.account {
+                                    (post_button(csrf, &format!("/accounts/{}/remove", user.id), "Remove", "danger"))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if rows.is_empty() {
+                p { "No account is configured yet: set up the company account first." }
+            }
+        },
+    )
+}
+
+pub(crate) fn account(
+    page: &Page<'_>,
+    row: &AccountRow,
+    shown: &[Notice],
+    browser: bool,
+) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    let server = row.account.server();
+    let path = account_path(&row.account);
+    layout(
+        page,
+        html! {
+            (notices(&row.account, shown))
+            dl.fields {
+                dt { "Email Server ID" } dd { (account_id(&row.account)) }
+                dt { "OAuth Service Provider" } dd { (server.provider.to_string()) }
+                dt { "Email Server hostname or IP address" } dd { (server.host) }
+                dt { "SMTP Port" } dd { (server.port) }
+                dt { "Enable SMTP over SSL or TLS" } dd { (yes_no(server.tls)) }
+                dt { "SSL or TLS Startup Method" } dd { (server.tls_startup.as_str()) }
+                dt { "SMTP User" } dd.smtp-user { (server.smtp_user) }
+                dt { "SMTP Password" } dd { (if server.password.is_some() { "(set)" } else { "(not set)" }) }
+                dt { "SMTP Timeout" } dd { (server.timeout_ms) " ms" }
+                dt { "Signed in as" } dd.signed-in { (row.token.as_ref().map(|t| t.address.as_str()).unwrap_or("")) }
+                dt { "Token state" } dd.token-state { (token_state(row)) }
+            }
+            p.actions {
+                @if row.state == SignInState::NotSignedIn || row.state == SignInState::SignedIn {
+                    (sign_in_link(&row.account))
+                }
+                @if row.state == SignInState::SignedIn {
+                    (post_button(csrf, &format!("{path}/sign-out"), "Sign Out", "danger"))
+                }
+                a href="/accounts" { "Back to SMTP Setup" }
+            }
+            @if !browser && row.state != SignInState::NotApplicable {
+                p.hint { "The console is not on loopback: only a device code sign-in (Microsoft) can come back to it." }
+            }
+        },
+    )
+}
+
+/// The guide's "Email Sign In" dialog: Sign in with Google, Sign in with Microsoft (and
+/// Microsoft's device code). The account's own provider's buttons are live.
+pub(crate) fn sign_in_choice(page: &Page<'_>, row: &AccountRow, browser: bool) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    let provider = row.account.server().provider;
+    let action = format!("{}/sign-in", account_path(&row.account));
+    let button = |choice: Provider, mode: &str, label: &str| {
+        let live = choice == provider && (mode == "device" || browser);
+        html! {
+            form.inline method="post" action=(action) {
+                (csrf_field(csrf))
+                input type="hidden" name="provider" value=(choice.as_str());
+                input type="hidden" name="mode" value=(mode);
+                button.primary[live] type="submit" disabled[!live] { (label) }
+            }
+        }
+    };
+    layout(
+        page,
+        html! {
+            p { "Sign in for " strong { (row.account.account_ref().to_string()) }
+                @if !row.account.server().smtp_user.is_empty() {
+                    " as " strong.smtp-user { (row.account.server().smtp_user) }
+                }
+                ". The token is stored encrypted in the database, for every user and the agent." }
+            p.actions {
+                (button(Provider::Google, "browser", "Sign in with Google"))
+                (button(Provider::Microsoft, "browser", "Sign in with Microsoft"))
+                (button(Provider::Microsoft, "device", "Sign in with Microsoft using a code"))
+            }
+            @if provider.uses_oauth() {
+                p.hint { "This account's OAuth Service Provider is " (provider.to_string()) ": change it in the account's settings to sign in with the other." }
+            } @else {
+                p.error role="alert" { "This account signs in with a password (no OAuth Service Provider): it has nothing to sign in to." }
+            }
+            p { a href=(account_path(&row.account)) { "Back to the account" } }
+        },
+    )
+}
+
+/// A device code to enter at the provider; the page reloads itself (no script) until the
+/// sign-in ends.
+pub(crate) fn device_code(page: &Page<'_>, account: AccountRef, step: &SignInStep) -> Markup {
+    let back = match account {
+        AccountRef::Company => "/accounts/company".to_owned(),
+        AccountRef::User(id) => format!("/accounts/{id}"),
+    };
+    let body = match step {
+        SignInStep::EnterCode {
+            verification_uri,
+            user_code,
+            expires_in,
+            ..
+        } => html! {
+            p { "On any device, open " a href=(verification_uri) rel="noreferrer" target="_blank" { (verification_uri) }
+                " and enter this code:" }
+            p { code.device-code { (user_code) } }
+            p.hint { "The code is valid for " (expires_in.as_secs() / 60) " minutes. This page follows the sign-in and returns to the account when it ends." }
+        },
+        SignInStep::OpenUrl(url) => html! {
+            p { "Open " a href=(url.as_str()) { "the sign-in page" } "." }
+        },
+        _ => html! { p { "Follow the provider's instructions." } },
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="3";
+                title { (page.title) " · mailroom" }
+                link rel="stylesheet" href=(STYLESHEET);
+            }
+            body {
+                main {
+                    h1 { (page.title) }
+                    (body)
+                    p { a href=(back) { "Back to the account" } }
+                }
+            }
+        }
+    }
+}
+
+const STATUSES: [OutboxStatus; 6] = [
+    OutboxStatus::Queued,
+    OutboxStatus::Sending,
+    OutboxStatus::Held,
+    OutboxStatus::Sent,
+    OutboxStatus::Failed,
+    OutboxStatus::Cancelled,
+];
+
+pub(crate) fn outbox(
+    page: &Page<'_>,
+    status: Option<OutboxStatus>,
+    counts: &BTreeMap<OutboxStatus, u64>,
+    messages: &[QueuedMessage],
+    next: Option<i64>,
+) -> Markup {
+    let filter = status.map(|s| s.as_str()).unwrap_or("");
+    layout(
+        page,
+        html! {
+            nav.filters {
+                a href="/outbox" class=(if status.is_none() { "current" } else { "" }) { "All" }
+                @for candidate in STATUSES {
+                    a href={ "/outbox?status=" (candidate.as_str()) }
+                        class=(if status == Some(candidate) { "current" } else { "" }) {
+                        (candidate.as_str()) " (" (counts.get(&candidate).copied().unwrap_or(0)) ")"
+                    }
+                }
+            }
+            table #outbox {
+                thead {
+                    tr {
+                        th { "Id" } th { "Status" } th { "Subject" } th { "From" }
+                        th { "To" } th { "Attempts" } th { "Next attempt" } th { "Last error" }
+                    }
+                }
+                tbody {
+                    @for message in messages {
+                        tr data-message=(message.id) {
+                            td { a href={ "/outbox/" (message.id) } { (message.id) } }
+                            td.status { (message.status.as_str()) }
+                            td { (message.subject.as_deref().unwrap_or("")) }
+                            td { (message.sender) }
+                            td { (message.recipients.join(", ")) }
+                            td { (message.attempts) }
+                            td { (when(&message.next_attempt_at)) }
+                            td { (message.last_error.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+            @if messages.is_empty() {
+                p { "No messages." }
+            }
+            @if let Some(next) = next {
+                p { a.button rel="next" href={ "/outbox?status=" (filter) "&before=" (next) } { "Older" } }
+            }
+        },
+    )
+}
+
+pub(crate) fn outbox_message(page: &Page<'_>, message: &QueuedMessage) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    let retryable = matches!(
+        message.status,
+        OutboxStatus::Queued | OutboxStatus::Held | OutboxStatus::Failed
+    );
+    layout(
+        page,
+        html! {
+            dl.fields {
+                dt { "Id" } dd { (message.id) }
+                dt { "Status" } dd.status { (message.status.as_str()) }
+                dt { "Message-ID" } dd { (message.message_id) }
+                dt { "Subject" } dd { (message.subject.as_deref().unwrap_or("")) }
+                dt { "Feature" } dd { (message.feature) }
+                dt { "System user" } dd { (message.system_user.as_deref().unwrap_or("")) }
+                dt { "Account" } dd { (message.account.to_string()) }
+                dt { "Envelope sender" } dd { (message.sender) }
+                dt { "Recipients" } dd { (message.recipients.join(", ")) }
+                dt { "Size" } dd { (message.size) " bytes" }
+                dt { "Attempts" } dd { (message.attempts) }
+                dt { "Next attempt" } dd { (when(&message.next_attempt_at)) }
+                dt { "Last error" } dd.last-error { (message.last_error.as_deref().unwrap_or("")) }
+                dt { "Delivered by" } dd { (message.transport.as_deref().unwrap_or("")) }
+                dt { "Server reply" } dd { (message.reply.as_deref().unwrap_or("")) }
+                dt { "Queued" } dd { (when(&message.created_at)) }
+            }
+            p.actions {
+                @if retryable {
+                    (post_button(csrf, &format!("/outbox/{}/retry", message.id), "Retry", ""))
+                    (post_button(csrf, &format!("/outbox/{}/cancel", message.id), "Cancel", "danger"))
+                }
+                a href="/outbox" { "Back to the outbox" }
+            }
+        },
+    )
+}
+
+pub(crate) fn settings(page: &Page<'_>, settings: &Settings) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    layout(
+        page,
+        html! {
+            form method="post" action="/settings" {
+                (csrf_field(csrf))
+                label {
+                    input type="checkbox" name="can_sign_in_when_sending" value="1"
+                        checked[settings.can_sign_in_when_sending];
+                    " Can Sign In When Sending Email"
+                }
+                p.hint { "When a send finds no valid token, the person sending is asked to sign in (never the agent)." }
+                button type="submit" { "Save" }
+            }
+        },
+    )
+}

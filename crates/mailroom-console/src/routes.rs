@@ -1,0 +1,426 @@
+//! The console's routes and handlers: each reads or changes through the facade and
+//! renders a page from `pages`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Extension, Form, Path, Query, State as AxumState};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use mailroom::accounts::Accounts;
+use mailroom::model::AccountId;
+use mailroom::{AccountRef, Mailroom, OutboxStatus};
+use sea_orm::DatabaseConnection;
+use serde::Deserialize;
+use url::Url;
+
+use crate::ConsoleOptions;
+use crate::pages::{self, AccountRow, Page};
+use crate::security::{self, Security, SessionContext};
+use crate::signin::{self, SignIns};
+
+/// Where the stylesheet is served.
+pub(crate) const STYLESHEET: &str = "/console.css";
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) mailroom: Arc<Mailroom>,
+    pub(crate) options: ConsoleOptions,
+    pub(crate) security: Security,
+    pub(crate) sign_ins: SignIns,
+}
+
+impl State {
+    /// The console's own address, as a browser reaches it.
+    pub(crate) fn origin(&self) -> Url {
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let listen = self.options.listen;
+        Url::parse(&format!("{scheme}://{listen}/")).expect("a socket address is a URL host")
+    }
+
+    pub(crate) fn accounts(&self) -> Accounts<'_, DatabaseConnection> {
+        Accounts::new(self.mailroom.database(), &self.mailroom.options().key)
+    }
+}
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/login", get(login))
+        .route("/logout", post(logout))
+        .route(STYLESHEET, get(stylesheet))
+        .route("/accounts", get(accounts))
+        .route("/accounts/{account}", get(account))
+        .route("/accounts/{account}/remove", post(remove_account))
+        .route(
+            "/accounts/{account}/sign-in",
+            get(signin::choice).post(signin::start),
+        )
+        .route("/accounts/{account}/device", get(signin::device_page))
+        .route("/accounts/{account}/sign-out", post(signin::sign_out))
+        .route("/outbox", get(outbox))
+        .route("/outbox/{id}", get(outbox_message))
+        .route("/outbox/{id}/retry", post(retry_message))
+        .route("/outbox/{id}/cancel", post(cancel_message))
+        .route("/settings", get(settings).post(save_settings))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            security::guard,
+        ))
+        .with_state(state)
+}
+
+/// A failure a page shows: what went wrong and what to do (the facade's remedy, or the
+/// console's own advice).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    status: StatusCode,
+    message: String,
+    remedy: Option<Box<mailroom::Remedy>>,
+    hint: Option<String>,
+}
+
+impl Failure {
+    /// A request the console refuses, with what to do instead.
+    pub(crate) fn invalid(message: String, hint: &str) -> Self {
+        Failure {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message,
+            remedy: None,
+            hint: Some(hint.to_owned()),
+        }
+    }
+
+    /// No such account.
+    pub(crate) fn not_found(reference: AccountRef) -> Self {
+        Failure {
+            status: StatusCode::NOT_FOUND,
+            message: format!("there is no {reference}"),
+            remedy: Some(Box::new(match reference {
+                AccountRef::Company => mailroom::Remedy::ConfigureCompany,
+                AccountRef::User(_) => mailroom::Remedy::ListAccounts,
+            })),
+            hint: None,
+        }
+    }
+
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+}
+
+impl From<mailroom::Error> for Failure {
+    fn from(error: mailroom::Error) -> Self {
+        Failure {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            remedy: error.remedy().map(Box::new),
+            message: error.to_string(),
+            hint: None,
+        }
+    }
+}
+
+impl From<mailroom::accounts::Error> for Failure {
+    fn from(error: mailroom::accounts::Error) -> Self {
+        mailroom::Error::from(error).into()
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let page = Page {
+            title: "Something went wrong",
+            csrf: None,
+        };
+        (
+            self.status,
+            Html(
+                pages::failure(
+                    &page,
+                    &self.message,
+                    self.remedy.as_deref(),
+                    self.hint.as_deref(),
+                )
+                .into_string(),
+            ),
+        )
+            .into_response()
+    }
+}
+
+type PageResult = Result<Response, Failure>;
+
+pub(crate) fn html(markup: maud::Markup) -> Response {
+    Html(markup.into_string()).into_response()
+}
+
+async fn not_found(AxumState(state): AxumState<Arc<State>>, uri: Uri) -> Response {
+    // An app registration's redirect URI may have a path of its own.
+    if uri.query().is_some_and(|q| q.contains("state=")) {
+        return signin::callback(&state, &uri).await;
+    }
+    (
+        StatusCode::NOT_FOUND,
+        Html(pages::not_found().into_string()),
+    )
+        .into_response()
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        pages::STYLESHEET_TEXT,
+    )
+        .into_response()
+}
+
+/// The console's home, and the default redirect URI's path (`http://localhost/`): a
+/// provider's redirect carries `state`.
+async fn root(AxumState(state): AxumState<Arc<State>>, uri: Uri) -> Response {
+    if uri.query().is_some_and(|q| q.contains("state=")) {
+        return signin::callback(&state, &uri).await;
+    }
+    Redirect::to("/accounts").into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    token: Option<String>,
+}
+
+async fn login(
+    AxumState(state): AxumState<Arc<State>>,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let Some(token) = query.token else {
+        return html(pages::login(None));
+    };
+    match state.security.redeem_login_token(&token) {
+        Some(session) => (
+            [(header::SET_COOKIE, state.security.session_cookie(&session))],
+            Redirect::to("/accounts"),
+        )
+            .into_response(),
+        None => (
+            StatusCode::FORBIDDEN,
+            Html(
+                pages::login(Some(
+                    "This login link was used already or has expired. Each link works once: ask for a new one where the console was started.",
+                ))
+                .into_string(),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+async fn logout(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+) -> Response {
+    state.security.end_session(&session.key);
+    (
+        [(header::SET_COOKIE, state.security.cleared_cookie())],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+/// Every account with its sign-in: the "SMTP Setup" rows, the company account first.
+pub(crate) async fn account_rows(state: &State) -> Result<Vec<AccountRow>, Failure> {
+    let mailroom = &state.mailroom;
+    let accounts = state.accounts().all_accounts().await?;
+    let tokens = mailroom::owned_tokens(mailroom.database(), &mailroom.options().key).await?;
+    let summaries: Vec<_> = tokens.iter().map(|owned| owned.token.clone()).collect();
+    Ok(accounts
+        .into_iter()
+        .map(|account| {
+            let reference = account.account_ref();
+            let token = tokens
+                .iter()
+                .find(|owned| owned.accounts.contains(&reference))
+                .map(|owned| owned.token.clone());
+            AccountRow {
+                state: mailroom::sign_in_state(&account, &summaries),
+                token,
+                account,
+            }
+        })
+        .collect())
+}
+
+async fn accounts(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+) -> PageResult {
+    let rows = account_rows(&state).await?;
+    let page = Page {
+        title: "SMTP Setup",
+        csrf: Some(&session.csrf),
+    };
+    Ok(html(pages::accounts(&page, &rows)))
+}
+
+/// `company` or a user account's id.
+pub(crate) fn parse_account(text: &str) -> Result<AccountRef, Failure> {
+    if text == "company" {
+        return Ok(AccountRef::Company);
+    }
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .map(|id| AccountRef::User(id as AccountId))
+        .ok_or_else(|| Failure {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "there is no account {text:?}: an account is `company` or a user account's number"
+            ),
+            remedy: Some(Box::new(mailroom::Remedy::ListAccounts)),
+            hint: None,
+        })
+}
+
+async fn account(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+    Path(account): Path<String>,
+) -> PageResult {
+    let reference = parse_account(&account)?;
+    let rows = account_rows(&state).await?;
+    let row = rows
+        .into_iter()
+        .find(|row| row.account.account_ref() == reference)
+        .ok_or_else(|| Failure::not_found(reference))?;
+    let notices = state.sign_ins.take_notices(&session.key);
+    let page = Page {
+        title: match reference {
+            AccountRef::Company => "Sales Email Confirmation",
+            AccountRef::User(_) => "Edit account",
+        },
+        csrf: Some(&session.csrf),
+    };
+    let browser = state.options.listen.ip().is_loopback();
+    Ok(html(pages::account(&page, &row, &notices, browser)))
+}
+
+#[derive(Debug, Deserialize)]
+struct RemoveForm {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+async fn remove_account(
+    AxumState(state): AxumState<Arc<State>>,
+    Path(account): Path<String>,
+    Form(form): Form<RemoveForm>,
+) -> PageResult {
+    let AccountRef::User(id) = parse_account(&account)? else {
+        return Err(Failure {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: "the company account cannot be removed; change its settings instead"
+                .to_owned(),
+            remedy: None,
+            hint: None,
+        });
+    };
+    state
+        .mailroom
+        .remove_account(id, form.force.is_some())
+        .await?;
+    Ok(Redirect::to("/accounts").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct OutboxQuery {
+    status: Option<String>,
+    before: Option<i64>,
+}
+
+async fn outbox(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+    Query(query): Query<OutboxQuery>,
+) -> PageResult {
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(text.parse::<OutboxStatus>().map_err(|_| Failure {
+            status: StatusCode::BAD_REQUEST,
+            message: format!(
+                "{text:?} is not an outbox status: choose queued, sending, held, sent, failed or cancelled"
+            ),
+            remedy: None,
+            hint: None,
+        })?),
+    };
+    let outbox = state.mailroom.outbox();
+    let size = state.options.page_size;
+    let messages = outbox.page(status, query.before, size).await?;
+    let counts = outbox.counts().await?;
+    let next = (messages.len() as u64 == size)
+        .then(|| messages.last().map(|m| m.id))
+        .flatten();
+    let page = Page {
+        title: "Outbox",
+        csrf: Some(&session.csrf),
+    };
+    Ok(html(pages::outbox(&page, status, &counts, &messages, next)))
+}
+
+async fn outbox_message(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+    Path(id): Path<i64>,
+) -> PageResult {
+    let message = state.mailroom.outbox().get(id).await?;
+    let page = Page {
+        title: "Queued message",
+        csrf: Some(&session.csrf),
+    };
+    Ok(html(pages::outbox_message(&page, &message)))
+}
+
+async fn retry_message(AxumState(state): AxumState<Arc<State>>, Path(id): Path<i64>) -> PageResult {
+    state.mailroom.outbox().retry(id).await?;
+    Ok(Redirect::to(&format!("/outbox/{id}")).into_response())
+}
+
+async fn cancel_message(
+    AxumState(state): AxumState<Arc<State>>,
+    Path(id): Path<i64>,
+) -> PageResult {
+    state.mailroom.outbox().cancel(id).await?;
+    Ok(Redirect::to(&format!("/outbox/{id}")).into_response())
+}
+
+async fn settings(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+) -> PageResult {
+    let settings = state.accounts().settings().await?;
+    let page = Page {
+        title: "Settings",
+        csrf: Some(&session.csrf),
+    };
+    Ok(html(pages::settings(&page, &settings)))
+}
+
+async fn save_settings(
+    AxumState(state): AxumState<Arc<State>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> PageResult {
+    let allowed = form.contains_key("can_sign_in_when_sending");
+    state
+        .accounts()
+        .set_can_sign_in_when_sending(allowed)
+        .await?;
+    Ok(Redirect::to("/settings").into_response())
+}

@@ -1,0 +1,323 @@
+//! Sign In and Sign Out through the console against the sandbox's look-alike Microsoft:
+//! the browser flow with the redirect coming back to the console's own port (the client
+//! plays the browser: consent page, Approve, redirect), the refusal of someone else's
+//! sign-in, the device code shown on a page, and the binding of a sign-in to its session.
+
+use mailroom::{AccountRef, SignInState};
+use mailroom_testkit::{TestDatabase, on_both_backends};
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+
+use crate::support::Harness;
+
+/// The consent page's form: where it posts and its hidden fields.
+fn consent_form(page: &str) -> (String, Vec<(String, String)>) {
+    let unescape = |text: &str| {
+        text.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    let attribute = |tag: &str, name: &str| -> Option<String> {
+        let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = tag[start..].find('"')? + start;
+        Some(unescape(&tag[start..end]))
+    };
+    let form_at = page.find("<form").expect("the consent page has a form");
+    let form_tag = &page[form_at..form_at + page[form_at..].find('>').unwrap()];
+    let action = attribute(form_tag, "action").expect("the form's action");
+    let mut fields = Vec::new();
+    let mut rest = &page[form_at..];
+    while let Some(at) = rest.find("<input type=\"hidden\"") {
+        let tag = &rest[at..at + rest[at..].find('>').unwrap()];
+        fields.push((
+            attribute(tag, "name").unwrap(),
+            attribute(tag, "value").unwrap(),
+        ));
+        rest = &rest[at + tag.len()..];
+    }
+    (action, fields)
+}
+
+impl Harness {
+    /// Sign In with Microsoft in the browser, approving as `address` on the sandbox's
+    /// consent page; returns the redirect back to the console (not followed yet).
+    async fn approve_browser_sign_in(&self, cookie: &str, account: i64, address: &str) -> String {
+        let path = format!("/accounts/{account}/sign-in");
+        let csrf = self.csrf(cookie, &path).await;
+        let start = self
+            .post(
+                cookie,
+                &path,
+                &[
+                    ("csrf", &csrf),
+                    ("provider", "microsoft"),
+                    ("mode", "browser"),
+                ],
+            )
+            .await;
+        assert_eq!(start.status(), StatusCode::SEE_OTHER);
+        let authorize = url::Url::parse(start.headers()[LOCATION].to_str().unwrap()).unwrap();
+        let query: std::collections::HashMap<_, _> = authorize.query_pairs().into_owned().collect();
+        let port = self.console.listen_address().port();
+        assert_eq!(
+            query["redirect_uri"],
+            format!("http://localhost:{port}/"),
+            "the registered loopback URI on the console's own port"
+        );
+        assert_eq!(query["code_challenge_method"], "S256");
+        assert!(!query.contains_key("code_verifier"));
+
+        let consent = self.http.get(authorize.clone()).send().await.unwrap();
+        assert_eq!(consent.status(), StatusCode::OK);
+        let (action, mut fields) = consent_form(&consent.text().await.unwrap());
+        fields.push(("address".to_owned(), address.to_owned()));
+        fields.push(("decision".to_owned(), "approve".to_owned()));
+        let approve = authorize.join(&action).unwrap();
+        let redirected = self.http.post(approve).form(&fields).send().await.unwrap();
+        assert_eq!(redirected.status(), StatusCode::FOUND);
+        let back = redirected.headers()[LOCATION].to_str().unwrap().to_owned();
+        assert!(
+            back.starts_with(&format!("http://localhost:{port}/?")),
+            "{back}"
+        );
+        back
+    }
+
+    /// Follows the provider's redirect as a browser would on a cross-site navigation:
+    /// without the `SameSite=Strict` cookie.
+    async fn follow_callback(&self, back: &str) -> reqwest::Response {
+        self.http.get(back).send().await.unwrap()
+    }
+
+    async fn sign_in_state(&self, account: i64) -> SignInState {
+        let account = self
+            .accounts()
+            .account(AccountRef::User(account))
+            .await
+            .unwrap();
+        let tokens = mailroom::stored_tokens(self.mailroom.database(), &self.key)
+            .await
+            .unwrap();
+        mailroom::sign_in_state(&account, &tokens)
+    }
+}
+
+async fn signing_in_in_the_browser_comes_back_to_the_console_and_stores_the_token(
+    db: &TestDatabase,
+) {
+    let harness = Harness::with_sandbox(db).await;
+    let jo = harness.microsoft_user("jo@contoso.example", "sa").await;
+    let cookie = harness.login().await;
+
+    let (status, choice) = harness
+        .get(&cookie, &format!("/accounts/{jo}/sign-in"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(choice.contains("<h1>Email Sign In</h1>"), "{choice}");
+    assert!(choice.contains("Sign in with Microsoft"), "{choice}");
+    assert!(
+        choice.contains("disabled type=\"submit\"") || choice.contains("type=\"submit\" disabled"),
+        "Google's button is off for a Microsoft account: {choice}"
+    );
+
+    let back = harness
+        .approve_browser_sign_in(&cookie, jo, "jo@contoso.example")
+        .await;
+    let done = harness.follow_callback(&back).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let origin = harness.console.origin();
+    assert_eq!(
+        done.headers()[LOCATION].to_str().unwrap(),
+        format!("{origin}accounts/{jo}"),
+        "back on the console's own address, where the session cookie is"
+    );
+    assert_eq!(harness.sign_in_state(jo).await, SignInState::SignedIn);
+
+    let (_, page) = harness.get(&cookie, &format!("/accounts/{jo}")).await;
+    assert!(page.contains("Signed in as jo@contoso.example."), "{page}");
+    assert!(
+        page.contains("<dd class=\"signed-in\">jo@contoso.example</dd>"),
+        "{page}"
+    );
+    assert!(page.contains("Sign Out"), "{page}");
+    // The notice is shown once.
+    let (_, again) = harness.get(&cookie, &format!("/accounts/{jo}")).await;
+    assert!(
+        !again.contains("Signed in as jo@contoso.example."),
+        "{again}"
+    );
+
+    // The same redirect a second time: the sign-in is over.
+    let replay = harness.follow_callback(&back).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+
+    // Sign Out deletes the token.
+    let csrf = harness.csrf(&cookie, &format!("/accounts/{jo}")).await;
+    let out = harness
+        .post(
+            &cookie,
+            &format!("/accounts/{jo}/sign-out"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(harness.sign_in_state(jo).await, SignInState::NotSignedIn);
+    let (_, page) = harness.get(&cookie, &format!("/accounts/{jo}")).await;
+    assert!(page.contains("Signed out"), "{page}");
+    assert!(!page.contains("Sign Out"), "{page}");
+}
+
+async fn someone_elses_sign_in_is_refused_and_the_page_says_why(db: &TestDatabase) {
+    let harness = Harness::with_sandbox(db).await;
+    let jo = harness.microsoft_user("jo@contoso.example", "sa").await;
+    let cookie = harness.login().await;
+
+    let back = harness
+        .approve_browser_sign_in(&cookie, jo, "mallory@contoso.example")
+        .await;
+    let done = harness.follow_callback(&back).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(harness.sign_in_state(jo).await, SignInState::NotSignedIn);
+    let (_, page) = harness.get(&cookie, &format!("/accounts/{jo}")).await;
+    let alert = page
+        .find("role=\"alert\"")
+        .map(|at| &page[at..])
+        .unwrap_or_else(|| panic!("an alert: {page}"));
+    assert!(alert.contains("mallory@contoso.example"), "{alert}");
+    assert!(alert.contains("jo@contoso.example"), "{alert}");
+}
+
+async fn a_sign_in_is_bound_to_the_session_that_started_it(db: &TestDatabase) {
+    let harness = Harness::with_sandbox(db).await;
+    let jo = harness.microsoft_user("jo@contoso.example", "sa").await;
+    let cookie = harness.login().await;
+    let back = harness
+        .approve_browser_sign_in(&cookie, jo, "jo@contoso.example")
+        .await;
+    // The session ends before the redirect arrives: the sign-in is not stored.
+    let csrf = harness.csrf(&cookie, "/accounts").await;
+    harness.click(&cookie, &csrf, "/logout").await;
+    let done = harness.follow_callback(&back).await;
+    assert_eq!(done.status(), StatusCode::FORBIDDEN);
+    assert!(done.text().await.unwrap().contains("session"));
+    assert_eq!(harness.sign_in_state(jo).await, SignInState::NotSignedIn);
+
+    // A made-up state is not a sign-in.
+    let port = harness.console.listen_address().port();
+    let forged = harness
+        .follow_callback(&format!(
+            "http://localhost:{port}/?code=stolen&state=made-up"
+        ))
+        .await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn a_device_code_is_shown_on_the_page_until_the_sign_in_ends(db: &TestDatabase) {
+    let harness = Harness::with_sandbox(db).await;
+    let jo = harness.microsoft_user("jo@contoso.example", "sa").await;
+    let cookie = harness.login().await;
+    let path = format!("/accounts/{jo}/sign-in");
+    let csrf = harness.csrf(&cookie, &path).await;
+    let start = harness
+        .post(
+            &cookie,
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("provider", "microsoft"),
+                ("mode", "device"),
+            ],
+        )
+        .await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        start.headers()[LOCATION].to_str().unwrap(),
+        format!("/accounts/{jo}/device")
+    );
+    let (status, page) = harness
+        .get(&cookie, &format!("/accounts/{jo}/device"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("http-equiv=\"refresh\""), "{page}");
+    let marker = "<code class=\"device-code\">";
+    let at = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("a code: {page}"))
+        + marker.len();
+    let code = &page[at..at + page[at..].find('<').unwrap()];
+    assert!(
+        harness
+            .sandbox
+            .as_ref()
+            .unwrap()
+            .authority()
+            .approve_device_code(code, "jo@contoso.example")
+    );
+
+    // Each visit holds up to two seconds for the outcome; the sandbox is polled every
+    // second, so a few visits see it.
+    let mut ended = None;
+    for _ in 0..15 {
+        let response = harness
+            .http
+            .get(format!("{}/accounts/{jo}/device", harness.base))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::SEE_OTHER {
+            ended = Some(response.headers()[LOCATION].to_str().unwrap().to_owned());
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(ended.as_deref(), Some(format!("/accounts/{jo}").as_str()));
+    assert_eq!(harness.sign_in_state(jo).await, SignInState::SignedIn);
+    let (_, page) = harness.get(&cookie, &format!("/accounts/{jo}")).await;
+    assert!(page.contains("Signed in as jo@contoso.example."), "{page}");
+}
+
+async fn a_sign_in_with_another_provider_or_for_a_password_account_is_refused(db: &TestDatabase) {
+    let harness = Harness::with_sandbox(db).await;
+    harness.company_with_password().await;
+    let jo = harness.microsoft_user("jo@contoso.example", "sa").await;
+    let cookie = harness.login().await;
+    let path = format!("/accounts/{jo}/sign-in");
+    let csrf = harness.csrf(&cookie, &path).await;
+    let response = harness
+        .post(
+            &cookie,
+            &path,
+            &[("csrf", &csrf), ("provider", "google"), ("mode", "browser")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("microsoft provider")
+    );
+
+    let response = harness
+        .post(
+            &cookie,
+            "/accounts/company/sign-in",
+            &[("csrf", &csrf), ("provider", "none"), ("mode", "browser")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("password"), "{page}");
+}
+
+on_both_backends!(
+    signing_in_in_the_browser_comes_back_to_the_console_and_stores_the_token,
+    someone_elses_sign_in_is_refused_and_the_page_says_why,
+    a_sign_in_is_bound_to_the_session_that_started_it,
+    a_device_code_is_shown_on_the_page_until_the_sign_in_ends,
+    a_sign_in_with_another_provider_or_for_a_password_account_is_refused,
+);
