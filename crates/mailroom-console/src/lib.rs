@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod forms;
 mod pages;
 mod routes;
 mod security;

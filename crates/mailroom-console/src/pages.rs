@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use mailroom::model::ServerSettings;
 use mailroom::tokens::storage::TokenSummary;
 use mailroom::{
     Account, AccountRef, OutboxStatus, Provider, QueuedMessage, Remedy, Settings, SignInState,
@@ -45,6 +46,10 @@ const NAVIGATION: &[(&str, &str)] = &[
 ];
 
 fn layout(page: &Page<'_>, body: Markup) -> Markup {
+    html_page(page, body)
+}
+
+fn html_page(page: &Page<'_>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -143,7 +148,7 @@ pub(crate) fn failure(
 
 /// Notices left for this page (a sign-in's outcome): an error with its remedy, as a
 /// Sign In button when signing in is the remedy.
-fn notices(account: &Account, notices: &[Notice]) -> Markup {
+fn notices(account: Option<&Account>, notices: &[Notice]) -> Markup {
     html! {
         @for notice in notices {
             @if notice.error {
@@ -151,7 +156,7 @@ fn notices(account: &Account, notices: &[Notice]) -> Markup {
                     p { (notice.text) }
                     @if let Some(remedy) = &notice.remedy {
                         p.remedy { "To fix it: " (remedy.to_string()) "." }
-                        @if matches!(remedy, Remedy::SignIn { .. }) {
+                        @if let (Remedy::SignIn { .. }, Some(account)) = (remedy, account) {
                             (sign_in_link(account))
                         }
                     }
@@ -275,42 +280,194 @@ pub(crate) fn accounts(page: &Page<'_>, rows: &[AccountRow]) -> Markup {
     )
 }
 
-pub(crate) fn account(
+/// An account form's values: the settings (stored, or as posted), the company's fax
+/// format and the sample its preview formats, a user account's binding.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountForm {
+    pub(crate) settings: ServerSettings,
+    pub(crate) fax_format: String,
+    pub(crate) fax_sample: String,
+    pub(crate) binding: [String; 3],
+}
+
+impl AccountForm {
+    /// An account as stored.
+    pub(crate) fn of(account: &Account) -> Self {
+        let (fax_format, binding) = match account {
+            Account::Company(company) => (
+                company
+                    .fax_format
+                    .as_ref()
+                    .map(|format| format.as_str().to_owned())
+                    .unwrap_or_default(),
+                None,
+            ),
+            Account::User(user) => (String::new(), user.binding.as_ref()),
+        };
+        Self {
+            settings: account.server().clone(),
+            fax_format,
+            fax_sample: crate::forms::SAMPLE_FAX.to_owned(),
+            binding: binding
+                .map(|b| {
+                    [
+                        b.business_object.clone(),
+                        b.column_name.clone(),
+                        b.column_value.clone(),
+                    ]
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// A new account's form: Microsoft's preset.
+    pub(crate) fn new(_account: Option<AccountRef>) -> Self {
+        Self {
+            settings: ServerSettings::preset(Provider::Microsoft),
+            fax_format: String::new(),
+            fax_sample: crate::forms::SAMPLE_FAX.to_owned(),
+            binding: Default::default(),
+        }
+    }
+}
+
+/// A provider as the guide names it.
+pub(crate) fn provider_name(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Microsoft => "Microsoft",
+        Provider::Google => "Google",
+        Provider::None => "password SMTP",
+    }
+}
+
+/// Where an account's form is (`None`: the Add form).
+pub(crate) fn path_of(account: Option<AccountRef>) -> String {
+    match account {
+        Some(AccountRef::Company) => "/accounts/company".to_owned(),
+        Some(AccountRef::User(id)) => format!("/accounts/{id}"),
+        None => "/accounts/new".to_owned(),
+    }
+}
+
+/// The fax format's preview: the sample number's address, or what is wrong.
+fn fax_preview(form: &AccountForm) -> Markup {
+    if form.fax_format.trim().is_empty() {
+        return html! { span.hint { "(no format: faxing is off)" } };
+    }
+    match mailroom::model::FaxFormat::parse(form.fax_format.trim())
+        .and_then(|format| format.address_for(&form.fax_sample))
+    {
+        Ok(address) => html! { output.fax-preview { (address.to_string()) } },
+        Err(error) => html! { output.fax-preview.error { (error.to_string()) } },
+    }
+}
+
+/// A field the provider ignores: shown disabled, labelled "(ignored)".
+fn ignored_mark(ignored: bool) -> Markup {
+    html! { @if ignored { " " span.ignored { "(ignored)" } } }
+}
+
+/// The company account ("Sales Email Confirmation") or a user account (Add / Edit), with
+/// Sign In / Sign Out beside the SMTP User.
+pub(crate) fn account_form(
     page: &Page<'_>,
-    row: &AccountRow,
+    account: Option<AccountRef>,
+    row: Option<&AccountRow>,
+    form: &AccountForm,
     shown: &[Notice],
     browser: bool,
 ) -> Markup {
     let csrf = page.csrf.unwrap_or_default();
-    let server = row.account.server();
-    let path = account_path(&row.account);
-    layout(
+    let server = &form.settings;
+    let path = path_of(account);
+    let ignores = crate::forms::ignores_tls(server.provider);
+    let company = account == Some(AccountRef::Company);
+    html_page(
         page,
         html! {
-            (notices(&row.account, shown))
-            dl.fields {
-                dt { "Email Server ID" } dd { (account_id(&row.account)) }
-                dt { "OAuth Service Provider" } dd { (server.provider.to_string()) }
-                dt { "Email Server hostname or IP address" } dd { (server.host) }
-                dt { "SMTP Port" } dd { (server.port) }
-                dt { "Enable SMTP over SSL or TLS" } dd { (yes_no(server.tls)) }
-                dt { "SSL or TLS Startup Method" } dd { (server.tls_startup.as_str()) }
-                dt { "SMTP User" } dd.smtp-user { (server.smtp_user) }
-                dt { "SMTP Password" } dd { (if server.password.is_some() { "(set)" } else { "(not set)" }) }
-                dt { "SMTP Timeout" } dd { (server.timeout_ms) " ms" }
-                dt { "Signed in as" } dd.signed-in { (row.token.as_ref().map(|t| t.address.as_str()).unwrap_or("")) }
-                dt { "Token state" } dd.token-state { (token_state(row)) }
-            }
-            p.actions {
-                @if row.state == SignInState::NotSignedIn || row.state == SignInState::SignedIn {
-                    (sign_in_link(&row.account))
+            (notices(row.map(|row| &row.account), shown))
+            form #account-form method="post" action=(path) {
+                (csrf_field(csrf))
+                input type="hidden" name="previous_provider" value=(server.provider.as_str());
+                @if let Some(AccountRef::User(id)) = account {
+                    p { "Email Server ID: " strong { (id) } }
                 }
+                label { "Email Server hostname or IP address"
+                    input type="text" name="host" value=(server.host) disabled[server.provider == Provider::Google]; }
+                label { "SMTP User"
+                    input type="text" name="smtp_user" value=(server.smtp_user) autocomplete="off"; }
+                @if let Some(row) = row.filter(|row| row.account.server().provider.uses_oauth()) {
+                    p.sign-in {
+                        "Signed in as: " strong.signed-in { (row.token.as_ref().map(|t| t.address.as_str()).unwrap_or("nobody")) }
+                        " (" span.token-state { (token_state(row)) } ") "
+                        @if row.state != SignInState::NotApplicable {
+                            (sign_in_link(&row.account))
+                        }
+                    }
+                }
+                label { "SMTP Password"
+                    input type="password" name="password" value="" autocomplete="new-password"
+                        placeholder=(if server.password.is_some() { "(set: leave empty to keep)" } else { "" })
+                        disabled[server.provider.uses_oauth()];
+                    @if server.provider.uses_oauth() { " " span.ignored { "(OAuth accounts sign in instead)" } }
+                }
+                label { "SMTP OAuth Service Provider"
+                    select name="provider" {
+                        @for (value, label) in [("none", "None (SMTP Password)"), ("microsoft", "Microsoft"), ("google", "Google")] {
+                            option value=(value) selected[server.provider.as_str() == value] { (label) }
+                        }
+                    }
+                }
+                label { "SMTP Port"
+                    input type="number" name="port" min="1" max="65535" value=(server.port) disabled[server.provider == Provider::Google]; }
+                label.disabled[ignores] {
+                    input type="checkbox" name="tls" value="1" checked[server.tls] disabled[ignores];
+                    " Enable SMTP over SSL or TLS" (ignored_mark(ignores))
+                }
+                label.disabled[ignores] { "SSL or TLS Startup Method"
+                    select name="tls_startup" disabled[ignores] {
+                        @for (value, label) in [("auto", "Auto"), ("starttls", "STARTTLS"), ("implicit", "Implicit (SMTPS)")] {
+                            option value=(value) selected[server.tls_startup.as_str() == value] { (label) }
+                        }
+                    }
+                    (ignored_mark(ignores))
+                }
+                label.disabled[ignores] { "SMTP Timeout"
+                    input type="number" name="timeout_ms" min="1" value=(server.timeout_ms) disabled[ignores];
+                    " ms" (ignored_mark(ignores))
+                }
+                @if company {
+                    fieldset {
+                        legend { "Email To Fax Format String" }
+                        input type="text" name="fax_format" value=(form.fax_format) placeholder="{0}@fax.example.com";
+                        p { "Preview for "
+                            input type="text" name="fax_sample" value=(form.fax_sample) size="20";
+                            ": " (fax_preview(form)) " "
+                            button type="submit" name="action" value="preview" { "Preview" }
+                        }
+                    }
+                }
+                @if account != Some(AccountRef::Company) {
+                    fieldset {
+                        legend { "Bound to (empty: not bound)" }
+                        label { "Business Object" input type="text" name="business_object" value=(form.binding[0]) placeholder="SystemUser"; }
+                        label { "Column Name" input type="text" name="column_name" value=(form.binding[1]) placeholder="User_Name"; }
+                        label { "Column Value" input type="text" name="column_value" value=(form.binding[2]) placeholder="sa"; }
+                    }
+                }
+                p.actions {
+                    button.primary type="submit" name="action" value="save" { (if account.is_none() { "Add" } else { "Save" }) }
+                    a href="/accounts" { "Back to SMTP Setup" }
+                }
+            }
+            @if let Some(row) = row {
                 @if row.state == SignInState::SignedIn {
-                    (post_button(csrf, &format!("{path}/sign-out"), "Sign Out", "danger"))
+                    div.actions {
+                        (post_button(csrf, &format!("{path}/sign-out"), "Sign Out", "danger"))
+                    }
                 }
-                a href="/accounts" { "Back to SMTP Setup" }
             }
-            @if !browser && row.state != SignInState::NotApplicable {
+            @if !browser && row.is_some_and(|r| r.state != SignInState::NotApplicable) {
                 p.hint { "The console is not on loopback: only a device code sign-in (Microsoft) can come back to it." }
             }
         },
@@ -342,13 +499,13 @@ pub(crate) fn sign_in_choice(page: &Page<'_>, row: &AccountRow, browser: bool) -
                     " as " strong.smtp-user { (row.account.server().smtp_user) }
                 }
                 ". The token is stored encrypted in the database, for every user and the agent." }
-            p.actions {
+            div.actions {
                 (button(Provider::Google, "browser", "Sign in with Google"))
                 (button(Provider::Microsoft, "browser", "Sign in with Microsoft"))
                 (button(Provider::Microsoft, "device", "Sign in with Microsoft using a code"))
             }
             @if provider.uses_oauth() {
-                p.hint { "This account's OAuth Service Provider is " (provider.to_string()) ": change it in the account's settings to sign in with the other." }
+                p.hint { "This account's OAuth Service Provider is " (provider_name(provider)) ": change it in the account's settings to sign in with the other." }
             } @else {
                 p.error role="alert" { "This account signs in with a password (no OAuth Service Provider): it has nothing to sign in to." }
             }
@@ -489,7 +646,7 @@ pub(crate) fn outbox_message(page: &Page<'_>, message: &QueuedMessage) -> Markup
                 dt { "Server reply" } dd { (message.reply.as_deref().unwrap_or("")) }
                 dt { "Queued" } dd { (when(&message.created_at)) }
             }
-            p.actions {
+            div.actions {
                 @if retryable {
                     (post_button(csrf, &format!("/outbox/{}/retry", message.id), "Retry", ""))
                     (post_button(csrf, &format!("/outbox/{}/cancel", message.id), "Cancel", "danger"))

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::ConsoleOptions;
+use crate::forms;
 use crate::pages::{self, AccountRow, Page};
 use crate::security::{self, Security, SessionContext};
 use crate::signin::{self, SignIns};
@@ -57,7 +58,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/logout", post(logout))
         .route(STYLESHEET, get(stylesheet))
         .route("/accounts", get(accounts))
-        .route("/accounts/{account}", get(account))
+        .route("/accounts/new", get(forms::show_new).post(forms::add))
+        .route("/accounts/{account}", get(forms::show).post(forms::save))
         .route("/accounts/{account}/remove", post(remove_account))
         .route(
             "/accounts/{account}/sign-in",
@@ -287,29 +289,6 @@ pub(crate) fn parse_account(text: &str) -> Result<AccountRef, Failure> {
             remedy: Some(Box::new(mailroom::Remedy::ListAccounts)),
             hint: None,
         })
-}
-
-async fn account(
-    AxumState(state): AxumState<Arc<State>>,
-    Extension(session): Extension<SessionContext>,
-    Path(account): Path<String>,
-) -> PageResult {
-    let reference = parse_account(&account)?;
-    let rows = account_rows(&state).await?;
-    let row = rows
-        .into_iter()
-        .find(|row| row.account.account_ref() == reference)
-        .ok_or_else(|| Failure::not_found(reference))?;
-    let notices = state.sign_ins.take_notices(&session.key);
-    let page = Page {
-        title: match reference {
-            AccountRef::Company => "Sales Email Confirmation",
-            AccountRef::User(_) => "Edit account",
-        },
-        csrf: Some(&session.csrf),
-    };
-    let browser = state.options.listen.ip().is_loopback();
-    Ok(html(pages::account(&page, &row, &notices, browser)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,12 +5,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use mailroom_accounts::{Account, Accounts, BindingChange};
+use mailroom_accounts::{Account, Accounts, BindingChange, Saved};
 use mailroom_crypto::store::{self, KeyState};
 use mailroom_crypto::{EncryptionKey, KeyRing};
 use mailroom_model::{
-    AccountRef, Auth, Binding, Provider, Remedy, ServerSettings, ServerSettingsChange,
-    SignInPrompt, UserAccount, ValidationError,
+    AccountId, AccountRef, Auth, Binding, CompanyAccount, FaxFormat, Provider, Remedy,
+    ServerSettings, ServerSettingsChange, SignInPrompt, UserAccount, ValidationError,
 };
 use mailroom_tokens::{
     AccessToken, OAuthHttp, Resource, SignInPolicy, TokenTarget,
@@ -367,6 +367,54 @@ impl Mailroom {
             Account::User(user) => Ok(user),
             Account::Company(_) => Ok(saved.account),
         }
+    }
+
+    /// Creates or changes the company account (and its email-to-fax format when `fax` is
+    /// `Some`) in one write transaction; this process's caches are forgotten. What the
+    /// provider ignores and what the change did besides come back with the account.
+    pub async fn save_company(
+        &self,
+        change: &ServerSettingsChange,
+        fax: Option<Option<FaxFormat>>,
+    ) -> Result<Saved<CompanyAccount>> {
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
+        let saved = Accounts::new(&transaction, &self.options().key)
+            .set_company(change, fax)
+            .await?;
+        transaction.commit().await?;
+        self.forget_cached();
+        Ok(saved)
+    }
+
+    /// Adds a user account, bound to `binding` when given, in one write transaction.
+    pub async fn add_account(
+        &self,
+        change: &ServerSettingsChange,
+        binding: Option<Binding>,
+    ) -> Result<Saved<UserAccount>> {
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
+        let saved = Accounts::new(&transaction, &self.options().key)
+            .add_user_account(change, binding)
+            .await?;
+        transaction.commit().await?;
+        self.forget_cached();
+        Ok(saved)
+    }
+
+    /// Changes a user account's settings and binding in one write transaction.
+    pub async fn edit_account(
+        &self,
+        id: AccountId,
+        change: &ServerSettingsChange,
+        binding: BindingChange,
+    ) -> Result<Saved<UserAccount>> {
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
+        let saved = Accounts::new(&transaction, &self.options().key)
+            .edit_user_account(id, change, binding)
+            .await?;
+        transaction.commit().await?;
+        self.forget_cached();
+        Ok(saved)
     }
 
     async fn after_sign_in(&self) {

@@ -229,8 +229,8 @@ async fn the_smtp_setup_list_shows_each_account_and_no_secret(db: &TestDatabase)
     }
     let (_, company_page) = harness.get(&cookie, "/accounts/company").await;
     assert!(
-        company_page.contains("(set)"),
-        "the password is said to be set"
+        company_page.contains("(set: leave empty to keep)"),
+        "the password is said to be set: {company_page}"
     );
 }
 
@@ -370,4 +370,277 @@ async fn an_address_off_loopback_without_tls_is_refused() {
     assert!(matches!(error, Error::PlaintextOffLoopback(_)));
     assert!(error.to_string().contains("certificate"), "{error}");
     db.finish().await;
+}
+
+/// The form fields a page would post back unchanged: every enabled input and select
+/// with its value (checked boxes only), as a browser submits them.
+fn form_fields(page: &str, form_id: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("<form id=\"{form_id}\""))
+        .unwrap_or_else(|| panic!("a form {form_id}: {page}"));
+    let form = &page[start..start + page[start..].find("</form>").unwrap()];
+    let attribute = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(
+            tag[at..at + tag[at..].find('"')?]
+                .replace("&amp;", "&")
+                .replace("&quot;", "\""),
+        )
+    };
+    let mut fields = Vec::new();
+    let mut rest = form;
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at..];
+        let end = rest.find('>').unwrap();
+        let tag = &rest[..end];
+        let disabled = tag.contains(" disabled");
+        if tag.starts_with("<input") && !disabled {
+            let name = attribute(tag, "name");
+            let kind = attribute(tag, "type").unwrap_or_default();
+            if let Some(name) = name {
+                if kind != "checkbox" || tag.contains(" checked") {
+                    fields.push((name, attribute(tag, "value").unwrap_or_default()));
+                }
+            }
+        } else if tag.starts_with("<select") && !disabled {
+            let name = attribute(tag, "name").unwrap();
+            let options = &rest[..rest.find("</select>").unwrap()];
+            let selected = options
+                .split("<option")
+                .find(|option| option.contains(" selected"))
+                .and_then(|option| attribute(option, "value"))
+                .unwrap_or_default();
+            fields.push((name, selected));
+        }
+        rest = &rest[end..];
+    }
+    fields
+}
+
+fn with(fields: &[(String, String)], changes: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(name, _)| !changes.iter().any(|(changed, _)| changed == name))
+        .cloned()
+        .collect();
+    fields.extend(changes.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    fields
+}
+
+impl Harness {
+    async fn submit(
+        &self,
+        cookie: &str,
+        path: &str,
+        fields: &[(String, String)],
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn the_company_form_fills_a_providers_preset_and_marks_what_it_ignores(db: &TestDatabase) {
+    let harness = Harness::start(db).await;
+    harness.company_with_password().await;
+    let cookie = harness.login().await;
+    let (_, page) = harness.get(&cookie, "/accounts/company").await;
+    assert!(page.contains("<h1>Sales Email Confirmation</h1>"), "{page}");
+    for label in [
+        "Email Server hostname or IP address",
+        "SMTP User",
+        "SMTP Password",
+        "SMTP OAuth Service Provider",
+        "SMTP Port",
+        "Enable SMTP over SSL or TLS",
+        "SSL or TLS Startup Method",
+        "Email To Fax Format String",
+        "SMTP Timeout",
+    ] {
+        assert!(page.contains(label), "{label}");
+    }
+    assert!(
+        !page.contains("(ignored)"),
+        "a password server uses every field"
+    );
+
+    // Choosing Google fills its preset, whatever the old fields said.
+    let fields = form_fields(&page, "account-form");
+    let response = harness
+        .submit(
+            &cookie,
+            "/accounts/company",
+            &with(&fields, &[("provider", "google")]),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let company = harness.accounts().company().await.unwrap().unwrap();
+    assert_eq!(company.server.provider, mailroom::Provider::Google);
+    assert_eq!(company.server.host, "gmail.googleapis.com");
+    assert_eq!(company.server.port, 443);
+    assert!(
+        company.server.password.is_none(),
+        "OAuth accounts keep no password"
+    );
+    let (_, page) = harness.get(&cookie, "/accounts/company").await;
+    assert!(page.contains("Google preset was filled in"), "{page}");
+    assert_eq!(
+        page.matches("(ignored)").count(),
+        3,
+        "TLS, startup, timeout: {page}"
+    );
+    assert!(page.contains("name=\"tls_startup\" disabled"), "{page}");
+
+    // Saving the Google form again posts no ignored field and changes nothing else.
+    let fields = form_fields(&page, "account-form");
+    assert!(
+        !fields
+            .iter()
+            .any(|(name, _)| name == "timeout_ms" || name == "tls")
+    );
+    let response = harness.submit(&cookie, "/accounts/company", &fields).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let again = harness.accounts().company().await.unwrap().unwrap();
+    assert_eq!(again.server, company.server);
+}
+
+async fn the_fax_format_is_previewed_and_a_bad_one_is_refused_without_saving(db: &TestDatabase) {
+    let harness = Harness::start(db).await;
+    harness.company_with_password().await;
+    let cookie = harness.login().await;
+    let (_, page) = harness.get(&cookie, "/accounts/company").await;
+    let fields = form_fields(&page, "account-form");
+
+    let preview = harness
+        .submit(
+            &cookie,
+            "/accounts/company",
+            &with(
+                &fields,
+                &[
+                    ("fax_format", "{0}@fax.example.com"),
+                    ("fax_sample", "+1 (555) 010-2000"),
+                    ("action", "preview"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let page = preview.text().await.unwrap();
+    assert!(page.contains("+15550102000@fax.example.com"), "{page}");
+    let company = harness.accounts().company().await.unwrap().unwrap();
+    assert!(company.fax_format.is_none(), "a preview saves nothing");
+
+    let bad = harness
+        .submit(
+            &cookie,
+            "/accounts/company",
+            &with(&fields, &[("fax_format", "fax@{1}"), ("action", "save")]),
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::OK);
+    let page = bad.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+    assert!(
+        page.contains("value=\"fax@{1}\""),
+        "the typed value stays: {page}"
+    );
+    assert!(
+        harness
+            .accounts()
+            .company()
+            .await
+            .unwrap()
+            .unwrap()
+            .fax_format
+            .is_none()
+    );
+
+    let saved = harness
+        .submit(
+            &cookie,
+            "/accounts/company",
+            &with(
+                &fields,
+                &[("fax_format", "{0}@fax.example.com"), ("action", "save")],
+            ),
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let company = harness.accounts().company().await.unwrap().unwrap();
+    assert_eq!(company.fax_format.unwrap().as_str(), "{0}@fax.example.com");
+    assert_eq!(company.server.password.unwrap().expose(), PASSWORD, "kept");
+}
+
+async fn adding_a_bound_account_and_refusing_a_taken_binding(db: &TestDatabase) {
+    let harness = Harness::start(db).await;
+    harness.company_with_password().await;
+    let cookie = harness.login().await;
+    let (status, page) = harness.get(&cookie, "/accounts/new").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<h1>Add account</h1>"), "{page}");
+    let fields = with(
+        &form_fields(&page, "account-form"),
+        &[
+            ("smtp_user", "jo@contoso.example"),
+            ("business_object", "SystemUser"),
+            ("column_name", "User_Name"),
+            ("column_value", "sa"),
+        ],
+    );
+    let added = harness.submit(&cookie, "/accounts/new", &fields).await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let accounts = harness.accounts().user_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    let jo = &accounts[0];
+    assert_eq!(jo.server.provider, mailroom::Provider::Microsoft);
+    assert_eq!(jo.server.host, "smtp.office365.com");
+    assert_eq!(
+        jo.binding,
+        Some(mailroom::model::Binding::new("SystemUser", "User_Name", "sa").unwrap())
+    );
+    assert_eq!(
+        added.headers()[LOCATION].to_str().unwrap(),
+        format!("/accounts/{}", jo.id)
+    );
+
+    // The same binding again: refused, the form kept, nothing added.
+    let again = harness
+        .submit(
+            &cookie,
+            "/accounts/new",
+            &with(&fields, &[("smtp_user", "kim@contoso.example")]),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let page = again.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+    assert!(page.contains("kim@contoso.example"), "{page}");
+    assert_eq!(harness.accounts().user_accounts().await.unwrap().len(), 1);
+
+    // A port that is not a number names the field.
+    let bad = harness
+        .submit(
+            &cookie,
+            "/accounts/new",
+            &with(&fields, &[("port", "58x7"), ("column_value", "kim")]),
+        )
+        .await;
+    let page = bad.text().await.unwrap();
+    assert!(page.contains("port"), "{page}");
+    assert_eq!(harness.accounts().user_accounts().await.unwrap().len(), 1);
+}
+
+mod forms {
+    use super::*;
+
+    on_both_backends!(
+        the_company_form_fills_a_providers_preset_and_marks_what_it_ignores,
+        the_fax_format_is_previewed_and_a_bad_one_is_refused_without_saving,
+        adding_a_bound_account_and_refusing_a_taken_binding,
+    );
 }

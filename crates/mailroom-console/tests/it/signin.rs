@@ -138,7 +138,7 @@ async fn signing_in_in_the_browser_comes_back_to_the_console_and_stores_the_toke
     let (_, page) = harness.get(&cookie, &format!("/accounts/{jo}")).await;
     assert!(page.contains("Signed in as jo@contoso.example."), "{page}");
     assert!(
-        page.contains("<dd class=\"signed-in\">jo@contoso.example</dd>"),
+        page.contains("<strong class=\"signed-in\">jo@contoso.example</strong>"),
         "{page}"
     );
     assert!(page.contains("Sign Out"), "{page}");
