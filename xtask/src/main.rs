@@ -24,7 +24,8 @@ tasks:
                 each library crate alone, the packaging run, nextest on the whole workspace,
                 doctests, the examples (offline, against the sandbox), the Gmail tests in a
                 copy with nothing beside it (makes
-                target/test-python with aiosmtpd when python3 lacks it)
+                target/test-python with aiosmtpd when python3 lacks it, and installs
+                chromium and chromium-driver with apt-get for the console's browser tests)
   test CRATE    one crate's tests (nextest and doctests) as a team reusing it runs them,
                 with only the services that crate needs
   dist          build the release archive target/dist/mailroom-VERSION-TARGET.tar.gz
@@ -123,6 +124,7 @@ fn ci() -> Result<()> {
         ("MAILROOM_TEST_POSTGRES_URL", postgres.as_str()),
         ("MAILROOM_TEST_PYTHON", python.as_str()),
     ];
+    browser_tools()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",
@@ -203,6 +205,43 @@ fn test_python() -> Result<String> {
         bail!("{TEST_VENV} still cannot import aiosmtpd after installing .ci/requirements.txt");
     }
     Ok(venv_python_text)
+}
+
+/// Whether `program` is on the `PATH`.
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The console's browser tests drive Chromium through chromedriver (Debian's `chromium`
+/// and `chromium-driver`): installed with apt-get when missing and this runs as root;
+/// otherwise the run stops here and says what to install.
+fn browser_tools() -> Result<()> {
+    let have = |program: &str, variable: &str| env::var_os(variable).is_some() || on_path(program);
+    if have("chromium", "MAILROOM_TEST_CHROMIUM")
+        && have("chromedriver", "MAILROOM_TEST_CHROMEDRIVER")
+    {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if !(root && on_path("apt-get")) {
+        bail!(
+            "the console's browser tests need Chromium and chromedriver: install them (Debian: `apt-get install chromium chromium-driver`) or set MAILROOM_TEST_CHROMIUM and MAILROOM_TEST_CHROMEDRIVER"
+        );
+    }
+    println!("xtask: installing chromium and chromium-driver for the console's browser tests");
+    run_checked(Command::new("apt-get").args(["update", "-qq"]))
+        .context("apt-get update failed")?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("cannot install chromium and chromium-driver")?;
+    Ok(())
 }
 
 fn has_aiosmtpd(python: &str) -> bool {
@@ -413,6 +452,9 @@ fn test(args: &[String]) -> Result<()> {
             .iter()
             .any(|dependency| DATABASE_DEPENDENCIES.contains(&dependency.as_str()));
     let needs_smtp_server = SMTP_SERVER_TESTS.contains(&package.name.as_str());
+    if package.name == "mailroom-console" {
+        browser_tools()?;
+    }
     let postgres = needs_database.then(test_postgres_url);
     let python = if needs_smtp_server {
         Some(test_python()?)

@@ -27,9 +27,11 @@
 //! ```
 
 mod forms;
+mod health;
 mod pages;
 mod routes;
 mod security;
+mod send;
 mod signin;
 
 use std::future::Future;

@@ -41,7 +41,9 @@ pub(crate) struct AccountRow {
 const NAVIGATION: &[(&str, &str)] = &[
     ("/accounts/company", "Company account"),
     ("/accounts", "SMTP Setup"),
+    ("/health", "Health"),
     ("/outbox", "Outbox"),
+    ("/send", "Send a test"),
     ("/settings", "Settings"),
 ];
 
@@ -146,9 +148,10 @@ pub(crate) fn failure(
     )
 }
 
-/// Notices left for this page (a sign-in's outcome): an error with its remedy, as a
-/// Sign In button when signing in is the remedy.
-fn notices(account: Option<&Account>, notices: &[Notice]) -> Markup {
+/// Notices left for this page (a sign-in's outcome, a save): an error with its remedy,
+/// and a Sign In button when signing in is the remedy (for the account the remedy names,
+/// else `account`).
+fn notices(account: Option<AccountRef>, notices: &[Notice]) -> Markup {
     html! {
         @for notice in notices {
             @if notice.error {
@@ -156,8 +159,10 @@ fn notices(account: Option<&Account>, notices: &[Notice]) -> Markup {
                     p { (notice.text) }
                     @if let Some(remedy) = &notice.remedy {
                         p.remedy { "To fix it: " (remedy.to_string()) "." }
-                        @if let (Remedy::SignIn { .. }, Some(account)) = (remedy, account) {
-                            (sign_in_link(account))
+                        @if let Remedy::SignIn { account: named, .. } = remedy {
+                            @if let Some(account) = named.or(account) {
+                                a.button.primary href={ (path_of(Some(account))) "/sign-in" } { "Sign In" }
+                            }
                         }
                     }
                 }
@@ -385,7 +390,7 @@ pub(crate) fn account_form(
     html_page(
         page,
         html! {
-            (notices(row.map(|row| &row.account), shown))
+            (notices(row.map(|row| row.account.account_ref()).or(account), shown))
             form #account-form method="post" action=(path) {
                 (csrf_field(csrf))
                 input type="hidden" name="previous_provider" value=(server.provider.as_str());
@@ -671,6 +676,128 @@ pub(crate) fn settings(page: &Page<'_>, settings: &Settings) -> Markup {
                 }
                 p.hint { "When a send finds no valid token, the person sending is asked to sign in (never the agent)." }
                 button type="submit" { "Save" }
+            }
+        },
+    )
+}
+
+/// "Send a test message": the account, or the feature and system user to resolve one.
+pub(crate) fn send_test(
+    page: &Page<'_>,
+    rows: &[AccountRow],
+    features: &[String],
+    form: &crate::send::SendForm,
+    shown: &[Notice],
+    receipt: Option<&mailroom::Receipt>,
+) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    layout(
+        page,
+        html! {
+            (notices(None, shown))
+            @if let Some(receipt) = receipt {
+                div.notice role="status" #receipt {
+                    p { "Sent by " strong.sent-by { (receipt.account.to_string()) } " (" (receipt.account_user) ") through " (receipt.transport.to_string()) "." }
+                    p { "Why this account: " span.reason { (receipt.reason) } }
+                    p { "Message-ID " code { (receipt.message_id) } "; the server answered: " code { (receipt.reply) } }
+                }
+            }
+            form #send-form method="post" action="/send" {
+                (csrf_field(csrf))
+                fieldset {
+                    legend { "Send with" }
+                    label {
+                        input type="radio" name="mode" value="account" checked[form.mode != "resolve"];
+                        " this account: "
+                        select name="account" {
+                            @for row in rows {
+                                @let id = account_id(&row.account);
+                                option value=(id) selected[form.account == id] {
+                                    (row.account.account_ref().to_string()) " — " (row.account.sender())
+                                }
+                            }
+                        }
+                    }
+                    label {
+                        input type="radio" name="mode" value="resolve" checked[form.mode == "resolve"];
+                        " the account the host application would use for feature "
+                        select name="feature" {
+                            @for feature in features {
+                                option value=(feature) selected[form.feature == *feature] { (feature) }
+                            }
+                        }
+                        " and system user "
+                        input type="text" name="system_user" value=(form.system_user) placeholder="sa" size="12";
+                    }
+                }
+                label { "To" input type="text" name="to" value=(form.to) placeholder="someone@example.com" required; }
+                label { "Subject" input type="text" name="subject" value=(form.subject); }
+                label { "Body" textarea name="body" rows="4" cols="60" { (form.body) } }
+                div.actions { button.primary type="submit" { "Send" } }
+            }
+        },
+    )
+}
+
+/// "Health": each account's sign-in, its remedy as a button, and one account's checks.
+pub(crate) fn health(
+    page: &Page<'_>,
+    rows: &[AccountRow],
+    shown: &[Notice],
+    report: Option<&(AccountRef, mailroom::DoctorReport)>,
+) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    layout(
+        page,
+        html! {
+            (notices(None, shown))
+            table #health {
+                thead {
+                    tr {
+                        th { "Account" } th { "Signed in as" } th { "State" } th { "Expires" }
+                        th { "Last refresh" } th { "Last error" } th { }
+                    }
+                }
+                tbody {
+                    @for row in rows {
+                        @let path = account_path(&row.account);
+                        @let oauth = row.state != SignInState::NotApplicable;
+                        @let refused = row.token.as_ref().is_some_and(|t| t.status != "valid");
+                        tr data-account=(account_id(&row.account)) {
+                            td { a href=(path) { (row.account.account_ref().to_string()) } }
+                            td { (row.token.as_ref().map(|t| t.address.as_str()).unwrap_or("")) }
+                            td.token-state { (token_state(row)) }
+                            td { (row.token.as_ref().map(|t| when(&t.expires_at)).unwrap_or_default()) }
+                            td { (row.token.as_ref().and_then(|t| t.refreshed_at.as_ref()).map(when).unwrap_or_else(|| "never".to_owned())) }
+                            td.last-error { (row.token.as_ref().and_then(|t| t.status_reason.as_deref()).unwrap_or("")) }
+                            td.row-actions {
+                                @if oauth && (row.state == SignInState::NotSignedIn || refused) {
+                                    a.button.primary href={ (path) "/sign-in" } { "Sign in again" }
+                                }
+                                @if row.state == SignInState::SignedIn && !refused {
+                                    (post_button(csrf, &format!("{path}/refresh"), "Refresh now", ""))
+                                }
+                                (post_button(csrf, &format!("{path}/check"), "Run checks", ""))
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some((account, report)) = report {
+                h2 { "Checks of the " (account.to_string()) }
+                table #checks {
+                    thead { tr { th { "Check" } th { "Result" } th { "Detail" } th { "To fix it" } } }
+                    tbody {
+                        @for check in &report.checks {
+                            tr class=(check.status.to_string()) {
+                                td { (check.name) }
+                                td.status { (check.status.to_string()) }
+                                td { (check.detail) }
+                                td { (check.remedy.as_ref().map(ToString::to_string).unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
             }
         },
     )

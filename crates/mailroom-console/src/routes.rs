@@ -17,10 +17,10 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::ConsoleOptions;
-use crate::forms;
 use crate::pages::{self, AccountRow, Page};
 use crate::security::{self, Security, SessionContext};
 use crate::signin::{self, SignIns};
+use crate::{forms, health, send};
 
 /// Where the stylesheet is served.
 pub(crate) const STYLESHEET: &str = "/console.css";
@@ -72,6 +72,10 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/outbox/{id}/retry", post(retry_message))
         .route("/outbox/{id}/cancel", post(cancel_message))
         .route("/settings", get(settings).post(save_settings))
+        .route("/send", get(send::show).post(send::send))
+        .route("/health", get(health::show))
+        .route("/accounts/{account}/check", post(health::check))
+        .route("/accounts/{account}/refresh", post(health::refresh))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -559,6 +559,16 @@ impl Mailroom {
             .await?)
     }
 
+    /// Refreshes `account`'s access token now, whether or not it is near its expiry (an
+    /// administrator's "Refresh now"), and returns the new one: one refresh for every
+    /// process on the database, never a prompt. A refused refresh is the error, with its
+    /// remedy (sign in again).
+    pub async fn refresh_token(&self, account: AccountRef) -> Result<AccessToken> {
+        let (loaded, _) = self.oauth_account(account).await?;
+        let target = TokenTarget::of_account(account, loaded.server());
+        Ok(self.broker().force_refresh(&target).await?)
+    }
+
     /// The sign-in policy of a caller with (or without) a prompt: the prompt and the
     /// `can_sign_in_when_sending` setting; [`SignInPolicy::allowed_prompt`] is the rule.
     /// Without a prompt (the agent, scripts) the setting is not read.

@@ -314,10 +314,122 @@ async fn a_sign_in_with_another_provider_or_for_a_password_account_is_refused(db
     assert!(page.contains("password"), "{page}");
 }
 
+async fn health_refreshes_a_token_and_offers_a_sign_in_where_one_is_needed(db: &TestDatabase) {
+    let harness = Harness::with_sandbox(db).await;
+    let jo = harness.microsoft_user("jo@contoso.example", "sa").await;
+    let kim = harness.microsoft_user("kim@contoso.example", "kim").await;
+    let cookie = harness.login().await;
+    let back = harness
+        .approve_browser_sign_in(&cookie, jo, "jo@contoso.example")
+        .await;
+    harness.follow_callback(&back).await;
+    let before = mailroom::stored_tokens(harness.mailroom.database(), &harness.key)
+        .await
+        .unwrap()[0]
+        .version;
+
+    let (status, page) = harness.get(&cookie, "/health").await;
+    assert_eq!(status, StatusCode::OK);
+    let row = |page: &str, id: i64| {
+        let start = page.find(&format!("data-account=\"{id}\"")).unwrap();
+        page[start..start + page[start..].find("</tr>").unwrap()].to_owned()
+    };
+    assert!(row(&page, jo).contains("Refresh now"), "{page}");
+    assert!(row(&page, kim).contains("Sign in again"), "{page}");
+    assert!(!row(&page, kim).contains("Refresh now"), "{page}");
+
+    let csrf = harness.csrf(&cookie, "/health").await;
+    let refreshed = harness
+        .click(&cookie, &csrf, &format!("/accounts/{jo}/refresh"))
+        .await;
+    assert_eq!(refreshed.status(), StatusCode::SEE_OTHER);
+    let (_, page) = harness.get(&cookie, "/health").await;
+    assert!(
+        page.contains("Refreshed the token of jo@contoso.example"),
+        "{page}"
+    );
+    let after = mailroom::stored_tokens(harness.mailroom.database(), &harness.key)
+        .await
+        .unwrap()[0]
+        .version;
+    assert!(
+        after > before,
+        "a new token was stored: {before} -> {after}"
+    );
+
+    // Kim has no token: the refresh fails and offers the sign-in.
+    harness
+        .click(&cookie, &csrf, &format!("/accounts/{kim}/refresh"))
+        .await;
+    let (_, page) = harness.get(&cookie, "/health").await;
+    let alert = &page[page.find("role=\"alert\"").unwrap()..];
+    assert!(
+        alert.contains(&format!("/accounts/{kim}/sign-in")),
+        "{alert}"
+    );
+
+    // The checks of one account, on demand.
+    let checked = harness
+        .click(&cookie, &csrf, &format!("/accounts/{jo}/check"))
+        .await;
+    assert_eq!(checked.status(), StatusCode::OK);
+    let page = checked.text().await.unwrap();
+    assert!(page.contains("<table id=\"checks\">"), "{page}");
+    assert!(page.contains("database"), "{page}");
+}
+
+async fn a_test_send_that_needs_a_sign_in_offers_the_accounts_sign_in(db: &TestDatabase) {
+    let harness = Harness::with_sandbox(db).await;
+    let kim = harness.microsoft_user("kim@contoso.example", "kim").await;
+    let cookie = harness.login().await;
+    let (status, form) = harness.get(&cookie, "/send").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains(mailroom::SALES_DOCUMENT), "{form}");
+    let csrf = harness.csrf(&cookie, "/send").await;
+    let kim_text = kim.to_string();
+    let response = harness
+        .post(
+            &cookie,
+            "/send",
+            &[
+                ("csrf", csrf.as_str()),
+                ("mode", "account"),
+                ("account", kim_text.as_str()),
+                ("to", "buyer@example.com"),
+                ("subject", "Test"),
+                ("body", "Hello"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    let alert = &page[page.find("role=\"alert\"").expect("an alert")..];
+    assert!(
+        alert.contains("Failed to obtain an access token"),
+        "{alert}"
+    );
+    assert!(
+        alert.contains(&format!("/accounts/{kim}/sign-in")),
+        "{alert}"
+    );
+    assert!(!page.contains("id=\"receipt\""), "{page}");
+    assert!(
+        harness
+            .sandbox
+            .as_ref()
+            .unwrap()
+            .mailbox()
+            .messages()
+            .is_empty()
+    );
+}
+
 on_both_backends!(
     signing_in_in_the_browser_comes_back_to_the_console_and_stores_the_token,
     someone_elses_sign_in_is_refused_and_the_page_says_why,
     a_sign_in_is_bound_to_the_session_that_started_it,
     a_device_code_is_shown_on_the_page_until_the_sign_in_ends,
     a_sign_in_with_another_provider_or_for_a_password_account_is_refused,
+    health_refreshes_a_token_and_offers_a_sign_in_where_one_is_needed,
+    a_test_send_that_needs_a_sign_in_offers_the_accounts_sign_in,
 );

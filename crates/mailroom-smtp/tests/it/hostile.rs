@@ -342,11 +342,13 @@ fn pipelining_server(
             }
         }
         let body = conn.read_data();
-        if body.is_some() {
+        let received = body.is_some();
+        // Recorded before the reply: the test reads it as soon as the client has its 250.
+        *data.lock().unwrap() = body;
+        if received {
             conn.delivered();
             conn.send("250 2.0.0 queued\r\n");
         }
-        *data.lock().unwrap() = body;
         conn.read_to_end(1024);
     })
 }
