@@ -33,6 +33,7 @@ mod routes;
 mod security;
 mod send;
 mod signin;
+mod tls;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -159,15 +160,21 @@ impl Console {
         routes::router(Arc::clone(&self.state))
     }
 
-    /// Serves `listener` over plain HTTP (loopback) until `shutdown` completes.
+    /// Serves `listener` until `shutdown` completes: over TLS when the options carry a
+    /// TLS configuration, else plain HTTP (loopback only, as [`Console::new`] checks).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        match self.state.options.tls.clone() {
+            None => {
+                axum::serve(listener, self.router())
+                    .with_graceful_shutdown(shutdown)
+                    .await?;
+            }
+            Some(config) => tls::serve(listener, config, self.router(), shutdown).await,
+        }
         Ok(())
     }
 }

@@ -259,6 +259,13 @@ pub(crate) async fn guard(
         response = next.run(request).await;
     }
     let headers = response.headers_mut();
+    if state.options.tls.is_some() {
+        // Browsers that reached the console over TLS keep to it.
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -7,6 +7,7 @@ mod bad_input;
 mod commands;
 mod completions;
 mod configure;
+mod console;
 mod demo;
 mod doctor;
 mod limits;

@@ -644,3 +644,94 @@ mod forms {
         adding_a_bound_account_and_refusing_a_taken_binding,
     );
 }
+
+/// A rustls server configuration with the test CA's certificate for 127.0.0.1.
+fn test_tls() -> (
+    Arc<rustls::ServerConfig>,
+    mailroom_testkit::certificates::TestCertificates,
+) {
+    let certificates =
+        mailroom_testkit::certificates::TestCertificates::generate("mailroom console test CA");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![rustls_pki_types::CertificateDer::from(
+            certificates.leaf_der.clone(),
+        )],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(certificates.leaf_key_der.clone().into()),
+    )
+    .unwrap();
+    (Arc::new(config), certificates)
+}
+
+#[tokio::test]
+async fn over_tls_the_cookie_is_secure_and_plain_http_gets_nothing() {
+    let db = TestDatabase::new(mailroom_testkit::Backend::Sqlite).await;
+    let mailroom = Arc::new(
+        Mailroom::with_connection(
+            db.db.clone(),
+            MailroomOptions::new(EncryptionKey::generate()),
+        )
+        .await
+        .unwrap(),
+    );
+    let (config, certificates) = test_tls();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let console = Console::new(
+        Arc::clone(&mailroom),
+        ConsoleOptions {
+            listen: listener.local_addr().unwrap(),
+            tls: Some(config.clone()),
+            ..ConsoleOptions::default()
+        },
+    )
+    .unwrap();
+    let login = console.login_url();
+    assert_eq!(login.scheme(), "https");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(console.clone().serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certificates.ca_pem.as_bytes()).unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(login.as_str()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        response.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+    let plain = reqwest::Client::new()
+        .get(login.as_str().replacen("https", "http", 1))
+        .send()
+        .await;
+    assert!(
+        plain.map_or(true, |r| !r.status().is_success()),
+        "plain HTTP on the TLS port is not served"
+    );
+
+    // Off loopback, TLS is what allows it.
+    let off_loopback = Console::new(
+        mailroom,
+        ConsoleOptions {
+            listen: "0.0.0.0:8470".parse().unwrap(),
+            tls: Some(config),
+            ..ConsoleOptions::default()
+        },
+    );
+    assert!(off_loopback.is_ok());
+    drop(stop);
+    db.finish().await;
+}
