@@ -60,6 +60,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("claim", "mailroom", "claim"),
     ("memory", "mailroom-cli", "memory"),
     ("agent", "mailroom-cli", "agent"),
+    ("console", "mailroom-console", "console"),
 ];
 
 fn main() -> ExitCode {

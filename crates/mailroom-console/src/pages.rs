@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use mailroom::model::ServerSettings;
-use mailroom::tokens::storage::TokenSummary;
 use mailroom::{
     Account, AccountRef, OutboxStatus, Provider, QueuedMessage, Remedy, Settings, SignInState,
     SignInStep,
@@ -31,12 +30,7 @@ pub(crate) struct Page<'a> {
 }
 
 /// An account with its sign-in, as the lists show it.
-#[derive(Debug, Clone)]
-pub(crate) struct AccountRow {
-    pub(crate) account: Account,
-    pub(crate) state: SignInState,
-    pub(crate) token: Option<TokenSummary>,
-}
+pub(crate) type AccountRow = mailroom::AccountSignIn;
 
 const NAVIGATION: &[(&str, &str)] = &[
     ("/accounts/company", "Company account"),
@@ -563,6 +557,15 @@ pub(crate) fn device_code(page: &Page<'_>, account: AccountRef, step: &SignInSte
     }
 }
 
+/// The statuses the outbox's filters count: the open ones, few however long the history
+/// of sent messages grows (counting that would read it all).
+pub(crate) const COUNTED: [OutboxStatus; 4] = [
+    OutboxStatus::Queued,
+    OutboxStatus::Sending,
+    OutboxStatus::Held,
+    OutboxStatus::Failed,
+];
+
 const STATUSES: [OutboxStatus; 6] = [
     OutboxStatus::Queued,
     OutboxStatus::Sending,
@@ -588,7 +591,10 @@ pub(crate) fn outbox(
                 @for candidate in STATUSES {
                     a href={ "/outbox?status=" (candidate.as_str()) }
                         class=(if status == Some(candidate) { "current" } else { "" }) {
-                        (candidate.as_str()) " (" (counts.get(&candidate).copied().unwrap_or(0)) ")"
+                        (candidate.as_str())
+                        @if COUNTED.contains(&candidate) {
+                            " (" (counts.get(&candidate).copied().unwrap_or(0)) ")"
+                        }
                     }
                 }
             }

@@ -244,24 +244,7 @@ async fn logout(
 /// Every account with its sign-in: the "SMTP Setup" rows, the company account first.
 pub(crate) async fn account_rows(state: &State) -> Result<Vec<AccountRow>, Failure> {
     let mailroom = &state.mailroom;
-    let accounts = state.accounts().all_accounts().await?;
-    let tokens = mailroom::owned_tokens(mailroom.database(), &mailroom.options().key).await?;
-    let summaries: Vec<_> = tokens.iter().map(|owned| owned.token.clone()).collect();
-    Ok(accounts
-        .into_iter()
-        .map(|account| {
-            let reference = account.account_ref();
-            let token = tokens
-                .iter()
-                .find(|owned| owned.accounts.contains(&reference))
-                .map(|owned| owned.token.clone());
-            AccountRow {
-                state: mailroom::sign_in_state(&account, &summaries),
-                token,
-                account,
-            }
-        })
-        .collect())
+    Ok(mailroom::account_sign_ins(mailroom.database(), &mailroom.options().key).await?)
 }
 
 async fn accounts(
@@ -347,7 +330,7 @@ async fn outbox(
     let outbox = state.mailroom.outbox();
     let size = state.options.page_size;
     let messages = outbox.page(status, query.before, size).await?;
-    let counts = outbox.counts().await?;
+    let counts = outbox.counts_of(&pages::COUNTED).await?;
     let next = (messages.len() as u64 == size)
         .then(|| messages.last().map(|m| m.id))
         .flatten();

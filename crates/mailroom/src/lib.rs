@@ -143,7 +143,10 @@ pub use message::{Attachment, BuiltMessage, MAX_ATTACHMENT_SIZE, MessageDraft};
 pub use outbox::{Outbox, OutboxStatus, QueuedMessage};
 pub use outbox_clock::OutboxClock;
 pub use retry::{DELIVERY_UNKNOWN_MARK, RetryPolicy};
-pub use status::{OwnedToken, SignInState, owned_tokens, sign_in_state, stored_tokens};
+pub use status::{
+    AccountSignIn, OwnedToken, SignInState, account_sign_ins, owned_tokens, sign_in_state,
+    stored_tokens,
+};
 pub use workflows::{
     Forgotten, Resealed, Revocation, SignInMode, SignInSession, SignInStep, SignOut,
     forget_secrets, key_state, sealed_with,

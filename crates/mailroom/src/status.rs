@@ -7,6 +7,7 @@ use mailroom_model::{AccountRef, Auth};
 use mailroom_tokens::storage::{TokenStore, TokenSummary};
 use sea_orm::ConnectionTrait;
 use serde::Serialize;
+use std::collections::HashMap;
 
 use crate::Result;
 
@@ -85,19 +86,101 @@ pub struct OwnedToken {
     pub accounts: Vec<AccountRef>,
 }
 
+/// For each of `accounts`, the indexes of the `tokens` it sends with (see `owns`): a
+/// delegated account's by its identity key in a map, an app-only account's by a scan
+/// (there are few), so a list of many accounts and tokens is not their product.
+fn ownership(accounts: &[Account], tokens: &[TokenSummary]) -> Vec<Vec<usize>> {
+    let mut by_identity: HashMap<(mailroom_model::Provider, &str), Vec<usize>> = HashMap::new();
+    for (index, token) in tokens.iter().enumerate() {
+        if token.credential.is_none() {
+            by_identity
+                .entry((token.provider, token.identity_key.as_str()))
+                .or_default()
+                .push(index);
+        }
+    }
+    accounts
+        .iter()
+        .map(|account| {
+            let server = account.server();
+            if server.auth == Auth::AppOnly {
+                return (0..tokens.len())
+                    .filter(|&index| owns(account, &tokens[index]))
+                    .collect();
+            }
+            let identity = match &server.token_identity {
+                Some(identity) => identity.clone(),
+                None => server.smtp_user.trim().to_lowercase(),
+            };
+            by_identity
+                .get(&(server.provider, identity.as_str()))
+                .map(|found| {
+                    found
+                        .iter()
+                        .copied()
+                        .filter(|&index| owns(account, &tokens[index]))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// Every stored token, with the accounts it belongs to.
 pub async fn owned_tokens<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<Vec<OwnedToken>> {
     let tokens = TokenStore::new(db, key).list().await?;
     let accounts = Accounts::new(db, key).all_accounts().await?;
+    let mut owners: Vec<Vec<AccountRef>> = vec![Vec::new(); tokens.len()];
+    for (account, owned) in accounts.iter().zip(ownership(&accounts, &tokens)) {
+        for index in owned {
+            owners[index].push(account.account_ref());
+        }
+    }
     Ok(tokens
         .into_iter()
-        .map(|token| OwnedToken {
-            accounts: accounts
-                .iter()
-                .filter(|account| owns(account, &token))
-                .map(Account::account_ref)
-                .collect(),
-            token,
+        .zip(owners)
+        .map(|(token, accounts)| OwnedToken { token, accounts })
+        .collect())
+}
+
+/// An account as every front end's account list shows it: whether it is signed in, and
+/// the token it sends with.
+#[derive(Debug, Clone)]
+pub struct AccountSignIn {
+    /// The account.
+    pub account: Account,
+    /// Whether it is signed in.
+    pub state: SignInState,
+    /// The token it sends with, when signed in (never a secret).
+    pub token: Option<TokenSummary>,
+}
+
+/// Every account (the company account first) with its sign-in, in one read of the
+/// accounts and one of the tokens.
+pub async fn account_sign_ins<C: ConnectionTrait>(
+    db: &C,
+    key: &KeyRing,
+) -> Result<Vec<AccountSignIn>> {
+    let tokens = TokenStore::new(db, key).list().await?;
+    let accounts = Accounts::new(db, key).all_accounts().await?;
+    let owned = ownership(&accounts, &tokens);
+    Ok(accounts
+        .into_iter()
+        .zip(owned)
+        .map(|(account, owned)| {
+            let server = account.server();
+            let state = if !server.provider.uses_oauth() || server.auth == Auth::AppOnly {
+                SignInState::NotApplicable
+            } else if owned.is_empty() {
+                SignInState::NotSignedIn
+            } else {
+                SignInState::SignedIn
+            };
+            AccountSignIn {
+                token: owned.first().map(|&index| tokens[index].clone()),
+                state,
+                account,
+            }
         })
         .collect())
 }
