@@ -609,7 +609,7 @@ pub(crate) fn outbox(
                     @for message in messages {
                         tr data-message=(message.id) {
                             td { a href={ "/outbox/" (message.id) } { (message.id) } }
-                            td.status { (message.status.as_str()) }
+                            td.status { (message.status.as_str()) (held_sign_in(message)) }
                             td { (message.subject.as_deref().unwrap_or("")) }
                             td { (message.sender) }
                             td { (message.recipients.join(", ")) }
@@ -630,7 +630,29 @@ pub(crate) fn outbox(
     )
 }
 
-pub(crate) fn outbox_message(page: &Page<'_>, message: &QueuedMessage) -> Markup {
+/// The largest header block a message page shows.
+const MAX_HEADERS: usize = 16 * 1024;
+
+/// A stored message's header block (up to the first empty line; no body), as text.
+pub(crate) fn header_block(bytes: &[u8]) -> String {
+    let end = bytes
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or(bytes.len())
+        .min(MAX_HEADERS);
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// A held message's way out: its account's Sign In.
+fn held_sign_in(message: &QueuedMessage) -> Markup {
+    html! {
+        @if message.status == OutboxStatus::Held {
+            " " a.button.primary href={ (path_of(Some(message.account))) "/sign-in" } { "Sign In" }
+        }
+    }
+}
+
+pub(crate) fn outbox_message(page: &Page<'_>, message: &QueuedMessage, headers: &str) -> Markup {
     let csrf = page.csrf.unwrap_or_default();
     let retryable = matches!(
         message.status,
@@ -657,7 +679,10 @@ pub(crate) fn outbox_message(page: &Page<'_>, message: &QueuedMessage) -> Markup
                 dt { "Server reply" } dd { (message.reply.as_deref().unwrap_or("")) }
                 dt { "Queued" } dd { (when(&message.created_at)) }
             }
+            h2 { "Headers" }
+            pre.headers { (headers) }
             div.actions {
+                (held_sign_in(message))
                 @if retryable {
                     (post_button(csrf, &format!("/outbox/{}/retry", message.id), "Retry", ""))
                     (post_button(csrf, &format!("/outbox/{}/cancel", message.id), "Cancel", "danger"))

@@ -346,12 +346,15 @@ async fn outbox_message(
     Extension(session): Extension<SessionContext>,
     Path(id): Path<i64>,
 ) -> PageResult {
-    let message = state.mailroom.outbox().get(id).await?;
+    let outbox = state.mailroom.outbox();
+    let message = outbox.get(id).await?;
+    let bytes = outbox.bytes(id).await?;
+    let headers = pages::header_block(&bytes);
     let page = Page {
         title: "Queued message",
         csrf: Some(&session.csrf),
     };
-    Ok(html(pages::outbox_message(&page, &message)))
+    Ok(html(pages::outbox_message(&page, &message, &headers)))
 }
 
 async fn retry_message(AxumState(state): AxumState<Arc<State>>, Path(id): Path<i64>) -> PageResult {

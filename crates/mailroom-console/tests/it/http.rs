@@ -335,6 +335,27 @@ async fn the_outbox_pages_by_id_and_retries_and_cancels(db: &TestDatabase) {
     let message = harness.mailroom.outbox().get(retried).await.unwrap();
     assert_eq!(message.status, mailroom::OutboxStatus::Queued);
 
+    // The detail shows the stored headers, never the body.
+    let (_, detail) = harness.get(&cookie, &format!("/outbox/{retried}")).await;
+    assert!(detail.contains("Subject: Statement 1"), "{detail}");
+    assert!(!detail.contains("Body 1"), "{detail}");
+
+    // A held message offers its account's Sign In, in the list and on its page.
+    let held = ids[2];
+    use sea_orm::ConnectionTrait;
+    harness
+        .mailroom
+        .database()
+        .execute_unprepared(&format!(
+            "UPDATE outbox_message SET status = 'held' WHERE id = {held}"
+        ))
+        .await
+        .unwrap();
+    let (_, page) = harness.get(&cookie, "/outbox?status=held").await;
+    assert!(page.contains("/accounts/company/sign-in"), "{page}");
+    let (_, detail) = harness.get(&cookie, &format!("/outbox/{held}")).await;
+    assert!(detail.contains("/accounts/company/sign-in"), "{detail}");
+
     let (status, page) = harness.get(&cookie, "/outbox?status=lost").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("not an outbox status"), "{page}");
