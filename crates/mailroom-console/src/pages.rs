@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use mailroom::model::ServerSettings;
+use mailroom::tokens::registration::AppRegistration;
 use mailroom::{
     Account, AccountRef, OutboxStatus, Provider, QueuedMessage, Remedy, Settings, SignInState,
     SignInStep,
@@ -693,12 +694,18 @@ pub(crate) fn outbox_message(page: &Page<'_>, message: &QueuedMessage, headers: 
     )
 }
 
-pub(crate) fn settings(page: &Page<'_>, settings: &Settings) -> Markup {
+pub(crate) fn settings(
+    page: &Page<'_>,
+    settings: &Settings,
+    apps: &[AppRegistration],
+    shown: &[Notice],
+) -> Markup {
     let csrf = page.csrf.unwrap_or_default();
     layout(
         page,
         html! {
-            form method="post" action="/settings" {
+            (notices(None, shown))
+            form #settings-form method="post" action="/settings" {
                 (csrf_field(csrf))
                 label {
                     input type="checkbox" name="can_sign_in_when_sending" value="1"
@@ -707,6 +714,34 @@ pub(crate) fn settings(page: &Page<'_>, settings: &Settings) -> Markup {
                 }
                 p.hint { "When a send finds no valid token, the person sending is asked to sign in (never the agent)." }
                 button type="submit" { "Save" }
+            }
+            h2 { "OAuth app registrations" }
+            @for provider in [Provider::Microsoft, Provider::Google] {
+                @let app = apps.iter().find(|app| app.provider == provider);
+                form id={ "app-" (provider.as_str()) } method="post" action={ "/settings/apps/" (provider.as_str()) } {
+                    (csrf_field(csrf))
+                    fieldset {
+                        legend { (provider_name(provider)) @if app.is_none() { " (not registered)" } }
+                        label { "Client id"
+                            input type="text" name="client_id" value=(app.map(|a| a.client_id.as_str()).unwrap_or("")); }
+                        @if provider == Provider::Microsoft {
+                            label { "Tenant"
+                                input type="text" name="tenant" value=(app.map(|a| a.tenant()).unwrap_or("")) placeholder="organizations"; }
+                        } @else {
+                            label { "Client secret"
+                                input type="password" name="client_secret" value="" autocomplete="new-password"
+                                    placeholder=(if app.is_some_and(|a| a.client_secret.is_some()) { "(set: leave empty to keep)" } else { "" }); }
+                        }
+                        label { "Redirect URI (as registered, without a port)"
+                            input type="text" name="redirect_uri"
+                                value=(app.map(|a| a.redirect_uri_to_register()).unwrap_or_default()); }
+                        @if let Some(app) = app {
+                            @let endpoints = app.endpoints();
+                            p.hint { "Authorize: " code { (endpoints.authorize.as_str()) } br; "Token: " code { (endpoints.token.as_str()) } }
+                        }
+                        button type="submit" { "Save the " (provider_name(provider)) " app" }
+                    }
+                }
             }
         },
     )

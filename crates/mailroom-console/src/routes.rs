@@ -11,6 +11,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use mailroom::accounts::Accounts;
 use mailroom::model::AccountId;
+use mailroom::model::{Provider, Secret};
+use mailroom::tokens::registration::{AppChange, Apps, EndpointOverrides, parse_redirect_uri};
 use mailroom::{AccountRef, Mailroom, OutboxStatus};
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
@@ -72,6 +74,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/outbox/{id}/retry", post(retry_message))
         .route("/outbox/{id}/cancel", post(cancel_message))
         .route("/settings", get(settings).post(save_settings))
+        .route("/settings/apps/{provider}", post(save_app))
         .route("/send", get(send::show).post(send::send))
         .route("/health", get(health::show))
         .route("/accounts/{account}/check", post(health::check))
@@ -374,12 +377,26 @@ async fn settings(
     AxumState(state): AxumState<Arc<State>>,
     Extension(session): Extension<SessionContext>,
 ) -> PageResult {
+    settings_page(&state, &session, Vec::new()).await
+}
+
+async fn settings_page(
+    state: &State,
+    session: &SessionContext,
+    mut shown: Vec<signin::Notice>,
+) -> PageResult {
     let settings = state.accounts().settings().await?;
+    let apps = Apps::new(state.mailroom.database(), &state.mailroom.options().key)
+        .list()
+        .await
+        .map_err(mailroom::Error::from)?;
     let page = Page {
         title: "Settings",
         csrf: Some(&session.csrf),
     };
-    Ok(html(pages::settings(&page, &settings)))
+    let mut notices = state.sign_ins.take_notices(&session.key);
+    notices.append(&mut shown);
+    Ok(html(pages::settings(&page, &settings, &apps, &notices)))
 }
 
 async fn save_settings(
@@ -392,4 +409,90 @@ async fn save_settings(
         .set_can_sign_in_when_sending(allowed)
         .await?;
     Ok(Redirect::to("/settings").into_response())
+}
+
+/// What an app registration's form posts. The secret is write-only: empty keeps it.
+#[derive(Debug, Deserialize)]
+struct AppForm {
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    redirect_uri: String,
+}
+
+async fn save_app(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+    Path(provider): Path<String>,
+    Form(form): Form<AppForm>,
+) -> PageResult {
+    let saved = async {
+        let provider = provider
+            .parse::<Provider>()
+            .ok()
+            .filter(|p| p.uses_oauth())
+            .ok_or_else(|| {
+                mailroom::model::ValidationError::new(
+                    "provider",
+                    format!("`{provider}` has no OAuth app"),
+                    "register the Microsoft or the Google app",
+                )
+            })?;
+        let redirect = form.redirect_uri.trim();
+        let change = AppChange {
+            client_id: Some(form.client_id.trim().to_owned()).filter(|id| !id.is_empty()),
+            client_secret: (!form.client_secret.is_empty())
+                .then(|| Some(Secret::from(form.client_secret.as_str()))),
+            tenant: form
+                .tenant
+                .as_deref()
+                .map(str::trim)
+                .filter(|tenant| !tenant.is_empty())
+                .map(str::to_owned),
+            overrides: EndpointOverrides {
+                redirect_uri: if redirect.is_empty() {
+                    None
+                } else {
+                    Some(parse_redirect_uri(provider, redirect)?)
+                },
+                ..EndpointOverrides::default()
+            },
+            ..AppChange::default()
+        };
+        state.mailroom.register_app(provider, change).await
+    }
+    .await;
+    match saved {
+        Ok(app) => {
+            state.sign_ins.notify(
+                &session.key,
+                signin::Notice {
+                    error: false,
+                    text: format!(
+                        "Saved the {} app (client id {}).",
+                        pages::provider_name(app.provider),
+                        app.client_id
+                    ),
+                    remedy: None,
+                },
+            );
+            Ok(Redirect::to("/settings").into_response())
+        }
+        Err(error) => {
+            settings_page(
+                &state,
+                &session,
+                vec![signin::Notice {
+                    error: true,
+                    text: error.to_string(),
+                    remedy: error.remedy(),
+                }],
+            )
+            .await
+        }
+    }
 }

@@ -222,13 +222,14 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Paths open without a session: the login page, the stylesheet, and the sign-in
-/// callback (the provider's redirect; a `SameSite=Strict` cookie is not sent on it, so
-/// it is bound to its session through its `state` instead).
+/// callback (the provider's redirect, on the registered redirect URI's path, whatever it
+/// is; a `SameSite=Strict` cookie is not sent on it, so it is bound to its session
+/// through its `state` instead, and one that names no sign-in under way is refused).
 fn is_public(request: &Request) -> bool {
     let path = request.uri().path();
     path == "/login"
         || path == routes::STYLESHEET
-        || (path == "/" && request.method() == Method::GET && is_callback(request))
+        || (request.method() == Method::GET && is_callback(request))
 }
 
 /// A provider's redirect back to the console: `state` with a `code` or an `error`.

@@ -18,7 +18,7 @@ use mailroom_tokens::{
         DEFAULT_SIGN_IN_TIMEOUT, DevicePrompt, RedirectSignIn, SignInOptions, SignedIn,
         revoke_at_provider, sign_in_with_browser, sign_in_with_device_code,
     },
-    registration::{AppRegistration, Apps},
+    registration::{AppChange, AppRegistration, Apps},
     storage::{TokenKey, TokenStore},
 };
 use tokio::sync::oneshot;
@@ -415,6 +415,22 @@ impl Mailroom {
         transaction.commit().await?;
         self.forget_cached();
         Ok(saved)
+    }
+
+    /// Registers or changes `provider`'s OAuth app in one write transaction; this
+    /// process's caches are forgotten.
+    pub async fn register_app(
+        &self,
+        provider: Provider,
+        change: AppChange,
+    ) -> Result<AppRegistration> {
+        let transaction = mailroom_migrations::begin_write(self.database()).await?;
+        let app = Apps::new(&transaction, &self.options().key)
+            .set(provider, change)
+            .await?;
+        transaction.commit().await?;
+        self.forget_cached();
+        Ok(app)
     }
 
     async fn after_sign_in(&self) {

@@ -212,6 +212,13 @@ async fn a_sign_in_is_bound_to_the_session_that_started_it(db: &TestDatabase) {
         ))
         .await;
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    // On another path (a redirect URI registered with one) too: no login, no sign-in.
+    let forged = harness
+        .follow_callback(&format!(
+            "http://localhost:{port}/mailroom?code=stolen&state=made-up"
+        ))
+        .await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn a_device_code_is_shown_on_the_page_until_the_sign_in_ends(db: &TestDatabase) {
@@ -424,6 +431,101 @@ async fn a_test_send_that_needs_a_sign_in_offers_the_accounts_sign_in(db: &TestD
     );
 }
 
+async fn app_registrations_are_edited_with_the_secret_write_only(db: &TestDatabase) {
+    let harness = Harness::with_sandbox(db).await;
+    let cookie = harness.login().await;
+    let (status, page) = harness.get(&cookie, "/settings").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("mailroom-console-test"),
+        "the client ids: {page}"
+    );
+    assert!(
+        !page.contains("google-client-secret"),
+        "a secret is never shown"
+    );
+    assert!(page.contains("(set: leave empty to keep)"), "{page}");
+    let apps = || async {
+        mailroom::tokens::registration::Apps::new(harness.mailroom.database(), &harness.key)
+            .list()
+            .await
+            .unwrap()
+    };
+    let csrf = harness.csrf(&cookie, "/settings").await;
+
+    // Google: a new client id, the secret left empty: kept.
+    let saved = harness
+        .post(
+            &cookie,
+            "/settings/apps/google",
+            &[
+                ("csrf", csrf.as_str()),
+                ("client_id", "new-google-client"),
+                ("client_secret", ""),
+                ("redirect_uri", "http://127.0.0.1"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let google = apps()
+        .await
+        .into_iter()
+        .find(|a| a.provider == mailroom::Provider::Google)
+        .unwrap();
+    assert_eq!(google.client_id, "new-google-client");
+    assert_eq!(
+        google.client_secret.unwrap().expose(),
+        "google-client-secret"
+    );
+
+    // Microsoft: a redirect URI that is not loopback is refused, nothing changes.
+    let refused = harness
+        .post(
+            &cookie,
+            "/settings/apps/microsoft",
+            &[
+                ("csrf", csrf.as_str()),
+                ("client_id", "other"),
+                ("tenant", "contoso.example"),
+                ("redirect_uri", "https://login.example/cb"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::OK);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+    let microsoft = apps()
+        .await
+        .into_iter()
+        .find(|a| a.provider == mailroom::Provider::Microsoft)
+        .unwrap();
+    assert_eq!(microsoft.client_id, "mailroom-console-test");
+    let saved = harness
+        .post(
+            &cookie,
+            "/settings/apps/microsoft",
+            &[
+                ("csrf", csrf.as_str()),
+                ("client_id", "other"),
+                ("tenant", "contoso.example"),
+                ("redirect_uri", "http://localhost/mailroom"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let microsoft = apps()
+        .await
+        .into_iter()
+        .find(|a| a.provider == mailroom::Provider::Microsoft)
+        .unwrap();
+    assert_eq!(microsoft.client_id, "other");
+    assert_eq!(microsoft.tenant(), "contoso.example");
+    assert_eq!(
+        microsoft.redirect_uri_to_register(),
+        "http://localhost/mailroom"
+    );
+}
+
 on_both_backends!(
     signing_in_in_the_browser_comes_back_to_the_console_and_stores_the_token,
     someone_elses_sign_in_is_refused_and_the_page_says_why,
@@ -432,4 +534,5 @@ on_both_backends!(
     a_sign_in_with_another_provider_or_for_a_password_account_is_refused,
     health_refreshes_a_token_and_offers_a_sign_in_where_one_is_needed,
     a_test_send_that_needs_a_sign_in_offers_the_accounts_sign_in,
+    app_registrations_are_edited_with_the_secret_write_only,
 );
