@@ -20,6 +20,8 @@ use crate::{Error, Result};
 const COMPANY_ID: i32 = 1;
 const CAN_SIGN_IN_WHEN_SENDING: &str = "can_sign_in_when_sending";
 const OUTBOX_RETENTION_DAYS: &str = "outbox_retention_days";
+/// The console's admin password hash (Argon2, PHC string).
+const CONSOLE_PASSWORD: &str = "console-password";
 
 /// The default of [`Settings::outbox_retention_days`].
 pub const DEFAULT_OUTBOX_RETENTION_DAYS: u32 = 30;
@@ -996,6 +998,28 @@ impl<'a, C: ConnectionTrait> Accounts<'a, C> {
             })?;
         }
         Ok(settings)
+    }
+
+    /// The console's admin password, as its Argon2 hash (PHC string), when one is set.
+    pub async fn console_password_hash(&self) -> Result<Option<String>> {
+        Ok(setting::Entity::find_by_id(CONSOLE_PASSWORD.to_owned())
+            .one(self.db)
+            .await?
+            .map(|row| row.value))
+    }
+
+    /// Stores the console's admin password hash (a PHC string: never the password), or
+    /// removes it.
+    pub async fn set_console_password_hash(&self, hash: Option<&str>) -> Result<()> {
+        match hash {
+            Some(hash) => self.set_setting(CONSOLE_PASSWORD, hash.to_owned()).await,
+            None => {
+                setting::Entity::delete_by_id(CONSOLE_PASSWORD.to_owned())
+                    .exec(self.db)
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     /// Sets how many days the agent keeps sent and cancelled messages (0: forever).

@@ -29,6 +29,7 @@
 mod forms;
 mod health;
 mod pages;
+mod password;
 mod routes;
 mod security;
 mod send;
@@ -44,7 +45,8 @@ use mailroom::{Clock, Mailroom, SystemClock};
 use tokio::net::TcpListener;
 use url::Url;
 
-pub use security::LOGIN_TOKEN_LIFETIME;
+pub use password::{MIN_PASSWORD_LENGTH, set_password};
+pub use security::{LOGIN_TOKEN_LIFETIME, MAX_FAILED_LOGINS};
 
 /// Where the console listens unless told otherwise: loopback, port 8470 (8025 is
 /// Mailpit's).
@@ -62,6 +64,12 @@ pub enum Error {
         "the console would listen on {0} without TLS: an address other than loopback carries the session cookie and every page over the network; serve it with a certificate and its key (TLS), or listen on loopback (127.0.0.1)"
     )]
     PlaintextOffLoopback(SocketAddr),
+    /// An admin password that cannot be used.
+    #[error("{0}")]
+    WeakPassword(String),
+    /// The database refused.
+    #[error("{0}")]
+    Mailroom(Box<mailroom::Error>),
     /// The listener could not be served.
     #[error("the console stopped: {0}")]
     Io(#[from] std::io::Error),

@@ -95,7 +95,7 @@ fn post_button(csrf: &str, action: &str, label: &str, class: &str) -> Markup {
     }
 }
 
-pub(crate) fn login(problem: Option<&str>) -> Markup {
+pub(crate) fn login(problem: Option<&str>, with_password: bool) -> Markup {
     let page = Page {
         title: "Log in to the console",
         csrf: None,
@@ -107,6 +107,13 @@ pub(crate) fn login(problem: Option<&str>) -> Markup {
                 p.error role="alert" { (problem) }
             }
             p { "Open the login link printed where the console was started. Each link works once and starts a session in this browser." }
+            @if with_password {
+                form #login-form method="post" action="/login" {
+                    label { "Or the admin password "
+                        input type="password" name="password" autocomplete="current-password" required; }
+                    button.primary type="submit" { "Log in" }
+                }
+            }
         },
     )
 }

@@ -56,7 +56,7 @@ impl State {
 pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/", get(root))
-        .route("/login", get(login))
+        .route("/login", get(login).post(login_with_password))
         .route("/logout", post(logout))
         .route(STYLESHEET, get(stylesheet))
         .route("/accounts", get(accounts))
@@ -210,26 +210,89 @@ async fn login(
     AxumState(state): AxumState<Arc<State>>,
     Query(query): Query<LoginQuery>,
 ) -> Response {
+    let with_password = state
+        .accounts()
+        .console_password_hash()
+        .await
+        .ok()
+        .flatten()
+        .is_some();
     let Some(token) = query.token else {
-        return html(pages::login(None));
+        return html(pages::login(None, with_password));
     };
     match state.security.redeem_login_token(&token) {
-        Some(session) => (
-            [(header::SET_COOKIE, state.security.session_cookie(&session))],
-            Redirect::to("/accounts"),
-        )
-            .into_response(),
+        Some(session) => signed_in(&state, &session),
         None => (
             StatusCode::FORBIDDEN,
             Html(
-                pages::login(Some(
-                    "This login link was used already or has expired. Each link works once: ask for a new one where the console was started.",
-                ))
+                pages::login(
+                    Some(
+                        "This login link was used already or has expired. Each link works once: ask for a new one where the console was started.",
+                    ),
+                    with_password,
+                )
                 .into_string(),
             ),
         )
             .into_response(),
     }
+}
+
+fn signed_in(state: &State, session: &str) -> Response {
+    (
+        [(header::SET_COOKIE, state.security.session_cookie(session))],
+        Redirect::to("/accounts"),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// POST: the admin password, when one is set.
+async fn login_with_password(
+    AxumState(state): AxumState<Arc<State>>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let hash = state
+        .accounts()
+        .console_password_hash()
+        .await
+        .ok()
+        .flatten();
+    let refuse = |status: StatusCode, problem: &str| {
+        (
+            status,
+            Html(pages::login(Some(problem), hash.is_some()).into_string()),
+        )
+            .into_response()
+    };
+    let Some(hash) = hash.as_deref() else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "No admin password is set: open the login link printed where the console was started.",
+        );
+    };
+    if !state.security.may_try_password() {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong passwords in the last minute: wait a minute, then try again.",
+        );
+    }
+    // Argon2 is slow on purpose: off the request threads' async work.
+    let (hash, password) = (hash.to_owned(), form.password);
+    let matches = tokio::task::spawn_blocking(move || crate::password::verify(&hash, &password))
+        .await
+        .unwrap_or(false);
+    if !matches {
+        state.security.password_failed();
+        return refuse(StatusCode::FORBIDDEN, "That is not the admin password.");
+    }
+    let session = state.security.start_session();
+    signed_in(&state, &session)
 }
 
 async fn logout(

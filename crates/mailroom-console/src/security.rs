@@ -25,6 +25,10 @@ use crate::{ConsoleOptions, SESSION_COOKIE};
 /// How long a login URL works (once).
 pub const LOGIN_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// Failed password logins allowed per minute (for every client together); past them the
+/// login page refuses until the minute has passed.
+pub const MAX_FAILED_LOGINS: usize = 5;
+
 /// The largest form the console accepts (a test message's body is the largest field).
 pub(crate) const MAX_FORM: usize = 256 * 1024;
 
@@ -79,6 +83,7 @@ pub(crate) struct Security {
     hosts: Vec<String>,
     login_tokens: Mutex<HashMap<[u8; 32], SystemTime>>,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
+    failed_logins: Mutex<Vec<SystemTime>>,
 }
 
 impl Security {
@@ -104,6 +109,7 @@ impl Security {
             hosts,
             login_tokens: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            failed_logins: Mutex::new(Vec::new()),
         }
     }
 
@@ -135,6 +141,21 @@ impl Security {
             return None;
         }
         Some(self.start_session())
+    }
+
+    /// Whether a password may be tried now: fewer than [`MAX_FAILED_LOGINS`] failures in
+    /// the last minute.
+    pub(crate) fn may_try_password(&self) -> bool {
+        let now = self.clock.now();
+        let mut failed = self.failed_logins.lock().expect("failed logins");
+        failed.retain(|at| *at + Duration::from_secs(60) > now);
+        failed.len() < MAX_FAILED_LOGINS
+    }
+
+    /// Records a failed password.
+    pub(crate) fn password_failed(&self) {
+        let now = self.clock.now();
+        self.failed_logins.lock().expect("failed logins").push(now);
     }
 
     /// A new session; returns its id (the cookie's value).

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
+use std::io::{IsTerminal, Read};
+
+use clap::{Args, Subcommand};
 use mailroom_console::{Console, ConsoleOptions, DEFAULT_LISTEN};
 use serde_json::json;
 
@@ -16,7 +18,10 @@ use super::send::open_mailroom;
 use crate::context::Context;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct ConsoleArgs {
+    #[command(subcommand)]
+    pub(crate) action: Option<ConsoleAction>,
     /// The address to listen on. Anything but loopback needs --tls-cert and --tls-key.
     #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
@@ -32,6 +37,61 @@ pub(crate) struct ConsoleArgs {
     /// Another name the console answers to (its DNS name, as browsers reach it over TLS).
     #[arg(long = "host-name", value_name = "NAME")]
     pub(crate) host_names: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConsoleAction {
+    /// Set the console's admin password (stored as an Argon2 hash), read without echo from
+    /// a terminal or from standard input; with it the login page also takes the password.
+    #[command(
+        after_help = "Examples:\n  mailroom console set-password\n  printf '%s' \"$CONSOLE_PASSWORD\" | mailroom console set-password\n  mailroom console set-password --remove"
+    )]
+    SetPassword {
+        /// Remove the password: only the one-time login URL opens the console.
+        #[arg(long)]
+        remove: bool,
+    },
+}
+
+/// Reads the new password: twice without echo from a terminal, else all of stdin minus
+/// one line end.
+fn read_new_password() -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New console password: ")
+            .context("cannot read the password from the terminal")?;
+        let again = rpassword::prompt_password("Again: ")
+            .context("cannot read the password from the terminal")?;
+        if first != again {
+            bail!("the two passwords differ; nothing was changed");
+        }
+        return Ok(first);
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the password from standard input")?;
+    Ok(text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text)
+        .to_owned())
+}
+
+async fn set_password(context: &Context, remove: bool) -> Result<Output> {
+    let mailroom = open_mailroom(context).await?;
+    if remove {
+        mailroom_console::set_password(&mailroom, None).await?;
+        return Ok(Output::new(
+            "the console's admin password was removed",
+            json!({ "password": false }),
+        ));
+    }
+    let password = read_new_password()?;
+    mailroom_console::set_password(&mailroom, Some(&password)).await?;
+    Ok(Output::new(
+        "the console's admin password is set (stored as an Argon2 hash)",
+        json!({ "password": true }),
+    ))
 }
 
 /// The certificate chain and key as a rustls server configuration.
@@ -64,6 +124,9 @@ fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
 }
 
 pub(crate) async fn console(context: &Context, args: ConsoleArgs) -> Result<Output> {
+    if let Some(ConsoleAction::SetPassword { remove }) = args.action {
+        return set_password(context, remove).await;
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
         _ => None,

@@ -92,3 +92,36 @@ fn an_address_off_loopback_without_a_certificate_is_refused() {
     assert_ne!(run.code, 0, "a certificate without its key");
     assert!(run.stderr.contains("--tls-key"), "{}", run.stderr);
 }
+
+#[test]
+fn set_password_stores_an_argon2_hash_and_refuses_a_short_one() {
+    let cli = Cli::new();
+    cli.run(&[
+        "company",
+        "set",
+        "--provider",
+        "microsoft",
+        "--user",
+        "sales@contoso.example",
+    ])
+    .ok();
+    let short = cli.run_with(&["console", "set-password"], "short\n", &[]);
+    assert_ne!(short.code, 0);
+    assert!(short.stderr.contains("at least 12"), "{}", short.stderr);
+
+    let set = cli
+        .run_with(&["console", "set-password"], "correct horse battery\n", &[])
+        .ok();
+    assert!(set.stdout.contains("Argon2"), "{}", set.stdout);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dump = runtime.block_on(crate::dump(cli.path()));
+    assert!(dump.contains("$argon2id$"), "the hash is stored");
+    assert!(
+        !dump.contains("correct horse battery"),
+        "never the password"
+    );
+
+    cli.run(&["console", "set-password", "--remove"]).ok();
+    let dump = runtime.block_on(crate::dump(cli.path()));
+    assert!(!dump.contains("$argon2id$"), "removed");
+}

@@ -361,7 +361,83 @@ async fn the_outbox_pages_by_id_and_retries_and_cancels(db: &TestDatabase) {
     assert!(page.contains("not an outbox status"), "{page}");
 }
 
+async fn an_admin_password_logs_in_and_wrong_ones_are_limited(db: &TestDatabase) {
+    let clock = Arc::new(mailroom::ManualClock::new(std::time::SystemTime::now()));
+    let harness = Harness::with_clock(db, Arc::clone(&clock)).await;
+    let (_, page) = harness.get("", "/login").await;
+    assert!(
+        !page.contains("name=\"password\""),
+        "no password set: {page}"
+    );
+
+    let short = mailroom_console::set_password(&harness.mailroom, Some("too short")).await;
+    assert!(short.unwrap_err().to_string().contains("at least 12"));
+    mailroom_console::set_password(&harness.mailroom, Some("correct horse battery"))
+        .await
+        .unwrap();
+    let stored = harness
+        .accounts()
+        .console_password_hash()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+    assert!(!stored.contains("correct horse battery"));
+    let (_, page) = harness.get("", "/login").await;
+    assert!(page.contains("name=\"password\""), "{page}");
+
+    let try_password = |password: &'static str| {
+        let harness = &harness;
+        async move {
+            harness
+                .http
+                .post(format!("{}/login", harness.base))
+                .form(&[("password", password)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let wrong = try_password("correct horse batterY").await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    let right = try_password("correct horse battery").await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    let cookie = right.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, _) = harness.get(&cookie, "/accounts").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Five wrong in a minute: even the right one waits until the minute has passed.
+    for _ in 1..mailroom_console::MAX_FAILED_LOGINS {
+        assert_eq!(try_password("guess").await.status(), StatusCode::FORBIDDEN);
+    }
+    let limited = try_password("correct horse battery").await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().get(SET_COOKIE).is_none());
+    clock.advance(std::time::Duration::from_secs(61));
+    assert_eq!(
+        try_password("correct horse battery").await.status(),
+        StatusCode::SEE_OTHER
+    );
+
+    // Removed: the login link is the only way in again.
+    mailroom_console::set_password(&harness.mailroom, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        try_password("correct horse battery").await.status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
 on_both_backends!(
+    an_admin_password_logs_in_and_wrong_ones_are_limited,
     a_login_url_opens_one_session_once,
     without_a_session_pages_redirect_to_the_login_and_changes_are_refused,
     a_post_without_the_sessions_csrf_token_changes_nothing,

@@ -51,7 +51,21 @@ impl Harness {
         Self::start_full(db, 50, true).await
     }
 
+    /// With sessions and login attempts judged by `clock`.
+    pub(crate) async fn with_clock(db: &TestDatabase, clock: Arc<mailroom::ManualClock>) -> Self {
+        Self::start_full_with(db, 50, false, Some(clock)).await
+    }
+
     async fn start_full(db: &TestDatabase, page_size: u64, sandbox: bool) -> Self {
+        Self::start_full_with(db, page_size, sandbox, None).await
+    }
+
+    async fn start_full_with(
+        db: &TestDatabase,
+        page_size: u64,
+        sandbox: bool,
+        clock: Option<Arc<mailroom::ManualClock>>,
+    ) -> Self {
         let key = KeyRing::from(EncryptionKey::generate());
         let (sandbox, dir) = if sandbox {
             let dir = tempfile::tempdir().unwrap();
@@ -89,11 +103,14 @@ impl Harness {
                 .expect("open the facade"),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let options = ConsoleOptions {
+        let mut options = ConsoleOptions {
             listen: listener.local_addr().unwrap(),
             page_size,
             ..ConsoleOptions::default()
         };
+        if let Some(clock) = clock {
+            options.clock = clock;
+        }
         let console = Console::new(Arc::clone(&mailroom), options).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = console.clone();
