@@ -27,8 +27,9 @@ use crate::signin::Notice;
 /// The sample number the fax preview formats.
 pub(crate) const SAMPLE_FAX: &str = "+1 (555) 010-2000";
 
-/// What an account form posts. Every field is text, as a browser sends it.
-#[derive(Debug, Default, Deserialize)]
+/// What an account form posts. Every field is text, as a browser sends it. `Debug`
+/// shows no password.
+#[derive(Clone, Default, Deserialize)]
 pub(crate) struct Posted {
     #[serde(default)]
     provider: String,
@@ -73,9 +74,57 @@ fn number<T: std::str::FromStr>(field: &'static str, text: &str) -> Result<T, Va
     })
 }
 
+impl std::fmt::Debug for Posted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Posted")
+            .field("provider", &self.provider)
+            .field("smtp_user", &self.smtp_user)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Posted {
     fn provider(&self) -> Result<Provider, ValidationError> {
         self.provider.parse()
+    }
+
+    /// The SMTP user typed in.
+    pub(crate) fn smtp_user(&self) -> &str {
+        &self.smtp_user
+    }
+
+    /// The address a sign-in for the account being added came back with.
+    pub(crate) fn set_smtp_user(&mut self, address: &str) {
+        address.clone_into(&mut self.smtp_user);
+    }
+
+    /// Forgets a password typed in: the account being added signs in instead, and a
+    /// draft kept in memory holds no secret of its own.
+    pub(crate) fn forget_password(&mut self) {
+        self.password.clear();
+    }
+
+    /// The account being added, signing in with `provider`: another provider's preset
+    /// fills the server fields (as choosing it in the form does), the binding is checked,
+    /// and the form takes the fields the account will have.
+    pub(crate) fn choose_provider(
+        &mut self,
+        provider: Provider,
+    ) -> Result<ServerSettingsChange, ValidationError> {
+        if self.provider() != Ok(provider) {
+            self.previous_provider = format!("not {}", provider.as_str());
+            provider.as_str().clone_into(&mut self.provider);
+        }
+        self.forget_password();
+        let settings = self.change(true)?.apply(None)?.settings;
+        self.binding()?;
+        self.previous_provider = provider.as_str().to_owned();
+        self.host = Some(settings.host);
+        self.port = Some(settings.port.to_string());
+        self.tls = settings.tls.then(|| "1".to_owned());
+        self.tls_startup = Some(settings.tls_startup.as_str().to_owned());
+        self.timeout_ms = Some(settings.timeout_ms.to_string());
+        self.change(true)
     }
 
     /// Whether the provider was changed on the form (its preset then applies).
@@ -151,6 +200,7 @@ impl Posted {
                 self.column_name.clone(),
                 self.column_value.clone(),
             ],
+            signed_in: None,
         }
     }
 }
@@ -268,12 +318,21 @@ pub(crate) async fn show(
     render(&state, &session, Some(reference), None, Vec::new()).await
 }
 
-/// GET: the Add form.
+/// GET: the Add form; the account being added with Sign In first, when there is one
+/// (the form as it was, filled from the sign-in).
 pub(crate) async fn show_new(
     AxumState(state): AxumState<Arc<State>>,
     Extension(session): Extension<SessionContext>,
 ) -> Result<Response, Failure> {
-    render(&state, &session, None, None, Vec::new()).await
+    let now = state.options.clock.now();
+    let form = state
+        .sign_ins
+        .draft_form(&session.key, now)
+        .map(|(posted, signed_in)| AccountForm {
+            signed_in,
+            ..posted.shown(settings_for(&posted, None))
+        });
+    render(&state, &session, None, form, Vec::new()).await
 }
 
 /// POST: saves the company account or a user account (or previews the fax format).
@@ -315,27 +374,67 @@ pub(crate) async fn save(
     }
 }
 
-/// POST: adds a user account.
+/// POST: adds a user account, with the sign-in the Add form holds when there is one
+/// (account and token in one transaction).
 pub(crate) async fn add(
     AxumState(state): AxumState<Arc<State>>,
     Extension(session): Extension<SessionContext>,
     Form(posted): Form<Posted>,
 ) -> Result<Response, Failure> {
-    let shown = posted.shown(settings_for(&posted, None));
+    let now = state.options.clock.now();
+    let mut shown = posted.shown(settings_for(&posted, None));
+    let mut draft = state.sign_ins.take_draft(&session.key, now);
+    let mut notices = Vec::new();
     let saved = async {
         let change = posted.change(true).map_err(mailroom::Error::from)?;
         let binding = posted.binding()?;
-        state.mailroom.add_account(&change, binding).await
+        let signed_in = draft.as_ref().and_then(|draft| draft.signed_in.as_ref());
+        match signed_in {
+            Some(signed_in) if change.provider == Some(signed_in.provider) => {
+                let account = state
+                    .mailroom
+                    .add_account_with_sign_in(&change, binding, signed_in)
+                    .await?;
+                Ok((account.id, Vec::new(), Vec::new()))
+            }
+            _ => {
+                if let Some(signed_in) = signed_in {
+                    notices.push(Notice {
+                        error: false,
+                        text: format!(
+                            "The sign-in of {} ({}) was not kept: the account uses another provider. Sign in again.",
+                            signed_in.identity.address,
+                            pages::provider_name(signed_in.provider)
+                        ),
+                        remedy: None,
+                    });
+                }
+                let saved = state.mailroom.add_account(&change, binding).await?;
+                Ok::<_, mailroom::Error>((saved.account.id, saved.ignored, saved.notices))
+            }
+        }
     }
     .await;
     match saved {
-        Ok(saved) => {
-            for notice in saved_notices(&saved.ignored, &saved.notices) {
+        Ok((id, ignored, saved)) => {
+            for notice in saved_notices(&ignored, &saved).into_iter().chain(notices) {
                 state.sign_ins.notify(&session.key, notice);
             }
-            Ok(Redirect::to(&format!("/accounts/{}", saved.account.id)).into_response())
+            Ok(Redirect::to(&format!("/accounts/{id}")).into_response())
         }
-        Err(error) => render(&state, &session, None, Some(shown), vec![problem(error)]).await,
+        Err(error) => {
+            // The account was not added: the sign-in stays with the form, as posted.
+            if let Some(mut kept) = draft.take() {
+                shown.signed_in = kept
+                    .signed_in
+                    .as_ref()
+                    .map(|signed_in| signed_in.identity.address.clone());
+                kept.posted = posted;
+                kept.posted.forget_password();
+                state.sign_ins.put_draft(&session.key, kept, now);
+            }
+            render(&state, &session, None, Some(shown), vec![problem(error)]).await
+        }
     }
 }
 
@@ -442,6 +541,35 @@ mod tests {
         let mut bad = posted("none", "none");
         bad.tls_startup = Some("sometimes".to_owned());
         assert!(bad.change(true).is_err());
+    }
+
+    #[test]
+    fn choosing_a_provider_to_sign_in_fills_its_preset_and_forgets_the_password() {
+        let mut form = posted("none", "none");
+        form.password = "typed".to_owned();
+        let change = form.choose_provider(Provider::Google).unwrap();
+        assert_eq!(change.provider, Some(Provider::Google));
+        assert!(form.password.is_empty(), "a draft holds no password");
+        let google = ServerSettings::preset(Provider::Google);
+        assert_eq!(form.host.as_deref(), Some(google.host.as_str()));
+        assert_eq!(form.port, Some(google.port.to_string()));
+        assert_eq!(
+            (form.provider.as_str(), form.previous_provider.as_str()),
+            ("google", "google")
+        );
+        assert_eq!(form.smtp_user(), "sales@example.com");
+
+        // The form's own provider keeps what was typed.
+        let mut form = posted("microsoft", "microsoft");
+        let change = form.choose_provider(Provider::Microsoft).unwrap();
+        assert_eq!(change.host.as_deref(), Some("smtp.example.com"));
+        assert_eq!(form.port.as_deref(), Some("2525"));
+        assert_eq!(form.tls_startup.as_deref(), Some("starttls"));
+
+        // A half binding is refused before anyone signs in.
+        let mut form = posted("microsoft", "microsoft");
+        form.business_object = "SystemUser".to_owned();
+        assert!(form.choose_provider(Provider::Microsoft).is_err());
     }
 
     #[test]

@@ -295,6 +295,8 @@ pub(crate) struct AccountForm {
     pub(crate) fax_format: String,
     pub(crate) fax_sample: String,
     pub(crate) binding: [String; 3],
+    /// The address of the sign-in the Add form holds (Sign In before the account exists).
+    pub(crate) signed_in: Option<String>,
 }
 
 impl AccountForm {
@@ -324,6 +326,7 @@ impl AccountForm {
                     ]
                 })
                 .unwrap_or_default(),
+            signed_in: None,
         }
     }
 
@@ -334,6 +337,7 @@ impl AccountForm {
             fax_format: String::new(),
             fax_sample: crate::forms::SAMPLE_FAX.to_owned(),
             binding: Default::default(),
+            signed_in: None,
         }
     }
 }
@@ -402,7 +406,17 @@ pub(crate) fn account_form(
                 label { "Email Server hostname or IP address"
                     input type="text" name="host" value=(server.host) disabled[server.provider == Provider::Google]; }
                 label { "SMTP User"
-                    input type="text" name="smtp_user" value=(server.smtp_user) autocomplete="off"; }
+                    input type="text" name="smtp_user" value=(server.smtp_user) autocomplete="off"
+                        readonly[form.signed_in.is_some()]; }
+                @if account.is_none() {
+                    p.sign-in {
+                        @if let Some(address) = &form.signed_in {
+                            "Signed in as: " strong.signed-in { (address) }
+                            " (kept with the account when you Add it) "
+                        }
+                        button type="submit" formaction="/accounts/new/sign-in" name="action" value="sign-in" { "Sign In" }
+                    }
+                }
                 @if let Some(row) = row.filter(|row| row.account.server().provider.uses_oauth()) {
                     p.sign-in {
                         "Signed in as: " strong.signed-in { (row.token.as_ref().map(|t| t.address.as_str()).unwrap_or("nobody")) }
@@ -467,6 +481,11 @@ pub(crate) fn account_form(
                     a href="/accounts" { "Back to SMTP Setup" }
                 }
             }
+            @if account.is_none() && form.signed_in.is_some() {
+                div.actions {
+                    (post_button(csrf, "/accounts/new/discard", "Discard the sign-in", "danger"))
+                }
+            }
             @if let Some(row) = row {
                 @if row.state == SignInState::SignedIn {
                     div.actions {
@@ -481,23 +500,35 @@ pub(crate) fn account_form(
     )
 }
 
-/// The guide's "Email Sign In" dialog: Sign in with Google, Sign in with Microsoft (and
-/// Microsoft's device code). The account's own provider's buttons are live.
-pub(crate) fn sign_in_choice(page: &Page<'_>, row: &AccountRow, browser: bool) -> Markup {
-    let csrf = page.csrf.unwrap_or_default();
-    let provider = row.account.server().provider;
-    let action = format!("{}/sign-in", account_path(&row.account));
-    let button = |choice: Provider, mode: &str, label: &str| {
-        let live = choice == provider && (mode == "device" || browser);
+/// The guide's "Email Sign In" buttons: Sign in with Google, Sign in with Microsoft (and
+/// Microsoft's device code), posting to `action`; `live` says which may be chosen.
+fn sign_in_buttons(csrf: &str, action: &str, live: impl Fn(Provider, bool) -> bool) -> Markup {
+    let button = |choice: Provider, device: bool, label: &str| {
+        let live = live(choice, device);
         html! {
             form.inline method="post" action=(action) {
                 (csrf_field(csrf))
                 input type="hidden" name="provider" value=(choice.as_str());
-                input type="hidden" name="mode" value=(mode);
+                input type="hidden" name="mode" value=(if device { "device" } else { "browser" });
                 button.primary[live] type="submit" disabled[!live] { (label) }
             }
         }
     };
+    html! {
+        div.actions {
+            (button(Provider::Google, false, "Sign in with Google"))
+            (button(Provider::Microsoft, false, "Sign in with Microsoft"))
+            (button(Provider::Microsoft, true, "Sign in with Microsoft using a code"))
+        }
+    }
+}
+
+/// The guide's "Email Sign In" dialog for an account. Its own provider's buttons are
+/// live.
+pub(crate) fn sign_in_choice(page: &Page<'_>, row: &AccountRow, browser: bool) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    let provider = row.account.server().provider;
+    let action = format!("{}/sign-in", account_path(&row.account));
     layout(
         page,
         html! {
@@ -506,11 +537,7 @@ pub(crate) fn sign_in_choice(page: &Page<'_>, row: &AccountRow, browser: bool) -
                     " as " strong.smtp-user { (row.account.server().smtp_user) }
                 }
                 ". The token is stored encrypted in the database, for every user and the agent." }
-            div.actions {
-                (button(Provider::Google, "browser", "Sign in with Google"))
-                (button(Provider::Microsoft, "browser", "Sign in with Microsoft"))
-                (button(Provider::Microsoft, "device", "Sign in with Microsoft using a code"))
-            }
+            (sign_in_buttons(csrf, &action, |choice, device| choice == provider && (device || browser)))
             @if provider.uses_oauth() {
                 p.hint { "This account's OAuth Service Provider is " (provider_name(provider)) ": change it in the account's settings to sign in with the other." }
             } @else {
@@ -521,13 +548,34 @@ pub(crate) fn sign_in_choice(page: &Page<'_>, row: &AccountRow, browser: bool) -
     )
 }
 
+/// The "Email Sign In" dialog for the account being added: every provider may be chosen,
+/// and the chosen one's preset fills the form.
+pub(crate) fn new_account_sign_in_choice(
+    page: &Page<'_>,
+    smtp_user: &str,
+    browser: bool,
+) -> Markup {
+    let csrf = page.csrf.unwrap_or_default();
+    layout(
+        page,
+        html! {
+            p { "Sign in for the account being added"
+                @if !smtp_user.is_empty() { " as " strong.smtp-user { (smtp_user) } }
+                ". The provider you choose fills its preset (server, port, TLS) and the SMTP User; the account and its sign-in are stored when you Add it." }
+            (sign_in_buttons(csrf, "/accounts/new/sign-in/start", |_, device| device || browser))
+            p { a href="/accounts/new" { "Back to the account" } }
+        },
+    )
+}
+
 /// A device code to enter at the provider; the page reloads itself (no script) until the
 /// sign-in ends.
-pub(crate) fn device_code(page: &Page<'_>, account: AccountRef, step: &SignInStep) -> Markup {
-    let back = match account {
-        AccountRef::Company => "/accounts/company".to_owned(),
-        AccountRef::User(id) => format!("/accounts/{id}"),
-    };
+pub(crate) fn device_code(
+    page: &Page<'_>,
+    account: Option<AccountRef>,
+    step: &SignInStep,
+) -> Markup {
+    let back = path_of(account);
     let body = match step {
         SignInStep::EnterCode {
             verification_uri,

@@ -61,6 +61,13 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route(STYLESHEET, get(stylesheet))
         .route("/accounts", get(accounts))
         .route("/accounts/new", get(forms::show_new).post(forms::add))
+        .route(
+            "/accounts/new/sign-in",
+            get(signin::new_choice).post(signin::new_draft),
+        )
+        .route("/accounts/new/sign-in/start", post(signin::start_new))
+        .route("/accounts/new/device", get(signin::new_device_page))
+        .route("/accounts/new/discard", post(signin::discard_draft))
         .route("/accounts/{account}", get(forms::show).post(forms::save))
         .route("/accounts/{account}/remove", post(remove_account))
         .route(

@@ -16,12 +16,13 @@ use std::time::{Duration, SystemTime};
 use axum::extract::{Extension, Form, Path, State as AxumState};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
-use mailroom::tokens::interactive::RedirectSignIn;
+use mailroom::tokens::interactive::{RedirectSignIn, SignedIn};
 use mailroom::{AccountRef, Provider, Remedy, SignInMode, SignInStep};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::pages::{self, Page};
+use crate::forms::Posted;
+use crate::pages::{self, Page, path_of};
 use crate::routes::{Failure, State, account_rows, html, parse_account};
 use crate::security::SessionContext;
 
@@ -52,12 +53,25 @@ impl Notice {
     }
 }
 
+/// A browser sign-in waiting for its redirect, for an account (`None`: the account the
+/// session's [`Draft`] will add).
 #[derive(Debug)]
 struct Pending {
     session: [u8; 32],
-    account: AccountRef,
+    account: Option<AccountRef>,
     sign_in: RedirectSignIn,
     started: SystemTime,
+}
+
+/// A user account being added with Sign In first, as the guide does it: the Add form as
+/// it was when Sign In was chosen, and the sign-in once it came back. Kept in memory
+/// only, one per session, until the account is added, the draft is discarded, or it
+/// lapses ([`PENDING_LIFETIME`] after it was last touched); nothing is stored before Add.
+#[derive(Debug)]
+pub(crate) struct Draft {
+    pub(crate) posted: Posted,
+    pub(crate) signed_in: Option<SignedIn>,
+    touched: SystemTime,
 }
 
 /// A device code sign-in under way: the code to show, and its outcome once the person
@@ -72,12 +86,16 @@ pub(crate) struct Device {
 /// answers and reloads (`Refresh`).
 const DEVICE_HOLD: Duration = Duration::from_secs(2);
 
+/// A device code sign-in's session and account (`None`: the account being added).
+type DeviceKey = ([u8; 32], Option<AccountRef>);
+
 /// The sign-ins under way and the notices waiting to be shown, per session.
 #[derive(Debug, Default)]
 pub(crate) struct SignIns {
     pending: Mutex<HashMap<String, Pending>>,
-    devices: Mutex<HashMap<([u8; 32], AccountRef), Device>>,
+    devices: Mutex<HashMap<DeviceKey, Device>>,
     notices: Mutex<HashMap<[u8; 32], Vec<Notice>>>,
+    drafts: Mutex<HashMap<[u8; 32], Draft>>,
 }
 
 impl SignIns {
@@ -100,20 +118,82 @@ impl SignIns {
             .unwrap_or_default()
     }
 
-    fn device(&self, session: &[u8; 32], account: AccountRef) -> Option<Device> {
+    fn device(&self, session: &[u8; 32], account: Option<AccountRef>) -> Option<Device> {
         self.devices
             .lock()
             .expect("devices")
             .get(&(*session, account))
             .cloned()
     }
+
+    /// Keeps the Add form as posted (a sign-in already held is kept with it).
+    pub(crate) fn keep_draft(&self, session: &[u8; 32], posted: Posted, now: SystemTime) {
+        let mut drafts = self.drafts.lock().expect("drafts");
+        drafts.retain(|_, draft| draft.touched + PENDING_LIFETIME > now);
+        let signed_in = drafts.remove(session).and_then(|draft| draft.signed_in);
+        drafts.insert(
+            *session,
+            Draft {
+                posted,
+                signed_in,
+                touched: now,
+            },
+        );
+    }
+
+    /// The session's draft, taken out (put it back with [`SignIns::put_draft`]).
+    pub(crate) fn take_draft(&self, session: &[u8; 32], now: SystemTime) -> Option<Draft> {
+        self.drafts
+            .lock()
+            .expect("drafts")
+            .remove(session)
+            .filter(|draft| draft.touched + PENDING_LIFETIME > now)
+    }
+
+    /// Puts a draft back, touched now.
+    pub(crate) fn put_draft(&self, session: &[u8; 32], mut draft: Draft, now: SystemTime) {
+        draft.touched = now;
+        self.drafts.lock().expect("drafts").insert(*session, draft);
+    }
+
+    /// Whether the session's draft holds a sign-in, and whose (without taking it).
+    pub(crate) fn draft_form(
+        &self,
+        session: &[u8; 32],
+        now: SystemTime,
+    ) -> Option<(Posted, Option<String>)> {
+        self.drafts
+            .lock()
+            .expect("drafts")
+            .get(session)
+            .filter(|draft| draft.touched + PENDING_LIFETIME > now)
+            .map(|draft| {
+                (
+                    draft.posted.clone(),
+                    draft
+                        .signed_in
+                        .as_ref()
+                        .map(|signed_in| signed_in.identity.address.clone()),
+                )
+            })
+    }
+
+    /// A sign-in for the draft came back: the draft takes it, and the signed-in address
+    /// as its SMTP user. False when the draft is gone (discarded, lapsed).
+    fn fill_draft(&self, session: &[u8; 32], signed_in: SignedIn, now: SystemTime) -> bool {
+        let mut drafts = self.drafts.lock().expect("drafts");
+        let Some(draft) = drafts.get_mut(session) else {
+            return false;
+        };
+        draft.posted.set_smtp_user(&signed_in.identity.address);
+        draft.signed_in = Some(signed_in);
+        draft.touched = now;
+        true
+    }
 }
 
-fn account_path(account: AccountRef) -> String {
-    match account {
-        AccountRef::Company => "/accounts/company".to_owned(),
-        AccountRef::User(id) => format!("/accounts/{id}"),
-    }
+fn account_path(account: Option<AccountRef>) -> String {
+    path_of(account)
 }
 
 /// GET: the "Email Sign In" choice.
@@ -167,20 +247,42 @@ pub(crate) async fn start(
             "choose its own provider's button, or change the account's OAuth Service Provider first",
         ));
     }
-    let device = form.mode.as_deref() == Some("device");
-    if !device && !state.options.listen.ip().is_loopback() {
-        return Err(Failure::invalid(
-            "a browser sign-in needs the console on loopback: the provider redirects back only to a loopback address".to_owned(),
-            "sign in with a device code (Microsoft), or run the console on 127.0.0.1",
-        ));
-    }
-    if device {
-        return start_device(&state, &session, reference).await;
+    if form.device(&state)? {
+        let sign_in = state
+            .mailroom
+            .begin_sign_in(reference, SignInMode::DeviceCode, DEVICE_TIMEOUT)
+            .await?;
+        return Ok(follow_device(&state, &session, Some(reference), sign_in));
     }
     let sign_in = state
         .mailroom
         .begin_redirect_sign_in(reference, state.options.listen.port())
         .await?;
+    wait_for_redirect(&state, &session, Some(reference), sign_in)
+}
+
+impl SignInForm {
+    /// Whether the device code was chosen; a browser sign-in is refused off loopback.
+    fn device(&self, state: &State) -> Result<bool, Failure> {
+        let device = self.mode.as_deref() == Some("device");
+        if !device && !state.options.listen.ip().is_loopback() {
+            return Err(Failure::invalid(
+                "a browser sign-in needs the console on loopback: the provider redirects back only to a loopback address".to_owned(),
+                "sign in with a device code (Microsoft), or run the console on 127.0.0.1",
+            ));
+        }
+        Ok(device)
+    }
+}
+
+/// Keeps a browser sign-in bound to the session under its `state` and sends the browser
+/// to the provider.
+fn wait_for_redirect(
+    state: &State,
+    session: &SessionContext,
+    account: Option<AccountRef>,
+    sign_in: RedirectSignIn,
+) -> Result<Response, Failure> {
     let url = sign_in.url().to_string();
     let now = state.options.clock.now();
     let mut pending = state.sign_ins.pending.lock().expect("pending");
@@ -199,7 +301,7 @@ pub(crate) async fn start(
         sign_in.state().to_owned(),
         Pending {
             session: session.key,
-            account: reference,
+            account,
             sign_in,
             started: now,
         },
@@ -207,31 +309,179 @@ pub(crate) async fn start(
     Ok(Redirect::to(&url).into_response())
 }
 
-async fn start_device(
+/// POST from the Add form's Sign In: keeps the form as the session's draft and shows the
+/// "Email Sign In" choice for the account it will add.
+pub(crate) async fn new_draft(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+    Form(mut posted): Form<Posted>,
+) -> Response {
+    posted.forget_password();
+    state
+        .sign_ins
+        .keep_draft(&session.key, posted, state.options.clock.now());
+    Redirect::to("/accounts/new/sign-in").into_response()
+}
+
+/// GET: the "Email Sign In" choice for the account being added: every provider's button
+/// is live (choosing one fills its preset).
+pub(crate) async fn new_choice(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+) -> Response {
+    let now = state.options.clock.now();
+    let Some((posted, _)) = state.sign_ins.draft_form(&session.key, now) else {
+        return Redirect::to("/accounts/new").into_response();
+    };
+    let page = Page {
+        title: "Email Sign In",
+        csrf: Some(&session.csrf),
+    };
+    let browser = state.options.listen.ip().is_loopback();
+    html(pages::new_account_sign_in_choice(
+        &page,
+        posted.smtp_user(),
+        browser,
+    ))
+}
+
+/// POST: starts the sign-in for the account being added, with the chosen provider's
+/// preset; the draft's fields are checked first, before anyone signs in.
+pub(crate) async fn start_new(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, Failure> {
+    let now = state.options.clock.now();
+    let Some(mut draft) = state.sign_ins.take_draft(&session.key, now) else {
+        return Ok(Redirect::to("/accounts/new").into_response());
+    };
+    let device = form.device(&state);
+    let begun = async {
+        let provider = form.provider.parse::<Provider>()?;
+        let change = draft.posted.choose_provider(provider)?;
+        // A new sign-in replaces the one held, whatever its outcome.
+        draft.signed_in = None;
+        Ok::<_, mailroom::Error>(change)
+    }
+    .await;
+    let change = match begun {
+        Ok(change) => change,
+        Err(error) => {
+            state.sign_ins.put_draft(&session.key, draft, now);
+            state
+                .sign_ins
+                .notify(&session.key, Notice::from_error(&error));
+            return Ok(Redirect::to("/accounts/new").into_response());
+        }
+    };
+    state.sign_ins.put_draft(&session.key, draft, now);
+    let started = if device? {
+        match state
+            .mailroom
+            .begin_sign_in_for_new_account(&change, SignInMode::DeviceCode, DEVICE_TIMEOUT)
+            .await
+        {
+            Ok(sign_in) => return Ok(follow_device(&state, &session, None, sign_in)),
+            Err(error) => Err(error),
+        }
+    } else {
+        state
+            .mailroom
+            .begin_redirect_sign_in_for_new_account(&change, state.options.listen.port())
+            .await
+    };
+    match started {
+        Ok(sign_in) => wait_for_redirect(&state, &session, None, sign_in),
+        Err(error) => {
+            state
+                .sign_ins
+                .notify(&session.key, Notice::from_error(&error));
+            Ok(Redirect::to("/accounts/new").into_response())
+        }
+    }
+}
+
+/// POST: drops the sign-in the account being added holds, and the SMTP user it filled;
+/// the form's other fields stay.
+pub(crate) async fn discard_draft(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+) -> Response {
+    let now = state.options.clock.now();
+    if let Some(mut draft) = state.sign_ins.take_draft(&session.key, now) {
+        if draft.signed_in.take().is_some() {
+            draft.posted.set_smtp_user("");
+        }
+        state.sign_ins.put_draft(&session.key, draft, now);
+    }
+    Redirect::to("/accounts/new").into_response()
+}
+
+/// The outcome of a sign-in that came back: stored for an account, or held by the
+/// session's draft for the account it will add.
+async fn outcome(
+    state: &State,
+    session: &[u8; 32],
+    account: Option<AccountRef>,
+    signed_in: mailroom::Result<SignedIn>,
+) -> Notice {
+    let stored = match (account, signed_in) {
+        (_, Err(error)) => Err(error),
+        (Some(account), Ok(signed_in)) => {
+            state.mailroom.complete_sign_in(account, &signed_in).await
+        }
+        (None, Ok(signed_in)) => {
+            let address = signed_in.identity.address.clone();
+            if !state
+                .sign_ins
+                .fill_draft(session, signed_in, state.options.clock.now())
+            {
+                return Notice {
+                    error: true,
+                    text: format!(
+                        "{address} signed in, but the account being added was discarded or lapsed after ten minutes: nothing was kept"
+                    ),
+                    remedy: None,
+                };
+            }
+            return Notice {
+                error: false,
+                text: format!(
+                    "Signed in as {address}. Review the account and Add it: the sign-in is kept with it."
+                ),
+                remedy: None,
+            };
+        }
+    };
+    match stored {
+        Ok(address) => Notice {
+            error: false,
+            text: format!("Signed in as {address}."),
+            remedy: None,
+        },
+        Err(error) => Notice::from_error(&error),
+    }
+}
+
+/// Shows the device code on a page that follows the sign-in until it ends.
+fn follow_device(
     state: &Arc<State>,
     session: &SessionContext,
-    account: AccountRef,
-) -> Result<Response, Failure> {
-    let sign_in = state
-        .mailroom
-        .begin_sign_in(account, SignInMode::DeviceCode, DEVICE_TIMEOUT)
-        .await?;
-    let (outcome, watching) = watch::channel(None);
+    account: Option<AccountRef>,
+    sign_in: mailroom::SignInSession,
+) -> Response {
+    let (outcome_tx, watching) = watch::channel(None);
     let device = Device {
         step: sign_in.step().clone(),
         outcome: watching,
     };
-    let mailroom = Arc::clone(&state.mailroom);
+    let waiting = Arc::clone(state);
+    let key = session.key;
     tokio::spawn(async move {
-        let notice = match sign_in.finish(&mailroom).await {
-            Ok(address) => Notice {
-                error: false,
-                text: format!("Signed in as {address}."),
-                remedy: None,
-            },
-            Err(error) => Notice::from_error(&error),
-        };
-        let _ = outcome.send(Some(notice));
+        let signed_in = sign_in.wait().await;
+        let notice = outcome(&waiting, &key, account, signed_in).await;
+        let _ = outcome_tx.send(Some(notice));
     });
     state
         .sign_ins
@@ -239,7 +489,7 @@ async fn start_device(
         .lock()
         .expect("devices")
         .insert((session.key, account), device);
-    Ok(Redirect::to(&format!("{}/device", account_path(account))).into_response())
+    Redirect::to(&format!("{}/device", account_path(account))).into_response()
 }
 
 /// GET: the device code page; it reloads itself until the sign-in ends.
@@ -249,8 +499,24 @@ pub(crate) async fn device_page(
     Path(account): Path<String>,
 ) -> Result<Response, Failure> {
     let reference = parse_account(&account)?;
-    let Some(mut device) = state.sign_ins.device(&session.key, reference) else {
-        return Ok(Redirect::to(&account_path(reference)).into_response());
+    Ok(follow_device_page(&state, &session, Some(reference)).await)
+}
+
+/// GET: the device code page of the account being added.
+pub(crate) async fn new_device_page(
+    AxumState(state): AxumState<Arc<State>>,
+    Extension(session): Extension<SessionContext>,
+) -> Response {
+    follow_device_page(&state, &session, None).await
+}
+
+async fn follow_device_page(
+    state: &State,
+    session: &SessionContext,
+    account: Option<AccountRef>,
+) -> Response {
+    let Some(mut device) = state.sign_ins.device(&session.key, account) else {
+        return Redirect::to(&account_path(account)).into_response();
     };
     let stopped = matches!(
         tokio::time::timeout(DEVICE_HOLD, device.outcome.wait_for(Option::is_some)).await,
@@ -264,7 +530,7 @@ pub(crate) async fn device_page(
             error: true,
             text: "the sign-in stopped unexpectedly".to_owned(),
             remedy: Some(Remedy::SignIn {
-                account: Some(reference),
+                account,
                 browser_only: false,
             }),
         }),
@@ -276,15 +542,15 @@ pub(crate) async fn device_page(
             .devices
             .lock()
             .expect("devices")
-            .remove(&(session.key, reference));
+            .remove(&(session.key, account));
         state.sign_ins.notify(&session.key, notice);
-        return Ok(Redirect::to(&account_path(reference)).into_response());
+        return Redirect::to(&account_path(account)).into_response();
     }
     let page = Page {
         title: "Email Sign In",
         csrf: Some(&session.csrf),
     };
-    Ok(html(pages::device_code(&page, reference, &device.step)))
+    html(pages::device_code(&page, account, &device.step))
 }
 
 /// GET with `state`: the provider's redirect back to the console.
@@ -322,18 +588,11 @@ pub(crate) async fn callback(state: &State, uri: &Uri) -> Response {
         .into_response();
     }
     let pairs = query.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-    let notice = match state
+    let signed_in = state
         .mailroom
-        .finish_redirect_sign_in(pending.account, pending.sign_in, pairs)
-        .await
-    {
-        Ok(address) => Notice {
-            error: false,
-            text: format!("Signed in as {address}."),
-            remedy: None,
-        },
-        Err(error) => Notice::from_error(&error),
-    };
+        .receive_redirect_sign_in(pending.sign_in, pairs)
+        .await;
+    let notice = outcome(state, &pending.session, pending.account, signed_in).await;
     state.sign_ins.notify(&pending.session, notice);
     // Back on the console's own address, where the session cookie is (the redirect
     // may have come to `localhost` while the console was opened as 127.0.0.1).
@@ -368,5 +627,5 @@ pub(crate) async fn sign_out(
             remedy: None,
         },
     );
-    Ok(Redirect::to(&account_path(reference)).into_response())
+    Ok(Redirect::to(&account_path(Some(reference))).into_response())
 }

@@ -221,8 +221,9 @@ impl Mailroom {
     /// Starts a browser sign-in for `account` whose redirect the caller receives itself,
     /// on `port` (a web console serving the app's registered loopback redirect URI on its
     /// own port): send the browser to [`RedirectSignIn::url`], keep the value bound to the
-    /// person's session under [`RedirectSignIn::state`], and pass the redirect's query to
-    /// [`Mailroom::finish_redirect_sign_in`]. The same rules as [`Mailroom::begin_sign_in`].
+    /// person's session under [`RedirectSignIn::state`], pass the redirect's query to
+    /// [`Mailroom::receive_redirect_sign_in`] and store the sign-in with
+    /// [`Mailroom::complete_sign_in`]. The same rules as [`Mailroom::begin_sign_in`].
     pub async fn begin_redirect_sign_in(
         &self,
         account: AccountRef,
@@ -233,19 +234,18 @@ impl Mailroom {
         Ok(RedirectSignIn::begin(&app, options, port)?)
     }
 
-    /// Completes a sign-in begun with [`Mailroom::begin_redirect_sign_in`] from its
-    /// redirect's query parameters and stores it with [`Mailroom::complete_sign_in`];
-    /// returns the address that signed in.
-    pub async fn finish_redirect_sign_in<'q>(
+    /// Completes a sign-in begun with [`Mailroom::begin_redirect_sign_in`] or
+    /// [`Mailroom::begin_redirect_sign_in_for_new_account`] from its redirect's query
+    /// parameters without storing it: the code is exchanged and who signed in is checked
+    /// (for [`Mailroom::add_account_with_sign_in`] or [`Mailroom::complete_sign_in`]).
+    pub async fn receive_redirect_sign_in<'q>(
         &self,
-        account: AccountRef,
         sign_in: RedirectSignIn,
         query: impl IntoIterator<Item = (&'q str, &'q str)>,
-    ) -> Result<String> {
-        let signed_in = sign_in
+    ) -> Result<SignedIn> {
+        Ok(sign_in
             .complete(&OAuthHttp::new(), query, SystemTime::now())
-            .await?;
-        self.complete_sign_in(account, &signed_in).await
+            .await?)
     }
 
     /// Starts a sign-in that will create the user account `change` describes (see
@@ -259,18 +259,7 @@ impl Mailroom {
         mode: SignInMode,
         timeout: Duration,
     ) -> Result<SignInSession> {
-        let settings = change.apply(None)?.settings;
-        refuse_app_only(None, &settings)?;
-        let app = Apps::new(self.database(), &self.options().key)
-            .require(settings.provider)
-            .await?;
-        let options = SignInOptions {
-            expected_address: Some(settings.smtp_user.clone()).filter(|e| !e.is_empty()),
-            shared_mailbox: settings.shared_mailbox,
-            resource: Resource::of_server(&settings),
-            timeout,
-            ..SignInOptions::default()
-        };
+        let (app, options) = self.new_account_sign_in(change, timeout).await?;
         begin(app, options, mode)
             .await
             .map(|(step, task)| SignInSession {
@@ -278,6 +267,38 @@ impl Mailroom {
                 step,
                 task,
             })
+    }
+
+    /// Starts a browser sign-in that will create the user account `change` describes,
+    /// whose redirect the caller receives itself on `port` (as
+    /// [`Mailroom::begin_redirect_sign_in`]); pass the redirect's query to
+    /// [`Mailroom::receive_redirect_sign_in`], then the sign-in to
+    /// [`Mailroom::add_account_with_sign_in`]. The same rules as
+    /// [`Mailroom::begin_sign_in_for_new_account`].
+    pub async fn begin_redirect_sign_in_for_new_account(
+        &self,
+        change: &ServerSettingsChange,
+        port: u16,
+    ) -> Result<RedirectSignIn> {
+        let (app, options) = self
+            .new_account_sign_in(change, DEFAULT_SIGN_IN_TIMEOUT)
+            .await?;
+        Ok(RedirectSignIn::begin(&app, options, port)?)
+    }
+
+    /// The app and the rules of a sign-in for a user account not created yet: the change
+    /// is validated first, before anyone signs in.
+    async fn new_account_sign_in(
+        &self,
+        change: &ServerSettingsChange,
+        timeout: Duration,
+    ) -> Result<(AppRegistration, SignInOptions)> {
+        let settings = change.apply(None)?.settings;
+        refuse_app_only(None, &settings)?;
+        let app = Apps::new(self.database(), &self.options().key)
+            .require(settings.provider)
+            .await?;
+        Ok((app, sign_in_options(&settings, timeout)))
     }
 
     /// Stores a completed sign-in for `account` and returns the signed-in address: the

@@ -284,7 +284,36 @@ async fn an_administrator_configures_signs_in_sends_and_manages_the_outbox_in_ch
     assert_eq!(browser.text(".token-state").await, "not signed in");
     browser.shot("sign-in-refused").await;
 
-    // SMTP Setup: both accounts, jo signed in.
+    // Sign In before the account exists: the Add form is filled from the sign-in, and
+    // Add stores the account with it.
+    browser.goto(&format!("{base}/accounts/new")).await;
+    browser.fill("host", &endpoints.smtp_host).await;
+    browser.fill("business_object", "SystemUser").await;
+    browser.fill("column_name", "User_Name").await;
+    browser.fill("column_value", "lee").await;
+    browser.click_to_leave("Sign In").await;
+    assert_eq!(browser.path().await, "/accounts/new/sign-in");
+    browser.click_to_leave("Sign in with Microsoft").await;
+    approve_as(&browser, "lee@contoso.example").await;
+    assert_eq!(browser.path().await, "/accounts/new");
+    let user = browser.css("input[name='smtp_user']").await;
+    assert_eq!(
+        user.prop("value").await.unwrap().as_deref(),
+        Some("lee@contoso.example")
+    );
+    let host = browser.css("input[name='host']").await;
+    assert_eq!(
+        host.prop("value").await.unwrap().as_deref(),
+        Some(endpoints.smtp_host.as_str()),
+        "the form as it was typed"
+    );
+    browser.shot("add-signed-in").await;
+    browser.click_to_leave("Add").await;
+    let lee = harness.accounts().user_accounts().await.unwrap()[2].id;
+    assert_eq!(browser.path().await, format!("/accounts/{lee}"));
+    assert_eq!(browser.text(".signed-in").await, "lee@contoso.example");
+
+    // SMTP Setup: the accounts, jo signed in.
     browser.goto(&format!("{base}/accounts")).await;
     let row = browser.text(&format!("tr[data-account='{jo}']")).await;
     assert!(

@@ -8,7 +8,7 @@ use mailroom_testkit::{TestDatabase, on_both_backends};
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 
-use crate::support::Harness;
+use crate::support::{Harness, PASSWORD, form_fields, with};
 
 /// The consent page's form: where it posts and its hidden fields.
 fn consent_form(page: &str) -> (String, Vec<(String, String)>) {
@@ -46,12 +46,24 @@ impl Harness {
     async fn approve_browser_sign_in(&self, cookie: &str, account: i64, address: &str) -> String {
         let path = format!("/accounts/{account}/sign-in");
         let csrf = self.csrf(cookie, &path).await;
+        self.approve_sign_in_at(cookie, &path, &csrf, address).await
+    }
+
+    /// Chooses Sign in with Microsoft with a POST to `path` (a choice page's buttons) and
+    /// approves as `address`; returns the redirect back to the console.
+    async fn approve_sign_in_at(
+        &self,
+        cookie: &str,
+        path: &str,
+        csrf: &str,
+        address: &str,
+    ) -> String {
         let start = self
             .post(
                 cookie,
-                &path,
+                path,
                 &[
-                    ("csrf", &csrf),
+                    ("csrf", csrf),
                     ("provider", "microsoft"),
                     ("mode", "browser"),
                 ],
@@ -169,6 +181,176 @@ async fn signing_in_in_the_browser_comes_back_to_the_console_and_stores_the_toke
     assert!(!page.contains("Sign Out"), "{page}");
 }
 
+/// The page from its alert on.
+fn alert(page: &str) -> &str {
+    page.find("role=\"alert\"")
+        .map(|at| &page[at..])
+        .unwrap_or_else(|| panic!("an alert: {page}"))
+}
+
+/// The Add form with a binding and an SMTP user, as posted by its Sign In button: the
+/// form is kept as the session's draft and the choice is shown.
+async fn sign_in_from_the_add_form(harness: &Harness, cookie: &str, smtp_user: &str) -> String {
+    let (_, page) = harness.get(cookie, "/accounts/new").await;
+    let fields = with(
+        &form_fields(&page, "account-form"),
+        &[
+            ("provider", "none"),
+            ("previous_provider", "none"),
+            ("host", "smtp.example.com"),
+            ("port", "2525"),
+            ("password", PASSWORD),
+            ("smtp_user", smtp_user),
+            ("business_object", "SystemUser"),
+            ("column_name", "User_Name"),
+            ("column_value", "sa"),
+            ("action", "sign-in"),
+        ],
+    );
+    let csrf = fields
+        .iter()
+        .find(|(name, _)| name == "csrf")
+        .map(|(_, value)| value.clone())
+        .unwrap();
+    let kept = harness
+        .submit(cookie, "/accounts/new/sign-in", &fields)
+        .await;
+    assert_eq!(kept.status(), StatusCode::SEE_OTHER);
+    assert_eq!(kept.headers()[LOCATION], "/accounts/new/sign-in");
+    csrf
+}
+
+async fn signing_in_before_the_account_exists_fills_the_add_form_and_add_keeps_the_sign_in(
+    db: &TestDatabase,
+) {
+    let harness = Harness::with_sandbox(db).await;
+    let cookie = harness.login().await;
+    let csrf = sign_in_from_the_add_form(&harness, &cookie, "").await;
+    let (status, choice) = harness.get(&cookie, "/accounts/new/sign-in").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(choice.contains("<h1>Email Sign In</h1>"), "{choice}");
+    assert!(choice.contains("Sign in with Google"), "{choice}");
+    assert!(
+        !choice.contains(" disabled"),
+        "on loopback every provider's buttons are live for a new account: {choice}"
+    );
+
+    let back = harness
+        .approve_sign_in_at(
+            &cookie,
+            "/accounts/new/sign-in/start",
+            &csrf,
+            "kim@contoso.example",
+        )
+        .await;
+    let done = harness.follow_callback(&back).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        done.headers()[LOCATION].to_str().unwrap(),
+        format!("{}accounts/new", harness.console.origin())
+    );
+    assert!(
+        harness.accounts().user_accounts().await.unwrap().is_empty(),
+        "nothing is stored before Add"
+    );
+    assert!(
+        mailroom::stored_tokens(harness.mailroom.database(), &harness.key)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The form is filled from the sign-in: the SMTP user and Microsoft's preset; the
+    // binding typed before stays; the password typed before is gone.
+    let (_, page) = harness.get(&cookie, "/accounts/new").await;
+    assert!(
+        page.contains("Signed in as kim@contoso.example. Review"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<strong class=\"signed-in\">kim@contoso.example</strong>"),
+        "{page}"
+    );
+    assert!(!page.contains(PASSWORD), "{page}");
+    let fields = form_fields(&page, "account-form");
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("a field {name}: {fields:?}"))
+    };
+    assert_eq!(field("smtp_user"), "kim@contoso.example");
+    assert_eq!(field("provider"), "microsoft");
+    assert_eq!(field("host"), "smtp.office365.com");
+    assert_eq!(field("port"), "587");
+    assert_eq!(field("column_value"), "sa");
+    assert!(page.contains("readonly"), "the signed-in SMTP user: {page}");
+
+    // Add stores the account and its sign-in together.
+    let added = harness
+        .submit(
+            &cookie,
+            "/accounts/new",
+            &with(&fields, &[("action", "save")]),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let users = harness.accounts().user_accounts().await.unwrap();
+    assert_eq!(users.len(), 1);
+    let kim = &users[0];
+    assert_eq!(kim.server.smtp_user, "kim@contoso.example");
+    assert_eq!(kim.server.provider, mailroom::Provider::Microsoft);
+    assert_eq!(
+        kim.binding.as_ref().map(|b| b.column_value.as_str()),
+        Some("sa")
+    );
+    assert_eq!(
+        added.headers()[LOCATION].to_str().unwrap(),
+        format!("/accounts/{}", kim.id)
+    );
+    assert_eq!(harness.sign_in_state(kim.id).await, SignInState::SignedIn);
+    // The draft is gone: the Add form is empty again.
+    let (_, page) = harness.get(&cookie, "/accounts/new").await;
+    assert!(!page.contains("kim@contoso.example"), "{page}");
+}
+
+async fn a_refused_sign_in_before_the_account_exists_stores_nothing_and_says_why(
+    db: &TestDatabase,
+) {
+    let harness = Harness::with_sandbox(db).await;
+    let cookie = harness.login().await;
+    let csrf = sign_in_from_the_add_form(&harness, &cookie, "jo@contoso.example").await;
+    let back = harness
+        .approve_sign_in_at(
+            &cookie,
+            "/accounts/new/sign-in/start",
+            &csrf,
+            "mallory@contoso.example",
+        )
+        .await;
+    assert_eq!(
+        harness.follow_callback(&back).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = harness.get(&cookie, "/accounts/new").await;
+    let alert = alert(&page);
+    assert!(alert.contains("mallory@contoso.example"), "{alert}");
+    assert!(alert.contains("jo@contoso.example"), "{alert}");
+    // The form is kept as it was (with the chosen provider's preset), holding no sign-in.
+    let fields = form_fields(&page, "account-form");
+    assert!(fields.contains(&("smtp_user".to_owned(), "jo@contoso.example".to_owned())));
+    assert!(fields.contains(&("host".to_owned(), "smtp.office365.com".to_owned())));
+    assert!(!page.contains("Discard the sign-in"), "{page}");
+    assert!(harness.accounts().user_accounts().await.unwrap().is_empty());
+    assert!(
+        mailroom::stored_tokens(harness.mailroom.database(), &harness.key)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn someone_elses_sign_in_is_refused_and_the_page_says_why(db: &TestDatabase) {
     let harness = Harness::with_sandbox(db).await;
     let jo = harness.microsoft_user("jo@contoso.example", "sa").await;
@@ -181,10 +363,7 @@ async fn someone_elses_sign_in_is_refused_and_the_page_says_why(db: &TestDatabas
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     assert_eq!(harness.sign_in_state(jo).await, SignInState::NotSignedIn);
     let (_, page) = harness.get(&cookie, &format!("/accounts/{jo}")).await;
-    let alert = page
-        .find("role=\"alert\"")
-        .map(|at| &page[at..])
-        .unwrap_or_else(|| panic!("an alert: {page}"));
+    let alert = alert(&page);
     assert!(alert.contains("mallory@contoso.example"), "{alert}");
     assert!(alert.contains("jo@contoso.example"), "{alert}");
 }
@@ -528,6 +707,8 @@ async fn app_registrations_are_edited_with_the_secret_write_only(db: &TestDataba
 
 on_both_backends!(
     signing_in_in_the_browser_comes_back_to_the_console_and_stores_the_token,
+    signing_in_before_the_account_exists_fills_the_add_form_and_add_keeps_the_sign_in,
+    a_refused_sign_in_before_the_account_exists_stores_nothing_and_says_why,
     someone_elses_sign_in_is_refused_and_the_page_says_why,
     a_sign_in_is_bound_to_the_session_that_started_it,
     a_device_code_is_shown_on_the_page_until_the_sign_in_ends,

@@ -259,3 +259,73 @@ impl Harness {
             .unwrap()
     }
 }
+
+/// The form fields a page would post back unchanged: every enabled input and select
+/// with its value (checked boxes only), as a browser submits them.
+pub(crate) fn form_fields(page: &str, form_id: &str) -> Vec<(String, String)> {
+    let start = page
+        .find(&format!("<form id=\"{form_id}\""))
+        .unwrap_or_else(|| panic!("a form {form_id}: {page}"));
+    let form = &page[start..start + page[start..].find("</form>").unwrap()];
+    let attribute = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(
+            tag[at..at + tag[at..].find('"')?]
+                .replace("&amp;", "&")
+                .replace("&quot;", "\""),
+        )
+    };
+    let mut fields = Vec::new();
+    let mut rest = form;
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at..];
+        let end = rest.find('>').unwrap();
+        let tag = &rest[..end];
+        let disabled = tag.contains(" disabled");
+        if tag.starts_with("<input") && !disabled {
+            let name = attribute(tag, "name");
+            let kind = attribute(tag, "type").unwrap_or_default();
+            if let Some(name) = name {
+                if kind != "checkbox" || tag.contains(" checked") {
+                    fields.push((name, attribute(tag, "value").unwrap_or_default()));
+                }
+            }
+        } else if tag.starts_with("<select") && !disabled {
+            let name = attribute(tag, "name").unwrap();
+            let options = &rest[..rest.find("</select>").unwrap()];
+            let selected = options
+                .split("<option")
+                .find(|option| option.contains(" selected"))
+                .and_then(|option| attribute(option, "value"))
+                .unwrap_or_default();
+            fields.push((name, selected));
+        }
+        rest = &rest[end..];
+    }
+    fields
+}
+
+pub(crate) fn with(fields: &[(String, String)], changes: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(name, _)| !changes.iter().any(|(changed, _)| changed == name))
+        .cloned()
+        .collect();
+    fields.extend(changes.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+    fields
+}
+
+impl Harness {
+    pub(crate) async fn submit(
+        &self,
+        cookie: &str,
+        path: &str,
+        fields: &[(String, String)],
+    ) -> reqwest::Response {
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        self.post(cookie, path, &pairs).await
+    }
+}
