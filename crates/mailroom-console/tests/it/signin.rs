@@ -400,69 +400,120 @@ async fn a_sign_in_is_bound_to_the_session_that_started_it(db: &TestDatabase) {
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
 }
 
+impl Harness {
+    /// Chooses Sign in with Microsoft using a code with a POST to `path`, approves the
+    /// code the page shows as `address`, and follows the page until the sign-in ends;
+    /// returns where it led.
+    async fn approve_device_sign_in_at(
+        &self,
+        cookie: &str,
+        path: &str,
+        csrf: &str,
+        address: &str,
+    ) -> String {
+        let start = self
+            .post(
+                cookie,
+                path,
+                &[
+                    ("csrf", csrf),
+                    ("provider", "microsoft"),
+                    ("mode", "device"),
+                ],
+            )
+            .await;
+        assert_eq!(start.status(), StatusCode::SEE_OTHER);
+        let device = start.headers()[LOCATION].to_str().unwrap().to_owned();
+        assert!(device.ends_with("/device"), "{device}");
+        let (status, page) = self.get(cookie, &device).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("http-equiv=\"refresh\""), "{page}");
+        let marker = "<code class=\"device-code\">";
+        let at = page
+            .find(marker)
+            .unwrap_or_else(|| panic!("a code: {page}"))
+            + marker.len();
+        let code = &page[at..at + page[at..].find('<').unwrap()];
+        let authority = self.sandbox.as_ref().unwrap().authority();
+        assert!(authority.approve_device_code(code, address));
+
+        // Each visit holds up to two seconds for the outcome; the sandbox is polled every
+        // second, so a few visits see it.
+        for _ in 0..15 {
+            let response = self
+                .http
+                .get(format!("{}{device}", self.base))
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap();
+            if response.status() == StatusCode::SEE_OTHER {
+                return response.headers()[LOCATION].to_str().unwrap().to_owned();
+            }
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        panic!("the device code page did not end");
+    }
+}
+
 async fn a_device_code_is_shown_on_the_page_until_the_sign_in_ends(db: &TestDatabase) {
     let harness = Harness::with_sandbox(db).await;
     let jo = harness.microsoft_user("jo@contoso.example", "sa").await;
     let cookie = harness.login().await;
     let path = format!("/accounts/{jo}/sign-in");
     let csrf = harness.csrf(&cookie, &path).await;
-    let start = harness
-        .post(
-            &cookie,
-            &path,
-            &[
-                ("csrf", &csrf),
-                ("provider", "microsoft"),
-                ("mode", "device"),
-            ],
-        )
+    let ended = harness
+        .approve_device_sign_in_at(&cookie, &path, &csrf, "jo@contoso.example")
         .await;
-    assert_eq!(start.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        start.headers()[LOCATION].to_str().unwrap(),
-        format!("/accounts/{jo}/device")
-    );
-    let (status, page) = harness
-        .get(&cookie, &format!("/accounts/{jo}/device"))
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("http-equiv=\"refresh\""), "{page}");
-    let marker = "<code class=\"device-code\">";
-    let at = page
-        .find(marker)
-        .unwrap_or_else(|| panic!("a code: {page}"))
-        + marker.len();
-    let code = &page[at..at + page[at..].find('<').unwrap()];
-    assert!(
-        harness
-            .sandbox
-            .as_ref()
-            .unwrap()
-            .authority()
-            .approve_device_code(code, "jo@contoso.example")
-    );
-
-    // Each visit holds up to two seconds for the outcome; the sandbox is polled every
-    // second, so a few visits see it.
-    let mut ended = None;
-    for _ in 0..15 {
-        let response = harness
-            .http
-            .get(format!("{}/accounts/{jo}/device", harness.base))
-            .header(reqwest::header::COOKIE, &cookie)
-            .send()
-            .await
-            .unwrap();
-        if response.status() == StatusCode::SEE_OTHER {
-            ended = Some(response.headers()[LOCATION].to_str().unwrap().to_owned());
-            break;
-        }
-        assert_eq!(response.status(), StatusCode::OK);
-    }
-    assert_eq!(ended.as_deref(), Some(format!("/accounts/{jo}").as_str()));
+    assert_eq!(ended, format!("/accounts/{jo}"));
     assert_eq!(harness.sign_in_state(jo).await, SignInState::SignedIn);
     let (_, page) = harness.get(&cookie, &format!("/accounts/{jo}")).await;
     assert!(page.contains("Signed in as jo@contoso.example."), "{page}");
+}
+
+async fn a_device_code_signs_in_before_the_account_exists(db: &TestDatabase) {
+    let harness = Harness::with_sandbox(db).await;
+    let cookie = harness.login().await;
+    let csrf = sign_in_from_the_add_form(&harness, &cookie, "").await;
+    let ended = harness
+        .approve_device_sign_in_at(
+            &cookie,
+            "/accounts/new/sign-in/start",
+            &csrf,
+            "lee@contoso.example",
+        )
+        .await;
+    assert_eq!(ended, "/accounts/new");
+    assert!(harness.accounts().user_accounts().await.unwrap().is_empty());
+    let (_, page) = harness.get(&cookie, "/accounts/new").await;
+    assert!(
+        page.contains("Signed in as lee@contoso.example. Review"),
+        "{page}"
+    );
+
+    // Discard drops the sign-in and the address it filled; the rest of the form stays.
+    let discarded = harness.click(&cookie, &csrf, "/accounts/new/discard").await;
+    assert_eq!(discarded.status(), StatusCode::SEE_OTHER);
+    let (_, page) = harness.get(&cookie, "/accounts/new").await;
+    assert!(!page.contains("lee@contoso.example"), "{page}");
+    let fields = form_fields(&page, "account-form");
+    assert!(fields.contains(&("column_value".to_owned(), "sa".to_owned())));
+
+    // Added without a sign-in now: the account exists, nobody signed in.
+    let added = harness
+        .submit(
+            &cookie,
+            "/accounts/new",
+            &with(&fields, &[("action", "save")]),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let users = harness.accounts().user_accounts().await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(
+        harness.sign_in_state(users[0].id).await,
+        SignInState::NotSignedIn
+    );
 }
 
 async fn a_sign_in_with_another_provider_or_for_a_password_account_is_refused(db: &TestDatabase) {
@@ -712,6 +763,7 @@ on_both_backends!(
     someone_elses_sign_in_is_refused_and_the_page_says_why,
     a_sign_in_is_bound_to_the_session_that_started_it,
     a_device_code_is_shown_on_the_page_until_the_sign_in_ends,
+    a_device_code_signs_in_before_the_account_exists,
     a_sign_in_with_another_provider_or_for_a_password_account_is_refused,
     health_refreshes_a_token_and_offers_a_sign_in_where_one_is_needed,
     a_test_send_that_needs_a_sign_in_offers_the_accounts_sign_in,
