@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Extension, Form, Path, Query, State as AxumState};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use mailroom::accounts::Accounts;
@@ -179,11 +179,7 @@ pub(crate) fn html(markup: maud::Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
-async fn not_found(AxumState(state): AxumState<Arc<State>>, uri: Uri) -> Response {
-    // An app registration's redirect URI may have a path of its own.
-    if uri.query().is_some_and(|q| q.contains("state=")) {
-        return signin::callback(&state, &uri).await;
-    }
+async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Html(pages::not_found().into_string()),
@@ -199,12 +195,9 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// The console's home, and the default redirect URI's path (`http://localhost/`): a
-/// provider's redirect carries `state`.
-async fn root(AxumState(state): AxumState<Arc<State>>, uri: Uri) -> Response {
-    if uri.query().is_some_and(|q| q.contains("state=")) {
-        return signin::callback(&state, &uri).await;
-    }
+/// The console's home. (A provider's redirect to the default redirect URI's path,
+/// `http://localhost/`, carries `state`: the guard hands it to the sign-in callback.)
+async fn root() -> Response {
     Redirect::to("/accounts").into_response()
 }
 

@@ -242,21 +242,30 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
-/// Paths open without a session: the login page, the stylesheet, and the sign-in
-/// callback (the provider's redirect, on the registered redirect URI's path, whatever it
-/// is; a `SameSite=Strict` cookie is not sent on it, so it is bound to its session
-/// through its `state` instead, and one that names no sign-in under way is refused).
+/// Paths open without a session: the login page and the stylesheet.
 fn is_public(request: &Request) -> bool {
     let path = request.uri().path();
-    path == "/login"
-        || path == routes::STYLESHEET
-        || (request.method() == Method::GET && is_callback(request))
+    path == "/login" || path == routes::STYLESHEET
 }
 
-/// A provider's redirect back to the console: `state` with a `code` or an `error`.
-pub(crate) fn is_callback(request: &Request) -> bool {
+/// A provider's redirect back to the console: a GET with `state` (and a `code` or an
+/// `error`), on the registered redirect URI's path, whatever it is. No console page uses
+/// a `state` parameter. A `SameSite=Strict` cookie is not sent on this cross-site
+/// navigation, so it is bound to its session through its `state` instead, and one that
+/// names no sign-in under way is refused.
+fn is_callback(request: &Request) -> bool {
     let query = request.uri().query().unwrap_or("");
-    url::form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "state")
+    request.method() == Method::GET
+        && url::form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "state")
+}
+
+/// What the guard decided about a request.
+enum Verdict {
+    /// On to the route's handler (with the session, when the path needs one).
+    Pass,
+    /// This response instead: a refusal, a redirect to the login, or the sign-in
+    /// callback's outcome.
+    Answer(Response),
 }
 
 fn refuse(status: StatusCode, message: &'static str) -> Response {
@@ -274,12 +283,10 @@ pub(crate) async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let mut response = check(&state, &mut request)
-        .await
-        .unwrap_or_else(|refusal| refusal);
-    if response.status() == StatusCode::CONTINUE {
-        response = next.run(request).await;
-    }
+    let mut response = match check(&state, &mut request).await {
+        Verdict::Pass => next.run(request).await,
+        Verdict::Answer(response) => response,
+    };
     let headers = response.headers_mut();
     if state.options.tls.is_some() {
         // Browsers that reached the console over TLS keep to it.
@@ -300,8 +307,16 @@ pub(crate) async fn guard(
     response
 }
 
-/// Checks a request: `Err` is the refusal; `Ok` with status 100 lets it through.
-async fn check(state: &routes::State, request: &mut Request) -> Result<Response, Response> {
+/// Checks a request before any handler sees it.
+async fn check(state: &routes::State, request: &mut Request) -> Verdict {
+    match checked(state, request).await {
+        Ok(()) => Verdict::Pass,
+        Err(answer) => Verdict::Answer(answer),
+    }
+}
+
+/// `Err` is the answer instead of the route's handler.
+async fn checked(state: &routes::State, request: &mut Request) -> Result<(), Response> {
     let security = &state.security;
     let host = request
         .headers()
@@ -317,7 +332,10 @@ async fn check(state: &routes::State, request: &mut Request) -> Result<Response,
         ));
     }
     if is_public(request) {
-        return Ok(StatusCode::CONTINUE.into_response());
+        return Ok(());
+    }
+    if is_callback(request) {
+        return Err(crate::signin::callback(state, request.uri()).await);
     }
     let session = session_cookie(request.headers()).and_then(|id| security.session(id));
     let Some(session) = session else {
@@ -359,7 +377,7 @@ async fn check(state: &routes::State, request: &mut Request) -> Result<Response,
         }
     }
     request.extensions_mut().insert(session);
-    Ok(StatusCode::CONTINUE.into_response())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -139,8 +139,11 @@ impl Browser {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             match old.tag_name().await {
+                // The old page's element is gone: "stale", or, from some chromedriver
+                // versions while the new document loads, an inspector error saying so.
                 Err(fantoccini::error::CmdError::Standard(error))
-                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        || error.message.contains("does not belong to the document") =>
                 {
                     return;
                 }

@@ -63,6 +63,20 @@ async fn without_a_session_pages_redirect_to_the_login_and_changes_are_refused(d
         .post("", "/settings", &[("can_sign_in_when_sending", "1")])
         .await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // A `state` parameter makes a request a sign-in's redirect, never a way past the
+    // login: one that names no sign-in under way is refused, on any path.
+    for path in [
+        "/?state=made-up",
+        "/outbox?state=made-up",
+        "/accounts?code=x&state=y",
+    ] {
+        let (status, body) = harness.get("", path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(
+            body.contains("not one the console is waiting for"),
+            "{path}: {body}"
+        );
+    }
     let (status, body) = harness.get("", "/login").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("login link"), "{body}");
