@@ -289,20 +289,17 @@ pub async fn sign_in_with_browser(
                 "cannot listen on 127.0.0.1 for the redirect: {error}"
             ))
         })?;
-    let redirect_uri = app.redirect_uri_with_port(listener.port());
+    let sign_in = RedirectSignIn::begin(app, options.clone(), listener.port())?;
+    let redirect_uri = sign_in.redirect_uri.clone();
     let to_register = app.redirect_uri_to_register();
-    check_resource(app, options.resource)?;
-    let scopes = options.resource.scopes(app);
-    let start = oauth::authorization_url(app, &scopes, &redirect_uri, options.login_hint())
-        .map_err(failure)?;
     tracing::info!(
         provider = %app.provider,
         redirect_uri = %redirect_uri,
         registered_as = %to_register,
         "waiting for the sign-in redirect"
     );
-    open_url(&start.url);
-    let outcome = listener.wait(start.state.secret(), options.timeout).await;
+    open_url(sign_in.url());
+    let outcome = listener.wait(sign_in.state(), options.timeout).await;
     let (code, verdict) = match outcome {
         Some(CallbackOutcome::Code(code, verdict)) => (code, verdict),
         Some(CallbackOutcome::Denied { error, description }) => {
@@ -320,17 +317,7 @@ pub async fn sign_in_with_browser(
             )));
         }
     };
-    let result = exchange(
-        http,
-        app,
-        options,
-        &scopes,
-        &code,
-        start.verifier,
-        &redirect_uri,
-        now(),
-    )
-    .await;
+    let result = sign_in.exchange(http, &code, now()).await;
     // The browser's page waited for this: it says what the terminal says.
     verdict.send(match &result {
         Ok(signed_in) => Verdict::SignedIn(signed_in.identity.address.clone()),
@@ -376,24 +363,6 @@ fn incomplete() -> Error {
     Error::SignInFailed(
         "the redirect carried neither a code nor an error; start the sign-in again".to_owned(),
     )
-}
-
-/// Exchanges the redirect's code and checks who signed in.
-#[allow(clippy::too_many_arguments)]
-async fn exchange(
-    http: &OAuthHttp,
-    app: &AppRegistration,
-    options: &SignInOptions,
-    scopes: &[String],
-    code: &str,
-    verifier: oauth2::PkceCodeVerifier,
-    redirect_uri: &str,
-    now: SystemTime,
-) -> Result<SignedIn> {
-    match oauth::exchange_code(http, app, scopes, code, verifier, redirect_uri).await {
-        Ok(tokens) => finish(app, options, tokens, now),
-        Err(failed) => Err(browser_failure(app, redirect_uri, failed)),
-    }
 }
 
 /// A browser sign-in whose redirect the caller receives itself: a web console that
@@ -487,17 +456,24 @@ impl RedirectSignIn {
         let Some(code) = code.filter(|code| !code.is_empty()) else {
             return Err(incomplete());
         };
-        exchange(
+        self.exchange(http, &code, now).await
+    }
+
+    /// Exchanges the redirect's code (with the PKCE verifier) and checks who signed in.
+    async fn exchange(self, http: &OAuthHttp, code: &str, now: SystemTime) -> Result<SignedIn> {
+        match oauth::exchange_code(
             http,
             &self.app,
-            &self.options,
             &self.scopes,
-            &code,
+            code,
             self.verifier,
             &self.redirect_uri,
-            now,
         )
         .await
+        {
+            Ok(tokens) => finish(&self.app, &self.options, tokens, now),
+            Err(failed) => Err(browser_failure(&self.app, &self.redirect_uri, failed)),
+        }
     }
 }
 
