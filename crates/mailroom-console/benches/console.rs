@@ -19,6 +19,7 @@ use mailroom::tokens::interactive::{Identity, SignedIn};
 use mailroom::tokens::storage::TokenStore;
 use mailroom::{AUTOMATION_AGENT, KeyRing, Mailroom, MailroomOptions, MessageDraft, SendRequest};
 use mailroom_console::{Console, ConsoleOptions};
+use mailroom_testkit::bench::{median_and_p90, ms};
 use mailroom_testkit::{Backend, TestDatabase};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
@@ -32,15 +33,6 @@ fn requests() -> usize {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(100)
-}
-
-fn percentile(sorted: &[Duration], share: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * share).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
 
 async fn execute(db: &sea_orm::DatabaseConnection, sql: &str) {
@@ -68,8 +60,8 @@ async fn measure(client: &reqwest::Client, cookie: &str, url: &str) -> (Duration
             times.push(started.elapsed());
         }
     }
-    times.sort();
-    (percentile(&times, 0.5), percentile(&times, 0.9), size)
+    let (median, p90) = median_and_p90(times);
+    (median, p90, size)
 }
 
 fn main() {

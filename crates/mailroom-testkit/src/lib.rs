@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 #[cfg(feature = "certificates")]
 pub mod certificates;
 #[cfg(feature = "database")]

@@ -19,6 +19,7 @@ use mailroom::{
 };
 use mailroom_accounts::Accounts;
 use mailroom_model::{Secret, ServerSettingsChange};
+use mailroom_testkit::bench::{median_and_p90, ms};
 use mailroom_testkit::{Backend, TestDatabase};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
@@ -80,11 +81,6 @@ async fn fill(mailroom: &Mailroom, template: i64, rows: usize, mailboxes: usize)
     execute(mailroom, "ANALYZE mailbox_pace").await;
 }
 
-fn percentile(sorted: &[Duration], share: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * share).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 async fn measure(mailroom: &Mailroom, count: usize) -> (Duration, Duration) {
     let outbox = mailroom.outbox();
     let mut times = Vec::with_capacity(count);
@@ -94,12 +90,7 @@ async fn measure(mailroom: &Mailroom, count: usize) -> (Duration, Duration) {
         times.push(started.elapsed());
         assert_eq!(claimed, 16, "every claim finds 16 due messages");
     }
-    times.sort();
-    (percentile(&times, 0.5), percentile(&times, 0.9))
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
+    median_and_p90(times)
 }
 
 fn main() {
