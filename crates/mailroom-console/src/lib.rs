@@ -10,7 +10,8 @@
 //! - every state-changing request is a `POST` carrying the session's CSRF token;
 //! - the `Host` header must name the address the console listens on (a DNS-rebinding
 //!   page cannot talk to it);
-//! - pages carry a `Content-Security-Policy` without any script, and `X-Frame-Options:
+//! - pages carry a `Content-Security-Policy` that allows only the console's own script
+//!   file (the fax format's live preview) and nothing inline, and `X-Frame-Options:
 //!   DENY`; no page renders a secret.
 //!
 //! ```no_run

@@ -15,12 +15,15 @@ use mailroom::{
 use crate::signin::Notice;
 use maud::{DOCTYPE, Markup, html};
 
-use crate::routes::STYLESHEET;
+use crate::routes::{SCRIPT, STYLESHEET};
 use crate::security::CSRF_FIELD;
 
 /// The console's stylesheet (served from the console itself: the policy allows no other
 /// source).
 pub(crate) const STYLESHEET_TEXT: &str = include_str!("console.css");
+
+/// The console's only script: the fax format's live preview.
+pub(crate) const SCRIPT_TEXT: &str = include_str!("console.js");
 
 /// What every page needs: its title, and the session's CSRF token for its forms (none
 /// on the pages shown before a session).
@@ -360,16 +363,27 @@ pub(crate) fn path_of(account: Option<AccountRef>) -> String {
     }
 }
 
-/// The fax format's preview: the sample number's address, or what is wrong.
-fn fax_preview(form: &AccountForm) -> Markup {
-    if form.fax_format.trim().is_empty() {
-        return html! { span.hint { "(no format: faxing is off)" } };
+/// What the fax format makes of the sample number: its address (or that faxing is off),
+/// or what is wrong. The page's preview and the live preview (`/fax-preview`) both show it.
+pub(crate) fn fax_preview_text(format: &str, sample: &str) -> Result<String, String> {
+    if format.trim().is_empty() {
+        return Ok("(no format: faxing is off)".to_owned());
     }
-    match mailroom::model::FaxFormat::parse(form.fax_format.trim())
-        .and_then(|format| format.address_for(&form.fax_sample))
-    {
-        Ok(address) => html! { output.fax-preview { (address.to_string()) } },
-        Err(error) => html! { output.fax-preview.error { (error.to_string()) } },
+    mailroom::model::FaxFormat::parse(format.trim())
+        .and_then(|format| format.address_for(sample))
+        .map(|address| address.to_string())
+        .map_err(|error| error.to_string())
+}
+
+/// The fax format's preview, which the script keeps up to date as the fields change.
+fn fax_preview(form: &AccountForm) -> Markup {
+    html! {
+        span #fax-preview {
+            @match fax_preview_text(&form.fax_format, &form.fax_sample) {
+                Ok(address) => output.fax-preview { (address) },
+                Err(error) => output.fax-preview.error { (error) },
+            }
+        }
     }
 }
 
@@ -466,6 +480,7 @@ pub(crate) fn account_form(
                             ": " (fax_preview(form)) " "
                             button type="submit" name="action" value="preview" { "Preview" }
                         }
+                        script src=(SCRIPT) defer {}
                     }
                 }
                 @if account != Some(AccountRef::Company) {

@@ -27,6 +27,9 @@ use crate::{forms, health, send};
 /// Where the stylesheet is served.
 pub(crate) const STYLESHEET: &str = "/console.css";
 
+/// Where the console's only script is served (the fax format's live preview).
+pub(crate) const SCRIPT: &str = "/console.js";
+
 /// What every handler shares.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -59,6 +62,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/login", get(login).post(login_with_password))
         .route("/logout", post(logout))
         .route(STYLESHEET, get(stylesheet))
+        .route(SCRIPT, get(script))
+        .route("/fax-preview", get(fax_preview))
         .route("/accounts", get(accounts))
         .route("/accounts/new", get(forms::show_new).post(forms::add))
         .route(
@@ -193,6 +198,37 @@ async fn stylesheet() -> Response {
         pages::STYLESHEET_TEXT,
     )
         .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        pages::SCRIPT_TEXT,
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct FaxPreviewQuery {
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    sample: String,
+}
+
+/// GET: the fax format's live preview, as text: the sample's address (200) or what is
+/// wrong with the format (422). Nothing is saved.
+async fn fax_preview(Query(query): Query<FaxPreviewQuery>) -> Response {
+    let plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    let sample = if query.sample.trim().is_empty() {
+        crate::forms::SAMPLE_FAX
+    } else {
+        query.sample.as_str()
+    };
+    match pages::fax_preview_text(&query.format, sample) {
+        Ok(address) => (plain, address).into_response(),
+        Err(problem) => (StatusCode::UNPROCESSABLE_ENTITY, plain, problem).into_response(),
+    }
 }
 
 /// The console's home. (A provider's redirect to the default redirect URI's path,

@@ -37,7 +37,7 @@ pub(crate) const CSRF_FIELD: &str = "csrf";
 
 /// The headers every response carries. No page runs a script; styles come from the
 /// console's own stylesheet.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' https: http://localhost:* http://127.0.0.1:*; frame-ancestors 'none'; base-uri 'none'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self' https: http://localhost:* http://127.0.0.1:*; frame-ancestors 'none'; base-uri 'none'";
 
 /// 32 random bytes, hex.
 pub(crate) fn random_token() -> String {
@@ -245,7 +245,7 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 /// Paths open without a session: the login page and the stylesheet.
 fn is_public(request: &Request) -> bool {
     let path = request.uri().path();
-    path == "/login" || path == routes::STYLESHEET
+    path == "/login" || path == routes::STYLESHEET || path == routes::SCRIPT
 }
 
 /// A provider's redirect back to the console: a GET with `state` (and a `code` or an

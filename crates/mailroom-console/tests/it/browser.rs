@@ -158,6 +158,26 @@ impl Browser {
         }
     }
 
+    /// Waits until the element `selector` (which a script updates) shows `text`; returns
+    /// all it shows. Polls the browser for at most 30 s, as fantoccini's own waits do.
+    async fn wait_for_text(&self, selector: &str, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(selector)).await {
+                if let Ok(shown) = element.text().await {
+                    if shown.contains(text) {
+                        return shown;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{selector} never showed {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn fill(&self, name: &str, value: &str) {
         let field = self.css(&format!("[name='{name}']")).await;
         field.clear().await.unwrap();
@@ -240,6 +260,19 @@ async fn an_administrator_configures_signs_in_sends_and_manages_the_outbox_in_ch
     assert_eq!(page.matches("(ignored)").count(), 3, "{page}");
     assert!(page.contains("Google preset was filled in"));
     browser.shot("company-account").await;
+
+    // The fax format's live preview follows the typing (the console's script asks the
+    // console); the Preview button is not needed.
+    browser.fill("fax_format", "{0}@fax.example.com").await;
+    let preview = browser
+        .wait_for_text("#fax-preview", "@fax.example.com")
+        .await;
+    assert_eq!(preview, "+15550102000@fax.example.com");
+    browser.fill("fax_format", "fax@{1}").await;
+    browser.wait_for_text("#fax-preview .error", "{1}").await;
+    browser.shot("fax-live-preview").await;
+    browser.fill("fax_format", "").await;
+    browser.wait_for_text("#fax-preview", "faxing is off").await;
 
     // A Microsoft user account bound to SystemUser / User_Name / sa, on the sandbox's
     // SMTP server.

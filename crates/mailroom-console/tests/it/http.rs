@@ -165,6 +165,7 @@ async fn every_response_carries_the_security_headers(db: &TestDatabase) {
         (cookie.as_str(), "/accounts"),
         (cookie.as_str(), "/no-such-page"),
         (cookie.as_str(), "/console.css"),
+        ("", "/console.js"),
     ] {
         let response = harness
             .http
@@ -176,7 +177,10 @@ async fn every_response_carries_the_security_headers(db: &TestDatabase) {
         let headers = response.headers();
         let policy = headers["content-security-policy"].to_str().unwrap();
         assert!(policy.contains("default-src 'none'"), "{path}: {policy}");
-        assert!(!policy.contains("script-src"), "{path}: no script at all");
+        assert!(
+            policy.contains("script-src 'self';") && !policy.contains("unsafe-inline"),
+            "{path}: the console's own script file only, nothing inline: {policy}"
+        );
         assert!(policy.contains("frame-ancestors 'none'"), "{path}");
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
@@ -573,6 +577,32 @@ async fn the_fax_format_is_previewed_and_a_bad_one_is_refused_without_saving(db:
     assert!(page.contains("+15550102000@fax.example.com"), "{page}");
     let company = harness.accounts().company().await.unwrap().unwrap();
     assert!(company.fax_format.is_none(), "a preview saves nothing");
+
+    // The live preview's answers: the address, what is wrong, or that faxing is off.
+    for (query, status, answer) in [
+        (
+            "format=%7B0%7D%40fax.example.com&sample=%2B1+555+010+3000",
+            StatusCode::OK,
+            "+15550103000@fax.example.com",
+        ),
+        (
+            "format=fax%40%7B1%7D&sample=1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{1}",
+        ),
+        ("format=&sample=1", StatusCode::OK, "faxing is off"),
+    ] {
+        let (got, text) = harness.get(&cookie, &format!("/fax-preview?{query}")).await;
+        assert_eq!(got, status, "{query}: {text}");
+        assert!(text.contains(answer), "{query}: {text}");
+    }
+    let (status, _) = harness.get("", "/fax-preview?format=x").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "behind the login");
+    let company = harness.accounts().company().await.unwrap().unwrap();
+    assert!(
+        company.fax_format.is_none(),
+        "the live preview saves nothing"
+    );
 
     let bad = harness
         .submit(
