@@ -235,8 +235,12 @@ async fn the_smtp_setup_list_shows_each_account_and_no_secret(db: &TestDatabase)
         "/accounts/company".to_owned(),
         format!("/accounts/{jo}"),
         format!("/accounts/{kim}"),
+        format!("/accounts/{jo}/sign-in"),
+        "/accounts/new".to_owned(),
         "/outbox".to_owned(),
         format!("/outbox/{id}"),
+        "/health".to_owned(),
+        "/send".to_owned(),
         "/settings".to_owned(),
     ] {
         let (status, page) = harness.get(&cookie, &path).await;
