@@ -1237,6 +1237,63 @@ mod tests {
             Err("a query or a fragment"),
         );
         check(Microsoft, "localhost", Err("is not a URL"));
+        // Each of a user, a password, a query and a fragment is refused on its own.
+        for text in [
+            "http://me@localhost/",
+            "http://:pw@localhost/",
+            "http://localhost/?",
+            "http://localhost/#top",
+        ] {
+            check(Google, text, Err("a query or a fragment"));
+        }
+        check(Google, "http://[::2]/", Err("not a loopback URI"));
+        check(Google, "http://127.0.0.2/", Err("not a loopback URI"));
+    }
+
+    /// A registered URI keeps its path as written: only a bare `/` is left out.
+    #[test]
+    fn only_a_bare_slash_is_left_out_of_the_uri_to_register() {
+        let form = |text: &str| registration_form(&Url::parse(text).unwrap());
+        assert_eq!(form("http://localhost:5000/"), "http://localhost");
+        assert_eq!(
+            form("http://localhost/mailroom/"),
+            "http://localhost/mailroom/"
+        );
+        assert_eq!(form("http://127.0.0.1:80/cb"), "http://127.0.0.1/cb");
+    }
+
+    #[test]
+    fn clouds_are_written_as_they_are_parsed() {
+        for cloud in MicrosoftCloud::ALL {
+            assert_eq!(cloud.to_string(), cloud.as_str());
+            assert_eq!(cloud.to_string().parse::<MicrosoftCloud>().unwrap(), cloud);
+        }
+        assert_eq!(MicrosoftCloud::UsGov.to_string(), "usgov");
+    }
+
+    /// A client secret's seal names its provider and what it is, so it opens neither
+    /// under the other provider's registration nor as an app-only credential.
+    #[test]
+    fn a_client_secrets_seal_is_bound_to_its_provider_and_kind() {
+        let key = mailroom_crypto::EncryptionKey::generate();
+        let sealed = key.seal(b"s3cret", &secret_aad(Provider::Google));
+        assert_eq!(
+            &*key.open(&sealed, &secret_aad(Provider::Google)).unwrap(),
+            b"s3cret"
+        );
+        assert!(key.open(&sealed, &secret_aad(Provider::Microsoft)).is_err());
+        assert!(
+            key.open(&sealed, &credential_aad(Provider::Google, "client-secret"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn only_oauth_providers_have_an_app() {
+        assert!(check_oauth_provider(Provider::Microsoft).is_ok());
+        assert!(check_oauth_provider(Provider::Google).is_ok());
+        let error = check_oauth_provider(Provider::None).unwrap_err();
+        assert!(error.to_string().contains("no OAuth app"), "{error}");
     }
 
     #[test]

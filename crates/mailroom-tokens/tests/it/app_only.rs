@@ -196,6 +196,94 @@ async fn credentials_are_sealed_and_their_kind_is_in_the_seal(db: &TestDatabase)
     drop(server);
 }
 
+/// Credentials compare by kind and content, show no secret in `Debug`, and only a
+/// certificate says when it expires.
+#[test]
+fn credentials_compare_by_content_and_only_a_certificate_expires() {
+    let other = AppCredential::ClientSecret(Secret::new("another-secret"));
+    assert_eq!(secret(), secret());
+    assert_ne!(secret(), other);
+    assert_ne!(secret(), certificate());
+    assert_eq!(format!("{:?}", secret()), "ClientSecret(<redacted>)");
+    assert_eq!(secret().expires_at(), None);
+    assert_eq!(
+        service_account("https://oauth2.example/token").expires_at(),
+        None
+    );
+    let expires = certificate().expires_at().unwrap();
+    assert_eq!(
+        expires.format("%Y-%m-%d %H:%M").to_string(),
+        "2126-11-08 04:28",
+        "the certificate's notAfter"
+    );
+}
+
+/// Both registrations, each with a secret and an app-only credential: listed in provider
+/// order with their secrets opened; a rotation re-seals all four secrets and a lost key's
+/// reset forgets all four; an altered row makes the list fail, not skip it.
+async fn every_registration_is_listed_resealed_and_forgotten_whole(db: &TestDatabase) {
+    let server = MockServer::start().await;
+    let key = KeyRing::generate();
+    register_microsoft(db, &key, &server, secret()).await;
+    let mut google = support::app(&server, true);
+    google.app_credential = Some(Some(service_account(&format!("{}/token", server.uri()))));
+    Apps::new(&db.db, &key)
+        .set(Provider::Google, google)
+        .await
+        .unwrap();
+    // Microsoft's delegated sign-in takes no client secret: its one secret here is the
+    // app-only credential; Google has its client secret and its service account key.
+    let apps = Apps::new(&db.db, &key).list().await.unwrap();
+    let providers: Vec<Provider> = apps.iter().map(|app| app.provider).collect();
+    assert_eq!(providers, [Provider::Google, Provider::Microsoft]);
+    assert_eq!(
+        apps[0].client_secret.as_ref().map(Secret::expose),
+        Some(support::CLIENT_SECRET)
+    );
+    assert_eq!(
+        apps[0].app_credential.as_ref().map(AppCredential::kind),
+        Some("service-account")
+    );
+    assert_eq!(apps[1].app_credential, Some(secret()));
+
+    let new_key = EncryptionKey::generate();
+    let transaction = sea_orm::TransactionTrait::begin(&db.db).await.unwrap();
+    let resealed = Apps::new(&transaction, &key)
+        .reseal(&new_key)
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(
+        resealed, 3,
+        "Google's secret and key, Microsoft's credential"
+    );
+    let rotated = KeyRing::new([new_key.clone(), key.primary().clone()]).unwrap();
+    let listed = Apps::new(&db.db, &rotated).list().await.unwrap();
+    assert_eq!(listed, apps, "the same registrations under the new key");
+
+    // Someone without the key points Google's token endpoint elsewhere: the list fails.
+    db.db
+        .execute(Statement::from_string(
+            db.db.get_database_backend(),
+            "UPDATE oauth_app SET token_url = 'https://attacker.example/token' WHERE provider = 'google'"
+                .to_owned(),
+        ))
+        .await
+        .unwrap();
+    let error = Apps::new(&db.db, &rotated).list().await.unwrap_err();
+    assert!(matches!(error, Error::SettingsAltered { .. }), "{error:?}");
+
+    let only_new = KeyRing::new([new_key.clone()]).unwrap();
+    let forgetting = Apps::new(&db.db, &only_new);
+    assert_eq!(forgetting.forget_secrets().await.unwrap(), 3);
+    assert_eq!(
+        forgetting.forget_secrets().await.unwrap(),
+        0,
+        "nothing left"
+    );
+    drop(server);
+}
+
 /// What the providers refuse is refused when it is set, with what to do: a credential of
 /// the other provider, an expired certificate, app-only under `organizations`.
 async fn credentials_the_providers_refuse_are_refused_when_set(db: &TestDatabase) {
@@ -643,6 +731,7 @@ on_both_backends!(
     credentials_are_sealed_and_their_kind_is_in_the_seal,
     credentials_the_providers_refuse_are_refused_when_set,
     rotation_reseals_and_a_lost_key_forgets_the_credential,
+    every_registration_is_listed_resealed_and_forgotten_whole,
     app_tokens_are_requested_cached_and_renewed,
     four_processes_request_one_app_token,
     a_service_account_gets_a_token_per_mailbox,
