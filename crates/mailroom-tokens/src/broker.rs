@@ -57,10 +57,14 @@ impl BrokerConfig {
     pub fn longest_refresh(&self) -> Duration {
         let attempts = self.transient_attempts.max(1);
         let requests = crate::oauth::REQUEST_TIMEOUT * attempts;
-        let waits: Duration = (1..attempts)
-            .map(|attempt| self.transient_backoff * 2u32.saturating_pow(attempt - 1))
-            .sum();
+        let waits: Duration = (1..attempts).map(|attempt| self.wait_after(attempt)).sum();
         requests + waits
+    }
+
+    /// The wait after the `attempt`th (from 1) transient failure: `transient_backoff`,
+    /// doubled after each further one.
+    pub fn wait_after(&self, attempt: u32) -> Duration {
+        self.transient_backoff * 2u32.saturating_pow(attempt.saturating_sub(1))
     }
 
     /// The refresh lease taken: `lease`, or the longest refresh plus a margin when that is
@@ -580,7 +584,7 @@ impl TokenBroker {
             match self.request_app_token(app, plan).await {
                 Ok(issued) => break issued,
                 Err(Error::Transient { message }) if attempt < self.config.transient_attempts => {
-                    let wait = self.config.transient_backoff * 2u32.pow(attempt - 1);
+                    let wait = self.config.wait_after(attempt);
                     tracing::warn!(provider = %plan.key.provider, attempt, error = %message, "app-only token request failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -741,7 +745,7 @@ impl TokenBroker {
                 Err(OAuthFailure::Transient(message))
                     if attempt < self.config.transient_attempts =>
                 {
-                    let wait = self.config.transient_backoff * 2u32.pow(attempt - 1);
+                    let wait = self.config.wait_after(attempt);
                     tracing::warn!(provider = %key.provider, attempt, error = %message, "token refresh failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -845,5 +849,16 @@ mod lease_tests {
             ..BrokerConfig::default()
         };
         assert_eq!(generous.effective_lease(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn the_wait_doubles_after_each_transient_failure() {
+        let config = BrokerConfig::default();
+        let waits: Vec<Duration> = (1..=4).map(|attempt| config.wait_after(attempt)).collect();
+        assert_eq!(
+            waits,
+            [500, 1_000, 2_000, 4_000].map(Duration::from_millis),
+            "from transient_backoff (500 ms)"
+        );
     }
 }

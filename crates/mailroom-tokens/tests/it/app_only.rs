@@ -390,6 +390,88 @@ async fn rotation_reseals_and_a_lost_key_forgets_the_credential(db: &TestDatabas
     drop(server);
 }
 
+/// A token is used until exactly the expiry skew (5 minutes) before it expires: at that
+/// second, and not a second earlier, a new one is asked for.
+async fn an_app_token_is_renewed_at_the_expiry_skew_not_before(db: &TestDatabase) {
+    let server = MockServer::start().await;
+    let count = Arc::new(AtomicUsize::new(0));
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(numbered_tokens(count.clone(), 3600, Duration::ZERO))
+        .mount(&server)
+        .await;
+    let key = KeyRing::generate();
+    register_microsoft(db, &key, &server, secret()).await;
+    // Whole seconds, so the database keeps the expiry exactly.
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(ManualClock::new(start));
+    let broker = broker(db, &key, &clock);
+    let graph = app_target(Provider::Microsoft, Route::Graph, MAILBOX);
+    assert_eq!(
+        broker.access_token(&graph).await.unwrap().secret.expose(),
+        "app-token-1"
+    );
+    clock.advance(Duration::from_secs(3600 - 5 * 60 - 1));
+    assert_eq!(
+        broker.access_token(&graph).await.unwrap().secret.expose(),
+        "app-token-1",
+        "a second before the skew"
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        broker.access_token(&graph).await.unwrap().secret.expose(),
+        "app-token-2",
+        "at the skew"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+/// A token endpoint failing transiently (5xx) is asked again, `transient_attempts` times
+/// in all; then the failure is transient, and the lease is released (the next send asks
+/// at once instead of waiting for a lease nobody holds).
+async fn an_app_token_request_failing_transiently_is_retried_then_given_up(db: &TestDatabase) {
+    let server = MockServer::start().await;
+    let failing = Arc::new(AtomicUsize::new(2));
+    let answered = failing.clone();
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(move |_: &Request| {
+            if answered
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(1)
+                })
+                .is_ok()
+            {
+                return ResponseTemplate::new(503).set_body_string("try again later");
+            }
+            ResponseTemplate::new(200).set_body_json(json!({
+                "token_type": "Bearer",
+                "expires_in": 3599,
+                "access_token": "app-token-after-two-failures",
+            }))
+        })
+        .mount(&server)
+        .await;
+    let key = KeyRing::generate();
+    register_microsoft(db, &key, &server, secret()).await;
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let broker = broker(db, &key, &clock);
+    let graph = app_target(Provider::Microsoft, Route::Graph, MAILBOX);
+    let token = broker.access_token(&graph).await.unwrap();
+    assert_eq!(token.secret.expose(), "app-token-after-two-failures");
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+
+    // Three failures in a row: given up after the third, the lease released.
+    let smtp = app_target(Provider::Microsoft, Route::Smtp, MAILBOX);
+    failing.store(usize::MAX, Ordering::SeqCst);
+    let error = broker.access_token(&smtp).await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 6);
+    let again = broker.access_token(&smtp).await.unwrap_err();
+    assert!(again.is_transient(), "{again:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 9);
+}
+
 /// Microsoft client credentials with a secret: the documented form (the Graph route's
 /// `/.default`, no refresh token, no user), one request while the token lives, a new one
 /// when it nears expiry, and the SMTP route's token for Exchange Online beside it.
@@ -732,6 +814,8 @@ on_both_backends!(
     credentials_the_providers_refuse_are_refused_when_set,
     rotation_reseals_and_a_lost_key_forgets_the_credential,
     every_registration_is_listed_resealed_and_forgotten_whole,
+    an_app_token_is_renewed_at_the_expiry_skew_not_before,
+    an_app_token_request_failing_transiently_is_retried_then_given_up,
     app_tokens_are_requested_cached_and_renewed,
     four_processes_request_one_app_token,
     a_service_account_gets_a_token_per_mailbox,
