@@ -390,22 +390,48 @@ async fn rotation_reseals_and_a_lost_key_forgets_the_credential(db: &TestDatabas
     drop(server);
 }
 
-/// A token is used until exactly the expiry skew (5 minutes) before it expires: at that
-/// second, and not a second earlier, a new one is asked for.
-async fn an_app_token_is_renewed_at_the_expiry_skew_not_before(db: &TestDatabase) {
+/// The Microsoft app with a client secret, its token endpoint answering numbered tokens
+/// of `lifetime` seconds, and a broker on a clock at `start`.
+struct NumberedApp {
+    server: MockServer,
+    count: Arc<AtomicUsize>,
+    key: KeyRing,
+    clock: Arc<ManualClock>,
+    broker: TokenBroker,
+}
+
+async fn numbered_app(db: &TestDatabase, lifetime: u64, start: SystemTime) -> NumberedApp {
     let server = MockServer::start().await;
     let count = Arc::new(AtomicUsize::new(0));
     Mock::given(method("POST"))
         .and(path("/token"))
-        .respond_with(numbered_tokens(count.clone(), 3600, Duration::ZERO))
+        .respond_with(numbered_tokens(count.clone(), lifetime, Duration::ZERO))
         .mount(&server)
         .await;
     let key = KeyRing::generate();
     register_microsoft(db, &key, &server, secret()).await;
-    // Whole seconds, so the database keeps the expiry exactly.
-    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let clock = Arc::new(ManualClock::new(start));
     let broker = broker(db, &key, &clock);
+    NumberedApp {
+        server,
+        count,
+        key,
+        clock,
+        broker,
+    }
+}
+
+/// A token is used until exactly the expiry skew (5 minutes) before it expires: at that
+/// second, and not a second earlier, a new one is asked for.
+async fn an_app_token_is_renewed_at_the_expiry_skew_not_before(db: &TestDatabase) {
+    // Whole seconds, so the database keeps the expiry exactly.
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let NumberedApp {
+        count,
+        clock,
+        broker,
+        ..
+    } = numbered_app(db, 3600, start).await;
     let graph = app_target(Provider::Microsoft, Route::Graph, MAILBOX);
     assert_eq!(
         broker.access_token(&graph).await.unwrap().secret.expose(),
@@ -476,17 +502,13 @@ async fn an_app_token_request_failing_transiently_is_retried_then_given_up(db: &
 /// `/.default`, no refresh token, no user), one request while the token lives, a new one
 /// when it nears expiry, and the SMTP route's token for Exchange Online beside it.
 async fn app_tokens_are_requested_cached_and_renewed(db: &TestDatabase) {
-    let server = MockServer::start().await;
-    let count = Arc::new(AtomicUsize::new(0));
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(numbered_tokens(count.clone(), 3599, Duration::ZERO))
-        .mount(&server)
-        .await;
-    let key = KeyRing::generate();
-    register_microsoft(db, &key, &server, secret()).await;
-    let clock = Arc::new(ManualClock::new(SystemTime::now()));
-    let broker = broker(db, &key, &clock);
+    let NumberedApp {
+        server,
+        count,
+        key,
+        clock,
+        broker,
+    } = numbered_app(db, 3599, SystemTime::now()).await;
     let graph = app_target(Provider::Microsoft, Route::Graph, MAILBOX);
     let first = broker.access_token(&graph).await.unwrap();
     assert_eq!(first.secret.expose(), "app-token-1");
@@ -782,17 +804,12 @@ async fn delegation_not_configured_names_the_client(db: &TestDatabase) {
 /// A delegated target never uses the app's credential, and an app-only one never a
 /// sign-in: with a sign-in stored for the mailbox, the app-only target still asks the app.
 async fn delegated_and_app_only_tokens_stay_apart(db: &TestDatabase) {
-    let server = MockServer::start().await;
-    let count = Arc::new(AtomicUsize::new(0));
-    Mock::given(method("POST"))
-        .and(path("/token"))
-        .respond_with(numbered_tokens(count.clone(), 3599, Duration::ZERO))
-        .mount(&server)
-        .await;
-    let key = KeyRing::generate();
-    register_microsoft(db, &key, &server, secret()).await;
-    let clock = Arc::new(ManualClock::new(SystemTime::now()));
-    let broker = broker(db, &key, &clock);
+    let NumberedApp {
+        server,
+        count,
+        broker,
+        ..
+    } = numbered_app(db, 3599, SystemTime::now()).await;
     let delegated = TokenTarget {
         auth: Auth::Delegated,
         ..app_target(Provider::Microsoft, Route::Smtp, MAILBOX)
