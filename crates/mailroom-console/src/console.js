@@ -18,7 +18,13 @@
       var question = ++asked;
       var url = "/fax-preview?format=" + encodeURIComponent(format.value) +
         "&sample=" + encodeURIComponent(sample.value);
-      fetch(url, { credentials: "same-origin" }).then(function (response) {
+      fetch(url, { credentials: "same-origin", redirect: "manual" }).then(function (response) {
+        // A preview's answer is plain text; anything else (the session ended and the
+        // login page answers) leaves the preview as it was, and the button still works.
+        var type = response.headers.get("content-type") || "";
+        if (type.indexOf("text/plain") !== 0) {
+          return;
+        }
         return response.text().then(function (text) {
           if (question !== asked) {
             return; // a newer question is on its way
@@ -28,6 +34,8 @@
           shown.textContent = text;
           preview.replaceChildren(shown);
         });
+      }).catch(function () {
+        // The console cannot be reached: the preview stays as it was.
       });
     }, 150);
   }

@@ -62,6 +62,9 @@ pub(crate) struct Posted {
     /// `preview` shows the fax format's result without saving.
     #[serde(default)]
     action: String,
+    /// The draft an Add form shows (Sign In before the account exists), empty otherwise.
+    #[serde(default)]
+    draft: String,
 }
 
 fn number<T: std::str::FromStr>(field: &'static str, text: &str) -> Result<T, ValidationError> {
@@ -86,6 +89,16 @@ impl std::fmt::Debug for Posted {
 impl Posted {
     fn provider(&self) -> Result<Provider, ValidationError> {
         self.provider.parse()
+    }
+
+    /// The draft this form shows (`""`: none).
+    pub(crate) fn draft_id(&self) -> &str {
+        &self.draft
+    }
+
+    /// Makes this form the draft `id`'s.
+    pub(crate) fn set_draft_id(&mut self, id: &str) {
+        id.clone_into(&mut self.draft);
     }
 
     /// The SMTP user typed in.
@@ -201,6 +214,7 @@ impl Posted {
                 self.column_value.clone(),
             ],
             signed_in: None,
+            draft: Some(self.draft.clone()).filter(|id| !id.is_empty()),
         }
     }
 }
@@ -327,7 +341,8 @@ pub(crate) async fn show_new(
     let now = state.options.clock.now();
     let form = state
         .sign_ins
-        .draft_form(&session.key, now)
+        .drafts
+        .form(&session.key, now)
         .map(|(posted, signed_in)| AccountForm {
             signed_in,
             ..posted.shown(settings_for(&posted, None))
@@ -374,7 +389,7 @@ pub(crate) async fn save(
     }
 }
 
-/// POST: adds a user account, with the sign-in the Add form holds when there is one
+/// POST: adds a user account, with the sign-in its draft holds when the form is a draft's
 /// (account and token in one transaction).
 pub(crate) async fn add(
     AxumState(state): AxumState<Arc<State>>,
@@ -383,13 +398,13 @@ pub(crate) async fn add(
 ) -> Result<Response, Failure> {
     let now = state.options.clock.now();
     let mut shown = posted.shown(settings_for(&posted, None));
-    let mut draft = state.sign_ins.take_draft(&session.key, now);
+    let drafts = &state.sign_ins.drafts;
+    let signed_in = drafts.sign_in(&session.key, posted.draft_id(), now);
     let mut notices = Vec::new();
     let saved = async {
         let change = posted.change(true).map_err(mailroom::Error::from)?;
         let binding = posted.binding()?;
-        let signed_in = draft.as_ref().and_then(|draft| draft.signed_in.as_ref());
-        match signed_in {
+        match &signed_in {
             Some(signed_in) if change.provider == Some(signed_in.provider) => {
                 let account = state
                     .mailroom
@@ -398,7 +413,7 @@ pub(crate) async fn add(
                 Ok((account.id, Vec::new(), Vec::new()))
             }
             _ => {
-                if let Some(signed_in) = signed_in {
+                if let Some(signed_in) = &signed_in {
                     notices.push(Notice {
                         error: false,
                         text: format!(
@@ -417,22 +432,16 @@ pub(crate) async fn add(
     .await;
     match saved {
         Ok((id, ignored, saved)) => {
+            drafts.finish(&session.key, posted.draft_id());
             for notice in saved_notices(&ignored, &saved).into_iter().chain(notices) {
                 state.sign_ins.notify(&session.key, notice);
             }
             Ok(Redirect::to(&format!("/accounts/{id}")).into_response())
         }
         Err(error) => {
-            // The account was not added: the sign-in stays with the form, as posted.
-            if let Some(mut kept) = draft.take() {
-                shown.signed_in = kept
-                    .signed_in
-                    .as_ref()
-                    .map(|signed_in| signed_in.identity.address.clone());
-                kept.posted = posted;
-                kept.posted.forget_password();
-                state.sign_ins.put_draft(&session.key, kept, now);
-            }
+            // Not added: the draft keeps the form as posted, and its sign-in.
+            drafts.keep_posted(&session.key, &posted, now);
+            shown.signed_in = signed_in.map(|signed_in| signed_in.identity.address);
             render(&state, &session, None, Some(shown), vec![problem(error)]).await
         }
     }

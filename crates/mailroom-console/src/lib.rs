@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod draft;
 mod forms;
 mod health;
 mod pages;

@@ -300,6 +300,8 @@ pub(crate) struct AccountForm {
     pub(crate) binding: [String; 3],
     /// The address of the sign-in the Add form holds (Sign In before the account exists).
     pub(crate) signed_in: Option<String>,
+    /// The draft the Add form shows, if it is one.
+    pub(crate) draft: Option<String>,
 }
 
 impl AccountForm {
@@ -330,6 +332,7 @@ impl AccountForm {
                 })
                 .unwrap_or_default(),
             signed_in: None,
+            draft: None,
         }
     }
 
@@ -341,6 +344,7 @@ impl AccountForm {
             fax_sample: crate::forms::SAMPLE_FAX.to_owned(),
             binding: Default::default(),
             signed_in: None,
+            draft: None,
         }
     }
 }
@@ -412,7 +416,12 @@ pub(crate) fn account_form(
         html! {
             (notices(row.map(|row| row.account.account_ref()).or(account), shown))
             form #account-form method="post" action=(path) {
+                // Enter in a field saves: the first submit button is the form's default.
+                button.default-action type="submit" name="action" value="save" tabindex="-1" aria-hidden="true" {}
                 (csrf_field(csrf))
+                @if let Some(draft) = &form.draft {
+                    input type="hidden" name="draft" value=(draft);
+                }
                 input type="hidden" name="previous_provider" value=(server.provider.as_str());
                 @if let Some(AccountRef::User(id)) = account {
                     p { "Email Server ID: " strong { (id) } }
@@ -493,12 +502,10 @@ pub(crate) fn account_form(
                 }
                 p.actions {
                     button.primary type="submit" name="action" value="save" { (if account.is_none() { "Add" } else { "Save" }) }
+                    @if account.is_none() && form.signed_in.is_some() {
+                        button.danger type="submit" formaction="/accounts/new/discard" name="action" value="discard" { "Discard the sign-in" }
+                    }
                     a href="/accounts" { "Back to SMTP Setup" }
-                }
-            }
-            @if account.is_none() && form.signed_in.is_some() {
-                div.actions {
-                    (post_button(csrf, "/accounts/new/discard", "Discard the sign-in", "danger"))
                 }
             }
             @if let Some(row) = row {

@@ -22,7 +22,7 @@ use crate::ConsoleOptions;
 use crate::pages::{self, AccountRow, Page};
 use crate::security::{self, Security, SessionContext};
 use crate::signin::{self, SignIns};
-use crate::{forms, health, send};
+use crate::{draft, forms, health, send};
 
 /// Where the stylesheet is served.
 pub(crate) const STYLESHEET: &str = "/console.css";
@@ -68,11 +68,11 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/accounts/new", get(forms::show_new).post(forms::add))
         .route(
             "/accounts/new/sign-in",
-            get(signin::new_choice).post(signin::new_draft),
+            get(draft::choice).post(draft::keep),
         )
-        .route("/accounts/new/sign-in/start", post(signin::start_new))
+        .route("/accounts/new/sign-in/start", post(draft::start))
         .route("/accounts/new/device", get(signin::new_device_page))
-        .route("/accounts/new/discard", post(signin::discard_draft))
+        .route("/accounts/new/discard", post(draft::discard))
         .route("/accounts/{account}", get(forms::show).post(forms::save))
         .route("/accounts/{account}/remove", post(remove_account))
         .route(
@@ -336,6 +336,7 @@ async fn logout(
     Extension(session): Extension<SessionContext>,
 ) -> Response {
     state.security.end_session(&session.key);
+    state.sign_ins.forget(&session.key);
     (
         [(header::SET_COOKIE, state.security.cleared_cookie())],
         Redirect::to("/login"),

@@ -21,7 +21,7 @@ use mailroom::{AccountRef, Provider, Remedy, SignInMode, SignInStep};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::forms::Posted;
+use crate::draft::Drafts;
 use crate::pages::{self, Page, path_of};
 use crate::routes::{Failure, State, account_rows, html, parse_account};
 use crate::security::SessionContext;
@@ -33,7 +33,7 @@ const PENDING_LIFETIME: Duration = Duration::from_secs(10 * 60);
 const PENDING_PER_SESSION: usize = 8;
 
 /// How long a device code sign-in waits for the person.
-const DEVICE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEVICE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// A message shown once, on the session's next page.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub(crate) struct Notice {
 }
 
 impl Notice {
-    fn from_error(error: &mailroom::Error) -> Self {
+    pub(crate) fn from_error(error: &mailroom::Error) -> Self {
         Notice {
             error: true,
             text: error.to_string(),
@@ -53,25 +53,36 @@ impl Notice {
     }
 }
 
-/// A browser sign-in waiting for its redirect, for an account (`None`: the account the
-/// session's [`Draft`] will add).
+/// What a sign-in is for: an account, or the account a session's draft will add (named
+/// by the draft's id, so a sign-in never fills another draft).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Account(AccountRef),
+    Draft(String),
+}
+
+impl Target {
+    /// The account (`None`: the one being added).
+    fn account(&self) -> Option<AccountRef> {
+        match self {
+            Target::Account(account) => Some(*account),
+            Target::Draft(_) => None,
+        }
+    }
+
+    /// Where the sign-in comes back to: the account's form, or the Add form.
+    fn path(&self) -> String {
+        path_of(self.account())
+    }
+}
+
+/// A browser sign-in waiting for its redirect.
 #[derive(Debug)]
 struct Pending {
     session: [u8; 32],
-    account: Option<AccountRef>,
+    target: Target,
     sign_in: RedirectSignIn,
     started: SystemTime,
-}
-
-/// A user account being added with Sign In first, as the guide does it: the Add form as
-/// it was when Sign In was chosen, and the sign-in once it came back. Kept in memory
-/// only, one per session, until the account is added, the draft is discarded, or it
-/// lapses ([`PENDING_LIFETIME`] after it was last touched); nothing is stored before Add.
-#[derive(Debug)]
-pub(crate) struct Draft {
-    pub(crate) posted: Posted,
-    pub(crate) signed_in: Option<SignedIn>,
-    touched: SystemTime,
 }
 
 /// A device code sign-in under way: the code to show, and its outcome once the person
@@ -80,6 +91,9 @@ pub(crate) struct Draft {
 pub(crate) struct Device {
     pub(crate) step: SignInStep,
     pub(crate) outcome: watch::Receiver<Option<Notice>>,
+    /// The task waiting for the person: a sign-in started again for the same account
+    /// (or the session's end) stops it, so a session has one at most per account.
+    task: tokio::task::AbortHandle,
 }
 
 /// How long the device code page holds a request open for the sign-in to end, before it
@@ -95,7 +109,8 @@ pub(crate) struct SignIns {
     pending: Mutex<HashMap<String, Pending>>,
     devices: Mutex<HashMap<DeviceKey, Device>>,
     notices: Mutex<HashMap<[u8; 32], Vec<Notice>>>,
-    drafts: Mutex<HashMap<[u8; 32], Draft>>,
+    /// The accounts being added with Sign In first.
+    pub(crate) drafts: Drafts,
 }
 
 impl SignIns {
@@ -126,74 +141,25 @@ impl SignIns {
             .cloned()
     }
 
-    /// Keeps the Add form as posted (a sign-in already held is kept with it).
-    pub(crate) fn keep_draft(&self, session: &[u8; 32], posted: Posted, now: SystemTime) {
-        let mut drafts = self.drafts.lock().expect("drafts");
-        drafts.retain(|_, draft| draft.touched + PENDING_LIFETIME > now);
-        let signed_in = drafts.remove(session).and_then(|draft| draft.signed_in);
-        drafts.insert(
-            *session,
-            Draft {
-                posted,
-                signed_in,
-                touched: now,
-            },
-        );
-    }
-
-    /// The session's draft, taken out (put it back with [`SignIns::put_draft`]).
-    pub(crate) fn take_draft(&self, session: &[u8; 32], now: SystemTime) -> Option<Draft> {
-        self.drafts
+    /// The session ended: its sign-ins under way, notices and draft go with it.
+    pub(crate) fn forget(&self, session: &[u8; 32]) {
+        self.pending
             .lock()
-            .expect("drafts")
-            .remove(session)
-            .filter(|draft| draft.touched + PENDING_LIFETIME > now)
-    }
-
-    /// Puts a draft back, touched now.
-    pub(crate) fn put_draft(&self, session: &[u8; 32], mut draft: Draft, now: SystemTime) {
-        draft.touched = now;
-        self.drafts.lock().expect("drafts").insert(*session, draft);
-    }
-
-    /// Whether the session's draft holds a sign-in, and whose (without taking it).
-    pub(crate) fn draft_form(
-        &self,
-        session: &[u8; 32],
-        now: SystemTime,
-    ) -> Option<(Posted, Option<String>)> {
-        self.drafts
+            .expect("pending")
+            .retain(|_, waiting| waiting.session != *session);
+        self.devices
             .lock()
-            .expect("drafts")
-            .get(session)
-            .filter(|draft| draft.touched + PENDING_LIFETIME > now)
-            .map(|draft| {
-                (
-                    draft.posted.clone(),
-                    draft
-                        .signed_in
-                        .as_ref()
-                        .map(|signed_in| signed_in.identity.address.clone()),
-                )
-            })
+            .expect("devices")
+            .retain(|(owner, _), device| {
+                let mine = owner == session;
+                if mine {
+                    device.task.abort();
+                }
+                !mine
+            });
+        self.notices.lock().expect("notices").remove(session);
+        self.drafts.forget(session);
     }
-
-    /// A sign-in for the draft came back: the draft takes it, and the signed-in address
-    /// as its SMTP user. False when the draft is gone (discarded, lapsed).
-    fn fill_draft(&self, session: &[u8; 32], signed_in: SignedIn, now: SystemTime) -> bool {
-        let mut drafts = self.drafts.lock().expect("drafts");
-        let Some(draft) = drafts.get_mut(session) else {
-            return false;
-        };
-        draft.posted.set_smtp_user(&signed_in.identity.address);
-        draft.signed_in = Some(signed_in);
-        draft.touched = now;
-        true
-    }
-}
-
-fn account_path(account: Option<AccountRef>) -> String {
-    path_of(account)
 }
 
 /// GET: the "Email Sign In" choice.
@@ -216,6 +182,7 @@ pub(crate) async fn choice(
     Ok(html(pages::sign_in_choice(&page, &row, browser)))
 }
 
+/// The choice posted by an "Email Sign In" button.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SignInForm {
     provider: String,
@@ -252,18 +219,28 @@ pub(crate) async fn start(
             .mailroom
             .begin_sign_in(reference, SignInMode::DeviceCode, DEVICE_TIMEOUT)
             .await?;
-        return Ok(follow_device(&state, &session, Some(reference), sign_in));
+        return Ok(follow_device(
+            &state,
+            &session,
+            Target::Account(reference),
+            sign_in,
+        ));
     }
     let sign_in = state
         .mailroom
         .begin_redirect_sign_in(reference, state.options.listen.port())
         .await?;
-    wait_for_redirect(&state, &session, Some(reference), sign_in)
+    wait_for_redirect(&state, &session, Target::Account(reference), sign_in)
 }
 
 impl SignInForm {
+    /// The provider chosen.
+    pub(crate) fn provider(&self) -> &str {
+        &self.provider
+    }
+
     /// Whether the device code was chosen; a browser sign-in is refused off loopback.
-    fn device(&self, state: &State) -> Result<bool, Failure> {
+    pub(crate) fn device(&self, state: &State) -> Result<bool, Failure> {
         let device = self.mode.as_deref() == Some("device");
         if !device && !state.options.listen.ip().is_loopback() {
             return Err(Failure::invalid(
@@ -277,10 +254,10 @@ impl SignInForm {
 
 /// Keeps a browser sign-in bound to the session under its `state` and sends the browser
 /// to the provider.
-fn wait_for_redirect(
+pub(crate) fn wait_for_redirect(
     state: &State,
     session: &SessionContext,
-    account: Option<AccountRef>,
+    target: Target,
     sign_in: RedirectSignIn,
 ) -> Result<Response, Failure> {
     let url = sign_in.url().to_string();
@@ -301,7 +278,7 @@ fn wait_for_redirect(
         sign_in.state().to_owned(),
         Pending {
             session: session.key,
-            account,
+            target,
             sign_in,
             started: now,
         },
@@ -309,138 +286,27 @@ fn wait_for_redirect(
     Ok(Redirect::to(&url).into_response())
 }
 
-/// POST from the Add form's Sign In: keeps the form as the session's draft and shows the
-/// "Email Sign In" choice for the account it will add.
-pub(crate) async fn new_draft(
-    AxumState(state): AxumState<Arc<State>>,
-    Extension(session): Extension<SessionContext>,
-    Form(mut posted): Form<Posted>,
-) -> Response {
-    posted.forget_password();
-    state
-        .sign_ins
-        .keep_draft(&session.key, posted, state.options.clock.now());
-    Redirect::to("/accounts/new/sign-in").into_response()
-}
-
-/// GET: the "Email Sign In" choice for the account being added: every provider's button
-/// is live (choosing one fills its preset).
-pub(crate) async fn new_choice(
-    AxumState(state): AxumState<Arc<State>>,
-    Extension(session): Extension<SessionContext>,
-) -> Response {
-    let now = state.options.clock.now();
-    let Some((posted, _)) = state.sign_ins.draft_form(&session.key, now) else {
-        return Redirect::to("/accounts/new").into_response();
-    };
-    let page = Page {
-        title: "Email Sign In",
-        csrf: Some(&session.csrf),
-    };
-    let browser = state.options.listen.ip().is_loopback();
-    html(pages::new_account_sign_in_choice(
-        &page,
-        posted.smtp_user(),
-        browser,
-    ))
-}
-
-/// POST: starts the sign-in for the account being added, with the chosen provider's
-/// preset; the draft's fields are checked first, before anyone signs in.
-pub(crate) async fn start_new(
-    AxumState(state): AxumState<Arc<State>>,
-    Extension(session): Extension<SessionContext>,
-    Form(form): Form<SignInForm>,
-) -> Result<Response, Failure> {
-    let now = state.options.clock.now();
-    let Some(mut draft) = state.sign_ins.take_draft(&session.key, now) else {
-        return Ok(Redirect::to("/accounts/new").into_response());
-    };
-    let device = form.device(&state);
-    let begun = async {
-        let provider = form.provider.parse::<Provider>()?;
-        let change = draft.posted.choose_provider(provider)?;
-        // A new sign-in replaces the one held, whatever its outcome.
-        draft.signed_in = None;
-        Ok::<_, mailroom::Error>(change)
-    }
-    .await;
-    let change = match begun {
-        Ok(change) => change,
-        Err(error) => {
-            state.sign_ins.put_draft(&session.key, draft, now);
-            state
-                .sign_ins
-                .notify(&session.key, Notice::from_error(&error));
-            return Ok(Redirect::to("/accounts/new").into_response());
-        }
-    };
-    state.sign_ins.put_draft(&session.key, draft, now);
-    let started = if device? {
-        match state
-            .mailroom
-            .begin_sign_in_for_new_account(&change, SignInMode::DeviceCode, DEVICE_TIMEOUT)
-            .await
-        {
-            Ok(sign_in) => return Ok(follow_device(&state, &session, None, sign_in)),
-            Err(error) => Err(error),
-        }
-    } else {
-        state
-            .mailroom
-            .begin_redirect_sign_in_for_new_account(&change, state.options.listen.port())
-            .await
-    };
-    match started {
-        Ok(sign_in) => wait_for_redirect(&state, &session, None, sign_in),
-        Err(error) => {
-            state
-                .sign_ins
-                .notify(&session.key, Notice::from_error(&error));
-            Ok(Redirect::to("/accounts/new").into_response())
-        }
-    }
-}
-
-/// POST: drops the sign-in the account being added holds, and the SMTP user it filled;
-/// the form's other fields stay.
-pub(crate) async fn discard_draft(
-    AxumState(state): AxumState<Arc<State>>,
-    Extension(session): Extension<SessionContext>,
-) -> Response {
-    let now = state.options.clock.now();
-    if let Some(mut draft) = state.sign_ins.take_draft(&session.key, now) {
-        if draft.signed_in.take().is_some() {
-            draft.posted.set_smtp_user("");
-        }
-        state.sign_ins.put_draft(&session.key, draft, now);
-    }
-    Redirect::to("/accounts/new").into_response()
-}
-
 /// The outcome of a sign-in that came back: stored for an account, or held by the
-/// session's draft for the account it will add.
+/// session's draft it was started for.
 async fn outcome(
     state: &State,
     session: &[u8; 32],
-    account: Option<AccountRef>,
+    target: &Target,
     signed_in: mailroom::Result<SignedIn>,
 ) -> Notice {
-    let stored = match (account, signed_in) {
+    let stored = match (target, signed_in) {
         (_, Err(error)) => Err(error),
-        (Some(account), Ok(signed_in)) => {
-            state.mailroom.complete_sign_in(account, &signed_in).await
+        (Target::Account(account), Ok(signed_in)) => {
+            state.mailroom.complete_sign_in(*account, &signed_in).await
         }
-        (None, Ok(signed_in)) => {
+        (Target::Draft(id), Ok(signed_in)) => {
             let address = signed_in.identity.address.clone();
-            if !state
-                .sign_ins
-                .fill_draft(session, signed_in, state.options.clock.now())
-            {
+            let now = state.options.clock.now();
+            if !state.sign_ins.drafts.fill(session, id, signed_in, now) {
                 return Notice {
                     error: true,
                     text: format!(
-                        "{address} signed in, but the account being added was discarded or lapsed after ten minutes: nothing was kept"
+                        "{address} signed in, but the account being added was added, replaced or discarded meanwhile: this sign-in was not kept"
                     ),
                     remedy: None,
                 };
@@ -465,31 +331,37 @@ async fn outcome(
 }
 
 /// Shows the device code on a page that follows the sign-in until it ends.
-fn follow_device(
+pub(crate) fn follow_device(
     state: &Arc<State>,
     session: &SessionContext,
-    account: Option<AccountRef>,
+    target: Target,
     sign_in: mailroom::SignInSession,
 ) -> Response {
+    let account = target.account();
     let (outcome_tx, watching) = watch::channel(None);
-    let device = Device {
-        step: sign_in.step().clone(),
-        outcome: watching,
-    };
+    let step = sign_in.step().clone();
     let waiting = Arc::clone(state);
     let key = session.key;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let signed_in = sign_in.wait().await;
-        let notice = outcome(&waiting, &key, account, signed_in).await;
+        let notice = outcome(&waiting, &key, &target, signed_in).await;
         let _ = outcome_tx.send(Some(notice));
     });
-    state
+    let device = Device {
+        step,
+        outcome: watching,
+        task: task.abort_handle(),
+    };
+    let replaced = state
         .sign_ins
         .devices
         .lock()
         .expect("devices")
         .insert((session.key, account), device);
-    Redirect::to(&format!("{}/device", account_path(account))).into_response()
+    if let Some(replaced) = replaced {
+        replaced.task.abort();
+    }
+    Redirect::to(&format!("{}/device", path_of(account))).into_response()
 }
 
 /// GET: the device code page; it reloads itself until the sign-in ends.
@@ -516,7 +388,7 @@ async fn follow_device_page(
     account: Option<AccountRef>,
 ) -> Response {
     let Some(mut device) = state.sign_ins.device(&session.key, account) else {
-        return Redirect::to(&account_path(account)).into_response();
+        return Redirect::to(&path_of(account)).into_response();
     };
     let stopped = matches!(
         tokio::time::timeout(DEVICE_HOLD, device.outcome.wait_for(Option::is_some)).await,
@@ -544,7 +416,7 @@ async fn follow_device_page(
             .expect("devices")
             .remove(&(session.key, account));
         state.sign_ins.notify(&session.key, notice);
-        return Redirect::to(&account_path(account)).into_response();
+        return Redirect::to(&path_of(account)).into_response();
     }
     let page = Page {
         title: "Email Sign In",
@@ -592,12 +464,12 @@ pub(crate) async fn callback(state: &State, uri: &Uri) -> Response {
         .mailroom
         .receive_redirect_sign_in(pending.sign_in, pairs)
         .await;
-    let notice = outcome(state, &pending.session, pending.account, signed_in).await;
+    let notice = outcome(state, &pending.session, &pending.target, signed_in).await;
     state.sign_ins.notify(&pending.session, notice);
     // Back on the console's own address, where the session cookie is (the redirect
     // may have come to `localhost` while the console was opened as 127.0.0.1).
     let mut back = state.origin();
-    back.set_path(&account_path(pending.account));
+    back.set_path(&pending.target.path());
     Redirect::to(back.as_str()).into_response()
 }
 
@@ -627,5 +499,5 @@ pub(crate) async fn sign_out(
             remedy: None,
         },
     );
-    Ok(Redirect::to(&account_path(Some(reference))).into_response())
+    Ok(Redirect::to(&path_of(Some(reference))).into_response())
 }

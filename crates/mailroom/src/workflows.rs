@@ -69,7 +69,8 @@ pub enum SignInStep {
 }
 
 /// A sign-in under way: show [`SignInSession::step`], then [`SignInSession::finish`] to
-/// wait for the person and store the result, or [`SignInSession::cancel`].
+/// wait for the person and store the result, or [`SignInSession::cancel`]. Dropping it
+/// abandons the sign-in as `cancel` does (the listener closes, polling stops).
 #[derive(Debug)]
 pub struct SignInSession {
     account: Option<AccountRef>,
@@ -105,8 +106,8 @@ impl SignInSession {
 
     /// Waits for the person and returns the sign-in without storing it (for
     /// [`Mailroom::add_account_with_sign_in`]).
-    pub async fn wait(self) -> Result<SignedIn> {
-        match self.task.await {
+    pub async fn wait(mut self) -> Result<SignedIn> {
+        match (&mut self.task).await {
             Ok(result) => Ok(result?),
             Err(error) => Err(mailroom_tokens::Error::SignInFailed(format!(
                 "the sign-in stopped: {error}"
@@ -118,6 +119,13 @@ impl SignInSession {
     /// Abandons the sign-in: the loopback listener closes, polling stops, nothing is
     /// stored.
     pub fn cancel(self) {
+        drop(self);
+    }
+}
+
+impl Drop for SignInSession {
+    fn drop(&mut self) {
+        // A no-op once the sign-in has ended.
         self.task.abort();
     }
 }

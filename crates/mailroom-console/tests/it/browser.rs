@@ -136,6 +136,12 @@ impl Browser {
     async fn click_to_leave(&self, label: &str) {
         let old = self.css("html").await;
         self.button(label).await.click().await.unwrap();
+        self.wait_until_gone(&old, &format!("clicking {label}"))
+            .await;
+    }
+
+    /// Waits until `old` (the previous page's root) is gone.
+    async fn wait_until_gone(&self, old: &fantoccini::elements::Element, what: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             match old.tag_name().await {
@@ -147,12 +153,12 @@ impl Browser {
                 {
                     return;
                 }
-                Err(error) => panic!("after clicking {label}: {error}"),
+                Err(error) => panic!("after {what}: {error}"),
                 Ok(_) => {}
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "clicking {label} did not load another page"
+                "{what} did not load another page"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -176,6 +182,19 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Presses Enter in the field `name` and returns once the browser has left the page
+    /// (as a form's implicit submission does).
+    async fn press_enter(&self, name: &str) {
+        let old = self.css("html").await;
+        self.css(&format!("[name='{name}']"))
+            .await
+            .send_keys("\u{E007}")
+            .await
+            .unwrap();
+        self.wait_until_gone(&old, &format!("Enter in {name}"))
+            .await;
     }
 
     async fn fill(&self, name: &str, value: &str) {
@@ -273,6 +292,13 @@ async fn an_administrator_configures_signs_in_sends_and_manages_the_outbox_in_ch
     browser.shot("fax-live-preview").await;
     browser.fill("fax_format", "").await;
     browser.wait_for_text("#fax-preview", "faxing is off").await;
+
+    // Enter in a field saves the form (its default button is Save, not Preview).
+    browser.fill("smtp_user", "orders@example.com").await;
+    browser.press_enter("smtp_user").await;
+    browser.wait_for_text("main", "Saved.").await;
+    let company = harness.accounts().company().await.unwrap().unwrap();
+    assert_eq!(company.server.smtp_user, "orders@example.com");
 
     // A Microsoft user account bound to SystemUser / User_Name / sa, on the sandbox's
     // SMTP server.

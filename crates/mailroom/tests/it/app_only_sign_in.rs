@@ -13,6 +13,7 @@ use mailroom_tokens::registration::{AppChange, Apps};
 use mailroom_tokens::storage::TokenStore;
 
 on_both_backends!(
+    a_dropped_sign_in_stops_listening,
     every_sign_in_workflow_refuses_an_app_only_account,
     signing_out_a_person_is_not_held_back_by_an_app_only_account,
 );
@@ -218,4 +219,46 @@ async fn signing_out_a_person_is_not_held_back_by_an_app_only_account(db: &TestD
             .unwrap()
             .is_empty()
     );
+}
+
+/// Dropping a sign-in under way abandons it, as `cancel` does: its loopback listener
+/// closes (a console that starts a device code sign-in again relies on this to keep one
+/// per account).
+async fn a_dropped_sign_in_stops_listening(db: &TestDatabase) {
+    let (mailroom, key) = setup(db).await;
+    let id = Accounts::new(&db.db, &key)
+        .add_user_account(&microsoft(Auth::Delegated), None)
+        .await
+        .unwrap()
+        .account
+        .id;
+    let session = mailroom
+        .begin_sign_in(
+            AccountRef::User(id),
+            SignInMode::Browser,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let mailroom::SignInStep::OpenUrl(url) = session.step().clone() else {
+        panic!("a browser sign-in opens an address");
+    };
+    let redirect: url::Url = url
+        .query_pairs()
+        .find(|(name, _)| name == "redirect_uri")
+        .map(|(_, value)| value.parse().unwrap())
+        .unwrap();
+    let port = redirect.port().unwrap();
+    let listening = || tokio::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(listening().await.is_ok(), "listening while under way");
+    drop(session);
+    // The listener closes once the runtime has dropped the aborted task.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while listening().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still listening on {port} after the sign-in was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
