@@ -1296,6 +1296,65 @@ mod tests {
         assert!(error.to_string().contains("no OAuth app"), "{error}");
     }
 
+    /// The providers' documented endpoints (Google: developers.google.com/identity/
+    /// protocols/oauth2/native-app and limited-input-device; Microsoft: MicrosoftDocs/
+    /// entra-docs `v2-oauth2-auth-code-flow.md`, `v2-oauth2-device-code.md`, national
+    /// clouds' login hosts), and an override wins over each.
+    #[test]
+    fn endpoints_are_the_documented_ones_unless_overridden() {
+        let app = |provider: Provider, cloud: MicrosoftCloud| AppRegistration {
+            provider,
+            client_id: "client".to_owned(),
+            client_secret: None,
+            tenant: Some("contoso.onmicrosoft.com".to_owned()),
+            cloud,
+            overrides: EndpointOverrides::default(),
+            app_credential: None,
+        };
+        let text = |url: Option<Url>| url.map(|url| url.to_string());
+        let google = app(Provider::Google, MicrosoftCloud::Global).endpoints();
+        assert_eq!(
+            google.authorize.as_str(),
+            "https://accounts.google.com/o/oauth2/v2/auth"
+        );
+        assert_eq!(google.token.as_str(), "https://oauth2.googleapis.com/token");
+        assert_eq!(
+            text(google.device).as_deref(),
+            Some("https://oauth2.googleapis.com/device/code")
+        );
+        assert_eq!(
+            text(google.revoke).as_deref(),
+            Some("https://oauth2.googleapis.com/revoke")
+        );
+        let microsoft = app(Provider::Microsoft, MicrosoftCloud::Global).endpoints();
+        let base = "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0";
+        assert_eq!(microsoft.authorize.as_str(), format!("{base}/authorize"));
+        assert_eq!(microsoft.token.as_str(), format!("{base}/token"));
+        assert_eq!(text(microsoft.device), Some(format!("{base}/devicecode")));
+        assert_eq!(microsoft.revoke, None, "Microsoft revokes no OAuth token");
+        let usgov = app(Provider::Microsoft, MicrosoftCloud::UsGov).endpoints();
+        assert_eq!(
+            usgov.token.as_str(),
+            "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+
+        let mut overridden = app(Provider::Google, MicrosoftCloud::Global);
+        let proxy =
+            |path: &str| Some(Url::parse(&format!("https://proxy.example/{path}")).unwrap());
+        overridden.overrides.authorize_url = proxy("a");
+        overridden.overrides.token_url = proxy("t");
+        overridden.overrides.device_url = proxy("d");
+        overridden.overrides.revoke_url = proxy("r");
+        for provider in [Provider::Google, Provider::Microsoft] {
+            overridden.provider = provider;
+            let endpoints = overridden.endpoints();
+            assert_eq!(text(Some(endpoints.authorize)), text(proxy("a")));
+            assert_eq!(text(Some(endpoints.token)), text(proxy("t")));
+            assert_eq!(text(endpoints.device), text(proxy("d")));
+            assert_eq!(text(endpoints.revoke), text(proxy("r")));
+        }
+    }
+
     #[test]
     fn the_uri_to_register_has_no_port_and_no_bare_slash() {
         let mut app = AppRegistration {
