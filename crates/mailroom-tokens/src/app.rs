@@ -1250,6 +1250,53 @@ mod tests {
         check(Google, "http://127.0.0.2/", Err("not a loopback URI"));
     }
 
+    /// Tokens and secrets go to an endpoint over TLS; plain http only to this machine (a
+    /// test server, a local proxy).
+    #[test]
+    fn endpoints_take_https_and_plain_http_only_to_loopback() {
+        for text in [
+            "https://login.example.com/token",
+            "http://127.0.0.1:8080/token",
+            "http://localhost/token",
+            "http://[::1]:9/token",
+        ] {
+            assert_eq!(
+                parse_endpoint_url("token url", text).unwrap().as_str(),
+                Url::parse(text).unwrap().as_str()
+            );
+        }
+        for (text, problem) in [
+            (
+                "http://login.example.com/token",
+                "plain http to a non-loopback host",
+            ),
+            ("http://10.0.0.1/token", "plain http to a non-loopback host"),
+            ("ftp://login.example.com/token", "has the scheme `ftp`"),
+            ("login.example.com/token", "is not a URL"),
+        ] {
+            let error = parse_endpoint_url("token url", text).unwrap_err();
+            assert!(error.to_string().contains(problem), "{text}: {error}");
+        }
+    }
+
+    /// A refused redirect URI is answered with the provider's own default as the example.
+    #[test]
+    fn a_refused_redirect_uri_names_the_providers_default() {
+        let google = parse_redirect_uri(Provider::Google, "https://x").unwrap_err();
+        assert!(
+            google.to_string().contains(DEFAULT_GOOGLE_REDIRECT_URI),
+            "{google}"
+        );
+        let microsoft = parse_redirect_uri(Provider::Microsoft, "https://x").unwrap_err();
+        assert!(
+            microsoft
+                .to_string()
+                .contains(DEFAULT_MICROSOFT_REDIRECT_URI)
+                && !microsoft.to_string().contains(DEFAULT_GOOGLE_REDIRECT_URI),
+            "{microsoft}"
+        );
+    }
+
     /// A registered URI keeps its path as written: only a bare `/` is left out.
     #[test]
     fn only_a_bare_slash_is_left_out_of_the_uri_to_register() {
