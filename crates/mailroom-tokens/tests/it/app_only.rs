@@ -300,6 +300,29 @@ async fn credentials_the_providers_refuse_are_refused_when_set(db: &TestDatabase
             .contains("a service-account is not an app-only credential of microsoft"),
         "{error}"
     );
+    assert!(
+        error
+            .to_string()
+            .contains("a client secret or a certificate"),
+        "{error}"
+    );
+    let mut change = support::app(&server, false);
+    change.app_credential = Some(Some(secret()));
+    let error = apps.set(Provider::Google, change).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("give Google a service account's JSON key file"),
+        "{error}"
+    );
+    // A client secret is text a form can carry: no control characters.
+    let mut change = support::app(&server, false);
+    change.tenant = Some(TENANT.to_owned());
+    change.app_credential = Some(Some(AppCredential::ClientSecret(Secret::new(
+        "app-secret\nvalue",
+    ))));
+    let error = apps.set(Provider::Microsoft, change).await.unwrap_err();
+    assert!(error.to_string().contains("client secret"), "{error}");
 
     let expired = AppCredential::Certificate(Arc::new(
         AppCertificate::from_pem(&format!("{EXPIRED_CERTIFICATE}{KEY}")).unwrap(),

@@ -294,6 +294,51 @@ async fn a_redirect_uri_changed_behind_mailrooms_back_breaks_the_seal() {
     db.finish().await;
 }
 
+/// A registration without its settings seal is refused once seals are required (a
+/// database made since they exist); in an older database (its key check made before the
+/// marker) it is read until every row is sealed and marked.
+#[tokio::test]
+async fn a_registration_without_its_seal_is_refused_once_seals_are_required() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    let apps = Apps::new(&db.db, &key);
+    let change = AppChange {
+        client_id: Some("client".to_owned()),
+        tenant: Some("contoso.onmicrosoft.com".to_owned()),
+        ..AppChange::default()
+    };
+    apps.set(Provider::Microsoft, change).await.unwrap();
+    db.db
+        .execute_unprepared("UPDATE oauth_app SET settings_seal = NULL")
+        .await
+        .unwrap();
+    let error = apps.require(Provider::Microsoft).await.unwrap_err();
+    assert!(matches!(error, Error::SettingsAltered { .. }), "{error:?}");
+
+    // As an older version left it: a key check without the marker.
+    let old_check = key.primary().seal(b"mailroom key check", b"key_check:1");
+    db.db
+        .execute(Statement::from_sql_and_values(
+            db.db.get_database_backend(),
+            "UPDATE key_check SET sealed = ?",
+            [old_check.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        apps.require(Provider::Microsoft).await.unwrap().client_id,
+        "client"
+    );
+    assert_eq!(apps.list().await.unwrap().len(), 1);
+    mailroom_crypto::store::mark_settings_sealed(&db.db, key.primary())
+        .await
+        .unwrap();
+    let error = apps.require(Provider::Microsoft).await.unwrap_err();
+    assert!(matches!(error, Error::SettingsAltered { .. }), "{error:?}");
+    db.finish().await;
+}
+
 /// A Microsoft registration stored before the tenant was required (tenant null) keeps
 /// working as `organizations` and can still be changed without naming a tenant.
 #[tokio::test]
