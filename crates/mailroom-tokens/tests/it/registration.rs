@@ -22,6 +22,15 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{self, approve, browser, form, microsoft_id_token, microsoft_token_body};
 
+/// A Microsoft app of the contoso tenant, with the real endpoints.
+fn contoso() -> AppChange {
+    AppChange {
+        client_id: Some("client".to_owned()),
+        tenant: Some("contoso.onmicrosoft.com".to_owned()),
+        ..AppChange::default()
+    }
+}
+
 fn options() -> SignInOptions {
     SignInOptions {
         expected_address: Some("sa@contoso.example".to_owned()),
@@ -244,17 +253,7 @@ async fn a_microsoft_registration_needs_a_tenant_and_takes_no_secret() {
         .expect_err("no secret");
     assert!(error.to_string().contains("AADSTS700025"), "{error}");
 
-    let app = apps
-        .set(
-            Provider::Microsoft,
-            AppChange {
-                client_id: Some("client".to_owned()),
-                tenant: Some("contoso.onmicrosoft.com".to_owned()),
-                ..AppChange::default()
-            },
-        )
-        .await
-        .unwrap();
+    let app = apps.set(Provider::Microsoft, contoso()).await.unwrap();
     assert_eq!(app.redirect_uri_to_register(), "http://localhost");
     assert_eq!(app.redirect_uri_with_port(50123), "http://localhost:50123/");
     db.finish().await;
@@ -269,15 +268,13 @@ async fn a_redirect_uri_changed_behind_mailrooms_back_breaks_the_seal() {
     let key = KeyRing::generate();
     let apps = Apps::new(&db.db, &key);
     let change = AppChange {
-        client_id: Some("client".to_owned()),
-        tenant: Some("contoso.onmicrosoft.com".to_owned()),
         overrides: mailroom_tokens::registration::EndpointOverrides {
             redirect_uri: Some(
                 parse_redirect_uri(Provider::Microsoft, "http://localhost/a").unwrap(),
             ),
             ..Default::default()
         },
-        ..AppChange::default()
+        ..contoso()
     };
     apps.set(Provider::Microsoft, change).await.unwrap();
     let app = apps.require(Provider::Microsoft).await.unwrap();
@@ -303,11 +300,7 @@ async fn a_registration_without_its_seal_is_refused_once_seals_are_required() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let key = KeyRing::generate();
     let apps = Apps::new(&db.db, &key);
-    let change = AppChange {
-        client_id: Some("client".to_owned()),
-        tenant: Some("contoso.onmicrosoft.com".to_owned()),
-        ..AppChange::default()
-    };
+    let change = contoso();
     apps.set(Provider::Microsoft, change).await.unwrap();
     db.db
         .execute_unprepared("UPDATE oauth_app SET settings_seal = NULL")
@@ -347,16 +340,7 @@ async fn a_registration_stored_without_a_tenant_keeps_working() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let key = KeyRing::generate();
     let apps = Apps::new(&db.db, &key);
-    apps.set(
-        Provider::Microsoft,
-        AppChange {
-            client_id: Some("client".to_owned()),
-            tenant: Some("contoso.onmicrosoft.com".to_owned()),
-            ..AppChange::default()
-        },
-    )
-    .await
-    .unwrap();
+    apps.set(Provider::Microsoft, contoso()).await.unwrap();
     // The row as an older version left it: no tenant, sealed as it stands.
     db.db
         .execute(Statement::from_string(
