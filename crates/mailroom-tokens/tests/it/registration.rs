@@ -332,6 +332,50 @@ async fn a_registration_without_its_seal_is_refused_once_seals_are_required() {
     db.finish().await;
 }
 
+/// Going back to the real endpoints keeps a registered redirect URI; an API URL of the
+/// other provider is refused.
+#[tokio::test]
+async fn resetting_the_endpoints_keeps_the_redirect_uri() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    let apps = Apps::new(&db.db, &key);
+    let server = MockServer::start().await;
+    let mut change = support::app(&server, false);
+    change.tenant = Some("contoso.onmicrosoft.com".to_owned());
+    change.overrides.redirect_uri =
+        Some(parse_redirect_uri(Provider::Microsoft, "http://localhost/mailroom").unwrap());
+    apps.set(Provider::Microsoft, change).await.unwrap();
+    let app = apps
+        .set(
+            Provider::Microsoft,
+            AppChange {
+                reset_endpoints: true,
+                ..AppChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        app.endpoints().token.as_str(),
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+    );
+    assert_eq!(app.redirect_uri_to_register(), "http://localhost/mailroom");
+
+    let gmail = mailroom_tokens::registration::parse_endpoint_url(
+        "gmail api url",
+        "https://gmail.example/",
+    )
+    .unwrap();
+    let mut change = AppChange::default();
+    change.overrides.gmail_api_url = Some(gmail);
+    let error = apps.set(Provider::Microsoft, change).await.unwrap_err();
+    assert!(
+        error.to_string().contains("applies to Google only"),
+        "{error}"
+    );
+    db.finish().await;
+}
+
 /// A Microsoft registration stored before the tenant was required (tenant null) keeps
 /// working as `organizations` and can still be changed without naming a tenant.
 #[tokio::test]
