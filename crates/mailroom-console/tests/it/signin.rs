@@ -49,6 +49,26 @@ impl Harness {
         self.approve_sign_in_at(cookie, &path, &csrf, address).await
     }
 
+    /// A choice page's Microsoft button (`mode`: `browser` or `device`), posted to `path`;
+    /// the console answers with a redirect (to the provider, or to the device code page).
+    async fn choose_microsoft(
+        &self,
+        cookie: &str,
+        path: &str,
+        csrf: &str,
+        mode: &str,
+    ) -> reqwest::Response {
+        let start = self
+            .post(
+                cookie,
+                path,
+                &[("csrf", csrf), ("provider", "microsoft"), ("mode", mode)],
+            )
+            .await;
+        assert_eq!(start.status(), StatusCode::SEE_OTHER);
+        start
+    }
+
     /// Chooses Sign in with Microsoft with a POST to `path` (a choice page's buttons) and
     /// approves as `address`; returns the redirect back to the console.
     async fn approve_sign_in_at(
@@ -58,18 +78,7 @@ impl Harness {
         csrf: &str,
         address: &str,
     ) -> String {
-        let start = self
-            .post(
-                cookie,
-                path,
-                &[
-                    ("csrf", csrf),
-                    ("provider", "microsoft"),
-                    ("mode", "browser"),
-                ],
-            )
-            .await;
-        assert_eq!(start.status(), StatusCode::SEE_OTHER);
+        let start = self.choose_microsoft(cookie, path, csrf, "browser").await;
         let authorize = url::Url::parse(start.headers()[LOCATION].to_str().unwrap()).unwrap();
         let query: std::collections::HashMap<_, _> = authorize.query_pairs().into_owned().collect();
         let port = self.console.listen_address().port();
@@ -451,18 +460,7 @@ impl Harness {
         csrf: &str,
         address: &str,
     ) -> String {
-        let start = self
-            .post(
-                cookie,
-                path,
-                &[
-                    ("csrf", csrf),
-                    ("provider", "microsoft"),
-                    ("mode", "device"),
-                ],
-            )
-            .await;
-        assert_eq!(start.status(), StatusCode::SEE_OTHER);
+        let start = self.choose_microsoft(cookie, path, csrf, "device").await;
         let device = start.headers()[LOCATION].to_str().unwrap().to_owned();
         assert!(device.ends_with("/device"), "{device}");
         let (status, page) = self.get(cookie, &device).await;

@@ -31,6 +31,13 @@ fn contoso() -> AppChange {
     }
 }
 
+/// Reading the Microsoft registration is refused: its settings were altered without the
+/// key.
+async fn refused_as_altered(apps: &Apps<'_, sea_orm::DatabaseConnection>) {
+    let error = apps.require(Provider::Microsoft).await.unwrap_err();
+    assert!(matches!(error, Error::SettingsAltered { .. }), "{error:?}");
+}
+
 fn options() -> SignInOptions {
     SignInOptions {
         expected_address: Some("sa@contoso.example".to_owned()),
@@ -286,8 +293,7 @@ async fn a_redirect_uri_changed_behind_mailrooms_back_breaks_the_seal() {
         ))
         .await
         .unwrap();
-    let error = apps.require(Provider::Microsoft).await.unwrap_err();
-    assert!(matches!(error, Error::SettingsAltered { .. }), "{error:?}");
+    refused_as_altered(&apps).await;
     db.finish().await;
 }
 
@@ -300,14 +306,12 @@ async fn a_registration_without_its_seal_is_refused_once_seals_are_required() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let key = KeyRing::generate();
     let apps = Apps::new(&db.db, &key);
-    let change = contoso();
-    apps.set(Provider::Microsoft, change).await.unwrap();
+    apps.set(Provider::Microsoft, contoso()).await.unwrap();
     db.db
         .execute_unprepared("UPDATE oauth_app SET settings_seal = NULL")
         .await
         .unwrap();
-    let error = apps.require(Provider::Microsoft).await.unwrap_err();
-    assert!(matches!(error, Error::SettingsAltered { .. }), "{error:?}");
+    refused_as_altered(&apps).await;
 
     // As an older version left it: a key check without the marker.
     let old_check = key.primary().seal(b"mailroom key check", b"key_check:1");
@@ -327,8 +331,7 @@ async fn a_registration_without_its_seal_is_refused_once_seals_are_required() {
     mailroom_crypto::store::mark_settings_sealed(&db.db, key.primary())
         .await
         .unwrap();
-    let error = apps.require(Provider::Microsoft).await.unwrap_err();
-    assert!(matches!(error, Error::SettingsAltered { .. }), "{error:?}");
+    refused_as_altered(&apps).await;
     db.finish().await;
 }
 
