@@ -2,10 +2,11 @@
 //! prompting for a sign-in), and records each outcome. On shutdown it claims nothing new,
 //! puts back what it claimed and did not start, and lets the sends in flight finish.
 //!
-//! One claim takes up to eight messages per send slot (at most 1,024), so that its
-//! statements are shared by many sends; the messages not started yet wait in the agent,
-//! leased to it. Outcomes are recorded together: deliveries in one statement, at most a
-//! quarter of a second after the first of them.
+//! One claim takes up to eight messages per send slot, or about a second of this agent's
+//! sending when that is more (at most 1,024), so that its statements are shared by many
+//! sends; the messages not started yet wait in the agent, leased to it. The accounts of a
+//! claim's messages are read together. Outcomes are recorded together: deliveries in one
+//! statement, at most a quarter of a second after the first of them.
 //!
 //! A claim leases a message for [`AgentOptions::lease`]; while the send is in flight a
 //! heartbeat renews the lease every third of it (or [`AgentOptions::heartbeat`]), so a long
@@ -13,7 +14,7 @@
 //! are claimed again soon after it stopped renewing. Lease times come from the outbox's
 //! clock ([`crate::OutboxClock`]), which every agent on the database shares.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -414,18 +415,71 @@ fn recorded_event(id: i64, event: AgentEvent, message_id: &str, recorded: bool) 
     event
 }
 
-/// How many messages one claim keeps leased per send slot: the claim's statements are
-/// shared by this many rounds of sends.
+/// How many messages one claim keeps leased per send slot, at least: the claim's
+/// statements are shared by this many rounds of sends.
 const CLAIM_ROUNDS: usize = 8;
 
 /// The most messages one agent keeps claimed (sending and waiting to be sent).
 pub(crate) const MAX_CLAIM_AHEAD: usize = 1024;
 
-/// How many messages an agent with `concurrency` slots keeps claimed.
-fn claim_ahead(concurrency: usize) -> usize {
+/// How far ahead an agent that sends fast claims: what it sent in this long (measured over
+/// the last [`RATE_WINDOW`]). A message queued just after a claim waits behind at most
+/// about this much of the agent's sending, however fast or slow its servers are.
+const CLAIM_HORIZON: Duration = Duration::from_secs(1);
+
+/// How long the agent's send rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// How many messages an agent with `concurrency` slots keeps claimed, having sent at
+/// `per_second` lately: [`CLAIM_ROUNDS`] rounds of its slots, or what it sends in
+/// [`CLAIM_HORIZON`] when that is more, at most [`MAX_CLAIM_AHEAD`].
+fn claim_ahead(concurrency: usize, per_second: usize) -> usize {
+    let horizon = (per_second as u128 * CLAIM_HORIZON.as_millis() / 1000)
+        .try_into()
+        .unwrap_or(usize::MAX);
     concurrency
         .saturating_mul(CLAIM_ROUNDS)
+        .max(horizon)
         .clamp(1, MAX_CLAIM_AHEAD)
+}
+
+/// The agent's recent send rate: sends finished per second, over the last whole
+/// [`RATE_WINDOW`].
+#[derive(Debug)]
+struct SendRate {
+    since: tokio::time::Instant,
+    count: usize,
+    per_second: usize,
+}
+
+impl SendRate {
+    fn new(now: tokio::time::Instant) -> Self {
+        Self {
+            since: now,
+            count: 0,
+            per_second: 0,
+        }
+    }
+
+    /// Counts `finished` sends that ended at `now`.
+    fn finished(&mut self, finished: usize, now: tokio::time::Instant) {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= RATE_WINDOW {
+            let per_second = self.count as u128 * 1000 / elapsed.as_millis().max(1);
+            self.per_second = per_second.try_into().unwrap_or(usize::MAX);
+            self.since = now;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(finished);
+    }
+
+    /// Sends per second over the last whole window; 0 when idle for longer than a window.
+    fn per_second(&self, now: tokio::time::Instant) -> usize {
+        if now.saturating_duration_since(self.since) >= RATE_WINDOW * 2 {
+            return 0;
+        }
+        self.per_second
+    }
 }
 
 /// How soon an agent whose claim found every mailbox held by other agents' claims tries
@@ -685,7 +739,7 @@ impl Agent {
         // are shared by that many sends. What is claimed and not started yet waits in
         // `ready`, its leases renewed when it waits longer than a heartbeat, and is put
         // back when the agent stops.
-        let claim_ahead = claim_ahead(concurrency);
+        let mut rate = SendRate::new(tokio::time::Instant::now());
         let heartbeat = options.heartbeat_interval();
         let outbox = self.mailroom.outbox();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -696,7 +750,7 @@ impl Agent {
         // is done, at most `RECORD_DELAY` after the first of them, and when nothing is in
         // flight.
         let mut done: Vec<Done> = Vec::new();
-        let record_at = claim_ahead.div_ceil(2);
+        let mut claim_size = claim_ahead(concurrency, 0);
         let mut summary = AgentSummary::default();
         // The limits each mailbox's row was last given by this agent.
         let mut synced: HashMap<String, mailroom_model::MailboxLimits> = HashMap::new();
@@ -704,7 +758,7 @@ impl Agent {
         let mut accounts: HashMap<AccountRef, (std::time::Instant, Account)> = HashMap::new();
         let started = outbox.now().await?;
         let mut last_purge: Option<chrono::DateTime<chrono::Utc>> = None;
-        tracing::info!(owner = %options.owner, concurrency, claim_ahead, once = options.once, "agent started");
+        tracing::info!(owner = %options.owner, concurrency, claim_ahead = claim_size, once = options.once, "agent started");
         loop {
             let mut claimed_now = 0;
             let mut busy = false;
@@ -713,7 +767,10 @@ impl Agent {
             }
             if !stopping && ready.len() < concurrency {
                 self.record(&options, &mut done, &mut summary).await;
-                let free = claim_ahead.saturating_sub(ready.len() + tasks.len());
+                // Deeper when this agent sends fast: the claim's statements are then shared
+                // by more sends, and what waits behind it is still about a second's worth.
+                claim_size = claim_ahead(concurrency, rate.per_second(tokio::time::Instant::now()));
+                let free = claim_size.saturating_sub(ready.len() + tasks.len());
                 // A run with `once` drains what was due when it started: a message it held
                 // or rescheduled is not due again in the same run.
                 let due_by = options.once.then_some(started);
@@ -725,29 +782,42 @@ impl Agent {
                         busy = claim.busy;
                         let batch = claim.messages;
                         claimed_now = batch.len();
-                        // One read per account for `resolution_cache_ttl` (as sends resolve
-                        // theirs), not per message; a failed read is left to the message's
-                        // own send, which records the error.
+                        // The accounts are read once per `resolution_cache_ttl` (as sends
+                        // resolve theirs), all of a claim's in one query, not per message;
+                        // an account that cannot be read is left to its messages' sends,
+                        // which record the error.
                         let ttl = self.mailroom.options.resolution_cache_ttl;
+                        let stale: HashSet<AccountRef> = batch
+                            .iter()
+                            .map(|message| message.account)
+                            .filter(|account| {
+                                accounts
+                                    .get(account)
+                                    .is_none_or(|(read, _)| read.elapsed() >= ttl)
+                            })
+                            .collect();
+                        if !stale.is_empty() {
+                            accounts.retain(|account, _| !stale.contains(account));
+                            let stale: Vec<AccountRef> = stale.into_iter().collect();
+                            match self.mailroom.accounts(&stale).await {
+                                Ok(read) => {
+                                    let at = std::time::Instant::now();
+                                    for (account, result) in read {
+                                        if let Ok(loaded) = result {
+                                            accounts.insert(account, (at, loaded));
+                                        }
+                                    }
+                                }
+                                Err(error) => {
+                                    tracing::warn!(error = %error, "cannot read the accounts of claimed messages; each send reads its own");
+                                }
+                            }
+                        }
                         let now = tokio::time::Instant::now();
                         for message in batch {
-                            let cached = accounts
+                            let account = accounts
                                 .get(&message.account)
-                                .filter(|(read, _)| read.elapsed() < ttl)
                                 .map(|(_, account)| account.clone());
-                            let account = match cached {
-                                Some(account) => Some(account),
-                                None => match self.mailroom.account(message.account).await {
-                                    Ok(account) => {
-                                        accounts.insert(
-                                            message.account,
-                                            (std::time::Instant::now(), account.clone()),
-                                        );
-                                        Some(account)
-                                    }
-                                    Err(_) => None,
-                                },
-                            };
                             if let Some(account) = &account {
                                 self.sync_limits(&mut synced, &message.mailbox, account)
                                     .await;
@@ -812,12 +882,15 @@ impl Agent {
                     }
                 Some(joined) = tasks.join_next() => {
                     match joined {
-                        Ok(finished) => done.push(finished),
+                        Ok(finished) => {
+                            rate.finished(1, finished.finished);
+                            done.push(finished);
+                        }
                         // The outcome is lost with the task: the lease runs out and the
                         // message is claimed again (at least once).
                         Err(error) => tracing::error!(error = %error, "a send task failed"),
                     }
-                    if done.len() >= record_at {
+                    if done.len() >= claim_size.div_ceil(2) {
                         self.record(&options, &mut done, &mut summary).await;
                             }
                 }
@@ -840,11 +913,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_claim_takes_eight_rounds_of_the_slots_within_bounds() {
-        assert_eq!(claim_ahead(0), 1);
-        assert_eq!(claim_ahead(1), 8);
-        assert_eq!(claim_ahead(4), 32);
-        assert_eq!(claim_ahead(128), MAX_CLAIM_AHEAD);
-        assert_eq!(claim_ahead(usize::MAX), MAX_CLAIM_AHEAD);
+    fn a_claim_takes_eight_rounds_of_the_slots_or_a_seconds_sends_within_bounds() {
+        assert_eq!(claim_ahead(0, 0), 1);
+        assert_eq!(claim_ahead(1, 0), 8);
+        assert_eq!(claim_ahead(4, 0), 32);
+        // A second's worth of sends, when that is more than eight rounds.
+        assert_eq!(claim_ahead(4, 31), 32);
+        assert_eq!(claim_ahead(4, 33), 33);
+        assert_eq!(claim_ahead(4, 600), 600);
+        assert_eq!(claim_ahead(4, 1024), MAX_CLAIM_AHEAD);
+        assert_eq!(claim_ahead(4, 1025), MAX_CLAIM_AHEAD);
+        assert_eq!(claim_ahead(4, usize::MAX), MAX_CLAIM_AHEAD);
+        assert_eq!(claim_ahead(128, 0), MAX_CLAIM_AHEAD);
+        assert_eq!(claim_ahead(usize::MAX, 0), MAX_CLAIM_AHEAD);
+    }
+
+    #[test]
+    fn the_send_rate_is_what_finished_over_the_last_whole_window() {
+        let start = tokio::time::Instant::now();
+        let at = |millis: u64| start + Duration::from_millis(millis);
+        let mut rate = SendRate::new(start);
+        assert_eq!(rate.per_second(start), 0);
+        rate.finished(1, at(100));
+        rate.finished(299, at(900));
+        // The first window is not over yet.
+        assert_eq!(rate.per_second(at(999)), 0);
+        // It ends with the first send after it: 300 in 1 s.
+        rate.finished(1, at(1000));
+        assert_eq!(rate.per_second(at(1000)), 300);
+        // 100 more over the next 2 s: 50 a second, measured over the whole wait.
+        rate.finished(99, at(1500));
+        rate.finished(1, at(3000));
+        assert_eq!(rate.per_second(at(3000)), 50);
+        // Idle for two windows: the rate is forgotten.
+        assert_eq!(rate.per_second(at(4999)), 50);
+        assert_eq!(rate.per_second(at(5000)), 0);
     }
 }

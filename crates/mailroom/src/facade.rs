@@ -800,6 +800,16 @@ impl Mailroom {
             .await?)
     }
 
+    /// Several accounts, each read or why not, in one query for the user accounts.
+    pub(crate) async fn accounts(
+        &self,
+        accounts: &[AccountRef],
+    ) -> Result<Vec<(AccountRef, mailroom_accounts::Result<Account>)>> {
+        Ok(Accounts::new(&self.db, &self.options.key)
+            .accounts(accounts)
+            .await?)
+    }
+
     /// Sends a claimed message with the account it was queued for (`account`, when the
     /// caller loaded it already); never prompts.
     pub(crate) async fn deliver_claimed(

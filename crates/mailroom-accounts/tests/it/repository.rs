@@ -33,6 +33,7 @@ on_both_backends!(
     a_lost_keys_reset_forgets_the_passwords_and_reseals_the_settings,
     every_change_counts_a_new_version,
     settings_round_trip,
+    several_accounts_are_read_at_once_as_each_is_alone,
 );
 
 async fn column_bytes(db: &TestDatabase, sql: &str) -> Vec<u8> {
@@ -1398,5 +1399,71 @@ async fn settings_round_trip(db: &TestDatabase) {
     assert_eq!(
         mailroom_accounts::sealed_with(&db.db).await.unwrap(),
         Some(key.primary().id())
+    );
+}
+
+async fn several_accounts_are_read_at_once_as_each_is_alone(db: &TestDatabase) {
+    use mailroom_model::AccountRef;
+    let key = KeyRing::generate();
+    let repo = accounts(db, &key);
+    let none = repo
+        .accounts(&[AccountRef::Company, AccountRef::User(7)])
+        .await
+        .unwrap();
+    assert_eq!(none.len(), 2);
+    assert_eq!(none[0].0, AccountRef::Company);
+    assert!(
+        matches!(none[0].1, Err(Error::NoCompanyAccount)),
+        "{none:?}"
+    );
+    assert_eq!(none[1].0, AccountRef::User(7));
+    assert!(
+        matches!(none[1].1, Err(Error::AccountNotFound { id: 7 })),
+        "{none:?}"
+    );
+
+    let (with, without) = three_accounts(&repo).await;
+    let asked = [
+        AccountRef::User(without),
+        AccountRef::Company,
+        AccountRef::User(999),
+        AccountRef::User(with),
+        AccountRef::User(without),
+    ];
+    let read = repo.accounts(&asked).await.unwrap();
+    // Each once, in the order first asked.
+    let order: Vec<AccountRef> = read.iter().map(|(account, _)| *account).collect();
+    assert_eq!(order, asked[..4].to_vec());
+    for (account, result) in read {
+        match account {
+            AccountRef::User(999) => assert!(
+                matches!(result, Err(Error::AccountNotFound { id: 999 })),
+                "{result:?}"
+            ),
+            _ => assert_eq!(result.unwrap(), repo.account(account).await.unwrap()),
+        }
+    }
+    // The passwords were opened, as a single read opens them.
+    let company = repo.accounts(&[AccountRef::Company]).await.unwrap();
+    assert_eq!(
+        password_of(company[0].1.as_ref().unwrap()).as_deref(),
+        Some("company-secret")
+    );
+    // A key that cannot open the rows is refused for each of them, as alone.
+    let wrong = KeyRing::generate();
+    let refused = accounts(db, &wrong)
+        .accounts(&[AccountRef::User(with)])
+        .await;
+    let alone = accounts(db, &wrong).account(AccountRef::User(with)).await;
+    assert_eq!(
+        refused
+            .map(|read| read
+                .into_iter()
+                .map(|(_, result)| result.map_err(|e| e.to_string()))
+                .collect::<Vec<_>>())
+            .map_err(|e| e.to_string()),
+        alone
+            .map(|account| vec![Ok(account)])
+            .map_err(|e| e.to_string()),
     );
 }

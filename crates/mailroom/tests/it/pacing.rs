@@ -588,3 +588,37 @@ async fn claims_are_fair_across_mailboxes_and_by_priority_on_sqlite() {
 async fn claims_are_fair_across_mailboxes_and_by_priority_on_postgres() {
     claims_are_fair_across_mailboxes_and_by_priority(Backend::Postgres).await;
 }
+
+/// A claim takes at most its share of each mailbox it serves (the claim's size over the
+/// mailboxes): round robin would give none of them more while each has that many, so a
+/// deep claim over many backlogs reads about as many rows as it leases.
+async fn a_claim_takes_at_most_its_share_of_each_mailbox(backend: Backend) {
+    let paced = Paced::new(backend).await;
+    let mailroom = paced.mailroom().await;
+    for number in 0..12 {
+        mailroom
+            .queue(request(AccountRef::User(paced.relay), number, 1))
+            .await
+            .unwrap();
+    }
+    mailroom
+        .queue(request(AccountRef::Company, 0, 1))
+        .await
+        .unwrap();
+    let outbox = mailroom.outbox();
+    // Two mailboxes, a claim of 8: 4 of the relay's 12 and the Microsoft mailbox's one.
+    assert_eq!(outbox.claim_and_release("share", 8).await.unwrap(), 5);
+    // A claim of 9: a share of 5.
+    assert_eq!(outbox.claim_and_release("share", 9).await.unwrap(), 6);
+    paced.world.finish().await;
+}
+
+#[tokio::test]
+async fn a_claim_takes_at_most_its_share_of_each_mailbox_on_sqlite() {
+    a_claim_takes_at_most_its_share_of_each_mailbox(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_claim_takes_at_most_its_share_of_each_mailbox_on_postgres() {
+    a_claim_takes_at_most_its_share_of_each_mailbox(Backend::Postgres).await;
+}
