@@ -740,6 +740,7 @@ impl Agent {
         // `ready`, its leases renewed when it waits longer than a heartbeat, and is put
         // back when the agent stops.
         let mut rate = SendRate::new(tokio::time::Instant::now());
+        let mut claim_after: Option<tokio::time::Instant> = None;
         let heartbeat = options.heartbeat_interval();
         let outbox = self.mailroom.outbox();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -765,7 +766,13 @@ impl Agent {
             if !stopping {
                 summary.purged += self.apply_retention(&mut last_purge).await;
             }
-            if !stopping && ready.len() < concurrency {
+            // A claim that found nothing is not tried again at each send that ends while
+            // others are in flight: only once `claim_after` has passed (or nothing is in
+            // flight, when the idle wait below applies).
+            let may_claim =
+                tasks.is_empty() || claim_after.is_none_or(|at| tokio::time::Instant::now() >= at);
+            if !stopping && ready.len() < concurrency && may_claim {
+                claim_after = None;
                 self.record(&options, &mut done, &mut summary).await;
                 // Deeper when this agent sends fast: the claim's statements are then shared
                 // by more sends, and what waits behind it is still about a second's worth.
@@ -782,6 +789,16 @@ impl Agent {
                         busy = claim.busy;
                         let batch = claim.messages;
                         claimed_now = batch.len();
+                        if claimed_now == 0 {
+                            // Other agents' claims held the mailboxes: soon; nothing due:
+                            // at the next poll.
+                            let wait = if busy {
+                                BUSY_RETRY.min(options.poll_interval)
+                            } else {
+                                options.poll_interval
+                            };
+                            claim_after = Some(tokio::time::Instant::now() + wait);
+                        }
                         // The accounts are read once per `resolution_cache_ttl` (as sends
                         // resolve theirs), all of a claim's in one query, not per message;
                         // an account that cannot be read is left to its messages' sends,
