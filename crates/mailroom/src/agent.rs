@@ -217,10 +217,13 @@ async fn process(
     let id = message.id;
     let outbox = mailroom.outbox();
     let span = tracing::info_span!("agent send", id, message_id = %message.message_id, attempt = message.attempts);
-    let send = mailroom
-        .deliver_claimed(&message, account)
-        .instrument(span.clone());
-    let mut send = std::pin::pin!(send);
+    // Boxed: the send's state is large, and the task (spawned per message) would otherwise
+    // carry it inline and be copied whole as it is spawned.
+    let mut send = Box::pin(
+        mailroom
+            .deliver_claimed(&message, account)
+            .instrument(span.clone()),
+    );
     let heartbeat = options.heartbeat_interval();
     let mut lease_lost = false;
     let result = loop {
