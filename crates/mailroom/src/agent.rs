@@ -425,9 +425,10 @@ const CLAIM_ROUNDS: usize = 8;
 /// The most messages one agent keeps claimed (sending and waiting to be sent).
 pub(crate) const MAX_CLAIM_AHEAD: usize = 1024;
 
-/// How far ahead an agent that sends fast claims: what it sent in this long (measured over
-/// the last [`RATE_WINDOW`]). A message queued just after a claim waits behind at most
-/// about this much of the agent's sending, however fast or slow its servers are.
+/// How far ahead an agent that sends fast claims: what it delivered in this long (measured
+/// over the last [`RATE_WINDOW`]). While its servers keep that pace, a message queued just
+/// after a claim waits behind about this much of the agent's sending; when they slow down,
+/// behind what was claimed at the faster pace (at most [`MAX_CLAIM_AHEAD`]).
 const CLAIM_HORIZON: Duration = Duration::from_secs(1);
 
 /// How long the agent's send rate is measured over.
@@ -503,6 +504,9 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 struct Ready {
     message: Claimed,
     account: Option<Account>,
+    /// When `account` was read: a send that starts after `resolution_cache_ttl` reads it
+    /// again.
+    account_read: Option<std::time::Instant>,
     /// When its lease was taken or last renewed.
     leased_at: tokio::time::Instant,
 }
@@ -672,11 +676,15 @@ impl Agent {
             let Some(waiting) = ready.pop_front() else {
                 break;
             };
+            let ttl = self.mailroom.options.resolution_cache_ttl;
+            let fresh = waiting
+                .account_read
+                .is_some_and(|read| read.elapsed() < ttl);
             tasks.spawn(process(
                 self.mailroom.clone(),
                 options.clone(),
                 waiting.message,
-                waiting.account,
+                waiting.account.filter(|_| fresh),
             ));
         }
     }
@@ -835,9 +843,10 @@ impl Agent {
                         }
                         let now = tokio::time::Instant::now();
                         for message in batch {
-                            let account = accounts
+                            let (account_read, account) = accounts
                                 .get(&message.account)
-                                .map(|(_, account)| account.clone());
+                                .map(|(read, account)| (Some(*read), Some(account.clone())))
+                                .unwrap_or((None, None));
                             if let Some(account) = &account {
                                 self.sync_limits(&mut synced, &message.mailbox, account)
                                     .await;
@@ -845,6 +854,7 @@ impl Agent {
                             ready.push_back(Ready {
                                 message,
                                 account,
+                                account_read,
                                 leased_at: now,
                             });
                         }
@@ -891,8 +901,12 @@ impl Agent {
             // The leases of messages waiting for a slot are renewed a heartbeat after they
             // were taken, as those being sent are.
             let renew_by = ready.front().map(|first| first.leased_at + heartbeat);
+            // A claim that found nothing is tried again at `claim_after`, even while a long
+            // send is still in flight.
+            let claim_by = claim_after.filter(|_| !stopping && ready.len() < concurrency);
             tokio::select! {
                 () = sleep_until(renew_by), if renew_by.is_some() => {}
+                () = sleep_until(claim_by), if claim_by.is_some() => {}
                 () = &mut shutdown, if !stopping => {
                     stopping = true;
                     tracing::info!(in_flight = tasks.len(), "stopping: the sends in flight finish, nothing new is claimed");
@@ -903,8 +917,27 @@ impl Agent {
                 Some(joined) = tasks.join_next() => {
                     match joined {
                         Ok(finished) => {
-                            rate.finished(1, finished.finished);
+                            // Only deliveries set the pace: a burst of holds or failures
+                            // (which end at once) must not deepen the next claim.
+                            let sent = usize::from(matches!(finished.event, AgentEvent::Sent { .. }));
+                            rate.finished(sent, finished.finished);
+                            let paused = finished
+                                .outcome
+                                .pause
+                                .is_some()
+                                .then(|| finished.outcome.mailbox.clone());
                             done.push(finished);
+                            if let Some(mailbox) = paused {
+                                // The provider paused this mailbox: its messages claimed
+                                // and not started go back (the pause recorded first), and
+                                // wait with the rest of its queue.
+                                self.record(&options, &mut done, &mut summary).await;
+                                let (mut held, kept): (VecDeque<Ready>, VecDeque<Ready>) = ready
+                                    .drain(..)
+                                    .partition(|waiting| waiting.message.mailbox == mailbox);
+                                ready = kept;
+                                self.release_ready(&options, &mut held).await;
+                            }
                         }
                         // The outcome is lost with the task: the lease runs out and the
                         // message is claimed again (at least once).

@@ -1300,7 +1300,9 @@ async fn claim_rows(
     }
     // Round robin gives no mailbox more than its share of the claim when every mailbox
     // has that many: each is asked for no more, so a deep claim over many backlogs reads
-    // about as many rows as it leases, not the claim's size from every mailbox.
+    // about as many rows as it leases, not the claim's size from every mailbox. With
+    // uneven backlogs the claim takes less than it could (the share of a mailbox with
+    // fewer is not given to the others); the agent claims again sooner.
     let share = limit.div_ceil(paces.len().max(1) as u64).max(1);
     let mut wanted: Vec<(&str, u64)> = Vec::new();
     for row in &paces {

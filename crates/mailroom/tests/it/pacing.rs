@@ -622,3 +622,51 @@ async fn a_claim_takes_at_most_its_share_of_each_mailbox_on_sqlite() {
 async fn a_claim_takes_at_most_its_share_of_each_mailbox_on_postgres() {
     a_claim_takes_at_most_its_share_of_each_mailbox(Backend::Postgres).await;
 }
+
+#[tokio::test]
+async fn a_throttled_mailboxs_claimed_messages_wait_for_the_pause_too() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    let mailroom = paced.mailroom().await;
+    paced
+        .recorder
+        .throttle
+        .lock()
+        .unwrap()
+        .insert(RELAY.to_owned(), Duration::from_secs(30));
+    let mut ids = Vec::new();
+    for number in 0..4 {
+        ids.push(
+            mailroom
+                .queue(request(AccountRef::User(paced.relay), number, 1))
+                .await
+                .unwrap(),
+        );
+    }
+    // One claim takes all four; the first send is throttled. The three claimed behind it
+    // are not sent into the pause: they go back to the queue, no attempt used.
+    let summary = Agent::new(
+        mailroom.clone(),
+        AgentOptions {
+            concurrency: 1,
+            once: true,
+            ..AgentOptions::default()
+        },
+    )
+    .run(std::future::pending())
+    .await
+    .unwrap();
+    assert_eq!((summary.sent, summary.held), (0, 1), "{summary:?}");
+    assert!(paced.recorder.sent_by(RELAY).is_empty());
+    let held = mailroom.outbox().get(ids[0]).await.unwrap();
+    assert_eq!(held.status, OutboxStatus::Held);
+    for id in &ids[1..] {
+        let waiting = mailroom.outbox().get(*id).await.unwrap();
+        assert_eq!(waiting.status, OutboxStatus::Queued, "{waiting:?}");
+        assert_eq!(waiting.attempts, 0);
+    }
+    // After the pause, all four go.
+    paced.clock.advance(Duration::from_secs(30));
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(paced.recorder.sent_by(RELAY).len(), 4);
+    paced.world.finish().await;
+}
