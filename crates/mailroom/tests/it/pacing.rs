@@ -187,6 +187,21 @@ async fn run_agent(mailroom: &Arc<Mailroom>, owner: &str) -> AgentSummary {
     .unwrap()
 }
 
+/// One agent (`--once`) sending one message at a time.
+async fn run_agent_one_at_a_time(mailroom: &Arc<Mailroom>) -> AgentSummary {
+    Agent::new(
+        mailroom.clone(),
+        AgentOptions {
+            concurrency: 1,
+            once: true,
+            ..AgentOptions::default()
+        },
+    )
+    .run(std::future::pending())
+    .await
+    .unwrap()
+}
+
 async fn sent_times(mailroom: &Mailroom) -> Vec<DateTime<Utc>> {
     let mut times: Vec<DateTime<Utc>> = mailroom
         .outbox()
@@ -555,17 +570,7 @@ async fn claims_are_fair_across_mailboxes_and_by_priority(backend: Backend) {
 
     // One agent sending one at a time: its first claim serves both mailboxes, the relay's
     // interactive message first, then the other mailbox's, before any of the bulk.
-    Agent::new(
-        mailroom.clone(),
-        AgentOptions {
-            concurrency: 1,
-            once: true,
-            ..AgentOptions::default()
-        },
-    )
-    .run(std::future::pending())
-    .await
-    .unwrap();
+    run_agent_one_at_a_time(&mailroom).await;
     let order: Vec<String> = paced
         .recorder
         .sent
@@ -644,17 +649,7 @@ async fn a_throttled_mailboxs_claimed_messages_wait_for_the_pause_too() {
     }
     // One claim takes all four; the first send is throttled. The three claimed behind it
     // are not sent into the pause: they go back to the queue, no attempt used.
-    let summary = Agent::new(
-        mailroom.clone(),
-        AgentOptions {
-            concurrency: 1,
-            once: true,
-            ..AgentOptions::default()
-        },
-    )
-    .run(std::future::pending())
-    .await
-    .unwrap();
+    let summary = run_agent_one_at_a_time(&mailroom).await;
     assert_eq!((summary.sent, summary.held), (0, 1), "{summary:?}");
     assert!(paced.recorder.sent_by(RELAY).is_empty());
     let held = mailroom.outbox().get(ids[0]).await.unwrap();
