@@ -503,10 +503,9 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// A claimed message not started yet.
 struct Ready {
     message: Claimed,
+    /// As read when the message was claimed (at most `resolution_cache_ttl` before), so
+    /// used up to that plus the wait for a slot: about a second of sending.
     account: Option<Account>,
-    /// When `account` was read: a send that starts after `resolution_cache_ttl` reads it
-    /// again.
-    account_read: Option<std::time::Instant>,
     /// When its lease was taken or last renewed.
     leased_at: tokio::time::Instant,
 }
@@ -676,15 +675,11 @@ impl Agent {
             let Some(waiting) = ready.pop_front() else {
                 break;
             };
-            let ttl = self.mailroom.options.resolution_cache_ttl;
-            let fresh = waiting
-                .account_read
-                .is_some_and(|read| read.elapsed() < ttl);
             tasks.spawn(process(
                 self.mailroom.clone(),
                 options.clone(),
                 waiting.message,
-                waiting.account.filter(|_| fresh),
+                waiting.account,
             ));
         }
     }
@@ -843,10 +838,9 @@ impl Agent {
                         }
                         let now = tokio::time::Instant::now();
                         for message in batch {
-                            let (account_read, account) = accounts
+                            let account = accounts
                                 .get(&message.account)
-                                .map(|(read, account)| (Some(*read), Some(account.clone())))
-                                .unwrap_or((None, None));
+                                .map(|(_, account)| account.clone());
                             if let Some(account) = &account {
                                 self.sync_limits(&mut synced, &message.mailbox, account)
                                     .await;
@@ -854,7 +848,6 @@ impl Agent {
                             ready.push_back(Ready {
                                 message,
                                 account,
-                                account_read,
                                 leased_at: now,
                             });
                         }
