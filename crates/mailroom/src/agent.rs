@@ -490,6 +490,17 @@ impl SendRate {
 /// again.
 const BUSY_RETRY: Duration = Duration::from_millis(20);
 
+/// When a claim that found nothing is tried again: when other agents' claims held every
+/// mailbox with due messages (`busy`), as soon as theirs are done, not after a whole poll
+/// interval; when nothing was due, at the next poll.
+fn claim_retry(busy: bool, poll_interval: Duration) -> Duration {
+    if busy {
+        BUSY_RETRY.min(poll_interval)
+    } else {
+        poll_interval
+    }
+}
+
 /// The longest a finished send's outcome waits to be recorded with others.
 const RECORD_DELAY: Duration = Duration::from_millis(250);
 
@@ -701,6 +712,22 @@ impl Agent {
         }
     }
 
+    /// Puts back the messages of `mailbox` (which the provider paused) that were claimed
+    /// and not started: they wait with the rest of its queue instead of being sent into
+    /// the pause.
+    async fn release_mailbox(
+        &self,
+        options: &AgentOptions,
+        ready: &mut VecDeque<Ready>,
+        mailbox: &str,
+    ) {
+        let (mut paused, kept): (VecDeque<Ready>, VecDeque<Ready>) = ready
+            .drain(..)
+            .partition(|waiting| waiting.message.mailbox == mailbox);
+        *ready = kept;
+        self.release_ready(options, &mut paused).await;
+    }
+
     /// Gives a mailbox's pace row its account's limits as configured now, when this agent
     /// has not already (an `account edit --rate` takes effect from the next claim). A
     /// failure is logged: the row keeps the limits it had.
@@ -796,14 +823,10 @@ impl Agent {
                         let batch = claim.messages;
                         claimed_now = batch.len();
                         if claimed_now == 0 {
-                            // Other agents' claims held the mailboxes: soon; nothing due:
-                            // at the next poll.
-                            let wait = if busy {
-                                BUSY_RETRY.min(options.poll_interval)
-                            } else {
-                                options.poll_interval
-                            };
-                            claim_after = Some(tokio::time::Instant::now() + wait);
+                            claim_after = Some(
+                                tokio::time::Instant::now()
+                                    + claim_retry(busy, options.poll_interval),
+                            );
                         }
                         // The accounts are read once per `resolution_cache_ttl` (as sends
                         // resolve theirs), all of a claim's in one query, not per message;
@@ -873,16 +896,9 @@ impl Agent {
                     break;
                 }
                 if claimed_now == 0 {
-                    // Other agents' claims held every mailbox with due messages: try again
-                    // as soon as theirs are done, not after a whole poll interval.
-                    let wait = if busy {
-                        BUSY_RETRY.min(options.poll_interval)
-                    } else {
-                        options.poll_interval
-                    };
                     tokio::select! {
                         () = &mut shutdown => stopping = true,
-                        () = tokio::time::sleep(wait) => {}
+                        () = tokio::time::sleep(claim_retry(busy, options.poll_interval)) => {}
                     }
                 }
                 continue;
@@ -921,15 +937,9 @@ impl Agent {
                                 .then(|| finished.outcome.mailbox.clone());
                             done.push(finished);
                             if let Some(mailbox) = paused {
-                                // The provider paused this mailbox: its messages claimed
-                                // and not started go back (the pause recorded first), and
-                                // wait with the rest of its queue.
+                                // The pause is recorded before its messages go back.
                                 self.record(&options, &mut done, &mut summary).await;
-                                let (mut held, kept): (VecDeque<Ready>, VecDeque<Ready>) = ready
-                                    .drain(..)
-                                    .partition(|waiting| waiting.message.mailbox == mailbox);
-                                ready = kept;
-                                self.release_ready(&options, &mut held).await;
+                                self.release_mailbox(&options, &mut ready, &mailbox).await;
                             }
                         }
                         // The outcome is lost with the task: the lease runs out and the
