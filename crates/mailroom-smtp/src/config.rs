@@ -127,3 +127,35 @@ impl fmt::Debug for SmtpTransportConfig {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mailroom_model::Secret;
+
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_settings_but_not_the_password_or_the_certificates() {
+        let mut settings = ServerSettings::preset(Provider::None);
+        settings.host = "mail.example.test".to_owned();
+        settings.password = Some(Secret::new("hunter2-secret".to_owned()));
+        let mut config = SmtpTransportConfig::new(settings);
+        config.pool_size = 7;
+        config.extra_root_pem = Some(b"-----BEGIN CERTIFICATE-----PEMBODY".to_vec());
+        config.hello_name = Some("erp.example.test".to_owned());
+        let shown = format!("{config:?}");
+        for expected in [
+            "mail.example.test",
+            "pool_size: 7",
+            "Some(34)",
+            "erp.example.test",
+        ] {
+            assert!(
+                shown.contains(expected),
+                "{expected:?} missing from {shown}"
+            );
+        }
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(!shown.contains("PEMBODY"), "{shown}");
+    }
+}
