@@ -75,6 +75,14 @@ impl<T> IdleList<T> {
             .min()
     }
 
+    /// When the pool's reaper looks again, at `now`: when the oldest connection expires,
+    /// or, with none idle, one idle timeout from now (a connection returned meanwhile
+    /// expires no sooner than that).
+    pub(crate) fn next_check(&self, now: Instant, idle_timeout: Duration) -> Instant {
+        self.next_expiry(idle_timeout)
+            .unwrap_or_else(|| now + idle_timeout)
+    }
+
     pub(crate) fn drain(&mut self) -> Vec<T> {
         self.entries
             .drain(..)
@@ -185,9 +193,7 @@ async fn close_expired(pool: Weak<Pool>, quit_timeout: Duration) {
             for connection in expired {
                 tokio::spawn(connection.quit(quit_timeout));
             }
-            pool.idle()
-                .next_expiry(pool.idle_timeout)
-                .unwrap_or_else(|| Instant::now() + pool.idle_timeout)
+            pool.idle().next_check(Instant::now(), pool.idle_timeout)
         };
         tokio::time::sleep_until(wake_at.into()).await;
     }
@@ -222,6 +228,39 @@ mod tests {
             })
         );
         assert_eq!(list.pop(now, CHECK), None);
+    }
+
+    #[test]
+    fn a_connection_idle_exactly_the_threshold_is_reused_without_a_check() {
+        let start = Instant::now();
+        let mut list = IdleList::new();
+        list.push("exactly", start);
+        list.push("just over", start);
+        assert_eq!(
+            list.pop(start + CHECK + Duration::from_millis(1), CHECK),
+            Some(Checkout {
+                connection: "just over",
+                needs_health_check: true
+            })
+        );
+        assert_eq!(
+            list.pop(start + CHECK, CHECK),
+            Some(Checkout {
+                connection: "exactly",
+                needs_health_check: false
+            })
+        );
+    }
+
+    #[test]
+    fn the_reaper_looks_again_at_the_oldest_expiry_or_a_timeout_from_now() {
+        let start = Instant::now();
+        let now = start + Duration::from_secs(45);
+        let mut list = IdleList::new();
+        assert_eq!(list.next_check(now, IDLE), now + IDLE);
+        list.push(1, start);
+        list.push(2, start + Duration::from_secs(30));
+        assert_eq!(list.next_check(now, IDLE), start + IDLE);
     }
 
     #[test]

@@ -118,3 +118,41 @@ pub async fn probe(
         auth_mechanisms,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offering(mechanisms: &[&str]) -> Probe {
+        Probe {
+            peer: SocketAddr::from(([127, 0, 0, 1], 587)),
+            tls: ProbeTls::StartTls,
+            server_name: "smtp.example.com".to_owned(),
+            auth_mechanisms: mechanisms.iter().map(|name| (*name).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn how_tls_started_reads_as_the_doctor_prints_it() {
+        assert_eq!(ProbeTls::Implicit.to_string(), "implicit TLS");
+        assert_eq!(ProbeTls::StartTls.to_string(), "STARTTLS");
+        assert_eq!(ProbeTls::None.to_string(), "no TLS");
+    }
+
+    #[test]
+    fn each_token_mechanism_alone_counts_as_oauth_and_password_ones_do_not() {
+        for (mechanisms, oauth, password) in [
+            (&["XOAUTH2"][..], true, false),
+            (&["OAUTHBEARER"][..], true, false),
+            (&["PLAIN"][..], false, true),
+            (&["LOGIN"][..], false, true),
+            (&["LOGIN", "XOAUTH2"][..], true, true),
+            (&["CRAM-MD5", "NTLM"][..], false, false),
+            (&[][..], false, false),
+        ] {
+            let probe = offering(mechanisms);
+            assert_eq!(probe.offers_oauth(), oauth, "{mechanisms:?}");
+            assert_eq!(probe.offers_password(), password, "{mechanisms:?}");
+        }
+    }
+}

@@ -2,8 +2,11 @@
 //! connections; a new credential version gets new connections with the new token.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use mailroom_model::TlsStartup;
+use mailroom_model::{CredentialSecret, Credentials, Provider, ServerSettings, TlsStartup};
+use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
+use mailroom_testkit::scripted::ScriptedServer;
 use tokio::task::JoinSet;
 
 use crate::support::{USER, oauth_settings, send, simple_message, token, transport_with};
@@ -166,4 +169,99 @@ async fn a_pooled_connection_the_server_closed_is_replaced_without_failing_the_s
     assert_eq!(server.messages().len(), 2);
     assert_eq!(server.events_of("auth").len(), 2);
     assert_eq!(connections_of(&server, "message").len(), 2);
+}
+
+/// A relay without TLS or AUTH that delivers every message and reports on `quits` the
+/// number of each connection the client closed with `QUIT`.
+fn quit_reporting_relay(quits: std::sync::mpsc::Sender<usize>) -> ScriptedServer {
+    let quits = std::sync::Mutex::new(quits);
+    ScriptedServer::start(move |conn| {
+        if !conn.open_plain(&[]) {
+            return;
+        }
+        while let Some(line) = conn.read_line() {
+            if line == "QUIT" {
+                conn.send("221 2.0.0 Bye\r\n");
+                let _ = quits.lock().unwrap().send(conn.number);
+                return;
+            }
+            let reply = if line == "DATA" {
+                conn.send("354 go ahead\r\n");
+                if conn.read_data().is_none() {
+                    return;
+                }
+                conn.delivered();
+                "250 2.0.0 queued\r\n"
+            } else {
+                "250 ok\r\n"
+            };
+            if !conn.send(reply) {
+                return;
+            }
+        }
+    })
+}
+
+fn relay_config(server: &ScriptedServer) -> SmtpTransportConfig {
+    let mut settings = ServerSettings::preset(Provider::None);
+    settings.host = "127.0.0.1".to_owned();
+    settings.port = server.port;
+    settings.tls = false;
+    settings.timeout_ms = 20_000;
+    settings.smtp_user = USER.to_owned();
+    SmtpTransportConfig::new(settings)
+}
+
+fn anonymous(version: u64) -> Credentials {
+    Credentials {
+        user: USER.to_owned(),
+        secret: CredentialSecret::None,
+        version,
+    }
+}
+
+/// The number of the next connection the client closes with `QUIT`, waited for (without
+/// blocking the runtime that sends it) for at most ten seconds.
+async fn next_quit(quits: std::sync::mpsc::Receiver<usize>) -> Option<usize> {
+    tokio::task::spawn_blocking(move || quits.recv_timeout(Duration::from_secs(10)).ok())
+        .await
+        .expect("the waiting task")
+}
+
+#[tokio::test]
+async fn a_retired_pool_closes_its_idle_connection_with_quit() {
+    let (quits, quit_seen) = std::sync::mpsc::channel();
+    let server = quit_reporting_relay(quits);
+    let transport = SmtpTransport::new(relay_config(&server)).expect("a transport");
+    let message = simple_message(USER, "to@example.com");
+    send(&transport, &message, &anonymous(1))
+        .await
+        .expect("sent with the first version");
+    // A new credential version retires the first pool: its idle connection is closed at
+    // once, not left for the idle timeout (a minute by default).
+    send(&transport, &message, &anonymous(2))
+        .await
+        .expect("sent with the second version");
+    assert_eq!(next_quit(quit_seen).await, Some(1));
+    assert_eq!(server.deliveries(), 2);
+    assert_eq!(server.connections(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_idle_past_the_idle_timeout_is_closed_with_quit() {
+    let (quits, quit_seen) = std::sync::mpsc::channel();
+    let server = quit_reporting_relay(quits);
+    let mut config = relay_config(&server);
+    config.idle_timeout = Duration::from_millis(200);
+    let transport = SmtpTransport::new(config).expect("a transport");
+    send(
+        &transport,
+        &simple_message(USER, "to@example.com"),
+        &anonymous(1),
+    )
+    .await
+    .expect("sent");
+    // Nothing else is sent: the pool's own reaper closes the idle connection.
+    assert_eq!(next_quit(quit_seen).await, Some(1));
+    assert_eq!(server.connections(), 1);
 }
