@@ -820,6 +820,113 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_read_keeps_its_text_and_its_cause_in_the_source_chain() {
+        #[derive(Debug)]
+        struct Cause;
+        impl fmt::Display for Cause {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the cable is out")
+            }
+        }
+        impl StdError for Cause {}
+        #[derive(Debug)]
+        struct Outer(Cause);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the link went down")
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io_error = std::io::Error::new(std::io::ErrorKind::ConnectionReset, Outer(Cause));
+        let error = Failure::io(Stage::MailFrom, io_error).into_transport_error("box@example.com");
+        let source = StdError::source(&error).expect("the read's error");
+        assert_eq!(source.to_string(), "the link went down");
+        let cause = source.source().expect("its cause");
+        assert_eq!(cause.to_string(), "the cable is out");
+    }
+
+    /// Only what may be a connection the server closed while it sat in the pool, before
+    /// this message was handed over, is retried on a new connection: a failed read or
+    /// write at `MAIL FROM`, or a `421` there.
+    #[test]
+    fn only_a_failure_at_mail_from_is_a_stale_connection() {
+        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(Failure::io(Stage::MailFrom, reset()).is_stale_connection());
+        assert!(!Failure::io(Stage::Data, reset()).is_stale_connection());
+        assert!(!Failure::io(Stage::Message, reset()).is_stale_connection());
+        let at = |stage: Stage, line: &str| Failure::Reply {
+            stage,
+            reply: reply(line),
+        };
+        assert!(at(Stage::MailFrom, "421 4.4.2 Connection timed out").is_stale_connection());
+        assert!(
+            !at(
+                Stage::RcptTo("a@example.com".to_owned()),
+                "421 4.4.2 Connection timed out"
+            )
+            .is_stale_connection()
+        );
+        assert!(!at(Stage::MailFrom, "451 4.3.0 Try later").is_stale_connection());
+        assert!(
+            !Failure::Timeout {
+                stage: Stage::MailFrom,
+                timeout_ms: 1_000
+            }
+            .is_stale_connection()
+        );
+    }
+
+    #[test]
+    fn only_exchanges_connection_limit_reply_is_too_many_connections() {
+        let at = |line: &str| Failure::Reply {
+            stage: Stage::MailFrom,
+            reply: reply(line),
+        };
+        assert!(at("432 4.3.2 Concurrent connections limit exceeded.").is_too_many_connections());
+        // Another 432: Exchange's recipient-side thread limit, transient only.
+        assert!(
+            !at("432 4.3.2 STOREDRV.Deliver; recipient thread limit exceeded")
+                .is_too_many_connections()
+        );
+        assert!(!at("451 4.3.2 Concurrent connections limit exceeded.").is_too_many_connections());
+    }
+
+    #[test]
+    fn one_refused_recipient_of_several_refuses_the_whole_message() {
+        let unknown = reply("550 5.1.1 User unknown");
+        let one_of_three = Failure::Recipients {
+            rejected: vec![("b@example.com".to_owned(), unknown.clone())],
+            total: 3,
+        }
+        .into_transport_error("box@example.com");
+        assert_eq!(one_of_three.kind(), TransportErrorKind::MessageRejected);
+        assert!(
+            one_of_three.message().contains(
+                "refused 1 of the message's 3 recipients (<b@example.com>: 550 5.1.1 User unknown)"
+            ),
+            "{}",
+            one_of_three.message()
+        );
+        // The only recipient refused: the reply's own error, as for a one-recipient send.
+        let only = Failure::Recipients {
+            rejected: vec![("b@example.com".to_owned(), unknown.clone())],
+            total: 1,
+        }
+        .into_transport_error("box@example.com");
+        let direct = map_reply(
+            &Stage::RcptTo("b@example.com".to_owned()),
+            &unknown,
+            "box@example.com",
+        );
+        assert_eq!(only.message(), direct.message());
+        assert!(!only.message().contains("recipients"), "{}", only.message());
+    }
+
+    #[test]
     fn rustls_errors_are_tls_failures() {
         let rustls_error =
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
