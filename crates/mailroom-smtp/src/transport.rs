@@ -340,6 +340,21 @@ mod tests {
     }
 
     #[test]
+    fn the_hello_name_is_the_given_word_else_this_machines_name() {
+        assert_eq!(hello_name(Some("erp.example.com")), "erp.example.com");
+        assert_eq!(hello_name(Some("[192.0.2.7]")), "[192.0.2.7]");
+        let default = hello_name(None);
+        assert!(
+            !default.is_empty() && default.bytes().all(|byte| byte.is_ascii_graphic()),
+            "{default:?}"
+        );
+        // Anything that would change the command is replaced by the default.
+        for unusable in ["", "two words", "erp\r\nRSET", "caf\u{e9}.example"] {
+            assert_eq!(hello_name(Some(unusable)), default, "{unusable:?}");
+        }
+    }
+
+    #[test]
     fn debug_shows_no_secret() {
         let mut settings = ServerSettings::preset(Provider::None);
         settings.host = "smtp.example.com".to_owned();
