@@ -348,3 +348,68 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each of the three questions a caller asks (hold for an administrator's app
+    /// credential, hold for a sign-in, try again later) is yes for its own errors only.
+    #[test]
+    fn each_question_is_yes_for_its_own_errors_only() {
+        let cases = [
+            (
+                Error::SignInRequired {
+                    address: "box@example.com".to_owned(),
+                    provider: Provider::Microsoft,
+                    account: AccountRef::Company,
+                    reason: SignInReason::NoToken,
+                },
+                (false, true, false),
+            ),
+            (
+                Error::Transient {
+                    message: "the token endpoint timed out".to_owned(),
+                },
+                (false, false, true),
+            ),
+            (
+                Error::AppCredentialRejected {
+                    provider: Provider::Microsoft,
+                    client: "11111111-2222-3333-4444-555555555555".to_owned(),
+                    problem: AppCredentialProblem::ExpiredSecret,
+                    detail: "AADSTS7000222".to_owned(),
+                },
+                (true, false, false),
+            ),
+            (
+                Error::AppCredentialMissing {
+                    provider: Provider::Google,
+                    address: "box@example.com".to_owned(),
+                    needed: "service account key",
+                },
+                (true, false, false),
+            ),
+            (
+                Error::SignInFailed("the browser was closed".to_owned()),
+                (false, false, false),
+            ),
+            (
+                Error::Provider {
+                    error: "invalid_client".to_owned(),
+                    description: None,
+                },
+                (false, false, false),
+            ),
+            (
+                Error::MalformedResponse("no access_token".to_owned()),
+                (false, false, false),
+            ),
+        ];
+        for (error, (app_credential, sign_in, transient)) in cases {
+            assert_eq!(error.needs_app_credential(), app_credential, "{error}");
+            assert_eq!(error.needs_sign_in(), sign_in, "{error}");
+            assert_eq!(error.is_transient(), transient, "{error}");
+        }
+    }
+}

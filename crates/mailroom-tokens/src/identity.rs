@@ -203,6 +203,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_quoted_claim_is_cut_on_a_character_boundary_within_its_bound() {
+        let short = "box@example.com";
+        assert_eq!(quoted(short), short);
+        let exact = "a".repeat(MAX_QUOTED_CLAIM);
+        assert_eq!(quoted(&exact), exact);
+        // A two-byte character across the bound is left out whole.
+        let across = format!("{}\u{e9}tail", "a".repeat(MAX_QUOTED_CLAIM - 1));
+        assert_eq!(quoted(&across), "a".repeat(MAX_QUOTED_CLAIM - 1));
+    }
+
     fn jwt(claims: serde_json::Value) -> String {
         let encode = |value: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value);
         format!(

@@ -529,9 +529,15 @@ async fn refusals_as_too_many_connections_shrink_the_pool_and_end() {
         SmtpTransport::new(SmtpTransportConfig::new(plain_settings(server.port)).with_pool_size(3))
             .expect("a transport");
 
-    let error = send(&transport, &message_to(&["to@example.com"]), &anonymous())
-        .await
-        .expect_err("every connection is refused");
+    // Bounded: a pool that kept shrinking (or never stopped) would wait for a permit or
+    // open connections forever.
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        send(&transport, &message_to(&["to@example.com"]), &anonymous()),
+    )
+    .await
+    .expect("the send ends once one connection is left")
+    .expect_err("every connection is refused");
 
     assert_eq!(error.kind(), Kind::TooManyConnections, "{error}");
     assert!(error.is_transient(), "worth retrying later: {error}");
@@ -545,9 +551,13 @@ async fn refusals_as_too_many_connections_shrink_the_pool_and_end() {
     // Three connections, then the pool was down to one and the refusal ended the send.
     assert_eq!(server.connections(), 3);
     // The pool stays shrunk: the next send tries once.
-    send(&transport, &message_to(&["to@example.com"]), &anonymous())
-        .await
-        .expect_err("refused again");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        send(&transport, &message_to(&["to@example.com"]), &anonymous()),
+    )
+    .await
+    .expect("the second send ends too")
+    .expect_err("refused again");
     assert_eq!(server.connections(), 4);
     assert_eq!(server.deliveries(), 0);
 }
