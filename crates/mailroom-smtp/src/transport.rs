@@ -354,6 +354,49 @@ mod tests {
         }
     }
 
+    fn capacity(transport: &SmtpTransport) -> (usize, usize) {
+        let permits = transport.shared.capacity.lock().unwrap().permits;
+        (permits, transport.shared.permits.available_permits())
+    }
+
+    /// Each `432 4.3.2` gives up one connection for good, down to one; a send that
+    /// succeeds grows the pool back by one once an idle timeout has passed since the last
+    /// change, never past the configured size.
+    #[tokio::test]
+    async fn refusals_shrink_the_pool_and_quiet_time_grows_it_back() {
+        let transport = transport();
+        let shared = &transport.shared;
+        assert_eq!(capacity(&transport), (3, 3));
+        assert!(shared.shrink(shared.permits.acquire().await.unwrap()));
+        assert_eq!(capacity(&transport), (2, 2));
+        // Just shrunk: a success does not grow it yet.
+        shared.maybe_grow();
+        assert_eq!(capacity(&transport), (2, 2));
+        assert!(shared.shrink(shared.permits.acquire().await.unwrap()));
+        assert_eq!(capacity(&transport), (1, 1));
+        // The last connection is kept: the refusal is the send's.
+        assert!(!shared.shrink(shared.permits.acquire().await.unwrap()));
+        assert_eq!(capacity(&transport), (1, 1));
+
+        let quiet_since = |transport: &SmtpTransport| {
+            let idle = transport.shared.config.idle_timeout;
+            transport.shared.capacity.lock().unwrap().changed_at =
+                Instant::now().checked_sub(idle + Duration::from_secs(1));
+        };
+        quiet_since(&transport);
+        shared.maybe_grow();
+        assert_eq!(capacity(&transport), (2, 2));
+        // The step back up is a change too: the next one waits another idle timeout.
+        shared.maybe_grow();
+        assert_eq!(capacity(&transport), (2, 2));
+        quiet_since(&transport);
+        shared.maybe_grow();
+        assert_eq!(capacity(&transport), (3, 3));
+        quiet_since(&transport);
+        shared.maybe_grow();
+        assert_eq!(capacity(&transport), (3, 3), "never past the pool size");
+    }
+
     #[test]
     fn debug_shows_no_secret() {
         let mut settings = ServerSettings::preset(Provider::None);
@@ -364,7 +407,9 @@ mod tests {
         let transport = SmtpTransport::new(config.clone()).unwrap();
         for text in [format!("{config:?}"), format!("{transport:?}")] {
             assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("smtp.example.com"), "{text}");
         }
+        assert!(format!("{transport:?}").starts_with("SmtpTransport"));
     }
 
     #[test]

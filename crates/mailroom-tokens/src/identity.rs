@@ -297,6 +297,17 @@ mod tests {
             json!({"aud": "client-123", "exp": NOW - 1, "iss": ms_iss, "tid": tid, "oid": OID, "preferred_username": "a@b.example"}),
             Err("expired"),
         );
+        // Valid up to, not at, its expiry second.
+        check(
+            Provider::Microsoft,
+            json!({"aud": "client-123", "exp": NOW, "iss": ms_iss, "tid": tid, "oid": OID, "preferred_username": "a@b.example"}),
+            Err("expired"),
+        );
+        check(
+            Provider::Microsoft,
+            json!({"aud": "client-123", "exp": NOW + 1, "iss": ms_iss, "tid": tid, "oid": OID, "preferred_username": "a@b.example"}),
+            Ok("a@b.example"),
+        );
         check(
             Provider::Microsoft,
             json!({"aud": "client-123", "exp": exp, "iss": "https://evil.example/v2.0", "tid": tid, "oid": OID, "preferred_username": "a@b.example"}),

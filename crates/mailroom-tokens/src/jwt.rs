@@ -364,6 +364,9 @@ pub(crate) mod tests {
     /// A test-only RSA key and self-signed certificate (tests/data; not a credential).
     pub(crate) const TEST_CERTIFICATE: &str = include_str!("../tests/data/app-only-test-cert.pem");
     pub(crate) const TEST_KEY: &str = include_str!("../tests/data/app-only-test-key.pem");
+    /// The same key as PKCS#1 (`BEGIN RSA PRIVATE KEY`, the older form that some tools
+    /// and older OpenSSL versions write).
+    const TEST_KEY_PKCS1: &str = include_str!("../tests/data/app-only-test-key-pkcs1.pem");
     /// The test key's public key, PKCS#1 DER.
     pub(crate) const TEST_PUBLIC_KEY: &[u8] =
         include_bytes!("../tests/data/app-only-test-public-key.der");
@@ -450,6 +453,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_pkcs1_key_signs_as_the_same_key_and_is_kept_as_pkcs1() {
+        let certificate =
+            AppCertificate::from_pem(&format!("{TEST_CERTIFICATE}{TEST_KEY_PKCS1}")).unwrap();
+        assert_eq!(
+            certificate.thumbprint_sha256(),
+            test_certificate().thumbprint_sha256()
+        );
+        assert!(
+            certificate
+                .private_key_pem()
+                .expose()
+                .starts_with("-----BEGIN RSA PRIVATE KEY-----\n")
+        );
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let jwt = certificate
+            .client_assertion("client-1", "https://login.example/token", now)
+            .unwrap();
+        verified(jwt.expose(), &RSA_PSS_2048_8192_SHA256);
+
+        let mut file: serde_json::Value = serde_json::from_str(&service_account_json()).unwrap();
+        file["private_key"] = json!(TEST_KEY_PKCS1);
+        let key = ServiceAccountKey::from_json(&file.to_string()).unwrap();
+        let jwt = key
+            .assertion("ann@example.com", "scope", key.token_uri().as_str(), now)
+            .unwrap();
+        verified(jwt.expose(), &RSA_PKCS1_2048_8192_SHA256);
+    }
+
+    #[test]
     fn a_certificate_without_its_key_or_key_without_certificate_is_refused() {
         let error = AppCertificate::from_pem(TEST_CERTIFICATE).unwrap_err();
         assert_eq!(error.problem, "no private key in the PEM text");
@@ -498,8 +530,17 @@ pub(crate) mod tests {
                 "exp": 1_800_000_000 + 3600,
             })
         );
+        assert_eq!(key.private_key_id(), Some("key-1"));
+        assert_eq!(key.client_id(), Some("1234"));
         let debug = format!("{key:?}");
         assert!(!debug.contains("PRIVATE"), "{debug}");
+        for shown in [
+            "sender@mailroom-test.iam.gserviceaccount.com",
+            "key-1",
+            "https://oauth2.googleapis.com/token",
+        ] {
+            assert!(debug.contains(shown), "{debug} lacks {shown}");
+        }
     }
 
     #[test]
