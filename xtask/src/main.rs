@@ -778,12 +778,14 @@ fn write_diff_against_main(dir: &Path) -> Result<PathBuf> {
 }
 
 /// Runs `cargo mutants`: its exit codes 2 (mutants missed) and 3 (timeouts) are outcomes
-/// the table reports, not failures of the run.
+/// the table reports, not failures of the run. The tests run under nextest's `mutants`
+/// profile (`.config/nextest.toml`), which stops a test that hangs.
 fn run_cargo_mutants(args: &[&str]) -> Result<()> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     println!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .env("NEXTEST_PROFILE", "mutants")
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
     match status.code() {

@@ -420,14 +420,20 @@ async fn a_refused_recipient_refuses_the_whole_message_pipelined_or_not() {
         let data: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
         let server = pipelining_server(advertise, Arc::clone(&arrived), Arc::clone(&data));
         let transport = transport_for(plain_settings(server.port), Duration::from_secs(5));
-        let error = send(
-            &transport,
-            &message_to(&["a@example.com", "refused@example.com", "c@example.com"]),
-            &anonymous(),
+        // Bounded: a refusal retried on new connections would never end.
+        let error = tokio::time::timeout(
+            Duration::from_secs(30),
+            send(
+                &transport,
+                &message_to(&["a@example.com", "refused@example.com", "c@example.com"]),
+                &anonymous(),
+            ),
         )
         .await
+        .expect("the send ends")
         .expect_err("refused");
         assert_eq!(error.kind(), Kind::MessageRejected, "{error}");
+        assert_eq!(server.connections(), 1, "a refusal is not retried");
         let text = error.to_string();
         assert!(
             text.contains("refused 1 of the message's 3 recipients"),
