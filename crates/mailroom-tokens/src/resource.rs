@@ -234,6 +234,14 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_reads_as_the_name_its_token_is_stored_under() {
+        assert_eq!(Resource::Mail.to_string(), "mail");
+        for (shared, read_write) in [(false, false), (true, true)] {
+            assert_eq!(Resource::Graph { shared, read_write }.to_string(), "graph");
+        }
+    }
+
+    #[test]
     fn a_grant_without_the_send_permission_names_it() {
         let app = microsoft(MicrosoftCloud::Global);
         let granted = |scopes: &[&str]| scopes.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();

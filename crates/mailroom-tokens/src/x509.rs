@@ -112,6 +112,48 @@ mod tests {
     const TEST_NOT_AFTER: &str = "2126-11-08T04:28:20+00:00";
 
     #[test]
+    fn reads_der_lengths_in_short_and_long_form_and_nothing_else() {
+        let rest: &[u8] = b"next";
+        // Short form, up to 127.
+        assert_eq!(
+            element(&[0x04, 0x02, 7, 8, b'n', b'e', b'x', b't']),
+            Some((0x04, &[7u8, 8][..], rest))
+        );
+        let long = [0x04u8, 0x7f]
+            .into_iter()
+            .chain([1u8; 0x7f])
+            .collect::<Vec<_>>();
+        assert_eq!(element(&long).map(|(_, value, _)| value.len()), Some(0x7f));
+        // Long form: one to four length bytes, exactly as many as it says.
+        assert_eq!(element(&[0x04, 0x81, 0x00]), Some((0x04, &[][..], &[][..])));
+        assert_eq!(
+            element(&[0x04, 0x84, 0, 0, 0, 2, 7, 8]),
+            Some((0x04, &[7u8, 8][..], &[][..]))
+        );
+        assert_eq!(element(&[0x04, 0x85, 0, 0, 0, 0, 2, 7, 8]), None);
+        assert_eq!(element(&[0x04, 0x82, 0x01]), None);
+        // 0x80 (BER's indefinite length) is no DER length, whatever follows.
+        let indefinite = [0x04u8, 0x80]
+            .into_iter()
+            .chain([0u8; 200])
+            .collect::<Vec<_>>();
+        assert_eq!(element(&indefinite), None);
+        // Contents shorter than the length.
+        assert_eq!(element(&[0x04, 0x03, 7, 8]), None);
+        assert_eq!(element(&[0x04]), None);
+    }
+
+    #[test]
+    fn digits_are_ascii_digits_only() {
+        assert_eq!(digits(b"07"), Some(7));
+        assert_eq!(digits(b"2051"), Some(2051));
+        assert_eq!(digits(b""), None);
+        // `str::parse` takes a sign; a DER time does not.
+        assert_eq!(digits(b"+1"), None);
+        assert_eq!(digits(b"1a"), None);
+    }
+
+    #[test]
     fn reads_both_time_forms() {
         assert_eq!(
             time(UTC_TIME, b"491231235959Z").unwrap().to_rfc3339(),
