@@ -721,6 +721,48 @@ mod tests {
         );
     }
 
+    /// Exchange's `535 5.7.139` says three things by its text: SMTP AUTH off, basic
+    /// authentication off, or (any other text) a sign-in policy that refused the account;
+    /// only the quota's own text makes a `554 5.2.0` a quota.
+    #[test]
+    fn the_text_of_an_exchange_reply_decides_between_its_causes() {
+        use TransportErrorKind as Kind;
+        check(
+            Stage::Authenticate,
+            "535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator.",
+            Kind::AccountConfiguration,
+            "sign-in policies",
+        );
+        let policy = map_reply(
+            &Stage::Authenticate,
+            &reply(
+                "535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator.",
+            ),
+            "box@example.com",
+        );
+        assert!(matches!(
+            policy.remedy(),
+            Some(Remedy::EnableSmtpAuth { mailbox: Some(mailbox) }) if mailbox == "box@example.com"
+        ));
+        check(
+            Stage::Message,
+            "554 5.2.0 STOREDRV.Submission.Exception:OutboundSpamException; Failed to process message due to a permanent exception with message [BeginDiagnosticData]",
+            Kind::MessageRejected,
+            "content",
+        );
+        // A refusal at AUTH that the table does not know names the account.
+        let unknown = map_reply(
+            &Stage::Authenticate,
+            &reply("504 5.5.4 Unrecognized authentication type"),
+            "box@example.com",
+        );
+        assert_eq!(unknown.kind(), Kind::Permanent);
+        assert_eq!(
+            unknown.message(),
+            "the smtp server refused to authenticate box@example.com"
+        );
+    }
+
     #[test]
     fn a_quota_refusing_every_recipient_keeps_its_pause() {
         let quota =
