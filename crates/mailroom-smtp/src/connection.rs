@@ -895,4 +895,68 @@ mod tests {
         // The account's explicit opt-in.
         assert!(allowed("smtp.example.com", true, remote));
     }
+
+    /// A token goes only to an OAuth provider's server and a password only to a password
+    /// server; an OAuth account without a token is refused too, all before connecting.
+    #[test]
+    fn credentials_must_match_the_providers_kind() {
+        use mailroom_model::{CredentialSecret, Credentials, Secret};
+        let with = |secret: CredentialSecret| Credentials {
+            user: "box@example.com".to_owned(),
+            secret,
+            version: 1,
+        };
+        let password = || with(CredentialSecret::Password(Secret::new("pw")));
+        let token = || with(CredentialSecret::AccessToken(Secret::new("token")));
+        let none = || with(CredentialSecret::None);
+        let refusal = |provider: Provider, credentials: Credentials| match check_credentials(
+            provider,
+            &credentials,
+        ) {
+            Ok(()) => None,
+            Err(failure) => Some(failure.into_transport_error("box@example.com")),
+        };
+        for provider in [Provider::Microsoft, Provider::Google] {
+            assert!(refusal(provider, token()).is_none(), "{provider}");
+            for (credentials, words) in [
+                (password(), "not a password"),
+                (none(), "needs an access token"),
+            ] {
+                let error = refusal(provider, credentials).expect("refused");
+                assert_eq!(error.kind(), TransportErrorKind::AccountConfiguration);
+                assert!(error.message().contains(words), "{error}");
+                assert!(
+                    matches!(error.remedy(), Some(Remedy::SignIn { .. })),
+                    "{error}"
+                );
+            }
+        }
+        assert!(refusal(Provider::None, password()).is_none());
+        assert!(
+            refusal(Provider::None, none()).is_none(),
+            "a relay without AUTH"
+        );
+        let error = refusal(Provider::None, token()).expect("refused");
+        assert!(error.message().contains("not an access token"), "{error}");
+        assert!(
+            matches!(error.remedy(), Some(Remedy::EditAccount { .. })),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_greeting_is_waited_for_a_quarter_of_the_timeout_at_most_two_seconds() {
+        assert_eq!(
+            greeting_probe_after(Duration::from_secs(1)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            greeting_probe_after(Duration::from_secs(4)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            greeting_probe_after(Duration::from_secs(20)),
+            Duration::from_secs(2)
+        );
+    }
 }

@@ -297,6 +297,42 @@ mod tests {
     }
 
     #[test]
+    fn the_first_bytes_of_a_failed_handshake_say_what_the_port_speaks() {
+        let failed = |first: &[u8]| ImplicitTlsError {
+            source: io::Error::from(io::ErrorKind::InvalidData),
+            first_bytes: first.to_vec(),
+        };
+        // A TLS alert (an untrusted certificate, say) or handshake record: TLS.
+        for record in [&[0x15u8, 3, 3][..], &[0x16, 3, 1]] {
+            assert!(failed(record).speaks_tls());
+            assert!(!failed(record).speaks_plain_smtp());
+        }
+        let greeting = failed(b"220 smtp.example.com ESMTP");
+        assert!(greeting.speaks_plain_smtp());
+        assert!(!greeting.speaks_tls());
+        assert!(!failed(b"").speaks_tls());
+    }
+
+    #[test]
+    fn root_certificates_are_counted_block_by_block() {
+        let block = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        assert_eq!(count_root_certificates(block.as_bytes()).unwrap(), 1);
+        assert_eq!(
+            count_root_certificates(format!("{block}{block}").as_bytes()).unwrap(),
+            2
+        );
+        assert!(count_root_certificates(b"").is_err());
+    }
+
+    #[test]
+    fn tls_material_shows_its_server_name() {
+        let material = TlsMaterial::new("smtp.example.com", None).unwrap();
+        let debug = format!("{material:?}");
+        assert!(debug.starts_with("TlsMaterial"), "{debug}");
+        assert!(debug.contains("smtp.example.com"), "{debug}");
+    }
+
+    #[test]
     fn roots_must_be_pem_certificates() {
         let error = parse_roots(b"not a certificate").unwrap_err();
         assert_eq!(
