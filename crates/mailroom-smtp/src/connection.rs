@@ -364,10 +364,17 @@ async fn port_speaks_tls(settings: &ConnectionSettings, wait: Duration) -> bool 
     matches!(tokio::time::timeout(wait, attempt).await, Ok(Some(true)))
 }
 
-/// A password goes in plaintext only to this machine (a loopback host name that connected
-/// to a loopback address), or where the account explicitly allows it.
-pub(crate) fn password_may_go_in_plaintext(server: &ServerSettings, peer: SocketAddr) -> bool {
-    server.allow_plaintext_password || (is_loopback_host(&server.host) && peer.ip().is_loopback())
+/// Whether a password may be sent on a connection: an encrypted one, or in plaintext only
+/// to this machine (a loopback host name that connected to a loopback address) or where
+/// the account explicitly allows it.
+pub(crate) fn password_may_be_sent(
+    encrypted: bool,
+    server: &ServerSettings,
+    peer: SocketAddr,
+) -> bool {
+    encrypted
+        || server.allow_plaintext_password
+        || (is_loopback_host(&server.host) && peer.ip().is_loopback())
 }
 
 /// One command and its reply, within the timeout.
@@ -441,7 +448,7 @@ impl SmtpConnection {
                         remedy: Some(Remedy::EditAccount { account: None }),
                     });
                 }
-                if !encrypted && !password_may_go_in_plaintext(server, peer) {
+                if !password_may_be_sent(encrypted, server, peer) {
                     return Err(Failure::Insecure {
                         reason: format!(
                             "refusing to send the password of {} to {}:{} without tls: the connection is not encrypted (the server offers no STARTTLS, or TLS is off for the account)",
@@ -879,12 +886,18 @@ mod tests {
     }
 
     #[test]
-    fn a_password_goes_in_plaintext_only_to_loopback_or_with_the_opt_in() {
+    fn a_password_goes_encrypted_anywhere_in_plaintext_only_to_loopback_or_with_the_opt_in() {
         let loopback: SocketAddr = "127.0.0.1:25".parse().unwrap();
         let remote: SocketAddr = "192.0.2.7:25".parse().unwrap();
         let allowed = |host: &str, opt_in: bool, peer: SocketAddr| {
-            password_may_go_in_plaintext(&server(host, opt_in), peer)
+            password_may_be_sent(false, &server(host, opt_in), peer)
         };
+        // Encrypted, it goes anywhere.
+        assert!(password_may_be_sent(
+            true,
+            &server("smtp.example.com", false),
+            remote
+        ));
         assert!(allowed("127.0.0.1", false, loopback));
         assert!(allowed("localhost", false, loopback));
         assert!(allowed("[::1]", false, "[::1]:25".parse().unwrap()));

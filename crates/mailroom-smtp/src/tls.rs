@@ -273,6 +273,8 @@ pub(crate) fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool 
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use mailroom_model::Provider;
 
@@ -330,6 +332,73 @@ mod tests {
         let debug = format!("{material:?}");
         assert!(debug.starts_with("TlsMaterial"), "{debug}");
         assert!(debug.contains("smtp.example.com"), "{debug}");
+    }
+
+    /// A writer without vectored writes.
+    struct OneSliceAtATime;
+
+    impl AsyncWrite for OneSliceAtATime {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The socket under a TLS session: everything passes through both ways, and only
+    /// the first eight bytes read are kept.
+    #[tokio::test]
+    async fn first_bytes_passes_through_and_keeps_only_the_first_eight_read() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut far, _) = listener.accept().await.unwrap();
+        let mut wrapped = FirstBytes::new(near);
+        assert!(wrapped.is_write_vectored(), "as a TCP socket is");
+        assert!(!FirstBytes::new(OneSliceAtATime).is_write_vectored());
+
+        far.write_all(b"abc").await.unwrap();
+        let mut buffer = [0u8; 3];
+        wrapped.read_exact(&mut buffer).await.unwrap();
+        assert_eq!(&buffer, b"abc");
+        far.write_all(b"defghijklmnop").await.unwrap();
+        let mut rest = [0u8; 13];
+        wrapped.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"defghijklmnop");
+        assert_eq!(wrapped.first, b"abcdefgh");
+
+        wrapped.write_all(b"EHLO client\r\n").await.unwrap();
+        wrapped.flush().await.unwrap();
+        wrapped.shutdown().await.unwrap();
+        let mut written = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), far.read_to_end(&mut written))
+            .await
+            .expect("the shutdown reaches the other end")
+            .unwrap();
+        assert_eq!(written, b"EHLO client\r\n");
+    }
+
+    #[test]
+    fn a_rustls_error_is_found_however_deep_in_io_errors() {
+        let rustls_error = || rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        let once = io::Error::new(io::ErrorKind::InvalidData, rustls_error());
+        assert!(is_tls_failure(&once));
+        let twice = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, rustls_error()));
+        assert!(is_tls_failure(&twice));
+        let plain = io::Error::other(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(!is_tls_failure(&plain));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use mailroom_model::{
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_testkit::scripted::{Conn, ScriptedServer};
 
-use crate::support::{outgoing, send, simple_message};
+use crate::support::{address, outgoing, scripted_relay, send, simple_message};
 
 const FROM: &str = "relay@example.com";
 /// The variable that turns the endless-line test into the child of the memory test.
@@ -566,4 +566,53 @@ async fn refusals_as_too_many_connections_shrink_the_pool_and_end() {
     .expect_err("refused again");
     assert_eq!(server.connections(), 4);
     assert_eq!(server.deliveries(), 0);
+}
+
+/// An ASCII message whose envelope has one ASCII and one non-ASCII recipient.
+fn to_a_non_ascii_recipient() -> OutgoingMessage {
+    let message = lettre::Message::builder()
+        .from(FROM.parse().expect("from"))
+        .to("to@example.com".parse().expect("to"))
+        .subject("utf8")
+        .body(String::from("hello\r\n"))
+        .expect("a message");
+    let mut outgoing = outgoing(&message, FROM, &["to@example.com"]);
+    outgoing.envelope = mailroom_model::Envelope::new(
+        address(FROM),
+        vec![address("to@example.com"), address("jöran@example.com")],
+    )
+    .expect("an envelope");
+    outgoing
+}
+
+#[tokio::test]
+async fn a_non_ascii_recipient_goes_only_to_a_server_offering_smtputf8() {
+    let without = scripted_relay(&["PIPELINING"], |_| {});
+    let transport = transport_for(plain_settings(without.port), Duration::from_secs(5));
+    let error = send(&transport, &to_a_non_ascii_recipient(), &anonymous())
+        .await
+        .expect_err("refused before MAIL FROM");
+    assert_eq!(error.kind(), Kind::MessageRejected, "{error}");
+    assert!(error.to_string().contains("SMTPUTF8"), "{error}");
+    assert!(
+        !without
+            .commands()
+            .iter()
+            .any(|command| command.starts_with("MAIL")),
+        "{:?}",
+        without.commands()
+    );
+
+    let with = scripted_relay(&["PIPELINING", "SMTPUTF8"], |_| {});
+    let transport = transport_for(plain_settings(with.port), Duration::from_secs(5));
+    send(&transport, &to_a_non_ascii_recipient(), &anonymous())
+        .await
+        .expect("sent");
+    assert!(
+        with.commands()
+            .contains(&"MAIL FROM:<relay@example.com> SMTPUTF8".to_owned()),
+        "{:?}",
+        with.commands()
+    );
+    assert_eq!(with.deliveries(), 1);
 }

@@ -9,7 +9,9 @@ use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_testkit::scripted::ScriptedServer;
 use tokio::task::JoinSet;
 
-use crate::support::{USER, oauth_settings, send, simple_message, token, transport_with};
+use crate::support::{
+    USER, oauth_settings, scripted_relay, send, simple_message, token, transport_with,
+};
 use mailroom_testkit::smtp::{ServerOptions, TestServer};
 
 fn server() -> TestServer {
@@ -171,34 +173,12 @@ async fn a_pooled_connection_the_server_closed_is_replaced_without_failing_the_s
     assert_eq!(connections_of(&server, "message").len(), 2);
 }
 
-/// A relay without TLS or AUTH that delivers every message and reports on `quits` the
-/// number of each connection the client closed with `QUIT`.
+/// A relay that reports on `quits` the number of each connection the client closed with
+/// `QUIT`.
 fn quit_reporting_relay(quits: std::sync::mpsc::Sender<usize>) -> ScriptedServer {
     let quits = std::sync::Mutex::new(quits);
-    ScriptedServer::start(move |conn| {
-        if !conn.open_plain(&[]) {
-            return;
-        }
-        while let Some(line) = conn.read_line() {
-            if line == "QUIT" {
-                conn.send("221 2.0.0 Bye\r\n");
-                let _ = quits.lock().unwrap().send(conn.number);
-                return;
-            }
-            let reply = if line == "DATA" {
-                conn.send("354 go ahead\r\n");
-                if conn.read_data().is_none() {
-                    return;
-                }
-                conn.delivered();
-                "250 2.0.0 queued\r\n"
-            } else {
-                "250 ok\r\n"
-            };
-            if !conn.send(reply) {
-                return;
-            }
-        }
+    scripted_relay(&[], move |number| {
+        let _ = quits.lock().unwrap().send(number);
     })
 }
 

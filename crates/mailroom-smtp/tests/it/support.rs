@@ -9,6 +9,7 @@ use mailroom_model::{
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 
+use mailroom_testkit::scripted::ScriptedServer;
 use mailroom_testkit::smtp::TestServer;
 
 pub(crate) const USER: &str = "box@example.com";
@@ -174,4 +175,37 @@ pub(crate) async fn send(
     credentials: &Credentials,
 ) -> Result<Delivery, TransportError> {
     transport.send(message, credentials).await
+}
+
+/// A relay on 127.0.0.1 without TLS or AUTH, offering `extensions` in its EHLO reply: it
+/// delivers every message, and answers `QUIT` and tells `on_quit` the connection's number.
+pub(crate) fn scripted_relay(
+    extensions: &'static [&'static str],
+    on_quit: impl Fn(usize) + Send + Sync + 'static,
+) -> ScriptedServer {
+    ScriptedServer::start(move |conn| {
+        if !conn.open_plain(extensions) {
+            return;
+        }
+        while let Some(line) = conn.read_line() {
+            if line == "QUIT" {
+                conn.send("221 2.0.0 Bye\r\n");
+                on_quit(conn.number);
+                return;
+            }
+            let reply = if line == "DATA" {
+                conn.send("354 go ahead\r\n");
+                if conn.read_data().is_none() {
+                    return;
+                }
+                conn.delivered();
+                "250 2.0.0 queued\r\n"
+            } else {
+                "250 ok\r\n"
+            };
+            if !conn.send(reply) {
+                return;
+            }
+        }
+    })
 }
