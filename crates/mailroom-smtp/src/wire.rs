@@ -467,6 +467,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readers_debug_shows_what_is_buffered_past_the_last_reply() {
+        let mut reader = ReplyReader::new();
+        let bytes = b"250 ok\r\n25";
+        reader.spare()[..bytes.len()].copy_from_slice(bytes);
+        reader.filled(bytes.len());
+        assert!(matches!(reader.feed(), Ok(Fed::Reply(_))));
+        assert_eq!(reader.buffered(), 2);
+        let debug = format!("{reader:?}");
+        assert!(debug.starts_with("ReplyReader"), "{debug}");
+        assert!(debug.contains("buffered: 2"), "{debug}");
+    }
+
+    #[test]
     fn replies_in_one_packet_come_out_in_order() {
         let replies =
             feed_all(b"250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n354 Start mail input\r\n");

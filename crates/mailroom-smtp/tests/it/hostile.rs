@@ -616,3 +616,63 @@ async fn a_non_ascii_recipient_goes_only_to_a_server_offering_smtputf8() {
     );
     assert_eq!(with.deliveries(), 1);
 }
+
+/// A pipelining relay that reads MAIL, RCPT and DATA for one recipient, answers them with
+/// `replies` (fewer than three), and hangs up.
+fn hanging_up_after(replies: &'static [&'static str]) -> ScriptedServer {
+    ScriptedServer::start(move |conn| {
+        if !conn.open_plain(&["PIPELINING"]) {
+            return;
+        }
+        for _ in 0..3 {
+            if conn.read_line().is_none() {
+                return;
+            }
+        }
+        conn.send(&replies.concat());
+    })
+}
+
+/// Pipelined, a refused sender explains the replies that never came (the server may hang
+/// up after refusing it); an accepted one does not, and the hang-up is the error.
+#[tokio::test]
+async fn a_hang_up_after_a_pipelined_refusal_reports_the_refusal() {
+    const REFUSED: &str = "550 5.7.1 Sender address rejected: not owned by user\r\n";
+    const REFUSALS: [&[&str]; 2] = [
+        &[REFUSED],
+        &[REFUSED, "503 5.5.1 Error: need MAIL command\r\n"],
+    ];
+    for replies in REFUSALS {
+        let server = hanging_up_after(replies);
+        let transport = transport_for(plain_settings(server.port), Duration::from_secs(5));
+        let error = send(&transport, &message_to(&["to@example.com"]), &anonymous())
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            error.server_reply(),
+            Some(REFUSED.trim_end()),
+            "{} replies: {error}",
+            replies.len()
+        );
+    }
+    for (replies, stage) in [
+        (&["250 2.1.0 Sender OK\r\n"][..], "RCPT TO"),
+        (
+            &["250 2.1.0 Sender OK\r\n", "250 2.1.5 Recipient OK\r\n"][..],
+            "DATA",
+        ),
+    ] {
+        let server = hanging_up_after(replies);
+        let transport = transport_for(plain_settings(server.port), Duration::from_secs(5));
+        let error = send(&transport, &message_to(&["to@example.com"]), &anonymous())
+            .await
+            .expect_err("the server hung up");
+        assert_eq!(error.kind(), Kind::Transient, "{error}");
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("during {stage}")) && text.contains("closed the connection"),
+            "{text}"
+        );
+        assert_eq!(server.deliveries(), 0);
+    }
+}
