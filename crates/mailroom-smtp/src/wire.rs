@@ -480,6 +480,29 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_split_across_reads_keeps_its_first_part() {
+        let mut reader = ReplyReader::new();
+        let read = |reader: &mut ReplyReader, bytes: &[u8]| {
+            reader.spare()[..bytes.len()].copy_from_slice(bytes);
+            reader.filled(bytes.len());
+        };
+        read(&mut reader, b"250 first\r\n25");
+        assert!(matches!(reader.feed(), Ok(Fed::Reply(reply)) if reply.reply.text == "first"));
+        assert!(matches!(reader.feed(), Ok(Fed::NeedMore)));
+        read(&mut reader, b"0 second\r\n");
+        match reader.feed() {
+            Ok(Fed::Reply(reply)) => {
+                assert_eq!(
+                    (reply.reply.code, reply.reply.text.as_str()),
+                    (250, "second")
+                );
+            }
+            Ok(Fed::NeedMore) => panic!("the reply was lost"),
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    #[test]
     fn replies_in_one_packet_come_out_in_order() {
         let replies =
             feed_all(b"250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n354 Start mail input\r\n");
