@@ -542,6 +542,41 @@ mod tests {
     }
 
     #[test]
+    fn a_line_of_exactly_the_bound_is_read_and_one_byte_more_is_refused() {
+        let line = |length: usize| {
+            let mut line = b"250 ".to_vec();
+            line.extend(std::iter::repeat_n(b'a', length - 6));
+            line.extend_from_slice(b"\r\n");
+            line
+        };
+        let replies = feed_all(&line(MAX_REPLY_LINE));
+        let reply = replies[0].as_ref().expect("a line of the bound");
+        assert_eq!(reply.raw.len(), MAX_REPLY_LINE);
+        let replies = feed_all(&line(MAX_REPLY_LINE + 1));
+        let error = replies[0].as_ref().unwrap_err();
+        assert!(
+            error.contains(&format!("reply line longer than {MAX_REPLY_LINE} bytes")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_reply_past_the_bound_is_refused_even_when_its_end_is_in_the_same_read() {
+        // Empty continuation lines (which smtp-proto's text cap does not count) past the
+        // bound, then the last line: a first small read, then the rest (the reply's end
+        // included) in one read.
+        let mut bytes = b"250-\r\n".repeat(MAX_REPLY / 6 + 1);
+        bytes.extend_from_slice(b"250 ok\r\n");
+        assert!(bytes.len() - 96 < READ_BUFFER);
+        let replies = feed_in_pieces(&bytes, &[96, READ_BUFFER]);
+        let error = replies.last().unwrap().as_ref().unwrap_err();
+        assert!(
+            error.contains(&format!("longer than {MAX_REPLY} bytes")),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn many_empty_lines_are_refused_at_the_reply_bound() {
         // smtp-proto's own text cap does not count empty continuation lines.
         let bytes = b"250-\r\n".repeat(10_000);
