@@ -503,6 +503,17 @@ mod tests {
     }
 
     #[test]
+    fn replies_read_in_pieces_are_counted_and_the_error_that_ended_them_given() {
+        let two = b"250 one\r\n250-two\r\n250 two\r\n";
+        assert_eq!(read_replies_in_pieces(two, &[1, 3]), (2, None));
+        let mut endless = b"250 ok\r\n250-".to_vec();
+        endless.extend(std::iter::repeat_n(b'a', 10_000));
+        let (replies, error) = read_replies_in_pieces(&endless, &[512]);
+        assert_eq!(replies, 1);
+        assert!(error.unwrap_or_default().contains("longer than"));
+    }
+
+    #[test]
     fn replies_in_one_packet_come_out_in_order() {
         let replies =
             feed_all(b"250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n354 Start mail input\r\n");
