@@ -9,8 +9,9 @@
 //! as many of the same messages to the same server from this process (one transport per
 //! mailbox, as the facade keeps them), measured before the first agent run and after each:
 //! each agent run is compared with the mean of the bare runs on either side of it. The goal
-//! is agent CPU per message at most 1.5x the bare transport's. Not a test: it prints figures and asserts nothing about them; it exits
-//! non-zero only when a run did not deliver every message exactly once.
+//! is agent CPU per message at most 1.5x the bare transport's. Not a test: it prints
+//! figures and asserts nothing about them; it exits non-zero only when a run did not
+//! deliver every message exactly once.
 //!
 //! Environment: `MAILROOM_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), `MAILROOM_BENCH_MESSAGES` (default 20000),

@@ -141,13 +141,16 @@ mod tests {
         settings.password = Some(Secret::new("hunter2-secret".to_owned()));
         let mut config = SmtpTransportConfig::new(settings);
         config.pool_size = 7;
-        config.extra_root_pem = Some(b"-----BEGIN CERTIFICATE-----PEMBODY".to_vec());
+        let pem = b"-----BEGIN CERTIFICATE-----PEMBODY";
+        config.extra_root_pem = Some(pem.to_vec());
         config.hello_name = Some("erp.example.test".to_owned());
         let shown = format!("{config:?}");
+        // The certificate is shown by its length only.
+        let length = format!("Some({})", pem.len());
         for expected in [
             "mail.example.test",
             "pool_size: 7",
-            "Some(34)",
+            length.as_str(),
             "erp.example.test",
         ] {
             assert!(

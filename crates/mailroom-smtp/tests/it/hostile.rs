@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailroom_model::{
-    CredentialSecret, Credentials, OutgoingMessage, Provider, ServerSettings, TlsStartup,
-    TransportErrorKind as Kind,
+    Credentials, OutgoingMessage, ServerSettings, TlsStartup, TransportErrorKind as Kind,
 };
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_testkit::scripted::{Conn, ScriptedServer};
 
-use crate::support::{address, outgoing, scripted_relay, send, simple_message};
+use crate::support::{
+    address, no_credentials, outgoing, relay_settings, scripted_relay, send, simple_message,
+};
 
 const FROM: &str = "relay@example.com";
 /// The variable that turns the endless-line test into the child of the memory test.
@@ -21,15 +22,9 @@ const CHILD_PORT: &str = "MAILROOM_TEST_HOSTILE_CHILD_PORT";
 /// The peak resident memory the child may reach.
 const RSS_BOUND_KIB: u64 = 64 * 1024;
 
-/// A password-less relay on 127.0.0.1 without TLS.
+/// A password-less relay on 127.0.0.1 without TLS, sending as [`FROM`].
 fn plain_settings(port: u16) -> ServerSettings {
-    let mut settings = ServerSettings::preset(Provider::None);
-    settings.host = "127.0.0.1".to_owned();
-    settings.port = port;
-    settings.tls = false;
-    settings.timeout_ms = 5_000;
-    settings.smtp_user = FROM.to_owned();
-    settings
+    relay_settings(port, FROM)
 }
 
 fn transport_for(settings: ServerSettings, final_reply: Duration) -> SmtpTransport {
@@ -38,11 +33,7 @@ fn transport_for(settings: ServerSettings, final_reply: Duration) -> SmtpTranspo
 }
 
 fn anonymous() -> Credentials {
-    Credentials {
-        user: FROM.to_owned(),
-        secret: CredentialSecret::None,
-        version: 1,
-    }
+    no_credentials(FROM, 1)
 }
 
 fn message_to(recipients: &[&str]) -> OutgoingMessage {

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailroom_model::{CredentialSecret, Credentials, Provider, ServerSettings, TlsStartup};
+use mailroom_model::{Credentials, TlsStartup};
 use mailroom_smtp::{SmtpTransport, SmtpTransportConfig};
 use mailroom_testkit::scripted::ScriptedServer;
 use tokio::task::JoinSet;
 
 use crate::support::{
-    USER, oauth_settings, scripted_relay, send, simple_message, token, transport_with,
+    USER, no_credentials, oauth_settings, relay_settings, scripted_relay, send, simple_message,
+    token, transport_with,
 };
 use mailroom_testkit::smtp::{ServerOptions, TestServer};
 
@@ -183,21 +184,11 @@ fn quit_reporting_relay(quits: std::sync::mpsc::Sender<usize>) -> ScriptedServer
 }
 
 fn relay_config(server: &ScriptedServer) -> SmtpTransportConfig {
-    let mut settings = ServerSettings::preset(Provider::None);
-    settings.host = "127.0.0.1".to_owned();
-    settings.port = server.port;
-    settings.tls = false;
-    settings.timeout_ms = 20_000;
-    settings.smtp_user = USER.to_owned();
-    SmtpTransportConfig::new(settings)
+    SmtpTransportConfig::new(relay_settings(server.port, USER))
 }
 
 fn anonymous(version: u64) -> Credentials {
-    Credentials {
-        user: USER.to_owned(),
-        secret: CredentialSecret::None,
-        version,
-    }
+    no_credentials(USER, version)
 }
 
 /// The number of the next connection the client closes with `QUIT`, waited for (without

@@ -177,6 +177,27 @@ pub(crate) async fn send(
     transport.send(message, credentials).await
 }
 
+/// Settings for a password-less relay on 127.0.0.1 without TLS (a scripted server),
+/// sending as `user`.
+pub(crate) fn relay_settings(port: u16, user: &str) -> ServerSettings {
+    let mut settings = ServerSettings::preset(Provider::None);
+    settings.host = "127.0.0.1".to_owned();
+    settings.port = port;
+    settings.tls = false;
+    settings.timeout_ms = 5_000;
+    settings.smtp_user = user.to_owned();
+    settings
+}
+
+/// No secret, for a relay without AUTH: `user` at credential `version`.
+pub(crate) fn no_credentials(user: &str, version: u64) -> Credentials {
+    Credentials {
+        user: user.to_owned(),
+        secret: CredentialSecret::None,
+        version,
+    }
+}
+
 /// A relay on 127.0.0.1 without TLS or AUTH, offering `extensions` in its EHLO reply: it
 /// delivers every message, and answers `QUIT` and tells `on_quit` the connection's number.
 pub(crate) fn scripted_relay(
