@@ -70,6 +70,12 @@ pub(crate) struct LoopbackListener {
 /// How often a sign-in tries for a port free on both 127.0.0.1 and ::1.
 const BIND_ATTEMPTS: usize = 8;
 
+/// True when binding ::1 failed because the machine has no IPv6 loopback (not because
+/// the port is taken there, which another port may cure).
+fn no_ipv6_loopback(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::AddrNotAvailable
+}
+
 impl LoopbackListener {
     /// Binds 127.0.0.1 on a port the system chooses and ::1 on the same port (if no
     /// attempt finds one free on both, 127.0.0.1 alone); redirects are served at `path`.
@@ -89,7 +95,7 @@ impl LoopbackListener {
                     });
                 }
                 // No IPv6 loopback on this machine: 127.0.0.1 is all there is.
-                Err(error) if error.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                Err(error) if no_ipv6_loopback(&error) => {
                     return Ok(Self {
                         ipv4,
                         ipv6: None,
@@ -298,6 +304,15 @@ async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_missing_address_means_no_ipv6_loopback() {
+        use std::io::{Error, ErrorKind};
+        assert!(no_ipv6_loopback(&Error::from(ErrorKind::AddrNotAvailable)));
+        // A port taken on ::1 is tried again on another port.
+        assert!(!no_ipv6_loopback(&Error::from(ErrorKind::AddrInUse)));
+        assert!(!no_ipv6_loopback(&Error::from(ErrorKind::PermissionDenied)));
+    }
 
     /// A browser may resolve `localhost` to ::1: the listener answers there too, on the
     /// same port (RFC 8252 section 7.3), where the machine has an IPv6 loopback.

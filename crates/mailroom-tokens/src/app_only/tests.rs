@@ -37,6 +37,19 @@ async fn token_server(answer: ResponseTemplate) -> (MockServer, url::Url) {
     (server, url)
 }
 
+/// `client_credentials` for the Graph scope with a client secret, from `url`.
+async fn secret_grant_at(url: &url::Url, secret: &Secret) -> Result<AppToken> {
+    client_credentials(
+        &OAuthHttp::new(),
+        url,
+        CLIENT_ID,
+        GRAPH_DEFAULT_SCOPE,
+        ClientCredential::Secret(secret),
+        now(),
+    )
+    .await
+}
+
 /// The form of the one request the server received.
 async fn sent_form(server: &MockServer) -> Vec<(String, String)> {
     let requests = server.received_requests().await.unwrap();
@@ -64,16 +77,7 @@ fn certificate() -> AppCertificate {
 async fn a_client_secret_is_sent_as_the_documented_form() {
     let (server, url) = token_server(token_answer()).await;
     let secret = Secret::new("sampleCredentia1s~secret");
-    let token = client_credentials(
-        &OAuthHttp::new(),
-        &url,
-        CLIENT_ID,
-        GRAPH_DEFAULT_SCOPE,
-        ClientCredential::Secret(&secret),
-        now(),
-    )
-    .await
-    .unwrap();
+    let token = secret_grant_at(&url, &secret).await.unwrap();
     assert_eq!(
         token.access_token.expose(),
         "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiIsIng1dCI6Ik1uQ19WWmNBVGZNNXBP"
@@ -271,15 +275,7 @@ async fn microsofts_credential_errors_name_their_remedy() {
     ] {
         let (_server, url) =
             token_server(microsoft_error(error, code, text, secret.expose())).await;
-        let result = client_credentials(
-            &OAuthHttp::new(),
-            &url,
-            CLIENT_ID,
-            GRAPH_DEFAULT_SCOPE,
-            ClientCredential::Secret(&secret),
-            now(),
-        )
-        .await;
+        let result = secret_grant_at(&url, &secret).await;
         check_problem(result, expected, secret.expose());
     }
 }
@@ -346,29 +342,11 @@ async fn googles_errors_name_their_remedy() {
 async fn a_busy_endpoint_is_transient_and_plain_http_elsewhere_is_refused() {
     let (_server, url) = token_server(ResponseTemplate::new(503)).await;
     let secret = Secret::new("sampleCredentia1s~secret");
-    let error = client_credentials(
-        &OAuthHttp::new(),
-        &url,
-        CLIENT_ID,
-        GRAPH_DEFAULT_SCOPE,
-        ClientCredential::Secret(&secret),
-        now(),
-    )
-    .await
-    .unwrap_err();
+    let error = secret_grant_at(&url, &secret).await.unwrap_err();
     assert!(error.is_transient(), "{error}");
 
     let url = url::Url::parse("http://login.example.com/contoso/oauth2/v2.0/token").unwrap();
-    let error = client_credentials(
-        &OAuthHttp::new(),
-        &url,
-        CLIENT_ID,
-        GRAPH_DEFAULT_SCOPE,
-        ClientCredential::Secret(&secret),
-        now(),
-    )
-    .await
-    .unwrap_err();
+    let error = secret_grant_at(&url, &secret).await.unwrap_err();
     assert!(
         error.to_string().contains("refusing to send a secret"),
         "{error}"
@@ -400,18 +378,113 @@ async fn client_credentials_need_a_tenant_not_organizations_or_common() {
     let secret = Secret::new("sampleCredentia1s~secret");
     for tenant in ["organizations", "common"] {
         let url = url::Url::parse(&format!("{}/{tenant}/oauth2/v2.0/token", server.uri())).unwrap();
-        let error = client_credentials(
-            &OAuthHttp::new(),
-            &url,
-            CLIENT_ID,
-            GRAPH_DEFAULT_SCOPE,
-            ClientCredential::Secret(&secret),
-            now(),
-        )
-        .await
-        .unwrap_err();
+        let error = secret_grant_at(&url, &secret).await.unwrap_err();
         assert!(matches!(error, Error::TenantRequired { .. }), "{error}");
         assert_eq!(error.remedy(), Some(Remedy::SetMicrosoftTenant));
     }
     assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+/// `client_credentials` with a client secret against a token endpoint that answers
+/// `answer`.
+async fn secret_grant(answer: ResponseTemplate) -> Result<AppToken> {
+    let (_server, url) = token_server(answer).await;
+    secret_grant_at(&url, &Secret::new("sampleCredentia1s~secret")).await
+}
+
+#[tokio::test]
+async fn a_credential_error_is_known_by_its_code_or_by_its_description_alone() {
+    // Entra sends both `error_codes` and an `AADSTS…:` description; either one names the
+    // problem when the other is missing or says something else.
+    let by_code = secret_grant(ResponseTemplate::new(401).set_body_json(json!({
+        "error": "invalid_client",
+        "error_description": "Invalid client secret provided.",
+        "error_codes": [7000215],
+    })))
+    .await;
+    check_problem(
+        by_code,
+        AppCredentialProblem::InvalidSecret,
+        "sampleCredentia1s",
+    );
+    let by_description = secret_grant(ResponseTemplate::new(401).set_body_json(json!({
+        "error": "invalid_client",
+        "error_description": "AADSTS7000222: The provided client secret keys for app '6731de76' are expired.",
+    })))
+    .await;
+    check_problem(
+        by_description,
+        AppCredentialProblem::ExpiredSecret,
+        "sampleCredentia1s",
+    );
+}
+
+#[tokio::test]
+async fn an_error_that_is_not_the_credentials_is_the_providers_own() {
+    // `AADSTS70011` (a bad scope) is none of the app's credentials: it is reported as the
+    // provider's error, and a code that merely starts like a known one is not that one.
+    for (code, error) in [(70011, "invalid_scope"), (7000270, "invalid_request")] {
+        let result = secret_grant(ResponseTemplate::new(400).set_body_json(json!({
+            "error": error,
+            "error_description": format!("AADSTS{code}: The provided value is not valid.\r\nTrace ID: 255d1aef"),
+            "error_codes": [code],
+        })))
+        .await;
+        match result.unwrap_err() {
+            Error::Provider {
+                error: reported,
+                description,
+            } => {
+                assert_eq!(reported, error);
+                assert_eq!(
+                    description.as_deref(),
+                    Some(format!("AADSTS{code}: The provided value is not valid.").as_str())
+                );
+            }
+            other => panic!("AADSTS{code}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_busy_token_service_is_transient_even_as_an_oauth_error() {
+    // Entra's documented `temporarily_unavailable`: retry after a small delay.
+    let error = secret_grant(ResponseTemplate::new(400).set_body_json(json!({
+        "error": "temporarily_unavailable",
+        "error_description": "AADSTS90033: A transient error has occurred. Please try again.",
+        "error_codes": [90033],
+    })))
+    .await
+    .unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_token_without_expires_in_is_taken_to_live_half_an_hour() {
+    let token = secret_grant(ResponseTemplate::new(200).set_body_json(json!({
+        "token_type": "Bearer",
+        "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9",
+    })))
+    .await
+    .unwrap();
+    assert_eq!(token.expires_in, Duration::from_secs(1800));
+}
+
+#[test]
+fn credentials_and_tokens_show_no_secret_in_debug() {
+    let secret = Secret::new("sampleCredentia1s~secret");
+    assert_eq!(
+        format!("{:?}", ClientCredential::Secret(&secret)),
+        "Secret(<redacted>)"
+    );
+    let certificate = certificate();
+    let shown = format!("{:?}", ClientCredential::Certificate(&certificate));
+    assert!(shown.starts_with("Certificate("), "{shown}");
+    assert!(shown.contains(certificate.thumbprint_sha256()), "{shown}");
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    let token = AppToken {
+        access_token: Secret::new("eyJ0eXAiOiJKV1Qi"),
+        expires_in: Duration::from_secs(3599),
+    };
+    assert_eq!(format!("{token:?}"), "AppToken { expires_in: 3599s, .. }");
 }
