@@ -70,22 +70,29 @@ pub(crate) struct LoopbackListener {
 /// How often a sign-in tries for a port free on both 127.0.0.1 and ::1.
 const BIND_ATTEMPTS: usize = 8;
 
-/// True when binding ::1 failed because the machine has no IPv6 loopback (not because
-/// the port is taken there, which another port may cure).
-fn no_ipv6_loopback(error: &std::io::Error) -> bool {
-    error.kind() == std::io::ErrorKind::AddrNotAvailable
-}
-
 impl LoopbackListener {
     /// Binds 127.0.0.1 on a port the system chooses and ::1 on the same port (if no
     /// attempt finds one free on both, 127.0.0.1 alone); redirects are served at `path`.
     pub(crate) async fn bind(path: &str) -> std::io::Result<Self> {
+        Self::bind_with(path, |port| {
+            TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
+        })
+        .await
+    }
+
+    /// [`LoopbackListener::bind`], binding ::1 on a port with `bind_ipv6` (which a test
+    /// replaces to stand for a machine without IPv6 loopback, or with the port taken).
+    async fn bind_with<B, F>(path: &str, bind_ipv6: B) -> std::io::Result<Self>
+    where
+        B: Fn(u16) -> F,
+        F: std::future::Future<Output = std::io::Result<TcpListener>>,
+    {
         let path: Arc<str> = Arc::from(if path.is_empty() { "/" } else { path });
         let mut fallback = None;
         for _ in 0..BIND_ATTEMPTS {
             let ipv4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
             let port = ipv4.local_addr()?.port();
-            match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).await {
+            match bind_ipv6(port).await {
                 Ok(ipv6) => {
                     return Ok(Self {
                         ipv4,
@@ -95,7 +102,7 @@ impl LoopbackListener {
                     });
                 }
                 // No IPv6 loopback on this machine: 127.0.0.1 is all there is.
-                Err(error) if no_ipv6_loopback(&error) => {
+                Err(error) if error.kind() == std::io::ErrorKind::AddrNotAvailable => {
                     return Ok(Self {
                         ipv4,
                         ipv6: None,
@@ -305,13 +312,44 @@ async fn handle(
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_a_missing_address_means_no_ipv6_loopback() {
-        use std::io::{Error, ErrorKind};
-        assert!(no_ipv6_loopback(&Error::from(ErrorKind::AddrNotAvailable)));
-        // A port taken on ::1 is tried again on another port.
-        assert!(!no_ipv6_loopback(&Error::from(ErrorKind::AddrInUse)));
-        assert!(!no_ipv6_loopback(&Error::from(ErrorKind::PermissionDenied)));
+    /// Binds with ::1 standing for a machine whose ::1 answers `ipv6(attempt)` (from 0):
+    /// an error, or (`None`) a listener, stood for by one on 127.0.0.1. Returns the
+    /// listener and how many times ::1 was tried.
+    async fn bind_where_ipv6(
+        ipv6: impl Fn(usize) -> Option<std::io::ErrorKind>,
+    ) -> (LoopbackListener, usize) {
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        let listener = LoopbackListener::bind_with("/", |_port| {
+            let refusal = ipv6(attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+            async move {
+                match refusal {
+                    Some(kind) => Err(std::io::Error::from(kind)),
+                    None => TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(listener.port(), listener.ipv4.local_addr().unwrap().port());
+        (listener, attempts.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_port_taken_on_ipv6_is_tried_again_and_no_ipv6_loopback_is_not() {
+        use std::io::ErrorKind;
+        // Taken on the first port and free on the next: both addresses, on the next.
+        let (listener, attempts) =
+            bind_where_ipv6(|attempt| (attempt == 0).then_some(ErrorKind::AddrInUse)).await;
+        assert_eq!(attempts, 2);
+        assert!(listener.listens_on_ipv6());
+        // No IPv6 loopback on the machine: 127.0.0.1 alone, without trying other ports.
+        let (listener, attempts) = bind_where_ipv6(|_| Some(ErrorKind::AddrNotAvailable)).await;
+        assert_eq!(attempts, 1);
+        assert!(!listener.listens_on_ipv6());
+        // Taken on every port tried: 127.0.0.1 alone, after every attempt.
+        let (listener, attempts) = bind_where_ipv6(|_| Some(ErrorKind::AddrInUse)).await;
+        assert_eq!(attempts, BIND_ATTEMPTS);
+        assert!(!listener.listens_on_ipv6());
     }
 
     /// A browser may resolve `localhost` to ::1: the listener answers there too, on the
