@@ -79,6 +79,23 @@ impl BrokerConfig {
         self.wait_for_other_refresh
             .max(self.effective_lease() + LEASE_MARGIN)
     }
+
+    /// True once a process that has `waited` for another's refresh gives up: it waited
+    /// longer than [`BrokerConfig::effective_wait_for_other_refresh`].
+    fn waited_too_long(&self, waited: chrono::Duration) -> bool {
+        waited > chrono_duration(self.effective_wait_for_other_refresh())
+    }
+}
+
+/// A process waiting for another's refresh looks at the row after `FIRST_POLL`, then
+/// after twice as long each time, up to `LAST_POLL` (the database is not hammered, and a
+/// refresh that ends is seen within half a second).
+const FIRST_POLL: Duration = Duration::from_millis(20);
+const LAST_POLL: Duration = Duration::from_millis(500);
+
+/// The wait before the next look at a row another process is refreshing.
+fn next_poll(poll: Duration) -> Duration {
+    (poll * 2).min(LAST_POLL)
 }
 
 /// Time a lease keeps beyond the longest refresh (a database write, clocks).
@@ -453,7 +470,7 @@ impl TokenBroker {
         }
         let store = TokenStore::new(&self.db, &self.key);
         let waited_since = self.now();
-        let mut poll = Duration::from_millis(20);
+        let mut poll = FIRST_POLL;
         loop {
             let stored = match (store.load(&key).await?, &app_only) {
                 (Some(stored), _) => stored,
@@ -506,16 +523,14 @@ impl TokenBroker {
             }
             // Another process is refreshing: wait for its new version (or its lease to
             // lapse), then use its token instead of refreshing again.
-            if self.now() - waited_since
-                > chrono_duration(self.config.effective_wait_for_other_refresh())
-            {
+            if self.config.waited_too_long(self.now() - waited_since) {
                 return Err(Error::Transient {
                     message: "another process has been refreshing this token for too long"
                         .to_owned(),
                 });
             }
             tokio::time::sleep(poll).await;
-            poll = (poll * 2).min(Duration::from_millis(500));
+            poll = next_poll(poll);
         }
     }
 
@@ -849,6 +864,24 @@ mod lease_tests {
             ..BrokerConfig::default()
         };
         assert_eq!(generous.effective_lease(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_process_waits_for_anothers_refresh_as_long_as_its_patience_and_no_longer() {
+        let config = BrokerConfig::default();
+        let patience = chrono_duration(config.effective_wait_for_other_refresh());
+        assert!(!config.waited_too_long(chrono::Duration::zero()));
+        assert!(!config.waited_too_long(patience));
+        assert!(config.waited_too_long(patience + chrono::Duration::milliseconds(1)));
+        // It looks at the row after 20 ms, then twice as long each time, up to 500 ms.
+        let polls: Vec<Duration> =
+            std::iter::successors(Some(FIRST_POLL), |&poll| Some(next_poll(poll)))
+                .take(7)
+                .collect();
+        assert_eq!(
+            polls,
+            [20, 40, 80, 160, 320, 500, 500].map(Duration::from_millis)
+        );
     }
 
     #[test]

@@ -522,3 +522,22 @@ pub async fn revoke_at_provider(
     let url = app.endpoints().revoke?;
     Some(oauth::revoke(http, &url, token).await.map_err(failure))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_default_anyone_may_sign_in_for_mail_within_five_minutes() {
+        let options = SignInOptions::default();
+        assert_eq!(options.timeout, Duration::from_secs(300));
+        assert_eq!(options.resource, Resource::Mail);
+        assert_eq!(options.login_hint(), None);
+        let identity = Identity {
+            address: "anyone@contoso.example".to_owned(),
+            tenant_id: None,
+            subject: None,
+        };
+        assert!(options.check(&identity).is_ok());
+    }
+}

@@ -2,11 +2,12 @@
 //! policy.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use mailroom_crypto::KeyRing;
-use mailroom_model::{MockSignInPrompt, Provider};
+use mailroom_model::{ManualClock, MockSignInPrompt, Provider, SystemClock};
 use mailroom_testkit::{Backend, TestDatabase};
-use mailroom_tokens::{SignInPolicy, storage::TokenStore};
+use mailroom_tokens::{BrokerConfig, OAuthHttp, SignInPolicy, TokenBroker, storage::TokenStore};
 use sea_orm::{ConnectionTrait, Statement};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -249,5 +250,96 @@ async fn a_rejected_token_is_refreshed_even_before_it_expires() {
         .await
         .unwrap();
     assert_eq!(again.secret.expose(), "at-replacement");
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_another_process_holds_too_long_is_given_up_as_transient() {
+    // The other process's refresh hangs at the token endpoint, holding a ten-minute lease
+    // (its lease setting is longer than this process's patience).
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(microsoft_token_body("at-late", "rt-late", None))
+                .set_delay(std::time::Duration::from_secs(60)),
+        )
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    store_expired(
+        &db,
+        &key,
+        &signed_in(Provider::Microsoft, ADDRESS, "at-expired", Some("rt")),
+    )
+    .await;
+    let other = TokenBroker::new(
+        db.db.clone(),
+        key.clone(),
+        OAuthHttp::new(),
+        Arc::new(SystemClock),
+        BrokerConfig {
+            lease: Duration::from_secs(600),
+            ..support::test_config()
+        },
+    );
+    let other = tokio::spawn(async move {
+        other
+            .access_token(&target(Provider::Microsoft, ADDRESS))
+            .await
+    });
+    // Its request reaching the endpoint shows it holds the lease.
+    let held = tokio::time::timeout(Duration::from_secs(10), async {
+        while server.received_requests().await.unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(held.is_ok(), "the other process never asked for a token");
+
+    // This process waits while its own clock passes its patience (and never asks itself).
+    let clock = Arc::new(ManualClock::new(SystemTime::now()));
+    let config = support::test_config();
+    let patience = config.effective_wait_for_other_refresh();
+    assert!(patience < Duration::from_secs(600));
+    let waiting = TokenBroker::new(
+        db.db.clone(),
+        key.clone(),
+        OAuthHttp::new(),
+        clock.clone(),
+        config,
+    );
+    let mut waiting = tokio::spawn(async move {
+        waiting
+            .access_token(&target(Provider::Microsoft, ADDRESS))
+            .await
+    });
+    let mut advanced = Duration::ZERO;
+    let result = loop {
+        assert!(
+            advanced <= patience * 4,
+            "still waiting after {advanced:?} of its clock"
+        );
+        if let Ok(joined) = tokio::time::timeout(Duration::from_millis(50), &mut waiting).await {
+            break joined.unwrap();
+        }
+        clock.advance(Duration::from_secs(10));
+        advanced += Duration::from_secs(10);
+    };
+    let error = result.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("another process has been refreshing"),
+        "{error}"
+    );
+    // It gave up only once its patience had passed, without a request of its own.
+    assert!(advanced > patience, "gave up after {advanced:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    other.abort();
     db.finish().await;
 }
