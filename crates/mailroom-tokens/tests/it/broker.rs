@@ -12,7 +12,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{self, microsoft_token_body, signed_in, store_expired, target};
+use crate::support::{self, microsoft_token_body, signed_in, target};
 
 const ADDRESS: &str = "sa@contoso.example";
 
@@ -34,17 +34,13 @@ async fn storm(backend: Backend) {
         .mount(&server)
         .await;
     let db = TestDatabase::new(backend).await;
-    let key = KeyRing::generate();
-    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    store_expired(
+    let key = support::expired_sign_in(
         &db,
-        &key,
-        &signed_in(
-            Provider::Microsoft,
-            ADDRESS,
-            "at-expired",
-            Some("rt-before"),
-        ),
+        &server,
+        Provider::Microsoft,
+        ADDRESS,
+        "at-expired",
+        "rt-before",
     )
     .await;
     let broker = Arc::new(support::broker(&db, &key));
@@ -268,12 +264,13 @@ async fn a_refresh_another_process_holds_too_long_is_given_up_as_transient() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = KeyRing::generate();
-    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    store_expired(
+    let key = support::expired_sign_in(
         &db,
-        &key,
-        &signed_in(Provider::Microsoft, ADDRESS, "at-expired", Some("rt")),
+        &server,
+        Provider::Microsoft,
+        ADDRESS,
+        "at-expired",
+        "rt",
     )
     .await;
     let other = TokenBroker::new(

@@ -20,7 +20,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::approve;
 use crate::support::{
     self, CLIENT_ID, CLIENT_SECRET, browser, form, google_id_token, google_token_body, signed_in,
-    store_expired, target,
+    target,
 };
 
 const ADDRESS: &str = "orders@example.com";
@@ -103,12 +103,13 @@ async fn a_refresh_without_a_new_refresh_token_keeps_the_old_one() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Postgres).await;
-    let key = KeyRing::generate();
-    support::register(&db, &key, Provider::Google, support::app(&server, true)).await;
-    store_expired(
+    let key = support::expired_sign_in(
         &db,
-        &key,
-        &signed_in(Provider::Google, ADDRESS, "ya29.old", Some("1//0g-old")),
+        &server,
+        Provider::Google,
+        ADDRESS,
+        "ya29.old",
+        "1//0g-old",
     )
     .await;
     let broker = support::broker(&db, &key);
@@ -144,12 +145,13 @@ async fn the_testing_app_invalid_grant_marks_the_token_revoked() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Postgres).await;
-    let key = KeyRing::generate();
-    support::register(&db, &key, Provider::Google, support::app(&server, true)).await;
-    store_expired(
+    let key = support::expired_sign_in(
         &db,
-        &key,
-        &signed_in(Provider::Google, ADDRESS, "ya29.old", Some("1//0g-old")),
+        &server,
+        Provider::Google,
+        ADDRESS,
+        "ya29.old",
+        "1//0g-old",
     )
     .await;
     let error = support::broker(&db, &key)

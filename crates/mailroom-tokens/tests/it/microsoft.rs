@@ -53,12 +53,13 @@ async fn a_refresh_rotates_the_refresh_token_and_the_next_refresh_uses_the_new_o
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = KeyRing::generate();
-    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    store_expired(
+    let key = support::expired_sign_in(
         &db,
-        &key,
-        &signed_in(Provider::Microsoft, ADDRESS, "at-0", Some("rt-original")),
+        &server,
+        Provider::Microsoft,
+        ADDRESS,
+        "at-0",
+        "rt-original",
     )
     .await;
     let broker = support::broker(&db, &key);

@@ -26,8 +26,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::{
-    self, approve, browser, form, microsoft_id_token, microsoft_token_body, signed_in,
-    store_expired, target,
+    self, approve, browser, form, microsoft_id_token, microsoft_token_body, signed_in, target,
 };
 
 const ADDRESS: &str = "sa@contoso.example";
@@ -185,14 +184,8 @@ async fn one_identity_two_resources_and_versions_per_resource(db: &TestDatabase)
         .respond_with(rotating_endpoint(count.clone()))
         .mount(&server)
         .await;
-    let key = KeyRing::generate();
-    support::register(db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    store_expired(
-        db,
-        &key,
-        &signed_in(Provider::Microsoft, ADDRESS, "at-0", Some("rt-0")),
-    )
-    .await;
+    let key =
+        support::expired_sign_in(db, &server, Provider::Microsoft, ADDRESS, "at-0", "rt-0").await;
     let broker = support::broker(db, &key);
 
     let outlook = broker.access_token(&mail_target()).await.unwrap();
@@ -509,14 +502,8 @@ async fn two_processes_refresh_the_graph_token_once(db: &TestDatabase) {
         .expect(1)
         .mount(&server)
         .await;
-    let key = KeyRing::generate();
-    support::register(db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    store_expired(
-        db,
-        &key,
-        &signed_in(Provider::Microsoft, ADDRESS, "at-0", Some("rt-0")),
-    )
-    .await;
+    let key =
+        support::expired_sign_in(db, &server, Provider::Microsoft, ADDRESS, "at-0", "rt-0").await;
     let brokers = [
         Arc::new(support::broker(db, &key)),
         Arc::new(support::broker(db, &key)),

@@ -176,6 +176,34 @@ pub(crate) fn target(provider: Provider, address: &str) -> TokenTarget {
     }
 }
 
+/// Registers `provider`'s app with its endpoints at `server` (Google's with a client
+/// secret) under a new key, and stores an expired sign-in for `address` with the tokens
+/// `access` and `refresh`. Returns the key.
+pub(crate) async fn expired_sign_in(
+    db: &TestDatabase,
+    server: &MockServer,
+    provider: Provider,
+    address: &str,
+    access: &str,
+    refresh: &str,
+) -> KeyRing {
+    let key = KeyRing::generate();
+    register(
+        db,
+        &key,
+        provider,
+        app(server, provider == Provider::Google),
+    )
+    .await;
+    store_expired(
+        db,
+        &key,
+        &signed_in(provider, address, access, Some(refresh)),
+    )
+    .await;
+    key
+}
+
 /// Stores a sign-in whose access token expired an hour ago.
 pub(crate) async fn store_expired(db: &TestDatabase, key: &KeyRing, signed_in: &SignedIn) {
     TokenStore::new(&db.db, key)
