@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use mailroom_crypto::KeyRing;
 use mailroom_model::{ManualClock, MockSignInPrompt, Provider, SystemClock};
 use mailroom_testkit::{Backend, TestDatabase};
-use mailroom_tokens::{BrokerConfig, OAuthHttp, SignInPolicy, TokenBroker, storage::TokenStore};
+use mailroom_tokens::storage::{TokenKey, TokenStatus, TokenStore};
+use mailroom_tokens::{BrokerConfig, OAuthHttp, SignInPolicy, TokenBroker};
 use sea_orm::{ConnectionTrait, Statement};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -339,4 +340,145 @@ async fn a_refresh_another_process_holds_too_long_is_given_up_as_transient() {
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
     other.abort();
     db.finish().await;
+}
+
+/// A token endpoint that answers a refresh (with `at-ours` and the rotated `rt-ours`)
+/// only once the test lets it, so the test can change the row while the refresh is in
+/// flight. wiremock serves from its own thread, so holding the answer blocks no test.
+struct HeldRefresh {
+    arrived: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl wiremock::Respond for HeldRefresh {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let _ = self.arrived.lock().unwrap().send(());
+        let _ = self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20));
+        ResponseTemplate::new(200).set_body_json(microsoft_token_body("at-ours", "rt-ours", None))
+    }
+}
+
+/// What happens to the row while this process's refresh is in flight.
+enum MidRefresh {
+    /// A key rotation re-seals it: the same tokens, a new version.
+    Resealed,
+    /// Another process (whose clock saw the lease lapse) refreshed it.
+    RefreshedElsewhere,
+    /// Another process found the refresh token refused and marked the row revoked.
+    Revoked,
+}
+
+/// Refreshes the expired sign-in of `ADDRESS` while `change` happens to its row; returns
+/// what the broker returned and the row afterwards.
+async fn refresh_while(
+    change: MidRefresh,
+) -> (
+    mailroom_tokens::Result<mailroom_tokens::AccessToken>,
+    mailroom_tokens::storage::StoredToken,
+) {
+    let (arrived, arrival) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(HeldRefresh {
+            arrived: std::sync::Mutex::new(arrived),
+            release: std::sync::Mutex::new(released),
+        })
+        .expect(1)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = support::expired_sign_in(
+        &db,
+        &server,
+        Provider::Microsoft,
+        ADDRESS,
+        "at-expired",
+        "rt-before",
+    )
+    .await;
+    let broker = support::broker(&db, &key);
+    let refresh = tokio::spawn(async move {
+        broker
+            .access_token(&target(Provider::Microsoft, ADDRESS))
+            .await
+    });
+    let asked = tokio::task::spawn_blocking(move || arrival.recv_timeout(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(
+        asked.is_ok(),
+        "the refresh never reached the token endpoint"
+    );
+    let store = TokenStore::new(&db.db, &key);
+    match change {
+        MidRefresh::Resealed => {
+            assert_eq!(store.reseal(key.primary()).await.unwrap(), 1);
+        }
+        MidRefresh::RefreshedElsewhere => {
+            store
+                .save_sign_in(
+                    &signed_in(Provider::Microsoft, ADDRESS, "at-other", Some("rt-other")),
+                    chrono::Utc::now(),
+                )
+                .await
+                .unwrap();
+        }
+        MidRefresh::Revoked => {
+            db.db
+                .execute(Statement::from_string(
+                    db.db.get_database_backend(),
+                    "UPDATE oauth_token SET status = 'revoked', version = version + 1".to_owned(),
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    release.send(()).unwrap();
+    let result = refresh.await.unwrap();
+    let row = store
+        .load(&TokenKey::new(
+            Provider::Microsoft,
+            "organizations",
+            ADDRESS,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    db.finish().await;
+    (result, row)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_survives_a_reseal_in_flight_and_keeps_the_rotated_refresh_token() {
+    let (result, row) = refresh_while(MidRefresh::Resealed).await;
+    assert_eq!(result.unwrap().secret.expose(), "at-ours");
+    // Microsoft's rotated refresh token is stored, not lost with the reseal.
+    assert_eq!(row.refresh_token.unwrap().expose(), "rt-ours");
+    assert_eq!(row.access_token.expose(), "at-ours");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_another_process_finished_first_gives_way_to_its_token() {
+    let (result, row) = refresh_while(MidRefresh::RefreshedElsewhere).await;
+    assert_eq!(result.unwrap().secret.expose(), "at-other");
+    assert_eq!(row.refresh_token.unwrap().expose(), "rt-other");
+    assert_eq!(row.access_token.expose(), "at-other");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_whose_row_was_revoked_meanwhile_asks_for_a_sign_in() {
+    let (result, row) = refresh_while(MidRefresh::Revoked).await;
+    let error = result.unwrap_err();
+    assert!(error.needs_sign_in(), "{error:?}");
+    assert!(
+        matches!(row.status, TokenStatus::Revoked { .. }),
+        "{:?}",
+        row.status
+    );
 }
