@@ -377,3 +377,77 @@ async fn a_google_refresh_refused_a_week_after_the_sign_in_names_the_testing_sta
         db.finish().await;
     }
 }
+
+#[tokio::test]
+async fn microsoft_graph_is_refused_for_a_google_account_before_any_request() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key =
+        support::expired_sign_in(&db, &server, Provider::Google, ADDRESS, "ya29.old", "1//0g")
+            .await;
+    let app = mailroom_tokens::registration::Apps::new(&db.db, &key)
+        .require(Provider::Google)
+        .await
+        .unwrap();
+    let graph = mailroom_tokens::Resource::Graph {
+        shared: false,
+        read_write: false,
+    };
+    let refusals = [
+        support::broker(&db, &key)
+            .access_token(&mailroom_tokens::TokenTarget {
+                resource: graph,
+                ..target(Provider::Google, ADDRESS)
+            })
+            .await
+            .unwrap_err(),
+        mailroom_tokens::interactive::RedirectSignIn::begin(
+            &app,
+            SignInOptions {
+                resource: graph,
+                ..SignInOptions::default()
+            },
+            8400,
+        )
+        .unwrap_err(),
+    ];
+    for error in refusals {
+        assert!(
+            error
+                .to_string()
+                .contains("Microsoft Graph is a Microsoft route"),
+            "{error}"
+        );
+    }
+    db.finish().await;
+}
+
+#[test]
+fn a_sign_in_knows_whether_it_brought_a_refresh_token() {
+    let with = signed_in(Provider::Google, ADDRESS, "ya29.a", Some("1//0g"));
+    assert!(with.has_refresh_token());
+    let without = signed_in(Provider::Google, ADDRESS, "ya29.a", None);
+    assert!(!without.has_refresh_token());
+}
+
+#[tokio::test]
+async fn a_redirect_sign_in_shows_where_it_returns_and_not_its_state() {
+    let server = MockServer::start().await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    let app = support::register(&db, &key, Provider::Google, support::app(&server, true)).await;
+    let sign_in =
+        mailroom_tokens::interactive::RedirectSignIn::begin(&app, SignInOptions::default(), 8400)
+            .unwrap();
+    let shown = format!("{sign_in:?}");
+    assert!(shown.starts_with("RedirectSignIn {"), "{shown}");
+    assert!(shown.contains("Google"), "{shown}");
+    assert!(shown.contains(":8400"), "{shown}");
+    assert!(!shown.contains(sign_in.state()), "{shown}");
+    db.finish().await;
+}
