@@ -482,3 +482,65 @@ async fn a_refresh_whose_row_was_revoked_meanwhile_asks_for_a_sign_in() {
         row.status
     );
 }
+
+#[tokio::test]
+async fn a_refused_refresh_token_forgets_its_own_cached_token_and_no_other() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "error": "invalid_grant",
+            "error_description": "AADSTS70000: The provided value for the 'refresh_token' is not valid.",
+            "error_codes": [70000],
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
+    const OTHER: &str = "orders@contoso.example";
+    for (address, access) in [(ADDRESS, "at-refused"), (OTHER, "at-other")] {
+        TokenStore::new(&db.db, &key)
+            .save_sign_in(
+                &signed_in(Provider::Microsoft, address, access, Some("rt")),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    let broker = support::broker(&db, &key);
+    let refused = broker
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap();
+    broker
+        .access_token(&target(Provider::Microsoft, OTHER))
+        .await
+        .unwrap();
+    let error = broker
+        .refresh_rejected(&target(Provider::Microsoft, ADDRESS), refused.version)
+        .await
+        .unwrap_err();
+    assert!(error.needs_sign_in(), "{error:?}");
+    // With the rows gone, only the in-memory cache can answer: the other address's token
+    // is still there, the refused one's is not.
+    db.db
+        .execute(Statement::from_string(
+            db.db.get_database_backend(),
+            "DELETE FROM oauth_token".to_owned(),
+        ))
+        .await
+        .unwrap();
+    let other = broker
+        .access_token(&target(Provider::Microsoft, OTHER))
+        .await
+        .unwrap();
+    assert_eq!(other.secret.expose(), "at-other");
+    let error = broker
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap_err();
+    assert!(error.needs_sign_in(), "{error:?}");
+    db.finish().await;
+}
