@@ -84,13 +84,12 @@ async fn a_valid_token_needs_no_network_and_a_warm_one_no_database() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    TokenStore::new(&db.db, &key)
-        .save_sign_in(
-            &signed_in(Provider::Microsoft, ADDRESS, "at-valid", Some("rt")),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    support::store_valid(
+        &db,
+        &key,
+        &signed_in(Provider::Microsoft, ADDRESS, "at-valid", Some("rt")),
+    )
+    .await;
     let broker = support::broker(&db, &key);
     let first = broker
         .access_token(&target(Provider::Microsoft, ADDRESS))
@@ -98,13 +97,7 @@ async fn a_valid_token_needs_no_network_and_a_warm_one_no_database() {
         .unwrap();
     assert_eq!(first.secret.expose(), "at-valid");
     // With the row gone, only the in-memory cache can answer.
-    db.db
-        .execute(Statement::from_string(
-            db.db.get_database_backend(),
-            "DELETE FROM oauth_token".to_owned(),
-        ))
-        .await
-        .unwrap();
+    support::delete_token_rows(&db).await;
     let second = broker
         .access_token(&target(Provider::Microsoft, "SA@Contoso.Example"))
         .await
@@ -223,13 +216,12 @@ async fn a_rejected_token_is_refreshed_even_before_it_expires() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let key = KeyRing::generate();
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    TokenStore::new(&db.db, &key)
-        .save_sign_in(
-            &signed_in(Provider::Microsoft, ADDRESS, "at-rejected", Some("rt-1")),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    support::store_valid(
+        &db,
+        &key,
+        &signed_in(Provider::Microsoft, ADDRESS, "at-rejected", Some("rt-1")),
+    )
+    .await;
     let broker = support::broker(&db, &key);
     let rejected = broker
         .access_token(&target(Provider::Microsoft, ADDRESS))
@@ -501,13 +493,12 @@ async fn a_refused_refresh_token_forgets_its_own_cached_token_and_no_other() {
     support::register(&db, &key, Provider::Microsoft, support::app(&server, false)).await;
     const OTHER: &str = "orders@contoso.example";
     for (address, access) in [(ADDRESS, "at-refused"), (OTHER, "at-other")] {
-        TokenStore::new(&db.db, &key)
-            .save_sign_in(
-                &signed_in(Provider::Microsoft, address, access, Some("rt")),
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap();
+        support::store_valid(
+            &db,
+            &key,
+            &signed_in(Provider::Microsoft, address, access, Some("rt")),
+        )
+        .await;
     }
     let broker = support::broker(&db, &key);
     let refused = broker
@@ -525,13 +516,7 @@ async fn a_refused_refresh_token_forgets_its_own_cached_token_and_no_other() {
     assert!(error.needs_sign_in(), "{error:?}");
     // With the rows gone, only the in-memory cache can answer: the other address's token
     // is still there, the refused one's is not.
-    db.db
-        .execute(Statement::from_string(
-            db.db.get_database_backend(),
-            "DELETE FROM oauth_token".to_owned(),
-        ))
-        .await
-        .unwrap();
+    support::delete_token_rows(&db).await;
     let other = broker
         .access_token(&target(Provider::Microsoft, OTHER))
         .await

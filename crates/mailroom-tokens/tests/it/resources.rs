@@ -287,13 +287,12 @@ async fn a_row_from_before_resources_still_gives_its_outlook_token(db: &TestData
         .await;
     let key = KeyRing::generate();
     support::register(db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    TokenStore::new(&db.db, &key)
-        .save_sign_in(
-            &signed_in(Provider::Microsoft, ADDRESS, "at-old", Some("rt-old")),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    support::store_valid(
+        db,
+        &key,
+        &signed_in(Provider::Microsoft, ADDRESS, "at-old", Some("rt-old")),
+    )
+    .await;
     db.db
         .execute(Statement::from_string(
             db.db.get_database_backend(),
@@ -346,13 +345,12 @@ async fn consent_missing_names_the_permission_to_grant(db: &TestDatabase) {
         .await;
     let key = KeyRing::generate();
     support::register(db, &key, Provider::Microsoft, support::app(&server, false)).await;
-    TokenStore::new(&db.db, &key)
-        .save_sign_in(
-            &signed_in(Provider::Microsoft, ADDRESS, "at-outlook", Some("rt")),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    support::store_valid(
+        db,
+        &key,
+        &signed_in(Provider::Microsoft, ADDRESS, "at-outlook", Some("rt")),
+    )
+    .await;
     let broker = support::broker(db, &key);
     let error = broker.access_token(&graph_target()).await.unwrap_err();
     check_grant_mail_send(&error);

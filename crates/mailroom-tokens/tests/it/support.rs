@@ -204,6 +204,26 @@ pub(crate) async fn expired_sign_in(
     key
 }
 
+/// Stores a sign-in whose access token is valid for an hour from now.
+pub(crate) async fn store_valid(db: &TestDatabase, key: &KeyRing, signed_in: &SignedIn) {
+    TokenStore::new(&db.db, key)
+        .save_sign_in(signed_in, Utc::now())
+        .await
+        .unwrap();
+}
+
+/// Deletes every stored token row (what is still served then comes from a cache).
+pub(crate) async fn delete_token_rows(db: &TestDatabase) {
+    use sea_orm::{ConnectionTrait, Statement};
+    db.db
+        .execute(Statement::from_string(
+            db.db.get_database_backend(),
+            "DELETE FROM oauth_token".to_owned(),
+        ))
+        .await
+        .unwrap();
+}
+
 /// Stores a sign-in whose access token expired an hour ago.
 pub(crate) async fn store_expired(db: &TestDatabase, key: &KeyRing, signed_in: &SignedIn) {
     TokenStore::new(&db.db, key)
