@@ -451,3 +451,91 @@ async fn a_redirect_sign_in_shows_where_it_returns_and_not_its_state() {
     assert!(!shown.contains(sign_in.state()), "{shown}");
     db.finish().await;
 }
+
+#[tokio::test]
+async fn a_redirect_sign_in_completes_from_the_redirects_query() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(google_token_body(
+            "ya29.redirected",
+            Some("1//0g-redirected"),
+            Some(&google_id_token(ADDRESS)),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    let mut change = support::app(&server, true);
+    change.overrides.redirect_uri = Some(
+        mailroom_tokens::registration::parse_redirect_uri(
+            Provider::Google,
+            "http://127.0.0.1/mailroom/callback",
+        )
+        .unwrap(),
+    );
+    let app = support::register(&db, &key, Provider::Google, change).await;
+    let begin = || {
+        mailroom_tokens::interactive::RedirectSignIn::begin(
+            &app,
+            SignInOptions {
+                expected_address: Some(ADDRESS.to_owned()),
+                ..SignInOptions::default()
+            },
+            8400,
+        )
+        .unwrap()
+    };
+    let sign_in = begin();
+    assert_eq!(
+        sign_in.redirect_uri(),
+        "http://127.0.0.1:8400/mailroom/callback"
+    );
+    assert_eq!(sign_in.redirect_path(), "/mailroom/callback");
+
+    // The provider's refusal, with its words.
+    let error = begin()
+        .complete(
+            &OAuthHttp::new(),
+            [
+                ("error", "access_denied"),
+                ("error_description", "The user denied the request"),
+            ],
+            SystemTime::now(),
+        )
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("access_denied"), "{text}");
+    assert!(text.contains("The user denied the request"), "{text}");
+    assert!(text.contains("approve the request"), "{text}");
+    // An empty code is no code.
+    let error = begin()
+        .complete(&OAuthHttp::new(), [("code", "")], SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("neither a code nor an error"),
+        "{error}"
+    );
+    // The code is exchanged with the redirect URI it was sent with.
+    let signed_in = sign_in
+        .complete(
+            &OAuthHttp::new(),
+            [("state", "ignored here"), ("code", "4/0AX4XfWh-code")],
+            SystemTime::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed_in.identity.address, ADDRESS);
+    assert!(signed_in.has_refresh_token());
+    let requests = server.received_requests().await.unwrap();
+    let sent = form(&requests[0]);
+    assert_eq!(sent["code"], "4/0AX4XfWh-code");
+    assert_eq!(
+        sent["redirect_uri"],
+        "http://127.0.0.1:8400/mailroom/callback"
+    );
+    db.finish().await;
+}
