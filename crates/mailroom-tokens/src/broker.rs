@@ -844,6 +844,24 @@ mod lease_tests {
     use super::*;
 
     #[test]
+    fn the_testing_app_hint_is_named_from_an_hour_before_the_seventh_day() {
+        let signed_in = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let hint = |provider, age| testing_app_hint(provider, signed_in, signed_in + age);
+        let threshold = chrono::Duration::days(7) - chrono::Duration::hours(1);
+        assert_eq!(
+            hint(Provider::Google, threshold - chrono::Duration::seconds(1)),
+            None
+        );
+        let first = hint(Provider::Google, threshold).unwrap();
+        assert!(first.starts_with("the sign-in was 7 days ago:"), "{first}");
+        assert!(hint(Provider::Google, chrono::Duration::days(7)).is_some());
+        let late = hint(Provider::Google, chrono::Duration::days(30)).unwrap();
+        assert!(late.starts_with("the sign-in was 30 days ago:"), "{late}");
+        // Microsoft has no such status.
+        assert_eq!(hint(Provider::Microsoft, chrono::Duration::days(30)), None);
+    }
+
+    #[test]
     fn the_lease_outlives_the_longest_refresh() {
         let default = BrokerConfig::default();
         // Three attempts of 30 s, waits of 0.5 s and 1 s.

@@ -651,6 +651,83 @@ pub(crate) async fn revoke(
 mod props;
 
 #[cfg(test)]
+mod http_tests {
+    use super::*;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    /// What `read_bounded` makes of an answer of `size` bytes.
+    async fn read_answer_of(size: usize) -> Result<Vec<u8>, String> {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; size]))
+            .mount(&server)
+            .await;
+        let response = reqwest::get(server.uri()).await.unwrap();
+        read_bounded(response).await
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_up_to_256_kib_and_no_further() {
+        // A Microsoft answer with its JWTs is a few KiB; 256 KiB is read whole.
+        assert_eq!(read_answer_of(8 * 1024).await.unwrap().len(), 8 * 1024);
+        assert_eq!(read_answer_of(MAX_ANSWER).await.unwrap().len(), 256 * 1024);
+        let error = read_answer_of(MAX_ANSWER + 1).await.unwrap_err();
+        assert_eq!(error, "the answer is larger than 262144 bytes");
+    }
+
+    #[test]
+    fn an_error_is_told_with_each_of_its_causes() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("error sending request")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        assert_eq!(
+            error_chain(&error),
+            "error sending request: connection refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_with_the_token() {
+        // A 307 would send the form, token included, wherever it points.
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/revoke"))
+            .respond_with(ResponseTemplate::new(307).insert_header("Location", "/elsewhere"))
+            .mount(&server)
+            .await;
+        Mock::given(path("/elsewhere"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let url = url::Url::parse(&format!("{}/revoke", server.uri())).unwrap();
+        let failure = revoke(&OAuthHttp::new(), &url, &Secret::new("1//0g-to-revoke"))
+            .await
+            .unwrap_err();
+        match failure {
+            OAuthFailure::Provider { error, .. } => {
+                assert_eq!(error, "revocation answered HTTP 307")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
 mod redact_tests {
     use super::*;
 

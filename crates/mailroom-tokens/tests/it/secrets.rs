@@ -320,3 +320,105 @@ async fn a_token_endpoint_changed_behind_mailrooms_back_to_plain_http_gets_no_se
     db.finish().await;
     // `expect(0)`: the mock server received nothing.
 }
+
+/// The sealed columns of the row of `address`: its id, tenant and identity key, and the
+/// access and refresh tokens as sealed.
+async fn sealed_row(db: &TestDatabase, address: &str) -> (i64, String, String, Vec<u8>, Vec<u8>) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = db.db.get_database_backend();
+    let row = db
+        .db
+        .query_one(Statement::from_sql_and_values(
+            backend,
+            "SELECT id, tenant, identity_key, access_token_sealed, refresh_token_sealed FROM oauth_token WHERE address = $1",
+            [address.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get("", "id").unwrap(),
+        row.try_get("", "tenant").unwrap(),
+        row.try_get("", "identity_key").unwrap(),
+        row.try_get("", "access_token_sealed").unwrap(),
+        row.try_get("", "refresh_token_sealed").unwrap(),
+    )
+}
+
+/// Writes `sealed` into the refresh token column of row `id`.
+async fn set_refresh_sealed(db: &TestDatabase, id: i64, sealed: Vec<u8>) {
+    use sea_orm::{ConnectionTrait, Statement};
+    db.db
+        .execute(Statement::from_sql_and_values(
+            db.db.get_database_backend(),
+            "UPDATE oauth_token SET refresh_token_sealed = $1 WHERE id = $2",
+            [sealed.into(), id.into()],
+        ))
+        .await
+        .unwrap();
+}
+
+/// Each token is sealed with associated data naming its row and column
+/// (`oauth_token:{provider}:{tenant}:{identity}:{column}`, the mail access token's column
+/// being `access`, as in rows from before resources): rows written by earlier versions
+/// open, and a sealed token moved to another row or column does not.
+#[tokio::test]
+async fn each_sealed_token_is_bound_to_its_row_and_column() {
+    const OTHER: &str = "orders@contoso.example";
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    let store = TokenStore::new(&db.db, &key);
+    for (address, access, refresh) in [
+        (ADDRESS, "at-sales", "rt-sales"),
+        (OTHER, "at-orders", "rt-orders"),
+    ] {
+        let saved = store
+            .save_sign_in(
+                &support::signed_in(Provider::Microsoft, address, access, Some(refresh)),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(saved.version, 1);
+    }
+    let (id, tenant, identity, access, refresh) = sealed_row(&db, ADDRESS).await;
+    let aad = |column: &str| format!("oauth_token:microsoft:{tenant}:{identity}:{column}");
+    assert_eq!(
+        *key.open_string(&access, aad("access").as_bytes()).unwrap(),
+        "at-sales"
+    );
+    assert_eq!(
+        *key.open_string(&refresh, aad("refresh").as_bytes())
+            .unwrap(),
+        "rt-sales"
+    );
+    assert!(key.open(&access, aad("access:graph").as_bytes()).is_err());
+
+    // A second sign-in for the same address is a new version of the row.
+    let again = store
+        .save_sign_in(
+            &support::signed_in(
+                Provider::Microsoft,
+                ADDRESS,
+                "at-sales-2",
+                Some("rt-sales-2"),
+            ),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.version, 2);
+
+    // The other row's sealed refresh token moved into this row does not open; nor does
+    // this row's access token moved into its refresh column.
+    let key_of_row = mailroom_tokens::storage::TokenKey::new(Provider::Microsoft, &tenant, ADDRESS);
+    let (_, _, _, own_access, own_refresh) = sealed_row(&db, ADDRESS).await;
+    let (_, _, _, _, other_refresh) = sealed_row(&db, OTHER).await;
+    for moved in [other_refresh, own_access] {
+        set_refresh_sealed(&db, id, moved).await;
+        assert!(store.load(&key_of_row).await.is_err());
+    }
+    set_refresh_sealed(&db, id, own_refresh).await;
+    assert!(store.load(&key_of_row).await.unwrap().is_some());
+    db.finish().await;
+}
