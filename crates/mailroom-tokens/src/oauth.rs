@@ -728,6 +728,76 @@ mod http_tests {
 }
 
 #[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    fn kind(body: serde_json::Value) -> &'static str {
+        let body: ProviderErrorBody = serde_json::from_value(body).unwrap();
+        match classify_error_body(&body) {
+            OAuthFailure::ConsentRequired(_) => "consent",
+            OAuthFailure::InteractionRequired(_) => "interaction",
+            OAuthFailure::Revoked(_) => "revoked",
+            OAuthFailure::Transient(_) => "transient",
+            OAuthFailure::Provider { .. } => "provider",
+            OAuthFailure::Malformed(_) => "malformed",
+        }
+    }
+
+    /// Entra names a refused refresh's cause by its `error_codes` or by its `suberror`
+    /// (either may come alone): AADSTS65001 / `consent_required` wants consent;
+    /// AADSTS50076, 50079, 70043, 50158 / `basic_action` want the person to sign in.
+    #[test]
+    fn a_refused_grant_is_told_by_its_code_or_its_suberror_alone() {
+        use serde_json::json;
+        assert_eq!(
+            kind(json!({"error": "invalid_grant", "error_codes": [65001]})),
+            "consent"
+        );
+        assert_eq!(
+            kind(json!({"error": "invalid_grant", "suberror": "consent_required"})),
+            "consent"
+        );
+        for code in [50076, 50079, 70043, 50158] {
+            assert_eq!(
+                kind(json!({"error": "invalid_grant", "error_codes": [code]})),
+                "interaction",
+                "AADSTS{code}"
+            );
+        }
+        assert_eq!(
+            kind(json!({"error": "invalid_grant", "suberror": "basic_action"})),
+            "interaction"
+        );
+        assert_eq!(
+            kind(json!({"error": "invalid_grant", "error_codes": [70000]})),
+            "revoked"
+        );
+    }
+
+    #[test]
+    fn issued_tokens_show_no_token_in_debug() {
+        let issued = IssuedTokens {
+            access_token: Secret::new("eyJ0eXAi-access"),
+            refresh_token: Some(Secret::new("M.C105_BAY-refresh")),
+            expires_in: Some(Duration::from_secs(3599)),
+            scopes: vec!["https://outlook.office.com/SMTP.Send".to_owned()],
+            id_token: Some("eyJ0eXAi-id".to_owned()),
+        };
+        assert_eq!(
+            format!("{issued:?}"),
+            "IssuedTokens { refresh_token: Some(\"<redacted>\"), expires_in: Some(3599s), scopes: [\"https://outlook.office.com/SMTP.Send\"], .. }"
+        );
+        let field = IdTokenField {
+            id_token: Some("eyJ0eXAi-id".to_owned()),
+        };
+        assert_eq!(
+            format!("{field:?}"),
+            "IdTokenField { id_token: Some(\"<redacted>\") }"
+        );
+    }
+}
+
+#[cfg(test)]
 mod redact_tests {
     use super::*;
 

@@ -447,20 +447,15 @@ impl<'a, C: ConnectionTrait> TokenStore<'a, C> {
             identity_key: Set(key.identity_key.clone()),
             address: Set(address.trim().to_owned()),
             access_token_sealed: Set(sealing.seal(b"", &key.aad(&access_column(resource)))),
-            refresh_token_sealed: Set(None),
             expires_at: Set(DateTime::<Utc>::UNIX_EPOCH),
             scopes: Set(String::new()),
             version: Set(1),
             status: Set(VALID.to_owned()),
-            status_reason: Set(None),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            refreshed_at: Set(None),
             created_at: Set(now),
-            signed_in_at: Set(None),
             updated_at: Set(now),
             access_resource: Set((resource != MAIL).then(|| resource.to_owned())),
-            access_version: Set(Some(1)),
+            // The rest start null: no refresh token, status reason, lease, refresh or
+            // sign-in, and the access version is the row's (1).
             ..Default::default()
         };
         oauth_token::Entity::insert(row)
