@@ -772,6 +772,21 @@ mod classify_tests {
             kind(json!({"error": "invalid_grant", "error_codes": [70000]})),
             "revoked"
         );
+        // Interaction that is consent is asked as consent.
+        assert_eq!(
+            kind(json!({"error": "interaction_required", "error_codes": [65001]})),
+            "consent"
+        );
+        for (error, expected) in [
+            ("interaction_required", "interaction"),
+            ("login_required", "interaction"),
+            ("consent_required", "consent"),
+            ("temporarily_unavailable", "transient"),
+            ("server_error", "transient"),
+            ("invalid_scope", "provider"),
+        ] {
+            assert_eq!(kind(json!({"error": error})), expected, "{error}");
+        }
     }
 
     #[test]
