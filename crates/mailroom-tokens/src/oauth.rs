@@ -725,6 +725,36 @@ mod http_tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[tokio::test]
+    async fn a_refused_revocation_reports_the_providers_words_if_any() {
+        let token = Secret::new("1//0g-to-revoke");
+        for (answer, expected) in [
+            (ResponseTemplate::new(400), None),
+            (
+                ResponseTemplate::new(400).set_body_json(serde_json::json!({
+                    "error": "invalid_token",
+                    "error_description": "Token expired or revoked",
+                })),
+                Some("invalid_token: Token expired or revoked"),
+            ),
+        ] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(answer)
+                .mount(&server)
+                .await;
+            let url = url::Url::parse(&format!("{}/revoke", server.uri())).unwrap();
+            let failure = revoke(&OAuthHttp::new(), &url, &token).await.unwrap_err();
+            assert_eq!(
+                failure,
+                OAuthFailure::Provider {
+                    error: "revocation answered HTTP 400".to_owned(),
+                    description: expected.map(str::to_owned),
+                }
+            );
+        }
+    }
 }
 
 #[cfg(test)]

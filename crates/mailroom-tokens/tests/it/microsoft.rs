@@ -456,6 +456,17 @@ async fn a_declined_device_sign_in_ends_the_sign_in() {
             "{kind}"
         );
     }
+    // Entra's other device flow errors (`bad_verification_code`: the device code was not
+    // recognized) are not a refusal by the person: the provider's words are reported.
+    let (result, _, _, _server) = device_case(vec![device_error(
+        "bad_verification_code",
+        70019,
+        "The device_code sent to the /token endpoint wasn't recognized.",
+    )])
+    .await;
+    let error = result.unwrap_err().to_string();
+    assert!(!error.contains("declined"), "{error}");
+    assert!(error.contains("bad_verification_code"), "{error}");
 }
 
 /// Entra's id token reference (MicrosoftDocs/entra-docs,
