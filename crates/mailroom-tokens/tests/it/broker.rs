@@ -514,6 +514,23 @@ async fn a_refused_refresh_token_forgets_its_own_cached_token_and_no_other() {
         .await
         .unwrap_err();
     assert!(error.needs_sign_in(), "{error:?}");
+    // The row is marked revoked in a new version (a process that read the old one cannot
+    // write over the revocation).
+    let row = TokenStore::new(&db.db, &key)
+        .load(&TokenKey::new(
+            Provider::Microsoft,
+            "organizations",
+            ADDRESS,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(row.status, TokenStatus::Revoked { .. }),
+        "{:?}",
+        row.status
+    );
+    assert_eq!(row.version, refused.version as i64 + 1);
     // With the rows gone, only the in-memory cache can answer: the other address's token
     // is still there, the refused one's is not.
     support::delete_token_rows(&db).await;
@@ -527,5 +544,80 @@ async fn a_refused_refresh_token_forgets_its_own_cached_token_and_no_other() {
         .await
         .unwrap_err();
     assert!(error.needs_sign_in(), "{error:?}");
+    db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_refresh_releases_its_lease_for_the_next_process() {
+    // The first process's refresh is refused with an error that is not a revocation; the
+    // next process, whose clock never moves (it cannot wait out a lease), refreshes at once.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "error": "invalid_scope",
+            "error_description": "AADSTS70011: The provided value for the input parameter 'scope' is not valid.",
+            "error_codes": [70011],
+        })))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(microsoft_token_body("at-next", "rt-next", None)),
+        )
+        .mount(&server)
+        .await;
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = support::expired_sign_in(
+        &db,
+        &server,
+        Provider::Microsoft,
+        ADDRESS,
+        "at-expired",
+        "rt",
+    )
+    .await;
+    let error = support::broker(&db, &key)
+        .access_token(&target(Provider::Microsoft, ADDRESS))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("invalid_scope"), "{error}");
+    let next = TokenBroker::new(
+        db.db.clone(),
+        key.clone(),
+        OAuthHttp::new(),
+        Arc::new(ManualClock::new(SystemTime::now())),
+        support::test_config(),
+    );
+    let token = tokio::time::timeout(
+        Duration::from_secs(20),
+        next.access_token(&target(Provider::Microsoft, ADDRESS)),
+    )
+    .await
+    .expect("the next process waited for a lease nobody holds")
+    .unwrap();
+    assert_eq!(token.secret.expose(), "at-next");
+    db.finish().await;
+}
+
+#[tokio::test]
+async fn deleting_a_sign_in_returns_it_for_revocation_and_leaves_nothing() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    support::store_valid(
+        &db,
+        &key,
+        &signed_in(Provider::Microsoft, ADDRESS, "at-gone", Some("rt-gone")),
+    )
+    .await;
+    let store = TokenStore::new(&db.db, &key);
+    let token_key = TokenKey::new(Provider::Microsoft, "organizations", ADDRESS);
+    let deleted = store.delete(&token_key).await.unwrap().unwrap();
+    assert_eq!(deleted.refresh_token.unwrap().expose(), "rt-gone");
+    assert!(store.load(&token_key).await.unwrap().is_none());
+    assert!(store.delete(&token_key).await.unwrap().is_none());
     db.finish().await;
 }
