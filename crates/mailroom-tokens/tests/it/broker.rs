@@ -480,11 +480,12 @@ async fn a_refused_refresh_token_forgets_its_own_cached_token_and_no_other() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/token"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
-            "error": "invalid_grant",
-            "error_description": "AADSTS70000: The provided value for the 'refresh_token' is not valid.",
-            "error_codes": [70000],
-        })))
+        .respond_with(ResponseTemplate::new(400).set_body_json(support::ms_error(
+            "invalid_grant",
+            70000,
+            "The provided value for the 'refresh_token' is not valid.",
+            None,
+        )))
         .expect(1)
         .mount(&server)
         .await;
@@ -554,11 +555,12 @@ async fn a_failed_refresh_releases_its_lease_for_the_next_process() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/token"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
-            "error": "invalid_scope",
-            "error_description": "AADSTS70011: The provided value for the input parameter 'scope' is not valid.",
-            "error_codes": [70011],
-        })))
+        .respond_with(ResponseTemplate::new(400).set_body_json(support::ms_error(
+            "invalid_scope",
+            70011,
+            "The provided value for the input parameter 'scope' is not valid.",
+            None,
+        )))
         .up_to_n_times(1)
         .mount(&server)
         .await;

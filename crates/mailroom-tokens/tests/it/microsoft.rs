@@ -116,32 +116,16 @@ enum Expect {
     Malformed,
 }
 
-fn ms_error(error: &str, code: u64, description: &str, suberror: Option<&str>) -> Value {
-    let mut body = json!({
-        "error": error,
-        "error_description": format!("AADSTS{code}: {description}\r\nTrace ID: 0000aaaa-11bb-cccc-dd22-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd\r\nTimestamp: 2026-11-30 08:10:22Z"),
-        "error_codes": [code],
-        "timestamp": "2026-11-30 08:10:22Z",
-        "trace_id": "0000aaaa-11bb-cccc-dd22-eeeeee333333",
-        "correlation_id": "aaaa0000-bb11-2222-33cc-444444dddddd",
-        "error_uri": format!("https://login.microsoftonline.com/error?code={code}")
-    });
-    if let Some(suberror) = suberror {
-        body["suberror"] = json!(suberror);
-    }
-    body
-}
-
 #[tokio::test]
 async fn documented_error_bodies_map_to_their_outcome() {
     let cases: Vec<(&str, u16, ResponseTemplate, Expect, &str)> = vec![
-        ("expired@contoso.example", 400, ResponseTemplate::new(400).set_body_json(ms_error("invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.", Some("bad_token"))), Expect::Revoked, "AADSTS70008"),
-        ("inactive@contoso.example", 400, ResponseTemplate::new(400).set_body_json(ms_error("invalid_grant", 700082, "The refresh token has expired due to inactivity. The token was issued on 2026-08-01T08:10:22.000Z and was inactive for 90.00:00:00.", None)), Expect::Revoked, "AADSTS700082"),
-        ("revoked@contoso.example", 400, ResponseTemplate::new(400).set_body_json(ms_error("invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", None)), Expect::Revoked, "AADSTS50173"),
-        ("mfa@contoso.example", 400, ResponseTemplate::new(400).set_body_json(ms_error("invalid_grant", 50076, "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access 'https://outlook.office.com'.", Some("basic_action"))), Expect::MultiFactor, "AADSTS50076"),
-        ("enroll@contoso.example", 400, ResponseTemplate::new(400).set_body_json(ms_error("interaction_required", 50079, "Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access 'https://outlook.office.com'.", None)), Expect::MultiFactor, "AADSTS50079"),
-        ("consent@contoso.example", 400, ResponseTemplate::new(400).set_body_json(ms_error("invalid_grant", 65001, "The user or administrator has not consented to use the application with ID '11111111-2222-3333-4444-555555555555' named 'mailroom'. Send an interactive authorization request for this user and resource.", Some("consent_required"))), Expect::Consent, "AADSTS65001"),
-        ("client@contoso.example", 401, ResponseTemplate::new(401).set_body_json(ms_error("invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '11111111-2222-3333-4444-555555555555'.", None)), Expect::Provider, "invalid_client"),
+        ("expired@contoso.example", 400, ResponseTemplate::new(400).set_body_json(support::ms_error("invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.", Some("bad_token"))), Expect::Revoked, "AADSTS70008"),
+        ("inactive@contoso.example", 400, ResponseTemplate::new(400).set_body_json(support::ms_error("invalid_grant", 700082, "The refresh token has expired due to inactivity. The token was issued on 2026-08-01T08:10:22.000Z and was inactive for 90.00:00:00.", None)), Expect::Revoked, "AADSTS700082"),
+        ("revoked@contoso.example", 400, ResponseTemplate::new(400).set_body_json(support::ms_error("invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", None)), Expect::Revoked, "AADSTS50173"),
+        ("mfa@contoso.example", 400, ResponseTemplate::new(400).set_body_json(support::ms_error("invalid_grant", 50076, "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access 'https://outlook.office.com'.", Some("basic_action"))), Expect::MultiFactor, "AADSTS50076"),
+        ("enroll@contoso.example", 400, ResponseTemplate::new(400).set_body_json(support::ms_error("interaction_required", 50079, "Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access 'https://outlook.office.com'.", None)), Expect::MultiFactor, "AADSTS50079"),
+        ("consent@contoso.example", 400, ResponseTemplate::new(400).set_body_json(support::ms_error("invalid_grant", 65001, "The user or administrator has not consented to use the application with ID '11111111-2222-3333-4444-555555555555' named 'mailroom'. Send an interactive authorization request for this user and resource.", Some("consent_required"))), Expect::Consent, "AADSTS65001"),
+        ("client@contoso.example", 401, ResponseTemplate::new(401).set_body_json(support::ms_error("invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '11111111-2222-3333-4444-555555555555'.", None)), Expect::Provider, "invalid_client"),
         ("down@contoso.example", 500, ResponseTemplate::new(500).set_body_string("upstream unavailable"), Expect::Transient, "HTTP 500"),
         ("proxy@contoso.example", 400, ResponseTemplate::new(400).set_body_string("<html><body>Bad Request</body></html>"), Expect::Malformed, "not an OAuth error"),
         ("garbled@contoso.example", 200, ResponseTemplate::new(200).set_body_json(json!({"token_type": "Bearer", "expires_in": "soon"})), Expect::Malformed, "did not parse"),
@@ -367,7 +351,7 @@ async fn device_case_with(
 }
 
 fn device_error(error: &str, code: u64, description: &str) -> ResponseTemplate {
-    ResponseTemplate::new(400).set_body_json(ms_error(error, code, description, None))
+    ResponseTemplate::new(400).set_body_json(support::ms_error(error, code, description, None))
 }
 
 #[tokio::test]

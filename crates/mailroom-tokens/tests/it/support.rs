@@ -294,3 +294,21 @@ pub(crate) fn approve(
         ResponseTemplate::new(302).insert_header("Location", location.as_str())
     }
 }
+
+/// Entra's documented error body for AADSTS`code` (error, description with its trace lines,
+/// codes, ids), with `suberror` when given.
+pub(crate) fn ms_error(error: &str, code: u64, description: &str, suberror: Option<&str>) -> Value {
+    let mut body = json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {description}\r\nTrace ID: 0000aaaa-11bb-cccc-dd22-eeeeee333333\r\nCorrelation ID: aaaa0000-bb11-2222-33cc-444444dddddd\r\nTimestamp: 2026-11-30 08:10:22Z"),
+        "error_codes": [code],
+        "timestamp": "2026-11-30 08:10:22Z",
+        "trace_id": "0000aaaa-11bb-cccc-dd22-eeeeee333333",
+        "correlation_id": "aaaa0000-bb11-2222-33cc-444444dddddd",
+        "error_uri": format!("https://login.microsoftonline.com/error?code={code}")
+    });
+    if let Some(suberror) = suberror {
+        body["suberror"] = json!(suberror);
+    }
+    body
+}
