@@ -71,12 +71,17 @@ fn exponential(base: Duration, attempt: u32, cap: Duration) -> Duration {
 /// A random wait in `[delay/2, delay]` ("equal jitter"): senders that failed together do
 /// not retry together, and the wait never collapses to zero.
 fn jitter(delay: Duration) -> Duration {
+    jitter_with(delay, rand::random())
+}
+
+/// [`jitter`] with the random number `random` (any `u64`).
+fn jitter_with(delay: Duration, random: u64) -> Duration {
     let half = delay / 2;
     let spread = delay.saturating_sub(half).as_nanos() as u64;
     if spread == 0 {
         return delay;
     }
-    half + Duration::from_nanos(rand::random::<u64>() % (spread + 1))
+    half + Duration::from_nanos(random % (spread + 1))
 }
 
 impl RetryPolicy {
@@ -320,6 +325,30 @@ mod tests {
         };
         let long = capped.delay_after(30, Duration::ZERO, None).unwrap();
         assert!(long <= Duration::from_secs(10), "{long:?}");
+    }
+
+    #[test]
+    fn the_jitter_spans_half_the_delay_to_all_of_it() {
+        let delay = Duration::from_secs(10);
+        let spread = 5_000_000_000u64;
+        assert_eq!(jitter_with(delay, 0), Duration::from_secs(5));
+        assert_eq!(jitter_with(delay, spread), delay);
+        assert_eq!(jitter_with(delay, spread + 1), Duration::from_secs(5));
+        assert_eq!(
+            jitter_with(delay, 1_234_567_890),
+            Duration::from_nanos(6_234_567_890)
+        );
+        for random in [u64::MAX, u64::MAX / 3, 7] {
+            let wait = jitter_with(delay, random);
+            assert!(wait >= Duration::from_secs(5) && wait <= delay, "{wait:?}");
+        }
+        // Too short to spread: the delay itself (1 ns halves to 0 and spreads 1 ns).
+        assert_eq!(jitter_with(Duration::ZERO, 12345), Duration::ZERO);
+        assert_eq!(jitter_with(Duration::from_nanos(1), 0), Duration::ZERO);
+        assert_eq!(
+            jitter_with(Duration::from_nanos(1), 1),
+            Duration::from_nanos(1)
+        );
     }
 
     #[test]
