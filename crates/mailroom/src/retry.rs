@@ -317,7 +317,8 @@ mod tests {
         check(2, 59, None, None);
         // Retry-After is honoured when longer than the backoff ...
         check(1, 0, Some(7), Some((7, 7)));
-        // ... and ends the send when longer than allowed.
+        // ... up to the longest wait allowed (10 s), and ends the send when longer.
+        check(1, 0, Some(10), Some((10, 10)));
         check(1, 0, Some(11), None);
         let capped = RetryPolicy {
             max_attempts: 40,
