@@ -738,6 +738,11 @@ mod http_tests {
                 })),
                 Some("invalid_token: Token expired or revoked"),
             ),
+            // A page that is not JSON: its text, without control characters.
+            (
+                ResponseTemplate::new(400).set_body_string("Bad Request\r\n\tno token\n"),
+                Some("Bad Requestno token"),
+            ),
         ] {
             let server = MockServer::start().await;
             Mock::given(method("POST"))
