@@ -8,7 +8,7 @@ use mailroom_crypto::KeyRing;
 use mailroom_model::{ManualClock, MockSignInPrompt, Provider, SystemClock};
 use mailroom_testkit::{Backend, TestDatabase};
 use mailroom_tokens::storage::{TokenKey, TokenStatus, TokenStore};
-use mailroom_tokens::{BrokerConfig, OAuthHttp, SignInPolicy, TokenBroker};
+use mailroom_tokens::{BrokerConfig, SignInPolicy};
 use sea_orm::{ConnectionTrait, Statement};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -16,6 +16,20 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::support::{self, microsoft_token_body, signed_in, target};
 
 const ADDRESS: &str = "sa@contoso.example";
+
+/// Registers Microsoft's app at `server` under a new key and stores an expired sign-in for
+/// [`ADDRESS`] (access token `at-expired`) whose refresh token is `refresh`. Returns the key.
+async fn expired_microsoft(db: &TestDatabase, server: &MockServer, refresh: &str) -> KeyRing {
+    support::expired_sign_in(
+        db,
+        server,
+        Provider::Microsoft,
+        ADDRESS,
+        "at-expired",
+        refresh,
+    )
+    .await
+}
 
 async fn storm(backend: Backend) {
     let server = MockServer::start().await;
@@ -35,15 +49,7 @@ async fn storm(backend: Backend) {
         .mount(&server)
         .await;
     let db = TestDatabase::new(backend).await;
-    let key = support::expired_sign_in(
-        &db,
-        &server,
-        Provider::Microsoft,
-        ADDRESS,
-        "at-expired",
-        "rt-before",
-    )
-    .await;
+    let key = expired_microsoft(&db, &server, "rt-before").await;
     let broker = Arc::new(support::broker(&db, &key));
     let mut tasks = Vec::new();
     for _ in 0..200 {
@@ -257,19 +263,10 @@ async fn a_refresh_another_process_holds_too_long_is_given_up_as_transient() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = support::expired_sign_in(
+    let key = expired_microsoft(&db, &server, "rt").await;
+    let other = support::broker_with(
         &db,
-        &server,
-        Provider::Microsoft,
-        ADDRESS,
-        "at-expired",
-        "rt",
-    )
-    .await;
-    let other = TokenBroker::new(
-        db.db.clone(),
-        key.clone(),
-        OAuthHttp::new(),
+        &key,
         Arc::new(SystemClock),
         BrokerConfig {
             lease: Duration::from_secs(600),
@@ -295,13 +292,7 @@ async fn a_refresh_another_process_holds_too_long_is_given_up_as_transient() {
     let config = support::test_config();
     let patience = config.effective_wait_for_other_refresh();
     assert!(patience < Duration::from_secs(600));
-    let waiting = TokenBroker::new(
-        db.db.clone(),
-        key.clone(),
-        OAuthHttp::new(),
-        clock.clone(),
-        config,
-    );
+    let waiting = support::broker_with(&db, &key, clock.clone(), config);
     let mut waiting = tokio::spawn(async move {
         waiting
             .access_token(&target(Provider::Microsoft, ADDRESS))
@@ -385,15 +376,7 @@ async fn refresh_while(
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = support::expired_sign_in(
-        &db,
-        &server,
-        Provider::Microsoft,
-        ADDRESS,
-        "at-expired",
-        "rt-before",
-    )
-    .await;
+    let key = expired_microsoft(&db, &server, "rt-before").await;
     let broker = support::broker(&db, &key);
     let refresh = tokio::spawn(async move {
         broker
@@ -573,24 +556,15 @@ async fn a_failed_refresh_releases_its_lease_for_the_next_process() {
         .mount(&server)
         .await;
     let db = TestDatabase::new(Backend::Sqlite).await;
-    let key = support::expired_sign_in(
-        &db,
-        &server,
-        Provider::Microsoft,
-        ADDRESS,
-        "at-expired",
-        "rt",
-    )
-    .await;
+    let key = expired_microsoft(&db, &server, "rt").await;
     let error = support::broker(&db, &key)
         .access_token(&target(Provider::Microsoft, ADDRESS))
         .await
         .unwrap_err();
     assert!(error.to_string().contains("invalid_scope"), "{error}");
-    let next = TokenBroker::new(
-        db.db.clone(),
-        key.clone(),
-        OAuthHttp::new(),
+    let next = support::broker_with(
+        &db,
+        &key,
         Arc::new(ManualClock::new(SystemTime::now())),
         support::test_config(),
     );

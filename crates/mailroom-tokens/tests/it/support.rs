@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use chrono::Utc;
 use mailroom_crypto::KeyRing;
-use mailroom_model::{AccountRef, Provider, SystemClock};
+use mailroom_model::{AccountRef, Clock, Provider, SystemClock};
 use mailroom_testkit::TestDatabase;
 use mailroom_tokens::{
     BrokerConfig, OAuthHttp, TokenBroker, TokenTarget,
@@ -156,13 +156,17 @@ pub(crate) fn test_config() -> BrokerConfig {
 }
 
 pub(crate) fn broker(db: &TestDatabase, key: &KeyRing) -> TokenBroker {
-    TokenBroker::new(
-        db.db.clone(),
-        key.clone(),
-        OAuthHttp::new(),
-        Arc::new(SystemClock),
-        test_config(),
-    )
+    broker_with(db, key, Arc::new(SystemClock), test_config())
+}
+
+/// A broker over `db` and `key` with its own clock and configuration.
+pub(crate) fn broker_with(
+    db: &TestDatabase,
+    key: &KeyRing,
+    clock: Arc<dyn Clock>,
+    config: BrokerConfig,
+) -> TokenBroker {
+    TokenBroker::new(db.db.clone(), key.clone(), OAuthHttp::new(), clock, config)
 }
 
 pub(crate) fn target(provider: Provider, address: &str) -> TokenTarget {
