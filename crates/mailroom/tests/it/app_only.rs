@@ -425,3 +425,60 @@ async fn the_doctor_warns_thirty_days_before_the_certificate_expires() {
     }
     world.db.finish().await;
 }
+
+/// An app-only Graph account's outages and throttling are the provider's, not a mailbox
+/// the app may not use: one `503` is tried again within the agent's send, which delivers;
+/// an outage that lasts ends the send after the retry policy's four attempts; a `429`
+/// stays a throttling (the agent pauses the mailbox and holds the message). None of them
+/// gets the Exchange administrator's mailbox-access remedy.
+#[tokio::test]
+async fn outages_and_throttling_of_an_app_only_account_are_not_a_refused_mailbox() {
+    let world = AppWorld::new(Backend::Sqlite).await;
+    world
+        .set_app(Provider::Microsoft, world.certificate())
+        .await;
+    let id = world.add_account(graph_account(INVOICES)).await;
+    let mailroom = world.mailroom().await;
+    let graph = world.sandbox.graph();
+    let not_refused = |error: &mailroom::Error| {
+        !matches!(error.remedy(), Some(Remedy::GrantAppMailboxAccess { .. }))
+            && !error.needs_sign_in()
+    };
+
+    graph.fail_next_call_unavailable();
+    assert_eq!(
+        through_the_agent(&mailroom, id, "Invoice 1").await,
+        OutboxStatus::Sent
+    );
+    assert_eq!(world.sandbox.mailbox().messages().len(), 1);
+
+    for _ in 0..4 {
+        graph.fail_next_call_unavailable();
+    }
+    let error = mailroom.send(request(id, "Invoice 2")).await.unwrap_err();
+    assert!(
+        matches!(error, mailroom::Error::Transport { attempts: 4, .. }),
+        "{error:?}"
+    );
+    assert!(error.is_transient() && not_refused(&error), "{error:?}");
+
+    // Its 30 s are longer than a send waits (quick_retry's 50 ms): given back at once.
+    graph.throttle_next_call(30);
+    let error = mailroom.send(request(id, "Invoice 3")).await.unwrap_err();
+    assert!(error.is_throttled() && not_refused(&error), "{error:?}");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(30)));
+
+    graph.throttle_next_call(30);
+    let queued = mailroom.queue(request(id, "Invoice 4")).await.unwrap();
+    agent_once(&mailroom).await;
+    let held = mailroom.outbox().get(queued).await.unwrap();
+    assert_eq!(held.status, OutboxStatus::Held, "{held:?}");
+    let reason = held.last_error.unwrap_or_default();
+    assert!(
+        reason.contains(&format!("sending from {INVOICES} paused until")),
+        "{reason}"
+    );
+    assert!(!reason.contains("Application Mail.Send"), "{reason}");
+    assert_eq!(world.sandbox.mailbox().messages().len(), 1);
+    world.db.finish().await;
+}
