@@ -301,3 +301,153 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use mailroom_model::TransportErrorKind;
+    use mailroom_tokens::SignInReason;
+
+    use super::*;
+
+    fn transport(kind: TransportErrorKind) -> Error {
+        Error::Transport {
+            attempts: 1,
+            error: TransportError::new(kind, "the server's reply"),
+        }
+    }
+
+    fn sign_in_required() -> mailroom_tokens::Error {
+        mailroom_tokens::Error::SignInRequired {
+            address: "sa@contoso.example".to_owned(),
+            provider: Provider::Microsoft,
+            account: AccountRef::Company,
+            reason: SignInReason::NoToken,
+        }
+    }
+
+    /// What the agent decides on, for each kind of failure: `[transient, mailbox paused,
+    /// throttled, delivery unknown, needs a sign-in, key problem]`.
+    fn predicates(error: &Error) -> [bool; 6] {
+        [
+            error.is_transient(),
+            error.is_mailbox_paused(),
+            error.is_throttled(),
+            error.is_delivery_unknown(),
+            error.needs_sign_in(),
+            error.is_key_problem(),
+        ]
+    }
+
+    #[test]
+    fn each_failure_answers_the_agents_questions_as_its_kind_says() {
+        let missing_key = || mailroom_crypto::Error::MissingKey {
+            id: "k2".to_owned(),
+            have: vec!["k1".to_owned()],
+        };
+        let cases: Vec<(&str, Error, [bool; 6])> = vec![
+            (
+                "a transient reply",
+                transport(TransportErrorKind::Transient),
+                [true, false, false, false, false, false],
+            ),
+            (
+                "too many connections",
+                transport(TransportErrorKind::TooManyConnections),
+                [true, false, false, false, false, false],
+            ),
+            (
+                "a paused mailbox",
+                transport(TransportErrorKind::MailboxThrottled),
+                [false, true, true, false, false, false],
+            ),
+            (
+                "a rate limit",
+                Error::Transport {
+                    attempts: 1,
+                    error: TransportError::new(TransportErrorKind::Transient, "429").throttled(),
+                },
+                [true, false, true, false, false, false],
+            ),
+            (
+                "an unknown delivery",
+                transport(TransportErrorKind::DeliveryUnknown),
+                [false, false, false, true, false, false],
+            ),
+            (
+                "a refused message",
+                transport(TransportErrorKind::MessageRejected),
+                [false; 6],
+            ),
+            (
+                "a sign-in the server asks for",
+                transport(TransportErrorKind::SignInRequired),
+                [false, false, false, false, true, false],
+            ),
+            (
+                "a token endpoint that failed for now",
+                Error::Tokens(mailroom_tokens::Error::Transient {
+                    message: "503".to_owned(),
+                }),
+                [true, false, false, false, false, false],
+            ),
+            (
+                "a sign-in the broker asks for",
+                Error::Tokens(sign_in_required()),
+                [false, false, false, false, true, false],
+            ),
+            (
+                "the database",
+                Error::from(sea_orm::DbErr::Custom("gone".to_owned())),
+                [true, false, false, false, false, false],
+            ),
+            (
+                "a mailbox's own limit",
+                Error::MailboxLimit {
+                    mailbox: "sa@contoso.example".to_owned(),
+                    reason: "30 a minute".to_owned(),
+                    until: chrono::DateTime::UNIX_EPOCH,
+                },
+                [true, false, false, false, false, false],
+            ),
+            (
+                "a key this host lacks",
+                Error::Key(missing_key()),
+                [false, false, false, false, false, true],
+            ),
+            (
+                "an account's secret this host cannot open",
+                Error::Accounts(mailroom_accounts::Error::Key(missing_key())),
+                [false, false, false, false, false, true],
+            ),
+            (
+                "a token this host cannot open",
+                Error::Tokens(mailroom_tokens::Error::Key(
+                    mailroom_crypto::Error::CannotOpen,
+                )),
+                [false, false, false, false, false, true],
+            ),
+            ("no such message", Error::NotQueued { id: 7 }, [false; 6]),
+        ];
+        for (what, error, expected) in cases {
+            assert_eq!(predicates(&error), expected, "{what}: {error:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_transport_failure_carries_the_wait_and_the_failure_it_asked_for() {
+        let asked = Error::Transport {
+            attempts: 2,
+            error: TransportError::new(TransportErrorKind::MailboxThrottled, "4.7.0")
+                .with_retry_after(Duration::from_secs(30)),
+        };
+        assert_eq!(asked.retry_after(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            asked.transport_error().map(TransportError::message),
+            Some("4.7.0")
+        );
+        let other = Error::from(sea_orm::DbErr::Custom("gone".to_owned()));
+        assert_eq!(other.retry_after(), None);
+        assert!(other.transport_error().is_none());
+        assert_eq!(transport(TransportErrorKind::Transient).retry_after(), None);
+    }
+}
