@@ -81,9 +81,9 @@ impl OutboxClock {
         let host_before = Utc::now();
         let now = database_now(db).await?;
         let host_after = Utc::now();
-        // The query's midpoint on the host's clock is the best match for the reading.
-        let host = host_before + (host_after - host_before) / 2;
-        let offset = (now - host).num_microseconds().unwrap_or(0);
+        let offset = (now - midpoint(host_before, host_after))
+            .num_microseconds()
+            .unwrap_or(0);
         offset_micros.store(offset, Ordering::Relaxed);
         Ok(now)
     }
@@ -98,13 +98,26 @@ impl Clock for OutboxClock {
     fn now(&self) -> SystemTime {
         match &*self.source {
             Source::Database { offset_micros } => {
-                let offset = offset_micros.load(Ordering::Relaxed);
-                let host = SystemTime::now();
-                let by = Duration::from_micros(offset.unsigned_abs());
-                if offset >= 0 { host + by } else { host - by }
+                shifted(SystemTime::now(), offset_micros.load(Ordering::Relaxed))
             }
             Source::Given(clock) => clock.now(),
         }
+    }
+}
+
+/// The host's time halfway through a query that began at `before` and ended at `after`:
+/// the best match for the database's reading.
+fn midpoint(before: DateTime<Utc>, after: DateTime<Utc>) -> DateTime<Utc> {
+    before + (after - before) / 2
+}
+
+/// `host` moved by `offset_micros` (later when positive, earlier when negative).
+fn shifted(host: SystemTime, offset_micros: i64) -> SystemTime {
+    let by = Duration::from_micros(offset_micros.unsigned_abs());
+    if offset_micros >= 0 {
+        host + by
+    } else {
+        host - by
     }
 }
 
@@ -136,5 +149,55 @@ async fn database_now<C: ConnectionTrait>(db: &C) -> Result<DateTime<Utc>> {
                 })?;
             Ok(naive.and_utc())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mailroom_model::ManualClock;
+
+    use super::*;
+
+    #[test]
+    fn the_reading_is_matched_with_the_middle_of_its_query() {
+        let before = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(100);
+        let after = before + chrono::Duration::milliseconds(30);
+        assert_eq!(
+            midpoint(before, after),
+            before + chrono::Duration::milliseconds(15)
+        );
+        assert_eq!(midpoint(before, before), before);
+    }
+
+    #[test]
+    fn between_reads_the_hosts_clock_is_moved_by_the_offset_either_way() {
+        let host = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(shifted(host, 0), host);
+        assert_eq!(
+            shifted(host, 2_500_000),
+            host + Duration::from_millis(2_500)
+        );
+        assert_eq!(
+            shifted(host, -2_500_000),
+            host - Duration::from_millis(2_500)
+        );
+        assert_eq!(shifted(host, -1), host - Duration::from_micros(1));
+    }
+
+    #[test]
+    fn debug_names_the_source_and_its_offset() {
+        let database = OutboxClock::database();
+        if let Source::Database { offset_micros } = &*database.source {
+            offset_micros.store(-42, Ordering::Relaxed);
+        }
+        assert_eq!(
+            format!("{database:?}"),
+            "OutboxClock::Database { offset_micros: -42 }"
+        );
+        let given = OutboxClock::given(Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)));
+        assert!(
+            format!("{given:?}").starts_with("OutboxClock::Given(ManualClock"),
+            "{given:?}"
+        );
     }
 }

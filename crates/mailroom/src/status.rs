@@ -189,3 +189,15 @@ pub async fn account_sign_ins<C: ConnectionTrait>(
 pub async fn stored_tokens<C: ConnectionTrait>(db: &C, key: &KeyRing) -> Result<Vec<TokenSummary>> {
     Ok(TokenStore::new(db, key).list().await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sign_in_state_reads_as_the_lists_show_it() {
+        assert_eq!(SignInState::SignedIn.as_str(), "yes");
+        assert_eq!(SignInState::NotSignedIn.as_str(), "no");
+        assert_eq!(SignInState::NotApplicable.as_str(), "n/a");
+    }
+}
