@@ -197,6 +197,12 @@ async fn graph_app_only_sends_and_names_the_scope_remedy(backend: Backend) {
         1,
         "one app token for both sends"
     );
+    // The lists show the app's token as the app-only account's.
+    let owned = mailroom::owned_tokens(&world.db.db, &world.key)
+        .await
+        .unwrap();
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    assert_eq!(owned[0].accounts, vec![AccountRef::User(id)]);
     assert_eq!(
         world.sandbox.authority().stats().codes_issued,
         0,

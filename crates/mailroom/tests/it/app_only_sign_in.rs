@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use mailroom::{AccountRef, Error, KeyRing, Mailroom, MailroomOptions, Provider, SignInMode};
+use mailroom::{
+    AccountRef, Error, KeyRing, Mailroom, MailroomOptions, Provider, SignInMode, SignInState,
+};
 use mailroom_accounts::Accounts;
 use mailroom_model::{Auth, ServerSettingsChange};
 use mailroom_testkit::{TestDatabase, on_both_backends};
@@ -14,6 +16,7 @@ use mailroom_tokens::storage::TokenStore;
 
 on_both_backends!(
     a_dropped_sign_in_stops_listening,
+    each_list_shows_a_sign_in_only_for_its_own_account,
     every_sign_in_workflow_refuses_an_app_only_account,
     signing_out_a_person_is_not_held_back_by_an_app_only_account,
 );
@@ -182,25 +185,7 @@ async fn signing_out_a_person_is_not_held_back_by_an_app_only_account(db: &TestD
         .id;
     // A sign-in stored under the mailbox's address (as before identities were kept), and
     // an app-only company account sending as the same mailbox.
-    TokenStore::new(&db.db, &key)
-        .save_sign_in(
-            &SignedIn::from_tokens(
-                Identity {
-                    address: MAILBOX.to_owned(),
-                    tenant_id: None,
-                    subject: None,
-                },
-                Provider::Microsoft,
-                TENANT,
-                "access".into(),
-                Some("refresh".into()),
-                Duration::from_secs(3600),
-                Vec::new(),
-            ),
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    store_sign_in(db, &key, Provider::Microsoft, MAILBOX).await;
     accounts
         .set_company(&microsoft(Auth::AppOnly), None)
         .await
@@ -261,4 +246,116 @@ async fn a_dropped_sign_in_stops_listening(db: &TestDatabase) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A sign-in stored under `address` (no tenant or subject: keyed by the address alone).
+async fn store_sign_in(db: &TestDatabase, key: &KeyRing, provider: Provider, address: &str) {
+    TokenStore::new(&db.db, key)
+        .save_sign_in(
+            &SignedIn::from_tokens(
+                Identity {
+                    address: address.to_owned(),
+                    tenant_id: None,
+                    subject: None,
+                },
+                provider,
+                if provider == Provider::Microsoft {
+                    TENANT
+                } else {
+                    ""
+                },
+                "access".into(),
+                Some("refresh".into()),
+                Duration::from_secs(3600),
+                Vec::new(),
+            ),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+}
+
+/// What the account and token lists show: a stored sign-in belongs to the delegated
+/// account of its own provider that sends as its address. Another provider's sign-in for
+/// an account's address, and a sign-in for another address, are not the account's; an
+/// app-only account needs none.
+async fn each_list_shows_a_sign_in_only_for_its_own_account(db: &TestDatabase) {
+    const BILLING: &str = "billing@contoso.example";
+    let (_mailroom, key) = setup(db).await;
+    let accounts = Accounts::new(&db.db, &key);
+    let add = |change: ServerSettingsChange| {
+        let accounts = &accounts;
+        async move {
+            accounts
+                .add_user_account(&change, None)
+                .await
+                .unwrap()
+                .account
+                .id
+        }
+    };
+    let owner = add(microsoft(Auth::Delegated)).await;
+    let billing = add(ServerSettingsChange {
+        smtp_user: Some(BILLING.to_owned()),
+        ..microsoft(Auth::Delegated)
+    })
+    .await;
+    accounts
+        .set_company(&microsoft(Auth::AppOnly), None)
+        .await
+        .unwrap();
+    store_sign_in(db, &key, Provider::Microsoft, MAILBOX).await;
+    store_sign_in(db, &key, Provider::Google, BILLING).await;
+
+    let owned = mailroom::owned_tokens(&db.db, &key).await.unwrap();
+    let owners = |provider: Provider| {
+        owned
+            .iter()
+            .find(|owned| owned.token.provider == provider)
+            .map(|owned| owned.accounts.clone())
+    };
+    assert_eq!(
+        owners(Provider::Microsoft),
+        Some(vec![AccountRef::User(owner)])
+    );
+    assert_eq!(owners(Provider::Google), Some(Vec::new()));
+
+    let tokens = mailroom::stored_tokens(&db.db, &key).await.unwrap();
+    let state = |account: AccountRef| {
+        let accounts = &accounts;
+        let tokens = &tokens;
+        async move { mailroom::sign_in_state(&accounts.account(account).await.unwrap(), tokens) }
+    };
+    assert_eq!(state(AccountRef::User(owner)).await, SignInState::SignedIn);
+    assert_eq!(
+        state(AccountRef::User(billing)).await,
+        SignInState::NotSignedIn
+    );
+    assert_eq!(state(AccountRef::Company).await, SignInState::NotApplicable);
+
+    let listed: Vec<(AccountRef, SignInState, Option<Provider>)> =
+        mailroom::account_sign_ins(&db.db, &key)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|listed| {
+                (
+                    listed.account.account_ref(),
+                    listed.state,
+                    listed.token.map(|token| token.provider),
+                )
+            })
+            .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (AccountRef::Company, SignInState::NotApplicable, None),
+            (
+                AccountRef::User(owner),
+                SignInState::SignedIn,
+                Some(Provider::Microsoft)
+            ),
+            (AccountRef::User(billing), SignInState::NotSignedIn, None),
+        ]
+    );
 }
