@@ -850,4 +850,70 @@ mod tests {
             settings_fingerprint(&settings.clone())
         );
     }
+
+    #[test]
+    fn a_resolution_is_cached_by_its_named_account_or_its_feature_and_user_as_compared() {
+        let mut request = SendRequest::new(" Sales Invoice ", MessageDraft::default());
+        let resolved = |user: Option<&str>| ResolutionKey::Resolved {
+            feature: "sales invoice".to_owned(),
+            user: user.map(str::to_owned),
+        };
+        assert_eq!(ResolutionKey::of(&request), resolved(None));
+        request.system_user = Some(" Alice ".to_owned());
+        assert_eq!(ResolutionKey::of(&request), resolved(Some("alice")));
+        request.system_user = Some("   ".to_owned());
+        assert_eq!(ResolutionKey::of(&request), resolved(None));
+        request.account = Some(AccountRef::User(3));
+        assert_eq!(
+            ResolutionKey::of(&request),
+            ResolutionKey::Named(AccountRef::User(3))
+        );
+    }
+
+    #[test]
+    fn the_largest_message_is_what_the_accounts_route_takes() {
+        const THIRTY_FIVE_MIB: u64 = 36_700_160;
+        let mut microsoft = ServerSettings::preset(Provider::Microsoft);
+        assert_eq!(max_message_size(&microsoft), THIRTY_FIVE_MIB);
+        microsoft.route = Route::Graph;
+        assert_eq!(max_message_size(&microsoft), GRAPH_ONE_REQUEST);
+        microsoft.large_attachments = true;
+        assert_eq!(max_message_size(&microsoft), THIRTY_FIVE_MIB);
+        let google = ServerSettings::preset(Provider::Google);
+        assert_eq!(max_message_size(&google), THIRTY_FIVE_MIB);
+    }
+
+    #[test]
+    fn the_options_debug_shows_the_settings_and_never_the_key() {
+        let key = KeyRing::generate();
+        let mut options = MailroomOptions::new(key.clone());
+        options.extra_root_pem = Some(b"-----BEGIN CERTIFICATE-----".to_vec());
+        let shown = format!("{options:?}");
+        assert!(shown.starts_with("MailroomOptions { key: "), "{shown}");
+        for field in [
+            "extra_root_pem: Some(27)",
+            "smtp_pool_size: None",
+            "resolution_cache_ttl: 1s",
+            "pacing_wait: 60s",
+        ] {
+            assert!(shown.contains(field), "{field} in {shown}");
+        }
+        for line in key.to_text().lines() {
+            assert!(!shown.contains(line), "the key in {shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_facades_debug_is_its_options() {
+        let options = MailroomOptions::new(KeyRing::generate());
+        let mailroom = Mailroom::open("sqlite::memory:", options).await.unwrap();
+        let shown = format!("{mailroom:?}");
+        // The outbox clock's offset in the options moves with each reading of the database.
+        assert!(
+            shown.starts_with("Mailroom { options: MailroomOptions { key: ")
+                && shown.contains("pacing_wait: 60s")
+                && shown.ends_with(", .. }, .. }"),
+            "{shown}"
+        );
+    }
 }
