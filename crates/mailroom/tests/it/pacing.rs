@@ -508,10 +508,15 @@ async fn direct_sends_count_against_the_same_minute_as_the_agent() {
             .unwrap();
     }
     let start = paced.now();
-    let error = mailroom
-        .send(request(AccountRef::Company, 30, 1))
-        .await
-        .unwrap_err();
+    // Refused at once: the minute's wait is longer than the facade's `pacing_wait` (zero
+    // here), so the send does not sleep through it first (that would take 60 s).
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        mailroom.send(request(AccountRef::Company, 30, 1)),
+    )
+    .await
+    .expect("refused at once, not after waiting for the minute")
+    .unwrap_err();
     match &error {
         Error::MailboxLimit { mailbox, until, .. } => {
             assert_eq!(mailbox, SALES);
