@@ -979,3 +979,47 @@ async fn a_message_to_a_hundred_recipients_reaches_a_real_server_with_folded_hea
     assert_eq!(addresses("Cc"), cc);
     world.finish().await;
 }
+
+/// A changed server or password is used from the next send: the facade keeps one SMTP
+/// pool per account, starts a new one when anything its connections depend on changes,
+/// and keeps it while nothing does.
+#[tokio::test]
+async fn a_changed_server_or_password_is_used_from_the_next_send() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    let other = mailroom_testkit::smtp::TestServer::start(password_server());
+    company_relay(&world).await;
+    let mut options = world.options();
+    // Each send reads the account again (no one-second resolution cache).
+    options.resolution_cache_ttl = Duration::ZERO;
+    // Each test server has its own certificate authority: trust both.
+    options.extra_root_pem =
+        Some(format!("{}{}", world.smtp.trusted_ca_pem, other.trusted_ca_pem).into_bytes());
+    let mailroom = Mailroom::with_connection(world.db.db.clone(), options)
+        .await
+        .unwrap();
+    let set_company = |port: u16, password: &str| {
+        let change = ServerSettingsChange {
+            port: Some(port),
+            password: Some(Secret::new(password)),
+            ..world.smtp_change(Provider::None, RELAY)
+        };
+        let accounts = Accounts::new(&world.db.db, &world.key);
+        async move { accounts.set_company(&change, None).await.unwrap() }
+    };
+    mailroom.send(message(1)).await.unwrap();
+    mailroom.send(message(2)).await.unwrap();
+    assert_eq!(world.smtp.messages().len(), 2);
+
+    set_company(other.port, RELAY_PASSWORD).await;
+    mailroom.send(message(3)).await.unwrap();
+    assert_eq!(other.messages().len(), 1, "sent to the server set now");
+    assert_eq!(world.smtp.messages().len(), 2);
+
+    set_company(other.port, "not-the-relays-password").await;
+    let error = mailroom.send(message(4)).await.unwrap_err();
+    assert!(error.to_string().contains("535"), "{error:?}");
+    set_company(other.port, RELAY_PASSWORD).await;
+    mailroom.send(message(5)).await.unwrap();
+    assert_eq!(other.messages().len(), 2);
+    world.finish().await;
+}
