@@ -255,3 +255,81 @@ async fn purge_deletes_only_old_finished_messages_and_the_agent_applies_retentio
         .collect();
     assert_eq!(left, [ids[4], ids[3]]);
 }
+
+/// The size limit is exact and counts the `Bcc` header that the Graph and Gmail APIs are
+/// sent: on the Graph route without large attachments, a message of exactly what one
+/// request carries is taken and one byte more is refused, and a message that fits only
+/// without its `Bcc` header is refused with its size counting the header.
+#[tokio::test]
+async fn the_size_limit_is_exact_and_counts_the_bcc_header() {
+    let db = TestDatabase::new(mailroom_testkit::Backend::Sqlite).await;
+    let key = KeyRing::generate();
+    let mut options = MailroomOptions::new(key.clone());
+    options.resolution_cache_ttl = Duration::ZERO;
+    let mailroom = Mailroom::with_connection(db.db.clone(), options)
+        .await
+        .unwrap();
+    Accounts::new(&db.db, &key)
+        .set_company(
+            &ServerSettingsChange {
+                provider: Some(Provider::Microsoft),
+                route: Some(mailroom_model::Route::Graph),
+                smtp_user: Some("sa@contoso.example".to_owned()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    // A text of `lines` lines of 60 characters and a last line of `tail` (at most 61):
+    // plain ASCII in short lines is sent as is, so each character is one byte.
+    let request = |lines: usize, tail: usize, bcc: bool| {
+        let text = format!("{}\r\n", "x".repeat(60)).repeat(lines) + &"y".repeat(tail);
+        let mut request = SendRequest::new(
+            AUTOMATION_AGENT,
+            MessageDraft {
+                to: vec!["buyer@example.com".to_owned()],
+                bcc: if bcc {
+                    vec!["archive@example.com".to_owned()]
+                } else {
+                    Vec::new()
+                },
+                subject: "Statement".to_owned(),
+                text: Some(text),
+                ..MessageDraft::default()
+            },
+        );
+        request.account = Some(AccountRef::Company);
+        request
+    };
+    let size = |lines, tail| {
+        let mailroom = &mailroom;
+        async move {
+            mailroom
+                .prepare_preview(&request(lines, tail, false))
+                .await
+                .unwrap()
+                .size as u64
+        }
+    };
+    let limit = mailroom::GRAPH_ONE_REQUEST;
+    let fixed = size(1, 0).await - 62;
+    assert_eq!(size(1, 1).await, fixed + 63, "one byte per character");
+    let lines = ((limit - fixed) / 62) as usize;
+    let tail = ((limit - fixed) % 62) as usize;
+    assert_eq!(size(lines, tail).await, limit, "exactly the limit is taken");
+
+    let refused = |lines, tail, bcc| {
+        let mailroom = &mailroom;
+        async move {
+            match mailroom.prepare_preview(&request(lines, tail, bcc)).await {
+                Err(Error::NeedsLargeAttachments { size, limit, .. }) => (size, limit),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    assert_eq!(refused(lines, tail + 1, false).await, (limit + 1, limit));
+    let (with_bcc, _) = refused(lines, tail, true).await;
+    assert!(with_bcc > limit, "{with_bcc}");
+    db.finish().await;
+}
