@@ -904,6 +904,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn several_accounts_are_read_each_or_why_not() {
+        let key = KeyRing::generate();
+        let mailroom = Mailroom::open("sqlite::memory:", MailroomOptions::new(key.clone()))
+            .await
+            .unwrap();
+        let company = mailroom_model::ServerSettingsChange {
+            provider: Some(Provider::None),
+            host: Some("127.0.0.1".to_owned()),
+            smtp_user: Some("relay".to_owned()),
+            ..Default::default()
+        };
+        Accounts::new(&mailroom.db, &key)
+            .set_company(&company, None)
+            .await
+            .unwrap();
+        let read = mailroom
+            .accounts(&[AccountRef::Company, AccountRef::User(99)])
+            .await
+            .unwrap();
+        let read: HashMap<AccountRef, bool> = read
+            .into_iter()
+            .map(|(account, result)| (account, result.is_ok()))
+            .collect();
+        assert_eq!(
+            read,
+            HashMap::from([(AccountRef::Company, true), (AccountRef::User(99), false)])
+        );
+    }
+
+    #[tokio::test]
     async fn the_facades_debug_is_its_options() {
         let options = MailroomOptions::new(KeyRing::generate());
         let mailroom = Mailroom::open("sqlite::memory:", options).await.unwrap();

@@ -455,6 +455,15 @@ mod tests {
     }
 
     #[test]
+    fn an_attachments_debug_shows_its_size_not_its_content() {
+        let attachment = Attachment::new("ledger.pdf", &b"%PDF-1.7 secret figures"[..]);
+        assert_eq!(
+            format!("{attachment:?}"),
+            "Attachment { file_name: \"ledger.pdf\", content_type: \"application/pdf\", size: 23 }"
+        );
+    }
+
+    #[test]
     fn thousands_of_recipients_are_all_in_their_headers_and_the_envelope_once() {
         let to: Vec<String> = (0..3_000).map(|n| format!("to{n}@example.com")).collect();
         let mut cc: Vec<String> = (0..2_000).map(|n| format!("cc{n}@example.com")).collect();
