@@ -769,6 +769,15 @@ mod tests {
             matches!(&error, Error::AttachmentRefused { problem, .. } if problem.contains(&(MAX_ATTACHMENT_SIZE + 1).to_string())),
             "{error}"
         );
+        // Exactly the limit: read whole.
+        let largest = dir.path().join("largest.bin");
+        std::fs::File::create(&largest)
+            .unwrap()
+            .set_len(MAX_ATTACHMENT_SIZE)
+            .unwrap();
+        let attachment = Attachment::from_path(&largest).await.unwrap();
+        assert_eq!(attachment.content.len() as u64, MAX_ATTACHMENT_SIZE);
+        drop(attachment);
         let small = dir.path().join("order.pdf");
         std::fs::write(&small, b"%PDF-1.4").unwrap();
         let attachment = Attachment::from_path(&small).await.unwrap();
