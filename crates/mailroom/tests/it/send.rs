@@ -454,14 +454,48 @@ async fn an_account_without_an_smtp_user_signs_in_first_when_the_caller_may_prom
         token: "at-first",
         calls: Default::default(),
     };
+    // A dry run never signs in, even with a prompt.
     let mut request = request_for(None, SALES_DOCUMENT);
     request.sign_in = Some(&prompt);
+    let error = mailroom.prepare_preview(&request).await.unwrap_err();
+    assert!(error.needs_sign_in(), "{error:?}");
+    assert_eq!(prompt.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+
     let receipt = mailroom.send(request).await.unwrap();
     assert_eq!(prompt.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(receipt.account_user, SA);
     let messages = world.smtp.messages();
     assert_eq!(messages.len(), 1);
     assert!(headers_of(&messages[0].1).contains("From: sa@contoso.example"));
+    // The account as it was before its sign-in was never kept in the resolution cache:
+    // the agent's queue, with no prompt, sees the SMTP user at once.
+    mailroom
+        .queue(request_for(None, AUTOMATION_AGENT))
+        .await
+        .unwrap();
+    world.finish().await;
+}
+
+/// An account whose sign-in was never stored signs in at the send when the caller may
+/// prompt (and the setting allows it), then sends with the new token.
+#[tokio::test]
+async fn a_missing_token_signs_in_at_the_send_when_the_caller_may_prompt() {
+    let world = World::new(Backend::Sqlite, World::tokens(&[(SA, "at-signed-in")])).await;
+    world.register_app(Provider::Microsoft).await;
+    world.company_smtp(Provider::Microsoft, SA).await;
+    let mailroom = world.mailroom().await;
+    let prompt = SignsInAs {
+        world: &world,
+        address: SA,
+        token: "at-signed-in",
+        calls: Default::default(),
+    };
+    let mut request = request_for(None, SALES_DOCUMENT);
+    request.sign_in = Some(&prompt);
+    let receipt = mailroom.send(request).await.unwrap();
+    assert_eq!(prompt.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(receipt.account_user, SA);
+    assert_eq!(world.smtp.messages().len(), 1);
     world.finish().await;
 }
 
