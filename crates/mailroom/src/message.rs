@@ -52,7 +52,6 @@ impl Attachment {
     /// most [`MAX_ATTACHMENT_SIZE`] bytes is read (`/dev/zero` or a FIFO would never end),
     /// and never more than that many bytes, even from a file that grows meanwhile.
     pub async fn from_path(path: impl AsRef<Path>) -> Result<Self> {
-        use tokio::io::AsyncReadExt as _;
         let path = path.as_ref();
         let io_error = |source| Error::Attachment {
             path: path.display().to_string(),
@@ -73,22 +72,33 @@ impl Attachment {
             )));
         }
         let file = tokio::fs::File::open(path).await.map_err(io_error)?;
-        let mut content = Vec::with_capacity(metadata.len() as usize);
-        file.take(MAX_ATTACHMENT_SIZE + 1)
-            .read_to_end(&mut content)
+        let Some(content) = read_at_most(file, MAX_ATTACHMENT_SIZE, metadata.len())
             .await
-            .map_err(io_error)?;
-        if content.len() as u64 > MAX_ATTACHMENT_SIZE {
+            .map_err(io_error)?
+        else {
             return Err(refused(format!(
                 "it grew past {MAX_ATTACHMENT_SIZE} bytes while it was read"
             )));
-        }
+        };
         let file_name = path
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "attachment".to_owned());
         Ok(Self::new(file_name, content))
     }
+}
+
+/// Reads `reader` to its end when that is at most `limit` bytes (`None` when there is
+/// more), never reading more than one byte past `limit`; `expected` sizes the buffer.
+async fn read_at_most(
+    reader: impl tokio::io::AsyncRead + Unpin,
+    limit: u64,
+    expected: u64,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut content = Vec::with_capacity(expected.min(limit) as usize);
+    reader.take(limit + 1).read_to_end(&mut content).await?;
+    Ok((content.len() as u64 <= limit).then_some(content))
 }
 
 /// The largest attachment read: the largest message any provider accepts (Gmail's
@@ -452,6 +462,21 @@ mod tests {
             text: Some("hello".to_owned()),
             ..MessageDraft::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_read_takes_up_to_its_limit_and_refuses_one_byte_more() {
+        let ten = [7u8; 10];
+        assert_eq!(
+            read_at_most(&ten[..], 10, 10).await.unwrap(),
+            Some(ten.to_vec())
+        );
+        assert_eq!(
+            read_at_most(&ten[..9], 10, 0).await.unwrap(),
+            Some(vec![7; 9])
+        );
+        assert_eq!(read_at_most(&ten[..], 9, 9).await.unwrap(), None);
+        assert_eq!(read_at_most(&[][..], 0, 0).await.unwrap(), Some(Vec::new()));
     }
 
     #[test]
