@@ -410,10 +410,12 @@ fn folded_mailboxes(name: &'static str, mailboxes: &[Mailbox]) -> HeaderValue {
             .unwrap_or(&text)
             .trim_end_matches("\r\n");
         let first_line = piece.split("\r\n").next().unwrap_or("").len();
+        // A one-line mailbox that is not the last ends its line with the next comma.
+        let comma = usize::from(index + 1 < mailboxes.len() && !piece.contains("\r\n"));
         if index > 0 {
             encoded.push(',');
             line += 1;
-            if line + 1 + first_line > FOLD_AT {
+            if line + 1 + first_line + comma > FOLD_AT {
                 encoded.push_str("\r\n ");
                 line = 1;
             } else {
@@ -513,6 +515,34 @@ mod tests {
         assert!(longest <= 78, "a header line of {longest} characters");
         assert_eq!(headers.matches("\r\nTo: ").count(), 1);
         assert_eq!(headers.matches("\r\nCc: ").count(), 1);
+    }
+
+    #[test]
+    fn an_address_list_folds_where_the_next_mailbox_and_its_comma_would_pass_78() {
+        let folded = |addresses: &[&str]| {
+            let mailboxes: Vec<Mailbox> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+            let mut headers = Headers::new();
+            headers.insert_raw(folded_mailboxes("Bcc", &mailboxes));
+            headers.to_string()
+        };
+        let [b, c, d, e] = ["b", "c", "d", "e"].map(|n| format!("{n}@example.com"));
+        // The first line, its comma included, is exactly 78 characters.
+        let exact = folded(&["abcdefghijklmno@example.com", &b, &c, &d, &e]);
+        assert_eq!(
+            exact,
+            "Bcc: abcdefghijklmno@example.com, b@example.com, c@example.com, d@example.com,\r\n e@example.com\r\n"
+        );
+        assert_eq!(exact.lines().next().unwrap().len(), 78);
+        // One character more and `d@example.com,` would end at 79: folded before it.
+        assert_eq!(
+            folded(&["abcdefghijklmnop@example.com", &b, &c, &d, &e]),
+            "Bcc: abcdefghijklmnop@example.com, b@example.com, c@example.com,\r\n d@example.com, e@example.com\r\n"
+        );
+        // The last mailbox (no comma after it) would end at 80: folded.
+        assert_eq!(
+            folded(&["abcdefghijklmnopqr@example.com", &b, &c, &d]),
+            "Bcc: abcdefghijklmnopqr@example.com, b@example.com, c@example.com,\r\n d@example.com\r\n"
+        );
     }
 
     #[test]
