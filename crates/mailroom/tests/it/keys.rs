@@ -120,6 +120,12 @@ async fn rotation_in_two_steps(backend: Backend) {
             .current,
         old.id()
     );
+    // The facade's own reading is the same; the seals still name the old key.
+    assert_eq!(host_a.key_state().await.unwrap(), Some(state.clone()));
+    assert_eq!(
+        mailroom::sealed_with(&world.db.db).await.unwrap(),
+        Some(old.id())
+    );
 
     // Host B has both keys: the commit re-seals everything and bumps versions.
     let both = world.key.clone().with(next.clone());
@@ -139,6 +145,12 @@ async fn rotation_in_two_steps(backend: Backend) {
         "{after:?}"
     );
     let state = mailroom::key_state(&world.db.db).await.unwrap().unwrap();
+    assert_eq!(host_b.key_state().await.unwrap(), Some(state.clone()));
+    assert_eq!(
+        mailroom::sealed_with(&world.db.db).await.unwrap(),
+        Some(next.id()),
+        "the seals name the new key"
+    );
     assert_eq!(
         (state.current.as_str(), state.prepared),
         (next.id().as_str(), None)

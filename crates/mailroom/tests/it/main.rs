@@ -13,5 +13,6 @@ mod outbox;
 mod pacing;
 mod send;
 mod shared;
+mod sign_in;
 mod support;
 mod throttling;

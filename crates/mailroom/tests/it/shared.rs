@@ -26,10 +26,10 @@ use crate::support::{SA, World, headers_of};
 
 const SHARED: &str = "orders@contoso.example";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-const SA_OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
+pub(crate) const SA_OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
 const SA_TOKEN: &str = "access-token-of-sa";
 
-fn sign_in_of(address: &str, oid: &str, access: &str) -> SignedIn {
+pub(crate) fn sign_in_of(address: &str, oid: &str, access: &str) -> SignedIn {
     SignedIn::from_tokens(
         Identity {
             address: address.to_owned(),
