@@ -955,3 +955,84 @@ mod registration_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use mailroom_model::TransportErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn each_status_reads_as_its_word() {
+        let words: Vec<String> = [
+            CheckStatus::Ok,
+            CheckStatus::Warning,
+            CheckStatus::Problem,
+            CheckStatus::Skipped,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(words, ["ok", "warning", "problem", "skipped"]);
+    }
+
+    #[test]
+    fn a_time_says_how_long_until_or_since() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+        let minutes = chrono::Duration::minutes;
+        assert_eq!(
+            when(now + minutes(90), now),
+            "2026-12-03 11:30 UTC (in 90 min)"
+        );
+        assert_eq!(when(now, now), "2026-12-03 10:00 UTC (in 0 min)");
+        assert_eq!(
+            when(now - minutes(5), now),
+            "2026-12-03 09:55 UTC (5 min ago)"
+        );
+    }
+
+    #[test]
+    fn a_transport_failure_says_its_remediation_once() {
+        let error = TransportError::new(TransportErrorKind::AccountConfiguration, "535 5.7.139")
+            .with_remediation("enable SMTP AUTH for the mailbox");
+        assert_eq!(
+            transport_text(&error),
+            "535 5.7.139; enable SMTP AUTH for the mailbox"
+        );
+    }
+
+    #[test]
+    fn a_facade_that_cannot_open_names_the_key_or_the_database() {
+        let missing = crate::Error::Key(mailroom_crypto::Error::MissingKey {
+            id: "k2".to_owned(),
+            have: vec!["k1".to_owned()],
+        });
+        let report = DoctorReport::open_failed(&missing);
+        assert_eq!(
+            report.checks,
+            [DoctorCheck::problem(
+                "key",
+                missing.to_string(),
+                Some(Remedy::RestoreKey {
+                    key_id: "k2".to_owned()
+                }),
+            )]
+        );
+        assert!(!report.all_ok());
+
+        let gone = crate::Error::from(sea_orm::DbErr::Custom("gone".to_owned()));
+        let report = DoctorReport::open_failed(&gone);
+        assert_eq!(
+            report.checks,
+            [DoctorCheck::problem(
+                "database",
+                error_text(&gone),
+                Some(Remedy::CheckDatabase),
+            )]
+        );
+        // A failure without a remedy of its own still points at the database.
+        let report = DoctorReport::open_failed(&crate::Error::Build("no From".to_owned()));
+        assert_eq!(report.checks[0].remedy, Some(Remedy::CheckDatabase));
+    }
+}

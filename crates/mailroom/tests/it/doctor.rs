@@ -261,3 +261,47 @@ async fn an_app_only_account_has_no_sign_in_to_check() {
     );
     world.finish().await;
 }
+
+/// A password account's SMTP user is often a login name (`relay`), not an address: it
+/// works, but gives messages no default From, so every send must name one. An address,
+/// or no user at all (a relay without AUTH), is fine; OAuth users are addresses already.
+#[tokio::test]
+async fn a_password_account_whose_user_is_no_address_must_name_its_from() {
+    let world = World::new(Backend::Sqlite, ServerOptions::default()).await;
+    let accounts = Accounts::new(&world.db.db, &world.key);
+    let mailroom = world.mailroom().await;
+    let company = DoctorOptions {
+        account: Some(AccountRef::Company),
+        ..DoctorOptions::default()
+    };
+    let mut seen = Vec::new();
+    for user in ["relay", "relay@example.com", ""] {
+        accounts
+            .set_company(&world.smtp_change(Provider::None, user), None)
+            .await
+            .unwrap();
+        let report = mailroom.doctor(company.clone()).await;
+        let settings = check(&report, "company account settings").clone();
+        if user == "relay" {
+            assert!(
+                settings
+                    .detail
+                    .starts_with("the SMTP user `relay` is not an email address"),
+                "{settings:?}"
+            );
+        }
+        seen.push((user, settings.status, settings.remedy));
+    }
+    let edit = Some(Remedy::EditAccount {
+        account: Some(AccountRef::Company),
+    });
+    assert_eq!(
+        seen,
+        [
+            ("relay", CheckStatus::Problem, edit),
+            ("relay@example.com", CheckStatus::Ok, None),
+            ("", CheckStatus::Ok, None),
+        ]
+    );
+    world.finish().await;
+}

@@ -22,6 +22,21 @@ async fn facade(world: &World, ring: &KeyRing) -> Result<Mailroom, Error> {
     Mailroom::with_connection(world.db.db.clone(), options).await
 }
 
+/// What the doctor says of this host's key, checking the company account only.
+async fn doctor_key_check(host: &Mailroom) -> mailroom::DoctorCheck {
+    let report = host
+        .doctor(mailroom::DoctorOptions {
+            account: Some(AccountRef::Company),
+            ..mailroom::DoctorOptions::default()
+        })
+        .await;
+    report
+        .checks
+        .into_iter()
+        .find(|check| check.name == "key")
+        .expect("a key check")
+}
+
 /// The key id every sealed value in the database carries, per table and column.
 async fn sealed_by(world: &World) -> Vec<(String, Option<String>)> {
     let mut found = Vec::new();
@@ -120,6 +135,17 @@ async fn rotation_in_two_steps(backend: Backend) {
             .current,
         old.id()
     );
+    // The doctor warns this host before the commit stops it.
+    let key_check = doctor_key_check(&host_a).await;
+    assert_eq!(
+        key_check.status,
+        mailroom::CheckStatus::Problem,
+        "{key_check:?}"
+    );
+    assert_eq!(
+        key_check.remedy,
+        Some(Remedy::RestoreKey { key_id: next.id() })
+    );
     // The facade's own reading is the same; the seals still name the old key.
     assert_eq!(host_a.key_state().await.unwrap(), Some(state.clone()));
     assert_eq!(
@@ -130,6 +156,12 @@ async fn rotation_in_two_steps(backend: Backend) {
     // Host B has both keys: the commit re-seals everything and bumps versions.
     let both = world.key.clone().with(next.clone());
     let host_b = facade(&world, &both).await.unwrap();
+    let key_check = doctor_key_check(&host_b).await;
+    assert_eq!(key_check.status, mailroom::CheckStatus::Ok, "{key_check:?}");
+    assert!(
+        key_check.detail.ends_with("this host has it"),
+        "{key_check:?}"
+    );
     let resealed = host_b.commit_key_rotation().await.unwrap();
     assert_eq!(resealed.key_id, next.id());
     assert_eq!(
