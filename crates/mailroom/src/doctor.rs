@@ -183,7 +183,8 @@ fn transport_text(error: &TransportError) -> String {
 fn when(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let minutes = (at - now).num_minutes();
     let stamp = at.format("%Y-%m-%d %H:%M UTC");
-    if minutes >= 0 {
+    // A time that has come is past: "expired … (0 min ago)", not "(in 0 min)".
+    if at > now {
         format!("{stamp} (in {minutes} min)")
     } else {
         format!("{stamp} ({} min ago)", -minutes)
@@ -985,7 +986,10 @@ mod tests {
             when(now + minutes(90), now),
             "2026-12-03 11:30 UTC (in 90 min)"
         );
-        assert_eq!(when(now, now), "2026-12-03 10:00 UTC (in 0 min)");
+        assert_eq!(when(now, now), "2026-12-03 10:00 UTC (0 min ago)");
+        let second = chrono::Duration::seconds(1);
+        assert_eq!(when(now + second, now), "2026-12-03 10:00 UTC (in 0 min)");
+        assert_eq!(when(now - second, now), "2026-12-03 09:59 UTC (0 min ago)");
         assert_eq!(
             when(now - minutes(5), now),
             "2026-12-03 09:55 UTC (5 min ago)"

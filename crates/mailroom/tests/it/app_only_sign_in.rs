@@ -14,6 +14,8 @@ use mailroom_tokens::interactive::{Identity, SignedIn};
 use mailroom_tokens::registration::{AppChange, Apps};
 use mailroom_tokens::storage::TokenStore;
 
+use crate::support::signed_in;
+
 on_both_backends!(
     a_dropped_sign_in_stops_listening,
     each_list_shows_a_sign_in_only_for_its_own_account,
@@ -248,29 +250,15 @@ async fn a_dropped_sign_in_stops_listening(db: &TestDatabase) {
     }
 }
 
-/// A sign-in stored under `address` (no tenant or subject: keyed by the address alone).
+/// A sign-in stored under `address` (no tenant or subject: keyed by the address alone),
+/// for this file's Microsoft tenant.
 async fn store_sign_in(db: &TestDatabase, key: &KeyRing, provider: Provider, address: &str) {
+    let mut sign_in = signed_in(provider, address, "access", Some("refresh"));
+    if provider == Provider::Microsoft {
+        TENANT.clone_into(&mut sign_in.tenant);
+    }
     TokenStore::new(&db.db, key)
-        .save_sign_in(
-            &SignedIn::from_tokens(
-                Identity {
-                    address: address.to_owned(),
-                    tenant_id: None,
-                    subject: None,
-                },
-                provider,
-                if provider == Provider::Microsoft {
-                    TENANT
-                } else {
-                    ""
-                },
-                "access".into(),
-                Some("refresh".into()),
-                Duration::from_secs(3600),
-                Vec::new(),
-            ),
-            chrono::Utc::now(),
-        )
+        .save_sign_in(&sign_in, chrono::Utc::now())
         .await
         .unwrap();
 }

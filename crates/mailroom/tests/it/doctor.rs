@@ -2,15 +2,21 @@
 //! and one that fails, an OAuth account on a server without XOAUTH2, the wrong TLS startup
 //! and the Gmail API host. Never sends mail, never authenticates, never shows a token.
 
-use mailroom::{AccountRef, CheckStatus, DoctorOptions, DoctorReport, Provider, Remedy};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::TimeZone;
+use mailroom::{AccountRef, CheckStatus, DoctorOptions, DoctorReport, Mailroom, Provider, Remedy};
 use mailroom_accounts::Accounts;
+use mailroom_model::ManualClock;
 use mailroom_model::{ServerSettingsChange, TlsStartup};
 use mailroom_testkit::Backend;
 use mailroom_testkit::smtp::ServerOptions;
+use mailroom_tokens::storage::TokenStore;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::support::{SA, World, microsoft_invalid_grant, microsoft_token_body};
+use crate::support::{SA, World, microsoft_invalid_grant, microsoft_token_body, signed_in};
 
 #[track_caller]
 fn check<'a>(report: &'a DoctorReport, name: &str) -> &'a mailroom::DoctorCheck {
@@ -302,6 +308,58 @@ async fn a_password_account_whose_user_is_no_address_must_name_its_from() {
             ("relay@example.com", CheckStatus::Ok, None),
             ("", CheckStatus::Ok, None),
         ]
+    );
+    world.finish().await;
+}
+
+/// An access token is good until its expiry and not at it: the doctor judges by the
+/// facade's clock, which stands a second before the expiry, then at it.
+#[tokio::test]
+async fn an_access_token_is_expired_at_its_expiry() {
+    let world = microsoft_world(World::tokens(&[(SA, "at-1")])).await;
+    let saved_at = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap();
+    // No refresh token: once expired, only a sign-in helps.
+    let stored = TokenStore::new(&world.db.db, &world.key)
+        .save_sign_in(&signed_in(Provider::Microsoft, SA, "at-1", None), saved_at)
+        .await
+        .unwrap();
+    assert_eq!(stored.expires_at, saved_at + chrono::Duration::hours(1));
+    let clock = Arc::new(ManualClock::new(
+        SystemTime::from(stored.expires_at) - Duration::from_secs(1),
+    ));
+    let mut options = world.options();
+    options.clock = clock.clone();
+    let mailroom = Mailroom::with_connection(world.db.db.clone(), options)
+        .await
+        .unwrap();
+    let company = DoctorOptions {
+        account: Some(AccountRef::Company),
+        ..DoctorOptions::default()
+    };
+
+    let report = mailroom.doctor(company.clone()).await;
+    let token = check(&report, "company account token");
+    assert_eq!(token.status, CheckStatus::Ok, "{token:?}");
+    assert!(
+        token
+            .detail
+            .contains("the access token expires 2026-12-03 11:00 UTC (in 0 min); no refresh token"),
+        "{token:?}"
+    );
+
+    clock.advance(Duration::from_secs(1));
+    let report = mailroom.doctor(company).await;
+    let token = check(&report, "company account token");
+    assert_eq!(token.status, CheckStatus::Problem, "{token:?}");
+    assert_eq!(
+        token.detail,
+        format!(
+            "the access token for {SA} expired 2026-12-03 11:00 UTC (0 min ago) and no refresh token is stored"
+        )
+    );
+    assert!(
+        matches!(token.remedy, Some(Remedy::SignIn { .. })),
+        "{token:?}"
     );
     world.finish().await;
 }

@@ -21,7 +21,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::shared::{SA_OID, sign_in_of};
-use crate::support::{SA, World};
+use crate::support::{SA, World, signed_in};
 
 const SHARED: &str = "orders@contoso.example";
 const SA_TOKEN: &str = "access-token-of-sa";
@@ -74,11 +74,14 @@ async fn first_sign_in(backend: Backend) {
     );
 
     // Known by address only (no `oid`), so the company account finds it too.
-    let mut signed_in = sign_in_of(SA, SA_OID, SA_TOKEN);
-    signed_in.identity.tenant_id = None;
-    signed_in.identity.subject = None;
+    let sa = signed_in(
+        Provider::Microsoft,
+        SA,
+        SA_TOKEN,
+        Some("refresh-token-of-sa"),
+    );
     let address = mailroom
-        .complete_sign_in(AccountRef::User(user), &signed_in)
+        .complete_sign_in(AccountRef::User(user), &sa)
         .await
         .unwrap();
     assert_eq!(address, SA);

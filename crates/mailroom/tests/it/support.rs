@@ -72,6 +72,33 @@ pub(crate) fn gmail_sent(id: &str) -> Value {
     json!({ "id": id, "threadId": id, "labelIds": ["SENT"] })
 }
 
+/// A completed sign-in for `address` (known by address: no `oid`) whose access token
+/// lasts an hour.
+pub(crate) fn signed_in(
+    provider: Provider,
+    address: &str,
+    access: &str,
+    refresh: Option<&str>,
+) -> SignedIn {
+    SignedIn::from_tokens(
+        Identity {
+            address: address.to_owned(),
+            tenant_id: None,
+            subject: None,
+        },
+        provider,
+        if provider == Provider::Microsoft {
+            mailroom_tokens::registration::DEFAULT_MICROSOFT_TENANT
+        } else {
+            ""
+        },
+        access.into(),
+        refresh.map(Into::into),
+        Duration::from_secs(3600),
+        Vec::new(),
+    )
+}
+
 impl std::fmt::Debug for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("World")
@@ -162,30 +189,16 @@ impl World {
         access: &str,
         expired: bool,
     ) {
-        let signed_in = SignedIn::from_tokens(
-            Identity {
-                address: address.to_owned(),
-                tenant_id: None,
-                subject: None,
-            },
-            provider,
-            if provider == Provider::Microsoft {
-                mailroom_tokens::registration::DEFAULT_MICROSOFT_TENANT
-            } else {
-                ""
-            },
-            access.into(),
-            Some("refresh-token-before".into()),
-            Duration::from_secs(3600),
-            Vec::new(),
-        );
         let saved_at = if expired {
             Utc::now() - chrono::Duration::hours(2)
         } else {
             Utc::now()
         };
         TokenStore::new(&self.db.db, &self.key)
-            .save_sign_in(&signed_in, saved_at)
+            .save_sign_in(
+                &signed_in(provider, address, access, Some("refresh-token-before")),
+                saved_at,
+            )
             .await
             .expect("store the token");
     }
