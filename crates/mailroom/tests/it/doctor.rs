@@ -69,6 +69,13 @@ async fn every_check_is_ok_for_a_signed_in_microsoft_account() {
             .contains("a refresh token is stored")
     );
     let server = check(&report, "company account server");
+    // Connected where the settings say: the address is not repeated as the peer.
+    assert!(
+        server
+            .detail
+            .starts_with(&format!("127.0.0.1:{}: ", world.smtp.port)),
+        "{server:?}"
+    );
     assert!(server.detail.contains("STARTTLS"), "{server:?}");
     assert!(server.detail.contains("XOAUTH2"), "{server:?}");
     assert!(
