@@ -3,11 +3,13 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A CA and a server certificate it issued for `localhost` and `127.0.0.1`.
 #[derive(Clone)]
@@ -66,5 +68,22 @@ impl TestCertificates {
             leaf_key_pem: leaf_key.serialize_pem(),
             leaf_key_der: leaf_key.serialize_der(),
         }
+    }
+
+    /// A rustls server configuration (ring, the safe default protocol versions) that
+    /// presents the server certificate.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(self.leaf_der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key_der.clone())),
+        )
+        .expect("a server configuration");
+        Arc::new(config)
     }
 }

@@ -15,6 +15,8 @@
 //!   OAUTHBEARER, PLAIN and LOGIN, scripted replies, and a log of what it received; and
 //!   [`scripted::ScriptedServer`], SMTP servers scripted line by line for the hostile cases
 //!   (endless lines, bytes behind STARTTLS, late final replies, dropped connections).
+//! - `tls-front`: [`tls_front::TlsFront`], an HTTPS front with its own CA for a plain
+//!   HTTP server on loopback (wiremock, the sandbox), to test which roots a client trusts.
 //! - `sandbox`: [`sandbox::endpoint_overrides`], an app registration's endpoints pointing
 //!   at a running `mailroom-sandbox`.
 //!
@@ -48,6 +50,8 @@ pub mod sandbox;
 pub mod scripted;
 #[cfg(feature = "smtp")]
 pub mod smtp;
+#[cfg(feature = "tls-front")]
+pub mod tls_front;
 
 #[cfg(feature = "database")]
 pub use database::{

@@ -725,20 +725,7 @@ fn test_tls() -> (
 ) {
     let certificates =
         mailroom_testkit::certificates::TestCertificates::generate("mailroom console test CA");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![rustls_pki_types::CertificateDer::from(
-            certificates.leaf_der.clone(),
-        )],
-        rustls_pki_types::PrivateKeyDer::Pkcs8(certificates.leaf_key_der.clone().into()),
-    )
-    .unwrap();
-    (Arc::new(config), certificates)
+    (certificates.server_config(), certificates)
 }
 
 #[tokio::test]

@@ -1,12 +1,9 @@
 //! Certificates are verified: a server signed by an unknown CA is a TLS error, and the same
 //! server is trusted once its CA is given as the extra root.
 
-use std::sync::Arc;
-
 use mailroom_gmail::{GmailConfig, GmailTransport};
 use mailroom_model::{MessageTransport, TransportErrorKind};
 use mailroom_testkit::certificates::TestCertificates;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::BufReader;
 use tokio::net::TcpListener;
 use url::Url;
@@ -18,18 +15,7 @@ use crate::{assert_no_token, credentials, message_of_size, sent_message_json};
 /// CA certificate (PEM). It answers every request with a sent `Message`.
 async fn https_server() -> (Url, String) {
     let certificates = TestCertificates::generate("mailroom test ca");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![CertificateDer::from(certificates.leaf_der.clone())],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certificates.leaf_key_der.clone())),
-    )
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(certificates.server_config());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {

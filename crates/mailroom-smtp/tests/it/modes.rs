@@ -1,13 +1,10 @@
 //! TLS startup against the wrong kind of port: implicit TLS against a port that greets in
 //! plain SMTP, STARTTLS against a port that expects TLS at once; and `probe`.
 
-use std::sync::Arc;
-
 use mailroom_model::{Remedy, ServerSettings, TlsStartup, TransportErrorKind};
 use mailroom_smtp::{ProbeTls, SmtpTransport, SmtpTransportConfig, probe};
 use mailroom_testkit::certificates::TestCertificates;
 use mailroom_testkit::smtp::{ServerOptions, ServerTls, TestServer};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -50,17 +47,7 @@ async fn plain_greeter() -> u16 {
 /// client's TLS hello, then greets over TLS. Returns the port and the CA to trust.
 async fn implicit_tls_server() -> (u16, String) {
     let certificates = TestCertificates::generate("mailroom modes test CA");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(certificates.leaf_der.clone())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certificates.leaf_key_der.clone())),
-        )
-        .expect("server certificate");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(certificates.server_config());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {

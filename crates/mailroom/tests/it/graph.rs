@@ -16,8 +16,9 @@ use mailroom::{
 use mailroom_accounts::{Accounts, BindingChange};
 use mailroom_model::{Route, ServerSettingsChange};
 use mailroom_sandbox::{ReceivedBy, Sandbox, SandboxConfig};
+use mailroom_testkit::tls_front::TlsFront;
 use mailroom_testkit::{Backend, TestDatabase};
-use mailroom_tokens::registration::{AppChange, Apps};
+use mailroom_tokens::registration::{AppChange, Apps, EndpointOverrides};
 
 use crate::support::{SA, World};
 
@@ -401,4 +402,83 @@ async fn the_doctor_checks_graph_for_a_graph_route_account() {
             .any(|check| check.name.contains("sign-in to the server")),
         "no SMTP authentication for a Graph-route account"
     );
+}
+
+/// The doctor's server check of user account `id`, checking that account only.
+async fn server_check(mailroom: &Mailroom, id: i64) -> mailroom::DoctorCheck {
+    mailroom
+        .doctor(mailroom::DoctorOptions {
+            account: Some(AccountRef::User(id)),
+            ..mailroom::DoctorOptions::default()
+        })
+        .await
+        .checks
+        .into_iter()
+        .find(|check| check.name == format!("account {id} server"))
+        .expect("a server check")
+}
+
+/// A host behind a TLS-inspecting proxy gives that proxy's CA as the extra root
+/// certificate: Graph's requests, and the doctor's Graph check, trust it. Graph here is
+/// the sandbox behind an HTTPS front with its own CA; a facade without that CA gets a
+/// certificate error and sends nothing.
+#[tokio::test]
+async fn graph_trusts_the_extra_root_certificate_and_no_other() {
+    let world = GraphWorld::new(Backend::Sqlite).await;
+    let http = world.sandbox.endpoints().http.clone();
+    let front = TlsFront::start(
+        format!("127.0.0.1:{}", http.port().expect("a port"))
+            .parse()
+            .unwrap(),
+    )
+    .await;
+    Apps::new(&world.db.db, &world.key)
+        .set(
+            Provider::Microsoft,
+            AppChange {
+                overrides: EndpointOverrides {
+                    graph_api_url: Some(url::Url::parse(&front.url()).unwrap()),
+                    ..EndpointOverrides::default()
+                },
+                ..AppChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = world.add_account(graph_account(false)).await;
+    let mut options = MailroomOptions::new(world.key.clone());
+    options.retry = crate::support::quick_retry();
+    // The sandbox's CA (for its sign-in pages) and the front's, in one PEM bundle.
+    options.extra_root_pem =
+        Some(format!("{}{}", world.sandbox.ca_pem(), front.ca_pem).into_bytes());
+    let trusting = Mailroom::with_connection(world.db.db.clone(), options.clone())
+        .await
+        .unwrap();
+    world.sign_in(&trusting, AccountRef::User(id)).await;
+
+    let receipt = trusting
+        .send(request(id, "Order 1001", None))
+        .await
+        .unwrap();
+    assert_eq!(receipt.transport, TransportKind::GraphApi);
+    assert_eq!(world.sandbox.mailbox().messages().len(), 1);
+    let server = server_check(&trusting, id).await;
+    assert_eq!(server.status, mailroom::CheckStatus::Ok, "{server:?}");
+    assert!(server.detail.contains("answers over https"), "{server:?}");
+
+    options.extra_root_pem = Some(world.sandbox.ca_pem().as_bytes().to_vec());
+    let distrusting = Mailroom::with_connection(world.db.db.clone(), options)
+        .await
+        .unwrap();
+    let error = distrusting
+        .send(request(id, "Order 1002", None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, mailroom::Error::Transport { error, .. } if error.kind() == mailroom_model::TransportErrorKind::Tls),
+        "{error:?}"
+    );
+    assert_eq!(world.sandbox.mailbox().messages().len(), 1, "nothing sent");
+    let server = server_check(&distrusting, id).await;
+    assert_eq!(server.status, mailroom::CheckStatus::Problem, "{server:?}");
 }

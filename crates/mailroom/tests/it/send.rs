@@ -2,11 +2,13 @@
 //! server, and the database.
 
 use mailroom::{
-    AUTOMATION_AGENT, AccountPolicy, AccountRef, Attachment, Feature, MessageDraft, Provider,
-    SALES_DOCUMENT, SendRequest, TransportErrorKind, TransportKind,
+    AUTOMATION_AGENT, AccountPolicy, AccountRef, Attachment, Feature, Mailroom, MessageDraft,
+    Provider, SALES_DOCUMENT, SendRequest, TransportErrorKind, TransportKind,
 };
 use mailroom_model::MockSignInPrompt;
 use mailroom_testkit::Backend;
+use mailroom_testkit::tls_front::TlsFront;
+use mailroom_tokens::registration::{AppChange, Apps, EndpointOverrides};
 use serde_json::json;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
@@ -644,5 +646,60 @@ async fn a_resolution_is_reused_for_the_cache_time_and_read_again_after_it() {
             .account,
         AccountRef::Company
     );
+    world.finish().await;
+}
+
+/// The extra root certificate reaches the Gmail API too: behind an HTTPS front with its
+/// own CA, a facade given that CA sends, and one without it gets a certificate error and
+/// sends nothing.
+#[tokio::test]
+async fn gmail_trusts_the_extra_root_certificate_and_no_other() {
+    let world = World::new(Backend::Sqlite, ServerOptions::default()).await;
+    world.register_app(Provider::Google).await;
+    let front = TlsFront::start(*world.http.address()).await;
+    Apps::new(&world.db.db, &world.key)
+        .set(
+            Provider::Google,
+            AppChange {
+                overrides: EndpointOverrides {
+                    gmail_api_url: Some(url::Url::parse(&front.url()).unwrap()),
+                    ..EndpointOverrides::default()
+                },
+                ..AppChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    world.company_google(ORDERS).await;
+    world
+        .store_token(Provider::Google, ORDERS, "at-orders", false)
+        .await;
+    mount_gmail(&world, "18c0ffee").await;
+
+    let mut options = world.options();
+    options.extra_root_pem = Some(front.ca_pem.clone().into_bytes());
+    let trusting = Mailroom::with_connection(world.db.db.clone(), options.clone())
+        .await
+        .unwrap();
+    let receipt = trusting
+        .send(request_for(Some("bob"), SALES_DOCUMENT))
+        .await
+        .unwrap();
+    assert_eq!(receipt.transport, TransportKind::GmailApi);
+    assert_eq!(receipt.provider_message_id.as_deref(), Some("18c0ffee"));
+
+    options.extra_root_pem = None;
+    let distrusting = Mailroom::with_connection(world.db.db.clone(), options)
+        .await
+        .unwrap();
+    let error = distrusting
+        .send(request_for(Some("bob"), SALES_DOCUMENT))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, mailroom::Error::Transport { error, .. } if error.kind() == TransportErrorKind::Tls),
+        "{error:?}"
+    );
+    // `mount_gmail` expects exactly one upload: the second never reached the API.
     world.finish().await;
 }
