@@ -383,7 +383,8 @@ impl<'a> Outbox<'a> {
             priority: Set(request.priority.rank()),
             units: Set(i32::try_from(recipients.len().max(1)).unwrap_or(i32::MAX)),
             status: Set(OutboxStatus::Queued.as_str().to_owned()),
-            attempts: Set(0),
+            // `attempts` starts at the column's default, 0 (one place says it: the
+            // migration's `NOT NULL DEFAULT 0`).
             next_attempt_at: Set(now),
             created_at: Set(now),
             updated_at: Set(now),

@@ -138,9 +138,12 @@ async fn removing_an_account_with_queued_messages_is_refused_or_re_resolves_them
     let mut request = SendRequest::new(mailroom::SALES_DOCUMENT, draft("Order 7"));
     request.system_user = Some("sa".to_owned());
     let id = mailroom.queue(request).await.unwrap();
+    let queued = mailroom.outbox().get(id).await.unwrap();
+    assert_eq!(queued.account, AccountRef::User(sa));
+    // What the request said is kept with it: a later re-resolution asks the same.
     assert_eq!(
-        mailroom.outbox().get(id).await.unwrap().account,
-        AccountRef::User(sa)
+        (queued.feature.as_str(), queued.system_user.as_deref()),
+        (mailroom::SALES_DOCUMENT, Some("sa"))
     );
 
     let error = mailroom.remove_account(sa, false).await.unwrap_err();

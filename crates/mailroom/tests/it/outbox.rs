@@ -232,6 +232,46 @@ async fn queue_retry_and_cancel_follow_the_status() {
     world.finish().await;
 }
 
+/// A retry makes a message due now; a failed one starts its attempts afresh (the policy
+/// gives it its full number again), a queued one waiting for its next attempt keeps the
+/// attempts it has made.
+#[tokio::test]
+async fn a_retry_is_due_now_and_only_a_failed_message_starts_its_attempts_afresh() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = world.mailroom().await;
+    let failed = mailroom.queue(message(1)).await.unwrap();
+    let waiting = mailroom.queue(message(2)).await.unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let backend = world.db.db.get_database_backend();
+    for (id, status, attempts) in [(failed, "failed", 5), (waiting, "queued", 2)] {
+        world
+            .db
+            .db
+            .execute(Statement::from_sql_and_values(
+                backend,
+                "UPDATE outbox_message SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
+                [status.into(), attempts.into(), later.into(), id.into()],
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(mailroom.outbox().due(chrono::Utc::now()).await.unwrap(), 0);
+
+    let retried = mailroom.outbox().retry(failed).await.unwrap();
+    assert_eq!(
+        (retried.status, retried.attempts),
+        (OutboxStatus::Queued, 0)
+    );
+    let retried = mailroom.outbox().retry(waiting).await.unwrap();
+    assert_eq!(
+        (retried.status, retried.attempts),
+        (OutboxStatus::Queued, 2)
+    );
+    assert_eq!(mailroom.outbox().due(chrono::Utc::now()).await.unwrap(), 2);
+    world.finish().await;
+}
+
 #[tokio::test]
 async fn on_shutdown_the_sends_in_flight_finish_and_nothing_new_is_claimed() {
     let world = World::new(Backend::Sqlite, password_server()).await;
