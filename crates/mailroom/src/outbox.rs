@@ -1668,4 +1668,92 @@ mod tests {
         assert_eq!(mailboxes_per_claim(32), 16);
         assert_eq!(mailboxes_per_claim(1024), 512);
     }
+
+    /// An agent keeps the leases of the claimed messages that wait for a connection:
+    /// only those it still holds and that are still being sent, each to the new expiry.
+    #[tokio::test]
+    async fn renewing_extends_only_the_leases_the_owner_still_holds() {
+        use mailroom_testkit::{Backend, TestDatabase};
+
+        let db = TestDatabase::new(Backend::Sqlite).await;
+        let key = crate::KeyRing::generate();
+        let relay = mailroom_model::ServerSettingsChange {
+            provider: Some(mailroom_model::Provider::None),
+            host: Some("127.0.0.1".to_owned()),
+            port: Some(9),
+            smtp_user: Some("office@example.com".to_owned()),
+            ..Default::default()
+        };
+        mailroom_accounts::Accounts::new(&db.db, &key)
+            .set_company(&relay, None)
+            .await
+            .unwrap();
+        let mailroom =
+            crate::Mailroom::with_connection(db.db.clone(), crate::MailroomOptions::new(key))
+                .await
+                .unwrap();
+        let mut ids = Vec::new();
+        for subject in ["one", "two", "three"] {
+            let draft = crate::MessageDraft {
+                to: vec!["buyer@example.com".to_owned()],
+                subject: subject.to_owned(),
+                text: Some("Body".to_owned()),
+                ..crate::MessageDraft::default()
+            };
+            ids.push(
+                mailroom
+                    .queue(SendRequest::new(crate::AUTOMATION_AGENT, draft))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let outbox = mailroom.outbox();
+        let claim = outbox
+            .claim("agent-a", 3, Duration::from_secs(60), None)
+            .await
+            .unwrap();
+        assert_eq!(claim.messages.len(), 3);
+        // The third was finished meanwhile: no lease to keep.
+        assert!(
+            outbox
+                .finish(
+                    ids[2],
+                    "agent-a",
+                    Finish::Failed("refused".to_owned()),
+                    Utc::now()
+                )
+                .await
+                .unwrap()
+        );
+
+        let before = Utc::now();
+        let mut kept = outbox
+            .renew_many(&ids, "agent-a", Duration::from_secs(600))
+            .await
+            .unwrap();
+        kept.sort_unstable();
+        assert_eq!(kept, ids[..2]);
+        for id in &ids[..2] {
+            let until = outbox.get(*id).await.unwrap().lease_until.unwrap();
+            // Ten minutes from the outbox's clock (the database's), far past the claim's
+            // one minute.
+            assert!(until > before + chrono::Duration::seconds(590), "{until}");
+        }
+        assert!(
+            outbox
+                .renew_many(&ids, "agent-b", Duration::from_secs(600))
+                .await
+                .unwrap()
+                .is_empty(),
+            "another agent holds none of them"
+        );
+        assert!(
+            outbox
+                .renew_many(&[], "agent-a", Duration::from_secs(600))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        db.finish().await;
+    }
 }

@@ -272,6 +272,66 @@ async fn a_retry_is_due_now_and_only_a_failed_message_starts_its_attempts_afresh
     world.finish().await;
 }
 
+/// A row this version cannot read (its sender is no address: written by hand, or by a
+/// version with other rules) fails by itself with what is wrong; the others still go.
+#[tokio::test]
+async fn a_row_that_cannot_be_read_fails_alone_and_the_others_go() {
+    let world = World::new(Backend::Sqlite, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = Arc::new(world.mailroom().await);
+    let queued = queue(&mailroom, 2).await;
+    let (bad, good) = (queued[0].0, queued[1].0);
+    world
+        .db
+        .db
+        .execute(Statement::from_sql_and_values(
+            world.db.db.get_database_backend(),
+            "UPDATE outbox_message SET sender = 'not an address' WHERE id = ?",
+            [bad.into()],
+        ))
+        .await
+        .unwrap();
+
+    let summary = Agent::new(mailroom.clone(), agent_options(2))
+        .run(std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(summary.sent, 1);
+    let failed = mailroom.outbox().get(bad).await.unwrap();
+    assert_eq!(failed.status, OutboxStatus::Failed);
+    assert!(failed.lease_owner.is_none());
+    let error = failed.last_error.unwrap();
+    assert!(
+        error.contains("`not an address` is not an address"),
+        "{error}"
+    );
+    let sent = mailroom.outbox().get(good).await.unwrap();
+    assert_eq!(sent.status, OutboxStatus::Sent);
+    assert_eq!(world.delivered_message_ids(), [sent.message_id]);
+    world.finish().await;
+}
+
+/// The benchmark's view of the claim: PostgreSQL's plan of each of its two reading
+/// statements, under its heading.
+#[tokio::test]
+async fn the_claims_plans_are_postgresqls_explain_of_both_statements() {
+    let world = World::new(Backend::Postgres, password_server()).await;
+    company_relay(&world).await;
+    let mailroom = world.mailroom().await;
+    queue(&mailroom, 1).await;
+    let plans = mailroom.outbox().explain_claim().await.unwrap();
+    let (serve, waiting) = plans
+        .strip_prefix("-- mailboxes to serve\n")
+        .and_then(|rest| rest.split_once("-- waiting messages of a mailbox\n"))
+        .unwrap_or_else(|| panic!("two headed plans: {plans}"));
+    for plan in [serve, waiting] {
+        // EXPLAIN's lines: node names with their estimated costs.
+        assert!(plan.contains("(cost="), "{plans}");
+    }
+    assert!(waiting.contains("outbox_message"), "{plans}");
+    world.finish().await;
+}
+
 #[tokio::test]
 async fn on_shutdown_the_sends_in_flight_finish_and_nothing_new_is_claimed() {
     let world = World::new(Backend::Sqlite, password_server()).await;
