@@ -243,18 +243,13 @@ async fn a_retry_is_due_now_and_only_a_failed_message_starts_its_attempts_afresh
     let failed = mailroom.queue(message(1)).await.unwrap();
     let waiting = mailroom.queue(message(2)).await.unwrap();
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    let backend = world.db.db.get_database_backend();
     for (id, status, attempts) in [(failed, "failed", 5), (waiting, "queued", 2)] {
         world
-            .db
-            .db
-            .execute(Statement::from_sql_and_values(
-                backend,
+            .execute(
                 "UPDATE outbox_message SET status = ?, attempts = ?, next_attempt_at = ? WHERE id = ?",
-                [status.into(), attempts.into(), later.into(), id.into()],
-            ))
-            .await
-            .unwrap();
+                vec![status.into(), attempts.into(), later.into(), id.into()],
+            )
+            .await;
     }
     assert_eq!(mailroom.outbox().due(chrono::Utc::now()).await.unwrap(), 0);
 
@@ -282,15 +277,11 @@ async fn a_row_that_cannot_be_read_fails_alone_and_the_others_go() {
     let queued = queue(&mailroom, 2).await;
     let (bad, good) = (queued[0].0, queued[1].0);
     world
-        .db
-        .db
-        .execute(Statement::from_sql_and_values(
-            world.db.db.get_database_backend(),
+        .execute(
             "UPDATE outbox_message SET sender = 'not an address' WHERE id = ?",
-            [bad.into()],
-        ))
-        .await
-        .unwrap();
+            vec![bad.into()],
+        )
+        .await;
 
     let summary = Agent::new(mailroom.clone(), agent_options(2))
         .run(std::future::pending())

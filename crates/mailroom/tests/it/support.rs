@@ -203,6 +203,20 @@ impl World {
             .expect("store the token");
     }
 
+    /// Runs one SQL statement on the test database (SQLite's `?` placeholders), as an operator or
+    /// another version would change a row.
+    pub(crate) async fn execute(&self, sql: &str, values: Vec<sea_orm::Value>) {
+        use sea_orm::ConnectionTrait;
+        let db = &self.db.db;
+        db.execute(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await
+        .expect("the statement runs");
+    }
+
     /// Settings for the SMTP test server.
     pub(crate) fn smtp_change(&self, provider: Provider, user: &str) -> ServerSettingsChange {
         ServerSettingsChange {
