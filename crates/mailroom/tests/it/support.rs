@@ -203,8 +203,8 @@ impl World {
             .expect("store the token");
     }
 
-    /// Runs one SQL statement on the test database (SQLite's `?` placeholders), as an operator or
-    /// another version would change a row.
+    /// Runs one SQL statement on the test database (SQLite's `?` placeholders), as an
+    /// operator or another version would change a row.
     pub(crate) async fn execute(&self, sql: &str, values: Vec<sea_orm::Value>) {
         use sea_orm::ConnectionTrait;
         let db = &self.db.db;
