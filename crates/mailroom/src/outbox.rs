@@ -1308,9 +1308,11 @@ async fn claim_rows(
     let mut wanted: Vec<(&str, u64)> = Vec::new();
     for row in &paces {
         let have = candidates.get(&row.mailbox).map_or(0, Vec::len) as u64;
-        let want = row.allowance().min(limit).min(share);
-        if want > have {
-            wanted.push((row.mailbox.as_str(), want - have));
+        // Asked for what its run-out leases do not already give (asking for more would
+        // only read rows the allowance then leaves).
+        let more = row.allowance().min(limit).min(share).saturating_sub(have);
+        if more != 0 {
+            wanted.push((row.mailbox.as_str(), more));
         }
     }
     if !wanted.is_empty() {
