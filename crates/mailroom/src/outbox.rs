@@ -1671,13 +1671,10 @@ mod tests {
         assert_eq!(mailboxes_per_claim(1024), 512);
     }
 
-    /// An agent keeps the leases of the claimed messages that wait for a connection:
-    /// only those it still holds and that are still being sent, each to the new expiry.
-    #[tokio::test]
-    async fn renewing_extends_only_the_leases_the_owner_still_holds() {
-        use mailroom_testkit::{Backend, TestDatabase};
-
-        let db = TestDatabase::new(Backend::Sqlite).await;
+    /// A database whose company account is a password relay (nothing listens: the tests
+    /// claim, they do not send), and its facade.
+    async fn relay() -> (mailroom_testkit::TestDatabase, crate::Mailroom) {
+        let db = mailroom_testkit::TestDatabase::new(mailroom_testkit::Backend::Sqlite).await;
         let key = crate::KeyRing::generate();
         let relay = mailroom_model::ServerSettingsChange {
             provider: Some(mailroom_model::Provider::None),
@@ -1694,20 +1691,57 @@ mod tests {
             crate::Mailroom::with_connection(db.db.clone(), crate::MailroomOptions::new(key))
                 .await
                 .unwrap();
+        (db, mailroom)
+    }
+
+    /// Queues a message from `from` (its mailbox) and returns its id.
+    async fn queue_from(mailroom: &crate::Mailroom, from: &str, subject: &str) -> i64 {
+        let draft = crate::MessageDraft {
+            from: Some(from.to_owned()),
+            to: vec!["buyer@example.com".to_owned()],
+            subject: subject.to_owned(),
+            text: Some("Body".to_owned()),
+            ..crate::MessageDraft::default()
+        };
+        mailroom
+            .queue(SendRequest::new(crate::AUTOMATION_AGENT, draft))
+            .await
+            .unwrap()
+    }
+
+    /// Mailboxes without a rate take turns too: a claim of one serves the mailbox whose
+    /// turn it is, and the next claim the other, not the first again.
+    #[tokio::test]
+    async fn a_mailbox_without_a_rate_waits_its_turn_after_it_was_served() {
+        let (db, mailroom) = relay().await;
+        for from in ["a@example.com", "b@example.com"] {
+            for subject in ["one", "two"] {
+                queue_from(&mailroom, from, subject).await;
+            }
+        }
+        let outbox = mailroom.outbox();
+        let mut served = Vec::new();
+        for _ in 0..3 {
+            let claim = outbox
+                .claim("agent", 1, Duration::from_secs(60), None)
+                .await
+                .unwrap();
+            assert_eq!(claim.messages.len(), 1);
+            served.push(claim.messages[0].mailbox.clone());
+        }
+        assert_ne!(served[0], served[1], "{served:?}");
+        assert_eq!(served[0], served[2], "{served:?}");
+        db.finish().await;
+    }
+
+    /// An agent keeps the leases of the claimed messages that wait for a connection:
+    /// only those it still holds and that are still being sent, each to the new expiry.
+    #[tokio::test]
+    async fn renewing_extends_only_the_leases_the_owner_still_holds() {
+        let (db, mailroom) = relay().await;
         let mut ids = Vec::new();
         for subject in ["one", "two", "three"] {
-            let draft = crate::MessageDraft {
-                to: vec!["buyer@example.com".to_owned()],
-                subject: subject.to_owned(),
-                text: Some("Body".to_owned()),
-                ..crate::MessageDraft::default()
-            };
-            ids.push(
-                mailroom
-                    .queue(SendRequest::new(crate::AUTOMATION_AGENT, draft))
-                    .await
-                    .unwrap(),
-            );
+            ids.push(queue_from(&mailroom, "office@example.com", subject).await);
         }
         let outbox = mailroom.outbox();
         let claim = outbox

@@ -398,6 +398,26 @@ async fn the_daily_limit_holds_the_mailbox_until_it_resets_on_postgres() {
     the_daily_limit_holds_the_mailbox_until_it_resets(Backend::Postgres).await;
 }
 
+/// The day's limit counts within one claim too: a claim larger than what is left of the
+/// day takes only what fits (two messages of 5 recipients of a day of 10).
+#[tokio::test]
+async fn one_claim_takes_no_more_than_is_left_of_the_day() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    paced.daily_limit(10).await;
+    let mailroom = paced.mailroom().await;
+    for number in 0..3 {
+        mailroom
+            .queue(request(AccountRef::Company, number, 5))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        mailroom.outbox().claim_and_release("day", 3).await.unwrap(),
+        2
+    );
+    paced.world.finish().await;
+}
+
 #[tokio::test]
 async fn a_message_larger_than_the_daily_limit_fails_with_what_to_do() {
     let paced = Paced::new(Backend::Sqlite).await;
