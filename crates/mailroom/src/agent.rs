@@ -64,8 +64,8 @@ pub enum AgentEvent {
         /// Why.
         error: String,
     },
-    /// The lease of a message being sent was renewed (the heartbeat); not a finished
-    /// message.
+    /// The lease of a claimed message, being sent or waiting for a free slot, was renewed
+    /// (the heartbeat); not a finished message.
     LeaseRenewed {
         /// Its outbox id.
         id: i64,
@@ -631,9 +631,10 @@ impl Agent {
     }
 
     /// Starts claimed messages while slots are free. Messages that waited a heartbeat or
-    /// longer since their lease was taken have it renewed first, all in one statement; one
-    /// whose lease was lost (it ran out and another agent claimed the message) is left to
-    /// that agent.
+    /// longer since their lease was taken have it renewed first, all in one statement,
+    /// also while every slot is busy (each renewal is reported as a
+    /// [`AgentEvent::LeaseRenewed`]); one whose lease was lost (it ran out and another
+    /// agent claimed the message) is left to that agent.
     async fn start_ready(
         &self,
         options: &Arc<AgentOptions>,
@@ -643,7 +644,10 @@ impl Agent {
         summary: &mut AgentSummary,
     ) {
         let concurrency = options.concurrency.max(1);
-        if tasks.len() >= concurrency || ready.is_empty() {
+        // Not only when a slot is free: the loop wakes for a waiting message's renewal
+        // while every slot is busy, and would wake again at once, and again, until a send
+        // ended, were the renewal left for then.
+        if ready.is_empty() {
             return;
         }
         let stale = ready
@@ -658,13 +662,14 @@ impl Agent {
                 .renew_many(&ids, &options.owner, options.lease)
                 .await
             {
-                Ok(kept) => {
+                Ok((until, kept)) => {
                     let mut still = VecDeque::with_capacity(kept.len());
                     for mut waiting in ready.drain(..) {
                         let id = waiting.message.id;
                         if kept.contains(&id) {
                             waiting.leased_at = renewed_at;
                             still.push_back(waiting);
+                            options.emit(&AgentEvent::LeaseRenewed { id, until });
                         } else {
                             let error = "the lease ran out before the send started; the agent holding the message now sends it".to_owned();
                             tracing::warn!(id, message_id = %waiting.message.message_id, "{error}");

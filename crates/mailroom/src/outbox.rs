@@ -931,18 +931,19 @@ impl<'a> Outbox<'a> {
     }
 
     /// Extends the leases of `ids` to `lease` from now, those `owner` still holds, in one
-    /// statement. Returns the ids whose lease was extended (the others were lost).
+    /// statement. Returns the new expiry and the ids whose lease was extended to it (the
+    /// others were lost).
     pub(crate) async fn renew_many(
         &self,
         ids: &[i64],
         owner: &str,
         lease: Duration,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<(DateTime<Utc>, Vec<i64>)> {
+        let until = self.clock.now_utc() + chrono_duration(lease);
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok((until, Vec::new()));
         }
         let backend = self.db.get_database_backend();
-        let until = self.clock.now_utc() + chrono_duration(lease);
         let ids = crate::pace::padded(ids.to_vec());
         let mut values: Vec<sea_orm::Value> = vec![owner.into(), until.into()];
         values.extend(ids.iter().map(|id| sea_orm::Value::from(*id)));
@@ -959,9 +960,11 @@ impl<'a> Outbox<'a> {
                 values,
             ))
             .await?;
-        rows.iter()
+        let kept = rows
+            .iter()
             .map(|row| row.try_get_by_index::<i64>(0).map_err(Into::into))
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok((until, kept))
     }
 }
 
@@ -1763,23 +1766,28 @@ mod tests {
         );
 
         let before = Utc::now();
-        let mut kept = outbox
+        let (renewed_until, mut kept) = outbox
             .renew_many(&ids, "agent-a", Duration::from_secs(600))
             .await
             .unwrap();
         kept.sort_unstable();
         assert_eq!(kept, ids[..2]);
+        // Ten minutes from the outbox's clock (the database's), far past the claim's one
+        // minute.
+        assert!(
+            renewed_until > before + chrono::Duration::seconds(590),
+            "{renewed_until}"
+        );
         for id in &ids[..2] {
             let until = outbox.get(*id).await.unwrap().lease_until.unwrap();
-            // Ten minutes from the outbox's clock (the database's), far past the claim's
-            // one minute.
-            assert!(until > before + chrono::Duration::seconds(590), "{until}");
+            assert_eq!(until, renewed_until);
         }
         assert!(
             outbox
                 .renew_many(&ids, "agent-b", Duration::from_secs(600))
                 .await
                 .unwrap()
+                .1
                 .is_empty(),
             "another agent holds none of them"
         );
@@ -1788,6 +1796,7 @@ mod tests {
                 .renew_many(&[], "agent-a", Duration::from_secs(600))
                 .await
                 .unwrap()
+                .1
                 .is_empty()
         );
         db.finish().await;

@@ -585,18 +585,27 @@ impl LeaseWorld {
         tokio::sync::mpsc::UnboundedReceiver<chrono::DateTime<chrono::Utc>>,
     ) {
         let (renewed, renewals) = tokio::sync::mpsc::unbounded_channel();
-        let options = AgentOptions {
+        let options = Self::leased_options(owner, move |event| {
+            if let AgentEvent::LeaseRenewed { until, .. } = event {
+                let _ = renewed.send(*until);
+            }
+        });
+        (options, renewals)
+    }
+
+    /// An agent leasing for [`SHORT_LEASE`], renewing every 10 ms of real time, its
+    /// events given to `events`.
+    fn leased_options(
+        owner: &str,
+        events: impl Fn(&AgentEvent) + Send + Sync + 'static,
+    ) -> AgentOptions {
+        AgentOptions {
             owner: owner.to_owned(),
             lease: SHORT_LEASE,
             heartbeat: Some(Duration::from_millis(10)),
-            events: Some(Arc::new(move |event: &AgentEvent| {
-                if let AgentEvent::LeaseRenewed { until, .. } = event {
-                    let _ = renewed.send(*until);
-                }
-            })),
+            events: Some(Arc::new(events)),
             ..agent_options(1)
-        };
-        (options, renewals)
+        }
     }
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -692,6 +701,118 @@ async fn a_slow_send_keeps_its_lease_and_is_delivered_once(backend: Backend) {
     // Nothing is left for B.
     assert_eq!(agent_b_runs(&b).await.sent, 0);
     assert_eq!(lease.transport.delivered(), [message_id]);
+    lease.world.finish().await;
+}
+
+/// A claimed message waiting for a slot keeps its lease while the only slot is busy with a
+/// send that takes longer than the lease: it is renewed each heartbeat as the one being
+/// sent is, so another agent claims neither, and both are sent once.
+#[tokio::test]
+async fn a_message_waiting_for_a_busy_slot_keeps_its_lease() {
+    let mut lease = LeaseWorld::new(Backend::Sqlite).await;
+    let (a, b) = (lease.mailroom().await, lease.mailroom().await);
+    let sending = a.queue(message(1)).await.unwrap();
+    let waiting = a.queue(message(2)).await.unwrap();
+    let (renewed, mut renewals) = tokio::sync::mpsc::unbounded_channel();
+    let options = LeaseWorld::leased_options("agent-a", move |event| {
+        if let AgentEvent::LeaseRenewed { id, until } = event {
+            let _ = renewed.send((*id, *until));
+        }
+    });
+    let agent_a = tokio::spawn({
+        let a = a.clone();
+        async move { Agent::new(a, options).run(std::future::pending()).await }
+    });
+    assert_eq!(
+        lease.started.recv().await.unwrap(),
+        a.outbox().get(sending).await.unwrap().message_id,
+        "A is sending the first; the second waits for the slot"
+    );
+
+    for _ in 0..3 {
+        lease.clock.advance(SHORT_LEASE + Duration::from_secs(2));
+        let now = lease.now();
+        // A bound, not a synchronisation: a renewal that never comes fails the test.
+        let renewed_now = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut ids = std::collections::BTreeSet::new();
+            while ids.len() < 2 {
+                let (id, until) = renewals.recv().await.expect("agent A renews its leases");
+                if until > now {
+                    assert_eq!(
+                        until,
+                        now + chrono::Duration::seconds(3),
+                        "renewed from now"
+                    );
+                    ids.insert(id);
+                }
+            }
+            ids
+        })
+        .await
+        .expect("agent A renewed both leases within 30 s");
+        assert_eq!(renewed_now, [sending, waiting].into());
+        let summary = tokio::select! {
+            summary = agent_b_runs(&b) => summary,
+            started = lease.started.recv() => panic!("B began sending {started:?} while A holds the lease"),
+        };
+        assert_eq!(summary, mailroom::AgentSummary::default(), "B claimed one");
+        let row = b.outbox().get(waiting).await.unwrap();
+        assert_eq!(row.lease_owner.as_deref(), Some("agent-a"));
+    }
+
+    lease.transport.let_one_finish();
+    lease.transport.let_one_finish();
+    let summary = agent_a.await.unwrap().unwrap();
+    assert_eq!((summary.sent, summary.lease_lost), (2, 0), "{summary:?}");
+    assert_eq!(lease.transport.delivered().len(), 2);
+    lease.world.finish().await;
+}
+
+/// A claimed message whose lease another agent took while it waited for a slot (its lease
+/// ran out and that agent claimed it) is left to that agent: reported as a lost lease,
+/// counted, and not sent by this one.
+#[tokio::test]
+async fn a_waiting_message_another_agent_took_is_left_to_it() {
+    let mut lease = LeaseWorld::new(Backend::Sqlite).await;
+    let a = lease.mailroom().await;
+    let sending = a.queue(message(1)).await.unwrap();
+    let waiting = a.queue(message(2)).await.unwrap();
+    let (lost, mut lost_ids) = tokio::sync::mpsc::unbounded_channel();
+    let options = LeaseWorld::leased_options("agent-a", move |event| {
+        if let AgentEvent::LeaseLost { id, error } = event {
+            let _ = lost.send((*id, error.clone()));
+        }
+    });
+    let agent_a = tokio::spawn({
+        let a = a.clone();
+        async move { Agent::new(a, options).run(std::future::pending()).await }
+    });
+    let sending_id = a.outbox().get(sending).await.unwrap().message_id;
+    assert_eq!(lease.started.recv().await.unwrap(), sending_id);
+
+    lease
+        .world
+        .execute(
+            "UPDATE outbox_message SET lease_owner = 'agent-b' WHERE id = ?",
+            vec![waiting.into()],
+        )
+        .await;
+    let (id, error) = tokio::time::timeout(Duration::from_secs(30), lost_ids.recv())
+        .await
+        .expect("agent A finds the lease lost at its next renewal")
+        .unwrap();
+    assert_eq!(id, waiting);
+    assert!(
+        error.contains("lease ran out before the send started"),
+        "{error}"
+    );
+
+    lease.transport.let_one_finish();
+    let summary = agent_a.await.unwrap().unwrap();
+    assert_eq!((summary.sent, summary.lease_lost), (1, 1), "{summary:?}");
+    assert_eq!(lease.transport.delivered(), [sending_id]);
+    let row = a.outbox().get(waiting).await.unwrap();
+    assert_eq!(row.lease_owner.as_deref(), Some("agent-b"));
     lease.world.finish().await;
 }
 
