@@ -974,6 +974,113 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_event_but_a_heartbeat_ends_a_message_claim() {
+        let error = || "why".to_owned();
+        for finished in [
+            AgentEvent::Retrying {
+                id: 1,
+                error: error(),
+            },
+            AgentEvent::Held {
+                id: 1,
+                error: error(),
+            },
+            AgentEvent::Failed {
+                id: 1,
+                error: error(),
+            },
+            AgentEvent::LeaseLost {
+                id: 1,
+                error: error(),
+            },
+        ] {
+            assert!(finished.is_finished(), "{finished:?}");
+        }
+        let heartbeat = AgentEvent::LeaseRenewed {
+            id: 1,
+            until: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        };
+        assert!(!heartbeat.is_finished());
+    }
+
+    #[test]
+    fn the_heartbeat_is_the_one_given_at_most_a_third_of_the_lease() {
+        let options = |heartbeat| AgentOptions {
+            lease: Duration::from_secs(30),
+            heartbeat,
+            ..AgentOptions::default()
+        };
+        assert_eq!(options(None).heartbeat_interval(), Duration::from_secs(10));
+        assert_eq!(
+            options(Some(Duration::from_secs(4))).heartbeat_interval(),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            options(Some(Duration::from_secs(20))).heartbeat_interval(),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn options_debug_shows_the_settings_and_only_whether_events_are_taken() {
+        let options = AgentOptions {
+            owner: "agent-7".to_owned(),
+            events: Some(Arc::new(|_: &AgentEvent| {})),
+            ..AgentOptions::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(shown.starts_with("AgentOptions {"), "{shown}");
+        for part in [
+            "concurrency: 4",
+            "owner: \"agent-7\"",
+            "lease: 300s",
+            "events: true",
+        ] {
+            assert!(shown.contains(part), "{part} in {shown}");
+        }
+    }
+
+    #[test]
+    fn a_claim_that_found_every_mailbox_busy_is_tried_again_sooner_than_an_empty_one() {
+        let poll = Duration::from_secs(5);
+        assert_eq!(claim_retry(false, poll), poll);
+        assert_eq!(claim_retry(true, poll), BUSY_RETRY);
+        assert_eq!(
+            claim_retry(true, Duration::from_millis(5)),
+            Duration::from_millis(5),
+            "never later than the poll"
+        );
+    }
+
+    #[test]
+    fn an_outcome_not_recorded_is_a_lost_lease_with_the_same_error() {
+        let retrying = || AgentEvent::Retrying {
+            id: 7,
+            error: "451 try later".to_owned(),
+        };
+        match recorded_event(7, retrying(), "<m@example.com>", false) {
+            AgentEvent::LeaseLost { id, error } => {
+                assert_eq!((id, error.as_str()), (7, "451 try later"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let failed = AgentEvent::Failed {
+            id: 7,
+            error: "550 no such user".to_owned(),
+        };
+        match recorded_event(7, failed, "<m@example.com>", false) {
+            AgentEvent::LeaseLost { error, .. } => assert_eq!(error, "550 no such user"),
+            other => panic!("{other:?}"),
+        }
+        match recorded_event(7, retrying(), "<m@example.com>", true) {
+            AgentEvent::Retrying { id, error } => {
+                assert_eq!((id, error.as_str()), (7, "451 try later"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_claim_takes_eight_rounds_of_the_slots_or_a_seconds_sends_within_bounds() {
         assert_eq!(claim_ahead(0, 0), 1);
         assert_eq!(claim_ahead(1, 0), 8);

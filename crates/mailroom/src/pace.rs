@@ -564,6 +564,22 @@ mod tests {
     }
 
     #[test]
+    fn a_send_leaves_the_minute_a_full_minute_after_it_started() {
+        let on_the_second = Utc.timestamp_opt(1_000, 0).unwrap();
+        let within_it = Utc.timestamp_opt(1_000, 1).unwrap();
+        assert_eq!(counted_second(on_the_second), 1_000);
+        assert_eq!(counted_second(within_it), 1_001);
+        // One a minute: a send that started within second 1000 makes room again at
+        // 1061, the first whole second a minute after it started, not at 1060.
+        let mut window = Window::default();
+        window.add(counted_second(within_it), 1);
+        let next = window.next_room(1, 1_030);
+        assert_eq!(next, 1_061);
+        assert!(at_second(next) >= within_it + chrono::Duration::seconds(MINUTE));
+        assert!(at_second(next - 1) < within_it + chrono::Duration::seconds(MINUTE));
+    }
+
+    #[test]
     fn next_room_drops_the_oldest_seconds_until_one_fits() {
         let mut window = Window::default();
         for second in 0..30 {

@@ -2,6 +2,7 @@
 //! Gmail API) and the aiosmtpd test server, the outbox and the agent on SQLite and
 //! PostgreSQL.
 
+mod agent;
 mod app_only;
 mod app_only_sign_in;
 mod commands;
