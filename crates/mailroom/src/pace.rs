@@ -129,8 +129,11 @@ impl Window {
         };
         match serde_json::from_str::<Vec<(i64, u32)>>(text) {
             Ok(mut pairs) => {
+                // A minute holds at most 60 seconds; a longer list (written by hand) is
+                // cut to the newest twice that, which count the most sends.
                 pairs.sort_unstable();
-                pairs.truncate(MINUTE as usize * 2);
+                let excess = pairs.len().saturating_sub(MINUTE as usize * 2);
+                pairs.drain(..excess);
                 Self(pairs)
             }
             Err(error) => {
@@ -561,6 +564,28 @@ mod tests {
         assert_eq!(Window::parse(Some(&window.to_json())), window);
         assert_eq!(Window::parse(Some("not json")), Window::default());
         assert_eq!(Window::parse(None), Window::default());
+    }
+
+    #[test]
+    fn a_stored_window_keeps_its_newest_hundred_and_twenty_seconds() {
+        let pairs: Vec<(i64, u32)> = (0..200).rev().map(|second| (second, 1)).collect();
+        let window = Window::parse(Some(&serde_json::to_string(&pairs).unwrap()));
+        assert_eq!(window.count(), 120);
+        assert_eq!(window.0.first(), Some(&(80, 1)));
+        assert_eq!(window.0.last(), Some(&(199, 1)));
+        let short = Window::parse(Some("[[5,2],[3,1]]"));
+        assert_eq!(short.0, [(3, 1), (5, 2)], "sorted, all kept");
+    }
+
+    #[test]
+    fn sends_in_one_second_are_one_pair_so_a_stored_window_counts_them_all() {
+        let mut window = Window::default();
+        for _ in 0..200 {
+            window.add(1_000, 1);
+        }
+        window.add(1_001, 1);
+        assert_eq!(window.0, [(1_000, 200), (1_001, 1)]);
+        assert_eq!(Window::parse(Some(&window.to_json())).count(), 201);
     }
 
     #[test]

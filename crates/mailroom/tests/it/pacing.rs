@@ -27,14 +27,23 @@ const SALES: &str = "sales@contoso.example";
 /// The password relay's user account: no limits.
 const RELAY: &str = "relay@example.com";
 
-/// Records every message handed to it; throttles a mailbox's next send when told to.
+/// Records every message handed to it; throttles a mailbox's next send when told to,
+/// with a `Retry-After` or without one.
 #[derive(Debug, Default)]
 struct Recorder {
     sent: Mutex<Vec<(String, String)>>,
-    throttle: Mutex<HashMap<String, Duration>>,
+    throttle: Mutex<HashMap<String, Option<Duration>>>,
 }
 
 impl Recorder {
+    /// The next send from `mailbox` is throttled, asking to wait `retry_after`.
+    fn throttle_next(&self, mailbox: &str, retry_after: Option<Duration>) {
+        self.throttle
+            .lock()
+            .unwrap()
+            .insert(mailbox.to_owned(), retry_after);
+    }
+
     fn sent_by(&self, sender: &str) -> Vec<String> {
         self.sent
             .lock()
@@ -59,11 +68,14 @@ impl MessageTransport for Recorder {
     ) -> Result<Delivery, TransportError> {
         let sender = message.envelope.sender().to_string();
         if let Some(wait) = self.throttle.lock().unwrap().remove(&sender) {
-            return Err(TransportError::new(
+            let error = TransportError::new(
                 TransportErrorKind::Transient,
                 "Microsoft Graph is throttling requests (HTTP 429)",
-            )
-            .with_retry_after(wait)
+            );
+            return Err(match wait {
+                Some(wait) => error.with_retry_after(wait),
+                None => error,
+            }
             .throttled());
         }
         self.sent
@@ -451,10 +463,7 @@ async fn a_429_pauses_its_mailbox_for_the_retry_after_and_not_the_others() {
     let mailroom = paced.mailroom().await;
     paced
         .recorder
-        .throttle
-        .lock()
-        .unwrap()
-        .insert(SALES.to_owned(), Duration::from_secs(30));
+        .throttle_next(SALES, Some(Duration::from_secs(30)));
     let first = mailroom
         .queue(request(AccountRef::Company, 0, 1))
         .await
@@ -514,6 +523,90 @@ async fn a_429_pauses_its_mailbox_for_the_retry_after_and_not_the_others() {
             OutboxStatus::Sent
         );
     }
+    paced.world.finish().await;
+}
+
+/// A throttling reply without a `Retry-After` pauses the mailbox for a backoff: 30 s, then
+/// doubled for each pause in a row, and back to 30 s once the mailbox delivered again.
+#[tokio::test]
+async fn a_throttled_mailbox_without_a_retry_after_backs_off_doubling_until_it_delivers() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    let mailroom = paced.mailroom().await;
+    let held_for = async |id: i64| {
+        let held = mailroom.outbox().get(id).await.unwrap();
+        assert_eq!(held.status, OutboxStatus::Held);
+        (held.next_attempt_at - paced.now()).num_seconds()
+    };
+    paced.recorder.throttle_next(SALES, None);
+    let id = mailroom
+        .queue(request(AccountRef::Company, 0, 1))
+        .await
+        .unwrap();
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(held_for(id).await, 30);
+
+    paced.clock.advance(Duration::from_secs(30));
+    paced.recorder.throttle_next(SALES, None);
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(held_for(id).await, 60, "the second pause in a row");
+
+    paced.clock.advance(Duration::from_secs(60));
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        mailroom.outbox().get(id).await.unwrap().status,
+        OutboxStatus::Sent
+    );
+
+    paced.recorder.throttle_next(SALES, None);
+    let next = mailroom
+        .queue(request(AccountRef::Company, 1, 1))
+        .await
+        .unwrap();
+    run_agent(&mailroom, "agent").await;
+    assert_eq!(
+        held_for(next).await,
+        30,
+        "a delivery ended the run of pauses"
+    );
+    paced.world.finish().await;
+}
+
+/// A direct send counts against its mailbox's daily limit as the agent's do (in
+/// recipients, for Microsoft), and one that would pass it is refused until enough of the
+/// oldest minutes have left the rolling 24 hours.
+#[tokio::test]
+async fn direct_sends_stop_at_the_daily_limit_until_enough_of_the_day_has_passed() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    paced.daily_limit(6).await;
+    let mailroom = paced.mailroom().await;
+    // Two recipients each, ten minutes apart: the day's 6.
+    let first = paced.now();
+    for number in 0..3 {
+        mailroom
+            .send(request(AccountRef::Company, number, 2))
+            .await
+            .unwrap();
+        paced.clock.advance(Duration::from_secs(10 * 60));
+    }
+    let error = mailroom
+        .send(request(AccountRef::Company, 3, 2))
+        .await
+        .unwrap_err();
+    // Room for two once the first minute's two have left the day.
+    let first_minute = first.timestamp().div_euclid(60) * 60;
+    let resumes = DateTime::<Utc>::from_timestamp(first_minute + 24 * 60 * 60, 0).unwrap();
+    match &error {
+        Error::MailboxLimit { mailbox, until, .. } => {
+            assert_eq!(mailbox, SALES);
+            assert_eq!(*until, resumes);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        error.to_string().contains("daily limit of 6 recipients"),
+        "{error}"
+    );
+    assert_eq!(paced.recorder.sent_by(SALES).len(), 3);
     paced.world.finish().await;
 }
 
@@ -659,10 +752,7 @@ async fn a_throttled_mailboxs_claimed_messages_wait_for_the_pause_too() {
     let mailroom = paced.mailroom().await;
     paced
         .recorder
-        .throttle
-        .lock()
-        .unwrap()
-        .insert(RELAY.to_owned(), Duration::from_secs(30));
+        .throttle_next(RELAY, Some(Duration::from_secs(30)));
     let mut ids = Vec::new();
     for number in 0..4 {
         ids.push(
