@@ -356,15 +356,7 @@ async fn refresh_spanning_rotation(backend: Backend) {
 }
 
 async fn execute(world: &World, sql: &str) {
-    world
-        .db
-        .db
-        .execute(Statement::from_string(
-            world.db.db.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await
-        .unwrap();
+    world.execute(sql, vec![]).await;
 }
 
 /// A loopback port that records whether anything connected to it.
@@ -522,15 +514,8 @@ async fn a_database_from_before_seals_is_sealed_once_at_open() {
     execute(&world, "UPDATE oauth_app SET settings_seal = NULL").await;
     let old_check = key.seal(b"mailroom key check", b"key_check:1");
     world
-        .db
-        .db
-        .execute(Statement::from_sql_and_values(
-            world.db.db.get_database_backend(),
-            "UPDATE key_check SET sealed = ?",
-            [old_check.into()],
-        ))
-        .await
-        .unwrap();
+        .execute("UPDATE key_check SET sealed = ?", vec![old_check.into()])
+        .await;
     assert!(
         !mailroom_crypto::store::settings_sealed(&world.db.db, &world.key)
             .await

@@ -182,17 +182,12 @@ async fn a_message_whose_agent_died_is_claimed_again_with_the_same_message_id() 
     let mailroom = Arc::new(world.mailroom().await);
     let id = mailroom.queue(message(1)).await.unwrap();
     // What a killed agent leaves behind: leased, attempt counted, lease run out.
-    let backend = world.db.db.get_database_backend();
     world
-        .db
-        .db
-        .execute(Statement::from_sql_and_values(
-            backend,
+        .execute(
             "UPDATE outbox_message SET status = 'sending', attempts = 1, lease_owner = 'dead-agent', lease_until = ? WHERE id = ?",
-            [(chrono::Utc::now() - chrono::Duration::seconds(1)).into(), id.into()],
-        ))
-        .await
-        .unwrap();
+            vec![(chrono::Utc::now() - chrono::Duration::seconds(1)).into(), id.into()],
+        )
+        .await;
     let summary = Agent::new(mailroom.clone(), agent_options(1))
         .run(std::future::pending())
         .await
@@ -885,18 +880,13 @@ async fn an_agent_that_lost_the_lease_does_not_overwrite_the_new_owner() {
     });
     lease.started.recv().await.unwrap();
     // What another agent's claim after an expired lease leaves.
-    let backend = lease.world.db.db.get_database_backend();
     lease
         .world
-        .db
-        .db
-        .execute(Statement::from_sql_and_values(
-            backend,
+        .execute(
             "UPDATE outbox_message SET lease_owner = 'agent-b', attempts = 2 WHERE id = ?",
-            [id.into()],
-        ))
-        .await
-        .unwrap();
+            vec![id.into()],
+        )
+        .await;
     lease.transport.refuse_next();
     lease.transport.let_one_finish();
     let summary = agent_a.await.unwrap().unwrap();
@@ -1049,15 +1039,7 @@ async fn large_message_in_pieces(backend: Backend) {
         "the end of the stored message did not arrive"
     );
 
-    world
-        .db
-        .db
-        .execute(Statement::from_string(
-            world.db.db.get_database_backend(),
-            "DELETE FROM outbox_message",
-        ))
-        .await
-        .unwrap();
+    world.execute("DELETE FROM outbox_message", vec![]).await;
     assert_eq!(
         count("SELECT COUNT(*) FROM outbox_chunk").await,
         0,
