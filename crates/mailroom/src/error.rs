@@ -82,6 +82,21 @@ pub enum Error {
         /// What one request carries.
         limit: u64,
     },
+    /// A message that its account's daily limit can never take (more recipients, for
+    /// Microsoft, than the mailbox sends in a day): no wait makes it fit.
+    #[error("{}", crate::pace::over_daily_limit_text(*.units, *.unit, .mailbox, *.daily))]
+    OverDailyLimit {
+        /// The account.
+        account: AccountRef,
+        /// The mailbox (the lower-cased sending address).
+        mailbox: String,
+        /// What the message counts against the limit.
+        units: u32,
+        /// What the limit counts.
+        unit: mailroom_model::DailyUnit,
+        /// The daily limit.
+        daily: u32,
+    },
     /// A sign-in workflow (begin, complete, sign out) was asked for an app-only account:
     /// it sends with the app's own credentials (Microsoft client credentials, a Google
     /// service account), so no person ever signs in for it. Not a failure to fix: there
@@ -259,7 +274,8 @@ impl Error {
             | Error::Attachment { .. }
             | Error::AttachmentRefused { .. }
             | Error::TooLarge { .. } => None,
-            Error::NeedsLargeAttachments { account, .. } => Some(Remedy::EditAccount {
+            Error::NeedsLargeAttachments { account, .. }
+            | Error::OverDailyLimit { account, .. } => Some(Remedy::EditAccount {
                 account: Some(*account),
             }),
             Error::Build(_) | Error::SignInNotNeeded { .. } => None,

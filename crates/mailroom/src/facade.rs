@@ -461,6 +461,16 @@ impl Mailroom {
         let units = limits
             .daily_unit
             .units(prepared.envelope.recipients().len());
+        // No wait makes it fit: refused for what it is, not held until tomorrow.
+        if let Some(daily) = limits.daily.filter(|daily| units > *daily) {
+            return Err(crate::Error::OverDailyLimit {
+                account: prepared.account.account_ref(),
+                mailbox,
+                units,
+                unit: limits.daily_unit,
+                daily,
+            });
+        }
         let outbox = self.outbox();
         let mut waited = false;
         loop {

@@ -1363,9 +1363,11 @@ async fn claim_rows(
                 if units > daily {
                     never.push((
                         message.id,
-                        format!(
-                            "the message has {units} {} and {} sends at most {daily} a day: split it into smaller messages, or raise the account's daily limit",
-                            row.limits.daily_unit, row.mailbox
+                        pace::over_daily_limit_text(
+                            units,
+                            row.limits.daily_unit,
+                            &row.mailbox,
+                            daily,
                         ),
                     ));
                     continue;

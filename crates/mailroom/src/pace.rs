@@ -453,6 +453,19 @@ pub(crate) fn daily_limit_text(
     )
 }
 
+/// Why a message of `units` never fits `mailbox`'s daily limit of `daily`: a direct send's
+/// error, and a queued message's failure.
+pub(crate) fn over_daily_limit_text(
+    units: u32,
+    unit: DailyUnit,
+    mailbox: &str,
+    daily: u32,
+) -> String {
+    format!(
+        "the message has {units} {unit} and {mailbox} sends at most {daily} a day: split it into smaller messages, or raise the account's daily limit"
+    )
+}
+
 /// What a direct send may do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Permit {

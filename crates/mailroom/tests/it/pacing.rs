@@ -610,6 +610,79 @@ async fn direct_sends_stop_at_the_daily_limit_until_enough_of_the_day_has_passed
     paced.world.finish().await;
 }
 
+/// A direct send with more recipients than its mailbox sends in a day is refused for what
+/// it is (no wait makes it fit), with the account to edit, and uses none of the day.
+#[tokio::test]
+async fn a_direct_send_larger_than_the_daily_limit_is_refused_with_what_to_do() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    paced.daily_limit(10).await;
+    let mailroom = paced.mailroom().await;
+    let error = mailroom
+        .send(request(AccountRef::Company, 0, 11))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::OverDailyLimit { mailbox, units: 11, daily: 10, .. } if mailbox == SALES),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the message has 11 recipients and {SALES} sends at most 10 a day: split it into smaller messages, or raise the account's daily limit"
+        )
+    );
+    assert!(!error.is_transient(), "no retry makes it fit");
+    assert_eq!(
+        error.remedy(),
+        Some(mailroom_model::Remedy::EditAccount {
+            account: Some(AccountRef::Company)
+        })
+    );
+    // The day is untouched: ten recipients still go.
+    mailroom
+        .send(request(AccountRef::Company, 1, 10))
+        .await
+        .unwrap();
+    assert_eq!(paced.recorder.sent_by(SALES).len(), 1);
+    paced.world.finish().await;
+}
+
+/// A mailbox the provider paused (a 429 to the agent) refuses direct sends too, until the
+/// pause is over.
+#[tokio::test]
+async fn a_paused_mailbox_refuses_direct_sends_until_the_pause_is_over() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    let mailroom = paced.mailroom().await;
+    paced
+        .recorder
+        .throttle_next(SALES, Some(Duration::from_secs(30)));
+    mailroom
+        .queue(request(AccountRef::Company, 0, 1))
+        .await
+        .unwrap();
+    let start = paced.now();
+    run_agent(&mailroom, "agent").await;
+
+    let error = mailroom
+        .send(request(AccountRef::Company, 1, 1))
+        .await
+        .unwrap_err();
+    match &error {
+        Error::MailboxLimit { mailbox, until, .. } => {
+            assert_eq!(mailbox, SALES);
+            assert_eq!(*until, start + chrono::Duration::seconds(30));
+        }
+        other => panic!("{other:?}"),
+    }
+    paced.clock.advance(Duration::from_secs(30));
+    mailroom
+        .send(request(AccountRef::Company, 2, 1))
+        .await
+        .unwrap();
+    assert_eq!(paced.recorder.sent_by(SALES).len(), 1);
+    paced.world.finish().await;
+}
+
 #[tokio::test]
 async fn direct_sends_count_against_the_same_minute_as_the_agent() {
     let paced = Paced::new(Backend::Sqlite).await;
