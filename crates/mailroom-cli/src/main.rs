@@ -47,7 +47,9 @@ fn main() -> ExitCode {
         logging::default_filter(agent, cli.verbose, cli.quiet),
         agent && cli.json,
     );
+    // Named, so that `top -H` and a profiler tell the agent's threads from others.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("mailroom-worker")
         .enable_all()
         .build()
     {
