@@ -5,7 +5,7 @@
 //! delivery's Message-ID. For each run: messages per second, the exactly-once verdict (every
 //! queued message delivered once, none lost, none twice, each from its own mailbox, all
 //! `sent` in the outbox), and the agent processes' CPU per message (user + system, from
-//! this process's reaped children) against the bare `mailroom_smtp::SmtpTransport` sending
+//! this process's reaped children, with the user part printed beside it) against the bare `mailroom_smtp::SmtpTransport` sending
 //! as many of the same messages to the same server from this process (one transport per
 //! mailbox, as the facade keeps them), measured before the first agent run and after each:
 //! each agent run is compared with the mean of the bare runs on either side of it. Several
@@ -59,6 +59,11 @@ fn own_cpu_seconds() -> f64 {
     proc_stat_seconds(&[11, 12])
 }
 
+/// The user part of [`own_cpu_seconds`].
+fn own_user_seconds() -> f64 {
+    proc_stat_seconds(&[11])
+}
+
 /// User + system CPU seconds of the server's processes so far.
 fn server_cpu_seconds(server: &TestServer) -> f64 {
     server
@@ -83,6 +88,8 @@ fn server_cpu_seconds(server: &TestServer) -> f64 {
 struct Figures {
     seconds: f64,
     client_cpu: f64,
+    /// Of `client_cpu`, user time: the rest is the kernel's, mostly the sockets'.
+    client_user: f64,
     server_cpu: f64,
 }
 
@@ -97,6 +104,18 @@ impl Figures {
 
     fn server_micros_per_message(&self, messages: usize) -> f64 {
         self.server_cpu / messages as f64 * 1e6
+    }
+
+    /// Throughput and CPU per message, as each run's line prints them.
+    fn describe(&self, messages: usize) -> String {
+        format!(
+            "{:.0} messages/s ({:.2} s), client CPU {:.0} µs per message (user {:.0} µs), server CPU {:.0} µs per message",
+            self.per_second(messages),
+            self.seconds,
+            self.cpu_micros_per_message(messages),
+            self.client_user / messages as f64 * 1e6,
+            self.server_micros_per_message(messages),
+        )
     }
 }
 
@@ -191,12 +210,14 @@ async fn bare_transport(
     let (transports, outgoing) = bare_prepare(server.port, mailboxes, 0..messages);
     let first_delivery = server.events_of("message").len();
     let cpu_before = own_cpu_seconds();
+    let user_before = own_user_seconds();
     let server_before = server_cpu_seconds(server);
     let started = Instant::now();
     bare_send(transports, outgoing, concurrency).await;
     let figures = Figures {
         seconds: started.elapsed().as_secs_f64(),
         client_cpu: own_cpu_seconds() - cpu_before,
+        client_user: own_user_seconds() - user_before,
         server_cpu: server_cpu_seconds(server) - server_before,
     };
     let delivered = server.events_of("message").len() - first_delivery;
@@ -209,7 +230,7 @@ async fn bare_transport(
 const BARE_CHILD: &str = "MAILROOM_BENCH_BARE_CHILD";
 
 /// A bare sender process: sends messages `FIRST..END` (see [`BARE_CHILD`]), then prints
-/// the CPU seconds and wall seconds its sends took (not its start, nor the building of
+/// the CPU seconds, user CPU seconds and wall seconds its sends took (not its start, nor the building of
 /// its messages, which the agents' figure counts for them).
 fn bare_child(spec: &str) {
     let fields: Vec<usize> = spec
@@ -230,11 +251,13 @@ fn bare_child(spec: &str) {
         .expect("a runtime");
     let (transports, outgoing) = bare_prepare(port, &mailboxes(mailbox_count), first..end);
     let cpu_before = own_cpu_seconds();
+    let user_before = own_user_seconds();
     let started = Instant::now();
     runtime.block_on(bare_send(transports, outgoing, concurrency));
     println!(
-        "{} {}",
+        "{} {} {}",
         own_cpu_seconds() - cpu_before,
+        own_user_seconds() - user_before,
         started.elapsed().as_secs_f64()
     );
 }
@@ -270,7 +293,7 @@ fn bare_processes(
                 .expect("start a bare sender process")
         })
         .collect();
-    let (mut client_cpu, mut seconds) = (0.0f64, 0.0f64);
+    let (mut client_cpu, mut client_user, mut seconds) = (0.0f64, 0.0f64, 0.0f64);
     for child in children {
         let output = child.wait_with_output().expect("wait for a bare sender");
         let printed = String::from_utf8_lossy(&output.stdout);
@@ -279,10 +302,11 @@ fn bare_processes(
             .split_whitespace()
             .filter_map(|figure| figure.parse().ok())
             .collect();
-        let [cpu, wall] = figures[..] else {
+        let [cpu, user, wall] = figures[..] else {
             panic!("a bare sender printed {printed:?}");
         };
         client_cpu += cpu;
+        client_user += user;
         seconds = seconds.max(wall);
     }
     let delivered = server.events_of("message").len() - first_delivery;
@@ -290,6 +314,7 @@ fn bare_processes(
     Figures {
         seconds,
         client_cpu,
+        client_user,
         server_cpu: server_cpu_seconds(server) - server_before,
     }
 }
@@ -330,11 +355,8 @@ fn main() {
     let measure_bare = |label: &str| {
         let bare = runtime.block_on(bare_transport(&server, &mailboxes, messages, concurrency));
         println!(
-            "bare SmtpTransport {label} (in process, {concurrency} concurrent sends): {:.0} messages/s ({:.2} s), client CPU {:.0} µs per message, server CPU {:.0} µs per message",
-            bare.per_second(messages),
-            bare.seconds,
-            bare.cpu_micros_per_message(messages),
-            bare.server_micros_per_message(messages),
+            "bare SmtpTransport {label} (in process, {concurrency} concurrent sends): {}",
+            bare.describe(messages)
         );
         bare.cpu_micros_per_message(messages)
     };
@@ -345,11 +367,8 @@ fn main() {
     let measure_split = |agents: usize, label: &str| {
         let split = bare_processes(&server, mailbox_count, messages, agents, concurrency);
         println!(
-            "bare SmtpTransport {label} in {agents} processes ({concurrency} concurrent sends each, as the agents): {:.0} messages/s ({:.2} s), client CPU {:.0} µs per message, server CPU {:.0} µs per message",
-            split.per_second(messages),
-            split.seconds,
-            split.cpu_micros_per_message(messages),
-            split.server_micros_per_message(messages),
+            "bare SmtpTransport {label} in {agents} processes ({concurrency} concurrent sends each, as the agents): {}",
+            split.describe(messages)
         );
         split.cpu_micros_per_message(messages)
     };
@@ -365,17 +384,16 @@ fn main() {
         let figures = Figures {
             seconds: run.seconds,
             client_cpu: run.cpu_seconds,
+            client_user: run.user_seconds,
             server_cpu: server_cpu_seconds(&server) - server_before,
         };
         let verdict = runtime.block_on(fleet.verify(&server, first_delivery, &queued));
         all_exactly_once &= verdict.exactly_once();
         let agent_cpu = figures.cpu_micros_per_message(messages);
         println!(
-            "{agents} agent process(es) on PostgreSQL: {:.0} messages/s ({:.2} s; queueing took {:.0} messages/s), agent CPU {agent_cpu:.0} µs per message, server CPU {:.0} µs per message; sent per agent {:?}, lease lost {}",
-            figures.per_second(messages),
-            figures.seconds,
+            "{agents} agent process(es) on PostgreSQL: {} (the client is the agents); queueing took {:.0} messages/s; sent per agent {:?}, lease lost {}",
+            figures.describe(messages),
             messages as f64 / queued.seconds,
-            figures.server_micros_per_message(messages),
             run.summaries
                 .iter()
                 .map(|summary| summary["sent"].as_u64().unwrap_or(0))

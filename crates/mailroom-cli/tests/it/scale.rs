@@ -107,6 +107,8 @@ pub(crate) struct AgentRun {
     pub(crate) seconds: f64,
     /// User + system CPU time of the agent processes (this process's reaped children).
     pub(crate) cpu_seconds: f64,
+    /// Of that, user time (the rest is the kernel's, mostly sockets).
+    pub(crate) user_seconds: f64,
     /// Each process's `--json` summary.
     pub(crate) summaries: Vec<serde_json::Value>,
 }
@@ -211,6 +213,7 @@ impl Fleet {
     /// successfully.
     pub(crate) fn run_agents(&self, binary: &Path, agents: usize, concurrency: u16) -> AgentRun {
         let cpu_before = children_cpu_seconds();
+        let user_before = children_user_seconds();
         let started = Instant::now();
         let key = self.key.to_text();
         let children: Vec<_> = (0..agents)
@@ -249,6 +252,7 @@ impl Fleet {
         AgentRun {
             seconds: started.elapsed().as_secs_f64(),
             cpu_seconds: children_cpu_seconds() - cpu_before,
+            user_seconds: children_user_seconds() - user_before,
             summaries,
         }
     }
@@ -394,6 +398,11 @@ impl fmt::Display for Verdict {
 /// the workspace forbids the `unsafe` a libc call would need).
 pub(crate) fn children_cpu_seconds() -> f64 {
     proc_stat_seconds(&[13, 14])
+}
+
+/// The user part of [`children_cpu_seconds`] (`cutime`).
+pub(crate) fn children_user_seconds() -> f64 {
+    proc_stat_seconds(&[13])
 }
 
 /// The sum of /proc/self/stat's fields at these indexes (11 and 12 are this process's
