@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use mailroom_model::{AccountRef, Address, Envelope};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::Serialize;
 
@@ -166,19 +166,11 @@ fn account_ref_of(id: i64, kind: &str, account_id: Option<i64>) -> Result<Accoun
     }
 }
 
-fn account_ref(model: &outbox_message::Model) -> Result<AccountRef> {
-    account_ref_of(model.id, &model.account_kind, model.account_id)
-}
-
 fn recipients_of(id: i64, text: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|error| Error::CorruptRow {
         id,
         problem: format!("recipients are not a JSON list ({error})"),
     })
-}
-
-fn recipients(model: &outbox_message::Model) -> Result<Vec<String>> {
-    recipients_of(model.id, &model.recipients)
 }
 
 /// The columns the queue shows: every one but the bytes (and the Bcc line), with the
@@ -278,30 +270,72 @@ fn view(model: Summary) -> Result<QueuedMessage> {
     })
 }
 
-fn claimed(model: outbox_message::Model, bytes: Bytes) -> Result<Claimed> {
-    let account = account_ref(&model)?;
+/// The columns of a row that a claim leases and its send needs, in [`LeasedRow`]'s order:
+/// a claim decodes these and no other (a row's other columns are the queue's, and every
+/// column decoded is work per message on the agent's path).
+const LEASED_COLUMNS: &str = "id, message_id, account_kind, account_id, sender, recipients, \
+     bcc_header, bytes, attempts, last_error, mailbox";
+
+/// A row as a claim leased it ([`LEASED_COLUMNS`]).
+#[derive(Debug)]
+struct LeasedRow {
+    id: i64,
+    message_id: String,
+    account_kind: String,
+    account_id: Option<i64>,
+    sender: String,
+    recipients: String,
+    bcc_header: Option<String>,
+    /// The message when the row holds it whole (rows queued before chunks), else empty.
+    bytes: Vec<u8>,
+    attempts: i32,
+    last_error: Option<String>,
+    mailbox: String,
+}
+
+impl LeasedRow {
+    /// Reads a row of [`LEASED_COLUMNS`] by position.
+    fn of(row: &sea_orm::QueryResult) -> Result<Self> {
+        Ok(Self {
+            id: row.try_get_by_index(0)?,
+            message_id: row.try_get_by_index(1)?,
+            account_kind: row.try_get_by_index(2)?,
+            account_id: row.try_get_by_index(3)?,
+            sender: row.try_get_by_index(4)?,
+            recipients: row.try_get_by_index(5)?,
+            bcc_header: row.try_get_by_index(6)?,
+            bytes: row.try_get_by_index(7)?,
+            attempts: row.try_get_by_index(8)?,
+            last_error: row.try_get_by_index(9)?,
+            mailbox: row.try_get_by_index(10)?,
+        })
+    }
+}
+
+fn claimed(row: LeasedRow, bytes: Bytes) -> Result<Claimed> {
+    let account = account_ref_of(row.id, &row.account_kind, row.account_id)?;
     let parse = |text: &str| {
         text.parse::<Address>().map_err(|error| Error::CorruptRow {
-            id: model.id,
+            id: row.id,
             problem: format!("`{text}` is not an address ({error})"),
         })
     };
-    let sender = parse(&model.sender)?;
-    let recipients = recipients(&model)?
+    let sender = parse(&row.sender)?;
+    let recipients = recipients_of(row.id, &row.recipients)?
         .iter()
         .map(|text| parse(text))
         .collect::<Result<Vec<_>>>()?;
     let envelope = Envelope::new(sender, recipients)?;
     Ok(Claimed {
-        id: model.id,
-        attempts: model.attempts.max(0) as u32,
+        id: row.id,
+        attempts: row.attempts.max(0) as u32,
         account,
         envelope,
         bytes,
-        message_id: model.message_id,
-        bcc_header: model.bcc_header,
-        last_error: model.last_error,
-        mailbox: model.mailbox,
+        message_id: row.message_id,
+        bcc_header: row.bcc_header,
+        last_error: row.last_error,
+        mailbox: row.mailbox,
     })
 }
 
@@ -1006,7 +1040,7 @@ async fn record_sent_chunk<C: ConnectionTrait>(
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(1 + sent.len() * 4);
     values.push(now.into());
     let (mut transport, mut provider, mut reply, mut ids) =
-        (String::new(), String::new(), String::new(), Vec::new());
+        (String::new(), String::new(), String::new(), String::new());
     for (index, receipt) in &sent {
         let id = values.len() + 1;
         values.push(outcomes[*index].id.into());
@@ -1016,7 +1050,7 @@ async fn record_sent_chunk<C: ConnectionTrait>(
         let _ = write!(transport, " WHEN ${id} THEN ${}", id + 1);
         let _ = write!(provider, " WHEN ${id} THEN ${}", id + 2);
         let _ = write!(reply, " WHEN ${id} THEN ${}", id + 3);
-        ids.push(format!("${id}"));
+        let _ = write!(ids, "{}${id}", if ids.is_empty() { "" } else { ", " });
     }
     let text = format!(
         "UPDATE outbox_message
@@ -1025,9 +1059,8 @@ async fn record_sent_chunk<C: ConnectionTrait>(
              transport = CASE id{transport} END,
              provider_message_id = CASE id{provider} END,
              reply = CASE id{reply} END
-         WHERE id IN ({})
-         RETURNING id",
-        ids.join(", ")
+         WHERE id IN ({ids})
+         RETURNING id"
     );
     db.query_all(crate::pace::statement(backend, &text, values))
         .await?
@@ -1209,7 +1242,7 @@ async fn claim_rows(
     until: DateTime<Utc>,
     due_by: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<(Vec<outbox_message::Model>, bool)> {
+) -> Result<(Vec<LeasedRow>, bool)> {
     use std::collections::{BTreeSet, HashMap};
 
     use sea_orm::Value;
@@ -1421,7 +1454,7 @@ async fn claim_rows(
         round += 1;
     }
 
-    let mut leased: Vec<outbox_message::Model> = Vec::new();
+    let mut leased: Vec<LeasedRow> = Vec::new();
     if !picked.is_empty() {
         let ids = pace::padded(picked.clone());
         let mut values: Vec<Value> = vec![owner.into(), until.into(), now.into()];
@@ -1435,22 +1468,23 @@ async fn claim_rows(
                          attempts = attempts + 1, updated_at = $3
                      WHERE id IN ({}) AND (status IN ('queued', 'held')
                         OR (status = 'sending' AND lease_until < $3))
-                     RETURNING *",
+                     RETURNING {LEASED_COLUMNS}",
                     placeholders(4, ids.len())
                 ),
                 values,
             ))
             .await?
             .iter()
-            .map(|row| outbox_message::Model::from_query_result(row, ""))
-            .collect::<std::result::Result<_, _>>()?;
+            .map(LeasedRow::of)
+            .collect::<Result<_>>()?;
         // In the claim's order: priority, then round robin across the mailboxes.
         let order: HashMap<i64, usize> = picked
             .iter()
             .enumerate()
             .map(|(position, id)| (*id, position))
             .collect();
-        leased.sort_by_key(|model| order.get(&model.id).copied());
+        // Each row's position is looked up once, not at each comparison.
+        leased.sort_by_cached_key(|model| order.get(&model.id).copied());
     }
 
     // Each served mailbox: its minute's window, when it is free again, its turn.

@@ -80,10 +80,15 @@ pub(crate) fn padded<T: Clone>(mut values: Vec<T>) -> Vec<T> {
 
 /// `$start, $start+1, ...` for `count` values.
 pub(crate) fn placeholders(start: usize, count: usize) -> String {
-    (start..start + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write as _;
+    let mut list = String::with_capacity(count * 6);
+    for n in start..start + count {
+        if n > start {
+            list.push_str(", ");
+        }
+        let _ = write!(list, "${n}");
+    }
+    list
 }
 
 pub(crate) fn unix_second(time: DateTime<Utc>) -> i64 {
