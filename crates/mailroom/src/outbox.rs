@@ -719,16 +719,20 @@ impl<'a> Outbox<'a> {
         }
         // Every claimed message's pieces in one query, in order.
         let mut pieces: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
-        for chunk in outbox_chunk::Entity::find()
+        // Two columns, read by position.
+        let chunks: Vec<(i64, Vec<u8>)> = outbox_chunk::Entity::find()
+            .select_only()
+            .columns([outbox_chunk::Column::MessageId, outbox_chunk::Column::Data])
             .filter(outbox_chunk::Column::MessageId.is_in(crate::pace::padded(
                 models.iter().map(|model| model.id).collect(),
             )))
             .order_by_asc(outbox_chunk::Column::MessageId)
             .order_by_asc(outbox_chunk::Column::Seq)
+            .into_tuple()
             .all(&transaction)
-            .await?
-        {
-            pieces.entry(chunk.message_id).or_default().push(chunk.data);
+            .await?;
+        for (message_id, data) in chunks {
+            pieces.entry(message_id).or_default().push(data);
         }
         transaction.commit().await?;
         let mut messages = Vec::with_capacity(models.len());
