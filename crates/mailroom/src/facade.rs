@@ -313,6 +313,27 @@ fn settings_fingerprint(server: &ServerSettings) -> u64 {
     hash.finish()
 }
 
+/// Refuses with [`Error::OverDailyLimit`](crate::Error::OverDailyLimit) a message that
+/// counts more (recipients or messages, as its provider counts) than its mailbox sends in
+/// a day: no wait makes it fit. A claim checks again (the limit may have been lowered
+/// since the message was queued) and fails such a message with the same text.
+fn fits_a_day(prepared: &Prepared) -> Result<()> {
+    let limits = prepared.account.server().mailbox_limits();
+    let units = limits
+        .daily_unit
+        .units(prepared.envelope.recipients().len());
+    match limits.daily.filter(|daily| units > *daily) {
+        Some(daily) => Err(crate::Error::OverDailyLimit {
+            account: prepared.account.account_ref(),
+            mailbox: mailroom_model::mailbox_key(prepared.envelope.sender().as_ref()),
+            units,
+            unit: limits.daily_unit,
+            daily,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The largest formatted message an account's route takes: the Gmail API's `maxSize`; for
 /// SMTP and for Graph with large attachments Exchange Online's default (35 MiB, the same
 /// number; a password server's own `SIZE` may be lower, and its refusal is then the
@@ -457,20 +478,12 @@ impl Mailroom {
         if limits.is_unlimited() {
             return Ok(());
         }
+        // No wait makes it fit: refused for what it is, not held until tomorrow.
+        fits_a_day(prepared)?;
         let mailbox = mailroom_model::mailbox_key(prepared.envelope.sender().as_ref());
         let units = limits
             .daily_unit
             .units(prepared.envelope.recipients().len());
-        // No wait makes it fit: refused for what it is, not held until tomorrow.
-        if let Some(daily) = limits.daily.filter(|daily| units > *daily) {
-            return Err(crate::Error::OverDailyLimit {
-                account: prepared.account.account_ref(),
-                mailbox,
-                units,
-                unit: limits.daily_unit,
-                daily,
-            });
-        }
         let outbox = self.outbox();
         let mut waited = false;
         loop {
@@ -746,6 +759,8 @@ impl Mailroom {
         // message is formatted, and are freed before the row is written.
         let attachments = std::mem::take(&mut request.message.attachments);
         let prepared = self.prepare_with(&request, attachments).await?;
+        // A message no day's limit lets through is refused now, not queued to fail later.
+        fits_a_day(&prepared)?;
         let outbox = self.outbox();
         let now = outbox.now().await?;
         outbox.insert(prepared, &request, now).await

@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use mailroom_model::{DailyUnit, MailboxLimits};
+use mailroom_model::{AccountRef, DailyUnit, MailboxLimits};
 use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement, Value};
 
 use crate::{Error, Result};
@@ -360,6 +360,50 @@ pub(crate) async fn delivered<C: ConnectionTrait>(db: &C, mailboxes: &[String]) 
         mailboxes.iter().map(|mailbox| Value::from(*mailbox)),
     ))
     .await?;
+    Ok(())
+}
+
+/// Gives the pace rows of `account`'s mailboxes the limits its settings now give
+/// (`limits`), in `db` (the transaction that changed them): the mailbox of its sending
+/// address (`sender`) and those of its messages still to send. The next claim then applies
+/// a changed `--rate` or `--daily`, not the limits the rows had when they were queued.
+pub(crate) async fn account_changed<C: ConnectionTrait>(
+    db: &C,
+    account: AccountRef,
+    sender: &str,
+    limits: &MailboxLimits,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let backend = db.get_database_backend();
+    let open = "status IN ('queued', 'held', 'sending')";
+    let query = match account {
+        AccountRef::Company => statement(
+            backend,
+            &format!(
+                "SELECT DISTINCT mailbox FROM outbox_message WHERE account_kind = 'company' AND {open}"
+            ),
+            [],
+        ),
+        AccountRef::User(id) => statement(
+            backend,
+            &format!(
+                "SELECT DISTINCT mailbox FROM outbox_message WHERE account_kind = 'user' AND account_id = $1 AND {open}"
+            ),
+            [id.into()],
+        ),
+    };
+    let mut mailboxes = db
+        .query_all(query)
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    mailboxes.push(mailroom_model::mailbox_key(sender));
+    mailboxes.sort();
+    mailboxes.dedup();
+    for mailbox in mailboxes.iter().filter(|mailbox| !mailbox.is_empty()) {
+        ensure(db, mailbox, limits, now).await?;
+    }
     Ok(())
 }
 

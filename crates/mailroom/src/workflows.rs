@@ -410,9 +410,29 @@ impl Mailroom {
         let saved = Accounts::new(&transaction, &self.options().key)
             .set_company(change, fax)
             .await?;
+        let account = Account::Company(saved.account.clone());
+        self.limits_changed(&transaction, &account).await?;
         transaction.commit().await?;
         self.forget_cached();
         Ok(saved)
+    }
+
+    /// After `account` was saved in `transaction`: its mailboxes' pace rows take the
+    /// limits its settings give now (every process's next claim applies them).
+    async fn limits_changed(
+        &self,
+        transaction: &sea_orm::DatabaseTransaction,
+        account: &Account,
+    ) -> Result<()> {
+        let now = self.outbox().clock().read(transaction).await?;
+        crate::pace::account_changed(
+            transaction,
+            account.account_ref(),
+            account.sender(),
+            &account.server().mailbox_limits(),
+            now,
+        )
+        .await
     }
 
     /// Adds a user account, bound to `binding` when given, in one write transaction.
@@ -425,6 +445,8 @@ impl Mailroom {
         let saved = Accounts::new(&transaction, &self.options().key)
             .add_user_account(change, binding)
             .await?;
+        let account = Account::User(saved.account.clone());
+        self.limits_changed(&transaction, &account).await?;
         transaction.commit().await?;
         self.forget_cached();
         Ok(saved)
@@ -441,6 +463,8 @@ impl Mailroom {
         let saved = Accounts::new(&transaction, &self.options().key)
             .edit_user_account(id, change, binding)
             .await?;
+        let account = Account::User(saved.account.clone());
+        self.limits_changed(&transaction, &account).await?;
         transaction.commit().await?;
         self.forget_cached();
         Ok(saved)

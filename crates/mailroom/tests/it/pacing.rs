@@ -149,10 +149,12 @@ impl Paced {
         )
     }
 
-    /// The Microsoft mailbox's daily limit, set on its account (`--daily`).
+    /// The Microsoft mailbox's daily limit, set on its account (`--daily`) as the CLI and
+    /// the console do.
     async fn daily_limit(&self, recipients: u32) {
-        Accounts::new(&self.world.db.db, &self.world.key)
-            .set_company(
+        self.mailroom()
+            .await
+            .save_company(
                 &ServerSettingsChange {
                     daily_limit: Some(Some(Limit::At(recipients))),
                     ..ServerSettingsChange::default()
@@ -430,10 +432,11 @@ async fn one_claim_takes_no_more_than_is_left_of_the_day() {
     paced.world.finish().await;
 }
 
+/// A message queued under the default limit, which an administrator then lowered below
+/// it: the claim fails it with what to do, and the mailbox's other messages still go.
 #[tokio::test]
-async fn a_message_larger_than_the_daily_limit_fails_with_what_to_do() {
+async fn a_message_larger_than_a_lowered_daily_limit_fails_with_what_to_do() {
     let paced = Paced::new(Backend::Sqlite).await;
-    paced.daily_limit(10).await;
     let mailroom = paced.mailroom().await;
     let id = mailroom
         .queue(request(AccountRef::Company, 0, 11))
@@ -443,6 +446,8 @@ async fn a_message_larger_than_the_daily_limit_fails_with_what_to_do() {
         .queue(request(AccountRef::Company, 1, 10))
         .await
         .unwrap();
+    paced.daily_limit(10).await;
+    let mailroom = paced.mailroom().await;
     run_agent(&mailroom, "agent").await;
     let failed = mailroom.outbox().get(id).await.unwrap();
     assert_eq!(failed.status, OutboxStatus::Failed);
@@ -644,6 +649,56 @@ async fn a_direct_send_larger_than_the_daily_limit_is_refused_with_what_to_do() 
         .await
         .unwrap();
     assert_eq!(paced.recorder.sent_by(SALES).len(), 1);
+    paced.world.finish().await;
+}
+
+/// Queueing a message larger than its mailbox's day refuses it at once, with the same
+/// error as a direct send, and writes nothing: it would only fail in the agent later.
+#[tokio::test]
+async fn queueing_a_message_larger_than_the_daily_limit_is_refused_and_writes_nothing() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    paced.daily_limit(10).await;
+    let mailroom = paced.mailroom().await;
+    let error = mailroom
+        .queue(request(AccountRef::Company, 0, 11))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::OverDailyLimit { mailbox, units: 11, daily: 10, .. } if mailbox == SALES),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.remedy(),
+        Some(mailroom_model::Remedy::EditAccount {
+            account: Some(AccountRef::Company)
+        })
+    );
+    assert_eq!(
+        mailroom
+            .outbox()
+            .counts()
+            .await
+            .unwrap()
+            .values()
+            .sum::<u64>(),
+        0,
+        "nothing was queued"
+    );
+    // At the limit it is queued.
+    mailroom
+        .queue(request(AccountRef::Company, 1, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        mailroom
+            .outbox()
+            .counts()
+            .await
+            .unwrap()
+            .values()
+            .sum::<u64>(),
+        1
+    );
     paced.world.finish().await;
 }
 
