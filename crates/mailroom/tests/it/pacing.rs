@@ -615,19 +615,11 @@ async fn direct_sends_stop_at_the_daily_limit_until_enough_of_the_day_has_passed
     paced.world.finish().await;
 }
 
-/// A direct send with more recipients than its mailbox sends in a day is refused for what
-/// it is (no wait makes it fit), with the account to edit, and uses none of the day.
-#[tokio::test]
-async fn a_direct_send_larger_than_the_daily_limit_is_refused_with_what_to_do() {
-    let paced = Paced::new(Backend::Sqlite).await;
-    paced.daily_limit(10).await;
-    let mailroom = paced.mailroom().await;
-    let error = mailroom
-        .send(request(AccountRef::Company, 0, 11))
-        .await
-        .unwrap_err();
+/// `error` refuses 11 recipients from the Microsoft mailbox with a day of 10, for what it
+/// is (no retry makes it fit), with the account to edit.
+fn assert_eleven_over_ten(error: &Error) {
     assert!(
-        matches!(&error, Error::OverDailyLimit { mailbox, units: 11, daily: 10, .. } if mailbox == SALES),
+        matches!(error, Error::OverDailyLimit { mailbox, units: 11, daily: 10, .. } if mailbox == SALES),
         "{error:?}"
     );
     assert_eq!(
@@ -643,6 +635,20 @@ async fn a_direct_send_larger_than_the_daily_limit_is_refused_with_what_to_do() 
             account: Some(AccountRef::Company)
         })
     );
+}
+
+/// A direct send with more recipients than its mailbox sends in a day is refused for what
+/// it is (no wait makes it fit), with the account to edit, and uses none of the day.
+#[tokio::test]
+async fn a_direct_send_larger_than_the_daily_limit_is_refused_with_what_to_do() {
+    let paced = Paced::new(Backend::Sqlite).await;
+    paced.daily_limit(10).await;
+    let mailroom = paced.mailroom().await;
+    let error = mailroom
+        .send(request(AccountRef::Company, 0, 11))
+        .await
+        .unwrap_err();
+    assert_eleven_over_ten(&error);
     // The day is untouched: ten recipients still go.
     mailroom
         .send(request(AccountRef::Company, 1, 10))
@@ -663,16 +669,7 @@ async fn queueing_a_message_larger_than_the_daily_limit_is_refused_and_writes_no
         .queue(request(AccountRef::Company, 0, 11))
         .await
         .unwrap_err();
-    assert!(
-        matches!(&error, Error::OverDailyLimit { mailbox, units: 11, daily: 10, .. } if mailbox == SALES),
-        "{error:?}"
-    );
-    assert_eq!(
-        error.remedy(),
-        Some(mailroom_model::Remedy::EditAccount {
-            account: Some(AccountRef::Company)
-        })
-    );
+    assert_eleven_over_ten(&error);
     assert_eq!(
         mailroom
             .outbox()
