@@ -663,6 +663,7 @@ impl Agent {
                 .await
             {
                 Ok((until, kept)) => {
+                    let kept: HashSet<i64> = kept.into_iter().collect();
                     let mut still = VecDeque::with_capacity(kept.len());
                     for mut waiting in ready.drain(..) {
                         let id = waiting.message.id;
@@ -733,9 +734,11 @@ impl Agent {
         self.release_ready(options, &mut paused).await;
     }
 
-    /// Gives a mailbox's pace row its account's limits as configured now, when this agent
-    /// has not already (an `account edit --rate` takes effect from the next claim). A
-    /// failure is logged: the row keeps the limits it had.
+    /// Gives a mailbox's pace row its account's limits as read with the claim, when this
+    /// agent has not already. Saving an account updates its mailboxes' rows itself; this
+    /// covers a row that missed it (the account was changed by a program that does not,
+    /// such as an earlier version). A failure is logged: the row keeps the
+    /// limits it had.
     async fn sync_limits(
         &self,
         synced: &mut HashMap<String, mailroom_model::MailboxLimits>,
@@ -927,7 +930,7 @@ impl Agent {
                 }
                 () = sleep_until(record_by), if record_by.is_some() => {
                     self.record(&options, &mut done, &mut summary).await;
-                    }
+                }
                 Some(joined) = tasks.join_next() => {
                     match joined {
                         Ok(finished) => {
@@ -953,7 +956,7 @@ impl Agent {
                     }
                     if done.len() >= claim_size.div_ceil(2) {
                         self.record(&options, &mut done, &mut summary).await;
-                            }
+                    }
                 }
             }
         }
