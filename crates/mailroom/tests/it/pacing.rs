@@ -12,7 +12,7 @@ use mailroom::{
     AUTOMATION_AGENT, AccountRef, Agent, AgentOptions, AgentSummary, Error, Mailroom, ManualClock,
     MessageDraft, OutboxClock, OutboxStatus, Priority, Provider, SendRequest,
 };
-use mailroom_accounts::Accounts;
+use mailroom_accounts::{Accounts, BindingChange};
 use mailroom_model::{
     Credentials, Delivery, Limit, MessageTransport, OutgoingMessage, Secret, ServerSettingsChange,
     TransportError, TransportErrorKind, TransportKind,
@@ -336,6 +336,48 @@ async fn two_agents_share_one_mailboxs_limit_on_sqlite() {
 #[tokio::test]
 async fn two_agents_share_one_mailboxs_limit_on_postgres() {
     two_agents_share_one_mailboxs_limit(Backend::Postgres).await;
+}
+
+/// `account edit --rate 1/min` on a user account whose messages are already queued (its
+/// mailbox's row was made without limits): saving the account paces the very next claim,
+/// one message and not all three.
+async fn a_rate_set_on_a_user_account_paces_its_next_claim(backend: Backend) {
+    let paced = Paced::new(backend).await;
+    let mailroom = paced.mailroom().await;
+    for number in 0..3 {
+        mailroom
+            .queue(request(AccountRef::User(paced.relay), number, 1))
+            .await
+            .unwrap();
+    }
+    mailroom
+        .edit_account(
+            paced.relay,
+            &ServerSettingsChange {
+                rate_per_minute: Some(Some(Limit::At(1))),
+                ..ServerSettingsChange::default()
+            },
+            BindingChange::Keep,
+        )
+        .await
+        .unwrap();
+    let summary = run_agent(&paced.mailroom().await, "agent").await;
+    assert_eq!(summary.sent, 1, "{summary:?}");
+    assert_eq!(paced.recorder.sent_by(RELAY).len(), 1);
+    paced.clock.advance(Duration::from_secs(61));
+    let summary = run_agent(&paced.mailroom().await, "agent").await;
+    assert_eq!(summary.sent, 1, "one a minute: {summary:?}");
+    paced.world.finish().await;
+}
+
+#[tokio::test]
+async fn a_rate_set_on_a_user_account_paces_its_next_claim_on_sqlite() {
+    a_rate_set_on_a_user_account_paces_its_next_claim(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_rate_set_on_a_user_account_paces_its_next_claim_on_postgres() {
+    a_rate_set_on_a_user_account_paces_its_next_claim(Backend::Postgres).await;
 }
 
 async fn the_daily_limit_holds_the_mailbox_until_it_resets(backend: Backend) {
