@@ -737,8 +737,7 @@ impl Agent {
     /// Gives a mailbox's pace row its account's limits as read with the claim, when this
     /// agent has not already. Saving an account updates its mailboxes' rows itself; this
     /// covers a row that missed it (the account was changed by a program that does not,
-    /// such as an earlier version). A failure is logged: the row keeps the
-    /// limits it had.
+    /// such as an earlier version). A failure is logged: the row keeps the limits it had.
     async fn sync_limits(
         &self,
         synced: &mut HashMap<String, mailroom_model::MailboxLimits>,

@@ -709,8 +709,8 @@ impl<'a> Outbox<'a> {
         let now = self.clock.read(&transaction).await?;
         let until = now + chrono_duration(lease);
         let due_by = due_by.unwrap_or(now);
-        let (models, busy) = claim_rows(&transaction, owner, limit, until, due_by, now).await?;
-        if models.is_empty() {
+        let (rows, busy) = claim_rows(&transaction, owner, limit, until, due_by, now).await?;
+        if rows.is_empty() {
             transaction.commit().await?;
             return Ok(Claim {
                 messages: Vec::new(),
@@ -723,9 +723,10 @@ impl<'a> Outbox<'a> {
         let chunks: Vec<(i64, Vec<u8>)> = outbox_chunk::Entity::find()
             .select_only()
             .columns([outbox_chunk::Column::MessageId, outbox_chunk::Column::Data])
-            .filter(outbox_chunk::Column::MessageId.is_in(crate::pace::padded(
-                models.iter().map(|model| model.id).collect(),
-            )))
+            .filter(
+                outbox_chunk::Column::MessageId
+                    .is_in(crate::pace::padded(rows.iter().map(|row| row.id).collect())),
+            )
             .order_by_asc(outbox_chunk::Column::MessageId)
             .order_by_asc(outbox_chunk::Column::Seq)
             .into_tuple()
@@ -735,10 +736,10 @@ impl<'a> Outbox<'a> {
             pieces.entry(message_id).or_default().push(data);
         }
         transaction.commit().await?;
-        let mut messages = Vec::with_capacity(models.len());
-        for mut model in models {
-            let id = model.id;
-            let inline = std::mem::take(&mut model.bytes);
+        let mut messages = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            let id = row.id;
+            let inline = std::mem::take(&mut row.bytes);
             let bytes = if inline.is_empty() {
                 let parts = pieces.remove(&id).unwrap_or_default();
                 let mut joined = Vec::with_capacity(parts.iter().map(Vec::len).sum());
@@ -749,7 +750,7 @@ impl<'a> Outbox<'a> {
             } else {
                 Bytes::from(inline)
             };
-            match claimed(model, bytes) {
+            match claimed(row, bytes) {
                 Ok(message) => messages.push(message),
                 Err(error) => {
                     // A row this version cannot send must not block the others.
@@ -1488,7 +1489,7 @@ async fn claim_rows(
             .map(|(position, id)| (*id, position))
             .collect();
         // Each row's position is looked up once, not at each comparison.
-        leased.sort_by_cached_key(|model| order.get(&model.id).copied());
+        leased.sort_by_cached_key(|row| order.get(&row.id).copied());
     }
 
     // Each served mailbox: its minute's window, when it is free again, its turn.

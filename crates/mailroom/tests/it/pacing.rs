@@ -186,6 +186,26 @@ fn request(account: AccountRef, number: usize, recipients: usize) -> SendRequest
     request
 }
 
+/// Queues `count` messages from `account`, numbered from 0, each to `recipients`
+/// recipients; their ids, in order.
+async fn queue_numbered(
+    mailroom: &Mailroom,
+    account: AccountRef,
+    count: usize,
+    recipients: usize,
+) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(count);
+    for number in 0..count {
+        ids.push(
+            mailroom
+                .queue(request(account, number, recipients))
+                .await
+                .unwrap(),
+        );
+    }
+    ids
+}
+
 async fn run_agent(mailroom: &Arc<Mailroom>, owner: &str) -> AgentSummary {
     Agent::new(
         mailroom.clone(),
@@ -248,12 +268,7 @@ fn busiest_minute(times: &[DateTime<Utc>]) -> usize {
 async fn a_month_end_backlog_goes_out_at_thirty_a_minute_and_does_not_delay_another_mailbox() {
     let paced = Paced::new(Backend::Sqlite).await;
     let mailroom = paced.mailroom().await;
-    for number in 0..2_000 {
-        mailroom
-            .queue(request(AccountRef::Company, number, 1))
-            .await
-            .unwrap();
-    }
+    queue_numbered(&mailroom, AccountRef::Company, 2_000, 1).await;
     let other = mailroom
         .queue(request(AccountRef::User(paced.relay), 0, 1))
         .await
@@ -302,11 +317,7 @@ async fn a_month_end_backlog_goes_out_at_thirty_a_minute_and_does_not_delay_anot
 async fn two_agents_share_one_mailboxs_limit(backend: Backend) {
     let paced = Paced::new(backend).await;
     let (a, b) = (paced.mailroom().await, paced.mailroom().await);
-    for number in 0..100 {
-        a.queue(request(AccountRef::Company, number, 1))
-            .await
-            .unwrap();
-    }
+    queue_numbered(&a, AccountRef::Company, 100, 1).await;
     let mut steps = 0;
     while paced.recorder.sent_by(SALES).len() < 100 {
         tokio::join!(run_agent(&a, "agent-a"), run_agent(&b, "agent-b"));
@@ -344,12 +355,7 @@ async fn two_agents_share_one_mailboxs_limit_on_postgres() {
 async fn a_rate_set_on_a_user_account_paces_its_next_claim(backend: Backend) {
     let paced = Paced::new(backend).await;
     let mailroom = paced.mailroom().await;
-    for number in 0..3 {
-        mailroom
-            .queue(request(AccountRef::User(paced.relay), number, 1))
-            .await
-            .unwrap();
-    }
+    queue_numbered(&mailroom, AccountRef::User(paced.relay), 3, 1).await;
     mailroom
         .edit_account(
             paced.relay,
@@ -386,15 +392,7 @@ async fn the_daily_limit_holds_the_mailbox_until_it_resets(backend: Backend) {
     paced.daily_limit(100).await;
     let mailroom = paced.mailroom().await;
     // 21 messages of 5 recipients: the 21st is one too many.
-    let mut ids = Vec::new();
-    for number in 0..21 {
-        ids.push(
-            mailroom
-                .queue(request(AccountRef::Company, number, 5))
-                .await
-                .unwrap(),
-        );
-    }
+    let ids = queue_numbered(&mailroom, AccountRef::Company, 21, 5).await;
     let start = paced.now();
     run_agent(&mailroom, "agent").await;
     assert_eq!(paced.recorder.sent_by(SALES).len(), 20);
@@ -461,12 +459,7 @@ async fn one_claim_takes_no_more_than_is_left_of_the_day() {
     let paced = Paced::new(Backend::Sqlite).await;
     paced.daily_limit(10).await;
     let mailroom = paced.mailroom().await;
-    for number in 0..3 {
-        mailroom
-            .queue(request(AccountRef::Company, number, 5))
-            .await
-            .unwrap();
-    }
+    queue_numbered(&mailroom, AccountRef::Company, 3, 5).await;
     assert_eq!(
         mailroom.outbox().claim_and_release("day", 3).await.unwrap(),
         2
@@ -885,12 +878,7 @@ async fn claims_are_fair_across_mailboxes_and_by_priority_on_postgres() {
 async fn a_claim_takes_at_most_its_share_of_each_mailbox(backend: Backend) {
     let paced = Paced::new(backend).await;
     let mailroom = paced.mailroom().await;
-    for number in 0..12 {
-        mailroom
-            .queue(request(AccountRef::User(paced.relay), number, 1))
-            .await
-            .unwrap();
-    }
+    queue_numbered(&mailroom, AccountRef::User(paced.relay), 12, 1).await;
     mailroom
         .queue(request(AccountRef::Company, 0, 1))
         .await
@@ -920,15 +908,7 @@ async fn a_throttled_mailboxs_claimed_messages_wait_for_the_pause_too() {
     paced
         .recorder
         .throttle_next(RELAY, Some(Duration::from_secs(30)));
-    let mut ids = Vec::new();
-    for number in 0..4 {
-        ids.push(
-            mailroom
-                .queue(request(AccountRef::User(paced.relay), number, 1))
-                .await
-                .unwrap(),
-        );
-    }
+    let ids = queue_numbered(&mailroom, AccountRef::User(paced.relay), 4, 1).await;
     // One claim takes all four; the first send is throttled. The three claimed behind it
     // are not sent into the pause: they go back to the queue, no attempt used.
     let summary = run_agent_one_at_a_time(&mailroom).await;
